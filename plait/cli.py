@@ -1,0 +1,244 @@
+"""The command line: parse arguments, call the library, print, and exit with the contract's codes.
+
+Exit codes: 0 success; 1 a run that failed; 2 a bad workflow or bad arguments (a clear message
+on stderr, never a traceback). Every command is a thin `cmd_*` function over the Python API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from plait.compiler import Plan, WorkflowError, compile_workflow, parse_param_overrides
+from plait.runtime.ledger import LedgerError
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad arguments: printed as they are, exit 2."""
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    try:
+        params = parse_param_overrides(args.param or [])
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    return compile_workflow(args.workflow, params)
+
+
+def cmd_compile(args: argparse.Namespace) -> int:
+    """Validate a workflow and print its plan."""
+    plan = _plan(args)
+    if args.format == "json":
+        print(json.dumps(plan.to_json(), indent=2, default=str))
+    else:
+        print(summary(plan))
+    return EXIT_OK
+
+
+def summary(plan: Plan) -> str:
+    """Return a short readable summary of a plan: steps, node counts, batches, deferred expansions."""
+    counts = Counter(n.step for n in plan.nodes.values() if n.kind == "task")
+    lines = [f"workflow {plan.workflow}" + (f": {plan.description}" if plan.description else "")]
+    if plan.params:
+        lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in plan.params.items()))
+    lines.append(f"{len(plan.nodes):,} nodes, {plan.graph.number_of_edges():,} edges, {len(plan.steps)} steps:")
+    width = max(len(s) for s in plan.steps)
+    for step in plan.steps.values():
+        if step.kind == "deferred":
+            shape = "items expanded at run time"
+        elif step.kind == "batch":
+            shape = f"batch of {counts[step.name]:,}"
+        else:
+            shape = "1 node"
+        after = [d for d in step.depends_on if d != step.for_each]
+        extra = [f"for_each {step.for_each}"] if step.for_each else []
+        extra += [f"after {', '.join(after)}"] if after else []
+        lines.append(f"  {step.name:<{width}}  {step.task:<8} {shape}" + (f" ({'; '.join(extra)})" if extra else ""))
+    if plan.deferred:
+        lines.append(f"deferred: {', '.join(plan.deferred)} (expanded when their upstream finishes)")
+    lines.append(f"digest: {plan.digest[:16]}")
+    return "\n".join(lines)
+
+
+def cmd_graph(args: argparse.Namespace) -> int:
+    """Draw a workflow's plan."""
+    from plait.draw import GraphvizMissing, draw
+
+    plan = _plan(args)
+    try:
+        text = draw(plan, args.format, expand=args.expand)
+    except GraphvizMissing as err:
+        raise UsageError(str(err)) from err
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot write '{args.output}': {err.strerror}") from err
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run (or resume) a workflow in a workspace."""
+    from plait.runtime import run_workflow
+
+    plan = _plan(args)
+    _log_to_terminal(args.verbose)
+    start = time.monotonic()
+    result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=args.backend, fresh=args.fresh,
+                          progress=None if args.quiet else sys.stderr)
+    print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
+    return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Resume the last run of a workspace with the same workflow file and params."""
+    from plait.runtime import Ledger
+    from plait.runtime.run import state_dir
+
+    workspace = _workspace(args.workspace)
+    ledger = Ledger(state_dir(workspace) / "ledger.db", readonly=True)
+    try:
+        last = ledger.last_run()
+    finally:
+        ledger.close()
+    if not last or not last.get("source"):
+        raise UsageError(f"workspace '{workspace}' has no run to resume; use `plait run WF.yaml --workspace "
+                         f"{workspace}`")
+    args.workflow, args.workspace, args.fresh = last["source"], str(workspace), False
+    args.param = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
+                  for k, v in json.loads(last.get("params") or "{}").items()]
+    return cmd_run(args)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print a workspace's state from its ledger."""
+    from plait.runtime import format_status, workflow_status
+
+    state = workflow_status(_workspace(args.workspace))
+    print(json.dumps(state, indent=2, default=str) if args.format == "json" else format_status(state))
+    return EXIT_OK
+
+
+def _workspace(given: str | None) -> Path:
+    """Return the workspace to read: the one given, or the only one under runs/."""
+    if given:
+        return Path(given)
+    found = sorted(p.parent.parent for p in Path("runs").glob("*/.plait/ledger.db"))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise UsageError("no workspace under runs/ in this folder; pass --workspace DIR")
+    raise UsageError(f"several workspaces under runs/ ({', '.join(str(p) for p in found)}); pass --workspace DIR")
+
+
+def _log_to_terminal(verbose: bool) -> None:
+    from loguru import logger
+
+    logger.remove()
+    logger.add(sys.stderr, level="INFO" if verbose else "WARNING", format="<level>{level: <7}</level> {message}",
+               colorize=sys.stderr.isatty())
+    logger.enable("plait")
+
+
+def _run_summary(result: Any, seconds: float) -> str:
+    report = result.report
+    counts = ", ".join(f"{n:,} {status}" for status, n in sorted(report.counts.items()) if n)
+    lines = [f"run {report.run_id} {report.status} in {seconds:.1f} s: {counts or 'nothing to do'}"
+             + (f" ({report.restored:,} already done)" if report.restored else "")]
+    if report.failed:
+        lines.append(f"failed nodes ({len(report.failed):,}):")
+        for error in report.failed[:10]:
+            lines.append(f"  {error.get('node')}: {error.get('error_type')}: {error.get('error')}")
+        if len(report.failed) > 10:
+            lines.append(f"  … and {len(report.failed) - 10:,} more")
+    if result.log_file and (report.failed or report.status != "succeeded"):
+        lines.append(f"logs: {result.log_file} (lines name their node); state: plait status --workspace "
+                     f"{result.workspace}")
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="plait", description="Compile YAML workflows into a DAG and run them "
+                                     "as parallel, resumable batches.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def workflow_command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("workflow", metavar="WF.yaml", help="the workflow file")
+        p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="override a parameter")
+        p.set_defaults(func=func)
+        return p
+
+    p = workflow_command("compile", cmd_compile, "validate a workflow and print its plan")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p = workflow_command("graph", cmd_graph, "draw a workflow's plan")
+    p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot")
+    p.add_argument("--expand", action="store_true", help="draw every node, not one per step")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+
+    def run_options(p: argparse.ArgumentParser) -> None:
+        from plait.runtime import BACKENDS
+
+        p.add_argument("--workspace", "-w", metavar="DIR", help="where the run works and keeps its state "
+                       "(default: runs/<workflow name>)")
+        p.add_argument("--jobs", "-j", type=_positive, default=2, metavar="N", help="parallel workers (default 2)")
+        p.add_argument("--backend", choices=BACKENDS, default="loky", help="where nodes run (default loky)")
+        p.add_argument("--verbose", "-v", action="store_true", help="log every node event to the terminal")
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+
+    p = workflow_command("run", cmd_run, "run a workflow; running again in the same workspace resumes")
+    run_options(p)
+    p.add_argument("--fresh", action="store_true", help="forget the workspace's ledger and start over")
+    p = sub.add_parser("resume", help="resume a workspace's last run", description="resume a workspace's last run "
+                       "with the same workflow file and params")
+    run_options(p)
+    p.set_defaults(func=cmd_resume)
+    p = sub.add_parser("status", help="show a workspace's state", description="show a workspace's state")
+    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number of 1 or more")
+    return value
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WorkflowError as err:
+        print(err, file=sys.stderr)
+        return EXIT_USAGE
+    except LedgerError as err:
+        print(f"plait: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except UsageError as err:
+        print(f"plait: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("plait: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Compile a workflow file into a `Plan`: load, check everything, then expand.
+
+The compiler is pure: it reads the workflow file (and a glob's folder or a lines file) and
+returns an immutable plan; no task runs and nothing is written. It checks the whole file before
+it builds anything and reports every error it can find in one `WorkflowError`, in file order,
+each pointing at `file:line:col` with a hint.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
+from plait.compiler.expand import build_plan
+from plait.compiler.loader import YamlList, YamlMap, load_yaml
+from plait.compiler.params import resolve_params
+from plait.compiler.plan import Plan
+from plait.compiler.schema import DEFAULTS_FIELDS, RETRY_FIELDS, WORKFLOW_FIELDS, check_fields
+from plait.compiler.steps import StepDraft, check_step
+
+__all__ = ["compile_text", "compile_workflow", "read_workflow"]
+
+WORKFLOW_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def compile_workflow(source: str | Path, params: Mapping[str, Any] | None = None) -> Plan:
+    """Compile a workflow file (a path) or YAML text into a Plan. Raises WorkflowError."""
+    text, filename, base_dir, path = read_workflow(source)
+    return compile_text(text, filename, base_dir, params, path)
+
+
+def read_workflow(source: str | Path) -> tuple[str, str, Path, str | None]:
+    """Return (text, name for messages, folder the workflow reads from, absolute path or None)."""
+    is_path = isinstance(source, Path) or ("\n" not in source and source.endswith((".yaml", ".yml")))
+    if not is_path:
+        return str(source), "<string>", Path.cwd(), None
+    path = Path(source)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise WorkflowError([Diagnostic(None, f"cannot read workflow file '{source}': {reason}",
+                                        "check the path; it is relative to the current folder")]) from err
+    return text, str(source), path.resolve().parent, str(path.resolve())
+
+
+def compile_text(text: str, filename: str, base_dir: Path, params: Mapping[str, Any] | None = None,
+                 path: str | None = None) -> Plan:
+    """Compile YAML text; `base_dir` is where globs, lines files and Python modules are looked up."""
+    doc = load_yaml(text, filename)
+    start = SourceLoc(filename, 1, 1)
+    if not isinstance(doc, YamlMap):
+        raise WorkflowError([Diagnostic(start, "a workflow file must be a mapping with `name:` and `steps:`",
+                                        "start the file with `name: my-workflow`")])
+    errors = check_fields(doc, WORKFLOW_FIELDS, "the workflow")
+    name = doc.get("name")
+    if isinstance(name, str) and not WORKFLOW_NAME.match(name):
+        errors.append(Diagnostic(doc.value_locs["name"], f"workflow name '{name}' is not allowed",
+                                 "use letters, digits, - and _"))
+    values, param_errors = resolve_params(doc.get("params"), params or {}, doc.key_locs.get("params", start))
+    errors += param_errors
+    defaults = doc.get("defaults") if isinstance(doc.get("defaults"), YamlMap) else YamlMap(start)
+    errors += check_fields(defaults, DEFAULTS_FIELDS, "defaults")
+    if isinstance(defaults.get("retry"), YamlMap):
+        errors += check_fields(defaults["retry"], RETRY_FIELDS, "a retry policy")
+    drafts = _check_steps(doc.get("steps"), values, defaults, base_dir, errors)
+    order = _step_order(drafts, errors)
+    if errors:
+        raise WorkflowError(dict.fromkeys(errors))
+    return build_plan(name, doc.get("description"), path, values, [drafts[s] for s in order])
+
+
+def _check_steps(steps: Any, params: Mapping[str, Any], defaults: YamlMap, base_dir: Path,
+                 errors: list[Diagnostic]) -> dict[str, StepDraft]:
+    """Check every step; return the usable drafts by name. Mutates `errors`."""
+    if not isinstance(steps, YamlList):
+        return {}
+    if not steps:
+        errors.append(Diagnostic(steps.loc, "the workflow has no steps", "add at least one step under `steps:`"))
+    names: dict[str, SourceLoc] = {}
+    for raw, loc in zip(steps, steps.item_locs):
+        if not isinstance(raw, YamlMap):
+            errors.append(Diagnostic(loc, "a step must be a mapping with `name:` and `task:`",
+                                     "write `- name: my-step` and `task: ...` under it"))
+        elif isinstance(raw.get("name"), str):
+            step = raw["name"]
+            if step in names:
+                errors.append(Diagnostic(raw.value_locs["name"], f"duplicate step name '{step}'",
+                                         f"'{step}' is already defined at {names[step]}; rename one"))
+            else:
+                names[step] = raw.value_locs["name"]
+    drafts: dict[str, StepDraft] = {}
+    for position, raw in enumerate(steps):
+        if not isinstance(raw, YamlMap):
+            continue
+        draft, step_errors = check_step(raw, position, set(names), params, defaults, base_dir)
+        errors += step_errors
+        if draft is not None and draft.name not in drafts:
+            drafts[draft.name] = draft
+    for draft in drafts.values():
+        target = drafts.get(draft.for_each) if draft.for_each else None
+        if target is not None and not target.is_batch:
+            errors.append(Diagnostic(draft.depends_on[draft.for_each],
+                                     f"step '{draft.name}' runs for_each over '{target.name}', which is not a batch",
+                                     f"give '{target.name}' `items:`, or use `depends_on: [{target.name}]`"))
+    return drafts
+
+
+def _step_order(drafts: Mapping[str, StepDraft], errors: list[Diagnostic]) -> list[str]:
+    """Return the steps in dependency order, ties in file order; report a cycle. Mutates `errors`."""
+    graph = nx.DiGraph()
+    graph.add_nodes_from(drafts)
+    graph.add_edges_from((dep, d.name) for d in drafts.values() for dep in d.depends_on if dep in drafts)
+    try:
+        return list(nx.lexicographical_topological_sort(graph, key=lambda s: drafts[s].position))
+    except nx.NetworkXUnfeasible:
+        cycle = [u for u, _ in nx.find_cycle(graph)]
+        first = min(cycle, key=lambda s: drafts[s].position)
+        start = cycle.index(first)
+        path = [*cycle[start:], *cycle[:start], first]
+        errors.append(Diagnostic(drafts[first].loc, f"steps depend on each other in a cycle: {' -> '.join(path)}",
+                                 "remove one of these dependencies (depends_on, for_each or a steps.X template)"))
+        return []

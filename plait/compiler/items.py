@@ -1,0 +1,80 @@
+"""Item sources and node keys: what a batch step runs over, and how each item is named.
+
+An item's key is its part of the node ID (`resize[photo1.jpg]`) and must stay the same when
+other items are added, removed or reordered, so it is derived from the item alone, never from
+its position: the item itself when it is a short plain string or a number, otherwise the first
+12 hex digits of a SHA-1 over its canonical JSON. A step may set its own `key:` template.
+
+Sources (`items:` / `iterate_over:`): a literal list; `{range: N | [start, stop] | [start, stop,
+step]}`; `{glob: PATTERN}` (absolute paths of the matches, relative to the workflow's folder, in
+sorted order; their default key is the path as matched); `{lines: FILE}` (non-blank lines, `#`
+comments skipped). Reading a folder or a file is all the compiler does here: it writes nothing.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MAX_KEY_LENGTH", "default_key", "glob_items", "line_items", "node_id", "range_items"]
+
+MAX_KEY_LENGTH = 64
+_PLAIN_KEY = re.compile(r"^[^\[\]\s\x00-\x1f\x7f]+$")
+
+
+def node_id(step: str, key: Any) -> str:
+    """Return the ID of an item node: `step[key]`."""
+    return f"{step}[{key}]"
+
+
+def default_key(item: Any) -> str | int | float:
+    """Return an item's key: itself when short and plain, else a short content hash."""
+    if isinstance(item, (int, float)) and not isinstance(item, bool):
+        return item
+    if isinstance(item, str) and len(item) <= MAX_KEY_LENGTH and _PLAIN_KEY.match(item):
+        return item
+    return content_hash(item)
+
+
+def content_hash(item: Any) -> str:
+    """Return 12 hex digits of SHA-1 over the item's canonical JSON."""
+    text = json.dumps(item, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:12]
+
+
+def check_key(key: Any) -> str | None:
+    """Return why a rendered key cannot name a node, or None when it can."""
+    if isinstance(key, bool) or not isinstance(key, (str, int, float)):
+        return f"a key must be text or a number, not {type(key).__name__}"
+    if isinstance(key, str) and not _PLAIN_KEY.match(key):
+        return f"key {key!r} is empty or holds a space, a bracket or a control character"
+    if isinstance(key, str) and len(key) > MAX_KEY_LENGTH:
+        return f"key {key[:20]!r}… is longer than {MAX_KEY_LENGTH} characters"
+    return None
+
+
+def range_items(spec: Any) -> list[int]:
+    """Expand `N`, `[stop]`, `[start, stop]` or `[start, stop, step]`; raise ValueError when malformed."""
+    bounds = spec if isinstance(spec, (list, tuple)) else [spec]
+    if not 1 <= len(bounds) <= 3 or not all(isinstance(b, int) and not isinstance(b, bool) for b in bounds):
+        raise ValueError(f"range takes N, [start, stop] or [start, stop, step] as integers, not {spec!r}")
+    if len(bounds) == 3 and bounds[2] == 0:
+        raise ValueError("a range's step cannot be 0")
+    return list(range(*bounds))
+
+
+def glob_items(pattern: str, base: Path) -> list[tuple[str, str]]:
+    """Return sorted (absolute path, path as matched) pairs for a glob relative to `base`."""
+    root = base if not Path(pattern).is_absolute() else Path("/")
+    matches = sorted(globlib.glob(pattern, root_dir=root, recursive=True))
+    return [(str((root / m).resolve()), m) for m in matches]
+
+
+def line_items(path: str, base: Path) -> list[str]:
+    """Return the non-blank, non-comment lines of a file relative to `base`. Raises OSError."""
+    text = (base / path).read_text(encoding="utf-8")
+    return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]

@@ -1,0 +1,241 @@
+"""Load a workflow file safely, keeping the 1-based line and column of every key and value.
+
+`yaml.safe_load` drops positions, so the text is composed (`yaml.compose`, which builds the
+node tree and constructs nothing) and turned into plain values here: mappings become
+`YamlMap` (a `dict` that knows where each key and value stands), sequences `YamlList`, and
+scalars the ordinary Python values the safe loader would give.
+
+Safety is decided here, once:
+- Only the safe scalar tags construct anything; a tag such as `!!python/object` is an error
+  at its position, never an object.
+- Aliases are shared nodes in the composed tree, so "billion laughs" costs nothing to
+  compose; its expanded size is measured on the shared tree (each node once) and a document
+  that would expand past `MAX_EXPANDED_NODES` is refused before anything is expanded.
+  A recursive alias is refused too.
+- Duplicate keys, which PyYAML silently overwrites, are errors.
+- Dates stay the strings they were written as, so every value is JSON-serialisable.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
+
+__all__ = ["MAX_EXPANDED_NODES", "YamlList", "YamlMap", "load_yaml", "loc_of"]
+
+MAX_EXPANDED_NODES = 2_000_000
+
+_SCALAR_TAGS = {
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+}
+_TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MAP = "tag:yaml.org,2002:map"
+_SEQ = "tag:yaml.org,2002:seq"
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+class YamlMap(dict):
+    """A mapping from the workflow file; `.loc` is its own position, `.key_locs`/`.value_locs` its entries'."""
+
+    __slots__ = ("key_locs", "loc", "value_locs")
+
+    def __init__(self, loc: SourceLoc):
+        super().__init__()
+        self.loc = loc
+        self.key_locs: dict[str, SourceLoc] = {}
+        self.value_locs: dict[str, SourceLoc] = {}
+
+
+class YamlList(list):
+    """A sequence from the workflow file; `.loc` is its own position, `.item_locs` its elements'."""
+
+    __slots__ = ("item_locs", "loc")
+
+    def __init__(self, loc: SourceLoc):
+        super().__init__()
+        self.loc = loc
+        self.item_locs: list[SourceLoc] = []
+
+
+def loc_of(value: Any, default: SourceLoc | None = None) -> SourceLoc | None:
+    """Return where a loaded mapping or list stands, or `default` for a scalar."""
+    return getattr(value, "loc", default)
+
+
+def load_yaml(text: str, filename: str) -> Any:
+    """Parse `text` into values with positions; raise `WorkflowError` for bad YAML or unsafe content."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        raise WorkflowError([
+            Diagnostic(
+                _loc(filename, mark),
+                f"invalid YAML: {err.problem or err.context}",
+                "check the indentation (spaces, not tabs) and the quoting near this position",
+            )
+        ]) from err
+    except yaml.YAMLError as err:
+        raise WorkflowError([Diagnostic(SourceLoc(filename, 1, 1), f"invalid YAML: {err}")]) from err
+    except RecursionError as err:
+        raise _too_deep(filename) from err
+    finally:
+        loader.dispose()
+    if root is None:
+        raise WorkflowError([
+            Diagnostic(SourceLoc(filename, 1, 1), "the workflow file is empty",
+                       "a workflow needs at least `name:` and `steps:`")
+        ])
+    _check_size(root, filename)
+    try:
+        return _Converter(loader, filename).convert(root)
+    except RecursionError as err:
+        raise _too_deep(filename) from err
+
+
+def _too_deep(filename: str) -> WorkflowError:
+    return WorkflowError([Diagnostic(SourceLoc(filename, 1, 1), "the YAML is nested too deeply to read",
+                                     "a workflow needs a few levels of nesting; flatten the data")])
+
+
+def _loc(filename: str, mark: Any) -> SourceLoc:
+    if mark is None:
+        return SourceLoc(filename, 1, 1)
+    return SourceLoc(filename, mark.line + 1, mark.column + 1)
+
+
+def _check_size(root: Node, filename: str) -> None:
+    """Refuse recursive aliases and documents whose aliases expand past MAX_EXPANDED_NODES."""
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    # Iterative post-order walk: deep nesting must not hit Python's recursion limit.
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            on_path.discard(key)
+            sizes[key] = 1 + sum(sizes[id(c)] for c in _children(node))
+            if sizes[key] > MAX_EXPANDED_NODES:
+                raise WorkflowError([
+                    Diagnostic(
+                        _loc(filename, node.start_mark),
+                        f"this YAML expands to more than {MAX_EXPANDED_NODES:,} values through aliases",
+                        "nested aliases (*name) multiply; write the data out or load it with `items: {lines: FILE}`",
+                    )
+                ])
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise WorkflowError([
+                Diagnostic(_loc(filename, node.start_mark), "a YAML alias refers to the value that contains it",
+                           "an anchor (&name) cannot be used inside its own value")
+            ])
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    if isinstance(node, MappingNode):
+        return [n for pair in node.value for n in pair]
+    return []
+
+
+class _Converter:
+    """Turns a composed node tree into YamlMap / YamlList / scalars, collecting errors."""
+
+    def __init__(self, loader: yaml.SafeLoader, filename: str):
+        self.loader = loader
+        self.filename = filename
+        self.errors: list[Diagnostic] = []
+
+    def convert(self, root: Node) -> Any:
+        value = self._value(root)
+        if self.errors:
+            raise WorkflowError(self.errors)
+        return value
+
+    def _value(self, node: Node) -> Any:
+        if isinstance(node, ScalarNode):
+            return self._scalar(node)
+        loc = _loc(self.filename, node.start_mark)
+        if isinstance(node, SequenceNode):
+            if node.tag != _SEQ:
+                self._unsafe_tag(node)
+            out = YamlList(loc)
+            for child in node.value:
+                out.append(self._value(child))
+                out.item_locs.append(_loc(self.filename, child.start_mark))
+            return out
+        if node.tag != _MAP:
+            self._unsafe_tag(node)
+        return self._mapping(node, loc)
+
+    def _mapping(self, node: MappingNode, loc: SourceLoc) -> YamlMap:
+        out = YamlMap(loc)
+        merged: list[YamlMap] = []
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                merged.extend(self._merge_sources(value_node))
+                continue
+            key_loc = _loc(self.filename, key_node.start_mark)
+            if not isinstance(key_node, ScalarNode):
+                self.errors.append(Diagnostic(key_loc, "a key must be a plain word, not a list or mapping",
+                                              "write the key as text, e.g. `name:`"))
+                continue
+            key = self._scalar(key_node)
+            if not isinstance(key, str):
+                key = key_node.value  # `1:` or `true:` as a key: keep the text as written
+            if key in out.key_locs:
+                self.errors.append(Diagnostic(key_loc, f"duplicate key '{key}'",
+                                              f"'{key}' is already set at {out.key_locs[key]}; keep one"))
+                continue
+            out[key] = self._value(value_node)
+            out.key_locs[key] = key_loc
+            out.value_locs[key] = _loc(self.filename, value_node.start_mark)
+        for source in merged:  # YAML merge keys (<<): explicit keys win
+            for key, value in source.items():
+                if key not in out.key_locs:
+                    out[key] = value
+                    out.key_locs[key] = source.key_locs[key]
+                    out.value_locs[key] = source.value_locs[key]
+        return out
+
+    def _merge_sources(self, node: Node) -> list[YamlMap]:
+        value = self._value(node)
+        sources = value if isinstance(value, list) else [value]
+        if all(isinstance(s, YamlMap) for s in sources):
+            return sources
+        self.errors.append(Diagnostic(_loc(self.filename, node.start_mark),
+                                      "a merge key (<<) must name a mapping or a list of mappings",
+                                      "write `<<: *anchor` where the anchor is a mapping"))
+        return []
+
+    def _scalar(self, node: ScalarNode) -> Any:
+        if node.tag == _TIMESTAMP:
+            return node.value
+        if node.tag not in _SCALAR_TAGS:
+            self._unsafe_tag(node)
+            return node.value
+        return self.loader.construct_object(node)
+
+    def _unsafe_tag(self, node: Node) -> None:
+        tag = node.tag.replace("tag:yaml.org,2002:", "!!")
+        self.errors.append(Diagnostic(
+            _loc(self.filename, node.start_mark),
+            f"YAML tag '{tag}' is not allowed",
+            "plait loads YAML safely and constructs no objects from tags; remove the tag",
+        ))

@@ -1,0 +1,140 @@
+"""Typed workflow parameters: declarations, defaults, and overrides from the command line.
+
+Types use JSON Schema's names (`string`, `integer`, `number`, `boolean`, `array`, `object`),
+as the engine plait grew from did; Python's short names are accepted too. A declaration is a
+mapping with `type`/`default`/`description`/`choices`/`required`, or, as a shorthand, just
+the default value (its type inferred). Overrides given as text (`--param size=256`) are parsed
+by the declared type; typed overrides from the Python API are checked as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import yaml
+
+from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
+from plait.compiler.loader import YamlMap
+from plait.compiler.schema import PARAM_FIELDS, check_fields, describe_type, is_type
+
+__all__ = ["PARAM_TYPES", "parse_param_overrides", "resolve_params"]
+
+PARAM_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+_ALIASES = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "list": "array",
+            "dict": "object"}
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def parse_param_overrides(pairs: list[str]) -> dict[str, str]:
+    """Turn ["k=v", ...] into {k: v}; raise ValueError naming a pair without '='."""
+    out = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--param '{pair}' is not NAME=VALUE (for example --param size=256)")
+        out[name.strip()] = value
+    return out
+
+
+def resolve_params(declared: Any, overrides: Mapping[str, Any], loc: SourceLoc) -> tuple[dict, list[Diagnostic]]:
+    """Return (values, errors): every declared parameter's value after defaults and overrides."""
+    errors: list[Diagnostic] = []
+    values: dict[str, Any] = {}
+    declared = declared if isinstance(declared, YamlMap) else YamlMap(loc)
+    for name in overrides:
+        if name not in declared:
+            errors.append(Diagnostic(declared.loc, f"unknown parameter '{name}' given as an override",
+                                     did_you_mean(name, declared) or _declared_hint(declared)))
+    for name, spec in declared.items():
+        where = declared.key_locs[name]
+        type_name, default, has_default, spec_errors = _declaration(name, spec, where)
+        errors += spec_errors
+        if spec_errors:
+            continue
+        types = PARAM_TYPES[type_name]
+        if name in overrides:
+            value, problem = _coerce(overrides[name], type_name)
+            if problem:
+                errors.append(Diagnostic(where, f"parameter '{name}': {problem}",
+                                         f"'{name}' is declared as {type_name} here"))
+                continue
+        elif has_default:
+            value = default
+        else:
+            errors.append(Diagnostic(where, f"parameter '{name}' has no value",
+                                     f"pass --param {name}=VALUE, or give it a default"))
+            continue
+        if value is not None and not is_type(value, types):
+            errors.append(Diagnostic(where, f"parameter '{name}' must be {describe_type(types)}, not {value!r}",
+                                     f"'{name}' is declared as {type_name}"))
+            continue
+        choices = spec.get("choices") if isinstance(spec, YamlMap) and _is_declaration(spec) else None
+        if choices and value not in choices:
+            errors.append(Diagnostic(where, f"parameter '{name}' must be one of {list(choices)}, not {value!r}",
+                                     did_you_mean(str(value), [str(c) for c in choices])))
+            continue
+        values[name] = value
+    return values, errors
+
+
+def _declared_hint(declared: Mapping[str, Any]) -> str:
+    return f"declared parameters: {', '.join(declared)}" if declared else "this workflow declares no params"
+
+
+def _is_declaration(spec: Any) -> bool:
+    return isinstance(spec, YamlMap) and ("type" in spec or "default" in spec) and set(spec) <= set(PARAM_FIELDS)
+
+
+def _declaration(name: str, spec: Any, where: SourceLoc) -> tuple[str, Any, bool, list[Diagnostic]]:
+    """Return (type name, default, has default, errors) for one parameter declaration."""
+    if not _is_declaration(spec):
+        if spec is None:
+            return "string", None, False, []
+        inferred = _infer_type(spec)
+        return inferred, spec, True, []
+    errors = check_fields(spec, PARAM_FIELDS, f"parameter '{name}'")
+    type_name = spec.get("type")
+    if type_name is None:
+        type_name = _infer_type(spec["default"]) if spec.get("default") is not None else "string"
+    type_name = _ALIASES.get(type_name, type_name)
+    if type_name not in PARAM_TYPES:
+        choices = list(PARAM_TYPES) + list(_ALIASES)
+        errors.append(Diagnostic(spec.value_locs.get("type", where),
+                                 f"parameter '{name}' has unknown type '{spec.get('type')}'",
+                                 did_you_mean(str(type_name), choices) or f"use one of {', '.join(PARAM_TYPES)}"))
+    has_default = "default" in spec and not spec.get("required", False)
+    return type_name, spec.get("default"), has_default, errors
+
+
+def _infer_type(value: Any) -> str:
+    for type_name, types in PARAM_TYPES.items():
+        if is_type(value, types):
+            return type_name
+    return "string"
+
+
+def _coerce(value: Any, type_name: str) -> tuple[Any, str | None]:
+    """Parse a text override by its declared type; typed values pass through to the type check."""
+    if not isinstance(value, str) or type_name == "string":
+        return value, None
+    text = value.strip()
+    try:
+        if type_name == "integer":
+            return int(text), None
+        if type_name == "number":
+            return (int(text) if text.lstrip("-").isdigit() else float(text)), None
+        if type_name == "boolean":
+            if text.lower() in _TRUE | _FALSE:
+                return text.lower() in _TRUE, None
+            return None, f"'{value}' is not true or false"
+        return yaml.safe_load(text), None
+    except (ValueError, yaml.YAMLError):
+        return None, f"'{value}' is not {describe_type(PARAM_TYPES[type_name])}"

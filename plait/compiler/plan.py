@@ -1,0 +1,228 @@
+"""The plan: what the compiler hands the runtime. Immutable data, JSON-serialisable.
+
+A `Plan` is a `networkx.DiGraph` over node IDs plus one `NodeSpec` per node and one `StepSpec`
+per step. Step-level settings (task, config, retry policy, timeout, position) are built once
+per step and shared by reference between that step's nodes, so 100,000 item nodes cost one
+small record each (`NodeSpec` uses slots) and not 100,000 copies of their step's config.
+
+The node specs are kept in an ordered dict beside the graph rather than as graph attributes:
+a networkx attribute dict costs ~180 bytes a node, the specs dict a few dozen. That dict's
+order is the plan's topological order: steps in dependency order (ties broken by their place
+in the file), each step's nodes in item order. It is the same under any PYTHONHASHSEED.
+
+Node kinds:
+- `task`: runs the step's task, once (a plain step: ID `name`) or per item (ID `name[key]`).
+- `deferred`: a batch step whose items come from an upstream result; one placeholder node
+  with the step's name, expanded by the runtime (`expand_deferred`) into item nodes, after
+  which it stays as a `join`.
+- `join`: waits for every item of a batch step and collects their results, running no task.
+  Used where a batch waits for a whole batch (n + m edges instead of n × m).
+
+Config values are frozen (`FrozenDict`, tuples) so nobody can mutate a plan that other
+nodes share; `thaw` gives back plain dicts and lists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from plait.compiler.diagnostics import SourceLoc
+
+__all__ = ["FrozenDict", "NodeSpec", "Plan", "RetryPolicy", "StepSpec", "freeze", "thaw"]
+
+PLAN_FORMAT = 1
+
+
+class FrozenDict(dict):
+    """A dict that refuses mutation; still JSON-serialisable and picklable."""
+
+    __slots__ = ()
+
+    def _readonly(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("plan values are immutable")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenDict, (dict(self),))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items(), key=lambda kv: kv[0])))
+
+
+def freeze(value: Any) -> Any:
+    """Return a deep immutable copy: dicts become FrozenDict, lists tuples."""
+    if isinstance(value, Mapping):
+        return FrozenDict({k: freeze(v) for k, v in value.items()})
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def thaw(value: Any) -> Any:
+    """Return a deep mutable copy: mappings become dicts, tuples lists."""
+    if isinstance(value, Mapping):
+        return {k: thaw(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently a node is retried, and which errors are worth it."""
+
+    max_attempts: int = 1
+    delay: float = 1.0
+    backoff: float = 2.0
+    max_delay: float = 60.0
+    jitter: float = 0.1
+    retry_on: tuple[str, ...] = ("OSError", "TimeoutError")
+    retry_on_exit_codes: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StepSpec:
+    """One step as the file defines it, validated and with its params rendered."""
+
+    name: str
+    task: str
+    config: Mapping[str, Any]
+    kind: str  # "single" | "batch" | "deferred"
+    loc: SourceLoc
+    depends_on: tuple[str, ...] = ()  # every upstream step: explicit, for_each, and named in templates
+    for_each: str | None = None
+    items: str | None = None  # the items template of a deferred step
+    key: str | None = None  # the key template, if the step sets one
+    condition: str | None = None
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    timeout: float | None = None
+    on_error: str = "fail"  # "fail" | "continue"
+    max_failures: int | float | None = None  # a count, or a fraction of the batch when a float
+    allow_empty: bool = False
+    description: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """One node of the plan: a step, or one item of a batch step."""
+
+    id: str
+    step: str
+    kind: str  # "task" | "deferred" | "join"
+    task: str
+    config: Mapping[str, Any]
+    retry: RetryPolicy
+    timeout: float | None
+    loc: SourceLoc
+    key: Any = None
+    item: Any = None
+    index: int | None = None
+
+
+class Plan:
+    """An immutable compiled workflow: steps, node specs, and the dependency graph between nodes."""
+
+    __slots__ = ("_digest", "description", "graph", "nodes", "params", "source", "steps", "workflow")
+
+    def __init__(self, workflow: str, description: str | None, source: str | None, params: Mapping[str, Any],
+                 steps: Mapping[str, StepSpec], nodes: Mapping[str, NodeSpec], graph: nx.DiGraph):
+        self.workflow = workflow
+        self.description = description
+        self.source = source
+        self.params = freeze(params)
+        self.steps: Mapping[str, StepSpec] = FrozenDict(steps)
+        self.nodes: Mapping[str, NodeSpec] = FrozenDict(nodes)
+        self.graph: nx.DiGraph = nx.freeze(graph)
+        self._digest: str | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name != "_digest" and hasattr(self, "_digest"):
+            raise AttributeError("a Plan is immutable")
+        object.__setattr__(self, name, value)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def __iter__(self) -> Iterator[NodeSpec]:
+        """Iterate the node specs in topological order."""
+        return iter(self.nodes.values())
+
+    def step_nodes(self, step: str) -> list[NodeSpec]:
+        """Return a step's nodes in item order (a deferred step: its one placeholder)."""
+        return [n for n in self.nodes.values() if n.step == step and n.kind != "join"] or [
+            n for n in self.nodes.values() if n.step == step]
+
+    @property
+    def deferred(self) -> list[str]:
+        """Return the steps whose items are still to be expanded at run time."""
+        return [n.step for n in self.nodes.values() if n.kind == "deferred"]
+
+    @property
+    def digest(self) -> str:
+        """Return a SHA-256 over the plan's canonical JSON: equal plans, equal digests."""
+        if self._digest is None:
+            body = json.dumps(self._body(), sort_keys=True, separators=(",", ":"), default=str)
+            self._digest = hashlib.sha256(body.encode()).hexdigest()
+        return self._digest
+
+    def _body(self) -> dict[str, Any]:
+        return {
+            "format": PLAN_FORMAT,
+            "workflow": self.workflow,
+            "description": self.description,
+            "source": self.source,
+            "params": self.params,
+            "steps": [_step_json(s) for s in self.steps.values()],
+            "nodes": [
+                {"id": n.id, "step": n.step, "key": n.key, "task": n.task, "kind": n.kind,
+                 "item": n.item, "index": n.index}
+                for n in self.nodes.values()
+            ],
+            "edges": sorted([u, v] for u, v in self.graph.edges),
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the plan as JSON-ready data (`Plan.from_json` reads it back)."""
+        return {**self._body(), "digest": self.digest}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Plan:
+        """Rebuild a plan from `to_json` output."""
+        steps = {s["name"]: _step_from_json(s) for s in data["steps"]}
+        nodes = {}
+        for n in data["nodes"]:
+            step = steps[n["step"]]
+            nodes[n["id"]] = NodeSpec(
+                id=n["id"], step=n["step"], kind=n["kind"], task=n["task"], config=step.config,
+                retry=step.retry, timeout=step.timeout, loc=step.loc, key=freeze(n["key"]),
+                item=freeze(n["item"]), index=n["index"])
+        graph = nx.DiGraph()
+        graph.add_nodes_from(nodes)
+        graph.add_edges_from(tuple(e) for e in data["edges"])
+        return cls(data["workflow"], data["description"], data["source"], data["params"], steps, nodes, graph)
+
+
+def _step_json(step: StepSpec) -> dict[str, Any]:
+    data = {f: getattr(step, f) for f in StepSpec.__slots__}
+    data["retry"] = asdict(step.retry)
+    data["loc"] = [step.loc.file, step.loc.line, step.loc.column]
+    return data
+
+
+def _step_from_json(data: Mapping[str, Any]) -> StepSpec:
+    values = dict(data)
+    retry = dict(values.pop("retry"))
+    retry["retry_on"] = tuple(retry["retry_on"])
+    retry["retry_on_exit_codes"] = tuple(retry["retry_on_exit_codes"])
+    values["retry"] = RetryPolicy(**retry)
+    values["loc"] = SourceLoc(*values["loc"])
+    values["config"] = freeze(values["config"])
+    values["depends_on"] = tuple(values["depends_on"])
+    return StepSpec(**values)

@@ -1,0 +1,84 @@
+"""Executor backends: joblib runs the waves the scheduler hands it.
+
+The scheduler never sees joblib: it gets a `dispatch(units)` function that yields each unit's
+outcomes as they finish. `open_backend` builds it over one `joblib.Parallel` kept open for the
+whole run (its workers are reused from wave to wave), with `return_as="generator_unordered"`
+and joblib's automatic batching, so trivial nodes travel to workers in batches.
+
+`sequential` runs in this process (for debugging and for tests that step through), `threading`
+in threads of this process, `loky` (the default) in worker processes.
+
+A worker process that dies (a segfault, `os._exit`) makes joblib abort the whole call with
+`TerminatedWorkerError`, dropping the results of the other units in flight without saying which
+unit killed it. The units that had not come back are suspects: each is run again alone, the
+innocent come back normally (at-least-once: a unit cut short runs again), and the one that kills
+its worker again is the culprit and gets a `WorkerCrashed` failure for the node it was running.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from joblib import Parallel, delayed
+from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+from plait.runtime.execute import NodeJob, RunInfo, run_unit
+from plait.runtime.outcome import FAILED, Outcome, error_record
+
+__all__ = ["BACKENDS", "WorkerCrashed", "open_backend"]
+
+BACKENDS = ("loky", "threading", "sequential")
+
+Unit = tuple[RunInfo, tuple[NodeJob, ...]]
+
+
+class WorkerCrashed(OSError):
+    """The worker process running a node died."""
+
+
+def _run_indexed(index: int, info: RunInfo, jobs: tuple[NodeJob, ...]) -> tuple[int, list[Outcome]]:
+    return index, run_unit(info, jobs)
+
+
+@contextmanager
+def open_backend(name: str, n_jobs: int) -> Iterator[Any]:
+    """Yield a dispatch function running units on backend `name` with `n_jobs` workers."""
+    if name not in BACKENDS:
+        raise ValueError(f"backend '{name}' is not one of {', '.join(BACKENDS)}")
+    workers = 1 if name == "sequential" else n_jobs
+    with Parallel(n_jobs=workers, backend=name, return_as="generator_unordered") as parallel:
+
+        def dispatch(units: list[Unit]) -> Iterator[list[Outcome]]:
+            returned: set[int] = set()
+            try:
+                for index, outcomes in parallel(delayed(_run_indexed)(i, *u) for i, u in enumerate(units)):
+                    returned.add(index)
+                    yield outcomes
+            except TerminatedWorkerError:
+                for index, unit in enumerate(units):
+                    if index not in returned:
+                        yield from _isolated(parallel, unit)
+
+        yield dispatch
+
+
+def _isolated(parallel: Parallel, unit: Unit) -> Iterator[list[Outcome]]:
+    """Run one suspect unit alone; if it kills its worker again, charge its first node."""
+    try:
+        for _, outcomes in parallel([delayed(_run_indexed)(0, *unit)]):
+            yield outcomes
+    except TerminatedWorkerError as err:
+        job = unit[1][0]
+        crash = WorkerCrashed(f"the worker process died while running {job.node}: {_reason(err)}")
+        record = error_record(crash, node=job.node, item=job.item, attempt=job.attempt, policy=job.retry)
+        now = time.time()
+        yield [Outcome(job.node, FAILED, None, record, now, now)]
+
+
+def _reason(err: TerminatedWorkerError) -> str:
+    text = str(err)
+    marker = "The exit codes of the workers are "
+    return text[text.index(marker) + len(marker):].strip(" .{}") if marker in text else "it was terminated"

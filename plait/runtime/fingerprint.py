@@ -1,0 +1,74 @@
+"""Node fingerprints: what a node would compute, so resume knows when a stored result still holds.
+
+A node's fingerprint hashes its step's signature (task, config with params rendered, condition,
+key and items templates, and the source of the Python function it calls or the code it runs),
+its key and item, and the fingerprints of the nodes it depends on. So an edit to a step changes
+that step's nodes and everything downstream of them, and nothing else; an item added to a glob
+adds one node and changes only what depends on the whole batch. Retry policy and timeout are
+left out: changing them does not change what a node computes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterable, Mapping
+from importlib.machinery import PathFinder
+from pathlib import Path
+
+from plait.compiler import NodeSpec, StepSpec
+
+__all__ = ["Fingerprinter"]
+
+
+class Fingerprinter:
+    """Computes node fingerprints for one plan, caching each step's signature."""
+
+    def __init__(self, steps: Mapping[str, StepSpec], workflow_dir: Path):
+        self.steps = steps
+        self.workflow_dir = workflow_dir
+        self._signatures: dict[str, bytes] = {}
+
+    def node(self, node: NodeSpec, upstream: Iterable[str]) -> str:
+        """Return the fingerprint of `node` given its predecessors' fingerprints."""
+        digest = hashlib.sha256(self._signature(node.step))
+        digest.update(node.kind.encode())
+        if node.key is not None:
+            digest.update(json.dumps([node.key, node.item], sort_keys=True, default=str).encode())
+        for fingerprint in sorted(upstream):
+            digest.update(fingerprint.encode())
+        return digest.hexdigest()[:32]
+
+    def _signature(self, step: str) -> bytes:
+        if step not in self._signatures:
+            spec = self.steps[step]
+            body = json.dumps([spec.task, spec.config, spec.condition, spec.key, spec.items, spec.for_each,
+                               self._code(spec)], sort_keys=True, default=str)
+            self._signatures[step] = hashlib.sha256(body.encode()).digest()
+        return self._signatures[step]
+
+    def _code(self, spec: StepSpec) -> str | None:
+        """Return a hash of the source of the module a python step's function lives in."""
+        function = spec.config.get("function") if spec.task == "python" else None
+        if not isinstance(function, str) or ":" not in function:
+            return None
+        source = _module_file(function.partition(":")[0], [str(self.workflow_dir), *sys.path])
+        if source is None:
+            return "missing"
+        try:
+            return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+        except OSError:
+            return "unreadable"
+
+
+def _module_file(module: str, path: list[str]) -> str | None:
+    """Find a module's source file without importing it (or anything else)."""
+    search: list[str] | None = path
+    spec = None
+    for part in module.split("."):
+        spec = PathFinder.find_spec(part, search)
+        if spec is None:
+            return None
+        search = list(spec.submodule_search_locations or [])
+    return spec.origin if spec is not None and spec.has_location else None

@@ -1,0 +1,167 @@
+"""The state ledger: one SQLite database per workspace, one row per node, written only by the parent.
+
+Decisions:
+- WAL mode, so `plait status` reads while a run writes, and `synchronous=NORMAL`: a committed
+  transaction survives the process being killed at any instant (it is in the WAL); only a power
+  loss may take the last transactions back, never corrupt the file.
+- Outcomes are written in batches, one transaction per flush (the scheduler flushes every few
+  hundred outcomes or fraction of a second), so trivial nodes cost microseconds of ledger time;
+  what a flush committed is never lost, and what a kill prevented from being flushed runs again.
+- Keys are stored as JSON, so a numeric key comes back a number.
+- `seq` orders outcomes by completion across runs: `processed` lists keys in that order.
+- Rows of nodes that left the plan (an item removed from a glob) are kept, marked `in_plan = 0`:
+  nothing recorded is deleted, and status shows only the current plan.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LEDGER_NAME", "Ledger", "LedgerError", "NodeRecord"]
+
+LEDGER_NAME = "ledger.db"
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, digest TEXT NOT NULL, pid INTEGER,
+    started REAL NOT NULL, ended REAL, status TEXT NOT NULL, source TEXT, params TEXT
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    node_id TEXT PRIMARY KEY, step TEXT NOT NULL, key TEXT, kind TEXT NOT NULL DEFAULT 'task',
+    status TEXT NOT NULL DEFAULT 'pending',
+    attempts INTEGER NOT NULL DEFAULT 0, fingerprint TEXT, result TEXT, error TEXT, note TEXT,
+    started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX IF NOT EXISTS nodes_step ON nodes (step, status);
+"""
+
+# (node_id, status, attempts, fingerprint, result JSON, error JSON, note, started, ended)
+NodeRecord = tuple[str, str, int, str | None, str | None, str | None, str | None, float | None, float | None]
+
+
+class LedgerError(Exception):
+    """The ledger cannot be used: corrupt, from another workflow, or not writable."""
+
+
+class Ledger:
+    """The SQLite state of one workspace."""
+
+    def __init__(self, path: str | Path, readonly: bool = False):
+        self.path = Path(path)
+        try:
+            if readonly:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.db = sqlite3.connect(self.path, timeout=30)
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.execute("PRAGMA synchronous=NORMAL")
+                self.db.executescript(_SCHEMA)
+                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                self.db.commit()
+            self.db.execute("SELECT count(*) FROM meta").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise LedgerError(f"the ledger {self.path} cannot be used: {err}. If it is damaged, move it away "
+                              "(or run with --fresh) to start over") from err
+        self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM nodes").fetchone()[0]
+
+    def close(self) -> None:
+        """Close the connection (everything written is already committed)."""
+        self.db.close()
+
+    def workflow(self) -> str | None:
+        """Return the name of the workflow this ledger belongs to, or None when new."""
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'workflow'").fetchone()
+        return row[0] if row else None
+
+    def claim(self, workflow: str) -> None:
+        """Tie a new ledger to `workflow`; raise LedgerError when it belongs to another one."""
+        owner = self.workflow()
+        if owner is None:
+            with self.db:
+                self.db.execute("INSERT INTO meta VALUES ('workflow', ?)", (workflow,))
+        elif owner != workflow:
+            raise LedgerError(f"the workspace's ledger {self.path} belongs to workflow '{owner}', not '{workflow}'; "
+                              "use another --workspace, or --fresh to start this one over")
+
+    def reset(self) -> None:
+        """Forget every node and run (for --fresh)."""
+        with self.db:
+            self.db.execute("DELETE FROM nodes")
+            self.db.execute("DELETE FROM runs")
+            self.db.execute("DELETE FROM meta WHERE name = 'workflow'")
+        self._seq = 0
+
+    def previous(self) -> dict[str, tuple[str, str | None, bool]]:
+        """Return {node_id: (status, fingerprint, in current plan)} for every recorded node."""
+        rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan FROM nodes")
+        return {r[0]: (r[1], r[2], bool(r[3])) for r in rows}
+
+    def begin_run(self, run_id: str, workflow: str, digest: str, source: str | None, params: Mapping[str, Any],
+                  pid: int, planned: Sequence[tuple[str, str, Any, str]],
+                  previous: Mapping[str, tuple[str, str | None, bool]]) -> None:
+        """Record a run's start and give every planned node a row (new ones pending); mark rows that left the plan."""
+        planned_ids = {p[0] for p in planned}
+        gone = [(n,) for n, (_, _, in_plan) in previous.items() if in_plan and n not in planned_ids]
+        back = [(n,) for n, (_, _, in_plan) in previous.items() if not in_plan and n in planned_ids]
+        new = [(nid, step, json.dumps(key), kind) for nid, step, key, kind in planned if nid not in previous]
+        with self.db:
+            self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
+                            "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
+                            (run_id, workflow, digest, pid, time.time(), source, json.dumps(params)))
+            self.db.executemany("INSERT INTO nodes (node_id, step, key, kind) VALUES (?, ?, ?, ?)", new)
+            self.db.executemany("UPDATE nodes SET in_plan = 0 WHERE node_id = ?", gone)
+            self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", back)
+
+    def add_nodes(self, planned: Sequence[tuple[str, str, Any, str]]) -> None:
+        """Add rows for nodes created during the run (a deferred step's items), keeping existing ones."""
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO nodes (node_id, step, key, kind) VALUES (?, ?, ?, ?)",
+                                [(nid, step, json.dumps(key), kind) for nid, step, key, kind in planned])
+            self.db.executemany("UPDATE nodes SET kind = ? WHERE node_id = ?", [(p[3], p[0]) for p in planned])
+            self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", [(p[0],) for p in planned])
+
+    def record(self, run_id: str, records: Sequence[NodeRecord]) -> None:
+        """Write node outcomes in one transaction."""
+        rows = []
+        for rec in records:
+            self._seq += 1
+            rows.append((*rec[1:], run_id, self._seq, rec[0]))
+        with self.db:
+            self.db.executemany(
+                "UPDATE nodes SET status = ?, attempts = ?, fingerprint = ?, result = ?, error = ?, note = ?, "
+                "started = ?, ended = ?, run_id = ?, seq = ? WHERE node_id = ?", rows)
+
+    def end_run(self, run_id: str, status: str) -> None:
+        """Record how a run ended."""
+        with self.db:
+            self.db.execute("UPDATE runs SET ended = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))
+
+    def results(self, node_ids: Iterable[str]) -> dict[str, Any]:
+        """Return the stored results of the given nodes."""
+        ids = list(node_ids)
+        out: dict[str, Any] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            for nid, result in self.db.execute(f"SELECT node_id, result FROM nodes WHERE node_id IN ({marks})", chunk):
+                out[nid] = json.loads(result) if result is not None else None
+        return out
+
+    def last_run(self) -> Mapping[str, Any] | None:
+        """Return the newest run's row as a dict, or None."""
+        cur = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1")
+        row = cur.fetchone()
+        return dict(zip([c[0] for c in cur.description], row)) if row else None
+
+    def nodes(self) -> list[tuple[str, str, Any, str, str, int, Any]]:
+        """Return (node_id, step, key, kind, status, attempts, error JSON) for the plan's nodes, in completion order."""
+        return self.db.execute("SELECT node_id, step, key, kind, status, attempts, error FROM nodes WHERE in_plan = 1 "
+                               "ORDER BY seq IS NULL, seq, rowid").fetchall()

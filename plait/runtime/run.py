@@ -1,0 +1,189 @@
+"""Run a workflow in a workspace: the Python API behind `plait run` and `plait resume`.
+
+A run: compile (unless given a plan) -> lock the workspace -> open its ledger -> decide from the
+ledger what is already done -> run the rest through the scheduler on a joblib backend -> record
+how it ended. Running again in the same workspace resumes; `fresh=True` forgets the ledger first.
+
+The workspace lock is an `flock` on `<workspace>/.plait/lock`: the kernel drops it when its
+process dies, however it dies, so a crashed run never leaves a lock behind that needs removing
+by hand; a second run while one is going is refused with the first one's PID.
+
+SIGINT and SIGTERM (on the main thread) stop the run gently: no new node starts, running nodes
+finish, everything is recorded and the run ends as interrupted; a second signal stops at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from loguru import logger
+
+from plait.compiler import Plan, compile_workflow
+from plait.runtime.backends import open_backend
+from plait.runtime.execute import RunInfo
+from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
+from plait.runtime.progress import Progress
+from plait.runtime.scheduler import RunReport, Scheduler
+
+__all__ = ["RunResult", "WorkspaceBusy", "default_workspace", "run_workflow", "state_dir"]
+
+STATE_DIR = ".plait"
+LOG_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[node]} | {message}"
+
+
+class WorkspaceBusy(LedgerError):
+    """Another plait run holds this workspace."""
+
+
+@dataclass
+class RunResult:
+    """The outcome of a run: its report plus where to look."""
+
+    report: RunReport
+    workspace: Path
+    log_file: Path | None
+
+    @property
+    def ok(self) -> bool:
+        return self.report.status == "succeeded"
+
+    @property
+    def run_id(self) -> str:
+        return self.report.run_id
+
+
+def default_workspace(workflow: str) -> Path:
+    """Return the default workspace of a workflow: runs/<name> under the current folder."""
+    return Path("runs") / workflow
+
+
+def state_dir(workspace: Path) -> Path:
+    """Return the folder where plait keeps a workspace's ledger, lock and logs."""
+    return workspace / STATE_DIR
+
+
+def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = None, jobs: int = 2,
+                 backend: str = "loky", params: Mapping[str, Any] | None = None, fresh: bool = False,
+                 progress: TextIO | None = None, seed: int | None = None) -> RunResult:
+    """Run (or resume) a workflow; return its result. Raises WorkflowError, LedgerError, ValueError.
+
+    `progress` is a stream to draw live progress on (None: no progress display).
+    """
+    plan = workflow if isinstance(workflow, Plan) else compile_workflow(workflow, params)
+    ws = Path(workspace) if workspace is not None else default_workspace(plan.workflow)
+    if jobs < 1:
+        raise ValueError(f"jobs must be 1 or more, not {jobs}")
+    with _locked(ws):
+        return _run_locked(plan, ws, jobs, backend, fresh, progress, seed)
+
+
+def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, progress: TextIO | None,
+                seed: int | None) -> RunResult:
+    run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    state = state_dir(ws)
+    log_file = state / "logs" / f"{run_id}.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sink = logger.add(log_file, level="INFO", format=LOG_FORMAT, filter=_with_node)
+    ledger = Ledger(state / LEDGER_NAME)
+    try:
+        if fresh:
+            ledger.reset()
+        ledger.claim(plan.workflow)
+        previous = ledger.previous()
+        workflow_dir = str(Path(plan.source).parent) if plan.source else os.getcwd()
+        info = RunInfo(run_id=run_id, workspace=str(ws.resolve()), workflow_dir=workflow_dir,
+                       params=plan.params, stop_file=str(state / f"stop-{run_id}"), parent_pid=os.getpid())
+        scheduler = Scheduler(plan, ledger, info, dispatch=None, previous=previous, seed=seed)  # type: ignore[arg-type]
+        summary = scheduler.prepare()
+        logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
+        ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, os.getpid(),
+                         [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()], previous)
+        display = Progress(plan, _done_by_step(plan, scheduler.status), progress) if progress else None
+        if display:
+            scheduler.on_settle = display.update
+        with open_backend(backend, jobs) as dispatch, _signals_stop(scheduler):
+            scheduler.dispatch = dispatch
+            report = scheduler.run()
+        if display:
+            display.close()
+        ledger.end_run(run_id, report.status)
+        logger.info(f"run {run_id} {report.status}: {dict(report.counts)}")
+        return RunResult(report, ws, log_file)
+    finally:
+        ledger.close()
+        logger.remove(sink)
+        Path(state / f"stop-{run_id}").unlink(missing_ok=True)
+
+
+def describe(total: int, summary: Mapping[str, int]) -> str:
+    """Say what a run will do: '1,204 nodes: 1,180 done, 20 to retry (failed), 4 changed'."""
+    labels = (("done", "done"), ("failed", "to retry (failed)"), ("changed", "changed"), ("new", "new"),
+              ("pending", "not run yet"))
+    parts = [f"{summary[k]:,} {label}" for k, label in labels if summary.get(k)]
+    return f"{total:,} nodes: " + (", ".join(parts) if parts else "nothing to do")
+
+
+def _with_node(record: Any) -> bool:
+    record["extra"].setdefault("node", "-")
+    return True
+
+
+def _done_by_step(plan: Plan, status: Mapping[str, str]) -> Counter:
+    return Counter(plan.nodes[n].step for n in status if plan.nodes[n].kind == "task")
+
+
+@contextmanager
+def _locked(ws: Path) -> Iterator[None]:
+    state = state_dir(ws)
+    try:
+        state.mkdir(parents=True, exist_ok=True)
+        handle = open(state / "lock", "a+")  # noqa: SIM115  (held open for the whole run: it is the lock)
+    except OSError as err:
+        raise LedgerError(f"cannot use workspace '{ws}': {err.strerror}; choose a writable --workspace") from err
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as err:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise WorkspaceBusy(f"workspace '{ws}' is in use by another plait run ({holder}); wait for it to "
+                                "finish, or use another --workspace") from err
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        yield
+    finally:
+        handle.close()
+
+
+@contextmanager
+def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
+    """On SIGINT/SIGTERM stop the scheduler; a second signal interrupts at once."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if scheduler.stopping:
+            raise KeyboardInterrupt
+        logger.warning(f"{signal.Signals(signum).name}: stopping; running nodes finish (signal again to stop now)")
+        scheduler.stop()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)

@@ -1,0 +1,81 @@
+"""Read a workspace's state from its ledger: what `plait status` prints and the API returns.
+
+Reading needs no workflow file: the ledger knows the workflow, its runs and every node's step
+and key. For each step it also derives the state shape of the engine plait grew from:
+`{processed: [keys in completion order], failed: {key: error record}, stats: {total, processed,
+failed, retried}}`. Join nodes (which run no task) count in `nodes` but not in a step's stats.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
+from plait.runtime.run import state_dir
+
+__all__ = ["format_status", "workflow_status"]
+
+
+def workflow_status(workspace: str | Path) -> dict[str, Any]:
+    """Return {workflow, run, nodes: {id: {status, attempts, error}}, steps: {step: {processed, failed, stats}}}.
+
+    Raises LedgerError when the workspace has no ledger or it cannot be read.
+    """
+    path = state_dir(Path(workspace)) / LEDGER_NAME
+    if not path.exists():
+        raise LedgerError(f"no plait run found in workspace '{workspace}' (no {path}); "
+                          "run `plait run WF.yaml --workspace DIR` first, or pass the right --workspace")
+    ledger = Ledger(path, readonly=True)
+    try:
+        nodes: dict[str, Any] = {}
+        steps: dict[str, Any] = {}
+        for node_id, step, key_text, kind, status, attempts, error_text in ledger.nodes():
+            error = json.loads(error_text) if error_text else None
+            nodes[node_id] = {"status": status, "attempts": attempts, "error": error}
+            if kind == "join":
+                continue
+            state = steps.setdefault(step, {"processed": [], "failed": {},
+                                            "stats": {"total": 0, "processed": 0, "failed": 0, "retried": 0}})
+            key = json.loads(key_text) if key_text and key_text != "null" else node_id
+            stats = state["stats"]
+            stats["total"] += 1
+            if attempts > 1:
+                stats["retried"] += 1
+            if status == "succeeded":
+                state["processed"].append(key)
+                stats["processed"] += 1
+            elif status == "failed":
+                state["failed"][str(key)] = error
+                stats["failed"] += 1
+        return {"workflow": ledger.workflow(), "run": ledger.last_run(), "nodes": nodes, "steps": steps}
+    finally:
+        ledger.close()
+
+
+def format_status(state: dict[str, Any], failures: int = 10) -> str:
+    """Return a short text view of a status: the run, a table of steps, the first failures."""
+    run = state["run"] or {}
+    lines = [f"workflow {state['workflow']}: run {run.get('run_id', '-')} {run.get('status', 'never run')}"]
+    counts: dict[str, dict[str, int]] = {}
+    for node_id, node in state["nodes"].items():
+        step = node_id.partition("[")[0]
+        counts.setdefault(step, {}).setdefault(node["status"], 0)
+        counts[step][node["status"]] += 1
+    columns = ("succeeded", "failed", "skipped", "pending")
+    width = max([len(s) for s in counts] + [4])
+    lines.append(f"  {'step':<{width}}  " + "  ".join(f"{c:>9}" for c in columns) + "    retried")
+    for step, by_status in counts.items():
+        retried = state["steps"].get(step, {}).get("stats", {}).get("retried", 0)
+        lines.append(f"  {step:<{width}}  " + "  ".join(f"{by_status.get(c, 0):>9,}" for c in columns)
+                     + f"  {retried:>9,}")
+    failed = [(n, v["error"]) for n, v in state["nodes"].items() if v["status"] == "failed"]
+    if failed:
+        lines.append(f"failed nodes ({len(failed):,}):")
+        for node_id, error in failed[:failures]:
+            what = f"{error.get('error_type')}: {error.get('error')}" if error else "failed"
+            lines.append(f"  {node_id}: {what}")
+        if len(failed) > failures:
+            lines.append(f"  … and {len(failed) - failures:,} more (plait status --format json lists all)")
+    return "\n".join(lines)

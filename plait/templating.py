@@ -1,0 +1,169 @@
+"""Jinja2 templates in a sandbox, shared by the compiler (analysis, params) and the runtime (per node).
+
+Decisions:
+- Every template renders in a `SandboxedEnvironment` with `StrictUndefined`: a template cannot
+  reach Python internals (`''.__class__` is refused) and a misspelt name is an error, not "".
+- A string that is one expression and nothing else, not even white space
+  (`"{{ steps.list.result }}"`), renders to the expression's own value, so a list stays a list
+  and a number stays a number. Any other template renders to text. (Jinja's NativeEnvironment
+  would instead `literal_eval` the text, turning the string "007" into 7.)
+- Strings that hold no `{{` or `{%` are returned as they are, without Jinja: most values in a big
+  workflow are plain, and this is the hot path.
+- Shell commands render in a second environment whose every `{{ … }}` output is shell-quoted
+  (a list becomes several quoted words), so an item value can never become shell syntax.
+- Compiled templates are cached per process by their source, so a step's template is compiled
+  once, however many nodes render it.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import StrictUndefined, Undefined, nodes
+from jinja2.exceptions import TemplateError, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+
+__all__ = [
+    "TemplateError",
+    "TemplateRefs",
+    "TemplateSyntaxError",
+    "analyze",
+    "has_template",
+    "render",
+    "render_shell",
+    "render_text",
+    "render_value",
+]
+
+_SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>.*)\}\}$", re.DOTALL)
+
+
+def has_template(value: Any) -> bool:
+    """Return True when `value` is a string with Jinja syntax in it."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def _to_json(value: Any, indent: int | None = None) -> str:
+    return json.dumps(value, indent=indent, default=str)
+
+
+def _make_env(finalize: Any = None) -> SandboxedEnvironment:
+    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                               finalize=finalize)
+    env.filters.update(
+        basename=posixpath.basename,
+        dirname=posixpath.dirname,
+        stem=lambda p: posixpath.splitext(posixpath.basename(p))[0],
+        suffix=lambda p: posixpath.splitext(p)[1],
+        tojson=_to_json,
+        shell_quote=lambda v: shlex.quote(str(v)),
+    )
+    return env
+
+
+def _shell_quote(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return " ".join(shlex.quote(str(v)) for v in value)
+    return shlex.quote("" if value is None else str(value))
+
+
+_ENV = _make_env()
+_SHELL_ENV = _make_env(finalize=_shell_quote)
+
+
+@lru_cache(maxsize=4096)
+def _compiled(source: str, shell: bool) -> Any:
+    env = _SHELL_ENV if shell else _ENV
+    match = _SINGLE_EXPRESSION.match(source)
+    if not shell and match and "{{" not in match["expr"] and "}}" not in match["expr"]:
+        return True, env.compile_expression(match["expr"], undefined_to_none=False)
+    return False, env.from_string(source)
+
+
+def render(source: str, context: Mapping[str, Any]) -> Any:
+    """Render one template string; a lone `{{ expr }}` keeps the expression's type.
+
+    Raises jinja2's `TemplateError` (syntax, undefined name, sandbox refusal).
+    """
+    if not has_template(source):
+        return source
+    is_expression, compiled = _compiled(source, False)
+    if not is_expression:
+        return compiled.render(context)
+    value = compiled(**context)
+    if isinstance(value, Undefined):
+        value._fail_with_undefined_error()
+    return value
+
+
+def render_text(source: str, context: Mapping[str, Any]) -> str:
+    """Render a template to text, always (a template file's body, where types do not apply)."""
+    return _text_template(source).render(context) if has_template(source) else source
+
+
+@lru_cache(maxsize=256)
+def _text_template(source: str) -> Any:
+    return _ENV.from_string(source)
+
+
+def render_shell(source: str, context: Mapping[str, Any]) -> str:
+    """Render a shell command, quoting every substituted value."""
+    if not has_template(source):
+        return source
+    return _compiled(source, True)[1].render(context)
+
+
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
+    """Render every template string inside a (nested) value; containers come back as fresh dicts/lists."""
+    if isinstance(value, str):
+        return render(value, context)
+    if isinstance(value, Mapping):
+        return {k: render_value(v, context) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [render_value(v, context) for v in value]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TemplateRefs:
+    """What a template reads: top-level names, `steps.X[.attr]` and `params.X` references."""
+
+    names: frozenset[str]
+    steps: frozenset[tuple[str, str | None]]
+    params: frozenset[str]
+
+
+@lru_cache(maxsize=4096)
+def analyze(source: str) -> TemplateRefs:
+    """Parse a template and list what it reads. Raises `TemplateSyntaxError`."""
+    from jinja2 import meta
+
+    tree = _ENV.parse(source)
+    names = meta.find_undeclared_variables(tree)
+    steps: set[tuple[str, str | None]] = set()
+    params: set[str] = set()
+    for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+        inner = node.node
+        attr = _member(node)
+        if isinstance(inner, nodes.Name) and inner.name == "steps" and attr:
+            steps.add((attr, None))
+        elif isinstance(inner, nodes.Name) and inner.name in ("params", "args") and attr:
+            params.add(attr)
+        elif (isinstance(inner, (nodes.Getattr, nodes.Getitem)) and isinstance(inner.node, nodes.Name)
+              and inner.node.name == "steps" and _member(inner)):
+            steps.add((_member(inner), attr))
+    return TemplateRefs(frozenset(names), frozenset(steps), frozenset(params))
+
+
+def _member(node: nodes.Getattr | nodes.Getitem) -> str | None:
+    if isinstance(node, nodes.Getattr):
+        return node.attr
+    arg = node.arg
+    return arg.value if isinstance(arg, nodes.Const) and isinstance(arg.value, str) else None
