@@ -17,6 +17,7 @@ its worker again is the culprit and gets a `WorkerCrashed` failure for the node 
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -79,6 +80,6 @@ def _isolated(parallel: Parallel, unit: Unit) -> Iterator[list[Outcome]]:
 
 
 def _reason(err: TerminatedWorkerError) -> str:
-    text = str(err)
-    marker = "The exit codes of the workers are "
-    return text[text.index(marker) + len(marker):].strip(" .{}") if marker in text else "it was terminated"
+    """Return loky's account of the death ("SIGSEGV(-11)", "EXIT(3)"), or a plain one."""
+    found = re.search(r"exit codes of the workers are \{([^}]*)\}", str(err))
+    return found.group(1) if found else "it was terminated"

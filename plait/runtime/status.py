@@ -3,7 +3,8 @@
 Reading needs no workflow file: the ledger knows the workflow, its runs and every node's step
 and key. For each step it also derives the state shape of the engine plait grew from:
 `{processed: [keys in completion order], failed: {key: error record}, stats: {total, processed,
-failed, retried}}`. Join nodes (which run no task) count in `nodes` but not in a step's stats.
+failed, retried}}` (plus the counts skipped and pending). Join nodes (which run no task) count in `nodes`
+but not in a step's stats.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ def workflow_status(workspace: str | Path) -> dict[str, Any]:
             nodes[node_id] = {"status": status, "attempts": attempts, "error": error}
             if kind == "join":
                 continue
-            state = steps.setdefault(step, {"processed": [], "failed": {},
-                                            "stats": {"total": 0, "processed": 0, "failed": 0, "retried": 0}})
+            state = steps.setdefault(step, {"processed": [], "failed": {}, "stats": {
+                "total": 0, "processed": 0, "failed": 0, "retried": 0, "skipped": 0, "pending": 0}})
             key = json.loads(key_text) if key_text and key_text != "null" else node_id
             stats = state["stats"]
             stats["total"] += 1
@@ -49,6 +50,8 @@ def workflow_status(workspace: str | Path) -> dict[str, Any]:
             elif status == "failed":
                 state["failed"][str(key)] = error
                 stats["failed"] += 1
+            else:
+                stats[status if status == "skipped" else "pending"] += 1
         return {"workflow": ledger.workflow(), "run": ledger.last_run(), "nodes": nodes, "steps": steps}
     finally:
         ledger.close()
@@ -58,18 +61,12 @@ def format_status(state: dict[str, Any], failures: int = 10) -> str:
     """Return a short text view of a status: the run, a table of steps, the first failures."""
     run = state["run"] or {}
     lines = [f"workflow {state['workflow']}: run {run.get('run_id', '-')} {run.get('status', 'never run')}"]
-    counts: dict[str, dict[str, int]] = {}
-    for node_id, node in state["nodes"].items():
-        step = node_id.partition("[")[0]
-        counts.setdefault(step, {}).setdefault(node["status"], 0)
-        counts[step][node["status"]] += 1
-    columns = ("succeeded", "failed", "skipped", "pending")
-    width = max([len(s) for s in counts] + [4])
-    lines.append(f"  {'step':<{width}}  " + "  ".join(f"{c:>9}" for c in columns) + "    retried")
-    for step, by_status in counts.items():
-        retried = state["steps"].get(step, {}).get("stats", {}).get("retried", 0)
-        lines.append(f"  {step:<{width}}  " + "  ".join(f"{by_status.get(c, 0):>9,}" for c in columns)
-                     + f"  {retried:>9,}")
+    columns = ("total", "processed", "failed", "skipped", "pending", "retried")
+    width = max([len(s) for s in state["steps"]] + [4])
+    lines.append(f"  {'step':<{width}}  " + "  ".join(f"{c:>9}" for c in columns))
+    for step, step_state in state["steps"].items():
+        stats = step_state["stats"]
+        lines.append(f"  {step:<{width}}  " + "  ".join(f"{stats[c]:>9,}" for c in columns))
     failed = [(n, v["error"]) for n, v in state["nodes"].items() if v["status"] == "failed"]
     if failed:
         lines.append(f"failed nodes ({len(failed):,}):")
