@@ -93,10 +93,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from plait.runtime import run_workflow
 
     plan = _plan(args)
-    _log_to_terminal(args.verbose)
+    _log_to_terminal("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO")
     start = time.monotonic()
     result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=args.backend, fresh=args.fresh,
-                          progress=None if args.quiet else sys.stderr)
+                          progress=None if args.quiet else sys.stderr, log_level="DEBUG" if args.verbose else "INFO")
     print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -142,12 +142,11 @@ def _workspace(given: str | None) -> Path:
     raise UsageError(f"several workspaces under runs/ ({', '.join(str(p) for p in found)}); pass --workspace DIR")
 
 
-def _log_to_terminal(verbose: bool) -> None:
+def _log_to_terminal(level: str) -> None:
     from loguru import logger
 
     logger.remove()
-    logger.add(sys.stderr, level="INFO" if verbose else "WARNING", format="<level>{level: <7}</level> {message}",
-               colorize=sys.stderr.isatty())
+    logger.add(sys.stderr, level=level, format="<level>{level: <7}</level> {message}", colorize=sys.stderr.isatty())
     logger.enable("plait")
 
 
@@ -195,7 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--jobs", "-j", type=_positive, default=2, metavar="N", help="parallel workers (default 2)")
         p.add_argument("--backend", choices=BACKENDS, default="loky", help="where nodes run (default loky)")
         p.add_argument("--verbose", "-v", action="store_true", help="log every node event to the terminal")
-        p.add_argument("--quiet", "-q", action="store_true", help="no progress display")
+        p.add_argument("--quiet", "-q", action="store_true", help="no progress display; only warnings and errors")
 
     p = workflow_command("run", cmd_run, "run a workflow; running again in the same workspace resumes")
     run_options(p)

@@ -1,7 +1,8 @@
 """Node fingerprints: what a node would compute, so resume knows when a stored result still holds.
 
 A node's fingerprint hashes its step's signature (task, config with params rendered, condition,
-key and items templates, and the source of the Python function it calls or the code it runs),
+key and items templates, the values of the params it still reads at run time, and the source of
+the Python function it calls or the code it runs),
 its key and item, and the fingerprints of the nodes it depends on. So an edit to a step changes
 that step's nodes and everything downstream of them, and nothing else; an item added to a glob
 adds one node and changes only what depends on the whole batch. Retry policy and timeout are
@@ -13,11 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.machinery import PathFinder
 from pathlib import Path
+from typing import Any
 
 from plait.compiler import NodeSpec, StepSpec
+from plait.templating import TemplateError, analyze, has_template
 
 __all__ = ["Fingerprinter"]
 
@@ -25,9 +28,10 @@ __all__ = ["Fingerprinter"]
 class Fingerprinter:
     """Computes node fingerprints for one plan, caching each step's signature."""
 
-    def __init__(self, steps: Mapping[str, StepSpec], workflow_dir: Path):
+    def __init__(self, steps: Mapping[str, StepSpec], workflow_dir: Path, params: Mapping[str, Any]):
         self.steps = steps
         self.workflow_dir = workflow_dir
+        self.params = params
         self._signatures: dict[str, bytes] = {}
 
     def node(self, node: NodeSpec, upstream: Iterable[str]) -> str:
@@ -44,9 +48,25 @@ class Fingerprinter:
         if step not in self._signatures:
             spec = self.steps[step]
             body = json.dumps([spec.task, spec.config, spec.condition, spec.key, spec.items, spec.for_each,
-                               self._code(spec)], sort_keys=True, default=str)
+                               self._code(spec), self._params_read(spec)], sort_keys=True, default=str)
             self._signatures[step] = hashlib.sha256(body.encode()).digest()
         return self._signatures[step]
+
+    def _params_read(self, spec: StepSpec) -> dict[str, Any]:
+        """Return the params a step reads at run time (templates left for run time, inline code)."""
+        texts = [t for t in _strings([spec.config, spec.condition, spec.items]) if "params" in t or "args" in t]
+        names: set[str] = set()
+        for text in texts:
+            if not has_template(text):
+                return dict(self.params)  # inline code or a raw template body: it may read any param
+            try:
+                refs = analyze(text)
+            except TemplateError:
+                return dict(self.params)
+            if refs.names & {"params", "args"} and not refs.params:
+                return dict(self.params)  # reads params as a whole (`params | tojson`)
+            names |= refs.params
+        return {name: self.params.get(name) for name in sorted(names)}
 
     def _code(self, spec: StepSpec) -> str | None:
         """Return a hash of the source of the module a python step's function lives in."""
@@ -60,6 +80,17 @@ class Fingerprinter:
             return hashlib.sha256(Path(source).read_bytes()).hexdigest()
         except OSError:
             return "unreadable"
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
 
 
 def _module_file(module: str, path: list[str]) -> str | None:

@@ -75,26 +75,28 @@ def state_dir(workspace: Path) -> Path:
 
 def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = None, jobs: int = 2,
                  backend: str = "loky", params: Mapping[str, Any] | None = None, fresh: bool = False,
-                 progress: TextIO | None = None, seed: int | None = None) -> RunResult:
+                 progress: TextIO | None = None, seed: int | None = None, log_level: str = "INFO") -> RunResult:
     """Run (or resume) a workflow; return its result. Raises WorkflowError, LedgerError, ValueError.
 
-    `progress` is a stream to draw live progress on (None: no progress display).
+    `progress` is a stream to draw live progress on (None: no progress display). The run's log file
+    gets records from `log_level` up: at INFO (the default) a successful node writes no line, each
+    retry, failure and skip does; DEBUG adds a line per node.
     """
     plan = workflow if isinstance(workflow, Plan) else compile_workflow(workflow, params)
     ws = Path(workspace) if workspace is not None else default_workspace(plan.workflow)
     if jobs < 1:
         raise ValueError(f"jobs must be 1 or more, not {jobs}")
     with _locked(ws):
-        return _run_locked(plan, ws, jobs, backend, fresh, progress, seed)
+        return _run_locked(plan, ws, jobs, backend, fresh, progress, seed, log_level)
 
 
 def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, progress: TextIO | None,
-                seed: int | None) -> RunResult:
+                seed: int | None, log_level: str) -> RunResult:
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     state = state_dir(ws)
     log_file = state / "logs" / f"{run_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    sink = logger.add(log_file, level="INFO", format=LOG_FORMAT, filter=_with_node)
+    sink = logger.add(log_file, level=log_level, format=LOG_FORMAT, filter=_with_node)
     ledger = Ledger(state / LEDGER_NAME)
     try:
         if fresh:

@@ -89,7 +89,7 @@ class Scheduler:
         self.previous = previous
         self.on_settle = on_settle or (lambda step, status: None)
         self.rng = random.Random(seed)
-        self.fingerprints = Fingerprinter(plan.steps, Path(info.workflow_dir))
+        self.fingerprints = Fingerprinter(plan.steps, Path(info.workflow_dir), plan.params)
         self.report = RunReport(info.run_id)
         self.status: dict[str, str] = {}
         self.tolerated: set[str] = set()  # failed or skipped nodes whose failure a budget covers
@@ -168,7 +168,8 @@ class Scheduler:
         pending = len(self.plan.nodes) - len(self.status)
         if self.report.failed or pending:
             self.report.status = "interrupted" if self.stopping and not self.report.failed else "failed"
-        self.report.counts["pending"] += pending
+        if pending:
+            self.report.counts["pending"] += pending
         return self.report
 
     def stop(self) -> None:
@@ -314,6 +315,8 @@ class Scheduler:
             self.on_settle(node.step, status)
         if status == SUCCEEDED:
             logger.bind(node=nid).debug(f"{nid} succeeded")
+        elif status == SKIPPED:
+            logger.bind(node=nid).info(f"{nid} skipped: {note}")
         for succ in self.plan.graph.successors(nid):
             if succ in self.status:
                 continue  # restored from the ledger at start
