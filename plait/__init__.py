@@ -6,6 +6,8 @@ plait logs through loguru and, as loguru advises for libraries, is silent until 
 the command line enables it; from Python, call `loguru.logger.enable("plait")`.
 """
 
+from typing import Any
+
 from loguru import logger
 
 from plait.compiler import NodeSpec, Plan, RetryPolicy, StepSpec, WorkflowError, compile_workflow
@@ -21,5 +23,18 @@ __all__ = [
     "TaskContext",
     "WorkflowError",
     "compile_workflow",
+    "run_workflow",
     "task",
+    "workflow_status",
 ]
+
+_RUNTIME = {"run_workflow", "workflow_status"}
+
+
+def __getattr__(name: str) -> Any:
+    """Import the runtime (and joblib with it) only when it is used: `plait compile` never needs it."""
+    if name in _RUNTIME:
+        from plait import runtime
+
+        return getattr(runtime, name)
+    raise AttributeError(f"module 'plait' has no attribute '{name}'")

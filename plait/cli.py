@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from plait.compiler import Plan, WorkflowError, compile_workflow, parse_param_overrides
+from plait.compiler import Plan, WorkflowError, compile_workflow, parse_param_overrides, thaw
 from plait.runtime.ledger import LedgerError
 
 __all__ = ["main"]
@@ -49,8 +49,10 @@ def summary(plan: Plan) -> str:
     counts = Counter(n.step for n in plan.nodes.values() if n.kind == "task")
     lines = [f"workflow {plan.workflow}" + (f": {plan.description}" if plan.description else "")]
     if plan.params:
-        lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in plan.params.items()))
-    lines.append(f"{len(plan.nodes):,} nodes, {plan.graph.number_of_edges():,} edges, {len(plan.steps)} steps:")
+        lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in thaw(plan.params).items()))
+    n_steps = len(plan.steps)
+    lines.append(f"{len(plan.nodes):,} nodes, {plan.graph.number_of_edges():,} edges, "
+                 f"{n_steps} step{'s' if n_steps != 1 else ''}:")
     width = max(len(s) for s in plan.steps)
     for step in plan.steps.values():
         if step.kind == "deferred":

@@ -10,7 +10,8 @@ Decisions:
 - Strings that hold no `{{` or `{%` are returned as they are, without Jinja: most values in a big
   workflow are plain, and this is the hot path.
 - Shell commands render in a second environment whose every `{{ … }}` output is shell-quoted
-  (a list becomes several quoted words), so an item value can never become shell syntax.
+  (a list becomes several quoted words, a mapping one word of JSON), so an item value can never
+  become shell syntax.
 - Compiled templates are cached per process by their source, so a step's template is compiled
   once, however many nodes render it.
 """
@@ -70,7 +71,9 @@ def _make_env(finalize: Any = None) -> SandboxedEnvironment:
 
 def _shell_quote(value: Any) -> str:
     if isinstance(value, (list, tuple)):
-        return " ".join(shlex.quote(str(v)) for v in value)
+        return " ".join(_shell_quote(v) for v in value)
+    if isinstance(value, Mapping):
+        return shlex.quote(json.dumps(value, default=str))
     return shlex.quote("" if value is None else str(value))
 
 

@@ -68,14 +68,16 @@ def compile_text(text: str, filename: str, base_dir: Path, params: Mapping[str, 
     errors += check_fields(defaults, DEFAULTS_FIELDS, "defaults")
     if isinstance(defaults.get("retry"), YamlMap):
         errors += check_fields(defaults["retry"], RETRY_FIELDS, "a retry policy")
-    drafts = _check_steps(doc.get("steps"), values, defaults, base_dir, errors)
+    declared = set(doc["params"]) if isinstance(doc.get("params"), YamlMap) else set()
+    drafts = _check_steps(doc.get("steps"), values, declared, defaults, base_dir, errors)
     order = _step_order(drafts, errors)
     if errors:
-        raise WorkflowError(dict.fromkeys(errors))
+        in_order = sorted(dict.fromkeys(errors), key=lambda e: (e.loc.line, e.loc.column) if e.loc else (0, 0))
+        raise WorkflowError(in_order)
     return build_plan(name, doc.get("description"), path, values, [drafts[s] for s in order])
 
 
-def _check_steps(steps: Any, params: Mapping[str, Any], defaults: YamlMap, base_dir: Path,
+def _check_steps(steps: Any, params: Mapping[str, Any], param_names: set[str], defaults: YamlMap, base_dir: Path,
                  errors: list[Diagnostic]) -> dict[str, StepDraft]:
     """Check every step; return the usable drafts by name. Mutates `errors`."""
     if not isinstance(steps, YamlList):
@@ -98,7 +100,7 @@ def _check_steps(steps: Any, params: Mapping[str, Any], defaults: YamlMap, base_
     for position, raw in enumerate(steps):
         if not isinstance(raw, YamlMap):
             continue
-        draft, step_errors = check_step(raw, position, set(names), params, defaults, base_dir)
+        draft, step_errors = check_step(raw, position, set(names), params, defaults, base_dir, param_names)
         errors += step_errors
         if draft is not None and draft.name not in drafts:
             drafts[draft.name] = draft
@@ -108,7 +110,27 @@ def _check_steps(steps: Any, params: Mapping[str, Any], defaults: YamlMap, base_
             errors.append(Diagnostic(draft.depends_on[draft.for_each],
                                      f"step '{draft.name}' runs for_each over '{target.name}', which is not a batch",
                                      f"give '{target.name}' `items:`, or use `depends_on: [{target.name}]`"))
+        errors += _check_reads(draft, drafts)
     return drafts
+
+
+def _check_reads(draft: StepDraft, drafts: Mapping[str, StepDraft]) -> list[Diagnostic]:
+    """Check `steps.X.result` is read from one node and `steps.X.results` from a whole batch."""
+    errors = []
+    for step, attr, where in draft.reads:
+        upstream = drafts.get(step)
+        if upstream is None:
+            continue
+        one = not upstream.is_batch or step == draft.for_each  # a plain step, or this item's partner
+        if attr == "results" and one:
+            what = f"'{step}' is this item's partner" if upstream.is_batch else f"'{step}' is one node"
+            errors.append(Diagnostic(where, f"step '{draft.name}' reads steps.{step}.results, but {what}",
+                                     f"use steps.{step}.result"))
+        elif attr == "result" and not one:
+            errors.append(Diagnostic(where, f"step '{draft.name}' reads steps.{step}.result, but '{step}' is a batch",
+                                     f"use steps.{step}.results (a list in item order), or `for_each: {step}` "
+                                     "to pair items one to one"))
+    return errors
 
 
 def _step_order(drafts: Mapping[str, StepDraft], errors: list[Diagnostic]) -> list[str]:

@@ -141,9 +141,9 @@ def item_keys(step: str, items: Sequence[Any], key_template: str | None, params:
                                             "set `key:` to a template that gives a short name, e.g. "
                                             "\"{{ item | basename }}\"")])
         keys.append(key)
-    if len(set(keys)) != len(keys):
+    if len({str(k) for k in keys}) != len(keys):  # 1 and "1" would both name `step[1]`
         seen: set = set()
-        dup = next(k for k in keys if k in seen or seen.add(k))
+        dup = next(k for k in map(str, keys) if k in seen or seen.add(k))
         raise WorkflowError([Diagnostic(None, f"step '{step}': two items have the key '{dup}'",
                                         "keys name nodes and must be unique: remove the duplicate item, "
                                         "or set `key:` to something that tells them apart")])
@@ -181,7 +181,7 @@ def expand_deferred(plan: Plan, step: str, items: Sequence[Any]) -> Plan:
             graph.add_edge(node.id, name)
         added[name] = new
         pending += [(s, name) for s in graph.successors(name)
-                    if plan.steps[s].for_each == name and plan.nodes[s].kind == "deferred"]
+                    if plan.nodes[s].kind == "deferred" and plan.steps[plan.nodes[s].step].for_each == name]
     nodes = {}
     for nid, node in plan.nodes.items():
         for new_node in added.get(nid, ()):

@@ -90,7 +90,9 @@ def _declared_hint(declared: Mapping[str, Any]) -> str:
 
 
 def _is_declaration(spec: Any) -> bool:
-    return isinstance(spec, YamlMap) and ("type" in spec or "default" in spec) and set(spec) <= set(PARAM_FIELDS)
+    """A mapping with `type` or `default` declares a parameter (its other keys are then checked);
+    any other value is the shorthand: the default itself."""
+    return isinstance(spec, YamlMap) and ("type" in spec or "default" in spec)
 
 
 def _declaration(name: str, spec: Any, where: SourceLoc) -> tuple[str, Any, bool, list[Diagnostic]]:
@@ -110,6 +112,8 @@ def _declaration(name: str, spec: Any, where: SourceLoc) -> tuple[str, Any, bool
         errors.append(Diagnostic(spec.value_locs.get("type", where),
                                  f"parameter '{name}' has unknown type '{spec.get('type')}'",
                                  did_you_mean(str(type_name), choices) or f"use one of {', '.join(PARAM_TYPES)}"))
+    if spec.get("required") is False and "default" not in spec:
+        return type_name, None, True, errors  # optional, and None when not given
     has_default = "default" in spec and not spec.get("required", False)
     return type_name, spec.get("default"), has_default, errors
 

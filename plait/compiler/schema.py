@@ -82,7 +82,7 @@ _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or
 
 def describe_type(types: tuple[type, ...]) -> str:
     """Return "an integer or text" for (int, str)."""
-    names = [_TYPE_NAMES.get(t, t.__name__) for t in types if not (t is float and int in types)]
+    names = [_TYPE_NAMES.get(t, t.__name__) for t in types if not (t is int and float in types)]
     return " or ".join(dict.fromkeys(names))
 
 

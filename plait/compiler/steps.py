@@ -49,6 +49,7 @@ class StepDraft:
     items_loc: SourceLoc | None = None
     for_each: str | None = None
     depends_on: dict[str, SourceLoc] = field(default_factory=dict)  # explicit, for_each, from templates
+    reads: list[tuple[str, str, SourceLoc]] = field(default_factory=list)  # (step, result|results, where)
     key: str | None = None
     condition: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
@@ -60,12 +61,18 @@ class StepDraft:
 
     @property
     def is_batch(self) -> bool:
-        return self.items is not None or self.deferred_items is not None or self.for_each is not None
+        return self.items_loc is not None or self.for_each is not None
 
 
 def check_step(raw: YamlMap, position: int, step_names: set[str], params: Mapping[str, Any],
-               defaults: Mapping[str, Any], base_dir: Any) -> tuple[StepDraft | None, list[Diagnostic]]:
-    """Check one step mapping; return its draft (None when unusable) and the errors found."""
+               defaults: Mapping[str, Any], base_dir: Any,
+               param_names: set[str] | None = None) -> tuple[StepDraft | None, list[Diagnostic]]:
+    """Check one step mapping; return its draft (None when unusable) and the errors found.
+
+    `params` holds the values of the valid parameters; `param_names` every declared one (a
+    parameter with a bad value is reported where it is declared, not again where it is used).
+    """
+    param_names = set(params) if param_names is None else param_names
     errors = check_fields(raw, STEP_FIELDS, f"step '{raw.get('name', '?')}'" if raw.get("name") else "a step")
     name, task = raw.get("name"), raw.get("task")
     if not isinstance(name, str) or not isinstance(task, str):
@@ -81,7 +88,7 @@ def check_step(raw: YamlMap, position: int, step_names: set[str], params: Mappin
     errors += _check_items(draft, raw, params, base_dir)
     errors += _check_dependencies(draft, raw, step_names)
     errors += _check_policy(draft, raw, defaults)
-    errors += _check_templates(draft, raw, step_names, params)
+    errors += _check_templates(draft, raw, step_names, param_names)
     errors += _render_config(draft, raw, params)
     draft.condition = raw.get("condition") if isinstance(raw.get("condition"), str) else (
         None if raw.get("condition") in (None, True) else "{{ false }}")
@@ -90,8 +97,13 @@ def check_step(raw: YamlMap, position: int, step_names: set[str], params: Mappin
     return draft, errors
 
 
+# chunk_size and max_workers were the original engine's own batching knobs; plait batches dispatch
+# itself and takes its parallelism from --jobs, so they are accepted and have no effect.
+_BATCH_INPUTS = ("items", "task", "chunk_size", "max_workers")
+
+
 def _unwrap_batch(raw: YamlMap, errors: list[Diagnostic]) -> YamlMap:
-    """Rewrite the original engine's `task: batch` step into `items:` plus the inner task."""
+    """Rewrite the original engine's `task: batch` step into `items:` plus the inner task. Mutates `errors`."""
     if raw.get("task") != "batch" or "batch" in kinds():
         return raw
     inputs = raw.get("inputs")
@@ -101,6 +113,12 @@ def _unwrap_batch(raw: YamlMap, errors: list[Diagnostic]) -> YamlMap:
                                  "write `inputs: {items: [...], task: {task: shell, inputs: {...}}}`, "
                                  "or use `items:` on the step itself"))
         return raw
+    for mapping, allowed, what in ((inputs, _BATCH_INPUTS, "a 'batch' step's inputs"),
+                                   (inner, ("task", "inputs"), "a 'batch' step's inner task")):
+        for key in mapping:
+            if key not in allowed:
+                errors.append(Diagnostic(mapping.key_locs[key], f"unknown key '{key}' in {what}",
+                                         did_you_mean(key, allowed) or f"{what} accepts: {', '.join(allowed)}"))
     out = YamlMap(raw.loc)
     for key in raw:
         if key != "inputs":
@@ -149,6 +167,8 @@ def _check_items(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any], base
     field_name = both[0]
     source, loc = raw[field_name], raw.value_locs[field_name]
     draft.items_loc = loc
+    if not isinstance(source, (str, list, dict)):
+        return []  # a wrong type, reported by check_fields
     try:
         if isinstance(source, str):
             refs = analyze(source)
@@ -233,7 +253,9 @@ def _check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any]) -
                 retry_values[names] = tuple(retry_values[names])
         draft.retry = RetryPolicy(**retry_values)
     timeout = raw.get("timeout", defaults.get("timeout"))
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
+    if not isinstance(timeout, (int, float)) or isinstance(timeout, bool):
+        timeout = None  # absent, or of a wrong type that check_fields reports
+    if timeout is not None and timeout <= 0:
         errors.append(Diagnostic(raw.value_locs.get("timeout", raw.loc), f"timeout must be a positive number of "
                                  f"seconds, not {timeout!r}", "write e.g. `timeout: 300`"))
     else:
@@ -285,8 +307,7 @@ def _parse_budget(value: Any) -> tuple[int | float | None, str | None]:
     return None, f"max_failures must be a count or a percentage, not {value!r}"
 
 
-def _check_templates(draft: StepDraft, raw: YamlMap, step_names: set[str],
-                     params: Mapping[str, Any]) -> list[Diagnostic]:
+def _check_templates(draft: StepDraft, raw: YamlMap, step_names: set[str], param_names: set[str]) -> list[Diagnostic]:
     """Check every template in the step: syntax, names, steps and params it reads."""
     errors = []
     for where, text, context in _templates(raw):
@@ -308,10 +329,10 @@ def _check_templates(draft: StepDraft, raw: YamlMap, step_names: set[str],
             name = sorted(refs.names & RUNTIME_NAMES)[0]
             errors.append(Diagnostic(where, f"step '{draft.name}': a key cannot read {name}",
                                      "a key is made from the item alone, e.g. `key: \"{{ item | basename }}\"`"))
-        for param in sorted(refs.params - set(params)):
+        for param in sorted(refs.params - param_names):
             errors.append(Diagnostic(where, f"step '{draft.name}': {context} uses unknown parameter '{param}'",
-                                     did_you_mean(param, params) or "declare it under `params:`"))
-        for step, _attr in sorted(refs.steps, key=lambda s: (s[0], s[1] or "")):
+                                     did_you_mean(param, param_names) or "declare it under `params:`"))
+        for step, attr in sorted(refs.steps, key=lambda s: (s[0], s[1] or "")):
             if step == draft.name:
                 errors.append(Diagnostic(where, f"step '{draft.name}' reads its own result in {context}",
                                          "a step can read the results of the steps before it"))
@@ -319,6 +340,8 @@ def _check_templates(draft: StepDraft, raw: YamlMap, step_names: set[str],
                 errors.append(_unknown_step(draft.name, f"reads ({context})", step, step_names, where))
             else:
                 draft.depends_on.setdefault(step, where)
+                if attr in ("result", "results"):
+                    draft.reads.append((step, attr, where))
     return errors
 
 
