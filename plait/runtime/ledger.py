@@ -39,7 +39,6 @@ CREATE TABLE IF NOT EXISTS nodes (
     attempts INTEGER NOT NULL DEFAULT 0, fingerprint TEXT, result TEXT, error TEXT, note TEXT,
     started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1
 );
-CREATE INDEX IF NOT EXISTS nodes_step ON nodes (step, status);
 """
 
 # (node_id, status, attempts, fingerprint, result JSON, error JSON, note, started, ended)

@@ -106,7 +106,8 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
         workflow_dir = str(Path(plan.source).parent) if plan.source else os.getcwd()
         info = RunInfo(run_id=run_id, workspace=str(ws.resolve()), workflow_dir=workflow_dir,
                        params=plan.params, stop_file=str(state / f"stop-{run_id}"), parent_pid=os.getpid())
-        scheduler = Scheduler(plan, ledger, info, dispatch=None, previous=previous, seed=seed)  # type: ignore[arg-type]
+        scheduler = Scheduler(plan, ledger, info, dispatch=None, previous=previous, seed=seed,  # type: ignore[arg-type]
+                              log_nodes=log_level in ("DEBUG", "TRACE"))
         summary = scheduler.prepare()
         logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
         ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, os.getpid(),
