@@ -94,7 +94,8 @@ def measure(n: int, repeat: int, folder: Path) -> list[dict]:
     out = [{"n": n, "row": name, "seconds": round(s, 3), "ratio": round(s / floor, 2)} for name, s in rows]
     out.append({"n": n, "row": "ledger size (MB)", "seconds": None, "ratio": None,
                 "value": round(ledger.stat().st_size / 1e6, 2)})
-    out.append({"n": n, "row": "log volume, all runs (KB)", "seconds": None, "ratio": None, "value": round(logs / 1e3, 1)})
+    out.append({"n": n, "row": "log volume, all runs (KB)", "seconds": None, "ratio": None,
+                "value": round(logs / 1e3, 1)})
     return out
 
 

@@ -21,7 +21,7 @@ from plait.compiler.loader import YamlList, YamlMap, load_yaml
 from plait.compiler.params import resolve_params
 from plait.compiler.plan import Plan
 from plait.compiler.schema import DEFAULTS_FIELDS, RETRY_FIELDS, WORKFLOW_FIELDS, check_fields
-from plait.compiler.steps import StepDraft, check_step
+from plait.compiler.steps import StepDraft, check_retry_values, check_step
 
 __all__ = ["compile_text", "compile_workflow", "read_workflow"]
 
@@ -67,7 +67,9 @@ def compile_text(text: str, filename: str, base_dir: Path, params: Mapping[str, 
     defaults = doc.get("defaults") if isinstance(doc.get("defaults"), YamlMap) else YamlMap(start)
     errors += check_fields(defaults, DEFAULTS_FIELDS, "defaults")
     if isinstance(defaults.get("retry"), YamlMap):
-        errors += check_fields(defaults["retry"], RETRY_FIELDS, "a retry policy")
+        retry = defaults["retry"]
+        errors += check_fields(retry, RETRY_FIELDS, "a retry policy")
+        errors += check_retry_values({k: v for k, v in retry.items() if k in RETRY_FIELDS and v is not None}, retry)
     declared = set(doc["params"]) if isinstance(doc.get("params"), YamlMap) else set()
     drafts = _check_steps(doc.get("steps"), values, declared, defaults, base_dir, errors)
     order = _step_order(drafts, errors)
@@ -100,7 +102,7 @@ def _check_steps(steps: Any, params: Mapping[str, Any], param_names: set[str], d
     for position, raw in enumerate(steps):
         if not isinstance(raw, YamlMap):
             continue
-        draft, step_errors = check_step(raw, position, set(names), params, defaults, base_dir, param_names)
+        draft, step_errors = check_step(raw, position, names, params, defaults, base_dir, param_names)
         errors += step_errors
         if draft is not None and draft.name not in drafts:
             drafts[draft.name] = draft

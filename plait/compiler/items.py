@@ -76,5 +76,8 @@ def glob_items(pattern: str, base: Path) -> list[tuple[str, str]]:
 
 def line_items(path: str, base: Path) -> list[str]:
     """Return the non-blank, non-comment lines of a file relative to `base`. Raises OSError."""
-    text = (base / path).read_text(encoding="utf-8")
+    try:
+        text = (base / path).read_text(encoding="utf-8")
+    except OSError as err:
+        raise OSError(f"cannot read lines file '{path}': {err.strerror or err}") from err
     return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]

@@ -200,7 +200,8 @@ class Plan:
         for n in data["nodes"]:
             step = steps[n["step"]]
             nodes[n["id"]] = NodeSpec(
-                id=n["id"], step=n["step"], kind=n["kind"], task=n["task"], config=step.config,
+                id=n["id"], step=n["step"], kind=n["kind"], task=n["task"],
+                config=FrozenDict() if n["kind"] == "join" else step.config,
                 retry=step.retry, timeout=step.timeout, loc=step.loc, key=freeze(n["key"]),
                 item=freeze(n["item"]), index=n["index"])
         graph = nx.DiGraph()

@@ -12,6 +12,7 @@ the inner task, so both forms compile to the same item nodes.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from plait.compiler.schema import RETRY_FIELDS, STEP_FIELDS, check_fields
 from plait.tasks.base import get_kind, kinds
 from plait.templating import TemplateError, analyze, has_template, render
 
-__all__ = ["ITEM_NAMES", "RUNTIME_NAMES", "StepDraft", "check_step"]
+__all__ = ["ITEM_NAMES", "RUNTIME_NAMES", "StepDraft", "check_retry_values", "check_step"]
 
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 ITEM_NAMES = frozenset({"item", "index", "key", "batch"})
@@ -64,13 +65,14 @@ class StepDraft:
         return self.items_loc is not None or self.for_each is not None
 
 
-def check_step(raw: YamlMap, position: int, step_names: set[str], params: Mapping[str, Any],
+def check_step(raw: YamlMap, position: int, step_names: Mapping[str, SourceLoc], params: Mapping[str, Any],
                defaults: Mapping[str, Any], base_dir: Any,
                param_names: set[str] | None = None) -> tuple[StepDraft | None, list[Diagnostic]]:
     """Check one step mapping; return its draft (None when unusable) and the errors found.
 
-    `params` holds the values of the valid parameters; `param_names` every declared one (a
-    parameter with a bad value is reported where it is declared, not again where it is used).
+    `step_names` maps every step's name to where it is defined. `params` holds the values of the
+    valid parameters; `param_names` every declared one (a parameter with a bad value is reported
+    where it is declared, not again where it is used).
     """
     param_names = set(params) if param_names is None else param_names
     errors = check_fields(raw, STEP_FIELDS, f"step '{raw.get('name', '?')}'" if raw.get("name") else "a step")
@@ -81,6 +83,8 @@ def check_step(raw: YamlMap, position: int, step_names: set[str], params: Mappin
         errors.append(Diagnostic(raw.value_locs["name"], f"step name '{name}' is not allowed",
                                  "use letters, digits, - and _, starting with a letter or _"))
     raw = _unwrap_batch(raw, errors)
+    if raw is None:
+        return None, errors
     task = raw.get("task")
     draft = StepDraft(name=name, task=task, loc=raw.key_locs.get("name", raw.loc), position=position,
                       description=raw.get("description"))
@@ -102,7 +106,7 @@ def check_step(raw: YamlMap, position: int, step_names: set[str], params: Mappin
 _BATCH_INPUTS = ("items", "task", "chunk_size", "max_workers")
 
 
-def _unwrap_batch(raw: YamlMap, errors: list[Diagnostic]) -> YamlMap:
+def _unwrap_batch(raw: YamlMap, errors: list[Diagnostic]) -> YamlMap | None:
     """Rewrite the original engine's `task: batch` step into `items:` plus the inner task. Mutates `errors`."""
     if raw.get("task") != "batch" or "batch" in kinds():
         return raw
@@ -112,7 +116,7 @@ def _unwrap_batch(raw: YamlMap, errors: list[Diagnostic]) -> YamlMap:
         errors.append(Diagnostic(raw.value_locs["task"], "a 'batch' step needs inputs.items and inputs.task.task",
                                  "write `inputs: {items: [...], task: {task: shell, inputs: {...}}}`, "
                                  "or use `items:` on the step itself"))
-        return raw
+        return None
     for mapping, allowed, what in ((inputs, _BATCH_INPUTS, "a 'batch' step's inputs"),
                                    (inner, ("task", "inputs"), "a 'batch' step's inner task")):
         for key in mapping:
@@ -148,17 +152,18 @@ def _check_inputs(draft: StepDraft, raw: YamlMap) -> list[Diagnostic]:
         errors.append(Diagnostic(loc or raw.key_locs.get("inputs", raw.loc), f"step '{draft.name}': {message}", hint))
     function = inputs.get("function")
     if draft.task == "python" and isinstance(function, str) and not _FUNCTION.match(function):
-        errors.append(Diagnostic(inputs.value_locs["function"], f"'{function}' is not module:function",
+        errors.append(Diagnostic(inputs.value_locs["function"],
+                                 f"step '{draft.name}': '{function}' is not module:function",
                                  "write it as `function: mymodule:myfunction` (a module in the workflow's folder)"))
     return errors
 
 
 def _check_items(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any], base_dir: Any) -> list[Diagnostic]:
     both = [k for k in ("items", "iterate_over", "for_each") if raw.get(k) is not None]
+    draft.for_each = raw.get("for_each") if isinstance(raw.get("for_each"), str) else None
     if len(both) > 1:
         return [Diagnostic(raw.key_locs[both[1]], f"step '{draft.name}' sets both '{both[0]}' and '{both[1]}'",
                            "a step takes its items from one place")]
-    draft.for_each = raw.get("for_each")
     if not both or draft.for_each:
         if draft.for_each and raw.get("key") is not None:
             return [Diagnostic(raw.key_locs["key"], f"step '{draft.name}' sets 'key' and 'for_each'",
@@ -169,6 +174,8 @@ def _check_items(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any], base
     draft.items_loc = loc
     if not isinstance(source, (str, list, dict)):
         return []  # a wrong type, reported by check_fields
+    if _reads_missing_param(source, params):
+        return []  # a parameter it reads has no valid value: reported where it is declared
     try:
         if isinstance(source, str):
             refs = analyze(source)
@@ -210,12 +217,14 @@ def _items_from_mapping(draft: StepDraft, source: YamlMap, params: Mapping[str, 
     return []
 
 
-def _check_dependencies(draft: StepDraft, raw: YamlMap, step_names: set[str]) -> list[Diagnostic]:
+def _check_dependencies(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, SourceLoc]) -> list[Diagnostic]:
     errors = []
     depends = raw.get("depends_on") or []
     depends_locs = raw.value_locs.get("depends_on")
     if isinstance(depends, str):
         depends = [depends]
+    elif not isinstance(depends, list):
+        depends = []  # a wrong type, reported by check_fields
     for i, dep in enumerate(depends):
         loc = depends.item_locs[i] if isinstance(depends, YamlList) else depends_locs
         if not isinstance(dep, str):
@@ -233,20 +242,27 @@ def _check_dependencies(draft: StepDraft, raw: YamlMap, step_names: set[str]) ->
     return errors
 
 
-def _unknown_step(name: str, verb: str, dep: str, step_names: set[str], loc: SourceLoc | None) -> Diagnostic:
-    hint = did_you_mean(dep, step_names - {name}) or f"steps in this workflow: {', '.join(sorted(step_names))}"
+def _unknown_step(name: str, verb: str, dep: str, step_names: Mapping[str, SourceLoc],
+                  loc: SourceLoc | None) -> Diagnostic:
+    others = [s for s in step_names if s != name]
+    close = difflib.get_close_matches(dep, others, n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean '{close[0]}'? (defined at {step_names[close[0]]})"
+    else:
+        hint = f"steps in this workflow: {', '.join(sorted(step_names))}"
     return Diagnostic(loc, f"step '{name}' {verb} unknown step '{dep}'", hint)
 
 
 def _check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any]) -> list[Diagnostic]:
     errors: list[Diagnostic] = []
     retry_values: dict[str, Any] = {}
-    for source in (defaults.get("retry"), raw.get("retry")):
+    own = raw.get("retry") if isinstance(raw.get("retry"), YamlMap) else None
+    for source in (defaults.get("retry"), own):
         if isinstance(source, YamlMap):
-            errors += [e for e in check_fields(source, RETRY_FIELDS, "a retry policy") if source is raw.get("retry")]
             retry_values.update({k: v for k, v in source.items() if k in RETRY_FIELDS and v is not None})
-    errors += _check_retry_values(retry_values, raw.get("retry") if isinstance(raw.get("retry"), YamlMap) else None,
-                                  raw.loc)
+    if own is not None:  # defaults' own values are checked once, by the compiler
+        errors += check_fields(own, RETRY_FIELDS, "a retry policy")
+        errors += check_retry_values({k: v for k, v in own.items() if k in RETRY_FIELDS and v is not None}, own)
     if not errors:
         for names in ("retry_on", "retry_on_exit_codes"):
             if names in retry_values:
@@ -270,7 +286,8 @@ def _check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any]) -
     return errors
 
 
-def _check_retry_values(values: dict[str, Any], step_retry: YamlMap | None, loc: SourceLoc) -> list[Diagnostic]:
+def check_retry_values(values: Mapping[str, Any], where: YamlMap) -> list[Diagnostic]:
+    """Check a retry policy's values (types and ranges); positions come from `where`."""
     rules = {
         "max_attempts": (lambda v: isinstance(v, int) and v >= 1, "at least 1"),
         "delay": (lambda v: v >= 0, "0 or more seconds"),
@@ -288,8 +305,8 @@ def _check_retry_values(values: dict[str, Any], step_retry: YamlMap | None, loc:
         except TypeError:
             good = False
         if not good:
-            where = step_retry.value_locs.get(name) if step_retry is not None and name in step_retry else loc
-            errors.append(Diagnostic(where, f"retry {name} must be {allowed}, not {value!r}",
+            errors.append(Diagnostic(where.value_locs.get(name, where.loc),
+                                     f"retry {name} must be {allowed}, not {value!r}",
                                      "see docs/errors-and-retries.md for the retry policy's fields"))
     return errors
 
@@ -307,7 +324,8 @@ def _parse_budget(value: Any) -> tuple[int | float | None, str | None]:
     return None, f"max_failures must be a count or a percentage, not {value!r}"
 
 
-def _check_templates(draft: StepDraft, raw: YamlMap, step_names: set[str], param_names: set[str]) -> list[Diagnostic]:
+def _check_templates(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, SourceLoc],
+                     param_names: set[str]) -> list[Diagnostic]:
     """Check every template in the step: syntax, names, steps and params it reads."""
     errors = []
     for where, text, context in _templates(raw):
@@ -370,6 +388,20 @@ def _strings(value: Any, loc: SourceLoc | None) -> Iterator[tuple[SourceLoc, str
     elif isinstance(value, YamlList):
         for v, item_loc in zip(value, value.item_locs):
             yield from _strings(v, item_loc)
+
+
+def _reads_missing_param(value: Any, params: Mapping[str, Any]) -> bool:
+    """Return True when a template in `value` reads a parameter that has no valid value."""
+    if isinstance(value, str):
+        try:
+            return has_template(value) and not analyze(value).params <= set(params)
+        except TemplateError:
+            return False
+    if isinstance(value, dict):
+        return any(_reads_missing_param(v, params) for v in value.values())
+    if isinstance(value, list):
+        return any(_reads_missing_param(v, params) for v in value)
+    return False
 
 
 def _render_config(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any]) -> list[Diagnostic]:

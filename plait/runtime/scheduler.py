@@ -213,6 +213,9 @@ class Scheduler:
             for outcome in outcomes:
                 self._take(outcome)
             self._maybe_flush()
+        # A fused node whose feeder failed (or that was not started) came back without an outcome:
+        # once its dependencies are settled it is decided like any other ready node.
+        self.ready += [n for n in self.in_flight if n not in self.status and self.remaining.get(n) == 0]
         self.in_flight.clear()
 
     # -- units ------------------------------------------------------------------------------
@@ -377,6 +380,8 @@ class Scheduler:
             self._settle(nid, FAILED, None, error, now, now)
             return
         new = [n for n in plan.nodes.values() if n.id not in self.plan.nodes]
+        joins = [n.id for n in plan.nodes.values()
+                 if n.kind == "join" and self.plan.nodes.get(n.id, n).kind == "deferred"]
         self.ledger.add_nodes([(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()
                                if n.id not in self.plan.nodes or n.kind != self.plan.nodes[n.id].kind])
         self.plan = plan
@@ -384,7 +389,7 @@ class Scheduler:
         summary: Counter = Counter()
         for new_node in new:
             self._prepare_node(new_node.id, new_node, summary)
-        for join in {n.step for n in new}:
+        for join in joins:
             self.remaining[join] = sum(1 for p in self.plan.graph.predecessors(join) if p not in self.status)
             if self.remaining[join] == 0:
                 self.ready.append(join)
