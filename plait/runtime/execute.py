@@ -49,8 +49,8 @@ class RunInfo:
     """What every node of a run shares."""
 
     run_id: str
-    workspace: str
-    workflow_dir: str
+    workspace: Path
+    workflow_dir: Path
     params: Mapping[str, Any]
     stop_file: str
     parent_pid: int
@@ -74,6 +74,7 @@ class NodeJob(NamedTuple):
     retry: RetryPolicy
     attempt: int
     steps: Mapping[str, Any]  # upstream results, as templates see them under `steps`
+    templated: bool  # whether any input other than a raw one holds a template (else no rendering at all)
     parent: int | None = None  # in a fused chain: the index of the job that feeds this one
 
 
@@ -123,17 +124,17 @@ def run_node(info: RunInfo, job: NodeJob, steps: Mapping[str, Any]) -> Outcome:
     """Run one attempt at one node; never raises for the node's own failure."""
     started = time.time()
     ctx = TaskContext(
-        workspace=Path(info.workspace), run_id=info.run_id, step=job.step, node_id=job.node, attempt=job.attempt,
-        retry=job.retry, logger=logger.bind(node=job.node), workflow_dir=Path(info.workflow_dir),
+        workspace=info.workspace, run_id=info.run_id, step=job.step, node_id=job.node, attempt=job.attempt,
+        retry=job.retry, logger=logger.bind(node=job.node), workflow_dir=info.workflow_dir,
         timeout=job.timeout, params=info.params, steps=steps, key=job.key, index=job.index, total=job.total)
     status, result, error = SUCCEEDED, None, None
     try:
-        context = ctx.template_context(job.item)
+        context = ctx.template_context(job.item) if job.templated or job.condition is not None else None
         if job.condition is not None and not _truthy(render(job.condition, context)):
             status = SKIPPED
             result = "null"
         else:
-            config = _render_config(job, context)
+            config = _render_config(job, context) if job.templated else thaw(job.config)
             value = _call(job, config, ctx)
             result = json.dumps(value)
     except Exception as exc:

@@ -14,6 +14,7 @@ finish, everything is recorded and the run ends as interrupted; a second signal 
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import secrets
@@ -35,6 +36,7 @@ from plait.runtime.execute import RunInfo
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
 from plait.runtime.progress import Progress
 from plait.runtime.scheduler import RunReport, Scheduler
+from plait.runtime.writer import LedgerWriter
 
 __all__ = ["RunResult", "WorkspaceBusy", "default_workspace", "run_workflow", "state_dir"]
 
@@ -98,20 +100,22 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
     log_file.parent.mkdir(parents=True, exist_ok=True)
     sink = logger.add(log_file, level=log_level, format=LOG_FORMAT, filter=_with_node)
     ledger = Ledger(state / LEDGER_NAME)
+    writer = None
     try:
         if fresh:
             ledger.reset()
         ledger.claim(plan.workflow)
         previous = ledger.previous()
-        workflow_dir = str(Path(plan.source).parent) if plan.source else os.getcwd()
-        info = RunInfo(run_id=run_id, workspace=str(ws.resolve()), workflow_dir=workflow_dir,
+        writer = LedgerWriter(state / LEDGER_NAME)
+        workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
+        info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir,
                        params=plan.params, stop_file=str(state / f"stop-{run_id}"), parent_pid=os.getpid())
-        scheduler = Scheduler(plan, ledger, info, dispatch=None, previous=previous, seed=seed,  # type: ignore[arg-type]
-                              log_nodes=log_level in ("DEBUG", "TRACE"))
+        scheduler = Scheduler(plan, ledger, writer, info, dispatch=None, previous=previous,  # type: ignore[arg-type]
+                              seed=seed, log_nodes=log_level in ("DEBUG", "TRACE"))
         summary = scheduler.prepare()
         logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
-        ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, os.getpid(),
-                         [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()], previous)
+        writer.submit("begin_run", run_id, plan.workflow, plan.digest, plan.source, plan.params, os.getpid(),
+                      [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()], previous)
         display = Progress(plan, _done_by_step(plan, scheduler.status), progress) if progress else None
         if display:
             scheduler.on_settle = display.update
@@ -120,10 +124,14 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
             report = scheduler.run()
         if display:
             display.close()
-        ledger.end_run(run_id, report.status)
+        writer.submit("end_run", run_id, report.status)
+        writer.close()
         logger.info(f"run {run_id} {report.status}: {dict(report.counts)}")
         return RunResult(report, ws, log_file)
     finally:
+        if writer is not None:
+            with contextlib.suppress(LedgerError):  # already raised, or an exception is on its way out
+                writer.close()
         ledger.close()
         logger.remove(sink)
         Path(state / f"stop-{run_id}").unlink(missing_ok=True)

@@ -40,7 +40,7 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,8 +52,9 @@ from plait.runtime.execute import NodeJob, RunInfo
 from plait.runtime.fingerprint import Fingerprinter
 from plait.runtime.ledger import Ledger, NodeRecord
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, Outcome, error_record, retry_delay
+from plait.runtime.writer import LedgerWriter
 from plait.tasks.base import get_kind
-from plait.templating import TemplateError, render
+from plait.templating import TemplateError, has_template, render
 
 __all__ = ["RunReport", "Scheduler"]
 
@@ -79,18 +80,19 @@ class RunReport:
 class Scheduler:
     """Runs one plan to the end (or until stopped) against a ledger, through a dispatch function."""
 
-    def __init__(self, plan: Plan, ledger: Ledger, info: RunInfo, dispatch: Dispatch,
+    def __init__(self, plan: Plan, ledger: Ledger, writer: LedgerWriter, info: RunInfo, dispatch: Dispatch,
                  previous: dict[str, tuple[str, str | None, bool]], on_settle: Callable[[str, str], None] | None = None,
                  seed: int | None = None, log_nodes: bool = False):
         self.plan = plan
-        self.ledger = ledger
+        self.ledger = ledger  # read: results of nodes restored from earlier runs
+        self.writer = writer  # write: everything this run records
         self.info = info
         self.dispatch = dispatch
         self.previous = previous
         self.on_settle = on_settle or (lambda step, status: None)
         self.log_nodes = log_nodes  # a DEBUG line per succeeded node (costs ~10 µs a node)
         self.rng = random.Random(seed)
-        self.fingerprints = Fingerprinter(plan.steps, Path(info.workflow_dir), plan.params)
+        self.fingerprints = Fingerprinter(plan.steps, info.workflow_dir, plan.params)
         self.report = RunReport(info.run_id)
         self.status: dict[str, str] = {}
         self.tolerated: set[str] = set()  # failed or skipped nodes whose failure a budget covers
@@ -239,13 +241,13 @@ class Scheduler:
         return tuple(jobs)
 
     def _job(self, nid: str, node: NodeSpec, parent: int | None) -> NodeJob:
-        handler, modes, condition, own_timeout = self.step_jobs[node.step]
+        handler, modes, condition, own_timeout, templated = self.step_jobs[node.step]
         total = len(self.members[node.step]) if node.key is not None else None
         return NodeJob(
             node=nid, step=node.step, handler=handler, config=node.config, modes=modes,
             item=node.item, key=node.key, index=node.index, total=total, condition=condition,
             timeout=node.timeout, own_timeout=own_timeout, retry=node.retry, attempt=self.attempts[nid] + 1,
-            steps=self._upstream(node), parent=parent)
+            steps=self._upstream(node), templated=templated, parent=parent)
 
     def _upstream(self, node: NodeSpec) -> dict[str, Any]:
         """Return what `steps.X` shows this node for each step it depends on."""
@@ -368,7 +370,7 @@ class Scheduler:
         """Expand a deferred step now that its upstream has run, and take its new nodes in."""
         step = self.plan.steps[node.step]
         context = {"params": self.plan.params, "args": self.plan.params, "steps": self._upstream(node),
-                   "run": {"id": self.info.run_id}, "workspace": self.info.workspace}
+                   "run": {"id": self.info.run_id}, "workspace": str(self.info.workspace)}
         try:
             items = render(step.items, context)
             plan = expand_deferred(self.plan, node.step, items)
@@ -382,7 +384,7 @@ class Scheduler:
         new = [n for n in plan.nodes.values() if n.id not in self.plan.nodes]
         joins = [n.id for n in plan.nodes.values()
                  if n.kind == "join" and self.plan.nodes.get(n.id, n).kind == "deferred"]
-        self.ledger.add_nodes([(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()
+        self.writer.submit("add_nodes", [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()
                                if n.id not in self.plan.nodes or n.kind != self.plan.nodes[n.id].kind])
         self.plan = plan
         self._index()
@@ -403,7 +405,7 @@ class Scheduler:
 
     def _flush(self) -> None:
         if self.buffer:
-            self.ledger.record(self.info.run_id, self.buffer)
+            self.writer.submit("record", self.info.run_id, self.buffer)
             self.buffer = []
         self.last_flush = time.monotonic()
 
@@ -411,11 +413,20 @@ class Scheduler:
 _NOTHING: dict[str, Any] = {}
 
 
-def _step_job(step: StepSpec) -> tuple[Any, dict[str, str], str | None, bool]:
-    """Return what every job of a step shares: (handler, render modes, condition, own_timeout)."""
+def _step_job(step: StepSpec) -> tuple[Any, dict[str, str], str | None, bool, bool]:
+    """Return what every job of a step shares: (handler, render modes, condition, own_timeout, templated)."""
     kind = get_kind(step.task)
     if kind is None:  # a join or deferred step's kind, or a kind unregistered since compile
-        return None, {}, step.condition, False
+        return None, {}, step.condition, False, False
     fields = kind.fields or {}
     modes = {name: f.render for name, f in fields.items() if f.render != "value"}
-    return kind.handler, modes, step.condition, kind.own_timeout
+    templated = any(_has_template(v) for name, v in step.config.items() if modes.get(name) != "raw")
+    return kind.handler, modes, step.condition, kind.own_timeout, templated
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_template(v) for v in value)
+    return has_template(value)
