@@ -33,13 +33,17 @@ class Fingerprinter:
         self.workflow_dir = workflow_dir
         self.params = params
         self._signatures: dict[str, bytes] = {}
+        self._started: dict[tuple[str, str], Any] = {}  # (step, kind) -> a hash fed with its signature
 
     def node(self, node: NodeSpec, upstream: Iterable[str]) -> str:
         """Return the fingerprint of `node` given its predecessors' fingerprints."""
-        digest = hashlib.sha256(self._signature(node.step))
-        digest.update(node.kind.encode())
+        started = self._started.get((node.step, node.kind))
+        if started is None:
+            started = self._started[node.step, node.kind] = hashlib.sha256(self._signature(node.step))
+            started.update(node.kind.encode())
+        digest = started.copy()
         if node.key is not None:
-            digest.update(json.dumps([node.key, node.item], sort_keys=True, default=str).encode())
+            digest.update(_item_bytes(node.key, node.item))
         for fingerprint in sorted(upstream):
             digest.update(fingerprint.encode())
         return digest.hexdigest()[:32]
@@ -80,6 +84,13 @@ class Fingerprinter:
             return hashlib.sha256(Path(source).read_bytes()).hexdigest()
         except OSError:
             return "unreadable"
+
+
+def _item_bytes(key: Any, item: Any) -> bytes:
+    """Encode a key and item canonically; plain numbers and strings skip the JSON encoder (the hot path)."""
+    if type(item) in (int, str) and type(key) in (int, str):
+        return f"{key!r}\x00{item!r}".encode()
+    return json.dumps([key, item], sort_keys=True, default=str).encode()
 
 
 def _strings(value: Any) -> Iterator[str]:

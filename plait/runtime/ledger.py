@@ -19,6 +19,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
@@ -110,7 +111,7 @@ class Ledger:
         planned_ids = {p[0] for p in planned}
         gone = [(n,) for n, (_, _, in_plan) in previous.items() if in_plan and n not in planned_ids]
         back = [(n,) for n, (_, _, in_plan) in previous.items() if not in_plan and n in planned_ids]
-        new = [(nid, step, json.dumps(key), kind) for nid, step, key, kind in planned if nid not in previous]
+        new = [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned if nid not in previous]
         with self.db:
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
                             "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
@@ -123,7 +124,7 @@ class Ledger:
         """Add rows for nodes created during the run (a deferred step's items), keeping existing ones."""
         with self.db:
             self.db.executemany("INSERT OR IGNORE INTO nodes (node_id, step, key, kind) VALUES (?, ?, ?, ?)",
-                                [(nid, step, json.dumps(key), kind) for nid, step, key, kind in planned])
+                                [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned])
             self.db.executemany("UPDATE nodes SET kind = ? WHERE node_id = ?", [(p[3], p[0]) for p in planned])
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", [(p[0],) for p in planned])
 
@@ -164,3 +165,12 @@ class Ledger:
         """Return (node_id, step, key, kind, status, attempts, error JSON) for the plan's nodes, in completion order."""
         return self.db.execute("SELECT node_id, step, key, kind, status, attempts, error FROM nodes WHERE in_plan = 1 "
                                "ORDER BY seq IS NULL, seq, rowid").fetchall()
+
+
+def _key_json(key: Any) -> str:
+    """Return a key as JSON; an integer or a string skips the encoder (100,000 keys a run)."""
+    if type(key) is int:
+        return str(key)
+    if type(key) is str:
+        return encode_basestring(key)
+    return json.dumps(key)

@@ -130,8 +130,8 @@ class Scheduler:
         return dict(summary)
 
     def _prepare_node(self, nid: str, node: NodeSpec, summary: Counter) -> None:
-        preds = list(self.plan.graph.predecessors(nid))
-        self.fp[nid] = fp = self.fingerprints.node(node, (self.fp[p] for p in preds))
+        preds = tuple(self.plan.graph.predecessors(nid))
+        self.fp[nid] = fp = self.fingerprints.node(node, [self.fp[p] for p in preds])
         before = self.previous.get(nid)
         if before is None:
             summary["new"] += 1
