@@ -74,7 +74,7 @@ def _isolated(parallel: Parallel, unit: Unit) -> Iterator[list[Outcome]]:
     except TerminatedWorkerError as err:
         job = unit[1][0]
         crash = WorkerCrashed(f"the worker process died while running {job.node}: {_reason(err)}")
-        record = error_record(crash, node=job.node, item=job.item, attempt=job.attempt, policy=job.retry)
+        record = error_record(crash, node=job.node, item=job.item, attempt=job.attempt, policy=job.call.retry)
         now = time.time()
         yield [Outcome(job.node, FAILED, None, record, now, now)]
 

@@ -39,7 +39,7 @@ from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, Outco
 from plait.tasks.base import TaskContext
 from plait.templating import render, render_shell, render_value
 
-__all__ = ["NodeJob", "RunInfo", "run_unit"]
+__all__ = ["NodeJob", "RunInfo", "StepCall", "run_unit"]
 
 _FALSE_TEXT = {"", "false", "no", "off", "0", "none"}
 
@@ -56,25 +56,31 @@ class RunInfo:
     parent_pid: int
 
 
-class NodeJob(NamedTuple):
-    """One node to run, as the parent sends it."""
+class StepCall(NamedTuple):
+    """What every node of a step shares: built once per step, sent by reference (pickle memoises it)."""
 
-    node: str
     step: str
     handler: Callable[..., Any]
     config: Mapping[str, Any]
     modes: Mapping[str, str]  # input fields rendered other than as values: "shell" or "raw"
-    item: Any
-    key: Any
-    index: int | None
-    total: int | None
+    templated: bool  # whether any input other than a raw one holds a template (else no rendering at all)
     condition: str | None
     timeout: float | None
     own_timeout: bool
     retry: RetryPolicy
+    total: int | None  # the number of items in the step
+
+
+class NodeJob(NamedTuple):
+    """One node to run, as the parent sends it: small, since 100,000 of them may travel."""
+
+    node: str
+    call: StepCall
+    item: Any
+    key: Any
+    index: int | None
     attempt: int
     steps: Mapping[str, Any]  # upstream results, as templates see them under `steps`
-    templated: bool  # whether any input other than a raw one holds a template (else no rendering at all)
     parent: int | None = None  # in a fused chain: the index of the job that feeds this one
 
 
@@ -108,7 +114,7 @@ def run_unit(info: RunInfo, jobs: tuple[NodeJob, ...]) -> list[Outcome]:
         if job.parent is not None:
             if job.parent not in passed:
                 continue  # the node feeding this one did not succeed: the parent decides what follows
-            steps = {**steps, jobs[job.parent].step: {"result": json.loads(passed[job.parent])}}
+            steps = {**steps, jobs[job.parent].call.step: {"result": json.loads(passed[job.parent])}}
         if os.path.exists(info.stop_file):
             now = time.time()
             outcomes.append(Outcome(job.node, NOT_STARTED, None, None, now, now))
@@ -123,23 +129,24 @@ def run_unit(info: RunInfo, jobs: tuple[NodeJob, ...]) -> list[Outcome]:
 def run_node(info: RunInfo, job: NodeJob, steps: Mapping[str, Any]) -> Outcome:
     """Run one attempt at one node; never raises for the node's own failure."""
     started = time.time()
+    call = job.call
     ctx = TaskContext(
-        workspace=info.workspace, run_id=info.run_id, step=job.step, node_id=job.node, attempt=job.attempt,
-        retry=job.retry, logger=logger.bind(node=job.node), workflow_dir=info.workflow_dir,
-        timeout=job.timeout, params=info.params, steps=steps, key=job.key, index=job.index, total=job.total)
+        workspace=info.workspace, run_id=info.run_id, step=call.step, node_id=job.node, attempt=job.attempt,
+        retry=call.retry, logger=logger.bind(node=job.node), workflow_dir=info.workflow_dir,
+        timeout=call.timeout, params=info.params, steps=steps, key=job.key, index=job.index, total=call.total)
     status, result, error = SUCCEEDED, None, None
     try:
-        context = ctx.template_context(job.item) if job.templated or job.condition is not None else None
-        if job.condition is not None and not _truthy(render(job.condition, context)):
+        context = ctx.template_context(job.item) if call.templated or call.condition is not None else None
+        if call.condition is not None and not _truthy(render(call.condition, context)):
             status = SKIPPED
             result = "null"
         else:
-            config = _render_config(job, context) if job.templated else thaw(job.config)
-            value = _call(job, config, ctx)
+            config = _render_config(call, context) if call.templated else thaw(call.config)
+            value = _call(call, job, config, ctx)
             result = json.dumps(value)
     except Exception as exc:
         status, result = FAILED, None
-        error = error_record(exc, node=job.node, item=job.item, attempt=job.attempt, policy=job.retry)
+        error = error_record(exc, node=job.node, item=job.item, attempt=job.attempt, policy=call.retry)
     logs = tuple(_captured)
     _captured.clear()
     return Outcome(job.node, status, result, error, started, time.time(), logs)
@@ -151,10 +158,10 @@ def _truthy(value: Any) -> bool:
     return bool(value)
 
 
-def _render_config(job: NodeJob, context: Mapping[str, Any]) -> dict[str, Any]:
+def _render_config(call: StepCall, context: Mapping[str, Any]) -> dict[str, Any]:
     config = {}
-    for name, value in job.config.items():
-        mode = job.modes.get(name, "value")
+    for name, value in call.config.items():
+        mode = call.modes.get(name, "value")
         if mode == "raw":
             config[name] = thaw(value)
         elif mode == "shell" and isinstance(value, str):
@@ -164,41 +171,41 @@ def _render_config(job: NodeJob, context: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def _call(job: NodeJob, config: dict[str, Any], ctx: TaskContext) -> Any:
-    if job.timeout is None or job.own_timeout:
-        return job.handler(config, job.item, ctx)
+def _call(call: StepCall, job: NodeJob, config: dict[str, Any], ctx: TaskContext) -> Any:
+    if call.timeout is None or call.own_timeout:
+        return call.handler(config, job.item, ctx)
     if threading.current_thread() is threading.main_thread():
-        return _call_with_alarm(job, config, ctx)
-    return _call_in_thread(job, config, ctx)
+        return _call_with_alarm(call, job, config, ctx)
+    return _call_in_thread(call, job, config, ctx)
 
 
-def _call_with_alarm(job: NodeJob, config: dict[str, Any], ctx: TaskContext) -> Any:
+def _call_with_alarm(call: StepCall, job: NodeJob, config: dict[str, Any], ctx: TaskContext) -> Any:
     def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"node {job.node} timed out after {job.timeout:g} s")
+        raise TimeoutError(f"node {job.node} timed out after {call.timeout:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, job.timeout)
+    signal.setitimer(signal.ITIMER_REAL, call.timeout)
     try:
-        return job.handler(config, job.item, ctx)
+        return call.handler(config, job.item, ctx)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 
-def _call_in_thread(job: NodeJob, config: dict[str, Any], ctx: TaskContext) -> Any:
+def _call_in_thread(call: StepCall, job: NodeJob, config: dict[str, Any], ctx: TaskContext) -> Any:
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = job.handler(config, job.item, ctx)
+            box["value"] = call.handler(config, job.item, ctx)
         except BaseException as exc:
             box["error"] = exc
 
     thread = threading.Thread(target=target, name=f"plait-{job.node}", daemon=True)
     thread.start()
-    thread.join(job.timeout)
+    thread.join(call.timeout)
     if thread.is_alive():
-        raise TimeoutError(f"node {job.node} timed out after {job.timeout:g} s (abandoned, still running)")
+        raise TimeoutError(f"node {job.node} timed out after {call.timeout:g} s (abandoned, still running)")
     if "error" in box:
         raise box["error"]
     return box.get("value")

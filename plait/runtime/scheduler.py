@@ -48,7 +48,7 @@ from typing import Any
 from loguru import logger
 
 from plait.compiler import NodeSpec, Plan, StepSpec, WorkflowError, expand_deferred
-from plait.runtime.execute import NodeJob, RunInfo
+from plait.runtime.execute import NodeJob, RunInfo, StepCall
 from plait.runtime.fingerprint import Fingerprinter
 from plait.runtime.ledger import Ledger, NodeRecord
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, Outcome, error_record, retry_delay
@@ -100,7 +100,7 @@ class Scheduler:
         self.results: dict[str, str | None] = {}  # node -> result JSON (restored nodes: loaded on demand)
         self.fp: dict[str, str] = {}
         self.remaining: dict[str, int] = {}
-        self.attempts: Counter = Counter()
+        self.attempts: dict[str, int] = {}
         self.failures: Counter = Counter()  # final failures per step
         self.ready: list[str] = []
         self.retries: list[tuple[float, int, str]] = []
@@ -119,7 +119,7 @@ class Scheduler:
         for node in self.plan.nodes.values():
             if node.kind == "task" and node.key is not None:
                 self.members[node.step].append(node.id)
-        self.step_jobs = {s.name: _step_job(s) for s in self.plan.steps.values()}
+        self.step_calls = {s.name: self._step_call(s) for s in self.plan.steps.values()}
 
     def prepare(self) -> dict[str, int]:
         """Fingerprint every node, settle those the ledger already has, and say what will run."""
@@ -231,7 +231,7 @@ class Scheduler:
             parent = jobs[position]
             for succ in self.plan.graph.successors(parent.node):
                 snode = self.plan.nodes[succ]
-                if (snode.kind == "task" and self.plan.steps[snode.step].for_each == parent.step
+                if (snode.kind == "task" and self.plan.steps[snode.step].for_each == parent.call.step
                         and succ not in self.status and succ not in self.in_flight
                         and all(p == parent.node or self.status.get(p) == SUCCEEDED
                                 for p in self.plan.graph.predecessors(succ))):
@@ -241,13 +241,8 @@ class Scheduler:
         return tuple(jobs)
 
     def _job(self, nid: str, node: NodeSpec, parent: int | None) -> NodeJob:
-        handler, modes, condition, own_timeout, templated = self.step_jobs[node.step]
-        total = len(self.members[node.step]) if node.key is not None else None
-        return NodeJob(
-            node=nid, step=node.step, handler=handler, config=node.config, modes=modes,
-            item=node.item, key=node.key, index=node.index, total=total, condition=condition,
-            timeout=node.timeout, own_timeout=own_timeout, retry=node.retry, attempt=self.attempts[nid] + 1,
-            steps=self._upstream(node), templated=templated, parent=parent)
+        return NodeJob(nid, self.step_calls[node.step], node.item, node.key, node.index,
+                       self.attempts.get(nid, 0) + 1, self._upstream(node), parent)
 
     def _upstream(self, node: NodeSpec) -> dict[str, Any]:
         """Return what `steps.X` shows this node for each step it depends on."""
@@ -283,6 +278,18 @@ class Scheduler:
         parts = [self.results.get(m) if self.status.get(m) == SUCCEEDED else None for m in members]
         return "[" + ",".join(p if p is not None else "null" for p in parts) + "]"
 
+    def _step_call(self, step: StepSpec) -> StepCall | None:
+        """Return what every job of `step` shares (None for a kind no longer registered)."""
+        kind = get_kind(step.task)
+        if kind is None:
+            return None
+        fields = kind.fields or {}
+        modes = {name: f.render for name, f in fields.items() if f.render != "value"}
+        templated = any(_has_template(v) for name, v in step.config.items() if modes.get(name) != "raw")
+        total = len(self.members[step.name]) if step.kind != "single" else None
+        return StepCall(step.name, kind.handler, step.config, modes, templated, step.condition, step.timeout,
+                        kind.own_timeout, step.retry, total)
+
     # -- settling ---------------------------------------------------------------------------
 
     def _take(self, outcome: Outcome) -> None:
@@ -293,7 +300,7 @@ class Scheduler:
             logger.bind(node=nid).log(level, message)
         if outcome.status == NOT_STARTED:
             return
-        self.attempts[nid] += 1
+        self.attempts[nid] = self.attempts.get(nid, 0) + 1
         if outcome.status == FAILED:
             node = self.plan.nodes[nid]
             if outcome.error["retryable"] and self.attempts[nid] < node.retry.max_attempts and not self.stopping:
@@ -316,7 +323,7 @@ class Scheduler:
         elif status == SKIPPED and note is None:
             note = "condition is false"
         self.report.counts[status] += 1
-        self.buffer.append((nid, status, self.attempts[nid], self.fp.get(nid), result,
+        self.buffer.append((nid, status, self.attempts.get(nid, 0), self.fp.get(nid), result,
                             json.dumps(error, default=str) if error else None, note, started, ended))
         if node.kind == "task":
             self.on_settle(node.step, status)
@@ -377,7 +384,7 @@ class Scheduler:
         except (TemplateError, WorkflowError) as err:
             message = err.errors[0].message if isinstance(err, WorkflowError) else f"items template: {err}"
             error = error_record(ValueError(message), node=nid, item=None, attempt=1, policy=node.retry)
-            self.attempts[nid] += 1
+            self.attempts[nid] = self.attempts.get(nid, 0) + 1
             now = time.time()
             self._settle(nid, FAILED, None, error, now, now)
             return
@@ -411,17 +418,6 @@ class Scheduler:
 
 
 _NOTHING: dict[str, Any] = {}
-
-
-def _step_job(step: StepSpec) -> tuple[Any, dict[str, str], str | None, bool, bool]:
-    """Return what every job of a step shares: (handler, render modes, condition, own_timeout, templated)."""
-    kind = get_kind(step.task)
-    if kind is None:  # a join or deferred step's kind, or a kind unregistered since compile
-        return None, {}, step.condition, False, False
-    fields = kind.fields or {}
-    modes = {name: f.render for name, f in fields.items() if f.render != "value"}
-    templated = any(_has_template(v) for name, v in step.config.items() if modes.get(name) != "raw")
-    return kind.handler, modes, step.condition, kind.own_timeout, templated
 
 
 def _has_template(value: Any) -> bool:
