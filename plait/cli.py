@@ -90,11 +90,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_run(args: argparse.Namespace) -> int:
+def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     """Run (or resume) a workflow in a workspace."""
     from plait.runtime import run_workflow
 
-    plan = _plan(args)
+    plan = plan or _plan(args)
     _log_to_terminal("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO")
     start = time.monotonic()
     result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=args.backend, fresh=args.fresh,
@@ -117,10 +117,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not last or not last.get("source"):
         raise UsageError(f"workspace '{workspace}' has no run to resume; use `plait run WF.yaml --workspace "
                          f"{workspace}`")
-    args.workflow, args.workspace, args.fresh = last["source"], str(workspace), False
-    args.param = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}"
-                  for k, v in json.loads(last.get("params") or "{}").items()]
-    return cmd_run(args)
+    args.workspace, args.fresh = str(workspace), False
+    return cmd_run(args, compile_workflow(last["source"], json.loads(last.get("params") or "{}")))
 
 
 def cmd_status(args: argparse.Namespace) -> int:

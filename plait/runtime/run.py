@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from loguru import logger
 
 from plait.compiler import Plan, compile_workflow
-from plait.runtime.backends import open_backend
+from plait.runtime.backends import BACKENDS, open_backend
 from plait.runtime.execute import RunInfo
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
 from plait.runtime.progress import Progress
@@ -88,6 +88,8 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
     ws = Path(workspace) if workspace is not None else default_workspace(plan.workflow)
     if jobs < 1:
         raise ValueError(f"jobs must be 1 or more, not {jobs}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend '{backend}' is not one of {', '.join(BACKENDS)}")
     with _locked(ws):
         return _run_locked(plan, ws, jobs, backend, fresh, progress, seed, log_level)
 
