@@ -109,7 +109,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from plait.runtime.run import state_dir
 
     workspace = _workspace(args.workspace)
-    ledger = Ledger(state_dir(workspace) / "ledger.db", readonly=True)
+    path = state_dir(workspace) / "ledger.db"
+    if not path.exists():
+        raise UsageError(f"workspace '{workspace}' has no run to resume; use `plait run WF.yaml --workspace "
+                         f"{workspace}`")
+    ledger = Ledger(path, readonly=True)
     try:
         last = ledger.last_run()
     finally:

@@ -11,12 +11,14 @@ in threads of this process, `loky` (the default) in worker processes.
 A worker process that dies (a segfault, `os._exit`) makes joblib abort the whole call with
 `TerminatedWorkerError`, dropping the results of the other units in flight without saying which
 unit killed it. The units that had not come back are suspects: each is run again alone, the
-innocent come back normally (at-least-once: a unit cut short runs again), and the one that kills
-its worker again is the culprit and gets a `WorkerCrashed` failure for the node it was running.
+innocent come back normally (at-least-once: a unit cut short runs again). A unit that kills its
+worker again is run node by node (a fused chain in order, each node handed its feeder's result),
+and the node that kills its worker is the culprit: it alone gets a `WorkerCrashed` failure.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -27,7 +29,7 @@ from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import TerminatedWorkerError
 
 from plait.runtime.execute import NodeJob, RunInfo, run_unit
-from plait.runtime.outcome import FAILED, Outcome, error_record
+from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, Outcome, error_record
 
 __all__ = ["BACKENDS", "WorkerCrashed", "open_backend"]
 
@@ -67,16 +69,36 @@ def open_backend(name: str, n_jobs: int) -> Iterator[Any]:
 
 
 def _isolated(parallel: Parallel, unit: Unit) -> Iterator[list[Outcome]]:
-    """Run one suspect unit alone; if it kills its worker again, charge its first node."""
+    """Run one suspect unit alone; if it kills its worker again, find the node that does and charge it."""
     try:
         for _, outcomes in parallel([delayed(_run_indexed)(0, *unit)]):
             yield outcomes
-    except TerminatedWorkerError as err:
-        job = unit[1][0]
-        crash = WorkerCrashed(f"the worker process died while running {job.node}: {_reason(err)}")
-        record = error_record(crash, node=job.node, item=job.item, attempt=job.attempt, policy=job.call.retry)
-        now = time.time()
-        yield [Outcome(job.node, FAILED, None, record, now, now)]
+    except TerminatedWorkerError:
+        yield from _one_by_one(parallel, unit)
+
+
+def _one_by_one(parallel: Parallel, unit: Unit) -> Iterator[list[Outcome]]:
+    """Run a unit's jobs one per call, in chain order, handing each its feeder's result."""
+    info, jobs = unit
+    passed: dict[int, Any] = {}
+    for index, job in enumerate(jobs):
+        steps = job.steps
+        if job.parent is not None:
+            if job.parent not in passed:
+                continue
+            steps = {**steps, jobs[job.parent].call.step: {"result": passed[job.parent]}}
+        alone = job._replace(steps=steps, parent=None)
+        try:
+            [(_, outcomes)] = list(parallel([delayed(_run_indexed)(0, info, (alone,))]))
+        except TerminatedWorkerError as err:
+            crash = WorkerCrashed(f"the worker process died while running {job.node}: {_reason(err)}")
+            record = error_record(crash, node=job.node, item=job.item, attempt=job.attempt, policy=job.call.retry)
+            now = time.time()
+            yield [Outcome(job.node, FAILED, None, record, now, now)]
+            return
+        if outcomes and outcomes[0].status in (SUCCEEDED, SKIPPED):
+            passed[index] = json.loads(outcomes[0].result)
+        yield outcomes
 
 
 def _reason(err: TerminatedWorkerError) -> str:

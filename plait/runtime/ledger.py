@@ -91,14 +91,6 @@ class Ledger:
             raise LedgerError(f"the workspace's ledger {self.path} belongs to workflow '{owner}', not '{workflow}'; "
                               "use another --workspace, or --fresh to start this one over")
 
-    def reset(self) -> None:
-        """Forget every node and run (for --fresh)."""
-        with self.db:
-            self.db.execute("DELETE FROM nodes")
-            self.db.execute("DELETE FROM runs")
-            self.db.execute("DELETE FROM meta WHERE name = 'workflow'")
-        self._seq = 0
-
     def previous(self) -> dict[str, tuple[str, str | None, bool]]:
         """Return {node_id: (status, fingerprint, in current plan)} for every recorded node."""
         rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan FROM nodes")

@@ -101,11 +101,11 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
     log_file = state / "logs" / f"{run_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     sink = logger.add(log_file, level=log_level, format=LOG_FORMAT, filter=_with_node)
+    if fresh:
+        _set_aside(state / LEDGER_NAME)
     ledger = Ledger(state / LEDGER_NAME)
     writer = None
     try:
-        if fresh:
-            ledger.reset()
         ledger.claim(plan.workflow)
         previous = ledger.previous()
         writer = LedgerWriter(state / LEDGER_NAME)
@@ -137,6 +137,18 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
         ledger.close()
         logger.remove(sink)
         Path(state / f"stop-{run_id}").unlink(missing_ok=True)
+
+
+def _set_aside(path: Path) -> None:
+    """Start a ledger over (--fresh): move the old one (and its WAL) aside as `<name>.<time>.old`.
+
+    Moving rather than deleting keeps what was recorded, and works for a damaged file too.
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for suffix in ("", "-wal", "-shm"):
+        old = Path(f"{path}{suffix}")
+        if old.exists():
+            old.rename(f"{path}.{stamp}.old{suffix}")
 
 
 def describe(total: int, summary: Mapping[str, int]) -> str:

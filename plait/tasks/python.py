@@ -12,6 +12,9 @@ Decisions:
   namespace shares the context's values rather than copying them: 10,000 nodes of
   `result = item` must each cost microseconds. The code's answer is whatever it binds to `result`.
 - The source is registered with `linecache`, so a traceback through inline code shows its lines.
+- A function's module is reloaded when its file changed since this process imported it: a
+  long-lived process (the API in a notebook, a reused loky worker) must run the code that the
+  node's fingerprint was computed from.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ from __future__ import annotations
 import importlib
 import inspect
 import linecache
+import os
 import sys
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from types import CodeType
+from types import CodeType, ModuleType
 from typing import Any
 
 from plait.tasks.base import Field, TaskContext, task
@@ -76,7 +80,7 @@ def _import_function(spec: str, workflow_dir: Path) -> Callable[..., Any]:
     if folder not in sys.path:
         sys.path.insert(0, folder)
     try:
-        module = importlib.import_module(module_name)
+        module = _fresh(importlib.import_module(module_name))
     except ModuleNotFoundError as err:
         raise ImportError(f"cannot import module '{module_name}' for function '{func_name}': {err}"
                           f" (looked in {folder} and sys.path)", name=module_name) from err
@@ -87,6 +91,30 @@ def _import_function(spec: str, workflow_dir: Path) -> Callable[..., Any]:
     if not callable(func):
         raise TypeError(f"'{func_name}' in module '{module_name}' is {type(func).__name__}, not a function")
     return func
+
+
+_loaded: dict[str, tuple[int, int]] = {}  # module file -> (mtime_ns, size) of the source imported
+
+
+def _fresh(module: ModuleType) -> ModuleType:
+    """Reload `module` when its source file changed since this process imported it.
+
+    A long-lived process (a notebook using the API, a reused loky worker) would otherwise run the
+    old code for nodes that re-run precisely because the code changed (their fingerprint hashes it).
+    """
+    path = getattr(module, "__file__", None)
+    if not path:
+        return module
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return module
+    seen = (stat.st_mtime_ns, stat.st_size)
+    before = _loaded.setdefault(path, seen)
+    if before != seen:
+        module = importlib.reload(module)
+        _loaded[path] = seen
+    return module
 
 
 @lru_cache(maxsize=1024)

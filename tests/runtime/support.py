@@ -1,0 +1,173 @@
+"""Helpers for tests that run real workflows: write them into a temporary folder, run them, read the ledger.
+
+A `Flow` is a workflow folder (the YAML and its Python helper modules) and a workspace, both under a
+test's `tmp_path`. Helper modules get a name unique to the test (`name_<tag>`): the test process and
+loky's reusable worker processes outlive a test and cache imported modules by name, so two tests
+writing `helpers.py` would otherwise run each other's code.
+
+The ledger is read with plain `sqlite3` (read-only), not through plait, so the tests see what is
+really on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from contextlib import closing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from plait.runtime import RunResult, run_workflow
+
+BACKENDS = ("sequential", "threading", "loky")
+
+
+def _plait_command() -> list[str]:
+    script = Path(sys.executable).with_name("plait")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "plait.cli"]
+
+
+PLAIT = _plait_command()
+
+# A helper module: `record` is a task (`function: recorder_<tag>:record`), `note` is for other helpers;
+# both append the node's ID to executions.log on every execution.
+RECORDER = '''
+    def note(ctx):
+        """Append this node's ID to <workspace>/executions.log, in one write."""
+        with open(ctx.workspace / "executions.log", "a", encoding="utf-8") as log:
+            log.write(ctx.node_id + "\\n")
+
+
+    def record(item=None, *, ctx, value=None):
+        """A task: note the execution and return `value` (a batch node also gets its item)."""
+        note(ctx)
+        return value
+'''
+
+
+@dataclass
+class Flow:
+    """A workflow folder and a workspace under one test's tmp_path."""
+
+    root: Path
+    tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    modules: list[str] = field(default_factory=list)
+
+    @property
+    def dir(self) -> Path:
+        return self.root / "flow"
+
+    @property
+    def ws(self) -> Path:
+        return self.root / "ws"
+
+    @property
+    def path(self) -> Path:
+        return self.dir / "workflow.yaml"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.ws / ".plait" / "ledger.db"
+
+    def module(self, name: str, source: str) -> str:
+        """Write a helper module beside the workflow; return its importable (unique) name."""
+        module = f"{name}_{self.tag}"
+        (self.dir / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+        self.modules.append(module)
+        return module
+
+    def write(self, text: str, **names: str) -> Path:
+        """Write the workflow YAML; each `<name>` in it is replaced by `names[name]` (module names)."""
+        text = textwrap.dedent(text)
+        for name, value in names.items():
+            text = text.replace(f"<{name}>", value)
+        self.path.write_text(text, encoding="utf-8")
+        return self.path
+
+    def run(self, **options: Any) -> RunResult:
+        """Run the workflow through the API in this flow's workspace (sequential backend unless told)."""
+        options.setdefault("backend", "sequential")
+        options.setdefault("jobs", 2)
+        return run_workflow(self.path, workspace=self.ws, **options)
+
+    def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run `plait ARGS...` as a real subprocess in the workflow folder."""
+        return plait(*args, cwd=cwd or self.dir)
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        """Return every ledger row, decoded."""
+        return ledger_rows(self.ledger_path)
+
+    def view(self, *columns: str) -> dict[str, Any]:
+        """Return {node: column} (one column) or {node: (columns...)} from the ledger."""
+        return {nid: row[columns[0]] if len(columns) == 1 else tuple(row[c] for c in columns)
+                for nid, row in self.nodes().items()}
+
+    def executions(self) -> list[str]:
+        """Return the node IDs in executions.log, one per execution, in the order written."""
+        log = self.ws / "executions.log"
+        return log.read_text(encoding="utf-8").split() if log.exists() else []
+
+
+def make_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
+    """Yield a Flow; afterwards forget its modules and the sys.path entry the python task added."""
+    flow = Flow(tmp_path)
+    flow.dir.mkdir()
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield flow
+    for module in flow.modules:
+        sys.modules.pop(module, None)
+
+
+def plait(*args: str, cwd: Path, env: dict[str, str] | None = None,
+          timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run the plait command line as a subprocess; return what it did (never raises for an exit code)."""
+    return subprocess.run([*PLAIT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})})
+
+
+def ledger_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """Return {node_id: row} for every row of a ledger, JSON columns decoded, in row order."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        cursor = db.execute("SELECT node_id, step, key, kind, status, attempts, fingerprint, result, error, note, "
+                            "started, ended, run_id, seq, in_plan FROM nodes ORDER BY rowid")
+        names = [c[0] for c in cursor.description]
+        rows = {}
+        for values in cursor.fetchall():
+            row = dict(zip(names, values))
+            for column in ("key", "result", "error"):
+                row[column] = json.loads(row[column]) if row[column] is not None else None
+            row["in_plan"] = bool(row["in_plan"])
+            rows[row.pop("node_id")] = row
+        return rows
+
+
+def ledger_query(path: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Run one read-only query on a ledger."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return db.execute(sql).fetchall()
+
+
+def error(node: str, error_type: str, message: str, *, item: Any = None, attempt: int = 1,
+          retryable: bool = False, **extra: Any) -> dict[str, Any]:
+    """Return the one error record plait should store for a failure."""
+    return {"success": False, "error": message, "error_type": error_type, "item": item, "node": node,
+            "attempt": attempt, "retryable": retryable, **extra}
+
+
+def process_is_gone(pid: int) -> bool:
+    """Return True when `pid` has exited (gone, or a zombie nobody reaped yet)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return True
+    return stat.rpartition(")")[2].split()[0] in ("Z", "X")

@@ -1,0 +1,336 @@
+"""The ledger and the state read from it: `Ledger` directly, `workflow_status`, and `plait status`.
+
+The ledger is one SQLite file per workspace (`<ws>/.plait/ledger.db`, WAL mode), one row per node,
+written only by the run's parent process. `workflow_status` derives from it the state shape of the
+engine plait grew from; `plait status` prints it as JSON or text.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from runtime.support import Flow, error, ledger_query, make_flow
+
+from plait.compiler import compile_workflow
+from plait.runtime import Ledger, LedgerError, workflow_status
+from plait.runtime.ledger import NodeRecord
+
+
+@pytest.fixture
+def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
+    yield from make_flow(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    ledger = Ledger(tmp_path / ".plait" / "ledger.db")
+    yield ledger
+    ledger.close()
+
+
+PLANNED = [("a[0]", "a", 0, "task"), ("a[1]", "a", 1, "task"), ("a", "a", None, "join"), ("b", "b", None, "task")]
+
+
+def rec(node: str, status: str = "succeeded", result: object = None, *, attempts: int = 1, fp: str = "fp",
+        err: dict | None = None, note: str | None = None) -> NodeRecord:
+    return (node, status, attempts, fp, json.dumps(result) if status == "succeeded" else None,
+            json.dumps(err) if err else None, note, 10.0, 11.0)
+
+
+def begin(ledger: Ledger, run_id: str, planned: list = PLANNED) -> None:
+    ledger.begin_run(run_id, "wf", "digest-1", "/flows/wf.yaml", {"n": 2}, 4242, planned, ledger.previous())
+
+
+# --- Ledger --------------------------------------------------------------------------------------
+
+
+def test_a_new_ledger_is_in_wal_mode_and_empty(ledger: Ledger) -> None:
+    with closing(sqlite3.connect(ledger.path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert (ledger.workflow(), ledger.previous(), ledger.last_run(), ledger.nodes()) == (None, {}, None, [])
+
+
+def test_begin_record_previous_results_end_round_trip(ledger: Ledger) -> None:
+    ledger.claim("wf")
+    begin(ledger, "run-1")
+    assert ledger.previous() == {n: ("pending", None, True) for n, *_ in PLANNED}
+    failure = error("a[0]", "OSError", "disk", item=0, retryable=True)
+    ledger.record("run-1", [rec("a[1]", result={"v": [1, 2]}, attempts=2, fp="f1"),
+                            rec("a[0]", "failed", attempts=3, fp="f0", err=failure)])
+    ledger.record("run-1", [rec("b", "skipped", note="upstream a[0] failed", fp="fb")])
+    ledger.end_run("run-1", "failed")
+    assert ledger.previous() == {"a[0]": ("failed", "f0", True), "a[1]": ("succeeded", "f1", True),
+                                 "a": ("pending", None, True), "b": ("skipped", "fb", True)}
+    assert ledger.results(["a[1]", "a[0]", "nowhere"]) == {"a[1]": {"v": [1, 2]}, "a[0]": None}
+    run = dict(ledger.last_run())
+    assert (run.pop("started") <= run.pop("ended")) is True
+    assert run == {"run_id": "run-1", "workflow": "wf", "digest": "digest-1", "pid": 4242, "status": "failed",
+                   "source": "/flows/wf.yaml", "params": '{"n": 2}'}
+    assert ledger.nodes() == [  # completion order first, then the nodes never recorded
+        ("a[1]", "a", "1", "task", "succeeded", 2, None),
+        ("a[0]", "a", "0", "task", "failed", 3, json.dumps(failure)),
+        ("b", "b", "null", "task", "skipped", 1, None),
+        ("a", "a", "null", "join", "pending", 0, None),
+    ]
+
+
+def test_what_is_recorded_survives_closing_and_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    first = Ledger(path)
+    first.claim("wf")
+    begin(first, "run-1")
+    first.record("run-1", [rec("a[1]", result=1)])
+    first.close()
+    again = Ledger(path)
+    try:
+        again.record("run-1", [rec("a[0]", result=0)])
+        assert (again.workflow(), again.results(["a[0]", "a[1]"])) == ("wf", {"a[0]": 0, "a[1]": 1})
+        assert ledger_query(path, "SELECT node_id, seq FROM nodes WHERE seq IS NOT NULL ORDER BY seq") == [
+            ("a[1]", 1), ("a[0]", 2)]  # seq goes on counting after a reopen
+    finally:
+        again.close()
+
+
+def test_a_ledger_of_another_workflow_is_refused(ledger: Ledger) -> None:
+    ledger.claim("wf")
+    ledger.claim("wf")  # the owner may claim it again
+    with pytest.raises(LedgerError) as caught:
+        ledger.claim("other")
+    assert str(caught.value) == (f"the workspace's ledger {ledger.path} belongs to workflow 'wf', not 'other'; "
+                                 "use another --workspace, or --fresh to start this one over")
+
+
+def test_nodes_that_leave_the_plan_are_kept_but_hidden_and_come_back(ledger: Ledger) -> None:
+    ledger.claim("wf")
+    begin(ledger, "run-1")
+    ledger.record("run-1", [rec("a[0]", result=0, fp="f0"), rec("a[1]", result=1, fp="f1")])
+    begin(ledger, "run-2", [p for p in PLANNED if p[0] != "a[1]"])
+    assert ledger.previous()["a[1]"] == ("succeeded", "f1", False)
+    assert [n[0] for n in ledger.nodes()] == ["a[0]", "a", "b"]
+    begin(ledger, "run-3")
+    assert (ledger.previous()["a[1]"], ledger.results(["a[1]"])) == (("succeeded", "f1", True), {"a[1]": 1})
+
+
+def test_seq_orders_nodes_by_completion_across_records(ledger: Ledger) -> None:
+    ledger.claim("wf")
+    begin(ledger, "run-1")
+    ledger.record("run-1", [rec("b", result=None)])
+    ledger.record("run-1", [rec("a[1]", result=1), rec("a[0]", result=0)])
+    assert [n[0] for n in ledger.nodes()] == ["b", "a[1]", "a[0]", "a"]
+
+
+def test_a_file_that_is_not_a_ledger_is_refused_with_a_hint(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(LedgerError) as caught:
+        Ledger(path)
+    assert str(caught.value) == (f"the ledger {path} cannot be used: file is not a database. If it is damaged, "
+                                 "move it away (or run with --fresh) to start over")
+
+
+def test_a_readonly_ledger_reads_what_a_writer_committed(ledger: Ledger) -> None:
+    ledger.claim("wf")
+    begin(ledger, "run-1")
+    ledger.record("run-1", [rec("a[0]", result={"x": 1})])
+    reader = Ledger(ledger.path, readonly=True)
+    try:
+        assert (reader.workflow(), reader.results(["a[0]"])) == ("wf", {"a[0]": {"x": 1}})
+    finally:
+        reader.close()
+
+
+# --- workflow_status -----------------------------------------------------------------------------
+
+SHAPE_HELPERS = '''
+def square(item, ctx):
+    if item == 2 and ctx.attempt == 1:
+        raise OSError("item 2 fails once")
+    return item * item
+'''
+
+SHAPE = """
+    name: shape
+    steps:
+      - name: square
+        task: python
+        items: [1, 2, 3]
+        retry: {max_attempts: 2, delay: 0}
+        inputs: {function: "<mod>:square"}
+      - name: bad
+        task: python
+        on_error: continue
+        inputs: {code: "raise ValueError('bad on purpose')"}
+      - name: after_bad
+        task: python
+        depends_on: [bad]
+        inputs: {code: "result = 1"}
+      - name: total
+        task: python
+        depends_on: [square]
+        inputs: {code: "result = sum(steps['square']['results'])"}
+"""
+
+
+def shape_flow(flow: Flow) -> None:
+    flow.write(SHAPE, mod=flow.module("shape", SHAPE_HELPERS))
+
+
+def stats(total: int, processed: int = 0, failed: int = 0, retried: int = 0, skipped: int = 0,
+          pending: int = 0) -> dict[str, int]:
+    return {"total": total, "processed": processed, "failed": failed, "retried": retried, "skipped": skipped,
+            "pending": pending}
+
+
+def test_workflow_status_has_the_documented_shape(flow: Flow) -> None:
+    shape_flow(flow)
+    result = flow.run()  # sequential: a deterministic completion order
+    bad = error("bad", "ValueError", "bad on purpose")
+    state = workflow_status(flow.ws)
+    run = state.pop("run")
+    assert state == {
+        "workflow": "shape",
+        "nodes": {
+            "square[1]": {"status": "succeeded", "attempts": 1, "error": None},
+            "square[3]": {"status": "succeeded", "attempts": 1, "error": None},
+            "bad": {"status": "failed", "attempts": 1, "error": bad},
+            "after_bad": {"status": "skipped", "attempts": 0, "error": None},
+            "square[2]": {"status": "succeeded", "attempts": 2, "error": None},
+            "total": {"status": "succeeded", "attempts": 1, "error": None},
+        },
+        "steps": {
+            "square": {"processed": [1, 3, 2], "failed": {}, "stats": stats(3, processed=3, retried=1)},
+            "bad": {"processed": [], "failed": {"bad": bad}, "stats": stats(1, failed=1)},
+            "after_bad": {"processed": [], "failed": {}, "stats": stats(1, skipped=1)},
+            "total": {"processed": ["total"], "failed": {}, "stats": stats(1, processed=1)},
+        },
+    }
+    assert list(state["nodes"]) == ["square[1]", "square[3]", "bad", "after_bad", "square[2]", "total"]
+    started, ended = run.pop("started"), run.pop("ended")
+    assert started <= ended
+    assert run == {"run_id": result.run_id, "workflow": "shape", "status": "failed", "pid": os.getpid(),
+                   "source": str(flow.path), "params": "{}", "digest": compile_workflow(flow.path).digest}
+
+
+def test_workflow_status_shows_a_step_not_yet_run_as_pending(flow: Flow) -> None:
+    shape_flow(flow)
+    flow.write(SHAPE.replace("on_error: continue", "on_error: fail"), mod=f"shape_{flow.tag}")
+    flow.run()
+    steps = workflow_status(flow.ws)["steps"]
+    assert {step: s["stats"] for step, s in steps.items()} == {
+        "square": stats(3, processed=2, pending=1),  # square[2]'s retry never started: the run stopped
+        "bad": stats(1, failed=1),
+        "after_bad": stats(1, pending=1),
+        "total": stats(1, pending=1),
+    }
+
+
+def test_workflow_status_of_a_workspace_without_a_ledger_raises(tmp_path: Path) -> None:
+    with pytest.raises(LedgerError) as caught:
+        workflow_status(tmp_path / "nothing")
+    assert str(caught.value).startswith(f"no plait run found in workspace '{tmp_path / 'nothing'}'")
+
+
+# --- plait status --------------------------------------------------------------------------------
+
+
+def test_plait_status_json_is_workflow_status(flow: Flow) -> None:
+    shape_flow(flow)
+    flow.run()
+    cli = flow.cli("status", "--workspace", str(flow.ws), "--format", "json")
+    assert (cli.returncode, cli.stderr) == (0, "")
+    assert json.loads(cli.stdout) == workflow_status(flow.ws)
+
+
+def test_plait_status_text_shows_the_run_each_steps_counts_and_the_failures(flow: Flow) -> None:
+    shape_flow(flow)
+    result = flow.run()
+    cli = flow.cli("status", "--workspace", str(flow.ws))
+    assert (cli.returncode, cli.stderr) == (0, "")
+    lines = cli.stdout.splitlines()
+    assert lines[0] == f"workflow shape: run {result.run_id} failed"
+    header = lines[1].split()
+    table = {cells[0]: dict(zip(header[1:], map(int, cells[1:]))) for cells in map(str.split, lines[2:6])}
+    assert header[0] == "step"
+    assert table == {step: s["stats"] for step, s in workflow_status(flow.ws)["steps"].items()}
+    assert lines[6:] == ["failed nodes (1):", "  bad: ValueError: bad on purpose"]
+
+
+def test_plait_status_finds_the_only_workspace_under_runs(flow: Flow) -> None:
+    shape_flow(flow)
+    flow.cli("run", "workflow.yaml", "--backend", "sequential", "-q")  # default workspace: runs/shape
+    cli = flow.cli("status", "--format", "json")
+    assert (cli.returncode, json.loads(cli.stdout)["workflow"]) == (0, "shape")
+
+
+def test_plait_status_of_a_workspace_without_a_ledger_exits_2_with_a_clear_message(flow: Flow) -> None:
+    cli = flow.cli("status", "--workspace", "empty")
+    assert (cli.returncode, cli.stdout) == (2, "")
+    assert cli.stderr == (f"plait: error: no plait run found in workspace 'empty' (no {Path('empty/.plait/ledger.db')}"
+                          "); run `plait run WF.yaml --workspace DIR` first, or pass the right --workspace\n")
+    nowhere = flow.cli("status")
+    assert (nowhere.returncode, nowhere.stderr) == (
+        2, "plait: error: no workspace under runs/ in this folder; pass --workspace DIR\n")
+
+
+def test_rows_of_nodes_that_left_the_plan_stay_in_the_ledger_but_not_in_status(flow: Flow) -> None:
+    (flow.dir / "in").mkdir()
+    for name in ("a", "b", "c"):
+        (flow.dir / "in" / f"{name}.txt").write_text(name)
+    flow.write("""
+        name: shrink
+        steps:
+          - name: read
+            task: python
+            items: {glob: "in/*.txt"}
+            inputs: {code: "import pathlib; result = pathlib.Path(item).read_text()"}
+    """)
+    flow.run()
+    (flow.dir / "in" / "b.txt").unlink()
+    assert flow.run().ok
+    assert set(workflow_status(flow.ws)["nodes"]) == {"read[in/a.txt]", "read[in/c.txt]"}
+    assert flow.view("status", "in_plan", "result") == {
+        "read[in/a.txt]": ("succeeded", True, "a"), "read[in/b.txt]": ("succeeded", False, "b"),
+        "read[in/c.txt]": ("succeeded", True, "c")}
+
+
+def test_plait_run_refuses_a_workspace_of_another_workflow_unless_fresh(flow: Flow) -> None:
+    shape_flow(flow)
+    assert flow.cli("run", "workflow.yaml", "--workspace", "ws", "--backend", "sequential", "-q").returncode == 1
+    other = flow.dir / "other.yaml"
+    other.write_text("name: other\nsteps:\n  - {name: one, task: python, inputs: {code: 'result = 1'}}\n")
+    refused = flow.cli("run", "other.yaml", "--workspace", "ws", "--backend", "sequential", "-q")
+    assert (refused.returncode, refused.stderr) == (
+        2, f"plait: error: the workspace's ledger {Path('ws/.plait/ledger.db')} belongs to workflow 'shape', not "
+           "'other'; use another --workspace, or --fresh to start this one over\n")
+    fresh = flow.cli("run", "other.yaml", "--workspace", "ws", "--backend", "sequential", "-q", "--fresh")
+    assert fresh.returncode == 0, fresh.stderr
+    assert workflow_status(flow.dir / "ws")["nodes"] == {"one": {"status": "succeeded", "attempts": 1, "error": None}}
+
+
+def damage(flow: Flow) -> None:
+    flow.ledger_path.parent.mkdir(parents=True)
+    flow.ledger_path.write_bytes(b"not a database, " * 256)
+
+
+def test_plait_run_on_a_damaged_ledger_exits_2_with_a_hint(flow: Flow) -> None:
+    shape_flow(flow)
+    damage(flow)
+    cli = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q")
+    assert (cli.returncode, cli.stderr) == (
+        2, f"plait: error: the ledger {flow.ledger_path} cannot be used: file is not a database. If it is damaged, "
+           "move it away (or run with --fresh) to start over\n")
+
+
+def test_plait_run_fresh_starts_over_from_a_damaged_ledger(flow: Flow) -> None:
+    shape_flow(flow)
+    damage(flow)
+    cli = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", "--fresh")
+    assert cli.returncode == 1, cli.stderr  # the workflow's own `bad` step fails
+    assert set(workflow_status(flow.ws)["nodes"]) == {"square[1]", "square[2]", "square[3]", "bad", "after_bad",
+                                                      "total"}
