@@ -4,37 +4,30 @@ The public API: `compile_workflow` (file -> Plan), `run_workflow` (Plan or file 
 `workflow_status` (a workspace's ledger -> state), and `task` (register a task kind).
 plait logs through loguru and, as loguru advises for libraries, is silent until enabled:
 the command line enables it; from Python, call `loguru.logger.enable("plait")`.
+
+Names are imported on first use (PEP 562), so `plait status` starts without the compiler or joblib.
 """
 
+from __future__ import annotations
+
+import importlib
 from typing import Any
 
 from loguru import logger
 
-from plait.compiler import NodeSpec, Plan, RetryPolicy, StepSpec, WorkflowError, compile_workflow
-from plait.tasks.base import TaskContext, task
-
 logger.disable("plait")
 
-__all__ = [
-    "NodeSpec",
-    "Plan",
-    "RetryPolicy",
-    "StepSpec",
-    "TaskContext",
-    "WorkflowError",
-    "compile_workflow",
-    "run_workflow",
-    "task",
-    "workflow_status",
-]
+_WHERE = {
+    "NodeSpec": "plait.compiler", "Plan": "plait.compiler", "RetryPolicy": "plait.compiler",
+    "StepSpec": "plait.compiler", "WorkflowError": "plait.compiler", "compile_workflow": "plait.compiler",
+    "run_workflow": "plait.runtime", "workflow_status": "plait.runtime",
+    "TaskContext": "plait.tasks.base", "task": "plait.tasks.base",
+}
 
-_RUNTIME = {"run_workflow", "workflow_status"}
+__all__ = sorted(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
-    """Import the runtime (and joblib with it) only when it is used: `plait compile` never needs it."""
-    if name in _RUNTIME:
-        from plait import runtime
-
-        return getattr(runtime, name)
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'plait' has no attribute '{name}'")

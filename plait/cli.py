@@ -12,10 +12,13 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from plait.compiler import Plan, WorkflowError, compile_workflow, parse_param_overrides, thaw
-from plait.runtime.ledger import LedgerError
+from plait.compiler.diagnostics import WorkflowError
+from plait.runtime.ledger import LedgerError, state_dir
+
+if TYPE_CHECKING:
+    from plait.compiler import Plan
 
 __all__ = ["main"]
 
@@ -27,6 +30,8 @@ class UsageError(Exception):
 
 
 def _plan(args: argparse.Namespace) -> Plan:
+    from plait.compiler import compile_workflow, parse_param_overrides
+
     try:
         params = parse_param_overrides(args.param or [])
     except ValueError as err:
@@ -38,7 +43,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     """Validate a workflow and print its plan."""
     plan = _plan(args)
     if args.format == "json":
-        print(json.dumps(plan.to_json(), indent=2, default=str))
+        print(json.dumps(plan.to_json(), default=str))
     else:
         print(summary(plan))
     return EXIT_OK
@@ -46,6 +51,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
 
 def summary(plan: Plan) -> str:
     """Return a short readable summary of a plan: steps, node counts, batches, deferred expansions."""
+    from plait.compiler import thaw
+
     counts = Counter(n.step for n in plan.nodes.values() if n.kind == "task")
     lines = [f"workflow {plan.workflow}" + (f": {plan.description}" if plan.description else "")]
     if plan.params:
@@ -105,8 +112,8 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     """Resume the last run of a workspace with the same workflow file and params."""
+    from plait.compiler import compile_workflow
     from plait.runtime import Ledger
-    from plait.runtime.run import state_dir
 
     workspace = _workspace(args.workspace)
     path = state_dir(workspace) / "ledger.db"
@@ -130,7 +137,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from plait.runtime import format_status, workflow_status
 
     state = workflow_status(_workspace(args.workspace))
-    print(json.dumps(state, indent=2, default=str) if args.format == "json" else format_status(state))
+    print(json.dumps(state, default=str) if args.format == "json" else format_status(state))
     return EXIT_OK
 
 

@@ -1,25 +1,27 @@
-"""The compiler: a workflow file in, an immutable `Plan` out. Pure: it reads, never writes or runs."""
+"""The compiler: a workflow file in, an immutable `Plan` out. Pure: it reads, never writes or runs.
 
-from plait.compiler.compile import compile_text, compile_workflow, read_workflow
-from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
-from plait.compiler.expand import expand_deferred
-from plait.compiler.params import parse_param_overrides
-from plait.compiler.plan import FrozenDict, NodeSpec, Plan, RetryPolicy, StepSpec, freeze, thaw
+Names are imported on first use (PEP 562), so commands that only read a ledger (`plait status`)
+do not pay for networkx and Jinja2.
+"""
 
-__all__ = [
-    "Diagnostic",
-    "FrozenDict",
-    "NodeSpec",
-    "Plan",
-    "RetryPolicy",
-    "SourceLoc",
-    "StepSpec",
-    "WorkflowError",
-    "compile_text",
-    "compile_workflow",
-    "expand_deferred",
-    "freeze",
-    "parse_param_overrides",
-    "read_workflow",
-    "thaw",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "compile_text": "compile", "compile_workflow": "compile", "read_workflow": "compile",
+    "Diagnostic": "diagnostics", "SourceLoc": "diagnostics", "WorkflowError": "diagnostics",
+    "expand_deferred": "expand",
+    "parse_param_overrides": "params",
+    "FrozenDict": "plan", "NodeSpec": "plan", "Plan": "plan", "RetryPolicy": "plan", "StepSpec": "plan",
+    "freeze": "plan", "thaw": "plan",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"plait.compiler.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'plait.compiler' has no attribute '{name}'")

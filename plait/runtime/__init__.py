@@ -1,19 +1,25 @@
-"""The runtime: run a plan on joblib, retry per policy, record every node in the SQLite ledger, resume."""
+"""The runtime: run a plan on joblib, retry per policy, record every node in the SQLite ledger, resume.
 
-from plait.runtime.backends import BACKENDS, WorkerCrashed
-from plait.runtime.ledger import Ledger, LedgerError
-from plait.runtime.run import RunResult, WorkspaceBusy, default_workspace, run_workflow
-from plait.runtime.status import format_status, workflow_status
+Names are imported on first use (PEP 562): reading a ledger (`plait status`) imports neither
+joblib nor the compiler.
+"""
 
-__all__ = [
-    "BACKENDS",
-    "Ledger",
-    "LedgerError",
-    "RunResult",
-    "WorkerCrashed",
-    "WorkspaceBusy",
-    "default_workspace",
-    "format_status",
-    "run_workflow",
-    "workflow_status",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_WHERE = {
+    "BACKENDS": "backends", "WorkerCrashed": "backends",
+    "Ledger": "ledger", "LedgerError": "ledger",
+    "RunResult": "run", "WorkspaceBusy": "run", "default_workspace": "run", "run_workflow": "run",
+    "format_status": "status", "workflow_status": "status",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        return getattr(importlib.import_module(f"plait.runtime.{_WHERE[name]}"), name)
+    raise AttributeError(f"module 'plait.runtime' has no attribute '{name}'")

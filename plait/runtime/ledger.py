@@ -23,9 +23,10 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LEDGER_NAME", "Ledger", "LedgerError", "NodeRecord"]
+__all__ = ["LEDGER_NAME", "STATE_DIR", "Ledger", "LedgerError", "NodeRecord", "state_dir"]
 
 LEDGER_NAME = "ledger.db"
+STATE_DIR = ".plait"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -44,6 +45,11 @@ CREATE TABLE IF NOT EXISTS nodes (
 
 # (node_id, status, attempts, fingerprint, result JSON, error JSON, note, started, ended)
 NodeRecord = tuple[str, str, int, str | None, str | None, str | None, str | None, float | None, float | None]
+
+
+def state_dir(workspace: Path) -> Path:
+    """Return the folder where plait keeps a workspace's ledger, lock and logs."""
+    return workspace / STATE_DIR
 
 
 class LedgerError(Exception):

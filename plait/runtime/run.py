@@ -33,14 +33,13 @@ from loguru import logger
 from plait.compiler import Plan, compile_workflow
 from plait.runtime.backends import BACKENDS, open_backend
 from plait.runtime.execute import RunInfo
-from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
+from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, state_dir
 from plait.runtime.progress import Progress
 from plait.runtime.scheduler import RunReport, Scheduler
 from plait.runtime.writer import LedgerWriter
 
-__all__ = ["RunResult", "WorkspaceBusy", "default_workspace", "run_workflow", "state_dir"]
+__all__ = ["RunResult", "WorkspaceBusy", "default_workspace", "run_workflow"]
 
-STATE_DIR = ".plait"
 LOG_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[node]} | {message}"
 
 
@@ -68,11 +67,6 @@ class RunResult:
 def default_workspace(workflow: str) -> Path:
     """Return the default workspace of a workflow: runs/<name> under the current folder."""
     return Path("runs") / workflow
-
-
-def state_dir(workspace: Path) -> Path:
-    """Return the folder where plait keeps a workspace's ledger, lock and logs."""
-    return workspace / STATE_DIR
 
 
 def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = None, jobs: int = 2,
