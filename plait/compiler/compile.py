@@ -18,12 +18,14 @@ from typing import Any
 import networkx as nx
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
+from plait.compiler.draft import StepDraft
 from plait.compiler.expand import build_plan
 from plait.compiler.loader import YamlList, YamlMap, load_yaml
 from plait.compiler.params import resolve_params
 from plait.compiler.plan import Plan
+from plait.compiler.policy import check_retry_values
 from plait.compiler.schema import DEFAULTS_FIELDS, RETRY_FIELDS, WORKFLOW_FIELDS, check_fields
-from plait.compiler.steps import StepDraft, check_retry_values, check_step
+from plait.compiler.steps import check_step
 
 __all__ = ["compile_text", "compile_workflow", "read_workflow"]
 

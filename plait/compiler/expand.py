@@ -21,9 +21,9 @@ from typing import Any
 import networkx as nx
 
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
+from plait.compiler.draft import StepDraft
 from plait.compiler.items import check_key, default_key, node_id
 from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec, freeze
-from plait.compiler.steps import StepDraft
 from plait.templating import TemplateError, render
 
 __all__ = ["build_plan", "expand_deferred", "item_keys"]

@@ -1,0 +1,160 @@
+"""A step's templates: check what they read, and render those that read only params.
+
+Every template string in a step (inputs, items, key, condition) is parsed once here: a syntax
+error, an unknown name, an undeclared parameter or an unknown step is reported at the string's
+position. The steps a template names become the step's dependencies (`depends_on` may be left
+out). Templates that read only params are rendered now, at compile time; the rest (items, steps,
+run, workspace) are left for the runtime, per node.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
+from plait.compiler.draft import StepDraft
+from plait.compiler.loader import YamlList, YamlMap
+from plait.compiler.plan import freeze
+from plait.tasks.base import get_kind
+from plait.templating import TemplateError, analyze, has_template, render
+
+__all__ = ["ITEM_NAMES", "RUNTIME_NAMES", "check_templates", "reads_missing_param", "render_config",
+           "render_params", "unknown_step"]
+
+ITEM_NAMES = frozenset({"item", "index", "key", "batch"})
+RUNTIME_NAMES = frozenset({"steps", "run", "workspace"})
+TEMPLATE_NAMES = frozenset({"params", "args"}) | ITEM_NAMES | RUNTIME_NAMES
+
+
+def unknown_step(name: str, verb: str, dep: str, step_names: Mapping[str, SourceLoc],
+                  loc: SourceLoc | None) -> Diagnostic:
+    others = [s for s in step_names if s != name]
+    close = difflib.get_close_matches(dep, others, n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean '{close[0]}'? (defined at {step_names[close[0]]})"
+    else:
+        hint = f"steps in this workflow: {', '.join(sorted(step_names))}"
+    return Diagnostic(loc, f"step '{name}' {verb} unknown step '{dep}'", hint)
+
+
+def check_templates(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, SourceLoc],
+                     param_names: set[str]) -> list[Diagnostic]:
+    """Check every template in the step: syntax, names, steps and params it reads."""
+    errors = []
+    for where, text, context in _templates(raw):
+        try:
+            refs = analyze(text)
+        except TemplateError as err:
+            errors.append(Diagnostic(where, f"step '{draft.name}': template error in {context}: {err}",
+                                     "check the {{ … }} and {% … %} syntax"))
+            continue
+        for name in sorted(refs.names - TEMPLATE_NAMES):
+            errors.append(Diagnostic(where, f"step '{draft.name}': {context} uses unknown name '{name}'",
+                                     did_you_mean(name, TEMPLATE_NAMES) or
+                                     f"templates see: {', '.join(sorted(TEMPLATE_NAMES))}"))
+        if refs.names & ITEM_NAMES and not draft.is_batch:
+            used = sorted(refs.names & ITEM_NAMES)[0]
+            errors.append(Diagnostic(where, f"step '{draft.name}' has no items, but {context} uses '{used}'",
+                                     "give the step `items:` or `for_each:`, or remove the reference"))
+        if context == "key" and refs.names & RUNTIME_NAMES:
+            name = sorted(refs.names & RUNTIME_NAMES)[0]
+            errors.append(Diagnostic(where, f"step '{draft.name}': a key cannot read {name}",
+                                     "a key is made from the item alone, e.g. `key: \"{{ item | basename }}\"`"))
+        for param in sorted(refs.params - param_names):
+            errors.append(Diagnostic(where, f"step '{draft.name}': {context} uses unknown parameter '{param}'",
+                                     did_you_mean(param, param_names) or "declare it under `params:`"))
+        for step, attr in sorted(refs.steps, key=lambda s: (s[0], s[1] or "")):
+            if step == draft.name:
+                errors.append(Diagnostic(where, f"step '{draft.name}' reads its own result in {context}",
+                                         "a step can read the results of the steps before it"))
+            elif step not in step_names:
+                errors.append(unknown_step(draft.name, f"reads ({context})", step, step_names, where))
+            else:
+                draft.depends_on.setdefault(step, where)
+                if attr in ("result", "results"):
+                    draft.reads.append((step, attr, where))
+    return errors
+
+
+def _templates(raw: YamlMap) -> Iterator[tuple[SourceLoc, str, str]]:
+    """Yield (position, text, what it is) for every template string in the step."""
+    kind = get_kind(raw.get("task")) if isinstance(raw.get("task"), str) else None
+    for key in ("items", "iterate_over", "key", "condition"):
+        for loc, text in _strings(raw.get(key), raw.value_locs.get(key)):
+            yield loc, text, key
+    inputs = raw.get("inputs")
+    if isinstance(inputs, YamlMap):
+        for name, value in inputs.items():
+            spec = kind.fields.get(name) if kind and kind.fields else None
+            if spec is not None and spec.render == "raw":
+                continue
+            for loc, text in _strings(value, inputs.value_locs[name]):
+                yield loc, text, f"inputs.{name}"
+
+
+def _strings(value: Any, loc: SourceLoc | None) -> Iterator[tuple[SourceLoc, str]]:
+    if isinstance(value, str) and has_template(value):
+        yield loc, value
+    elif isinstance(value, YamlMap):
+        for k, v in value.items():
+            yield from _strings(v, value.value_locs[k])
+    elif isinstance(value, YamlList):
+        for v, item_loc in zip(value, value.item_locs):
+            yield from _strings(v, item_loc)
+
+
+def reads_missing_param(value: Any, params: Mapping[str, Any]) -> bool:
+    """Return True when a template in `value` reads a parameter that has no valid value."""
+    if isinstance(value, str):
+        try:
+            return has_template(value) and not analyze(value).params <= set(params)
+        except TemplateError:
+            return False
+    if isinstance(value, dict):
+        return any(reads_missing_param(v, params) for v in value.values())
+    if isinstance(value, list):
+        return any(reads_missing_param(v, params) for v in value)
+    return False
+
+
+def render_config(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any]) -> list[Diagnostic]:
+    """Freeze the step's inputs as its config, rendering the templates that read only params.
+
+    Shell-rendered and raw fields are left whole: a shell command must be quoted as it renders,
+    and raw fields (code, a template body) belong to their handler.
+    """
+    inputs = raw.get("inputs") if isinstance(raw.get("inputs"), YamlMap) else {}
+    kind = get_kind(draft.task)
+    fields = kind.fields if kind and kind.fields else {}
+    config = {}
+    for name, value in inputs.items():
+        spec = fields.get(name)
+        try:
+            config[name] = value if spec is not None and spec.render != "value" else render_params(value, params)
+        except TemplateError as err:
+            draft.config = freeze({})
+            return [Diagnostic(inputs.value_locs[name], f"step '{draft.name}': inputs.{name} does not render: {err}",
+                               "check the parameter names and filters it uses")]
+    draft.config = freeze(config)
+    return []
+
+
+def render_params(value: Any, params: Mapping[str, Any]) -> Any:
+    """Render the templates that read only params now; leave the others for run time."""
+    if isinstance(value, str):
+        if not has_template(value):
+            return value
+        try:
+            refs = analyze(value)
+        except TemplateError:
+            return value  # reported by _check_templates
+        if refs.names <= {"params", "args"} and refs.params <= set(params):
+            return render(value, {"params": params, "args": params})
+        return value
+    if isinstance(value, dict):
+        return {k: render_params(v, params) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_params(v, params) for v in value]
+    return value
