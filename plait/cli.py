@@ -12,6 +12,8 @@ import json
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,15 +103,24 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     """Run (or resume) a workflow in a workspace."""
     from plait.runtime import run_workflow
+    from plait.runtime.backends import BackendUnavailable
 
+    backend = args.backend or ("dask" if args.scheduler_address else "loky")
+    if args.scheduler_address and backend != "dask":
+        raise UsageError(f"--scheduler-address is for --backend dask, not --backend {backend}; drop one of them")
     plan = plan or _plan(args)
     # The plan lives as long as this process: move it out of the collector's sight, so the run's
     # garbage collections do not rescan a hundred thousand node specs each time.
     gc.freeze()
-    _log_to_terminal("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO")
     start = time.monotonic()
-    result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=args.backend, fresh=args.fresh,
-                          progress=None if args.quiet else sys.stderr, log_level="DEBUG" if args.verbose else "INFO")
+    try:
+        with _terminal_log("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"):
+            result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
+                                  progress=None if args.quiet else sys.stderr,
+                                  scheduler_address=args.scheduler_address,
+                                  log_level="DEBUG" if args.verbose else "INFO")
+    except BackendUnavailable as err:
+        raise UsageError(str(err)) from err
     print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED
 
@@ -157,12 +168,20 @@ def _workspace(given: str | None) -> Path:
     raise UsageError(f"several workspaces under runs/ ({', '.join(str(p) for p in found)}); pass --workspace DIR")
 
 
-def _log_to_terminal(level: str) -> None:
+@contextmanager
+def _terminal_log(level: str) -> Iterator[None]:
+    """Show plait's log records from `level` up on stderr while the command runs (plait is silent otherwise)."""
     from loguru import logger
 
     logger.remove()
-    logger.add(sys.stderr, level=level, format="<level>{level: <7}</level> {message}", colorize=sys.stderr.isatty())
+    sink = logger.add(sys.stderr, level=level, format="<level>{level: <7}</level> {message}",
+                      colorize=sys.stderr.isatty())
     logger.enable("plait")
+    try:
+        yield
+    finally:
+        logger.remove(sink)
+        logger.disable("plait")
 
 
 def _run_summary(result: Any, seconds: float) -> str:
@@ -207,7 +226,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--workspace", "-w", metavar="DIR", help="where the run works and keeps its state "
                        "(default: runs/<workflow name>)")
         p.add_argument("--jobs", "-j", type=_positive, default=2, metavar="N", help="parallel workers (default 2)")
-        p.add_argument("--backend", choices=BACKENDS, default="loky", help="where nodes run (default loky)")
+        p.add_argument("--backend", choices=BACKENDS, help="where nodes run (default loky; dask with "
+                       "--scheduler-address)")
+        p.add_argument("--scheduler-address", metavar="ADDRESS", help="the Dask scheduler to run nodes on "
+                       "(tcp://HOST:8786; implies --backend dask); without it, --backend dask starts a local "
+                       "cluster of --jobs workers for the run")
         p.add_argument("--verbose", "-v", action="store_true", help="log every node event to the terminal")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress display; only warnings and errors")
 

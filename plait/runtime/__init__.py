@@ -10,7 +10,7 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "BACKENDS": "backends", "WorkerCrashed": "backends",
+    "BACKENDS": "backends", "BackendUnavailable": "backends", "WorkerCrashed": "backends",
     "Ledger": "ledger", "LedgerError": "ledger",
     "RunResult": "run", "WorkspaceBusy": "run", "default_workspace": "run", "run_workflow": "run",
     "format_status": "status", "workflow_status": "status",

@@ -39,7 +39,7 @@ from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, Outco
 from plait.tasks.base import TaskContext
 from plait.templating import render, render_shell, render_value
 
-__all__ = ["NodeJob", "RunInfo", "StepCall", "run_unit"]
+__all__ = ["NodeJob", "RunInfo", "StepCall", "prepare_process", "run_unit"]
 
 _FALSE_TEXT = {"", "false", "no", "off", "0", "none"}
 
@@ -92,7 +92,7 @@ def _capture(message: Any) -> None:
     _captured.append((message.record["level"].name, message.record["message"]))
 
 
-def _setup_process(info: RunInfo) -> None:
+def prepare_process(info: RunInfo) -> None:
     """In a worker process, send loguru's records to the outcome instead of the worker's stderr. Mutates."""
     global _configured_for
     if os.getpid() == info.parent_pid or _configured_for == info.run_id:
@@ -100,13 +100,14 @@ def _setup_process(info: RunInfo) -> None:
     logger.remove()
     logger.add(_capture, level="DEBUG", format="{message}")
     logger.enable("plait")
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+    if threading.current_thread() is threading.main_thread():  # signals can only be set there
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     _configured_for = info.run_id
 
 
 def run_unit(info: RunInfo, jobs: tuple[NodeJob, ...]) -> list[Outcome]:
     """Run a unit's jobs in order and return one outcome per job."""
-    _setup_process(info)
+    prepare_process(info)
     outcomes: list[Outcome] = []
     passed: dict[int, str] = {}  # job index -> its result JSON, for the jobs it feeds
     for index, job in enumerate(jobs):

@@ -31,7 +31,7 @@ from typing import Any, TextIO
 from loguru import logger
 
 from plait.compiler import Plan, compile_workflow
-from plait.runtime.backends import BACKENDS, open_backend
+from plait.runtime.backends import check_backend, open_backend
 from plait.runtime.execute import RunInfo
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, state_dir
 from plait.runtime.progress import Progress
@@ -71,25 +71,27 @@ def default_workspace(workflow: str) -> Path:
 
 def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = None, jobs: int = 2,
                  backend: str = "loky", params: Mapping[str, Any] | None = None, fresh: bool = False,
-                 progress: TextIO | None = None, seed: int | None = None, log_level: str = "INFO") -> RunResult:
+                 progress: TextIO | None = None, seed: int | None = None, log_level: str = "INFO",
+                 scheduler_address: str | None = None) -> RunResult:
     """Run (or resume) a workflow; return its result. Raises WorkflowError, LedgerError, ValueError.
 
     `progress` is a stream to draw live progress on (None: no progress display). The run's log file
     gets records from `log_level` up: at INFO (the default) a successful node writes no line, each
-    retry, failure and skip does; DEBUG adds a line per node.
+    retry, failure and skip does; DEBUG adds a line per node. With `backend="dask"`, nodes run on the
+    Dask cluster at `scheduler_address`, or on a LocalCluster of `jobs` workers started for the run
+    (BackendUnavailable when the `dask` extra is missing or the cluster cannot be used).
     """
     plan = workflow if isinstance(workflow, Plan) else compile_workflow(workflow, params)
     ws = Path(workspace) if workspace is not None else default_workspace(plan.workflow)
     if jobs < 1:
         raise ValueError(f"jobs must be 1 or more, not {jobs}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend '{backend}' is not one of {', '.join(BACKENDS)}")
+    check_backend(backend, scheduler_address)
     with _locked(ws):
-        return _run_locked(plan, ws, jobs, backend, fresh, progress, seed, log_level)
+        return _run_locked(plan, ws, jobs, backend, fresh, progress, seed, log_level, scheduler_address)
 
 
 def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, progress: TextIO | None,
-                seed: int | None, log_level: str) -> RunResult:
+                seed: int | None, log_level: str, scheduler_address: str | None) -> RunResult:
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     state = state_dir(ws)
     log_file = state / "logs" / f"{run_id}.log"
@@ -115,9 +117,15 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
         display = Progress(plan, _done_by_step(plan, scheduler.status), progress) if progress else None
         if display:
             scheduler.on_settle = display.update
-        with open_backend(backend, jobs) as dispatch, _signals_stop(scheduler):
-            scheduler.dispatch = dispatch
-            report = scheduler.run()
+        try:
+            with open_backend(backend, jobs, scheduler_address=scheduler_address) as dispatch, \
+                    _signals_stop(scheduler):
+                scheduler.dispatch = dispatch
+                report = scheduler.run()
+        except BaseException as err:  # the run is over all the same: never leave it recorded as running
+            with contextlib.suppress(LedgerError):
+                writer.submit("end_run", run_id, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
+            raise
         if display:
             display.close()
         writer.submit("end_run", run_id, report.status)

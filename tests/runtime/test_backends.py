@@ -18,7 +18,8 @@ from runtime.support import BACKENDS, RECORDER, Flow, error
 
 
 def test_every_backend_plait_offers_is_in_the_contract_suite() -> None:
-    assert sorted(plait.runtime.BACKENDS) == sorted(BACKENDS)
+    # dask runs this module's TestBackendContract in test_dask.py, on a cluster that module starts
+    assert sorted(plait.runtime.BACKENDS) == sorted((*BACKENDS, "dask"))
 
 
 def state(flow: Flow) -> dict[str, tuple[Any, ...]]:
