@@ -30,6 +30,7 @@ Worker loss
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -37,10 +38,10 @@ from contextlib import contextmanager
 from typing import Any
 
 from joblib import Parallel, delayed
-from joblib.externals.loky.process_executor import TerminatedWorkerError
+from joblib.externals.loky.process_executor import BrokenProcessPool
 from loguru import logger
 
-from plait.runtime.execute import NodeJob, RunInfo, run_unit
+from plait.runtime.execute import NodeJob, RunInfo, run_unit, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, Outcome, error_record
 
 __all__ = ["BACKENDS", "BackendUnavailable", "WorkerCrashed", "WorkerLost", "check_backend", "open_backend"]
@@ -67,7 +68,8 @@ class BackendUnavailable(RuntimeError):
     """The backend cannot run here: its package is missing, or its cluster cannot be reached or used."""
 
 
-_LOST = (TerminatedWorkerError, WorkerLost)
+# A pool broken by a worker's death (TerminatedWorkerError is one kind of BrokenProcessPool).
+_LOST = (BrokenProcessPool, WorkerLost)
 
 
 def check_backend(name: str, scheduler_address: str | None = None) -> None:
@@ -96,8 +98,10 @@ def open_backend(name: str, n_jobs: int, *, scheduler_address: str | None = None
     workers lives as long as this context). Raises ValueError, BackendUnavailable.
     """
     check_backend(name, scheduler_address)
+    # loky workers start ignoring Ctrl-C (the parent decides) and watching for the parent's death.
+    extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if name == "loky" else {}
     with _joblib_backend(name, n_jobs, scheduler_address) as (backend, workers, prepare), \
-            Parallel(n_jobs=workers, backend=backend, return_as="generator_unordered") as parallel:
+            Parallel(n_jobs=workers, backend=backend, return_as="generator_unordered", **extra) as parallel:
         yield _Dispatcher(parallel, prepare).dispatch
 
 

@@ -39,7 +39,7 @@ from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, Outco
 from plait.tasks.base import TaskContext
 from plait.templating import render, render_shell, render_value
 
-__all__ = ["NodeJob", "RunInfo", "StepCall", "prepare_process", "run_unit"]
+__all__ = ["NodeJob", "RunInfo", "StepCall", "prepare_process", "run_unit", "start_worker"]
 
 _FALSE_TEXT = {"", "false", "no", "off", "0", "none"}
 
@@ -103,6 +103,23 @@ def prepare_process(info: RunInfo) -> None:
     if threading.current_thread() is threading.main_thread():  # signals can only be set there
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
     _configured_for = info.run_id
+
+
+def start_worker(parent_pid: int) -> None:
+    """Set up a worker process as it starts: ignore Ctrl-C, and exit when its parent dies.
+
+    Ctrl-C at a terminal reaches every process of the group; an idle worker that died of it would
+    break the pool under a run that means to stop gently. A worker whose parent was killed
+    (SIGKILL leaves no time to stop it) would otherwise live on, running nodes nobody records.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="plait-orphan-watch", daemon=True).start()
 
 
 def run_unit(info: RunInfo, jobs: tuple[NodeJob, ...]) -> list[Outcome]:

@@ -27,9 +27,10 @@ Failure policy
 
 State
     All run state lives here (statuses, attempts, results as JSON text, counters), never in
-    the plan. Only this process writes the ledger: outcomes are buffered and committed in
-    batches (`FLUSH_EVERY` outcomes or `FLUSH_SECONDS`), so a kill loses at most the last
-    uncommitted batch, whose nodes then run again.
+    the plan. Only this process writes the ledger: each unit's outcomes go to the ledger writer's
+    thread as they are settled, and it commits them in batches, at most half a second late
+    (`plait.runtime.writer`), so a kill loses at most the outcomes not yet committed, whose nodes
+    then run again.
 """
 
 from __future__ import annotations
@@ -57,9 +58,6 @@ from plait.tasks.base import get_kind
 from plait.templating import TemplateError, has_template, render
 
 __all__ = ["RunReport", "Scheduler"]
-
-FLUSH_EVERY = 2000
-FLUSH_SECONDS = 0.5
 
 # Runs a wave: takes [(info, jobs), ...] and yields each unit's outcomes as they finish.
 Dispatch = Callable[[list[tuple[RunInfo, tuple[NodeJob, ...]]]], Iterable[list[Outcome]]]
@@ -106,7 +104,6 @@ class Scheduler:
         self.retries: list[tuple[float, int, str]] = []
         self.in_flight: set[str] = set()
         self.buffer: list[NodeRecord] = []
-        self.last_flush = time.monotonic()
         self.stopping = False
         self._index()
 
@@ -213,10 +210,11 @@ class Scheduler:
         return units
 
     def _run_wave(self, units: list[tuple[RunInfo, tuple[NodeJob, ...]]]) -> None:
+        self._flush()  # joins and skips settled while the wave was formed
         for outcomes in self.dispatch(units):
             for outcome in outcomes:
                 self._take(outcome)
-            self._maybe_flush()
+            self._flush()
         # A fused node whose feeder failed (or that was not started) came back without an outcome:
         # once its dependencies are settled it is decided like any other ready node.
         self.ready += [n for n in self.in_flight if n not in self.status and self.remaining.get(n) == 0]
@@ -295,8 +293,10 @@ class Scheduler:
     # -- settling ---------------------------------------------------------------------------
 
     def _take(self, outcome: Outcome) -> None:
-        """Settle one outcome that came back from a worker."""
+        """Settle one outcome that came back from a worker (one not asked for, e.g. of an aborted call, is dropped)."""
         nid = outcome.node
+        if nid not in self.in_flight:
+            return
         self.in_flight.discard(nid)
         for level, message in outcome.logs:
             logger.bind(node=nid).log(level, message)
@@ -408,15 +408,11 @@ class Scheduler:
 
     # -- the ledger -------------------------------------------------------------------------
 
-    def _maybe_flush(self) -> None:
-        if len(self.buffer) >= FLUSH_EVERY or time.monotonic() - self.last_flush >= FLUSH_SECONDS:
-            self._flush()
-
     def _flush(self) -> None:
+        """Hand the settled outcomes to the ledger writer (which batches its commits)."""
         if self.buffer:
             self.writer.submit("record", self.info.run_id, self.buffer)
             self.buffer = []
-        self.last_flush = time.monotonic()
 
 
 _NOTHING: dict[str, Any] = {}

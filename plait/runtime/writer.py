@@ -2,22 +2,33 @@
 
 SQLite releases the GIL while it updates its B-trees, so a writer thread lets a 100,000-node run
 settle outcomes while the previous batch is being committed. Writes happen in the order they
-were submitted, one transaction per call, on the writer's own connection (WAL lets the main
-thread keep reading through its own). A write that fails (a full disk, a read-only file) stops
-further writes and is raised in the main thread at the next submission or at `close`, so a run
-never goes on believing it records what it does not.
+were submitted, on the writer's own connection (WAL lets the main thread keep reading through
+its own).
+
+Outcomes (`record`) are batched here: they are committed in one transaction once `FLUSH_EVERY`
+of them wait, or `FLUSH_SECONDS` after the first of them arrived, whichever comes first, and
+before any other write. The timer runs on this thread, so an outcome is committed within half a
+second even while the scheduler waits on a long node.
+
+A write that fails (a full disk, a read-only file) stops further writes and is raised in the main
+thread at the next submission or at `close`, so a run never goes on believing it records what it
+does not.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
-from plait.runtime.ledger import Ledger, LedgerError
+from plait.runtime.ledger import Ledger, LedgerError, NodeRecord
 
-__all__ = ["LedgerWriter"]
+__all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "LedgerWriter"]
+
+FLUSH_EVERY = 2000
+FLUSH_SECONDS = 0.5
 
 
 class LedgerWriter:
@@ -59,12 +70,57 @@ class LedgerWriter:
             self._opened.set()
             return
         self._opened.set()
+        batch = _Batch(ledger)
         try:
-            while (job := self._queue.get()) is not None:
-                if self._error is None:  # after a failure, drain the queue without writing
-                    try:
-                        getattr(ledger, job[0])(*job[1])
-                    except Exception as err:
-                        self._error = err
+            while True:
+                try:
+                    job = self._queue.get(timeout=batch.due_in())
+                except queue.Empty:
+                    self._guarded(batch.commit)
+                    continue
+                if job is None:
+                    self._guarded(batch.commit)
+                    return
+                method, args = job
+                if method == "record":
+                    self._guarded(batch.add, *args)
+                else:
+                    self._guarded(batch.commit)
+                    self._guarded(getattr(ledger, method), *args)
         finally:
             ledger.close()
+
+    def _guarded(self, write: Any, *args: Any) -> None:
+        """Run a write unless one failed before (then the queue is drained without writing)."""
+        if self._error is None:
+            try:
+                write(*args)
+            except Exception as err:
+                self._error = err
+
+
+class _Batch:
+    """Outcomes waiting to be committed together."""
+
+    def __init__(self, ledger: Ledger):
+        self.ledger = ledger
+        self.run_id: str | None = None
+        self.rows: list[NodeRecord] = []
+        self.since = 0.0
+
+    def add(self, run_id: str, rows: list[NodeRecord]) -> None:
+        if not self.rows:
+            self.since = time.monotonic()
+        self.run_id = run_id
+        self.rows += rows
+        if len(self.rows) >= FLUSH_EVERY:
+            self.commit()
+
+    def due_in(self) -> float | None:
+        """Seconds until the waiting outcomes are due, or None when none wait."""
+        return max(0.0, FLUSH_SECONDS - (time.monotonic() - self.since)) if self.rows else None
+
+    def commit(self) -> None:
+        if self.rows:
+            rows, self.rows = self.rows, []
+            self.ledger.record(self.run_id, rows)
