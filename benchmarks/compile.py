@@ -1,38 +1,54 @@
-"""Benchmark the compiler: how long a big batch takes to compile, and what each node costs in memory.
+"""Compile rows: how long a batch of N items takes to compile, and what each node costs in memory.
 
 The workflow is one batch step of N items plus a fan-in step that waits for all of them
-(N + 1 nodes, N edges). Each size compiles in a fresh subprocess, so one measurement's memory
-never inflates the next; peak RSS is the child's `ru_maxrss` minus that of a baseline child that
-only imports plait, so the figure is what the plan (and compiling it) costs.
+(N + 1 nodes, N edges). Each size compiles in a fresh process, `python -c` that imports plait
+and calls `compile_workflow`, so one measurement's memory never inflates the next.
 
-    python benchmarks/compile.py                 # N = 1,000, 10,000, 100,000
-    python benchmarks/compile.py --million       # and 1,000,000
-    python benchmarks/compile.py --source lines --json results.json
+Floors. `python -c "import plait"` is not enough of one: `import plait` is kept light and
+compiling imports more (YAML, Jinja, networkx), which at N = 1,000 would pass for a per-node
+cost many times the real one. So:
+- `compile_workflow, 1 item` (N = 1 in the table) is the whole compile process of a 1-item
+  workflow against floor `import`, the whole process of `python -c "import plait"`: the fixed
+  cost of compiling at all, in seconds and in peak RSS.
+- `compile_workflow, whole process` and `compile_workflow, peak RSS` at N are divided by floor
+  `1 item`, that same 1-item process measured again beside each size. It differs from the
+  measured process by the N items alone, so beyond floor/item is the compile time per item and
+  the bytes per node beyond a baseline interpreter that has imported plait and compiled once.
+The library call rather than `plait compile`: the CLI only adds argument parsing and a summary.
 
-Item sources: `range` (`items: {range: N}`), `lines` (a file of N lines) or `list` (N literal
-items written into the YAML, which also measures YAML parsing). The aim is 100,000 items in under
-a second and under 1.5 KB a node; this script reports, it does not assert.
+Item sources: `range` (`items: {range: N}`, the default), `lines` (a file of N lines) or `list`
+(N literal items in the YAML, which also measures YAML parsing). The project's aim is 100,000
+items in under a second and under 1.5 KB a node; the suite reports, it does not assert.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
-import resource
-import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SIZES = (1_000, 10_000, 100_000)
-MILLION = 1_000_000
+from benchmarks.measure import Sample, best
+from benchmarks.table import Row
+
+__all__ = ["FLOORS", "SOURCES", "measure_compile", "measure_compile_floor", "write_workflow"]
+
+FLOORS = {
+    "import": 'python -c "import plait" (whole process)',
+    "1 item": "the same compile process on a 1-item workflow, measured beside each size",
+}
+SOURCES = ("range", "lines", "list")
+
+CHILD = """
+import json, sys, time
+import plait
+start = time.perf_counter()
+plan = plait.compile_workflow(sys.argv[1])
+print(json.dumps({"seconds": time.perf_counter() - start, "nodes": len(plan.nodes)}))
+"""
 
 
-def _write_workflow(folder: Path, n: int, source: str) -> Path:
-    """Write the benchmark workflow for `n` items into `folder`; return its path."""
+def write_workflow(folder: Path, n: int, source: str = "range") -> Path:
+    """Write the compile workflow for `n` items into `folder`; return its path."""
     if source == "range":
         items = f"{{range: {n}}}"
     elif source == "lines":
@@ -57,82 +73,41 @@ def _write_workflow(folder: Path, n: int, source: str) -> Path:
     return path
 
 
-def _child(n: int, source: str) -> None:
-    """Compile once (n > 0) or only import plait (n == 0); print a JSON measurement."""
-    import plait
-
-    nodes, edges, seconds = 0, 0, 0.0
-    if n:
-        with tempfile.TemporaryDirectory(prefix="plait-bench-") as tmp:
-            path = _write_workflow(Path(tmp), n, source)
-            start = time.perf_counter()
-            plan = plait.compile_workflow(path)
-            seconds = time.perf_counter() - start
-            nodes, edges = len(plan.nodes), plan.graph.number_of_edges()
-    max_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    if sys.platform == "darwin":
-        max_rss_kb //= 1024  # bytes on macOS
-    print(json.dumps({"n": n, "nodes": nodes, "edges": edges, "seconds": seconds, "max_rss_kb": max_rss_kb}))
+def measure_compile_floor(repeat: int, folder: Path, source: str = "range") -> list[Row]:
+    """Return the 1-item compile rows (N = 1) against `import plait`. Raises MeasureError."""
+    floor = best([sys.executable, "-c", "import plait"], folder, repeat)
+    one = _compile(1, repeat, folder, source)
+    what = _what(source)
+    return [
+        Row("compile", f"{what}, 1 item, whole process", 1, "s", one.seconds, "import", floor.seconds),
+        Row("compile", f"{what}, 1 item, peak RSS", 1, "B", one.peak_rss, "import", floor.peak_rss),
+    ]
 
 
-def _measure(n: int, source: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, __file__, "--child", str(n), "--source", source], env=env,
-                          capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise SystemExit(f"benchmark child for N={n} failed:\n{done.stderr}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+def measure_compile(n: int, repeat: int, folder: Path, source: str = "range") -> list[Row]:
+    """Return the compile rows for `n` items against the 1-item floor. Raises MeasureError, RuntimeError."""
+    floor = _compile(1, repeat, folder / "one", source)
+    done = _compile(n, repeat, folder / "n", source)
+    what = _what(source)
+    return [
+        Row("compile", f"{what}, whole process", n, "s", done.seconds, "1 item", floor.seconds),
+        Row("compile", f"{what}, peak RSS", n, "B", done.peak_rss, "1 item", floor.peak_rss),
+    ]
 
 
-def run(sizes: list[int], source: str) -> list[dict]:
-    """Measure every size in its own subprocess; return one row per size."""
-    baseline = _measure(0, source)["max_rss_kb"]
-    rows = []
-    for n in sizes:
-        m = _measure(n, source)
-        extra_mb = (m["max_rss_kb"] - baseline) / 1024
-        rows.append({
-            "n": n,
-            "source": source,
-            "nodes": m["nodes"],
-            "edges": m["edges"],
-            "seconds": round(m["seconds"], 4),
-            "peak_rss_mb": round(extra_mb, 1),
-            "bytes_per_node": round(extra_mb * 1024 * 1024 / m["nodes"]) if m["nodes"] else None,
-            "baseline_rss_mb": round(baseline / 1024, 1),
-        })
-    return rows
+def _compile(n: int, repeat: int, folder: Path, source: str) -> Sample:
+    folder.mkdir(exist_ok=True)
+    path = write_workflow(folder, n, source)
+    done = best([sys.executable, "-c", CHILD, str(path)], folder, repeat)
+    nodes = _last_json(done.stdout)["nodes"]
+    if nodes != n + 1:
+        raise RuntimeError(f"compiling {n:,} items gave {nodes:,} nodes, expected {n + 1:,}")
+    return done
 
 
-def table(rows: list[dict]) -> str:
-    """Return the rows as a plain-text table."""
-    lines = [f"{'N':>10}  {'nodes':>10}  {'seconds':>8}  {'peak RSS MB':>11}  {'bytes/node':>10}"]
-    for r in rows:
-        lines.append(f"{r['n']:>10,}  {r['nodes']:>10,}  {r['seconds']:>8.3f}  {r['peak_rss_mb']:>11.1f}  "
-                     f"{r['bytes_per_node']:>10,}")
-    return "\n".join(lines)
+def _what(source: str) -> str:
+    return "compile_workflow" + ("" if source == "range" else f" ({source})")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Benchmark compiling a batch of N items plus a fan-in step.")
-    parser.add_argument("--million", action="store_true", help="also compile 1,000,000 items")
-    parser.add_argument("--source", choices=("range", "lines", "list"), default="range",
-                        help="where the items come from (default: range)")
-    parser.add_argument("--json", metavar="FILE", help="also write the measurements to FILE as JSON")
-    parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child is not None:
-        _child(args.child, args.source)
-        return 0
-    sizes = [*SIZES, MILLION] if args.million else list(SIZES)
-    rows = run(sizes, args.source)
-    print(f"compile: one batch of N items ({args.source}) + one fan-in step; "
-          f"Python {sys.version.split()[0]}, baseline RSS (import plait) {rows[0]['baseline_rss_mb']} MB")
-    print(table(rows))
-    if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def _last_json(text: str) -> dict:
+    return json.loads(text.strip().splitlines()[-1])

@@ -19,6 +19,7 @@ Decisions:
 from __future__ import annotations
 
 import json
+import math
 import posixpath
 import re
 import shlex
@@ -28,10 +29,11 @@ from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, nodes
-from jinja2.exceptions import TemplateError, TemplateSyntaxError
+from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = [
+    "RENDER_ERRORS",
     "TemplateError",
     "TemplateRefs",
     "TemplateSyntaxError",
@@ -55,9 +57,33 @@ def _to_json(value: Any, indent: int | None = None) -> str:
     return json.dumps(value, indent=indent, default=str)
 
 
+# What rendering a template can raise besides TemplateError: a template is user code, and its
+# expressions fail the ordinary ways (`{{ 1 / 0 }}`, `{{ 'a' + 1 }}`, a sandboxed range too long).
+RENDER_ERRORS = (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, MemoryError, RecursionError)
+
+MAX_SIZE = 10_000_000  # the longest string or list `*` may build, and about the most digits `**` may
+
+
+class _BoundedSandbox(SandboxedEnvironment):
+    """The sandbox, with `*` and `**` bounded: `{{ 'x' * 10**10 }}` or `{{ 9 ** 9 ** 9 }}` is refused, not run."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > MAX_SIZE:
+                    raise SecurityError(f"a template tried to build a value of {len(seq) * count:,} items")
+        elif isinstance(left, (int, float)) and isinstance(right, (int, float)) and abs(left) > 1 and right > 0:
+            digits = right * math.log10(abs(left))
+            if digits > MAX_SIZE:
+                raise SecurityError(f"a template tried to compute a number of about {digits:,.0f} digits")
+        return super().call_binop(context, operator, left, right)
+
+
 def _make_env(finalize: Any = None) -> SandboxedEnvironment:
-    env = SandboxedEnvironment(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
-                               finalize=finalize)
+    env = _BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                          finalize=finalize)
     env.filters.update(
         basename=posixpath.basename,
         dirname=posixpath.dirname,

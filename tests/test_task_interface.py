@@ -105,8 +105,14 @@ def test_cross_field_checks(kind: str, inputs: dict[str, Any], problems: list[An
     assert get_kind(kind).check(inputs) == problems
 
 
-def test_shell_has_no_cross_field_check() -> None:
-    assert get_kind("shell").check is None
+def test_shell_refuses_a_substitution_inside_the_commands_own_quotes() -> None:
+    check = get_kind("shell").check
+    hint = "remove those quotes: plait quotes every substituted value itself (write `echo {{ item }}`)"
+    assert [check({"command": c}) for c in ('echo "{{ item }}"', "echo '{{ item }}'", "echo {{ item }} 'x'")] == [
+        [("command", "a {{ … }} stands inside double quotes in the command", hint)],
+        [("command", "a {{ … }} stands inside single quotes in the command", hint)],
+        [],
+    ]
 
 
 @pytest.fixture

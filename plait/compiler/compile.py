@@ -45,11 +45,18 @@ def read_workflow(source: str | Path) -> tuple[str, str, Path, str | None]:
         return str(source), "<string>", Path.cwd(), None
     path = Path(source)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
-        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-        raise WorkflowError([Diagnostic(None, f"cannot read workflow file '{source}': {reason}",
+        data = path.read_bytes()
+    except OSError as err:
+        raise WorkflowError([Diagnostic(None, f"cannot read workflow file '{source}': {err.strerror or err}",
                                         "check the path; it is relative to the current folder")]) from err
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        column = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        raise WorkflowError([Diagnostic(SourceLoc(str(source), line, column),
+                                        f"byte 0x{data[err.start]:02x} is not UTF-8 text",
+                                        "save the workflow file as UTF-8")]) from err
     return text, str(source), path.resolve().parent, str(path.resolve())
 
 

@@ -24,7 +24,7 @@ from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.draft import StepDraft
 from plait.compiler.items import check_key, default_key, node_id
 from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec, freeze
-from plait.templating import TemplateError, render
+from plait.templating import RENDER_ERRORS, render
 
 __all__ = ["build_plan", "expand_deferred", "item_keys"]
 
@@ -130,7 +130,7 @@ def item_keys(step: str, items: Sequence[Any], key_template: str | None, params:
                        "batch": {"item": item, "index": index, "total": total, "name": step}}
             try:
                 key = render(key_template, context)
-            except TemplateError as err:
+            except RENDER_ERRORS as err:
                 raise WorkflowError([Diagnostic(None, f"step '{step}': the key of item {index} does not render: {err}",
                                                 "the key template sees item, index, batch and params")]) from err
         else:

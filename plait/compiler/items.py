@@ -20,9 +20,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_KEY_LENGTH", "default_key", "glob_items", "line_items", "node_id", "range_items"]
+__all__ = ["MAX_ITEMS", "MAX_KEY_LENGTH", "default_key", "glob_items", "line_items", "node_id", "range_items"]
 
 MAX_KEY_LENGTH = 64
+MAX_ITEMS = 10_000_000  # a batch larger than this would not fit a plan in memory (about 1 KB a node)
 _PLAIN_KEY = re.compile(r"^[^\[\]\s\x00-\x1f\x7f]+$")
 
 
@@ -64,7 +65,10 @@ def range_items(spec: Any) -> list[int]:
         raise ValueError(f"range takes N, [start, stop] or [start, stop, step] as integers, not {spec!r}")
     if len(bounds) == 3 and bounds[2] == 0:
         raise ValueError("a range's step cannot be 0")
-    return list(range(*bounds))
+    span = range(*bounds)
+    if len(span) > MAX_ITEMS:
+        raise ValueError(f"a range of {len(span):,} items is more than plait compiles ({MAX_ITEMS:,})")
+    return list(span)
 
 
 def glob_items(pattern: str, base: Path) -> list[tuple[str, str]]:

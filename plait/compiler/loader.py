@@ -72,8 +72,8 @@ def loc_of(value: Any, default: SourceLoc | None = None) -> SourceLoc | None:
 
 def load_yaml(text: str, filename: str) -> Any:
     """Parse `text` into values with positions; raise `WorkflowError` for bad YAML or unsafe content."""
-    loader = yaml.SafeLoader(text)
     try:
+        loader = yaml.SafeLoader(text)  # the reader already refuses characters YAML forbids
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -84,12 +84,19 @@ def load_yaml(text: str, filename: str) -> Any:
                 "check the indentation (spaces, not tabs) and the quoting near this position",
             )
         ]) from err
+    except yaml.reader.ReaderError as err:  # a character YAML forbids (NUL, most control characters)
+        line = text.count("\n", 0, err.position) + 1
+        column = err.position - (text.rfind("\n", 0, err.position) + 1) + 1
+        raise WorkflowError([Diagnostic(SourceLoc(filename, line, column),
+                                        f"character {_codepoint(err.character)} is not allowed in YAML",
+                                        "remove it; YAML files hold printable text, tabs and newlines")]) from err
     except yaml.YAMLError as err:
         raise WorkflowError([Diagnostic(SourceLoc(filename, 1, 1), f"invalid YAML: {err}")]) from err
     except RecursionError as err:
         raise _too_deep(filename) from err
     finally:
-        loader.dispose()
+        if "loader" in locals():
+            loader.dispose()
     if root is None:
         raise WorkflowError([
             Diagnostic(SourceLoc(filename, 1, 1), "the workflow file is empty",
@@ -239,3 +246,8 @@ class _Converter:
             f"YAML tag '{tag}' is not allowed",
             "plait loads YAML safely and constructs no objects from tags; remove the tag",
         ))
+
+
+def _codepoint(character: int | str) -> str:
+    """Return "U+0000" for a character PyYAML reports (as its code, or as the character)."""
+    return f"U+{character if isinstance(character, int) else ord(character):04X}"

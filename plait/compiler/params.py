@@ -104,6 +104,8 @@ def _declaration(name: str, spec: Any, where: SourceLoc) -> tuple[str, Any, bool
         return inferred, spec, True, []
     errors = check_fields(spec, PARAM_FIELDS, f"parameter '{name}'")
     type_name = spec.get("type")
+    if type_name is not None and not isinstance(type_name, str):
+        return "string", None, False, errors  # check_fields reported it
     if type_name is None:
         type_name = _infer_type(spec["default"]) if spec.get("default") is not None else "string"
     type_name = _ALIASES.get(type_name, type_name)

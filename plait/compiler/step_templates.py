@@ -18,7 +18,7 @@ from plait.compiler.draft import StepDraft
 from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.plan import freeze
 from plait.tasks.base import get_kind
-from plait.templating import TemplateError, analyze, has_template, render
+from plait.templating import RENDER_ERRORS, TemplateError, analyze, has_template, render
 
 __all__ = ["ITEM_NAMES", "RUNTIME_NAMES", "check_templates", "reads_missing_param", "render_config",
            "render_params", "unknown_step"]
@@ -133,7 +133,7 @@ def render_config(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any]) -> 
         spec = fields.get(name)
         try:
             config[name] = value if spec is not None and spec.render != "value" else render_params(value, params)
-        except TemplateError as err:
+        except RENDER_ERRORS as err:
             draft.config = freeze({})
             return [Diagnostic(inputs.value_locs[name], f"step '{draft.name}': inputs.{name} does not render: {err}",
                                "check the parameter names and filters it uses")]

@@ -31,7 +31,7 @@ from plait.compiler.step_templates import (
     unknown_step,
 )
 from plait.tasks.base import get_kind, kinds
-from plait.templating import TemplateError, analyze, render
+from plait.templating import RENDER_ERRORS, analyze, render
 
 __all__ = ["check_step"]
 
@@ -127,7 +127,7 @@ def _check_items(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any], base
         if isinstance(source, YamlMap):
             return _items_from_mapping(draft, source, params, base_dir)
         draft.items = [render_params(v, params) for v in source]
-    except (TemplateError, ValueError, OSError) as err:
+    except (*RENDER_ERRORS, OSError) as err:
         return [Diagnostic(loc, f"step '{draft.name}': bad items: {err}", _ITEMS_HINT)]
     return []
 

@@ -32,6 +32,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -102,7 +104,27 @@ def open_backend(name: str, n_jobs: int, *, scheduler_address: str | None = None
     extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if name == "loky" else {}
     with _joblib_backend(name, n_jobs, scheduler_address) as (backend, workers, prepare), \
             Parallel(n_jobs=workers, backend=backend, return_as="generator_unordered", **extra) as parallel:
+        if name == "loky":
+            _start_workers(parallel, workers)
         yield _Dispatcher(parallel, prepare).dispatch
+
+
+def _start_workers(parallel: Parallel, workers: int) -> None:
+    """Start loky's workers now, with SIGINT blocked, so none can die of Ctrl-C while it boots.
+
+    A signal mask is inherited across fork and exec, and by the threads created while it holds, so
+    the workers (and loky's manager thread, which respawns them) start with SIGINT blocked until
+    `start_worker` ignores it. Without this, Ctrl-C at a terminal kills a worker still importing,
+    and joblib aborts the call with the nodes in flight.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        list(parallel(delayed(os.getpid)() for _ in range(workers)))
+        return
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        list(parallel(delayed(os.getpid)() for _ in range(workers)))
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 @contextmanager

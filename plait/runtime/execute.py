@@ -113,6 +113,7 @@ def start_worker(parent_pid: int) -> None:
     (SIGKILL leaves no time to stop it) would otherwise live on, running nodes nobody records.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked while it started (backends)
 
     def watch() -> None:
         while os.getppid() == parent_pid:

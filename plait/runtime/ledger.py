@@ -15,10 +15,11 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,19 @@ class LedgerError(Exception):
     """The ledger cannot be used: corrupt, from another workflow, or not writable."""
 
 
+def _readable(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn SQLite's "database disk image is malformed" while reading into a LedgerError."""
+
+    @functools.wraps(method)
+    def read(self: Ledger, *args: Any) -> Any:
+        try:
+            return method(self, *args)
+        except sqlite3.DatabaseError as err:
+            raise self.damaged(err) from err
+
+    return read
+
+
 class Ledger:
     """The SQLite state of one workspace."""
 
@@ -72,16 +86,20 @@ class Ledger:
                 self.db.executescript(_SCHEMA)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 self.db.commit()
-            self.db.execute("SELECT count(*) FROM meta").fetchone()
+            self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM nodes").fetchone()[0]
         except sqlite3.DatabaseError as err:
-            raise LedgerError(f"the ledger {self.path} cannot be used: {err}. If it is damaged, move it away "
-                              "(or run with --fresh) to start over") from err
-        self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM nodes").fetchone()[0]
+            raise self.damaged(err) from err
+
+    def damaged(self, err: sqlite3.DatabaseError) -> LedgerError:
+        """Return the error for a ledger SQLite cannot read, with the way out."""
+        return LedgerError(f"the ledger {self.path} cannot be used: {err}. If it is damaged, move it away "
+                           "(or run with --fresh) to start over")
 
     def close(self) -> None:
         """Close the connection (everything written is already committed)."""
         self.db.close()
 
+    @_readable
     def workflow(self) -> str | None:
         """Return the name of the workflow this ledger belongs to, or None when new."""
         row = self.db.execute("SELECT value FROM meta WHERE name = 'workflow'").fetchone()
@@ -97,6 +115,7 @@ class Ledger:
             raise LedgerError(f"the workspace's ledger {self.path} belongs to workflow '{owner}', not '{workflow}'; "
                               "use another --workspace, or --fresh to start this one over")
 
+    @_readable
     def previous(self) -> dict[str, tuple[str, str | None, bool]]:
         """Return {node_id: (status, fingerprint, in current plan)} for every recorded node."""
         rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan FROM nodes")
@@ -142,6 +161,7 @@ class Ledger:
         with self.db:
             self.db.execute("UPDATE runs SET ended = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))
 
+    @_readable
     def results(self, node_ids: Iterable[str]) -> dict[str, Any]:
         """Return the stored results of the given nodes."""
         ids = list(node_ids)
@@ -153,12 +173,14 @@ class Ledger:
                 out[nid] = json.loads(result) if result is not None else None
         return out
 
+    @_readable
     def last_run(self) -> Mapping[str, Any] | None:
         """Return the newest run's row as a dict, or None."""
         cur = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1")
         row = cur.fetchone()
         return dict(zip([c[0] for c in cur.description], row)) if row else None
 
+    @_readable
     def nodes(self) -> list[tuple[str, str, Any, str, str, int, Any]]:
         """Return (node_id, step, key, kind, status, attempts, error JSON) for the plan's nodes, in completion order."""
         return self.db.execute("SELECT node_id, step, key, kind, status, attempts, error FROM nodes WHERE in_plan = 1 "

@@ -55,7 +55,7 @@ from plait.runtime.ledger import Ledger, NodeRecord
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, Outcome, error_record, retry_delay
 from plait.runtime.writer import LedgerWriter
 from plait.tasks.base import get_kind
-from plait.templating import TemplateError, has_template, render
+from plait.templating import RENDER_ERRORS, has_template, render
 
 __all__ = ["RunReport", "Scheduler"]
 
@@ -383,7 +383,7 @@ class Scheduler:
         try:
             items = render(step.items, context)
             plan = expand_deferred(self.plan, node.step, items)
-        except (TemplateError, WorkflowError) as err:
+        except (*RENDER_ERRORS, WorkflowError) as err:
             message = err.errors[0].message if isinstance(err, WorkflowError) else f"items template: {err}"
             error = error_record(ValueError(message), node=nid, item=None, attempt=1, policy=node.retry)
             self.attempts[nid] = self.attempts.get(nid, 0) + 1

@@ -25,7 +25,7 @@ from typing import Any
 
 from plait.tasks.base import Field, TaskContext, task
 
-__all__ = ["FIELDS", "LOG_LINES", "CommandFailed", "run_shell"]
+__all__ = ["FIELDS", "LOG_LINES", "CommandFailed", "check_inputs", "run_shell"]
 
 LOG_LINES = 50
 TAIL_LINES = 20
@@ -55,7 +55,41 @@ class CommandFailed(Exception):
         return CommandFailed, (self.exit_code, self.stderr_tail)
 
 
-@task("shell", fields=FIELDS, own_timeout=True)
+def check_inputs(inputs: Mapping[str, Any]) -> list[tuple[str | None, str, str | None]]:
+    """Refuse a `{{ … }}` written inside the command's own quotes.
+
+    plait quotes every substituted value itself; inside the user's double quotes that quoting
+    becomes literal text and `$(…)` in a value would run again. So a value must stand bare.
+    """
+    command = inputs.get("command")
+    if isinstance(command, str) and (quote := _quoted_substitution(command)):
+        return [("command", f"a {{{{ … }}}} stands inside {quote} quotes in the command",
+                 "remove those quotes: plait quotes every substituted value itself (write `echo {{ item }}`)")]
+    return []
+
+
+def _quoted_substitution(command: str) -> str | None:
+    """Return "single" or "double" when a `{{` opens inside quotes, else None."""
+    quote: str | None = None
+    i = 0
+    while i < len(command):
+        if command.startswith("{{", i):
+            if quote:
+                return "single" if quote == "'" else "double"
+            end = command.find("}}", i)
+            i = len(command) if end < 0 else end + 2
+            continue
+        char = command[i]
+        if char == "\\" and quote != "'":
+            i += 2
+            continue
+        if char in "'\"" and quote in (None, char):
+            quote = None if quote else char
+        i += 1
+    return None
+
+
+@task("shell", fields=FIELDS, check=check_inputs, own_timeout=True)
 def run_shell(config: dict[str, Any], item: Any, ctx: TaskContext) -> dict[str, Any]:
     """Run a shell command in the workspace; return its stdout, stderr and exit code."""
     ctx.workspace.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,77 @@
+"""One run at a time per workspace: a second run is refused naming the first; a dead run's lock frees itself.
+
+The lock is an `flock` on `<workspace>/.plait/lock`, which the kernel drops when the holder dies, so
+a run killed with SIGKILL (however much of its group is killed) never needs a manual unlock.
+"""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+
+import pytest
+from runtime.support import Flow
+
+from reliability.harness import EFFECT, Runs, effect_counts, run, statuses, succeeded, wait_for
+
+ITEMS = 8
+
+SLOW = f"""
+name: locked
+steps:
+  - name: work
+    task: python
+    items: {{range: {ITEMS}}}
+    inputs:
+      code: |
+{textwrap.indent(EFFECT.strip(), " " * 8)}
+        import time
+        time.sleep(0.2)
+        result = item
+"""
+
+
+def busy_message(flow: Flow, pid: int) -> str:
+    return (f"plait: error: workspace '{flow.ws}' is in use by another plait run (pid {pid}); wait for it to "
+            "finish, or use another --workspace\n")
+
+
+@pytest.mark.slow  # three runs on loky, one killed: about 5 s each
+@pytest.mark.parametrize("killed", ["the whole group", "the run process only"])
+def test_a_second_run_is_refused_and_after_sigkill_a_new_run_takes_over(flow: Flow, runs: Runs, killed: str) -> None:
+    flow.path.write_text(SLOW, encoding="utf-8")
+    (flow.ws / "effects").mkdir(parents=True)
+    command = ("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "loky", "--jobs", "2", "-q")
+    first = runs.start(*command, cwd=flow.dir)
+    wait_for(lambda: effect_counts(flow.ws) or first.poll() is not None, "the first run to execute a node")
+
+    second = run(*command, cwd=flow.dir)
+    resumed = run("resume", "--workspace", str(flow.ws), "-q", cwd=flow.dir)
+    assert (second.returncode, second.stderr) == (2, busy_message(flow, first.pid))
+    assert (resumed.returncode, resumed.stderr) == (2, busy_message(flow, first.pid))
+
+    if killed == "the whole group":
+        runs.kill_group(first)
+    else:  # as the OOM killer may: the workers are orphaned, the run process is gone
+        first.send_signal(signal.SIGKILL)
+        first.wait(timeout=30)
+    recorded, ran = succeeded(flow.ws), effect_counts(flow.ws)
+
+    third = runs.start(*command, cwd=flow.dir)  # no unlock, no waiting
+    assert runs.finish(third) == 0, runs.stderr(third)
+    assert statuses(flow.ws) == {f"work[{i}]": "succeeded" for i in range(ITEMS)}
+    assert (flow.ws / ".plait" / "lock").read_text() == f"pid {third.pid}"
+    final = effect_counts(flow.ws)
+    assert {n: final[n] for n in recorded} == {n: ran[n] for n in recorded}
+
+
+def test_of_two_runs_started_together_exactly_one_runs(flow: Flow, runs: Runs) -> None:
+    flow.path.write_text(SLOW.replace(f"range: {ITEMS}", "range: 4"), encoding="utf-8")
+    (flow.ws / "effects").mkdir(parents=True)
+    command = ("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "loky", "--jobs", "2", "-q")
+    both = [runs.start(*command, cwd=flow.dir), runs.start(*command, cwd=flow.dir)]
+    codes = [runs.finish(proc) for proc in both]
+    winner, loser = (both[0], both[1]) if codes[0] == 0 else (both[1], both[0])
+    assert sorted(codes) == [0, 2], [runs.stderr(p) for p in both]
+    assert runs.stderr(loser) == busy_message(flow, winner.pid)
+    assert effect_counts(flow.ws) == {f"work[{i}]": 1 for i in range(4)}
