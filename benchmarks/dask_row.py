@@ -8,11 +8,12 @@ compile, cluster start-up, ledger, dispatch, shutdown), because that is what a u
 each is the best of `--repeat` runs, the least disturbed on a shared machine. The ratio is
 dask / loky: what moving the same run onto Dask costs on one machine.
 
-    python benchmarks/dask_row.py                 # N = 10,000, best of 3
-    python benchmarks/dask_row.py --n 1000 --n 10000 --repeat 5 --json dask.json
+    python -m benchmarks.dask_row                 # N = 10,000, best of 3
+    python -m benchmarks.dask_row --n 1000 --n 10000 --repeat 5 --json dask.json
 
-Needs the `dask` extra (`pip install -e '.[dask]'`). Standalone: it shares no code with the rest
-of benchmarks/. Children get this checkout first on PYTHONPATH, so it measures this checkout.
+Needs the `dask` extra (`pip install -e '.[dask]'`). It runs the workflow of the run rows
+(`benchmarks.run.WORKFLOW`). Children get this checkout first on PYTHONPATH, so it measures this
+checkout.
 """
 
 from __future__ import annotations
@@ -27,19 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.run import WORKFLOW
+
 CHECKOUT = Path(__file__).resolve().parent.parent
 
-WORKFLOW = """
-name: trivial
-params:
-  n: {type: integer, default: 1000}
-steps:
-  - name: work
-    task: python
-    items: {range: "{{ params.n }}"}
-    inputs:
-      code: "result = item"
-"""
 
 
 def timed(cmd: list[str], cwd: Path) -> float:

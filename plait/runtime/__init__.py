@@ -9,14 +9,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+# Defined here, not in `backends`, so the command line can list them without importing joblib.
+BACKENDS = ("loky", "threading", "sequential", "dask")
+
 _WHERE = {
-    "BACKENDS": "backends", "BackendUnavailable": "backends", "WorkerCrashed": "backends",
+    "BackendUnavailable": "backends", "WorkerCrashed": "backends",
     "Ledger": "ledger", "LedgerError": "ledger",
     "RunResult": "run", "WorkspaceBusy": "run", "default_workspace": "run", "run_workflow": "run",
     "format_status": "status", "workflow_status": "status",
 }
 
-__all__ = sorted(_WHERE)
+__all__ = sorted(["BACKENDS", *_WHERE])
 
 
 def __getattr__(name: str) -> Any:

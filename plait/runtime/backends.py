@@ -43,12 +43,11 @@ from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from loguru import logger
 
+from plait.runtime import BACKENDS
 from plait.runtime.execute import NodeJob, RunInfo, run_unit, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, Outcome, error_record
 
-__all__ = ["BACKENDS", "BackendUnavailable", "WorkerCrashed", "WorkerLost", "check_backend", "open_backend"]
-
-BACKENDS = ("loky", "threading", "sequential", "dask")
+__all__ = ["BackendUnavailable", "WorkerCrashed", "WorkerLost", "check_backend", "open_backend"]
 
 Unit = tuple[RunInfo, tuple[NodeJob, ...]]
 Prepare = Callable[[RunInfo], None] | None  # a backend's set-up for a run, before its first wave
