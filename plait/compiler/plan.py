@@ -154,11 +154,6 @@ class Plan:
         """Iterate the node specs in topological order."""
         return iter(self.nodes.values())
 
-    def step_nodes(self, step: str) -> list[NodeSpec]:
-        """Return a step's nodes in item order (a deferred step: its one placeholder)."""
-        return [n for n in self.nodes.values() if n.step == step and n.kind != "join"] or [
-            n for n in self.nodes.values() if n.step == step]
-
     @property
     def deferred(self) -> list[str]:
         """Return the steps whose items are still to be expanded at run time."""
