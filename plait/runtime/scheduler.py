@@ -217,8 +217,20 @@ class Scheduler:
             self._flush()
         # A fused node whose feeder failed (or that was not started) came back without an outcome:
         # once its dependencies are settled it is decided like any other ready node.
-        self.ready += [n for n in self.in_flight if n not in self.status and self.remaining.get(n) == 0]
+        unsettled = [n for n in self.in_flight if n not in self.status]
+        self.ready += [n for n in unsettled if self.remaining.get(n) == 0]
+        if self.stopping:
+            self._mark_interrupted(unsettled)
         self.in_flight.clear()
+
+    def _mark_interrupted(self, nodes: list[str]) -> None:
+        """Record dispatched nodes that the stopping run did not finish: still pending, noted "interrupted".
+
+        A node a worker was running when a Ctrl-C broke the pool lands here too: it runs again on
+        resume (at least once), and the ledger says why it is pending.
+        """
+        self.buffer += [(n, "pending", self.attempts.get(n, 0), self.fp.get(n), None, None, "interrupted", None, None)
+                        for n in nodes]
 
     # -- units ------------------------------------------------------------------------------
 
@@ -301,6 +313,7 @@ class Scheduler:
         for level, message in outcome.logs:
             logger.bind(node=nid).log(level, message)
         if outcome.status == NOT_STARTED:
+            self._mark_interrupted([nid])
             return
         self.attempts[nid] = self.attempts.get(nid, 0) + 1
         if outcome.status == FAILED:

@@ -27,6 +27,7 @@ from reliability.harness import (
     Runs,
     effect_counts,
     last_run_status,
+    read_ledger,
     run,
     statuses,
     succeeded,
@@ -114,11 +115,9 @@ steps:
 """
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "intermittent (about 1 run in 3 under pytest, never by hand): the running node is sometimes not recorded "
-    "after Ctrl-C to the whole group with an idle loky worker; workers now start with SIGINT blocked "
-    "(backends._start_workers), which fixed the worker dying of it, but a second cause remains open"))
 def test_ctrl_c_while_a_worker_is_idle_still_stops_gently(flow: Flow, runs: Runs) -> None:
+    """The running node finishes, or (when the Ctrl-C reached a loky worker still booting, which breaks
+    the pool) is recorded pending with the note "interrupted"; either way the next run completes it."""
     flow.path.write_text(ONE_SLOW_NODE, encoding="utf-8")
     (flow.ws / "effects").mkdir(parents=True)
     command = ("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "loky", "--jobs", "2", "-q")
@@ -128,5 +127,10 @@ def test_ctrl_c_while_a_worker_is_idle_still_stops_gently(flow: Flow, runs: Runs
     code = runs.finish(proc, timeout=20)
     output = runs.stderr(proc)
     assert (code, "Traceback" in output) == (1, False), output
-    assert (last_run_status(flow.ws), statuses(flow.ws)) == (
-        "interrupted", {"work[0]": "succeeded", "after": "pending"})
+    notes = dict(read_ledger(flow.ws, "SELECT node_id, status || ':' || coalesce(note, '') FROM nodes"))
+    assert last_run_status(flow.ws) == "interrupted"
+    assert notes in ({"work[0]": "succeeded:", "after": "pending:"},
+                     {"work[0]": "pending:interrupted", "after": "pending:"}), notes
+    again = runs.start(*command, cwd=flow.dir)
+    assert runs.finish(again, timeout=60) == 0, runs.stderr(again)
+    assert statuses(flow.ws) == {"work[0]": "succeeded", "after": "succeeded"}
