@@ -97,11 +97,11 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
     log_file = state / "logs" / f"{run_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     sink = logger.add(log_file, level=log_level, format=LOG_FORMAT, filter=_with_node)
-    if fresh:
-        _set_aside(state / LEDGER_NAME)
-    ledger = Ledger(state / LEDGER_NAME)
-    writer = None
+    ledger = writer = None
     try:
+        if fresh:
+            _set_aside(state / LEDGER_NAME)
+        ledger = Ledger(state / LEDGER_NAME)
         ledger.claim(plan.workflow)
         previous = ledger.previous()
         writer = LedgerWriter(state / LEDGER_NAME)
@@ -136,7 +136,8 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
         if writer is not None:
             with contextlib.suppress(LedgerError):  # already raised, or an exception is on its way out
                 writer.close()
-        ledger.close()
+        if ledger is not None:
+            ledger.close()
         logger.remove(sink)
         Path(state / f"stop-{run_id}").unlink(missing_ok=True)
 
