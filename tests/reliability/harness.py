@@ -20,6 +20,7 @@ import resource
 import signal
 import sqlite3
 import subprocess
+import textwrap
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -57,6 +58,13 @@ EFFECT = '''
 with open(ctx.workspace / "effects" / f"{key}.log", "a", encoding="utf-8") as log:
     log.write(ctx.node_id + "\\n")
 '''
+
+
+def effect_workflow(name: str, items: int, sleep: float = 0.0) -> str:
+    """Return a workflow of one batch step `work` over `range(items)` whose items record each execution (EFFECT)."""
+    pause = f"        import time\n        time.sleep({sleep})\n" if sleep else ""
+    return (f"name: {name}\nsteps:\n  - name: work\n    task: python\n    items: {{range: {items}}}\n"
+            f"    inputs:\n      code: |\n{textwrap.indent(EFFECT.strip(), ' ' * 8)}\n{pause}        result = item\n")
 
 
 def group_members(pgid: int) -> list[int]:

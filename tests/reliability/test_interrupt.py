@@ -26,6 +26,7 @@ from reliability.harness import (
     EFFECT,
     Runs,
     effect_counts,
+    effect_workflow,
     last_run_status,
     read_ledger,
     run,
@@ -36,19 +37,7 @@ from reliability.harness import (
 
 ITEMS = 8
 
-SLOW = f"""
-name: slow
-steps:
-  - name: work
-    task: python
-    items: {{range: {ITEMS}}}
-    inputs:
-      code: |
-{textwrap.indent(EFFECT.strip(), " " * 8)}
-        import time
-        time.sleep(0.2)
-        result = item
-"""
+SLOW = effect_workflow("slow", ITEMS, sleep=0.2)
 
 NODES = [f"work[{i}]" for i in range(ITEMS)]
 

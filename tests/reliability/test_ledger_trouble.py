@@ -9,14 +9,22 @@ from __future__ import annotations
 import os
 import resource
 import sqlite3
-import textwrap
 from contextlib import closing
 from pathlib import Path
 
 import pytest
 from runtime.support import Flow
 
-from reliability.harness import EFFECT, effect_counts, integrity, ledger_path, rows, run, statuses, succeeded
+from reliability.harness import (
+    effect_counts,
+    effect_workflow,
+    integrity,
+    ledger_path,
+    rows,
+    run,
+    statuses,
+    succeeded,
+)
 
 SMALL = """
 name: small
@@ -116,17 +124,7 @@ def test_a_ledger_path_taken_by_a_folder_is_refused(flow: Flow) -> None:
 
 
 ITEMS = 3000
-EFFECTS = f"""
-name: filling
-steps:
-  - name: work
-    task: python
-    items: {{range: {ITEMS}}}
-    inputs:
-      code: |
-{textwrap.indent(EFFECT.strip(), " " * 8)}
-        result = item
-"""
+EFFECTS = effect_workflow("filling", ITEMS)
 
 
 @pytest.mark.parametrize("limit_kib", [64, 600])  # full before the run's nodes are recorded; full part-way

@@ -7,28 +7,15 @@ a run killed with SIGKILL (however much of its group is killed) never needs a ma
 from __future__ import annotations
 
 import signal
-import textwrap
 
 import pytest
 from runtime.support import Flow
 
-from reliability.harness import EFFECT, Runs, effect_counts, run, statuses, succeeded, wait_for
+from reliability.harness import Runs, effect_counts, effect_workflow, run, statuses, succeeded, wait_for
 
 ITEMS = 8
 
-SLOW = f"""
-name: locked
-steps:
-  - name: work
-    task: python
-    items: {{range: {ITEMS}}}
-    inputs:
-      code: |
-{textwrap.indent(EFFECT.strip(), " " * 8)}
-        import time
-        time.sleep(0.2)
-        result = item
-"""
+SLOW = effect_workflow("locked", ITEMS, sleep=0.2)
 
 
 def busy_message(flow: Flow, pid: int) -> str:
