@@ -118,9 +118,8 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
         if display:
             scheduler.on_settle = display.update
         try:
-            with open_backend(backend, jobs, scheduler_address=scheduler_address) as dispatch, \
-                    _signals_stop(scheduler):
-                scheduler.dispatch = dispatch
+            with contextlib.ExitStack() as backend_scope, _signals_stop(scheduler):
+                scheduler.dispatch = _on_first_wave(backend_scope, backend, jobs, scheduler_address)
                 report = scheduler.run()
         except BaseException as err:  # the run is over all the same: never leave it recorded as running
             with contextlib.suppress(LedgerError):
@@ -140,6 +139,21 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
             ledger.close()
         logger.remove(sink)
         Path(state / f"stop-{run_id}").unlink(missing_ok=True)
+
+
+def _on_first_wave(scope: contextlib.ExitStack, backend: str, jobs: int, address: str | None) -> Any:
+    """Return a dispatch function that opens the backend when the first wave comes, inside `scope`.
+
+    A run with nothing left to do (a no-op resume) then never starts workers or a cluster.
+    """
+    opened: list[Any] = []
+
+    def dispatch(units: list[Any]) -> Any:
+        if not opened:
+            opened.append(scope.enter_context(open_backend(backend, jobs, scheduler_address=address)))
+        return opened[0](units)
+
+    return dispatch
 
 
 def _set_aside(path: Path) -> None:
