@@ -117,6 +117,7 @@ class Scheduler:
             if node.kind == "task" and node.key is not None:
                 self.members[node.step].append(node.id)
         self.step_calls = {s.name: self._step_call(s) for s in self.plan.steps.values()}
+        self.paired = {s.for_each for s in self.plan.steps.values() if s.for_each}  # steps something pairs with
 
     def prepare(self) -> dict[str, int]:
         """Fingerprint every node, settle those the ledger already has, and say what will run."""
@@ -241,6 +242,9 @@ class Scheduler:
         position = 0
         while position < len(jobs):
             parent = jobs[position]
+            if parent.call.step not in self.paired:
+                position += 1
+                continue  # no step runs for_each over this one: nothing to fuse
             for succ in self.plan.graph.successors(parent.node):
                 snode = self.plan.nodes[succ]
                 if (snode.kind == "task" and self.plan.steps[snode.step].for_each == parent.call.step
