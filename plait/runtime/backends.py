@@ -1,9 +1,10 @@
 """Executor backends: joblib runs the waves the scheduler hands it.
 
-The scheduler never sees joblib: it gets a `dispatch(units)` function that yields each unit's
-outcomes as they finish. `open_backend` builds it over one `joblib.Parallel` kept open for the
-whole run (its workers are reused from wave to wave), with `return_as="generator_unordered"`
-and joblib's automatic batching, so trivial nodes travel to workers in batches.
+The scheduler never sees joblib: it gets a `dispatch(info, wave, starts)` function that yields
+(chunk, results) pairs as chunks of the wave finish. `open_backend` builds it over one
+`joblib.Parallel` kept open for the whole run (its workers are reused from wave to wave), with
+`return_as="generator_unordered"`; the wave travels in chunks of many jobs each, sized as they go
+(`plait.runtime.chunks`), so 100,000 trivial nodes cost a few dozen joblib calls, not 100,000.
 
 `sequential` runs in this process (for debugging and for tests that step through), `threading`
 in threads of this process, `loky` (the default) in worker processes, and `dask` on a Dask
@@ -13,18 +14,21 @@ what `Parallel` is given differs.
 
 Worker loss
     A worker process that dies (a segfault, `os._exit`) makes joblib abort the whole call, dropping
-    the results of the other units in flight without saying which unit killed it: loky raises
+    the results of the other chunks in flight without saying which chunk killed it: loky raises
     `TerminatedWorkerError`; on Dask, the cluster first runs the dead worker's tasks again itself
     and, once a task has killed `allowed-failures` + 1 workers, fails it with `KilledWorker`, which
-    the dask backend hands on as `WorkerLost`. Both lead here. The units that had not come back are
-    suspects; the oldest of them (the first dispatched, so the likeliest culprit) runs alone, and
-    the rest run together again: the innocent come back normally (at-least-once: a unit cut short
-    runs again), and every crash takes at least one suspect out of the pool, so recovering costs
-    two calls per crash, not one call per suspect. A single node that kills its worker when alone
-    is the culprit; a fused chain that does is run node by node (in order, each node handed its
-    feeder's result), and the node that kills its worker is. The culprit alone gets a
-    `WorkerCrashed` failure, which its retry policy may retry. Calls are numbered, so a result
-    that a reused `Parallel` hands back from the call it aborted is never taken for another's.
+    the dask backend hands on as `WorkerLost`. Both lead here. The chunks that had not come back are
+    suspects; the oldest of them (the first dispatched, so the likeliest to hold the culprit) runs
+    alone, and the rest run together again: the innocent come back normally (at-least-once: a node
+    cut short runs again), and every crash takes at least one suspect chunk out of the pool. A
+    suspect chunk that kills its worker again when alone is halved, each half run alone, until the
+    unit that does is alone: a few crashes (log2 of the chunk's units), not one per suspect, and the
+    first chunks of a wave hold one unit each (the probe), so a node that crashes at once is found
+    at once. A single node that kills its worker when alone is the culprit; a fused chain that does
+    is run node by node (in order, each node handed its feeder's result), and the node that kills
+    its worker is. The culprit alone gets a `WorkerCrashed` failure, which its retry policy may
+    retry. Calls are numbered, so a result that a reused `Parallel` hands back from the call it
+    aborted is never taken for another's.
 """
 
 from __future__ import annotations
@@ -44,12 +48,12 @@ from joblib.externals.loky.process_executor import BrokenProcessPool
 from loguru import logger
 
 from plait.runtime import BACKENDS
-from plait.runtime.execute import NodeJob, RunInfo, run_unit, start_worker
-from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, Outcome, error_record
+from plait.runtime.chunks import ChunkSizer, cut_wave
+from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
+from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
 
 __all__ = ["BackendUnavailable", "WorkerCrashed", "WorkerLost", "check_backend", "open_backend"]
 
-Unit = tuple[RunInfo, tuple[NodeJob, ...]]
 Prepare = Callable[[RunInfo], None] | None  # a backend's set-up for a run, before its first wave
 
 
@@ -87,8 +91,8 @@ def check_backend(name: str, scheduler_address: str | None = None) -> None:
                                      "install it with `pip install 'plait[dask]'`, which brings `distributed`") from err
 
 
-def _run_tagged(call: int, index: int, info: RunInfo, jobs: tuple[NodeJob, ...]) -> tuple[int, int, list[Outcome]]:
-    return call, index, run_unit(info, jobs)
+def _run_tagged(call: int, index: int, info: RunInfo, chunk: Chunk) -> tuple[int, int, Results]:
+    return call, index, run_chunk(info, chunk)
 
 
 @contextmanager
@@ -102,10 +106,11 @@ def open_backend(name: str, n_jobs: int, *, scheduler_address: str | None = None
     # loky workers start ignoring Ctrl-C (the parent decides) and watching for the parent's death.
     extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if name == "loky" else {}
     with _joblib_backend(name, n_jobs, scheduler_address) as (backend, workers, prepare), \
-            Parallel(n_jobs=workers, backend=backend, return_as="generator_unordered", **extra) as parallel:
+            Parallel(n_jobs=workers, backend=backend, return_as="generator_unordered", batch_size=1,
+                     **extra) as parallel:
         if name == "loky":
             _start_workers(parallel, workers)
-        yield _Dispatcher(parallel, prepare).dispatch
+        yield _Dispatcher(parallel, prepare, n_jobs).dispatch
 
 
 def _start_workers(parallel: Parallel, workers: int) -> None:
@@ -139,86 +144,104 @@ def _joblib_backend(name: str, n_jobs: int, scheduler_address: str | None) -> It
 
 
 class _Dispatcher:
-    """Run waves on one open `Parallel`, recovering from worker loss (see the module docstring)."""
+    """Run waves on one open `Parallel` in chunks, recovering from worker loss (see the module docstring)."""
 
-    def __init__(self, parallel: Parallel, prepare: Prepare) -> None:
+    def __init__(self, parallel: Parallel, prepare: Prepare, workers: int) -> None:
         self.parallel = parallel
         self.prepare = prepare
         self.prepared: set[str] = set()
         self.calls = 0
+        self.sizer = ChunkSizer(workers)
 
-    def dispatch(self, units: list[Unit]) -> Iterator[list[Outcome]]:
-        """Yield each unit's outcomes as it finishes; a lost worker's suspects run again."""
-        if self.prepare is not None:
-            for info in {u[0].run_id: u[0] for u in units if u[0].run_id not in self.prepared}.values():
-                self.prepare(info)
-                self.prepared.add(info.run_id)
-        pending = list(units)
-        while pending:
+    def dispatch(self, info: RunInfo, wave: Chunk, starts: list[int]) -> Iterator[tuple[Chunk, Results]]:
+        """Yield (chunk, its results) as chunks of the wave finish; a lost worker's suspects run again.
+
+        `starts` holds the position of each unit's first job in the wave.
+        """
+        if self.prepare is not None and info.run_id not in self.prepared:
+            self.prepare(info)
+            self.prepared.add(info.run_id)
+        self.sizer.new_wave()
+        unsent: Iterator[Chunk] = cut_wave(wave, starts, self.sizer)
+        while True:
+            sent: list[Chunk] = []
             returned: set[int] = set()
             try:
-                for index, outcomes in self._call(pending):
+                for index, results in self._call(info, unsent, sent):
                     returned.add(index)
-                    yield outcomes
+                    self.sizer.measure(results)
+                    yield sent[index], results
                 return
             except _LOST as err:
-                pending = [unit for index, unit in enumerate(pending) if index not in returned]
-                logger.warning(f"a worker died ({_reason(err)}); {len(pending):,} unit(s) that had not come back "
-                               "run again")
-                yield from self._alone(pending.pop(0))
+                suspects = [chunk for index, chunk in enumerate(sent) if index not in returned]
+                logger.warning(f"a worker died ({_reason(err)}); {sum(len(c.nodes) for c in suspects):,} node(s) "
+                               "that had not come back run again")
+                unsent = iter([*suspects[1:], *unsent])
+                yield from self._alone(info, suspects[0])
 
-    def _call(self, units: list[Unit]) -> Iterator[tuple[int, list[Outcome]]]:
-        """Run units in one `Parallel` call; yield (index in `units`, outcomes) as each finishes.
+    def _call(self, info: RunInfo, chunks: Iterator[Chunk], sent: list[Chunk]) -> Iterator[tuple[int, Results]]:
+        """Run chunks in one `Parallel` call; yield (index in `sent`, results) as each finishes.
 
-        After a worker died, the reused `Parallel` may hand back, from its next call, a result of
-        the call it aborted: calls are numbered, and a result of another call is dropped (its unit
-        was a suspect, so it runs again or already did).
+        joblib takes the chunks from `chunks` as workers free up (from its callback thread), and
+        each is appended to `sent` as it is taken. After a worker died, the reused `Parallel` may
+        hand back, from its next call, a result of the call it aborted: calls are numbered, and a
+        result of another call is dropped (its chunk was a suspect, so it runs again or already did).
         """
         self.calls += 1
         call = self.calls
-        for tag, index, outcomes in self.parallel(delayed(_run_tagged)(call, i, *u) for i, u in enumerate(units)):
+
+        def tasks() -> Iterator[Any]:
+            for chunk in chunks:
+                sent.append(chunk)
+                yield delayed(_run_tagged)(call, len(sent) - 1, info, chunk)
+
+        for tag, index, results in self.parallel(tasks()):
             if tag == call:
-                yield index, outcomes
+                yield index, results
 
-    def _alone(self, unit: Unit) -> Iterator[list[Outcome]]:
-        """Run one suspect unit alone; if it kills its worker again, find the node that does and charge it."""
+    def _alone(self, info: RunInfo, chunk: Chunk) -> Iterator[tuple[Chunk, Results]]:
+        """Run one suspect chunk alone; while it kills its worker again, halve it until the culprit is alone."""
         try:
-            for _, outcomes in self._call([unit]):
-                yield outcomes
+            for _, results in self._call(info, iter([chunk]), []):
+                yield chunk, results
         except _LOST as err:
-            jobs = unit[1]
-            if len(jobs) == 1:  # alone and a single node: it is the culprit, no need to kill a worker again
-                yield [_crashed(jobs[0], err)]
+            starts = [i for i, back in enumerate(chunk.feeders) if back == 0]
+            if len(starts) > 1:
+                middle = starts[len(starts) // 2]
+                yield from self._alone(info, chunk.cut(0, middle))
+                yield from self._alone(info, chunk.cut(middle, len(chunk.nodes)))
+            elif len(chunk.nodes) == 1:  # alone and a single node: it is the culprit, no need to kill a worker again
+                yield chunk, _crashed(chunk, err)
             else:
-                yield from self._one_by_one(unit)
+                yield from self._one_by_one(info, chunk)
 
-    def _one_by_one(self, unit: Unit) -> Iterator[list[Outcome]]:
-        """Run a unit's jobs one per call, in chain order, handing each its feeder's result."""
-        info, jobs = unit
+    def _one_by_one(self, info: RunInfo, chain: Chunk) -> Iterator[tuple[Chunk, Results]]:
+        """Run a fused chain's jobs one per call, in order, handing each its feeder's result."""
         passed: dict[int, Any] = {}
-        for index, job in enumerate(jobs):
-            steps = job.steps
-            if job.parent is not None:
-                if job.parent not in passed:
+        for i, back in enumerate(chain.feeders):
+            job = chain.cut(i, i + 1)
+            if back:
+                if i - back not in passed:
                     continue
-                steps = {**steps, jobs[job.parent].call.step: {"result": passed[job.parent]}}
-            alone = job._replace(steps=steps, parent=None)
+                steps = {**chain.steps[i], chain.calls[i - back].step: {"result": passed[i - back]}}
+                job = job._replace(steps=[steps], feeders=[0])
             try:
-                [(_, outcomes)] = list(self._call([(info, (alone,))]))
+                [(_, results)] = list(self._call(info, iter([job]), []))
             except _LOST as err:
-                yield [_crashed(job, err)]
+                yield job, _crashed(job, err)
                 return
-            if outcomes and outcomes[0].status in (SUCCEEDED, SKIPPED):
-                passed[index] = json.loads(outcomes[0].result)
-            yield outcomes
+            if results.statuses[0] in (SUCCEEDED, SKIPPED):
+                passed[i] = json.loads(results.results[0])
+            yield job, results
 
 
-def _crashed(job: NodeJob, err: BaseException) -> Outcome:
-    """Return the failure of the node whose worker died under it."""
-    crash = WorkerCrashed(f"the worker process died while running {job.node}: {_reason(err)}")
-    record = error_record(crash, node=job.node, item=job.item, attempt=job.attempt, policy=job.call.retry)
+def _crashed(job: Chunk, err: BaseException) -> Results:
+    """Return the failure of the one-job chunk whose worker died under it."""
+    node = job.nodes[0]
+    crash = WorkerCrashed(f"the worker process died while running {node}: {_reason(err)}")
+    record = error_record(crash, node=node, item=job.items[0], attempt=job.attempts[0], policy=job.calls[0].retry)
     now = time.time()
-    return Outcome(job.node, FAILED, None, record, now, now)
+    return Results([FAILED], [None], [now], [now], {0: record}, {})
 
 
 def _reason(err: BaseException) -> str:

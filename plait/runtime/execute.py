@@ -1,23 +1,40 @@
-"""Run one dispatch unit in a worker: render each node's config, call its handler, return outcomes.
+"""Run chunks of jobs in a worker: render each node's config, call its handler, return outcomes.
 
 This is the only runtime code that runs in worker processes. It never writes the ledger and never
-raises for a failing node: every node ends as an `Outcome` (failures become the one error record),
+raises for a failing node: every node ends as an outcome (failures become the one error record),
 so one bad item cannot abort joblib's whole `Parallel` call.
 
-A unit is one node, or a short per-item chain (`a[k] -> b[k]` where b runs `for_each: a`) that the
-scheduler fused so the chain runs without waiting for the rest of a. A node of the chain runs
-only when the node feeding it succeeded (or was skipped by its condition).
+Chunks, as columns
+    One joblib call carries a `Chunk` of many jobs (`plait.runtime.chunks` sizes them), as a few
+    lists, one per field, rather than one object per job: pickling a list of 5,000 strings or
+    numbers is one C loop, while 5,000 small objects cost a Python-level reducer call each (loky
+    pickles with cloudpickle). The outcomes come back the same way (`Results`): statuses, result
+    JSON texts and times as lists; error records and log lines, which are rare, by job position.
 
-Results travel as JSON text: the worker serialises once (and a result that is not JSON is the
-node's failure, here, where it happened), and the parent stores that text as it is.
+Fused chains
+    A chunk holds whole units: one node, or a short per-item chain (`a[k] -> b[k]` where b runs
+    `for_each: a`) that the scheduler fused so the chain runs without waiting for the rest of a.
+    A job names the job feeding it by how many jobs back it sits (`feeders`, 0 for none), so a
+    chunk cut from a wave at unit boundaries needs no renumbering. A node of a chain runs only
+    when the node feeding it succeeded (or was skipped by its condition); otherwise its status
+    stays None (not run) and the parent decides what follows.
 
-Timeouts: a handler that enforces its own (`own_timeout`, e.g. shell kills its process group)
-does; otherwise, on a process's main thread, SIGALRM interrupts the node; on any other thread
-the node runs in a helper thread that is abandoned when the time is up.
+The hot path
+    Results travel as JSON text: the worker serialises once (and a result that is not JSON is the
+    node's failure, here, where it happened), and the parent stores that text as it is. A step
+    without templates is not rendered; a config of plain values is copied, not thawed deep; the
+    node's logger is bound only if the handler uses it.
 
-The run asks workers to stop by creating a file (`stop_file`): a unit checks it before each node
-and reports the nodes it did not start as `not_started`. It works across processes, and lets the
-nodes already running finish.
+Timeouts
+    A handler that enforces its own (`own_timeout`, e.g. shell kills its process group) does;
+    otherwise, on a process's main thread, SIGALRM interrupts the node; on any other thread the
+    node runs in a helper thread that is abandoned when the time is up.
+
+Stopping
+    The run asks workers to stop by creating a file (`stop_file`): before each node a chunk checks
+    it (at most every `STOP_CHECK_EVERY` seconds, so trivial nodes do not each pay a `stat`; after
+    a node that ran longer than that, the check always happens), and reports the nodes it did not
+    start as `not_started`. It works across processes, and lets the nodes already running finish.
 """
 
 from __future__ import annotations
@@ -29,18 +46,20 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from loguru import logger
 
 from plait.compiler import RetryPolicy, thaw
-from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, Outcome, error_record
+from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, error_record
 from plait.tasks.base import TaskContext
 from plait.templating import render, render_shell, render_value
 
-__all__ = ["NodeJob", "RunInfo", "StepCall", "prepare_process", "run_unit", "start_worker"]
+__all__ = ["Chunk", "Results", "RunInfo", "StepCall", "prepare_process", "run_chunk", "start_worker"]
 
+STOP_CHECK_EVERY = 0.005  # seconds
 _FALSE_TEXT = {"", "false", "no", "off", "0", "none"}
 
 
@@ -64,6 +83,7 @@ class StepCall(NamedTuple):
     config: Mapping[str, Any]
     modes: Mapping[str, str]  # input fields rendered other than as values: "shell" or "raw"
     templated: bool  # whether any input other than a raw one holds a template (else no rendering at all)
+    flat: bool  # whether every config value is a scalar (then a shallow copy is a thawed one)
     condition: str | None
     timeout: float | None
     own_timeout: bool
@@ -71,17 +91,32 @@ class StepCall(NamedTuple):
     total: int | None  # the number of items in the step
 
 
-class NodeJob(NamedTuple):
-    """One node to run, as the parent sends it: small, since 100,000 of them may travel."""
+class Chunk(NamedTuple):
+    """Jobs to run in one call, as columns: job i is (nodes[i], calls[i], items[i], ...)."""
 
-    node: str
-    call: StepCall
-    item: Any
-    key: Any
-    index: int | None
-    attempt: int
-    steps: Mapping[str, Any]  # upstream results, as templates see them under `steps`
-    parent: int | None = None  # in a fused chain: the index of the job that feeds this one
+    nodes: list[str]
+    calls: list[StepCall]
+    items: list[Any]
+    keys: list[Any]
+    indexes: list[int | None]
+    attempts: list[int]
+    steps: list[Mapping[str, Any]]  # upstream results, as templates see them under `steps`
+    feeders: list[int]  # in a fused chain: how many jobs back the job feeding this one is (0: none)
+
+    def cut(self, start: int, stop: int) -> Chunk:
+        """Return jobs [start, stop) as a chunk of their own (cut at unit boundaries only)."""
+        return Chunk(*(column[start:stop] for column in self))
+
+
+class Results(NamedTuple):
+    """What a chunk's jobs gave, as columns in job order."""
+
+    statuses: list[str | None]  # succeeded | failed | skipped (condition false) | not_started | None (not run)
+    results: list[str | None]  # result JSON text
+    started: list[float]
+    ended: list[float]
+    errors: dict[int, dict[str, Any]]  # job position -> error record
+    logs: dict[int, tuple[tuple[str, str], ...]]  # job position -> (level, message) lines it logged
 
 
 _captured: list[tuple[str, str]] = []
@@ -123,52 +158,81 @@ def start_worker(parent_pid: int) -> None:
     threading.Thread(target=watch, name="plait-orphan-watch", daemon=True).start()
 
 
-def run_unit(info: RunInfo, jobs: tuple[NodeJob, ...]) -> list[Outcome]:
-    """Run a unit's jobs in order and return one outcome per job."""
+def run_chunk(info: RunInfo, chunk: Chunk) -> Results:
+    """Run a chunk's jobs in order and return their outcomes."""
     prepare_process(info)
-    outcomes: list[Outcome] = []
-    passed: dict[int, str] = {}  # job index -> its result JSON, for the jobs it feeds
-    for index, job in enumerate(jobs):
-        steps = job.steps
-        if job.parent is not None:
-            if job.parent not in passed:
+    count = len(chunk.nodes)
+    out = Results([None] * count, [None] * count, [0.0] * count, [0.0] * count, {}, {})
+    statuses, results = out.statuses, out.results
+    checked = 0.0
+    stopping = False
+    for i in range(count):
+        steps = chunk.steps[i]
+        back = chunk.feeders[i]
+        if back:
+            if statuses[i - back] not in (SUCCEEDED, SKIPPED):
                 continue  # the node feeding this one did not succeed: the parent decides what follows
-            steps = {**steps, jobs[job.parent].call.step: {"result": json.loads(passed[job.parent])}}
-        if os.path.exists(info.stop_file):
-            now = time.time()
-            outcomes.append(Outcome(job.node, NOT_STARTED, None, None, now, now))
+            steps = {**steps, chunk.calls[i - back].step: {"result": json.loads(results[i - back])}}
+        now = time.monotonic()
+        if not stopping and now - checked >= STOP_CHECK_EVERY:
+            stopping, checked = os.path.exists(info.stop_file), now
+        if stopping:
+            statuses[i] = NOT_STARTED
+            out.started[i] = out.ended[i] = time.time()
             continue
-        outcome = run_node(info, job, steps)
-        if outcome.status in (SUCCEEDED, SKIPPED):
-            passed[index] = outcome.result
-        outcomes.append(outcome)
-    return outcomes
+        _run_node(info, chunk, i, steps, out)
+    return out
 
 
-def run_node(info: RunInfo, job: NodeJob, steps: Mapping[str, Any]) -> Outcome:
-    """Run one attempt at one node; never raises for the node's own failure."""
+def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out: Results) -> None:
+    """Run one attempt at job `i` and write its outcome into `out`; never raises for the node's own failure. Mutates."""
     started = time.time()
-    call = job.call
-    ctx = TaskContext(
-        workspace=info.workspace, run_id=info.run_id, step=call.step, node_id=job.node, attempt=job.attempt,
-        retry=call.retry, logger=logger.bind(node=job.node), workflow_dir=info.workflow_dir,
-        timeout=call.timeout, params=info.params, steps=steps, key=job.key, index=job.index, total=call.total)
-    status, result, error = SUCCEEDED, None, None
+    call, node, item = chunk.calls[i], chunk.nodes[i], chunk.items[i]
+    ctx = TaskContext(info.workspace, info.run_id, call.step, node, chunk.attempts[i], call.retry, _NodeLogger(node),
+                      info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total)
     try:
-        context = ctx.template_context(job.item) if call.templated or call.condition is not None else None
+        context = ctx.template_context(item) if call.templated or call.condition is not None else None
         if call.condition is not None and not _truthy(render(call.condition, context)):
-            status = SKIPPED
-            result = "null"
+            out.statuses[i], out.results[i] = SKIPPED, "null"
         else:
-            config = _render_config(call, context) if call.templated else thaw(call.config)
-            value = _call(call, job, config, ctx)
-            result = json.dumps(value)
+            config = _render_config(call, context) if call.templated else \
+                dict(call.config) if call.flat else thaw(call.config)
+            out.results[i] = _json(_call(call, node, item, config, ctx))
+            out.statuses[i] = SUCCEEDED
     except Exception as exc:
-        status, result = FAILED, None
-        error = error_record(exc, node=job.node, item=job.item, attempt=job.attempt, policy=call.retry)
-    logs = tuple(_captured)
-    _captured.clear()
-    return Outcome(job.node, status, result, error, started, time.time(), logs)
+        out.statuses[i], out.results[i] = FAILED, None
+        out.errors[i] = error_record(exc, node=node, item=item, attempt=chunk.attempts[i], policy=call.retry)
+    if _captured:
+        out.logs[i] = tuple(_captured)
+        _captured.clear()
+    out.started[i], out.ended[i] = started, time.time()
+
+
+class _NodeLogger:
+    """A node's loguru logger, bound on first use: most nodes never log, and binding costs a microsecond."""
+
+    __slots__ = ("_bound", "_node")
+
+    def __init__(self, node: str) -> None:
+        self._node = node
+        self._bound: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._bound is None:
+            self._bound = logger.bind(node=self._node)
+        return getattr(self._bound, name)
+
+
+def _json(value: Any) -> str:
+    """Return `value` as JSON text; integers, strings and None skip the encoder (the hot path)."""
+    kind = type(value)
+    if kind is int:
+        return int.__repr__(value)
+    if kind is str:
+        return encode_basestring_ascii(value)
+    if value is None:
+        return "null"
+    return json.dumps(value)
 
 
 def _truthy(value: Any) -> bool:
@@ -190,41 +254,41 @@ def _render_config(call: StepCall, context: Mapping[str, Any]) -> dict[str, Any]
     return config
 
 
-def _call(call: StepCall, job: NodeJob, config: dict[str, Any], ctx: TaskContext) -> Any:
+def _call(call: StepCall, node: str, item: Any, config: dict[str, Any], ctx: TaskContext) -> Any:
     if call.timeout is None or call.own_timeout:
-        return call.handler(config, job.item, ctx)
+        return call.handler(config, item, ctx)
     if threading.current_thread() is threading.main_thread():
-        return _call_with_alarm(call, job, config, ctx)
-    return _call_in_thread(call, job, config, ctx)
+        return _call_with_alarm(call, node, item, config, ctx)
+    return _call_in_thread(call, node, item, config, ctx)
 
 
-def _call_with_alarm(call: StepCall, job: NodeJob, config: dict[str, Any], ctx: TaskContext) -> Any:
+def _call_with_alarm(call: StepCall, node: str, item: Any, config: dict[str, Any], ctx: TaskContext) -> Any:
     def expire(signum: int, frame: Any) -> None:
-        raise TimeoutError(f"node {job.node} timed out after {call.timeout:g} s")
+        raise TimeoutError(f"node {node} timed out after {call.timeout:g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, call.timeout)
     try:
-        return call.handler(config, job.item, ctx)
+        return call.handler(config, item, ctx)
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
 
 
-def _call_in_thread(call: StepCall, job: NodeJob, config: dict[str, Any], ctx: TaskContext) -> Any:
+def _call_in_thread(call: StepCall, node: str, item: Any, config: dict[str, Any], ctx: TaskContext) -> Any:
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
-            box["value"] = call.handler(config, job.item, ctx)
+            box["value"] = call.handler(config, item, ctx)
         except BaseException as exc:
             box["error"] = exc
 
-    thread = threading.Thread(target=target, name=f"plait-{job.node}", daemon=True)
+    thread = threading.Thread(target=target, name=f"plait-{node}", daemon=True)
     thread.start()
     thread.join(call.timeout)
     if thread.is_alive():
-        raise TimeoutError(f"node {job.node} timed out after {call.timeout:g} s (abandoned, still running)")
+        raise TimeoutError(f"node {node} timed out after {call.timeout:g} s (abandoned, still running)")
     if "error" in box:
         raise box["error"]
     return box.get("value")

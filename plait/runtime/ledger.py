@@ -7,6 +7,10 @@ Decisions:
 - Outcomes are written in batches, one transaction per flush (the scheduler flushes every few
   hundred outcomes or fraction of a second), so trivial nodes cost microseconds of ledger time;
   what a flush committed is never lost, and what a kill prevented from being flushed runs again.
+- Many rows go in as one statement over a JSON array (`json_each`), not `executemany`: Python's
+  sqlite3 releases the GIL around each step of a statement, so a row per step hands the GIL back
+  and forth once per row, and a writer thread then crawls while the scheduler's thread is busy;
+  one statement is one step, which runs its thousands of rows without the GIL.
 - Keys are stored as JSON, so a numeric key comes back a number.
 - `seq` orders outcomes by completion across runs: `processed` lists keys in that order.
 - Rows of nodes that left the plan (an item removed from a glob) are kept, marked `in_plan = 0`:
@@ -46,6 +50,25 @@ CREATE TABLE IF NOT EXISTS nodes (
 
 # (node_id, status, attempts, fingerprint, result JSON, error JSON, note, started, ended)
 NodeRecord = tuple[str, str, int, str | None, str | None, str | None, str | None, float | None, float | None]
+
+# New nodes' rows from a JSON array of [node_id, step, key JSON, kind].
+_INSERT_NODES = """
+INSERT INTO nodes (node_id, step, key, kind)
+SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]')
+FROM json_each(?)
+"""
+
+# Outcomes from a JSON array of NodeRecords; parameters: run_id, the seq of the first record, the array.
+_RECORD = """
+UPDATE nodes SET status = r.status, attempts = r.attempts, fingerprint = r.fingerprint, result = r.result,
+    error = r.error, note = r.note, started = r.started, ended = r.ended, run_id = ?1, seq = ?2 + r.position
+FROM (SELECT key AS position, json_extract(value, '$[0]') AS node_id, json_extract(value, '$[1]') AS status,
+        json_extract(value, '$[2]') AS attempts, json_extract(value, '$[3]') AS fingerprint,
+        json_extract(value, '$[4]') AS result, json_extract(value, '$[5]') AS error, json_extract(value, '$[6]') AS note,
+        json_extract(value, '$[7]') AS started, json_extract(value, '$[8]') AS ended
+      FROM json_each(?3)) AS r
+WHERE nodes.node_id = r.node_id
+"""
 
 
 def state_dir(workspace: Path) -> Path:
@@ -133,7 +156,7 @@ class Ledger:
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
                             "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
                             (run_id, workflow, digest, pid, time.time(), source, json.dumps(params)))
-            self.db.executemany("INSERT INTO nodes (node_id, step, key, kind) VALUES (?, ?, ?, ?)", new)
+            self.db.execute(_INSERT_NODES, (json.dumps(new),))
             self.db.executemany("UPDATE nodes SET in_plan = 0 WHERE node_id = ?", gone)
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", back)
 
@@ -146,12 +169,15 @@ class Ledger:
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", [(p[0],) for p in planned])
 
     def record(self, run_id: str, records: Sequence[NodeRecord]) -> None:
-        """Write node outcomes in one transaction."""
-        rows = []
-        for rec in records:
-            self._seq += 1
-            rows.append((*rec[1:], run_id, self._seq, rec[0]))
-        with self.db:
+        """Write node outcomes in one transaction; a node recorded twice keeps its last record."""
+        first = self._seq + 1
+        self._seq += len(records)
+        if len({rec[0] for rec in records}) == len(records):
+            with self.db:
+                self.db.execute(_RECORD, (run_id, first, json.dumps(records)))
+            return
+        rows = [(*rec[1:], run_id, first + i, rec[0]) for i, rec in enumerate(records)]
+        with self.db:  # the same node twice: one row per step, applied in order (rare)
             self.db.executemany(
                 "UPDATE nodes SET status = ?, attempts = ?, fingerprint = ?, result = ?, error = ?, note = ?, "
                 "started = ?, ended = ?, run_id = ?, seq = ? WHERE node_id = ?", rows)

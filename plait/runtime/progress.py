@@ -37,13 +37,13 @@ class Progress:
         self.last_draw = 0.0
         self.lines_drawn = 0
 
-    def update(self, step: str, status: str) -> None:
-        """Count one settled node of `step`."""
+    def update(self, step: str, status: str, count: int = 1) -> None:
+        """Count `count` settled nodes of `step`. Mutates."""
         if status == "failed":
-            self.failed[step] += 1
+            self.failed[step] += count
         else:
-            self.done[step] += 1
-        self.settled_now += 1
+            self.done[step] += count
+        self.settled_now += count
         now = time.monotonic()
         if now - self.last_draw >= (REDRAW_EVERY if self.interactive else PLAIN_EVERY):
             self.draw(now)

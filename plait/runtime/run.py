@@ -98,17 +98,21 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
     log_file.parent.mkdir(parents=True, exist_ok=True)
     sink = logger.add(log_file, level=log_level, format=LOG_FORMAT, filter=_with_node)
     ledger = writer = None
+    backend_scope = contextlib.ExitStack()
+    dispatch = _Opener(backend_scope, backend, jobs, scheduler_address)
     try:
         if fresh:
             _set_aside(state / LEDGER_NAME)
         ledger = Ledger(state / LEDGER_NAME)
         ledger.claim(plan.workflow)
         previous = ledger.previous()
+        if backend == "loky" and _work_waiting(plan, previous):
+            dispatch.open_early()  # the workers boot while this process sets the run up
         writer = LedgerWriter(state / LEDGER_NAME)
         workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
         info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir,
                        params=plan.params, stop_file=str(state / f"stop-{run_id}"), parent_pid=os.getpid())
-        scheduler = Scheduler(plan, ledger, writer, info, dispatch=None, previous=previous,  # type: ignore[arg-type]
+        scheduler = Scheduler(plan, ledger, writer, info, dispatch=dispatch, previous=previous,
                               seed=seed, log_nodes=log_level in ("DEBUG", "TRACE"))
         summary = scheduler.prepare()
         logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
@@ -118,9 +122,12 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
         if display:
             scheduler.on_settle = display.update
         try:
-            with contextlib.ExitStack() as backend_scope, _signals_stop(scheduler):
-                scheduler.dispatch = _on_first_wave(backend_scope, backend, jobs, scheduler_address)
-                report = scheduler.run()
+            try:
+                with _signals_stop(scheduler):
+                    report = scheduler.run()
+            finally:
+                dispatch.join()  # a backend still opening on its thread is closed only once it is open
+                backend_scope.close()
         except BaseException as err:  # the run is over all the same: never leave it recorded as running
             with contextlib.suppress(LedgerError):
                 writer.submit("end_run", run_id, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
@@ -132,6 +139,8 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
         logger.info(f"run {run_id} {report.status}: {dict(report.counts)}")
         return RunResult(report, ws, log_file)
     finally:
+        dispatch.join()
+        backend_scope.close()
         if writer is not None:
             with contextlib.suppress(LedgerError):  # already raised, or an exception is on its way out
                 writer.close()
@@ -141,19 +150,61 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
         Path(state / f"stop-{run_id}").unlink(missing_ok=True)
 
 
-def _on_first_wave(scope: contextlib.ExitStack, backend: str, jobs: int, address: str | None) -> Any:
-    """Return a dispatch function that opens the backend when the first wave comes, inside `scope`.
+def _work_waiting(plan: Plan, previous: Mapping[str, tuple[str, str | None, bool]]) -> bool:
+    """Guess from the ledger, before fingerprinting, whether nodes will run: some new, or some not succeeded.
 
-    A run with nothing left to do (a no-op resume) then never starts workers or a cluster.
+    A no-op resume says no, so it starts no workers; a changed step is not seen here (its nodes
+    then start the workers at the first wave, as without a guess).
     """
-    opened: list[Any] = []
+    return any(nid not in previous for nid in plan.nodes) or any(
+        status != "succeeded" for status, _, in_plan in previous.values() if in_plan)
 
-    def dispatch(units: list[Any]) -> Any:
-        if not opened:
-            opened.append(scope.enter_context(open_backend(backend, jobs, scheduler_address=address)))
-        return opened[0](units)
 
-    return dispatch
+class _Opener:
+    """The run's dispatch function: opens the backend (inside `scope`) at the first wave, or earlier on a thread.
+
+    Opened only when a wave comes, a run with nothing left to do (a no-op resume) never starts
+    workers or a cluster. Opened early (`open_early`), loky's workers boot, which takes a few
+    tenths of a second, while this process fingerprints the plan and forms the first wave.
+    """
+
+    def __init__(self, scope: contextlib.ExitStack, backend: str, jobs: int, address: str | None) -> None:
+        self.scope = scope
+        self.open = lambda: scope.enter_context(open_backend(backend, jobs, scheduler_address=address))
+        self.dispatch: Any = None
+        self.thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def open_early(self) -> None:
+        """Start opening the backend on a thread, with SIGINT blocked so the workers it starts inherit that. Mutates."""
+        def open_here() -> None:
+            try:
+                self.dispatch = self.open()
+            except BaseException as err:  # raised in the main thread, at the first wave
+                self.error = err
+
+        main = threading.current_thread() is threading.main_thread()
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if main else None
+        try:
+            self.thread = threading.Thread(target=open_here, name="plait-backend-open", daemon=True)
+            self.thread.start()
+        finally:
+            if blocked is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+    def join(self) -> None:
+        """Wait for an early opening to finish (its error, if any, is kept for the first wave). Mutates."""
+        if self.thread is not None:
+            self.thread.join()
+            self.thread = None
+
+    def __call__(self, *wave: Any) -> Any:
+        self.join()
+        if self.error is not None:
+            raise self.error
+        if self.dispatch is None:
+            self.dispatch = self.open()
+        return self.dispatch(*wave)
 
 
 def _set_aside(path: Path) -> None:

@@ -11,7 +11,8 @@ Task selection policy
       `a[k]` succeeds, in the same worker, without waiting for the rest of `a`. Chains of any
       length fuse (`a[k] -> b[k] -> c[k]`).
     - Joins, deferred expansions and skips are settled in the parent at once, not dispatched.
-    A node that depends on another one of the same wave across steps (not through for_each)
+    A wave travels in chunks of many units (`plait.runtime.waves` forms it, `plait.runtime.chunks`
+    sizes the chunks). A node that depends on another one of the same wave across steps (not through for_each)
     waits for the wave to end: that is the price of joblib's fixed calls, paid only there.
 
 Retries
@@ -25,9 +26,15 @@ Failure policy
     always skipped. An untolerated failure in an `on_error: fail` step stops dispatch: running
     nodes finish, nothing new starts, the run fails. Under `on_error: continue` the rest runs.
 
+Settling in bulk
+    A chunk whose every node succeeded and logged nothing, the common case, is settled in one
+    pass of C-level operations (dict updates, `zip`, a `Counter` of the successors released)
+    rather than a Python call per node; any other chunk is settled node by node, with retries,
+    budgets and skips decided as each outcome is taken. Both record the same ledger rows.
+
 State
     All run state lives here (statuses, attempts, results as JSON text, counters), never in
-    the plan. Only this process writes the ledger: each unit's outcomes go to the ledger writer's
+    the plan. Only this process writes the ledger: each chunk's outcomes go to the ledger writer's
     thread as they are settled, and it commits them in batches, at most half a second late
     (`plait.runtime.writer`), so a kill loses at most the outcomes not yet committed, whose nodes
     then run again.
@@ -41,26 +48,29 @@ import json
 import random
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain, groupby, repeat
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from plait.compiler import NodeSpec, Plan, StepSpec, WorkflowError, expand_deferred
-from plait.runtime.execute import NodeJob, RunInfo, StepCall
+from plait.compiler import NodeSpec, Plan, WorkflowError, expand_deferred
+from plait.runtime.execute import Chunk, Results, RunInfo
 from plait.runtime.fingerprint import Fingerprinter
 from plait.runtime.ledger import Ledger, NodeRecord
-from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, Outcome, error_record, retry_delay
+from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, error_record, retry_delay
+from plait.runtime.waves import WaveForming
 from plait.runtime.writer import LedgerWriter
-from plait.tasks.base import get_kind
-from plait.templating import RENDER_ERRORS, has_template, render
+from plait.templating import RENDER_ERRORS, render
 
 __all__ = ["RunReport", "Scheduler"]
 
-# Runs a wave: takes [(info, jobs), ...] and yields each unit's outcomes as they finish.
-Dispatch = Callable[[list[tuple[RunInfo, tuple[NodeJob, ...]]]], Iterable[list[Outcome]]]
+# Runs a wave: takes (info, wave, unit starts) and yields (chunk, results) as chunks finish.
+Dispatch = Callable[[RunInfo, Chunk, list[int]], Iterable[tuple[Chunk, Results]]]
+# Counts settled task nodes: (step, status, how many).
+OnSettle = Callable[[str, str, int], None]
 
 
 @dataclass
@@ -75,11 +85,11 @@ class RunReport:
     plan_summary: dict[str, int] = field(default_factory=dict)
 
 
-class Scheduler:
+class Scheduler(WaveForming):
     """Runs one plan to the end (or until stopped) against a ledger, through a dispatch function."""
 
     def __init__(self, plan: Plan, ledger: Ledger, writer: LedgerWriter, info: RunInfo, dispatch: Dispatch,
-                 previous: dict[str, tuple[str, str | None, bool]], on_settle: Callable[[str, str], None] | None = None,
+                 previous: dict[str, tuple[str, str | None, bool]], on_settle: OnSettle | None = None,
                  seed: int | None = None, log_nodes: bool = False):
         self.plan = plan
         self.ledger = ledger  # read: results of nodes restored from earlier runs
@@ -87,7 +97,7 @@ class Scheduler:
         self.info = info
         self.dispatch = dispatch
         self.previous = previous
-        self.on_settle = on_settle or (lambda step, status: None)
+        self.on_settle = on_settle
         self.log_nodes = log_nodes  # a DEBUG line per succeeded node (costs ~10 µs a node)
         self.rng = random.Random(seed)
         self.fingerprints = Fingerprinter(plan.steps, info.workflow_dir, plan.params)
@@ -98,7 +108,7 @@ class Scheduler:
         self.results: dict[str, str | None] = {}  # node -> result JSON (restored nodes: loaded on demand)
         self.fp: dict[str, str] = {}
         self.remaining: dict[str, int] = {}
-        self.attempts: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}  # attempts made, for nodes not settled in bulk
         self.failures: Counter = Counter()  # final failures per step
         self.ready: list[str] = []
         self.retries: list[tuple[float, int, str]] = []
@@ -110,14 +120,18 @@ class Scheduler:
     # -- set-up -----------------------------------------------------------------------------
 
     def _index(self) -> None:
-        """(Re)build the per-plan lookups: node order, each step's items, per-step item totals."""
+        """(Re)build the per-plan lookups: node order, edges, each step's items, per-step job parts. Mutates."""
         self.order = {nid: i for i, nid in enumerate(self.plan.nodes)}
+        graph = self.plan.graph
+        self.succ = dict(graph.adjacency())  # node -> {successor: {}}: networkx's own dicts, no views
+        self.pred = dict(graph.reverse(copy=False).adjacency())
         self.members: dict[str, list[str]] = defaultdict(list)
         for node in self.plan.nodes.values():
             if node.kind == "task" and node.key is not None:
                 self.members[node.step].append(node.id)
         self.step_calls = {s.name: self._step_call(s) for s in self.plan.steps.values()}
         self.paired = {s.for_each for s in self.plan.steps.values() if s.for_each}  # steps something pairs with
+        self.reads_upstream = {s.name for s in self.plan.steps.values() if s.depends_on}
 
     def prepare(self) -> dict[str, int]:
         """Fingerprint every node, settle those the ledger already has, and say what will run."""
@@ -128,8 +142,8 @@ class Scheduler:
         return dict(summary)
 
     def _prepare_node(self, nid: str, node: NodeSpec, summary: Counter) -> None:
-        preds = tuple(self.plan.graph.predecessors(nid))
-        self.fp[nid] = fp = self.fingerprints.node(node, [self.fp[p] for p in preds])
+        preds = self.pred[nid]
+        self.fp[nid] = fp = self.fingerprints.node(node, [self.fp[p] for p in preds] if preds else ())
         before = self.previous.get(nid)
         if before is None:
             summary["new"] += 1
@@ -147,7 +161,7 @@ class Scheduler:
             summary["failed"] += 1
         else:
             summary["pending"] += 1
-        waiting = sum(1 for p in preds if p not in self.status)
+        waiting = sum(1 for p in preds if p not in self.status) if preds else 0
         self.remaining[nid] = waiting
         if waiting == 0:
             self.ready.append(nid)
@@ -159,9 +173,9 @@ class Scheduler:
         try:
             while not self.stopping:
                 self._release_due_retries()
-                units = self._next_wave()
-                if units:
-                    self._run_wave(units)
+                wave = self._next_wave()
+                if wave:
+                    self._run_wave(*wave)
                 elif self.retries:
                     self._sleep_until(self.retries[0][0])
                 else:
@@ -190,31 +204,10 @@ class Scheduler:
         while self.retries and self.retries[0][0] <= now:
             self.ready.append(heapq.heappop(self.retries)[2])
 
-    def _next_wave(self) -> list[tuple[RunInfo, tuple[NodeJob, ...]]]:
-        """Settle joins, expansions and skips in place; return the units of task nodes to dispatch."""
-        units = []
-        while self.ready and not self.stopping:
-            batch, self.ready = sorted(self.ready, key=self.order.__getitem__), []
-            for nid in batch:
-                if nid in self.status or nid in self.in_flight:
-                    continue
-                node = self.plan.nodes[nid]
-                blocked = self._blocked(nid, node)
-                if blocked:
-                    self._settle_skip(nid, *blocked)
-                elif node.kind == "join":
-                    self._settle(nid, SUCCEEDED, self._join_result(nid), None, time.time(), time.time())
-                elif node.kind == "deferred":
-                    self._expand(nid, node)
-                else:
-                    units.append((self.info, self._unit(nid, node)))
-        return units
-
-    def _run_wave(self, units: list[tuple[RunInfo, tuple[NodeJob, ...]]]) -> None:
+    def _run_wave(self, wave: Chunk, starts: list[int]) -> None:
         self._flush()  # joins and skips settled while the wave was formed
-        for outcomes in self.dispatch(units):
-            for outcome in outcomes:
-                self._take(outcome)
+        for chunk, results in self.dispatch(self.info, wave, starts):
+            self._take(chunk, results)
             self._flush()
         # A fused node whose feeder failed (or that was not started) came back without an outcome:
         # once its dependencies are settled it is decided like any other ready node.
@@ -233,103 +226,60 @@ class Scheduler:
         self.buffer += [(n, "pending", self.attempts.get(n, 0), self.fp.get(n), None, None, "interrupted", None, None)
                         for n in nodes]
 
-    # -- units ------------------------------------------------------------------------------
-
-    def _unit(self, nid: str, node: NodeSpec) -> tuple[NodeJob, ...]:
-        """Build the dispatch unit rooted at `nid`: the node plus its fusable per-item chain."""
-        jobs = [self._job(nid, node, None)]
-        self.in_flight.add(nid)
-        position = 0
-        while position < len(jobs):
-            parent = jobs[position]
-            if parent.call.step not in self.paired:
-                position += 1
-                continue  # no step runs for_each over this one: nothing to fuse
-            for succ in self.plan.graph.successors(parent.node):
-                snode = self.plan.nodes[succ]
-                if (snode.kind == "task" and self.plan.steps[snode.step].for_each == parent.call.step
-                        and succ not in self.status and succ not in self.in_flight
-                        and all(p == parent.node or self.status.get(p) == SUCCEEDED
-                                for p in self.plan.graph.predecessors(succ))):
-                    jobs.append(self._job(succ, snode, position))
-                    self.in_flight.add(succ)
-            position += 1
-        return tuple(jobs)
-
-    def _job(self, nid: str, node: NodeSpec, parent: int | None) -> NodeJob:
-        return NodeJob(nid, self.step_calls[node.step], node.item, node.key, node.index,
-                       self.attempts.get(nid, 0) + 1, self._upstream(node), parent)
-
-    def _upstream(self, node: NodeSpec) -> dict[str, Any]:
-        """Return what `steps.X` shows this node for each step it depends on."""
-        step = self.plan.steps[node.step]
-        if not step.depends_on:
-            return _NOTHING
-        view: dict[str, Any] = {}
-        for dep in step.depends_on:
-            dep_step = self.plan.steps[dep]
-            if dep == step.for_each:
-                partner = f"{dep}[{node.key}]" if node.key is not None else None
-                if partner in self.status:
-                    view[dep] = {"result": self._value(partner)}
-            elif dep_step.kind == "single":
-                view[dep] = {"result": self._value(dep)}
-            elif dep in self.plan.nodes:  # a join (a batch behind a join, or an expanded deferred step)
-                view[dep] = {"results": self._value(dep)}
-            else:
-                view[dep] = {"results": [self._value(m) for m in self.members[dep]]}
-        return view
-
-    def _value(self, nid: str) -> Any:
-        if nid not in self.results:
-            self.results.update({k: json.dumps(v) for k, v in self.ledger.results([nid]).items()})
-        text = self.results.get(nid)
-        return json.loads(text) if text is not None and self.status.get(nid) == SUCCEEDED else None
-
-    def _join_result(self, nid: str) -> str:
-        members = self.members[nid] or sorted(self.plan.graph.predecessors(nid), key=self.order.__getitem__)
-        missing = [m for m in members if m not in self.results and self.status.get(m) == SUCCEEDED]
-        if missing:
-            self.results.update({k: json.dumps(v) for k, v in self.ledger.results(missing).items()})
-        parts = [self.results.get(m) if self.status.get(m) == SUCCEEDED else None for m in members]
-        return "[" + ",".join(p if p is not None else "null" for p in parts) + "]"
-
-    def _step_call(self, step: StepSpec) -> StepCall | None:
-        """Return what every job of `step` shares (None for a kind no longer registered)."""
-        kind = get_kind(step.task)
-        if kind is None:
-            return None
-        fields = kind.fields or {}
-        modes = {name: f.render for name, f in fields.items() if f.render != "value"}
-        templated = any(_has_template(v) for name, v in step.config.items() if modes.get(name) != "raw")
-        total = len(self.members[step.name]) if step.kind != "single" else None
-        return StepCall(step.name, kind.handler, step.config, modes, templated, step.condition, step.timeout,
-                        kind.own_timeout, step.retry, total)
-
     # -- settling ---------------------------------------------------------------------------
 
-    def _take(self, outcome: Outcome) -> None:
-        """Settle one outcome that came back from a worker (one not asked for, e.g. of an aborted call, is dropped)."""
-        nid = outcome.node
-        if nid not in self.in_flight:
+    def _take(self, chunk: Chunk, results: Results) -> None:
+        """Settle a chunk's outcomes (those not asked for, e.g. of an aborted call, are dropped). Mutates.
+
+        A chunk whose every job succeeded and logged nothing (the common case) is settled in one
+        pass of C-level bulk operations; any other goes node by node.
+        """
+        nodes = chunk.nodes
+        if (not results.errors and not results.logs and not self.log_nodes
+                and results.statuses.count(SUCCEEDED) == len(nodes) and self.in_flight.issuperset(nodes)):
+            self._settle_succeeded(chunk, results)
             return
-        self.in_flight.discard(nid)
-        for level, message in outcome.logs:
-            logger.bind(node=nid).log(level, message)
-        if outcome.status == NOT_STARTED:
-            self._mark_interrupted([nid])
-            return
-        self.attempts[nid] = self.attempts.get(nid, 0) + 1
-        if outcome.status == FAILED:
-            node = self.plan.nodes[nid]
-            if outcome.error["retryable"] and self.attempts[nid] < node.retry.max_attempts and not self.stopping:
-                wait = retry_delay(node.retry, self.attempts[nid], self.rng)
-                logger.bind(node=nid).warning(f"{nid}: attempt {self.attempts[nid]} failed "
-                                              f"({outcome.error['error_type']}: {outcome.error['error']}); "
-                                              f"retrying in {wait:.2f} s")
-                heapq.heappush(self.retries, (time.monotonic() + wait, self.order[nid], nid))
-                return
-        self._settle(nid, outcome.status, outcome.result, outcome.error, outcome.started, outcome.ended)
+        for i, nid in enumerate(nodes):
+            status = results.statuses[i]
+            if status is None or nid not in self.in_flight:
+                continue  # not run (the node feeding it did not succeed), or not asked for
+            self.in_flight.discard(nid)
+            for level, message in results.logs.get(i, ()):
+                logger.bind(node=nid).log(level, message)
+            if status == NOT_STARTED:
+                self._mark_interrupted([nid])
+                continue
+            attempt = self.attempts[nid] = chunk.attempts[i]
+            error = results.errors.get(i)
+            if status == FAILED:
+                retry = self.plan.nodes[nid].retry
+                if error["retryable"] and attempt < retry.max_attempts and not self.stopping:
+                    wait = retry_delay(retry, attempt, self.rng)
+                    logger.bind(node=nid).warning(f"{nid}: attempt {attempt} failed "
+                                                  f"({error['error_type']}: {error['error']}); "
+                                                  f"retrying in {wait:.2f} s")
+                    heapq.heappush(self.retries, (time.monotonic() + wait, self.order[nid], nid))
+                    continue
+            self._settle(nid, status, results.results[i], error, results.started[i], results.ended[i])
+
+    def _settle_succeeded(self, chunk: Chunk, results: Results) -> None:
+        """Settle a chunk whose every job succeeded, in bulk: what `_settle` does, without a Python step per node. Mutates."""
+        nodes = chunk.nodes
+        self.in_flight.difference_update(nodes)
+        self.status.update(dict.fromkeys(nodes, SUCCEEDED))
+        self.results.update(zip(nodes, results.results))
+        self.report.counts[SUCCEEDED] += len(nodes)
+        self.buffer += zip(nodes, repeat(SUCCEEDED), chunk.attempts, map(self.fp.__getitem__, nodes), results.results,
+                           repeat(None), repeat(None), results.started, results.ended)
+        if self.on_settle is not None:
+            for call, jobs in groupby(chunk.calls):
+                self.on_settle(call.step, SUCCEEDED, sum(1 for _ in jobs))
+        for succ, count in Counter(chain.from_iterable(map(self.succ.__getitem__, nodes))).items():
+            if succ in self.status:
+                continue  # restored from the ledger at start, or settled in this chunk (a fused partner)
+            left = self.remaining[succ] = self.remaining[succ] - count
+            if left == 0 and succ not in self.in_flight:
+                self.ready.append(succ)
 
     def _settle(self, nid: str, status: str, result: str | None, error: dict | None, started: float | None,
                 ended: float | None, note: str | None = None) -> None:
@@ -344,14 +294,14 @@ class Scheduler:
         self.report.counts[status] += 1
         self.buffer.append((nid, status, self.attempts.get(nid, 0), self.fp.get(nid), result,
                             json.dumps(error, default=str) if error else None, note, started, ended))
-        if node.kind == "task":
-            self.on_settle(node.step, status)
+        if node.kind == "task" and self.on_settle is not None:
+            self.on_settle(node.step, status, 1)
         if status == SUCCEEDED:
             if self.log_nodes:
                 logger.bind(node=nid).debug(f"{nid} succeeded")
         elif status == SKIPPED:
             logger.bind(node=nid).info(f"{nid} skipped: {note}")
-        for succ in self.plan.graph.successors(nid):
+        for succ in self.succ[nid]:
             if succ in self.status:
                 continue  # restored from the ledger at start
             left = self.remaining[succ] = self.remaining[succ] - 1
@@ -375,7 +325,7 @@ class Scheduler:
     def _blocked(self, nid: str, node: NodeSpec) -> tuple[str, bool] | None:
         """Return (why, tolerated) when a failed dependency means `nid` must be skipped, else None."""
         for_each = self.plan.steps[node.step].for_each
-        for pred in self.plan.graph.predecessors(nid):
+        for pred in self.pred[nid]:
             if self.status.get(pred) in (SUCCEEDED, None) or (
                     self.status[pred] == SKIPPED and pred not in self.skipped_for_failure):
                 continue
@@ -418,7 +368,7 @@ class Scheduler:
         for new_node in new:
             self._prepare_node(new_node.id, new_node, summary)
         for join in joins:
-            self.remaining[join] = sum(1 for p in self.plan.graph.predecessors(join) if p not in self.status)
+            self.remaining[join] = sum(1 for p in self.pred[join] if p not in self.status)
             if self.remaining[join] == 0:
                 self.ready.append(join)
         logger.bind(node=nid).info(f"{node.step}: expanded into {len(new):,} nodes")
@@ -431,13 +381,3 @@ class Scheduler:
             self.writer.submit("record", self.info.run_id, self.buffer)
             self.buffer = []
 
-
-_NOTHING: dict[str, Any] = {}
-
-
-def _has_template(value: Any) -> bool:
-    if isinstance(value, Mapping):
-        return any(_has_template(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_template(v) for v in value)
-    return has_template(value)
