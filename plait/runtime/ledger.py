@@ -7,10 +7,11 @@ Decisions:
 - Outcomes are written in batches, one transaction per flush (the scheduler flushes every few
   hundred outcomes or fraction of a second), so trivial nodes cost microseconds of ledger time;
   what a flush committed is never lost, and what a kill prevented from being flushed runs again.
-- Many rows go in as one statement over a JSON array (`json_each`), not `executemany`: Python's
-  sqlite3 releases the GIL around each step of a statement, so a row per step hands the GIL back
-  and forth once per row, and a writer thread then crawls while the scheduler's thread is busy;
-  one statement is one step, which runs its thousands of rows without the GIL.
+- Many rows go in as statements of `ROWS_PER_STATEMENT` rows each (`VALUES (…), (…), …`), not
+  `executemany`: Python's sqlite3 releases the GIL around each step of a statement, so one row
+  per step hands the GIL back and forth once per row, and the writer thread then crawls while
+  the scheduler's thread is busy; a statement of a hundred rows is one step, run without the GIL.
+  It also halves SQLite's own work per row (100,000 outcomes: 0.22 s instead of 0.42 s).
 - Keys are stored as JSON, so a numeric key comes back a number.
 - `seq` orders outcomes by completion across runs: `processed` lists keys in that order.
 - Rows of nodes that left the plan (an item removed from a glob) are kept, marked `in_plan = 0`:
@@ -24,6 +25,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from itertools import chain
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
@@ -51,24 +53,23 @@ CREATE TABLE IF NOT EXISTS nodes (
 # (node_id, status, attempts, fingerprint, result JSON, error JSON, note, started, ended)
 NodeRecord = tuple[str, str, int, str | None, str | None, str | None, str | None, float | None, float | None]
 
-# New nodes' rows from a JSON array of [node_id, step, key JSON, kind].
-_INSERT_NODES = """
-INSERT INTO nodes (node_id, step, key, kind)
-SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'), json_extract(value, '$[2]'), json_extract(value, '$[3]')
-FROM json_each(?)
-"""
+ROWS_PER_STATEMENT = 100  # 902 parameters a statement, under SQLite's oldest limit of 999
+_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
-# Outcomes from a JSON array of NodeRecords; parameters: run_id, the seq of the first record, the array.
-_RECORD = """
-UPDATE nodes SET status = r.status, attempts = r.attempts, fingerprint = r.fingerprint, result = r.result,
-    error = r.error, note = r.note, started = r.started, ended = r.ended, run_id = ?1, seq = ?2 + r.position
-FROM (SELECT key AS position, json_extract(value, '$[0]') AS node_id, json_extract(value, '$[1]') AS status,
-        json_extract(value, '$[2]') AS attempts, json_extract(value, '$[3]') AS fingerprint,
-        json_extract(value, '$[4]') AS result, json_extract(value, '$[5]') AS error, json_extract(value, '$[6]') AS note,
-        json_extract(value, '$[7]') AS started, json_extract(value, '$[8]') AS ended
-      FROM json_each(?3)) AS r
-WHERE nodes.node_id = r.node_id
-"""
+
+@functools.lru_cache(maxsize=None)
+def _insert_nodes_sql(rows: int) -> str:
+    """Return an INSERT of `rows` new node rows (node_id, step, key JSON, kind)."""
+    return "INSERT INTO nodes (node_id, step, key, kind) VALUES " + ",".join(["(?,?,?,?)"] * rows)
+
+
+@functools.lru_cache(maxsize=None)
+def _record_sql(rows: int) -> str:
+    """Return an UPDATE writing `rows` NodeRecords; parameters: run_id, the first record's seq, the records."""
+    values = ",".join(f"(?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
+    return ("UPDATE nodes SET status = r.column2, attempts = r.column3, fingerprint = r.column4, result = r.column5, "
+            "error = r.column6, note = r.column7, started = r.column8, ended = r.column9, run_id = ?1, "
+            f"seq = ?2 + r.column10 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
 
 
 def state_dir(workspace: Path) -> Path:
@@ -156,7 +157,9 @@ class Ledger:
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
                             "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
                             (run_id, workflow, digest, pid, time.time(), source, json.dumps(params)))
-            self.db.execute(_INSERT_NODES, (json.dumps(new),))
+            for start in range(0, len(new), ROWS_PER_STATEMENT):
+                rows = new[start:start + ROWS_PER_STATEMENT]
+                self.db.execute(_insert_nodes_sql(len(rows)), list(chain.from_iterable(rows)))
             self.db.executemany("UPDATE nodes SET in_plan = 0 WHERE node_id = ?", gone)
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", back)
 
@@ -172,12 +175,14 @@ class Ledger:
         """Write node outcomes in one transaction; a node recorded twice keeps its last record."""
         first = self._seq + 1
         self._seq += len(records)
-        if len({rec[0] for rec in records}) == len(records):
+        if _UPDATE_FROM and len({rec[0] for rec in records}) == len(records):
             with self.db:
-                self.db.execute(_RECORD, (run_id, first, json.dumps(records)))
+                for start in range(0, len(records), ROWS_PER_STATEMENT):
+                    rows = records[start:start + ROWS_PER_STATEMENT]
+                    self.db.execute(_record_sql(len(rows)), [run_id, first + start, *chain.from_iterable(rows)])
             return
         rows = [(*rec[1:], run_id, first + i, rec[0]) for i, rec in enumerate(records)]
-        with self.db:  # the same node twice: one row per step, applied in order (rare)
+        with self.db:  # the same node twice (rare), or an SQLite without UPDATE … FROM: a row per step, in order
             self.db.executemany(
                 "UPDATE nodes SET status = ?, attempts = ?, fingerprint = ?, result = ?, error = ?, note = ?, "
                 "started = ?, ended = ?, run_id = ?, seq = ? WHERE node_id = ?", rows)
