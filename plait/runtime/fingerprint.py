@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ class Fingerprinter:
         self._signatures: dict[str, bytes] = {}
         self._started: dict[tuple[str, str], Any] = {}  # (step, kind) -> a hash fed with its signature
 
-    def node(self, node: NodeSpec, upstream: Iterable[str]) -> str:
+    def node(self, node: NodeSpec, upstream: Collection[str]) -> str:
         """Return the fingerprint of `node` given its predecessors' fingerprints."""
         started = self._started.get((node.step, node.kind))
         if started is None:
@@ -44,8 +44,8 @@ class Fingerprinter:
         digest = started.copy()
         if node.key is not None:
             digest.update(_item_bytes(node.key, node.item))
-        for fingerprint in sorted(upstream):
-            digest.update(fingerprint.encode())
+        if upstream:
+            digest.update("".join(sorted(upstream)).encode())
         return digest.hexdigest()[:32]
 
     def _signature(self, step: str) -> bytes:

@@ -134,34 +134,63 @@ class Scheduler(WaveForming):
         self.reads_upstream = {s.name for s in self.plan.steps.values() if s.depends_on}
 
     def prepare(self) -> dict[str, int]:
-        """Fingerprint every node, settle those the ledger already has, and say what will run."""
+        """Fingerprint every node, settle those the ledger already has, and say what will run.
+
+        The two common cases, a node the ledger has succeeded with the same fingerprint and a new
+        node with nothing upstream, are decided inline: this loop visits every node of the plan.
+        """
         summary: Counter = Counter()
+        fp, pred, previous, status, remaining, ready = \
+            self.fp, self.pred, self.previous, self.status, self.remaining, self.ready
+        node_fp = self.fingerprints.node
+        restored = new = 0
         for nid, node in self.plan.nodes.items():
-            self._prepare_node(nid, node, summary)
-        self.report.plan_summary = dict(summary)
-        return dict(summary)
+            preds = pred[nid]
+            fingerprint = fp[nid] = node_fp(node, [fp[p] for p in preds] if preds else ())
+            before = previous.get(nid)
+            if before is None and not preds:
+                new += 1
+                remaining[nid] = 0
+                ready.append(nid)
+            elif before is not None and before[0] == SUCCEEDED and before[1] == fingerprint and node.kind != "deferred":
+                status[nid] = SUCCEEDED
+                restored += 1
+            else:
+                self._decide(nid, node, before, summary)
+        summary["done"] += restored
+        summary["new"] += new
+        self.report.counts[SUCCEEDED] += restored
+        self.report.restored += restored
+        self.report.plan_summary = dict(+summary)  # the causes that occur, as before
+        return dict(self.report.plan_summary)
 
     def _prepare_node(self, nid: str, node: NodeSpec, summary: Counter) -> None:
+        """Fingerprint a node added to the plan while running (an expansion), and decide it. Mutates."""
         preds = self.pred[nid]
-        self.fp[nid] = fp = self.fingerprints.node(node, [self.fp[p] for p in preds] if preds else ())
+        self.fp[nid] = self.fingerprints.node(node, [self.fp[p] for p in preds] if preds else ())
         before = self.previous.get(nid)
-        if before is None:
-            summary["new"] += 1
-        elif before[0] == SUCCEEDED and before[1] == fp and node.kind == "deferred":
-            summary["done"] += 1  # its items are listed again when it expands; what they need runs then
-        elif before[0] == SUCCEEDED and before[1] == fp:
+        if before is not None and before[0] == SUCCEEDED and before[1] == self.fp[nid] and node.kind != "deferred":
             summary["done"] += 1
             self.status[nid] = SUCCEEDED
             self.report.counts[SUCCEEDED] += 1
             self.report.restored += 1
-            return
+        else:
+            self._decide(nid, node, before, summary)
+
+    def _decide(self, nid: str, node: NodeSpec, before: tuple[str, str | None, bool] | None,
+                summary: Counter) -> None:
+        """Count a node that is to run (or, deferred, to expand) by why, and make it ready or waiting. Mutates."""
+        if before is None:
+            summary["new"] += 1
+        elif before[0] == SUCCEEDED and before[1] == self.fp[nid]:
+            summary["done"] += 1  # a deferred step: its items are listed again when it expands; what they need runs then
         elif before[0] == SUCCEEDED:
             summary["changed"] += 1
         elif before[0] == FAILED:
             summary["failed"] += 1
         else:
             summary["pending"] += 1
-        waiting = sum(1 for p in preds if p not in self.status) if preds else 0
+        waiting = sum(1 for p in self.pred[nid] if p not in self.status)
         self.remaining[nid] = waiting
         if waiting == 0:
             self.ready.append(nid)
