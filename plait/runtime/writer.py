@@ -20,6 +20,8 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,7 @@ class LedgerWriter:
     """Applies `Ledger` write methods in order on a background thread."""
 
     def __init__(self, path: Path):
-        self._queue: queue.SimpleQueue[tuple[str, tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[str | Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._error: BaseException | None = None  # the first failed write; later writes are skipped
         self._reported = False
         self._opened = threading.Event()
@@ -44,8 +46,12 @@ class LedgerWriter:
         self._opened.wait()
         self._raise()
 
-    def submit(self, method: str, *args: Any) -> None:
-        """Queue `Ledger.<method>(*args)`; raise LedgerError if an earlier write failed."""
+    def submit(self, method: str | Callable[..., None], *args: Any) -> None:
+        """Queue `Ledger.<method>(*args)`, or `method(ledger, *args)`; raise LedgerError if an earlier write failed.
+
+        A callable lets the writer thread also compute what it writes (the plan's digest, the rows
+        of a 100,000-node plan) while the scheduler's thread gets on with the run.
+        """
         self._raise()
         self._queue.put((method, args))
 
@@ -86,7 +92,7 @@ class LedgerWriter:
                     self._guarded(batch.add, *args)
                 else:
                     self._guarded(batch.commit)
-                    self._guarded(getattr(ledger, method), *args)
+                    self._guarded(getattr(ledger, method) if isinstance(method, str) else partial(method, ledger), *args)
         finally:
             ledger.close()
 
