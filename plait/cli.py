@@ -32,14 +32,29 @@ class UsageError(Exception):
     """Bad arguments: printed as they are, exit 2."""
 
 
-def _plan(args: argparse.Namespace) -> Plan:
-    from plait.compiler import compile_workflow, parse_param_overrides
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    """Return the overrides of `--param` and `--flow` (the original engine's flows are a `flow` param)."""
+    from plait.compiler import parse_param_overrides
 
     try:
         params = parse_param_overrides(args.param or [])
     except ValueError as err:
         raise UsageError(str(err)) from err
-    return compile_workflow(args.workflow, params)
+    if args.flow is not None:
+        if params.get("flow", args.flow) != args.flow:
+            raise UsageError(f"--flow {args.flow} and --param flow={params['flow']} disagree; give one of them")
+        params["flow"] = args.flow
+    return params
+
+
+def _plan(args: argparse.Namespace) -> Plan:
+    from plait.compiler import compile_workflow
+
+    plan = compile_workflow(args.workflow, _params(args))
+    if not getattr(args, "quiet", False):
+        for note in plan.notes:
+            print(note, file=sys.stderr)
+    return plan
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -74,11 +89,27 @@ def summary(plan: Plan) -> str:
         after = [d for d in step.depends_on if d != step.for_each]
         extra = [f"for_each {step.for_each}"] if step.for_each else []
         extra += [f"after {', '.join(after)}"] if after else []
+        extra += [f"once {', '.join(step.after)} ended"] if step.after else []
         lines.append(f"  {step.name:<{width}}  {step.task:<8} {shape}" + (f" ({'; '.join(extra)})" if extra else ""))
     if plan.deferred:
         lines.append(f"deferred: {', '.join(plan.deferred)} (expanded when their upstream finishes)")
     lines.append(f"digest: {plan.digest[:16]}")
     return "\n".join(lines)
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    """Write a workflow of the original engine in plait's own form."""
+    from plait.compiler.dialect.migrate import migrate
+
+    text, notes = migrate(args.workflow, _params(args))
+    for note in notes:
+        print(note, file=sys.stderr)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}: check it with `plait compile {args.output}`", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
@@ -210,6 +241,8 @@ def _parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("workflow", metavar="WF.yaml", help="the workflow file")
         p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="override a parameter")
+        p.add_argument("--flow", metavar="NAME", help="for a file of the original engine: the flow to run "
+                       "(the same as --param flow=NAME)")
         p.set_defaults(func=func)
         return p
 
@@ -241,6 +274,9 @@ def _parser() -> argparse.ArgumentParser:
                        "with the same workflow file and params")
     run_options(p)
     p.set_defaults(func=cmd_resume)
+    p = workflow_command("migrate", cmd_migrate, "write a workflow of the original engine (yaml-workflow) in "
+                         "plait's own form, comments kept")
+    p.add_argument("-o", "--output", metavar="NEW.yaml", help="write to NEW.yaml instead of stdout")
     p = sub.add_parser("status", help="show a workspace's state", description="show a workspace's state")
     p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
     p.add_argument("--format", choices=("text", "json"), default="text")

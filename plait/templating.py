@@ -104,6 +104,7 @@ def _shell_quote(value: Any) -> str:
 
 
 _ENV = _make_env()
+_TRIMMED_ENV = _ENV.overlay(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
 _SHELL_ENV = _make_env(finalize=_shell_quote)
 
 
@@ -132,14 +133,20 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
     return value
 
 
-def render_text(source: str, context: Mapping[str, Any]) -> str:
-    """Render a template to text, always (a template file's body, where types do not apply)."""
-    return _text_template(source).render(context) if has_template(source) else source
+def render_text(source: str, context: Mapping[str, Any], *, trim: bool = False) -> str:
+    """Render a template to text, always (a template file's body, where types do not apply).
+
+    `trim` renders with Jinja's `trim_blocks` and `lstrip_blocks` and drops the final line break,
+    as the original engine rendered its templates: a `{% for %}` line leaves no blank line.
+    """
+    if not trim and not has_template(source):
+        return source
+    return _text_template(source, trim).render(context)
 
 
 @lru_cache(maxsize=256)
-def _text_template(source: str) -> Any:
-    return _ENV.from_string(source)
+def _text_template(source: str, trim: bool) -> Any:
+    return (_TRIMMED_ENV if trim else _ENV).from_string(source)
 
 
 def render_shell(source: str, context: Mapping[str, Any]) -> str:

@@ -275,6 +275,42 @@ def test_a_false_condition_skips_with_a_note_and_dependents_still_run(flow: Flow
                                                                     "error": None}
 
 
+# --- after: order without data -------------------------------------------------------------------
+
+
+def test_after_waits_for_a_failed_step_that_would_skip_a_depends_on(flow: Flow) -> None:
+    flow.write("""
+        name: ordering
+        steps:
+          - name: first
+            task: noop
+            on_error: continue
+            inputs: {should_fail: true}
+          - name: cleanup
+            task: python
+            after: first
+            inputs: {code: "result = sorted(steps)"}
+          - name: needs_first
+            task: echo
+            depends_on: first
+            inputs: {message: never}
+          - name: last
+            task: echo
+            after: [cleanup, needs_first]
+            inputs: {message: "{{ 'done' }}"}
+    """)
+    result = flow.run()
+    assert (result.ok, result.report.counts) == (False, {"failed": 1, "succeeded": 2, "skipped": 1})
+    assert flow.view("status", "note", "result") == {
+        "first": ("failed", None, None),
+        "cleanup": ("succeeded", None, []),  # order only: it does not see first's result
+        "needs_first": ("skipped", "upstream first failed", None),
+        "last": ("succeeded", None, "done"),
+    }
+    assert sorted(compile_workflow(flow.path).graph.edges) == [
+        ("cleanup", "last"), ("first", "cleanup"), ("first", "needs_first"), ("needs_first", "last")]
+
+
 # --- templates -----------------------------------------------------------------------------------
 
 

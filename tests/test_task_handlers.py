@@ -153,6 +153,11 @@ def test_code_sees_item_params_steps_and_batch(make_ctx: MakeCtx) -> None:
     }
 
 
+def test_code_sees_its_kwargs_as_names(make_ctx: MakeCtx) -> None:
+    config = {"code": "result = [rows, factor * item]", "kwargs": {"rows": [1, 2], "factor": 3}}
+    assert run("python", config, 5, make_ctx(key=5)) == [[1, 2], 15]
+
+
 def test_code_without_result_returns_none(ctx: TaskContext) -> None:
     assert run("python", {"code": "x = 1 + 1"}, None, ctx) is None
 
@@ -379,9 +384,51 @@ def test_copy_destination_outside_is_refused(ctx: TaskContext, outside: Path) ->
     assert outside.read_text() == "secret"
 
 
+@pytest.mark.parametrize(("action", "on_disk"), [
+    ("write_json", '{\n  "a": [\n    1,\n    "x"\n  ]\n}\n'),
+    ("write_yaml", "a:\n- 1\n- x\n"),
+])
+def test_structured_writes_read_back_as_the_same_value(ctx: TaskContext, action: str, on_disk: str) -> None:
+    run("file", {"action": action, "path": "d/v", "content": {"a": [1, "x"]}}, None, ctx)
+    assert (ctx.workspace / "d" / "v").read_text() == on_disk
+    read = "read_json" if action == "write_json" else "read_yaml"
+    assert run("file", {"action": read, "path": "d/v"}, None, ctx) == {"a": [1, "x"]}
+
+
+def test_write_json_encodes_text_as_a_json_string(ctx: TaskContext) -> None:
+    run("file", {"action": "write_json", "path": "s.json", "content": "hi"}, None, ctx)
+    assert (ctx.workspace / "s.json").read_text() == '"hi"\n'
+
+
+def test_read_yaml_builds_no_python_objects(ctx: TaskContext) -> None:
+    (ctx.workspace / "bad.yaml").write_text("!!python/object/apply:os.system ['true']\n")
+    with pytest.raises(Exception, match="could not determine a constructor"):
+        run("file", {"action": "read_yaml", "path": "bad.yaml"}, None, ctx)
+
+
+def test_move_leaves_no_source(ctx: TaskContext) -> None:
+    (ctx.workspace / "a.txt").write_text("x")
+    assert run("file", {"action": "move", "path": "a.txt", "to": "sub/b.txt"}, None, ctx) == \
+        {"path": "a.txt", "to": "sub/b.txt"}
+    assert (not (ctx.workspace / "a.txt").exists(), (ctx.workspace / "sub" / "b.txt").read_text()) == (True, "x")
+
+
 def test_read_missing_file_raises(ctx: TaskContext) -> None:
     with pytest.raises(FileNotFoundError):
         run("file", {"action": "read", "path": "nope.txt"}, None, ctx)
+
+
+# --- noop and echo -------------------------------------------------------------------------------
+
+def test_noop_returns_its_inputs_and_fails_when_asked(ctx: TaskContext) -> None:
+    assert run("noop", {"a": 1, "b": [2]}, None, ctx) == {"a": 1, "b": [2]}
+    with pytest.raises(RuntimeError, match="should_fail"):
+        run("noop", {"should_fail": True}, None, ctx)
+
+
+def test_echo_logs_and_returns_its_message(ctx: TaskContext, debug_lines: list[str]) -> None:
+    assert run("echo", {"message": {"n": 1}}, None, ctx) == {"n": 1}
+    assert debug_lines == ["step: {'n': 1}"]
 
 
 # --- template -------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import plait.tasks
 from plait.tasks import Field, TaskContext, TaskKind, get_kind, kinds
 from plait.tasks import base as tasks_base
 
-BUILT_IN = ("file", "python", "shell", "template")
+BUILT_IN = ("echo", "file", "noop", "python", "shell", "template")
 
 
 def test_every_built_in_kind_is_registered() -> None:
@@ -22,12 +22,14 @@ def test_every_built_in_kind_is_registered() -> None:
     assert all(isinstance(get_kind(name), TaskKind) for name in BUILT_IN)
 
 
-def test_every_built_in_kind_has_a_field_table() -> None:
-    tables = {name: get_kind(name).fields for name in BUILT_IN}
+def test_every_built_in_kind_has_a_field_table_but_noop() -> None:
+    assert get_kind("noop").fields is None  # noop takes any inputs and returns them
+    tables = {name: get_kind(name).fields for name in BUILT_IN if name != "noop"}
     assert all(isinstance(spec, Field) and spec.doc for table in tables.values() for spec in table.values())
     shapes = {name: {f: (spec.types, spec.required, spec.render) for f, spec in table.items()}
               for name, table in tables.items()}
     assert shapes == {
+        "echo": {"message": ((object,), True, "value")},
         "file": {
             "action": ((str,), True, "value"),
             "path": ((str,), True, "value"),
@@ -48,14 +50,16 @@ def test_every_built_in_kind_has_a_field_table() -> None:
             "template": ((str,), False, "raw"),
             "template_file": ((str,), False, "value"),
             "output_file": ((str,), False, "value"),
+            "whitespace": ((str,), False, "value"),
         },
     }
-    assert get_kind("file").fields["action"].choices == ("read", "write", "append", "copy", "delete")
+    assert get_kind("file").fields["action"].choices == (
+        "read", "read_json", "read_yaml", "write", "write_json", "write_yaml", "append", "copy", "move", "delete")
 
 
 def test_only_shell_enforces_its_own_timeout() -> None:
     assert {name: get_kind(name).own_timeout for name in BUILT_IN} == {
-        "file": False, "python": False, "shell": True, "template": False}
+        "echo": False, "file": False, "noop": False, "python": False, "shell": True, "template": False}
 
 
 def test_every_handler_has_the_same_signature() -> None:
@@ -76,8 +80,7 @@ def test_every_kind_has_a_doc() -> None:
                      "add `function: module:func` to call a function, or `code: |` with statements")]),
     ("python", {"function": "m:f", "code": "x"},
      [("code", "a 'python' task takes 'function' or 'code', not both", "keep one of them")]),
-    ("python", {"code": "x", "kwargs": {"a": 1}},
-     [("kwargs", "'kwargs' is only passed to a 'function'", "read `params` or `item` in the code")]),
+    ("python", {"code": "x", "kwargs": {"a": 1}}, []),
     ("template", {"template": "x"}, []),
     ("template", {"template_file": "t.j2", "output_file": "o.txt"}, []),
     ("template", {"output_file": "o.txt"}, [(None, "a 'template' task needs 'template' or 'template_file'",
@@ -94,11 +97,11 @@ def test_every_kind_has_a_doc() -> None:
     ("file", {"action": "copy", "path": "a"},
      [("to", "a 'file' task with action 'copy' needs 'to'", "add `to:`")]),
     ("file", {"action": "read", "path": "a", "content": "x", "to": "b"}, [
-        ("content", "'content' is not used by action 'read'", "used only by write and append"),
-        ("to", "'to' is not used by action 'read'", "used only by copy"),
+        ("content", "'content' is not used by action 'read'", "used only by write, write_json, write_yaml, append"),
+        ("to", "'to' is not used by action 'read'", "used only by copy, move"),
     ]),
     ("file", {"action": "copy", "path": "a", "to": "b", "content": "x"},
-     [("content", "'content' is not used by action 'copy'", "used only by write and append")]),
+     [("content", "'content' is not used by action 'copy'", "used only by write, write_json, write_yaml, append")]),
     ("file", {"action": "shred", "path": "a"}, []),  # the field table's choices report this one
 ])
 def test_cross_field_checks(kind: str, inputs: dict[str, Any], problems: list[Any]) -> None:

@@ -1,7 +1,9 @@
 """Compile a workflow file into a `Plan`: load, check everything, then expand.
 
 The compiler is pure: it reads the workflow file (and a glob's folder or a lines file) and
-returns an immutable plan; no task runs and nothing is written. It checks the whole file before
+returns an immutable plan; no task runs and nothing is written. A file written for the original
+engine is first translated into plait's own form (`plait.compiler.dialect`); the plan then
+carries the notes on what behaves differently. It checks the whole file before
 it builds anything and reports every error it can find in one `WorkflowError`, in file order,
 each pointing at `file:line:col` with a hint.
 """
@@ -18,6 +20,7 @@ from typing import Any
 import networkx as nx
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
+from plait.compiler.dialect import Note, is_original, translate
 from plait.compiler.draft import StepDraft
 from plait.compiler.expand import build_plan
 from plait.compiler.loader import YamlList, YamlMap, load_yaml
@@ -27,7 +30,7 @@ from plait.compiler.policy import check_retry_values
 from plait.compiler.schema import DEFAULTS_FIELDS, RETRY_FIELDS, WORKFLOW_FIELDS, check_fields
 from plait.compiler.steps import check_step
 
-__all__ = ["compile_text", "compile_workflow", "read_workflow"]
+__all__ = ["compile_text", "compile_workflow", "in_file_order", "read_workflow"]
 
 WORKFLOW_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -91,6 +94,12 @@ def _compile(text: str, filename: str, base_dir: Path, params: Mapping[str, Any]
     if not isinstance(doc, YamlMap):
         raise WorkflowError([Diagnostic(start, "a workflow file must be a mapping with `name:` and `steps:`",
                                         "start the file with `name: my-workflow`")])
+    notes: list[Note] = []
+    if is_original(doc):
+        translated = translate(doc, params or {})
+        if translated.errors:
+            raise WorkflowError(in_file_order(translated.errors))
+        doc, notes = translated.tree, translated.notes
     errors = check_fields(doc, WORKFLOW_FIELDS, "the workflow")
     name = doc.get("name")
     if isinstance(name, str) and not WORKFLOW_NAME.match(name):
@@ -108,9 +117,13 @@ def _compile(text: str, filename: str, base_dir: Path, params: Mapping[str, Any]
     drafts = _check_steps(doc.get("steps"), values, declared, defaults, base_dir, errors)
     order = _step_order(drafts, errors)
     if errors:
-        in_order = sorted(dict.fromkeys(errors), key=lambda e: (e.loc.line, e.loc.column) if e.loc else (0, 0))
-        raise WorkflowError(in_order)
-    return build_plan(name, doc.get("description"), path, values, [drafts[s] for s in order])
+        raise WorkflowError(in_file_order(errors))
+    return build_plan(name, doc.get("description"), path, values, [drafts[s] for s in order], [str(n) for n in notes])
+
+
+def in_file_order(errors: list[Diagnostic]) -> list[Diagnostic]:
+    """Return the errors once each, in the order of their positions in the file."""
+    return sorted(dict.fromkeys(errors), key=lambda e: (e.loc.line, e.loc.column) if e.loc else (0, 0))
 
 
 def _check_steps(steps: Any, params: Mapping[str, Any], param_names: set[str], defaults: YamlMap, base_dir: Path,
@@ -173,7 +186,7 @@ def _step_order(drafts: Mapping[str, StepDraft], errors: list[Diagnostic]) -> li
     """Return the steps in dependency order, ties in file order; report a cycle. Mutates `errors`."""
     graph = nx.DiGraph()
     graph.add_nodes_from(drafts)
-    graph.add_edges_from((dep, d.name) for d in drafts.values() for dep in d.depends_on if dep in drafts)
+    graph.add_edges_from((dep, d.name) for d in drafts.values() for dep in (*d.depends_on, *d.after) if dep in drafts)
     try:
         return list(nx.lexicographical_topological_sort(graph, key=lambda s: drafts[s].position))
     except nx.NetworkXUnfeasible:
@@ -182,5 +195,6 @@ def _step_order(drafts: Mapping[str, StepDraft], errors: list[Diagnostic]) -> li
         start = cycle.index(first)
         path = [*cycle[start:], *cycle[:start], first]
         errors.append(Diagnostic(drafts[first].loc, f"steps depend on each other in a cycle: {' -> '.join(path)}",
-                                 "remove one of these dependencies (depends_on, for_each or a steps.X template)"))
+                                 "remove one of these dependencies "
+                                 "(depends_on, after, for_each or a steps.X template)"))
         return []

@@ -30,6 +30,7 @@ class StepDraft:
     items_loc: SourceLoc | None = None
     for_each: str | None = None
     depends_on: dict[str, SourceLoc] = field(default_factory=dict)  # explicit, for_each, from templates
+    after: dict[str, SourceLoc] = field(default_factory=dict)  # order only: run once these have ended
     reads: list[tuple[str, str, SourceLoc]] = field(default_factory=list)  # (step, result|results, where)
     key: str | None = None
     condition: str | None = None

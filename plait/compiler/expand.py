@@ -32,7 +32,7 @@ _EMPTY = FrozenDict()
 
 
 def build_plan(name: str, description: str | None, source: str | None, params: Mapping[str, Any],
-               drafts: Sequence[StepDraft]) -> Plan:
+               drafts: Sequence[StepDraft], notes: Sequence[str] = ()) -> Plan:
     """Build the plan from drafts given in dependency order; raise WorkflowError for bad keys or empty batches."""
     errors: list[Diagnostic] = []
     steps: dict[str, StepSpec] = {}
@@ -57,7 +57,7 @@ def build_plan(name: str, description: str | None, source: str | None, params: M
             ids = [draft.name]
             nodes[draft.name] = _node(spec, draft.name, "deferred" if spec.kind == "deferred" else "task")
         members[draft.name] = ids
-        for upstream in spec.depends_on:
+        for upstream in (*spec.depends_on, *spec.after):
             if upstream == paired:
                 edges += zip(members[upstream], ids)
             else:
@@ -67,7 +67,7 @@ def build_plan(name: str, description: str | None, source: str | None, params: M
     graph = nx.DiGraph()
     graph.add_nodes_from(nodes)
     graph.add_edges_from(edges)
-    return Plan(name, description, source, params, steps, _ordered(nodes, members, steps), graph)
+    return Plan(name, description, source, params, steps, _ordered(nodes, members, steps), graph, tuple(notes))
 
 
 def _step_spec(draft: StepDraft, earlier: Mapping[str, StepSpec]) -> StepSpec:
@@ -75,7 +75,8 @@ def _step_spec(draft: StepDraft, earlier: Mapping[str, StepSpec]) -> StepSpec:
     kind = "deferred" if draft.deferred_items is not None or over_deferred else "batch" if draft.is_batch else "single"
     return StepSpec(
         name=draft.name, task=draft.task, config=draft.config, kind=kind, loc=draft.loc,
-        depends_on=tuple(draft.depends_on), for_each=draft.for_each, items=draft.deferred_items, key=draft.key,
+        depends_on=tuple(draft.depends_on), after=tuple(s for s in draft.after if s not in draft.depends_on),
+        for_each=draft.for_each, items=draft.deferred_items, key=draft.key,
         condition=draft.condition, retry=draft.retry, timeout=draft.timeout, on_error=draft.on_error,
         max_failures=draft.max_failures, allow_empty=draft.allow_empty, description=draft.description)
 
@@ -187,4 +188,4 @@ def expand_deferred(plan: Plan, step: str, items: Sequence[Any]) -> Plan:
         for new_node in added.get(nid, ()):
             nodes[new_node.id] = new_node
         nodes[nid] = dataclasses.replace(node, kind="join", task="join", config=_EMPTY) if nid in added else node
-    return Plan(plan.workflow, plan.description, plan.source, plan.params, steps, nodes, graph)
+    return Plan(plan.workflow, plan.description, plan.source, plan.params, steps, nodes, graph, plan.notes)

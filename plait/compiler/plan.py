@@ -97,6 +97,7 @@ class StepSpec:
     kind: str  # "single" | "batch" | "deferred"
     loc: SourceLoc
     depends_on: tuple[str, ...] = ()  # every upstream step: explicit, for_each, and named in templates
+    after: tuple[str, ...] = ()  # order only: steps this one waits for, however they ended
     for_each: str | None = None
     items: str | None = None  # the items template of a deferred step
     key: str | None = None  # the key template, if the step sets one
@@ -129,10 +130,11 @@ class NodeSpec:
 class Plan:
     """An immutable compiled workflow: steps, node specs, and the dependency graph between nodes."""
 
-    __slots__ = ("_digest", "description", "graph", "nodes", "params", "source", "steps", "workflow")
+    __slots__ = ("_digest", "description", "graph", "nodes", "notes", "params", "source", "steps", "workflow")
 
     def __init__(self, workflow: str, description: str | None, source: str | None, params: Mapping[str, Any],
-                 steps: Mapping[str, StepSpec], nodes: Mapping[str, NodeSpec], graph: nx.DiGraph):
+                 steps: Mapping[str, StepSpec], nodes: Mapping[str, NodeSpec], graph: nx.DiGraph,
+                 notes: tuple[str, ...] = ()):
         self.workflow = workflow
         self.description = description
         self.source = source
@@ -140,6 +142,7 @@ class Plan:
         self.steps: Mapping[str, StepSpec] = FrozenDict(steps)
         self.nodes: Mapping[str, NodeSpec] = FrozenDict(nodes)
         self.graph: nx.DiGraph = nx.freeze(graph)
+        self.notes = tuple(notes)  # how a file in the original engine's dialect behaves differently here
         self._digest: str | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
@@ -185,7 +188,7 @@ class Plan:
 
     def to_json(self) -> dict[str, Any]:
         """Return the plan as JSON-ready data (`Plan.from_json` reads it back)."""
-        return {**self._body(), "digest": self.digest}
+        return {**self._body(), "notes": list(self.notes), "digest": self.digest}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Plan:
@@ -202,7 +205,8 @@ class Plan:
         graph = nx.DiGraph()
         graph.add_nodes_from(nodes)
         graph.add_edges_from(tuple(e) for e in data["edges"])
-        return cls(data["workflow"], data["description"], data["source"], data["params"], steps, nodes, graph)
+        return cls(data["workflow"], data["description"], data["source"], data["params"], steps, nodes, graph,
+                   tuple(data.get("notes", ())))
 
 
 def _step_json(step: StepSpec) -> dict[str, Any]:
@@ -221,4 +225,5 @@ def _step_from_json(data: Mapping[str, Any]) -> StepSpec:
     values["loc"] = SourceLoc(*values["loc"])
     values["config"] = freeze(values["config"])
     values["depends_on"] = tuple(values["depends_on"])
+    values["after"] = tuple(values.get("after", ()))
     return StepSpec(**values)

@@ -40,6 +40,7 @@ STEP_FIELDS: dict[str, Field] = {
     "description": Field((str,)),
     "inputs": Field((dict,)),
     "depends_on": Field((list, str)),
+    "after": Field((list, str)),
     "items": Field((list, dict, str)),
     "iterate_over": Field((list, dict, str)),
     "key": Field((str,)),

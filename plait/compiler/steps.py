@@ -158,20 +158,20 @@ def _items_from_mapping(draft: StepDraft, source: YamlMap, params: Mapping[str, 
 
 def _check_dependencies(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, SourceLoc]) -> list[Diagnostic]:
     errors = []
-    depends = raw.get("depends_on") or []
-    depends_locs = raw.value_locs.get("depends_on")
-    if isinstance(depends, str):
-        depends = [depends]
-    elif not isinstance(depends, list):
-        depends = []  # a wrong type, reported by check_fields
-    for i, dep in enumerate(depends):
-        loc = depends.item_locs[i] if isinstance(depends, YamlList) else depends_locs
-        if not isinstance(dep, str):
-            errors.append(Diagnostic(loc, f"step '{draft.name}': depends_on lists step names, not {dep!r}"))
-        elif dep not in step_names:
-            errors.append(unknown_step(draft.name, "depends on", dep, step_names, loc))
-        else:
-            draft.depends_on.setdefault(dep, loc)
+    for field, target, verb in (("depends_on", draft.depends_on, "depends on"), ("after", draft.after, "runs after")):
+        names = raw.get(field) or []
+        if isinstance(names, str):
+            names = [names]
+        elif not isinstance(names, list):
+            names = []  # a wrong type, reported by check_fields
+        for i, dep in enumerate(names):
+            loc = names.item_locs[i] if isinstance(names, YamlList) else raw.value_locs.get(field)
+            if not isinstance(dep, str):
+                errors.append(Diagnostic(loc, f"step '{draft.name}': {field} lists step names, not {dep!r}"))
+            elif dep not in step_names:
+                errors.append(unknown_step(draft.name, verb, dep, step_names, loc))
+            else:
+                target.setdefault(dep, loc)
     if draft.for_each:
         loc = raw.value_locs["for_each"]
         if draft.for_each not in step_names:

@@ -23,8 +23,10 @@ Failure policy
     A node's final failure is tolerated when its step's `max_failures` budget still covers it.
     A node whose dependency failed is skipped, unless that failure was tolerated and the node is
     a fan-in (it then sees None for the failed item); a per-item partner of a failed item is
-    always skipped. An untolerated failure in an `on_error: fail` step stops dispatch: running
-    nodes finish, nothing new starts, the run fails. Under `on_error: continue` the rest runs.
+    always skipped. A step that only runs `after` another is never skipped for it: it waits for
+    that step to end, however it ended. An untolerated failure in an `on_error: fail` step stops
+    dispatch: running nodes finish, nothing new starts, the run fails. Under `on_error: continue`
+    the rest runs.
 
 Settling in bulk
     A chunk whose every node succeeded and logged nothing, the common case, is settled in one
@@ -353,11 +355,14 @@ class Scheduler(WaveForming):
 
     def _blocked(self, nid: str, node: NodeSpec) -> tuple[str, bool] | None:
         """Return (why, tolerated) when a failed dependency means `nid` must be skipped, else None."""
-        for_each = self.plan.steps[node.step].for_each
+        step = self.plan.steps[node.step]
+        for_each = step.for_each
         for pred in self.pred[nid]:
             if self.status.get(pred) in (SUCCEEDED, None) or (
                     self.status[pred] == SKIPPED and pred not in self.skipped_for_failure):
                 continue
+            if self.plan.nodes[pred].step in step.after:
+                continue  # order only: it has ended, however
             tolerated = pred in self.tolerated
             if not tolerated or self.plan.nodes[pred].step == for_each:
                 return f"upstream {pred} failed" if self.status[pred] == FAILED else f"upstream {pred} was skipped", \

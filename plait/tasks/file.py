@@ -1,4 +1,4 @@
-"""The `file` task kind: read, write, append, copy or delete one file inside the workspace.
+"""The `file` task kind: read, write, append, copy, move or delete one file inside the workspace.
 
 Decisions:
 - Every path goes through `TaskContext.path`, which resolves it (symlinks included) and refuses
@@ -9,6 +9,9 @@ Decisions:
   can save an upstream result without a template. Bytes are counted as encoded.
 - Files are read and written as bytes and decoded/encoded explicitly: no newline translation,
   so `bytes` is exactly what landed on disk.
+- `read_json` and `read_yaml` return the parsed value (YAML through the safe loader: no tag builds
+  a Python object); `write_json` and `write_yaml` always encode `content`, text included, so a
+  string lands as a JSON or YAML string and reads back as the same value.
 - Writing creates missing parent folders; deleting a missing file is not an error (`deleted: false`),
   so a clean-up step can be re-run.
 """
@@ -21,26 +24,30 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from plait.tasks.base import Field, TaskContext, task
 
 __all__ = ["ACTIONS", "FIELDS", "check_inputs", "run_file"]
 
-ACTIONS = ("read", "write", "append", "copy", "delete")
+ACTIONS = ("read", "read_json", "read_yaml", "write", "write_json", "write_yaml", "append", "copy", "move",
+           "delete")
 DEFAULT_ENCODING = "utf-8"
 
 FIELDS = {
     "action": Field(types=(str,), required=True, choices=ACTIONS, doc="one of " + ", ".join(ACTIONS)),
     "path": Field(types=(str,), required=True, doc="a path inside the workspace"),
     "content": Field(types=(object,), doc="what to write: text as is, any other value as JSON"),
-    "to": Field(types=(str,), doc="where `copy` puts the file, inside the workspace"),
+    "to": Field(types=(str,), doc="where `copy` and `move` put the file, inside the workspace"),
     "encoding": Field(types=(str,), doc=f"the text encoding, {DEFAULT_ENCODING} unless given"),
 }
 
-_NEEDS = {"write": "content", "append": "content", "copy": "to"}
+_NEEDS = {"write": "content", "write_json": "content", "write_yaml": "content", "append": "content",
+          "copy": "to", "move": "to"}
 
 
 def check_inputs(inputs: Mapping[str, Any]) -> list[tuple[str | None, str, str | None]]:
-    """Require `content` for write and append and `to` for copy, and nowhere else."""
+    """Require `content` for the writes and append and `to` for copy and move, and nowhere else."""
     action = inputs.get("action")
     if action not in ACTIONS:
         return []  # the field table reports a missing or unknown action
@@ -51,23 +58,31 @@ def check_inputs(inputs: Mapping[str, Any]) -> list[tuple[str | None, str, str |
         problems.append((needed, message, f"add `{needed}:`"))
     for name in sorted({"content", "to"} - {needed}):
         if inputs.get(name) is not None:
-            users = " and ".join(a for a, n in _NEEDS.items() if n == name)
+            users = ", ".join(a for a, n in _NEEDS.items() if n == name)
             problems.append((name, f"'{name}' is not used by action '{action}'", f"used only by {users}"))
     return problems
 
 
 @task("file", fields=FIELDS, check=check_inputs)
 def run_file(config: dict[str, Any], item: Any, ctx: TaskContext) -> Any:
-    """Read, write, append, copy or delete a file in the workspace."""
+    """Read, write, append, copy, move or delete a file in the workspace."""
     action, path = config["action"], config["path"]
     encoding = config.get("encoding") or DEFAULT_ENCODING
     target = ctx.path(path)
-    if action == "read":
-        return target.read_bytes().decode(encoding)
-    if action in ("write", "append"):
-        return {"path": path, "bytes": _write(target, config["content"], encoding, append=action == "append")}
-    if action == "copy":
+    if action.startswith("read"):
+        text = target.read_bytes().decode(encoding)
+        return json.loads(text) if action == "read_json" else yaml.safe_load(text) if action == "read_yaml" else text
+    if action in ("write", "append", "write_json", "write_yaml"):
+        content = config["content"]
+        if action == "write_json":
+            content = json.dumps(content, indent=2, ensure_ascii=False) + "\n"
+        elif action == "write_yaml":
+            content = yaml.safe_dump(content, allow_unicode=True, sort_keys=False)
+        return {"path": path, "bytes": _write(target, content, encoding, append=action == "append")}
+    if action in ("copy", "move"):
         _copy(target, ctx.path(config["to"]))
+        if action == "move":
+            target.unlink()
         return {"path": path, "to": config["to"]}
     if action == "delete":
         return {"path": path, "deleted": _delete(target)}

@@ -8,7 +8,8 @@ Decisions:
   function that has a parameter named `ctx` also gets the `TaskContext`. Whether it has one is
   looked up once per function, not once per node.
 - `code:` is compiled once per process per source (and step name, which is its filename in
-  tracebacks) and run in a fresh namespace holding the names a template sees plus `ctx`. The
+  tracebacks) and run in a fresh namespace holding the names a template sees plus `ctx`, and
+  `kwargs` bound as names (rendered values, so code never needs a template inside it). The
   namespace shares the context's values rather than copying them: 10,000 nodes of
   `result = item` must each cost microseconds. The code's answer is whatever it binds to `result`.
 - The source is registered with `linecache`, so a traceback through inline code shows its lines.
@@ -39,20 +40,19 @@ FIELDS = {
                       doc="'module:function' or 'package.module:function', beside the workflow or installed"),
     "code": Field(types=(str,), render="raw",
                   doc="Python statements; the names of a template are in scope, and `result` is the answer"),
-    "kwargs": Field(types=(dict,), render="value", doc="keyword arguments passed to the function"),
+    "kwargs": Field(types=(dict,), render="value",
+                    doc="keyword arguments passed to the function, or names bound for the code"),
 }
 
 
 def check_inputs(inputs: Mapping[str, Any]) -> list[tuple[str | None, str, str | None]]:
-    """Require exactly one of `function` and `code`, and `kwargs` only with `function`."""
+    """Require exactly one of `function` and `code`."""
     given = [name for name in ("function", "code") if inputs.get(name) is not None]
     if not given:
         return [(None, "a 'python' task needs 'function' or 'code'",
                  "add `function: module:func` to call a function, or `code: |` with statements")]
     if len(given) == 2:
         return [("code", "a 'python' task takes 'function' or 'code', not both", "keep one of them")]
-    if inputs.get("kwargs") is not None and given == ["code"]:
-        return [("kwargs", "'kwargs' is only passed to a 'function'", "read `params` or `item` in the code")]
     return []
 
 
@@ -60,7 +60,7 @@ def check_inputs(inputs: Mapping[str, Any]) -> list[tuple[str | None, str, str |
 def run_python(config: dict[str, Any], item: Any, ctx: TaskContext) -> Any:
     """Call a Python function or run inline Python code; return its result."""
     if config.get("code") is not None:
-        return _run_code(config["code"], item, ctx)
+        return _run_code(config["code"], config.get("kwargs"), item, ctx)
     func = _import_function(config["function"], ctx.workflow_dir)
     kwargs = dict(config.get("kwargs") or {})
     if _takes_ctx(func):
@@ -126,9 +126,11 @@ def _takes_ctx(func: Callable[..., Any]) -> bool:
         return False
 
 
-def _run_code(source: str, item: Any, ctx: TaskContext) -> Any:
-    """Run `source` in a fresh namespace; return what it binds to `result`, or None."""
+def _run_code(source: str, names: Mapping[str, Any] | None, item: Any, ctx: TaskContext) -> Any:
+    """Run `source` in a fresh namespace, with `names` (kwargs) bound; return what it binds to `result`."""
     namespace = ctx.template_context(item)
+    if names:
+        namespace.update(names)
     namespace["ctx"] = ctx
     exec(_compile(source, f"<step {ctx.step}>"), namespace)
     return namespace.get("result")

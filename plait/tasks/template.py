@@ -5,7 +5,8 @@ Decisions:
   `plait.templating.render_text`: the same sandbox (`''.__class__` is refused with SecurityError),
   the same strict undefined names, filters and per-process compile cache as every other
   template in a workflow. There is no second Jinja environment to keep in step.
-- The result is always text, trailing newlines kept.
+- The result is always text, trailing newlines kept; `whitespace: trim` renders as the original
+  engine did (Jinja's trim_blocks and lstrip_blocks, no final line break), for its files.
 - `template_file` is read relative to the workflow's folder, where the YAML sits; it is read
   anew for each node, so editing it between runs takes effect. `output_file` is written inside
   the workspace (through `TaskContext.path`), as UTF-8, creating its folders.
@@ -27,6 +28,9 @@ FIELDS = {
                            doc="a template file, relative to the workflow's folder"),
     "output_file": Field(types=(str,), render="value",
                          doc="where to save the text in the workspace; without it, the text is the result"),
+    "whitespace": Field(types=(str,), choices=("keep", "trim"),
+                        doc="keep (default): the text as written; trim: block tags leave no blank lines and the "
+                            "final line break goes, as the original engine rendered"),
 }
 
 
@@ -48,7 +52,7 @@ def run_template(config: dict[str, Any], item: Any, ctx: TaskContext) -> Any:
     source = config.get("template")
     if source is None:
         source = (ctx.workflow_dir / config["template_file"]).read_text(encoding="utf-8")
-    text = render_text(source, ctx.template_context(item))
+    text = render_text(source, ctx.template_context(item), trim=config.get("whitespace") == "trim")
     output_file = config.get("output_file")
     if output_file is None:
         return text

@@ -8,9 +8,11 @@ places so that the dump writes an anchor and an alias) or as text (a tab, a line
 duplicated, so keys repeat, random text inserted, the file cut short, brackets nested thousands
 deep, an anchor and alias spliced in).
 
-Whatever comes out, `plait compile` must return 0, or 2 with a first line of the form
-`FILE:LINE:COL: error: ...` whose line lies within the file; it must never raise, print a
-traceback, emit a warning (warnings are errors here) or write a file.
+A second base is written in the original engine's dialect (settings, flows, on_error mappings,
+`task: batch` with `arg_name`, the original's task kinds), and every mutation also goes through
+`plait migrate`. Whatever comes out, `plait compile` and `plait migrate` must return 0, or 2 with
+a first line of the form `FILE:LINE:COL: error: ...` whose line lies within the file; they must
+never raise, print a traceback, emit a warning (warnings are errors here) or write a file.
 
 `PLAIT_FUZZ_EXAMPLES` sets the number of examples (200 unless told; CI runs that many, run more
 on demand), `PLAIT_FUZZ_SUBPROCESS_EXAMPLES` those also run through a real `plait compile`
@@ -98,6 +100,48 @@ steps:
       task: {task: shell, inputs: {command: "echo {{ item }}"}}
 """
 
+# The original engine's dialect, translated before plait's own checks: its own constructs to break.
+ORIGINAL_BASE = """
+name: fuzzed original
+settings:
+  error_handling: {undefined_variables: strict}
+params:
+  who: {type: string, default: Ada, allowedValues: [Ada, Bob], minLength: 2}
+  count: 3
+steps:
+  - name: greet
+    task: template
+    inputs: {template: "Hello {{ args.who }}", output_file: out/greeting.txt}
+  - name: shout
+    task: shell
+    condition: "{{ args.count > 1 }}"
+    inputs: {command: 'echo "{{ args.who }}" > out/shout.txt'}
+    on_error: {action: continue, retry: 2, delay: 0, message: "no {{ error }}"}
+  - name: squares
+    task: batch
+    inputs:
+      items: [1, 2, 3]
+      arg_name: n
+      chunk_size: 2
+      task: {task: python_code, inputs: {code: "result = n * n", factor: 2}}
+  - name: read
+    task: read_file
+    depends_on: [greet]
+    inputs: {file: out/greeting.txt}
+    on_error: {action: next, next: last}
+  - name: between
+    task: echo
+    inputs: {message: "{{ steps.read.result.content }} {{ steps.squares.result.results }}"}
+  - name: last
+    task: noop
+flows:
+  default: main
+  definitions:
+    - main: [greet, shout, squares, read, between, last]
+    - short: [greet, last]
+"""
+BASES = (BASE, ORIGINAL_BASE)
+
 # Text YAML accepts (no C0/C1 controls but tab and newline, no surrogates, no BOM inside): see the tests below.
 SAFE_TEXT = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufeff\ufffe\uffff"),
                     max_size=12) | st.sampled_from(
@@ -135,8 +179,8 @@ def container(data: Any, path: tuple) -> Any:
 
 @st.composite
 def structure_mutations(draw: st.DrawFn) -> str:
-    """Load BASE, change it in one to four places, and dump it back to YAML text."""
-    data = yaml.safe_load(BASE)
+    """Load a base workflow, change it in one to four places, and dump it back to YAML text."""
+    data = yaml.safe_load(draw(st.sampled_from(BASES)))
     for _ in range(draw(st.integers(1, 4))):
         spots = places(data)
         if not spots:
@@ -166,8 +210,8 @@ def structure_mutations(draw: st.DrawFn) -> str:
 
 @st.composite
 def text_mutations(draw: st.DrawFn) -> str:
-    """Take BASE (or a structure mutation of it) and damage its text in one to three places."""
-    text = draw(st.just(BASE) | structure_mutations())
+    """Take a base workflow (or a structure mutation of one) and damage its text in one to three places."""
+    text = draw(st.sampled_from(BASES) | structure_mutations())
     for _ in range(draw(st.integers(1, 3))):
         lines = text.split("\n")
         at = draw(st.integers(0, max(0, len(lines) - 1)))
@@ -207,7 +251,7 @@ def check_answer(path: Path, text: str, code: int, out: str, err: str) -> None:
     assert code in (0, 2), (code, err)
     TRIED[f"exit {code}"] += 1
     if code == 0:
-        assert out.startswith("workflow "), out
+        assert out.startswith(("workflow ", "# Migrated by `plait migrate`")), out
         return
     first = err.splitlines()[0] if err else ""
     found = POSITIONED.match(first)
@@ -235,10 +279,12 @@ def listing(folder: Path) -> set[str]:
     return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
-def test_the_base_workflow_compiles(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize("base", BASES, ids=["native", "original dialect"])
+def test_the_base_workflow_compiles_and_migrates(tmp_path: Path, capsys: pytest.CaptureFixture[str], base: str) -> None:
     path = prepare(tmp_path)
-    path.write_text(BASE, encoding="utf-8")
+    path.write_text(base, encoding="utf-8")
     assert main(["compile", str(path)]) == 0, capsys.readouterr().err
+    assert main(["migrate", str(path)]) == 0, capsys.readouterr().err
 
 
 @FUZZ
@@ -249,10 +295,11 @@ def test_compile_of_a_mutated_workflow_exits_0_or_2_with_a_position(
     path.write_text(text, encoding="utf-8")
     before = listing(tmp_path)
     capsys.readouterr()
-    code = main(["compile", str(path)])
-    out, err = capsys.readouterr()
-    check_answer(path, text, code, out, err)
-    assert listing(tmp_path) == before  # compiling writes nothing
+    for command in ("compile", "migrate"):
+        code = main([command, str(path)])
+        out, err = capsys.readouterr()
+        check_answer(path, text, code, out, err)
+    assert listing(tmp_path) == before  # compiling and migrating to stdout write nothing
     TRIED["in-process"] += 1
     report(figures)
 

@@ -1,0 +1,270 @@
+"""The original engine's task kinds, each mapped onto one of plait's kinds.
+
+Decisions:
+- The file tasks become plait's `file` task (`read_file` -> `action: read`, `copy_file`'s
+  `source`/`destination` -> `path`/`to`, ...), so they gain its rule that every path stays inside
+  the workspace.
+- `python_code` becomes a `python` task with `code`; its other inputs, which the original bound as
+  names, go into `kwargs`, which plait binds the same way. `result_variable: x` appends
+  `result = x`. Code that uses the original's `context`, `config` or `env` names is refused with
+  its position: plait's code sees `params`/`args`, `item`, `batch`, `steps`, `workspace`, `ctx`.
+  So is code that opens a relative path literal (`open("out/x")`, `Path("out/x")`): the original
+  changed the process's folder to the workspace around python_code (serialising every item on a
+  lock); plait never changes folders, so such a path would land beside plait, not in the workspace.
+- `template` keeps its inputs and gets `whitespace: trim`: the original rendered with Jinja's
+  `trim_blocks`/`lstrip_blocks` and dropped the final line break, and a file's output must not change.
+- `python_function` becomes `function: module:function`; `python_module` and `python_script`
+  become shell commands running `python3`.
+- `{{ }}` written inside quotes in a shell command, which plait refuses (a value there could run
+  `$(...)`), is moved into an environment variable: `echo "hi {{ x }}"` becomes `echo "hi ${PLAIT_1}"`
+  with `env: {PLAIT_1: "{{ x }}"}`. The shell expands a variable inside quotes as plain text.
+"""
+
+from __future__ import annotations
+
+import ast
+import shlex
+from collections.abc import Callable
+from typing import Any
+
+from plait.compiler.diagnostics import Diagnostic, SourceLoc
+from plait.compiler.loader import YamlMap
+
+__all__ = ["KINDS", "translate_task"]
+
+# original kind -> (plait kind, {original input: plait input}, fixed plait inputs)
+_FILE = {
+    "read_file": ("read", {"file": "path", "encoding": "encoding"}),
+    "write_file": ("write", {"file": "path", "content": "content", "encoding": "encoding"}),
+    "append_file": ("append", {"file": "path", "content": "content", "encoding": "encoding"}),
+    "copy_file": ("copy", {"source": "path", "destination": "to"}),
+    "move_file": ("move", {"source": "path", "destination": "to"}),
+    "delete_file": ("delete", {"file": "path"}),
+    "read_json": ("read_json", {"file": "path", "encoding": "encoding"}),
+    "write_json": ("write_json", {"file": "path", "data": "content", "encoding": "encoding"}),
+    "read_yaml": ("read_yaml", {"file": "path", "encoding": "encoding"}),
+    "write_yaml": ("write_yaml", {"file": "path", "data": "content", "encoding": "encoding"}),
+}
+_CODE_NAMES_MISSING = ("context", "config", "env")
+
+Result = tuple[str, YamlMap, list[Diagnostic]]
+
+
+def translate_task(kind: str, inputs: YamlMap, loc: SourceLoc, step: str) -> Result | None:
+    """Return (plait kind, plait inputs, errors) for an original task, or None for a kind plait lacks."""
+    if kind in _FILE:
+        return _file(kind, inputs)
+    handler = KINDS.get(kind)
+    return handler(inputs, loc, step) if handler else None
+
+
+def _copy(inputs: YamlMap, key: str, out: YamlMap, target: str | None = None, value: Any = None) -> None:
+    target = target or key
+    out[target] = inputs[key] if value is None else value
+    out.key_locs[target], out.value_locs[target] = inputs.key_locs[key], inputs.value_locs[key]
+
+
+def _set(out: YamlMap, key: str, value: Any, loc: SourceLoc) -> None:
+    out[key] = value
+    out.key_locs[key] = out.value_locs[key] = loc
+
+
+def _unknown(inputs: YamlMap, allowed: tuple[str, ...], kind: str) -> list[Diagnostic]:
+    return [Diagnostic(inputs.key_locs[key], f"unknown input '{key}' for the original '{kind}' task",
+                       f"'{kind}' takes: {', '.join(allowed)}") for key in inputs if key not in allowed]
+
+
+def _file(kind: str, inputs: YamlMap) -> Result:
+    action, names = _FILE[kind]
+    out = YamlMap(inputs.loc)
+    _set(out, "action", action, inputs.loc)
+    errors = _unknown(inputs, (*names, "indent"), kind)
+    for key in inputs:
+        if key in names:
+            _copy(inputs, key, out, names[key])
+    return "file", out, errors
+
+
+def _shell(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
+    out = YamlMap(inputs.loc)
+    errors = _unknown(inputs, ("command", "env", "timeout", "working_dir", "shell"), "shell")
+    for key in ("working_dir", "shell"):
+        if key in inputs:
+            errors.append(Diagnostic(inputs.key_locs[key], f"the shell input '{key}' has no plait counterpart",
+                                     "plait runs every command with /bin/sh in the workspace; use `cd` in the "
+                                     "command"))
+    env = YamlMap(inputs.loc)
+    if isinstance(inputs.get("env"), YamlMap):
+        env = inputs["env"]
+    if isinstance(inputs.get("command"), str):
+        command, lifted = lift_quoted(inputs["command"])
+        _copy(inputs, "command", out, value=command)
+        for name, expression in lifted.items():
+            _set(env, name, expression, inputs.value_locs["command"])
+    elif "command" in inputs:
+        _copy(inputs, "command", out)
+    if env:
+        _set(out, "env", env, inputs.key_locs.get("env", inputs.loc))
+    return "shell", out, errors
+
+
+def lift_quoted(command: str) -> tuple[str, dict[str, str]]:
+    """Move each `{{ }}` written inside quotes into an environment variable; return (command, env)."""
+    out: list[str] = []
+    env: dict[str, str] = {}
+    quote: str | None = None
+    i = 0
+    while i < len(command):
+        if command.startswith("{{", i):
+            end = command.find("}}", i)
+            end = len(command) if end < 0 else end + 2
+            if quote:
+                name = f"PLAIT_{len(env) + 1}"
+                env[name] = command[i:end]
+                out.append(f"${{{name}}}" if quote == '"' else f"'\"${{{name}}}\"'")
+            else:
+                out.append(command[i:end])
+            i = end
+            continue
+        char = command[i]
+        if char == "\\" and quote != "'":
+            out.append(command[i:i + 2])
+            i += 2
+            continue
+        if char in "'\"" and quote in (None, char):
+            quote = None if quote else char
+        out.append(char)
+        i += 1
+    return "".join(out), env
+
+
+def _python_code(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
+    out = YamlMap(inputs.loc)
+    errors: list[Diagnostic] = []
+    code = inputs.get("code")
+    if not isinstance(code, str):
+        return "python", out, [Diagnostic(inputs.value_locs.get("code", loc), "a 'python_code' task needs `code:` text",
+                                          "write `code: |` with Python statements that set `result`")]
+    result_variable = inputs.get("result_variable")
+    if isinstance(result_variable, str) and result_variable.isidentifier():
+        code = code.rstrip("\n") + f"\nresult = {result_variable}\n"
+    elif result_variable is not None:
+        errors.append(Diagnostic(inputs.value_locs["result_variable"], "result_variable must be a Python name",
+                                 "name the variable that holds the answer, or set `result` in the code"))
+    errors += _code_names(code, inputs.value_locs["code"])
+    _copy(inputs, "code", out, value=code)
+    kwargs = YamlMap(inputs.loc)
+    for key in inputs:
+        if key not in ("code", "result_variable"):
+            _copy(inputs, key, kwargs)
+    if kwargs:
+        _set(out, "kwargs", kwargs, inputs.loc)
+    return "python", out, errors
+
+
+def _code_names(code: str, loc: SourceLoc) -> list[Diagnostic]:
+    """Refuse code that reads names only the original engine defined, or opens a path relative to its folder."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return []  # plait reports it when the node runs, with the line
+    assigned = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    for node in ast.walk(tree):
+        at = SourceLoc(loc.file, loc.line + getattr(node, "lineno", 1), loc.column)
+        if isinstance(node, ast.Name) and node.id in _CODE_NAMES_MISSING and node.id not in assigned:
+            return [Diagnostic(at, f"the code reads '{node.id}', a name only the original engine gave python_code",
+                               "read `args` (the params), `steps`, `batch`, `workspace` or `ctx` instead"
+                               + ("; pass an environment value as a param" if node.id == "env" else ""))]
+        path = _relative_path_opened(node)
+        if path is not None:
+            return [Diagnostic(at, f"the code opens '{path}' relative to the current folder: the original ran "
+                                   "python_code inside the workspace, plait never changes folders",
+                               f"write f\"{{workspace}}/{path}\" (it works in both engines) or ctx.path('{path}')")]
+    return []
+
+
+def _relative_path_opened(node: ast.AST) -> str | None:
+    """Return the relative path literal that `open(...)` or `Path(...)` is called with, else None."""
+    if not isinstance(node, ast.Call) or not node.args:
+        return None
+    func = node.func
+    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
+    first = node.args[0]
+    if name in ("open", "Path") and isinstance(first, ast.Constant) and isinstance(first.value, str) \
+            and first.value and not first.value.startswith(("/", "~")):
+        return first.value
+    return None
+
+
+def _python_function(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
+    out = YamlMap(inputs.loc)
+    errors = _unknown(inputs, ("module", "function", "kwargs", "args"), "python_function")
+    module, function = inputs.get("module"), inputs.get("function")
+    if not (isinstance(module, str) and isinstance(function, str)):
+        errors.append(Diagnostic(loc, "a 'python_function' task needs `module:` and `function:`",
+                                 "name the module and the function in it"))
+        return "python", out, errors
+    _set(out, "function", f"{module}:{function}", inputs.value_locs["function"])
+    if inputs.get("args"):
+        errors.append(Diagnostic(inputs.value_locs["args"], "positional `args` have no plait counterpart",
+                                 "pass them by name under `kwargs:`"))
+    if "kwargs" in inputs:
+        _copy(inputs, "kwargs", out)
+    return "python", out, errors
+
+
+def _python_run(what: str) -> Callable[[YamlMap, SourceLoc, str], Result]:
+    """Return the translation of `python_module` (`what` = "module") or `python_script` ("script_path")."""
+    kind = "python_module" if what == "module" else "python_script"
+
+    def translate(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
+        out = YamlMap(inputs.loc)
+        errors = _unknown(inputs, (what, "args", "timeout", "check"), kind)
+        target, args = inputs.get(what), inputs.get("args") or []
+        if not isinstance(target, str) or not isinstance(args, list):
+            errors.append(Diagnostic(loc, f"a '{kind}' task needs `{what}:` text and `args:` as a list",
+                                     f"write `{what}: ...` and `args: [...]`"))
+            return "shell", out, errors
+        if inputs.get("check") is False:
+            errors.append(Diagnostic(inputs.value_locs["check"], "`check: false` has no plait counterpart",
+                                     "a non-zero exit fails the node; end the command with `|| true` in a shell task"))
+        words = ["python3", "-m" if what == "module" else None, target, *args]
+        command = " ".join(w if "{{" in w else shlex.quote(w) for w in map(str, words) if w is not None)
+        _set(out, "command", command, inputs.value_locs[what])
+        return "shell", out, errors
+
+    return translate
+
+
+def _same(kind: str, allowed: tuple[str, ...] | None = None) -> Callable[[YamlMap, SourceLoc, str], Result]:
+    """Return the translation of a kind that plait has under `kind`, inputs unchanged."""
+
+    def translate(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
+        errors = _unknown(inputs, allowed, kind) if allowed else []
+        out = YamlMap(inputs.loc)
+        for key in inputs:
+            if allowed is None or key in allowed:
+                _copy(inputs, key, out)
+        return kind, out, errors
+
+    return translate
+
+
+def _template(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
+    """Keep the template's inputs, rendered with the original's whitespace rules (`whitespace: trim`)."""
+    kind, out, errors = _same("template", ("template", "template_file", "output_file"))(inputs, loc, step)
+    _set(out, "whitespace", "trim", inputs.loc)
+    return kind, out, errors
+
+
+KINDS: dict[str, Callable[[YamlMap, SourceLoc, str], Result]] = {
+    "shell": _shell,
+    "python_code": _python_code,
+    "python_function": _python_function,
+    "python_module": _python_run("module"),
+    "python_script": _python_run("script_path"),
+    "template": _template,
+    "noop": _same("noop"),
+    "echo": _same("echo", ("message",)),
+    "print_message": _same("echo", ("message",)),
+}

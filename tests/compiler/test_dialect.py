@@ -1,0 +1,342 @@
+"""The original engine's dialect: detection, translation into plait's form, its errors and notes, migration."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from plait.compiler import WorkflowError, compile_text
+from plait.compiler.dialect import is_original, translate
+from plait.compiler.dialect.emit import to_yaml
+from plait.compiler.dialect.migrate import migrate
+from plait.compiler.dialect.tasks import lift_quoted
+from plait.compiler.loader import load_yaml
+
+
+def load(text: str) -> Any:
+    return load_yaml(textwrap.dedent(text), "wf.yaml")
+
+
+def plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
+
+
+def errors_of(text: str, **params: Any) -> list[str]:
+    with pytest.raises(WorkflowError) as caught:
+        compile_text(textwrap.dedent(text), "wf.yaml", Path.cwd(), params)
+    return [str(e) for e in caught.value.errors]
+
+
+# --- detection -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("text", "original"), [
+    ("name: a\nsteps: [{name: s, task: shell, inputs: {command: x}}]", False),
+    ("name: a\nsteps: [{name: s, task: batch, inputs: {items: [1], task: {task: shell}}}]", False),
+    ("name: a\nsettings: {}\nsteps: []", True),
+    ("name: a\nflows: {definitions: []}\nsteps: []", True),
+    ("name: a\nsteps: {s: {task: shell}}", True),
+    ("name: a\nsteps: [{name: s, task: python_code}]", True),
+    ("name: a\nsteps: [{name: s, task: read_file}]", True),
+    ("name: a\nsteps: [{name: s, task: shell, on_error: {action: continue}}]", True),
+    ("name: a\nsteps: [{name: s, task: shell, retry: 3}]", True),
+    ("name: a\nparams: {x: {default: a, allowedValues: [a]}}\nsteps: []", True),
+    ("name: a\nsteps: [{name: s, task: [python_code]}]", False),
+    ("[1, 2]", False),
+])
+def test_a_file_is_read_as_the_original_dialect_only_when_it_has_something_of_its_own(text: str,
+                                                                                       original: bool) -> None:
+    assert is_original(load(text)) is original
+
+
+# --- translation ---------------------------------------------------------------------------------
+
+ORIGINAL = """
+    name: My ETL
+    params:
+      region: {type: string, default: north, allowedValues: [north, south], minLength: 2}
+      rows: {type: array, default: [1, 2], items: {type: integer}}
+    steps:
+      - name: fetch
+        task: shell
+        inputs: {command: 'echo "rows of {{ args.region }}"'}
+        on_error: {retry: 2, delay: 0.5}
+      - name: read
+        task: read_file
+        inputs: {file: in.txt}
+      - name: squares
+        task: batch
+        inputs:
+          items: "{{ args.rows }}"
+          arg_name: n
+          chunk_size: 5
+          task: {task: python_code, inputs: {code: "result = n * n"}}
+      - name: report
+        task: python_code
+        depends_on: [squares]
+        condition: "{{ args.region == 'north' }}"
+        inputs:
+          code: "result = [steps['read']['result']['content'], steps['squares']['result']['results']]"
+      - name: notify
+        task: echo
+        inputs: {message: "{{ steps.read.result.content }} / {{ steps.fetch.result.return_code }}"}
+        on_error: continue
+"""
+
+
+def test_each_construct_becomes_plaits_own() -> None:
+    translated = translate(load(ORIGINAL), {})
+    assert translated.errors == []
+    assert plain(translated.tree) == {
+        "name": "My_ETL",
+        "params": {
+            "region": {"type": "string", "default": "north", "choices": ["north", "south"]},
+            "rows": {"type": "array", "default": [1, 2]},
+        },
+        "steps": [
+            {"name": "fetch", "task": "shell",
+             "inputs": {"command": 'echo "rows of ${PLAIT_1}"', "env": {"PLAIT_1": "{{ args.region }}"}},
+             "retry": {"max_attempts": 3, "delay": 0.5, "backoff": 1, "jitter": 0, "retry_on": ["Exception"]},
+             "on_error": "fail"},
+            {"name": "read", "task": "file", "after": ["fetch"], "inputs": {"action": "read", "path": "in.txt"}},
+            {"name": "squares", "task": "python", "after": ["read"], "items": "{{ args.rows }}",
+             "key": "{{ index }}", "inputs": {"code": "result = n * n", "kwargs": {"n": "{{ item }}"}}},
+            {"name": "report", "task": "python", "depends_on": ["squares"],
+             "condition": "{{ args.region == 'north' }}",
+             "inputs": {
+                 "code": "result = [steps['read']['result']['content'], steps['squares']['result']['results']]",
+                 "kwargs": {"steps": {
+                     "read": {"result": {"content": "{{ steps.read.result }}"}},
+                     "squares": {"result": {"results": "{{ steps.squares.results }}", "processed": "{{ args.rows }}",
+                                            "failed": [], "stats": {"total": "{{ steps.squares.results | length }}",
+                                                                    "processed": "{{ steps.squares.results | length }}",
+                                                                    "failed": 0}}},
+                 }}}},
+            {"name": "notify", "task": "echo", "after": ["report"],
+             "inputs": {"message": "{{ steps.read.result }} / {{ steps.fetch.result.exit_code }}"},
+             "on_error": "continue", "max_failures": "100%"},
+        ],
+    }
+    assert [str(n).split(": note: ")[1].split(":")[0].split(" (")[0] for n in translated.notes] == [
+        "workflow name 'My ETL' becomes 'My_ETL'",
+        "parameter 'region'",
+        "parameter 'rows'",
+        "a failing step runs once",
+        "batch chunk_size has no effect",
+        "a failed batch item fails its step",
+        "batch items are keyed by position",
+        "a condition runs its step when it renders to a true value",
+    ]
+
+
+def test_the_translation_compiles_with_positions_in_the_original_file() -> None:
+    plan = compile_text(textwrap.dedent(ORIGINAL), "wf.yaml", Path.cwd())
+    assert sorted(plan.graph.edges) == [
+        ("fetch", "notify"), ("fetch", "read"), ("read", "notify"), ("read", "report"), ("read", "squares[0]"),
+        ("read", "squares[1]"), ("report", "notify"), ("squares[0]", "report"), ("squares[1]", "report")]
+    # report's code reads `read`: the steps it names are bound for it, so it depends on them
+    assert [(s.name, s.loc.line, s.after, s.depends_on) for s in plan.steps.values()] == [
+        ("fetch", 7, (), ()), ("read", 11, ("fetch",), ()), ("squares", 14, ("read",), ()),
+        ("report", 21, (), ("squares", "read")), ("notify", 27, ("report",), ("fetch", "read"))]
+
+
+@pytest.mark.parametrize(("command", "lifted", "env"), [
+    ("echo {{ x }}", "echo {{ x }}", {}),
+    ('echo "a {{ x }} b"', 'echo "a ${PLAIT_1} b"', {"PLAIT_1": "{{ x }}"}),
+    ("echo '{{ x }}' \"{{ y|length }}\"", "echo ''\"${PLAIT_1}\"'' \"${PLAIT_2}\"",
+     {"PLAIT_1": "{{ x }}", "PLAIT_2": "{{ y|length }}"}),
+    ('echo \\"{{ x }}', 'echo \\"{{ x }}', {}),
+])
+def test_a_value_inside_quotes_moves_into_an_environment_variable(command: str, lifted: str,
+                                                                  env: dict[str, str]) -> None:
+    assert lift_quoted(command) == (lifted, env)
+
+
+def test_flows_pick_their_steps_in_their_order_and_the_flow_is_a_parameter() -> None:
+    text = """
+        name: flows
+        steps:
+          - {name: a, task: noop}
+          - {name: b, task: noop}
+          - {name: c, task: noop}
+        flows:
+          default: main
+          definitions:
+            - main: [a, b, c]
+            - back: [c, a]
+    """
+    main = compile_text(textwrap.dedent(text), "wf.yaml", Path.cwd())
+    back = compile_text(textwrap.dedent(text), "wf.yaml", Path.cwd(), {"flow": "back"})
+    every = compile_text(textwrap.dedent(text), "wf.yaml", Path.cwd(), {"flow": "all"})
+    assert (sorted(main.graph.edges), dict(main.params)) == ([("a", "b"), ("b", "c")], {"flow": "main"})
+    assert (sorted(back.graph.edges), dict(back.params)) == ([("c", "a")], {"flow": "back"})
+    assert sorted(every.graph.edges) == [("a", "b"), ("b", "c")]
+    assert errors_of(text, flow="nope") == [
+        "wf.yaml:7:1: error: parameter 'flow' must be one of ['main', 'back', 'all'], not 'nope'"]
+
+
+def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
+    plan = compile_text(textwrap.dedent("""
+        name: jump
+        steps:
+          - {name: a, task: noop, on_error: {action: next, next: d}}
+          - {name: b, task: noop}
+          - {name: c, task: noop}
+          - {name: d, task: noop}
+    """), "wf.yaml", Path.cwd())
+    assert [(s.name, s.after, s.depends_on, s.on_error) for s in plan.steps.values()] == [
+        ("a", (), (), "continue"), ("b", (), ("a",), "fail"), ("c", ("b",), ("a",), "fail"), ("d", ("c",), (), "fail")]
+
+
+@pytest.mark.parametrize(("text", "messages"), [
+    ("""
+     name: x
+     settings: {}
+     steps:
+       - {name: s, task: noop, condition: "args.go"}
+     """, ["wf.yaml:5:38: error: this condition has no {{ }}, so the original engine never ran the step (it ran a "
+           "step only when the condition rendered to exactly 'True')\n"
+           "  hint: write `condition: \"{{ args.go }}\"`, or remove the step"]),
+    ("""
+     name: x
+     steps:
+       - name: s
+         task: python_code
+         inputs:
+           code: |
+             rows = context['args']
+     """, ["wf.yaml:8:13: error: the code reads 'context', a name only the original engine gave python_code\n"
+           "  hint: read `args` (the params), `steps`, `batch`, `workspace` or `ctx` instead"]),
+    ("""
+     name: x
+     steps:
+       - name: s
+         task: python_code
+         inputs:
+           code: |
+             x = 1
+             open("out/a.txt", "w").write("a")
+     """, ["wf.yaml:9:13: error: the code opens 'out/a.txt' relative to the current folder: the original ran "
+           "python_code inside the workspace, plait never changes folders\n"
+           "  hint: write f\"{workspace}/out/a.txt\" (it works in both engines) or ctx.path('out/a.txt')"]),
+    ("""
+     name: x
+     steps:
+       - {name: s, task: http.request, inputs: {url: x}}
+     """, ["wf.yaml:4:21: error: the original engine's task 'http.request' has no plait counterpart\n"
+           "  hint: plait has shell, python, file, template, noop and echo; rewrite the step with one of them"]),
+    ("""
+     name: x
+     settings: {retries: 3}
+     steps:
+       - {name: s, task: noop}
+     """, ["wf.yaml:3:12: error: settings.retries has no plait counterpart\n"
+           "  hint: declare it as a parameter (`params: {retries: ...}`) and read `args.retries`"]),
+    ("""
+     name: x
+     steps:
+       - {name: a, task: noop}
+       - {name: b, task: noop, on_error: {next: a}}
+     """, ["wf.yaml:5:44: error: on_error.next jumps back to 'a'\n"
+           "  hint: plait runs each step once per run; point `next` at a later step"]),
+    ("""
+     name: x
+     params:
+       who: {default: A, minLength: 2}
+     steps:
+       - {name: a, task: noop}
+     """, ["wf.yaml:4:18: error: parameter 'who': the default 'A' breaks minLength 2\n"
+           "  hint: change the default or the limit"]),
+    ("""
+     name: x
+     steps:
+       - {name: a, task: noop}
+     flows:
+       definitions:
+         - main: [a, bb]
+     """, ["wf.yaml:7:17: error: flow 'main' lists unknown step 'bb'"]),
+])
+def test_what_plait_cannot_honour_is_an_error_at_its_position(text: str, messages: list[str]) -> None:
+    if "flows:" in text:
+        assert errors_of(text, flow="main") == messages
+    else:
+        assert errors_of(text) == messages
+
+
+# --- migration -----------------------------------------------------------------------------------
+
+def test_migrate_writes_the_native_form_with_comments_kept(tmp_path: Path) -> None:
+    source = tmp_path / "old.yaml"
+    source.write_text(textwrap.dedent("""\
+        # Greets someone.
+        name: greet
+        params:
+          who: {default: World, allowedValues: [World, Ada]}  # who to greet
+
+        steps:
+          # first, render
+          - name: render
+            task: template
+            inputs:
+              template: |
+                # not a comment: the template's own text
+                Hello {{ args.who }}!
+              output_file: out/greeting.txt
+          - name: show
+            task: shell   # prints it
+            inputs:
+              command: cat out/greeting.txt
+            on_error: {action: continue}
+        # the end
+        """), encoding="utf-8")
+    text, notes = migrate(source)
+    assert text == textwrap.dedent("""\
+        # Migrated by `plait migrate` from old.yaml.
+        # note: a failing step runs once: the original retried every failing step 3 times unless
+        #   on_error.retry said otherwise
+        # Greets someone.
+        name: greet
+        params:
+          who:  # who to greet
+            default: World
+            choices: [World, Ada]
+        steps:
+          # first, render
+          - name: render
+            task: template
+            inputs:
+              template: |
+                # not a comment: the template's own text
+                Hello {{ args.who }}!
+              output_file: out/greeting.txt
+              whitespace: trim
+          - name: show
+            task: shell  # prints it
+            after: [render]
+            inputs:
+              command: cat out/greeting.txt
+            on_error: continue
+            max_failures: 100%
+        # the end
+        """)
+    assert [n.message[:25] for n in notes] == ["a failing step runs once:"]
+    assert not is_original(load_yaml(text, "new.yaml"))
+
+
+@pytest.mark.parametrize("value", [
+    "plain", "{{ x }}", "a: b", "- x", "multi\nline\n", "no final break\nhere", "kept\n\n\n", "  leading\nspace\n",
+    "tab\there\n", "ünïcode ✓\n", "yes", "123", "", "# hash", "trailing space \nline\n", 12, 1.5, True, None,
+    [], {}, ["a", "b"], [{"a": [1, {"b": "c\nd"}]}], {"k": {"nested": ["x", "y"]}}, {"yes": 1, "null": 2, 3: "x"},
+    "  indented\nblock\n", "x\u0085y\n z", {"k" * 2000: "long key"}, [["a\nb", {"c": " d\ne"}]],
+])
+def test_every_value_loads_back_as_written(value: Any) -> None:
+    tree = load("name: x\nvalue: 0\n")
+    tree["value"] = value
+    assert yaml.safe_load(to_yaml(tree, "name: x\nvalue: 0\n", [])) == {"name": "x", "value": value}

@@ -1,0 +1,179 @@
+"""Workflows written for the original engine run through plait's CLI, migrate, and run again the same.
+
+Each folder of `examples/original/` holds a workflow in the original dialect and `expected.json`:
+the files that the original engine itself (yaml-workflow 0.9.6) wrote under `output/`, and the
+command it ran (see that folder's README). Here each one runs through `plait run`, is migrated
+with `plait migrate`, and the migrated file runs again; all three must agree. Two differences are
+plait's on purpose and compared as such: JSON files end with a line break (compared as values),
+and nothing else.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from plait.compiler import compile_workflow
+from plait.compiler.dialect import is_original
+from plait.compiler.loader import load_yaml
+
+ORIGINAL = Path(__file__).resolve().parent.parent / "examples" / "original"
+
+
+def plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "plait.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120)
+
+
+def cases() -> list[tuple[str, str | None]]:
+    found = []
+    for expected in sorted(ORIGINAL.glob("*/expected.json")):
+        data = json.loads(expected.read_text())
+        found += [(expected.parent.name, flow) for flow in data["flows"]] if "flows" in data else \
+            [(expected.parent.name, None)]
+    return found
+
+
+def recorded(name: str, flow: str | None) -> dict:
+    data = json.loads((ORIGINAL / name / "expected.json").read_text())
+    return data["flows"][flow] if flow else data
+
+
+def plait_args(record: dict) -> list[str]:
+    """Turn the original's `NAME=VALUE` arguments (and `--flow F`) into plait's `-p NAME=VALUE`."""
+    words = shlex.split(record["command"].split("&&", 1)[1])
+    args = []
+    for word, before in zip(words, ["", *words]):
+        if "=" in word and not word.startswith("-"):
+            args += ["-p", word]
+        elif before == "--flow":
+            args += ["--flow", word]
+    return args
+
+
+def outputs(workspace: Path) -> dict[str, object]:
+    """Return the files under output/, JSON files as their values."""
+    found: dict[str, object] = {}
+    for path in sorted((workspace / "output").rglob("*")):
+        if path.is_file():
+            name = str(path.relative_to(workspace))
+            found[name] = json.loads(path.read_text()) if name.endswith(".json") else path.read_text()
+    return found
+
+
+def as_values(files: dict[str, str]) -> dict[str, object]:
+    return {name: json.loads(text) if name.endswith(".json") else text for name, text in files.items()}
+
+
+def comparable(plan_json: dict) -> dict:
+    """A plan without what may differ between two files of one workflow: paths, positions, notes, the flow param."""
+    return {
+        "workflow": plan_json["workflow"],
+        "params": {k: v for k, v in plan_json["params"].items() if k != "flow"},
+        "steps": [{k: v for k, v in step.items() if k != "loc"} for step in plan_json["steps"]],
+        "nodes": plan_json["nodes"],
+        "edges": plan_json["edges"],
+    }
+
+
+def test_there_are_three_recorded_workflows_and_four_runs() -> None:
+    assert cases() == [("batch", None), ("etl", "etl"), ("etl", "report"), ("greeting", None)]
+
+
+@pytest.mark.parametrize(("name", "flow"), cases())
+def test_an_original_workflow_runs_migrates_and_runs_again_with_the_original_engines_results(
+        name: str, flow: str | None, tmp_path: Path) -> None:
+    record = recorded(name, flow)
+    args = [a.replace("$E", str(ORIGINAL)) for a in plait_args(record)]
+    workflow = ORIGINAL / name / "workflow.yaml"
+
+    first = plait("run", str(workflow), "--workspace", "ws", *args, cwd=tmp_path)
+    assert first.returncode == record["exit_code"], first.stderr
+    assert "Traceback" not in first.stderr
+    assert outputs(tmp_path / "ws") == as_values(record["files"])
+
+    migrated = tmp_path / "migrated.yaml"
+    done = plait("migrate", str(workflow), "-o", str(migrated), *args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not is_original(load_yaml(migrated.read_text(), "migrated.yaml"))
+    native_args = [a for a in args if not a.startswith("--flow") and a != flow]
+    again = plait("run", str(migrated), "--workspace", "ws2", *native_args, cwd=tmp_path)
+    assert again.returncode == record["exit_code"], again.stderr
+    assert outputs(tmp_path / "ws2") == as_values(record["files"])
+
+    params = dict(a.split("=", 1) for a in native_args if a != "-p")
+    original_plan = compile_workflow(workflow, {**params, **({"flow": flow} if flow else {})})
+    assert comparable(compile_workflow(migrated, params).to_json()) == comparable(original_plan.to_json())
+
+
+def test_compile_prints_a_note_for_each_behaviour_that_differs(tmp_path: Path) -> None:
+    done = plait("compile", str(ORIGINAL / "etl" / "workflow.yaml"), "-p", "input_csv=/data/orders.csv",
+                 cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = (ORIGINAL / "etl" / "workflow.yaml").read_text().splitlines()
+
+    def line_of(text: str) -> int:
+        return next(n for n, line in enumerate(lines, 1) if text in line)
+
+    notes = [line.split(": note: ", 1) for line in done.stderr.splitlines()]
+    assert [(where.rsplit("/", 1)[-1], what.split(":")[0][:44]) for where, what in notes] == [
+        (f"workflow.yaml:{line_of('- name: extract')}:5", "a failing step runs once"),
+        (f"workflow.yaml:{line_of('condition:')}:16", "a condition runs its step when it renders to"),
+        (f"workflow.yaml:{line_of('message: notify failed')}:7", "on_error.message is not shown"),
+    ]
+
+
+def test_migrate_keeps_the_comments_and_writes_list_order_as_after(tmp_path: Path) -> None:
+    done = plait("migrate", str(ORIGINAL / "etl" / "workflow.yaml"), "-p", "input_csv=/data/orders.csv",
+                 cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    source = (ORIGINAL / "etl" / "workflow.yaml").read_text()
+    comments = [line.strip() for line in source.splitlines() if line.strip().startswith("#")]
+    kept = [line.strip() for line in text.splitlines() if line.strip().startswith("#")]
+    assert [c for c in comments if c not in kept] == []
+    assert text.startswith("# Migrated by `plait migrate` from workflow.yaml, flow 'etl'.\n")
+    assert "  - name: keep_raw\n    task: file\n    after: [extract]\n" in text
+
+
+def test_on_error_next_runs_the_target_skips_the_steps_between_and_fails_the_run(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(textwrap.dedent("""\
+        name: jump
+        steps:
+          - name: risky
+            task: shell
+            inputs: {command: exit 3}
+            on_error: {action: next, next: recover}
+          - {name: between, task: echo, inputs: {message: never}}
+          - {name: recover, task: echo, inputs: {message: recovering}}
+          - {name: finish, task: echo, inputs: {message: done}}
+        """), encoding="utf-8")
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
+    assert {node: v["status"] for node, v in state["nodes"].items()} == {
+        "risky": "failed", "between": "skipped", "recover": "succeeded", "finish": "succeeded"}
+
+
+def test_a_value_the_original_put_inside_quotes_stays_one_literal_word(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(textwrap.dedent("""\
+        name: quoted
+        params:
+          who: {type: string, default: x}
+        steps:
+          - name: greet
+            task: shell
+            inputs: {command: 'printf "%s|" "hi {{ args.who }}" > out.txt'}
+            on_error: {action: fail}
+        """), encoding="utf-8")
+    hostile = 'a" $(touch pwned) `touch pwned2` \\" b'
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", "-p", f"who={hostile}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ws" / "out.txt").read_text() == f"hi {hostile}|"
+    assert sorted(p.name for p in (tmp_path / "ws").iterdir() if not p.name.startswith(".")) == ["out.txt"]
