@@ -11,6 +11,7 @@ and nothing else.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -22,6 +23,7 @@ import pytest
 from plait.compiler import compile_workflow
 from plait.compiler.dialect import is_original
 from plait.compiler.loader import load_yaml
+from plait.runtime.ledger import Ledger
 
 ORIGINAL = Path(__file__).resolve().parent.parent / "examples" / "original"
 
@@ -177,3 +179,38 @@ def test_a_value_the_original_put_inside_quotes_stays_one_literal_word(tmp_path:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "ws" / "out.txt").read_text() == f"hi {hostile}|"
     assert sorted(p.name for p in (tmp_path / "ws").iterdir() if not p.name.startswith(".")) == ["out.txt"]
+
+
+def test_env_is_read_where_the_node_runs_in_templates_and_code(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(textwrap.dedent("""\
+        name: environment
+        steps:
+          - name: shell_sees
+            task: shell
+            inputs: {command: "echo {{ env.PLAIT_GREETING }} > from_shell.txt"}
+          - name: code_sees
+            task: python_code
+            inputs: {code: "result = env['PLAIT_GREETING'].upper()"}
+        """), encoding="utf-8")
+    done = subprocess.run([sys.executable, "-m", "plait.cli", "run", "wf.yaml", "--workspace", "ws", "-q"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PLAIT_GREETING": "hi there"})
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ws" / "from_shell.txt").read_text() == "hi there\n"
+    state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
+    assert state["nodes"]["code_sees"]["status"] == "succeeded"
+    ledger = Ledger(tmp_path / "ws" / ".plait" / "ledger.db", readonly=True)
+    try:
+        assert ledger.results(["code_sees"]) == {"code_sees": "HI THERE"}
+    finally:
+        ledger.close()
+
+
+@pytest.mark.parametrize("name", ["greeting", "batch", "etl"])
+def test_the_examples_in_docs_migrating_are_what_migrate_writes_today(name: str, tmp_path: Path) -> None:
+    docs = (ORIGINAL.parent.parent / "docs" / "migrating.md").read_text()
+    shown = docs.split(f"<!-- migrated: {name} -->\n```yaml\n", 1)[1].split("\n```\n", 1)[0] + "\n"
+    params = ["-p", "input_csv=/data/orders.csv"] if name == "etl" else []
+    done = plait("migrate", str(ORIGINAL / name / "workflow.yaml"), *params, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert shown == done.stdout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -171,5 +172,6 @@ def test_context_path_resolves_inside(ctx: TaskContext) -> None:
 
 
 def test_template_context_names(ctx: TaskContext) -> None:
-    assert set(ctx.template_context("it")) == {
-        "params", "args", "item", "index", "key", "batch", "steps", "run", "workspace"}
+    names = ctx.template_context("it")
+    assert set(names) == {"params", "args", "item", "index", "key", "batch", "steps", "run", "workspace", "env"}
+    assert dict(names["env"]) == dict(os.environ)

@@ -24,7 +24,7 @@ __all__ = ["ITEM_NAMES", "RUNTIME_NAMES", "check_templates", "reads_missing_para
            "render_params", "unknown_step"]
 
 ITEM_NAMES = frozenset({"item", "index", "key", "batch"})
-RUNTIME_NAMES = frozenset({"steps", "run", "workspace"})
+RUNTIME_NAMES = frozenset({"steps", "run", "workspace", "env"})
 TEMPLATE_NAMES = frozenset({"params", "args"}) | ITEM_NAMES | RUNTIME_NAMES
 
 

@@ -65,6 +65,7 @@ from plait.runtime.ledger import Ledger, NodeRecord
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, error_record, retry_delay
 from plait.runtime.waves import WaveForming
 from plait.runtime.writer import LedgerWriter
+from plait.tasks.base import ENVIRONMENT
 from plait.templating import RENDER_ERRORS, render
 
 __all__ = ["RunReport", "Scheduler"]
@@ -380,7 +381,7 @@ class Scheduler(WaveForming):
         """Expand a deferred step now that its upstream has run, and take its new nodes in."""
         step = self.plan.steps[node.step]
         context = {"params": self.plan.params, "args": self.plan.params, "steps": self._upstream(node),
-                   "run": {"id": self.info.run_id}, "workspace": str(self.info.workspace)}
+                   "run": {"id": self.info.run_id}, "workspace": str(self.info.workspace), "env": ENVIRONMENT}
         try:
             items = render(step.items, context)
             plan = expand_deferred(self.plan, node.step, items)

@@ -18,12 +18,14 @@ compiler reads schemas, the runtime calls handlers. Users add kinds with `@plait
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
-__all__ = ["Field", "TaskContext", "TaskKind", "get_kind", "kinds", "task"]
+__all__ = ["ENVIRONMENT", "Field", "TaskContext", "TaskKind", "get_kind", "kinds", "task"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +100,12 @@ class TaskContext:
             "steps": self.steps,
             "run": {"id": self.run_id},
             "workspace": str(self.workspace),
+            "env": ENVIRONMENT,
         }
 
+
+# The process's environment, read-only and live: `{{ env.HOME }}` reads it when the node renders.
+ENVIRONMENT = MappingProxyType(os.environ)
 
 _REGISTRY: dict[str, TaskKind] = {}
 

@@ -129,7 +129,7 @@ def test_each_construct_becomes_plaits_own() -> None:
         "parameter 'region'",
         "parameter 'rows'",
         "a failing step runs once",
-        "batch chunk_size has no effect",
+        "batch chunk_size",
         "a failed batch item fails its step",
         "batch items are keyed by position",
         "a condition runs its step when it renders to a true value",
@@ -213,7 +213,7 @@ def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
            code: |
              rows = context['args']
      """, ["wf.yaml:8:13: error: the code reads 'context', a name only the original engine gave python_code\n"
-           "  hint: read `args` (the params), `steps`, `batch`, `workspace` or `ctx` instead"]),
+           "  hint: read `args` (the params), `env`, `steps`, `batch`, `workspace` or `ctx` instead"]),
     ("""
      name: x
      steps:

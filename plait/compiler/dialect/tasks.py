@@ -6,8 +6,8 @@ Decisions:
   the workspace.
 - `python_code` becomes a `python` task with `code`; its other inputs, which the original bound as
   names, go into `kwargs`, which plait binds the same way. `result_variable: x` appends
-  `result = x`. Code that uses the original's `context`, `config` or `env` names is refused with
-  its position: plait's code sees `params`/`args`, `item`, `batch`, `steps`, `workspace`, `ctx`.
+  `result = x`. Code that uses the original's `context` or `config` names is refused with its
+  position: plait's code sees `params`/`args`, `env`, `item`, `batch`, `steps`, `workspace`, `ctx`.
   So is code that opens a relative path literal (`open("out/x")`, `Path("out/x")`): the original
   changed the process's folder to the workspace around python_code (serialising every item on a
   lock); plait never changes folders, so such a path would land beside plait, not in the workspace.
@@ -45,7 +45,7 @@ _FILE = {
     "read_yaml": ("read_yaml", {"file": "path", "encoding": "encoding"}),
     "write_yaml": ("write_yaml", {"file": "path", "data": "content", "encoding": "encoding"}),
 }
-_CODE_NAMES_MISSING = ("context", "config", "env")
+_CODE_NAMES_MISSING = ("context", "config")
 
 Result = tuple[str, YamlMap, list[Diagnostic]]
 
@@ -173,8 +173,7 @@ def _code_names(code: str, loc: SourceLoc) -> list[Diagnostic]:
         at = SourceLoc(loc.file, loc.line + getattr(node, "lineno", 1), loc.column)
         if isinstance(node, ast.Name) and node.id in _CODE_NAMES_MISSING and node.id not in assigned:
             return [Diagnostic(at, f"the code reads '{node.id}', a name only the original engine gave python_code",
-                               "read `args` (the params), `steps`, `batch`, `workspace` or `ctx` instead"
-                               + ("; pass an environment value as a param" if node.id == "env" else ""))]
+                               "read `args` (the params), `env`, `steps`, `batch`, `workspace` or `ctx` instead")]
         path = _relative_path_opened(node)
         if path is not None:
             return [Diagnostic(at, f"the code opens '{path}' relative to the current folder: the original ran "

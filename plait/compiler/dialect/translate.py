@@ -65,6 +65,7 @@ _PARAM_UNCHECKED = ("items", "minItems", "maxItems", "pattern", "minimum", "maxi
 _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 _STEP_ORDER = ("name", "description", "task", "depends_on", "after", "items", "key", "condition", "inputs", "retry",
                "timeout", "on_error", "max_failures")
+_TIMEOUT_INPUT = ("shell", "python_module", "python_script")  # kinds whose inputs took a timeout
 _NO_KIND_HINT = "plait has shell, python, file, template, noop and echo; rewrite the step with one of them"
 
 
@@ -362,6 +363,8 @@ class _Translator:
         if task == "batch":
             self._batch(out, raw, inputs, kinds)
             return
+        if task in _TIMEOUT_INPUT and "timeout" in inputs and "timeout" not in raw:
+            _put(out, "timeout", inputs["timeout"], inputs, "timeout")  # plait's timeout is the step's
         translated = translate_task(task, inputs, raw.value_locs["task"], raw.get("name"))
         if translated is None and task not in ORIGINAL_KINDS and get_kind(task) is not None:
             translated = task, inputs, []  # plait's own kind, in a file that mixes the two
@@ -426,10 +429,10 @@ class _Translator:
                 value = _rewritten(unwrapped[key], kinds) if key != "task" else unwrapped[key]
                 _put(out, key, value, unwrapped, key)
         _put(out, "key", "{{ index }}", unwrapped, "items")
-        for key in ("chunk_size", "max_workers"):
-            if key in inputs:
-                self.note(inputs.key_locs[key], f"batch {key} has no effect: plait dispatches the items itself, "
-                                                "on `plait run --jobs N` workers", once=key)
+        knobs = [key for key in ("chunk_size", "max_workers") if key in inputs]
+        if knobs:
+            self.note(inputs.key_locs[knobs[0]], f"batch {' and '.join(knobs)}: no effect, plait dispatches the "
+                                                 "items itself, on `plait run --jobs N` workers", once="knobs")
         self.note(raw.value_locs["task"], "a failed batch item fails its step (the original recorded it and went "
                                           "on); set `max_failures` to tolerate some", once="batch")
         self.note(raw.value_locs["task"], "batch items are keyed by position (`name[0]`, `name[1]`...), since the "
