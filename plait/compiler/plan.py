@@ -28,11 +28,12 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from plait.compiler.diagnostics import SourceLoc
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ["FrozenDict", "NodeSpec", "Plan", "RetryPolicy", "StepSpec", "freeze", "thaw"]
 
@@ -141,6 +142,8 @@ class Plan:
         self.params = freeze(params)
         self.steps: Mapping[str, StepSpec] = FrozenDict(steps)
         self.nodes: Mapping[str, NodeSpec] = FrozenDict(nodes)
+        import networkx as nx  # here, not at the top: a worker unpickling a RetryPolicy needs no graphs
+
         self.graph: nx.DiGraph = nx.freeze(graph)
         self.notes = tuple(notes)  # how a file in the original engine's dialect behaves differently here
         self._digest: str | None = None
@@ -202,6 +205,8 @@ class Plan:
                 config=FrozenDict() if n["kind"] == "join" else step.config,
                 retry=step.retry, timeout=step.timeout, loc=step.loc, key=freeze(n["key"]),
                 item=freeze(n["item"]), index=n["index"])
+        import networkx as nx
+
         graph = nx.DiGraph()
         graph.add_nodes_from(nodes)
         graph.add_edges_from(tuple(e) for e in data["edges"])
