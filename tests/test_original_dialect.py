@@ -126,6 +126,7 @@ def test_compile_prints_a_note_for_each_behaviour_that_differs(tmp_path: Path) -
     notes = [line.split(": note: ", 1) for line in done.stderr.splitlines()]
     assert [(where.rsplit("/", 1)[-1], what.split(":")[0][:44]) for where, what in notes] == [
         (f"workflow.yaml:{line_of('- name: extract')}:5", "a failing step runs once"),
+        (f"workflow.yaml:{line_of('cp {{ args.input_csv }}')}:16", "a value that is one {{ expression }} keeps i"),
         (f"workflow.yaml:{line_of('condition:')}:16", "a condition runs its step when it renders to"),
         (f"workflow.yaml:{line_of('message: notify failed')}:7", "on_error.message is not shown"),
     ]
@@ -214,3 +215,28 @@ def test_the_examples_in_docs_migrating_are_what_migrate_writes_today(name: str,
     done = plait("migrate", str(ORIGINAL / name / "workflow.yaml"), *params, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert shown == done.stdout
+
+
+def test_python_code_reading_the_originals_context_gets_it(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(textwrap.dedent("""\
+        name: context
+        params:
+          who: {type: string, default: Ada}
+        steps:
+          - {name: first, task: echo, inputs: {message: hello}}
+          - name: second
+            task: python_code
+            inputs:
+              code: |
+                args = context.get("args", {})
+                result = [args["who"], context["workflow_name"], context["steps"]["first"]["result"],
+                          context["workspace"] == workspace]
+            on_error: {action: fail}
+        """), encoding="utf-8")
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ledger = Ledger(tmp_path / "ws" / ".plait" / "ledger.db", readonly=True)
+    try:
+        assert ledger.results(["second"]) == {"second": ["Ada", "context", "hello", True]}
+    finally:
+        ledger.close()

@@ -124,15 +124,16 @@ def test_each_construct_becomes_plaits_own() -> None:
              "on_error": "continue", "max_failures": "100%"},
         ],
     }
-    assert [str(n).split(": note: ")[1].split(":")[0].split(" (")[0] for n in translated.notes] == [
-        "workflow name 'My ETL' becomes 'My_ETL'",
-        "parameter 'region'",
-        "parameter 'rows'",
-        "a failing step runs once",
-        "batch chunk_size",
-        "a failed batch item fails its step",
-        "batch items are keyed by position",
-        "a condition runs its step when it renders to a true value",
+    assert [str(n).split(": note: ")[1][:37] for n in translated.notes] == [  # in file order
+        "workflow name 'My ETL' becomes 'My_ET",
+        "parameter 'region': minLength is chec",
+        "parameter 'rows': 'items' is not chec",
+        "a value that is one {{ expression }} ",
+        "a failing step runs once: the origina",
+        "a failed batch item fails its step (t",
+        "batch items are keyed by position (`n",
+        "batch chunk_size: no effect, plait di",
+        "a condition runs its step when it ren",
     ]
 
 
@@ -211,8 +212,8 @@ def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
          task: python_code
          inputs:
            code: |
-             rows = context['args']
-     """, ["wf.yaml:8:13: error: the code reads 'context', a name only the original engine gave python_code\n"
+             rows = config.inputs
+     """, ["wf.yaml:8:13: error: the code reads 'config', a name only the original engine gave python_code\n"
            "  hint: read `args` (the params), `env`, `steps`, `batch`, `workspace` or `ctx` instead"]),
     ("""
      name: x
@@ -301,6 +302,8 @@ def test_migrate_writes_the_native_form_with_comments_kept(tmp_path: Path) -> No
         # Migrated by `plait migrate` from old.yaml.
         # note: a failing step runs once: the original retried every failing step 3 times unless
         #   on_error.retry said otherwise
+        # note: a value that is one {{ expression }} keeps its type, and text stays text; the original
+        #   rendered every value to text and parsed it back ('007' became 7)
         # Greets someone.
         name: greet
         params:
@@ -326,7 +329,7 @@ def test_migrate_writes_the_native_form_with_comments_kept(tmp_path: Path) -> No
             max_failures: 100%
         # the end
         """)
-    assert [n.message[:25] for n in notes] == ["a failing step runs once:"]
+    assert [n.message[:25] for n in notes] == ["a failing step runs once:", "a value that is one {{ ex"]
     assert not is_original(load_yaml(text, "new.yaml"))
 
 

@@ -6,8 +6,9 @@ Decisions:
   the workspace.
 - `python_code` becomes a `python` task with `code`; its other inputs, which the original bound as
   names, go into `kwargs`, which plait binds the same way. `result_variable: x` appends
-  `result = x`. Code that uses the original's `context` or `config` names is refused with its
-  position: plait's code sees `params`/`args`, `env`, `item`, `batch`, `steps`, `workspace`, `ctx`.
+  `result = x`. The original's `context` mapping is bound in `kwargs` by the translator; code that
+  uses its `config` object is refused with its position: plait's code sees `params`/`args`, `env`,
+  `item`, `batch`, `steps`, `workspace`, `ctx`.
   So is code that opens a relative path literal (`open("out/x")`, `Path("out/x")`): the original
   changed the process's folder to the workspace around python_code (serialising every item on a
   lock); plait never changes folders, so such a path would land beside plait, not in the workspace.
@@ -30,7 +31,7 @@ from typing import Any
 from plait.compiler.diagnostics import Diagnostic, SourceLoc
 from plait.compiler.loader import YamlMap
 
-__all__ = ["KINDS", "translate_task"]
+__all__ = ["KINDS", "code_reads", "lift_quoted", "translate_task"]
 
 # original kind -> (plait kind, {original input: plait input}, fixed plait inputs)
 _FILE = {
@@ -45,7 +46,7 @@ _FILE = {
     "read_yaml": ("read_yaml", {"file": "path", "encoding": "encoding"}),
     "write_yaml": ("write_yaml", {"file": "path", "data": "content", "encoding": "encoding"}),
 }
-_CODE_NAMES_MISSING = ("context", "config")
+_CODE_NAMES_MISSING = ("config",)
 
 Result = tuple[str, YamlMap, list[Diagnostic]]
 
@@ -193,6 +194,16 @@ def _relative_path_opened(node: ast.AST) -> str | None:
             and first.value and not first.value.startswith(("/", "~")):
         return first.value
     return None
+
+
+def code_reads(code: str) -> set[str]:
+    """Return the names `code` reads without binding them itself (none when it does not parse)."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    assigned = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+    return {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)} - assigned
 
 
 def _python_function(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:

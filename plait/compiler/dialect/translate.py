@@ -48,10 +48,11 @@ from plait.compiler.batch_form import unwrap_batch
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from plait.compiler.dialect.detect import ORIGINAL_KINDS
 from plait.compiler.dialect.results import code_view, rewrite_reads
-from plait.compiler.dialect.tasks import translate_task
+from plait.compiler.dialect.tasks import code_reads, translate_task
 from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.schema import STEP_FIELDS, WORKFLOW_FIELDS
 from plait.tasks.base import get_kind
+from plait.templating import TemplateError, analyze
 
 __all__ = ["Note", "Translation", "translate"]
 
@@ -66,6 +67,16 @@ _NAME_BAD = re.compile(r"[^A-Za-z0-9_-]+")
 _STEP_ORDER = ("name", "description", "task", "depends_on", "after", "items", "key", "condition", "inputs", "retry",
                "timeout", "on_error", "max_failures")
 _TIMEOUT_INPUT = ("shell", "python_module", "python_script")  # kinds whose inputs took a timeout
+_RAW_TEXT = ("python",)  # code is Python, not a template: plait never renders it
+_ORIGINAL_NAMES = {
+    "workflow_name": "write the workflow's name itself",
+    "workflow": "write the workflow's name or file itself; `workspace` and `run.id` are there",
+    "workflow_file": "write the file's path itself",
+    "timestamp": "`run.id` starts with the run's start time (20261124T211809-...)",
+    "run_number": "plait keeps one ledger per workspace and names runs by `run.id`",
+    "settings": "declare the setting as a parameter and read `args.NAME`",
+    "error": "plait records the error itself: `plait status` shows it",
+}
 _NO_KIND_HINT = "plait has shell, python, file, template, noop and echo; rewrite the step with one of them"
 
 
@@ -138,7 +149,8 @@ class _Translator:
             _put(out, "params", params, doc, "params" if "params" in doc else "flows")
         if "steps" in doc:
             _put(out, "steps", self._sequence(flow_steps, doc["steps"]), doc, "steps")
-        return Translation(out, self.notes, self.errors, self.flow)
+        in_order = sorted(self.notes, key=lambda n: (n.loc.line, n.loc.column) if n.loc else (0, 0))
+        return Translation(out, in_order, self.errors, self.flow)
 
     # --- the workflow ----------------------------------------------------------------------------
 
@@ -322,8 +334,8 @@ class _Translator:
         jumps = {}
         for position, raw in enumerate(steps):
             on_error = raw.get("on_error") if isinstance(raw, YamlMap) else None
-            if not isinstance(on_error, YamlMap) or "next" not in on_error:
-                continue
+            if not isinstance(on_error, YamlMap) or _action(on_error) != "next" or "next" not in on_error:
+                continue  # without `next:`, an error of its own (see _on_error)
             target = on_error["next"]
             if target not in order:
                 self.error(on_error.value_locs["next"], f"on_error.next names unknown step '{target}'",
@@ -334,6 +346,25 @@ class _Translator:
             elif isinstance(raw.get("name"), str):
                 jumps[raw["name"]] = (position, order.index(target))
         return jumps
+
+    def _templates(self, value: Any, loc: SourceLoc) -> None:
+        """Refuse the original's run-time names plait has no counterpart for; note how values render."""
+        if isinstance(value, str) and ("{{" in value or "{%" in value):
+            try:
+                names = analyze(value).names
+            except TemplateError:
+                return  # plait's own checks report it, with its position
+            for name in sorted(names & _ORIGINAL_NAMES.keys()):
+                self.error(loc, f"templates of the original engine saw '{name}'; plait's do not",
+                           _ORIGINAL_NAMES[name])
+            self.note(loc, "a value that is one {{ expression }} keeps its type, and text stays text; the original "
+                           "rendered every value to text and parsed it back ('007' became 7)", once="render")
+        elif isinstance(value, YamlMap):
+            for key, inner in value.items():
+                self._templates(inner, value.value_locs.get(key, loc))
+        elif isinstance(value, YamlList):
+            for inner, inner_loc in zip(value, value.item_locs):
+                self._templates(inner, inner_loc)
 
     def _step(self, raw: YamlMap, kinds: Mapping[str, str], batch_items: Mapping[str, Any]) -> YamlMap:
         out = YamlMap(raw.loc)
@@ -354,6 +385,9 @@ class _Translator:
             _put(out, "task", task, raw, "task")  # plait's own check reports the type
         if "condition" in raw:
             self._condition(out, raw, kinds)
+        for key in ("items", "inputs", "condition"):
+            if key in out and (key != "inputs" or out["task"] not in _RAW_TEXT):
+                self._templates(out[key], out.value_locs[key])
         self._on_error(out, raw)
         return out
 
@@ -377,11 +411,7 @@ class _Translator:
         _put(out, "task", kind, raw, "task")
         native = _rewritten(native, kinds)
         if kind == "python" and isinstance(native.get("code"), str):
-            view = code_view(native["code"], kinds, batch_items)
-            if view is not None:
-                kwargs = native.get("kwargs") or YamlMap(native.loc)
-                _put(kwargs, "steps", _located(view, native.value_locs["code"]), native, "code")
-                _put(native, "kwargs", kwargs, native, "code")
+            self._code_names(native, kinds, batch_items, in_batch=False)
         if native or "inputs" in raw:
             _put(out, "inputs", native, raw, "inputs", loc=raw.key_locs.get("inputs", raw.loc))
         if kind == "template" and isinstance(native.get("template"), str):
@@ -439,6 +469,29 @@ class _Translator:
                                           "original allowed an item twice; a `key:` of your own keeps an item's "
                                           "node when the list changes", once="batch-key")
 
+    def _code_names(self, native: YamlMap, kinds: Mapping[str, str], batch_items: Mapping[str, Any],
+                    in_batch: bool) -> None:
+        """Bind, in `kwargs`, what the original gave python_code that plait's code lacks. Mutates `native`.
+
+        `steps` in the original's result shapes, for the steps the code names; and `context`, the
+        original's whole template context, when the code reads it (its `args`, `env`, `steps`,
+        `workspace`, `workflow_name` and, in a batch, `batch`).
+        """
+        code = native["code"]
+        view = code_view(code, kinds, batch_items)
+        bound: dict[str, Any] = {}
+        if view is not None:
+            bound["steps"] = view
+        if "context" in code_reads(code):
+            bound["context"] = {"args": "{{ args }}", "env": "{{ env }}", "steps": view or {},
+                                "workspace": "{{ workspace }}", "workflow_name": self.doc.get("name"),
+                                **({"batch": "{{ batch }}"} if in_batch else {})}
+        if bound:
+            kwargs = native.get("kwargs") or YamlMap(native.loc)
+            for name, value in bound.items():
+                _put(kwargs, name, _located(value, native.value_locs["code"]), native, "code")
+            _put(native, "kwargs", kwargs, native, "code")
+
     def _inner(self, inner: YamlMap, arg_name: str, kinds: Mapping[str, str], step: Any) -> YamlMap | None:
         """Return a batch's inner task translated to plait's kind and inputs, or None (an error is recorded)."""
         inner_inputs = inner.get("inputs") if isinstance(inner.get("inputs"), YamlMap) else YamlMap(inner.loc)
@@ -450,10 +503,12 @@ class _Translator:
             return None
         kind, native, errors = translated
         self.errors += errors
-        if kind == "python" and "code" in native and arg_name != "item":
-            kwargs = native.get("kwargs") or YamlMap(native.loc)
-            _put(kwargs, arg_name, "{{ item }}", native, "code")
-            _put(native, "kwargs", kwargs, native, "code")
+        if kind == "python" and isinstance(native.get("code"), str):
+            self._code_names(native, kinds, {}, in_batch=True)
+            if arg_name != "item":
+                kwargs = native.get("kwargs") or YamlMap(native.loc)
+                _put(kwargs, arg_name, "{{ item }}", native, "code")
+                _put(native, "kwargs", kwargs, native, "code")
         out = YamlMap(inner.loc)
         _put(out, "task", kind, inner, "task")
         _put(out, "inputs", native, inner, "inputs" if "inputs" in inner else "task")
@@ -472,7 +527,8 @@ class _Translator:
             return
         _put(out, "condition", _rewritten(condition, kinds), raw, "condition")
         self.note(loc, "a condition runs its step when it renders to a true value (true, yes, 1, a non-empty "
-                       "list...); the original ran it only for the exact text 'True'", once="condition")
+                       "list...), and one that cannot render fails the node; the original ran the step only for "
+                       "the exact text 'True', and skipped it when the condition failed", once="condition")
 
     def _on_error(self, out: YamlMap, raw: YamlMap) -> None:
         """Put `on_error` and the retry policy of `raw` into `out`. Mutates `out`."""
@@ -506,10 +562,12 @@ class _Translator:
             if key not in _ON_ERROR:
                 self.error(on_error.key_locs[key], f"unknown key '{key}' in on_error",
                            did_you_mean(key, _ON_ERROR) or f"on_error takes: {', '.join(_ON_ERROR)}")
-        action = on_error.get("action", "next" if "next" in on_error else "fail")
-        if action not in ("fail", "continue", "next"):
-            self.error(on_error.value_locs["action"], f"on_error.action '{action}' is not fail, continue or next")
-        elif action == "next" and "next" not in on_error:
+        action = _action(on_error)
+        given = on_error.get("action")
+        if given not in (None, "fail", "continue", "next"):
+            self.note(on_error.value_locs["action"], f"on_error.action '{given}' is read as '{action}', as the "
+                                                     "original read any action but continue")
+        if action == "next" and "next" not in on_error:
             self.error(on_error.value_locs["action"], "on_error.action 'next' needs `next: STEP`")
         else:
             _put(out, "on_error", "fail" if action == "fail" else "continue", on_error,
@@ -542,6 +600,13 @@ class _Translator:
             policy[key] = value
             policy.key_locs[key] = policy.value_locs[key] = loc
         _put(out, "retry", policy, where, "retry")
+
+
+def _action(on_error: YamlMap) -> str:
+    """Return what an on_error mapping does, as the original read it: continue, next (a jump) or fail."""
+    if on_error.get("action") == "continue":
+        return "continue"
+    return "next" if "next" in on_error or on_error.get("action") == "next" else "fail"
 
 
 def _located(value: Any, loc: SourceLoc) -> Any:
