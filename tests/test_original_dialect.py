@@ -33,6 +33,19 @@ def plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+def write_workflow(folder: Path, text: str) -> None:
+    (folder / "wf.yaml").write_text(textwrap.dedent(text), encoding="utf-8")
+
+
+def result_of(workspace: Path, node: str) -> object:
+    """Return the result the ledger of `workspace` records for `node`."""
+    ledger = Ledger(workspace / ".plait" / "ledger.db", readonly=True)
+    try:
+        return ledger.results([node])[node]
+    finally:
+        ledger.close()
+
+
 def cases() -> list[tuple[str, str | None]]:
     found = []
     for expected in sorted(ORIGINAL.glob("*/expected.json")):
@@ -146,7 +159,7 @@ def test_migrate_keeps_the_comments_and_writes_list_order_as_after(tmp_path: Pat
 
 
 def test_on_error_next_runs_the_target_skips_the_steps_between_and_fails_the_run(tmp_path: Path) -> None:
-    (tmp_path / "wf.yaml").write_text(textwrap.dedent("""\
+    write_workflow(tmp_path, """\
         name: jump
         steps:
           - name: risky
@@ -156,7 +169,7 @@ def test_on_error_next_runs_the_target_skips_the_steps_between_and_fails_the_run
           - {name: between, task: echo, inputs: {message: never}}
           - {name: recover, task: echo, inputs: {message: recovering}}
           - {name: finish, task: echo, inputs: {message: done}}
-        """), encoding="utf-8")
+        """)
     done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
@@ -165,7 +178,7 @@ def test_on_error_next_runs_the_target_skips_the_steps_between_and_fails_the_run
 
 
 def test_a_value_the_original_put_inside_quotes_stays_one_literal_word(tmp_path: Path) -> None:
-    (tmp_path / "wf.yaml").write_text(textwrap.dedent("""\
+    write_workflow(tmp_path, """\
         name: quoted
         params:
           who: {type: string, default: x}
@@ -174,7 +187,7 @@ def test_a_value_the_original_put_inside_quotes_stays_one_literal_word(tmp_path:
             task: shell
             inputs: {command: 'printf "%s|" "hi {{ args.who }}" > out.txt'}
             on_error: {action: fail}
-        """), encoding="utf-8")
+        """)
     hostile = 'a" $(touch pwned) `touch pwned2` \\" b'
     done = plait("run", "wf.yaml", "--workspace", "ws", "-q", "-p", f"who={hostile}", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
@@ -183,7 +196,7 @@ def test_a_value_the_original_put_inside_quotes_stays_one_literal_word(tmp_path:
 
 
 def test_env_is_read_where_the_node_runs_in_templates_and_code(tmp_path: Path) -> None:
-    (tmp_path / "wf.yaml").write_text(textwrap.dedent("""\
+    write_workflow(tmp_path, """\
         name: environment
         steps:
           - name: shell_sees
@@ -192,7 +205,7 @@ def test_env_is_read_where_the_node_runs_in_templates_and_code(tmp_path: Path) -
           - name: code_sees
             task: python_code
             inputs: {code: "result = env['PLAIT_GREETING'].upper()"}
-        """), encoding="utf-8")
+        """)
     done = subprocess.run([sys.executable, "-m", "plait.cli", "run", "wf.yaml", "--workspace", "ws", "-q"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PLAIT_GREETING": "hi there"})
@@ -200,11 +213,7 @@ def test_env_is_read_where_the_node_runs_in_templates_and_code(tmp_path: Path) -
     assert (tmp_path / "ws" / "from_shell.txt").read_text() == "hi there\n"
     state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
     assert state["nodes"]["code_sees"]["status"] == "succeeded"
-    ledger = Ledger(tmp_path / "ws" / ".plait" / "ledger.db", readonly=True)
-    try:
-        assert ledger.results(["code_sees"]) == {"code_sees": "HI THERE"}
-    finally:
-        ledger.close()
+    assert result_of(tmp_path / "ws", "code_sees") == "HI THERE"
 
 
 @pytest.mark.parametrize("name", ["greeting", "batch", "etl"])
@@ -218,7 +227,7 @@ def test_the_examples_in_docs_migrating_are_what_migrate_writes_today(name: str,
 
 
 def test_python_code_reading_the_originals_context_gets_it(tmp_path: Path) -> None:
-    (tmp_path / "wf.yaml").write_text(textwrap.dedent("""\
+    write_workflow(tmp_path, """\
         name: context
         params:
           who: {type: string, default: Ada}
@@ -232,11 +241,7 @@ def test_python_code_reading_the_originals_context_gets_it(tmp_path: Path) -> No
                 result = [args["who"], context["workflow_name"], context["steps"]["first"]["result"],
                           context["workspace"] == workspace]
             on_error: {action: fail}
-        """), encoding="utf-8")
+        """)
     done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    ledger = Ledger(tmp_path / "ws" / ".plait" / "ledger.db", readonly=True)
-    try:
-        assert ledger.results(["second"]) == {"second": ["Ada", "context", "hello", True]}
-    finally:
-        ledger.close()
+    assert result_of(tmp_path / "ws", "second") == ["Ada", "context", "hello", True]

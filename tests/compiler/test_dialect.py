@@ -14,19 +14,12 @@ from plait.compiler.dialect import is_original, translate
 from plait.compiler.dialect.emit import to_yaml
 from plait.compiler.dialect.migrate import migrate
 from plait.compiler.dialect.tasks import lift_quoted
+from plait.compiler.dialect.tree import plain
 from plait.compiler.loader import load_yaml
 
 
 def load(text: str) -> Any:
     return load_yaml(textwrap.dedent(text), "wf.yaml")
-
-
-def plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
 
 
 def errors_of(text: str, **params: Any) -> list[str]:

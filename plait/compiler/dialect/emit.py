@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from plait.compiler.dialect.tree import plain
 from plait.compiler.loader import YamlList, YamlMap
 
 __all__ = ["to_yaml"]
@@ -130,21 +131,13 @@ def _inline(value: Any) -> str:
     if isinstance(value, (dict, list)) and not value:
         return "{}" if isinstance(value, dict) else "[]"
     style = '"' if isinstance(value, str) and ("\n" in value or not value.isprintable()) else None
-    text = yaml.safe_dump(_plain(value), default_flow_style=True, default_style=style, width=10**9,
+    text = yaml.safe_dump(plain(value), default_flow_style=True, default_style=style, width=10**9,
                           allow_unicode=True, sort_keys=False)
     text = text[:-len("\n...\n")] if text.endswith("\n...\n") else text.rstrip("\n")
     if "\n" in text:  # a flow collection holding text with line breaks: escape them all
-        text = yaml.safe_dump(_plain(value), default_flow_style=True, default_style='"', width=10**9,
+        text = yaml.safe_dump(plain(value), default_flow_style=True, default_style='"', width=10**9,
                               allow_unicode=True, sort_keys=False).rstrip("\n")
     return text
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
 
 
 def _key(key: Any) -> str:

@@ -27,6 +27,7 @@ from plait.compiler.diagnostics import WorkflowError
 from plait.compiler.dialect.detect import is_original
 from plait.compiler.dialect.emit import to_yaml
 from plait.compiler.dialect.translate import Note, translate
+from plait.compiler.dialect.tree import plain
 from plait.compiler.loader import load_yaml
 
 __all__ = ["migrate"]
@@ -59,18 +60,10 @@ def migrate(source: str | Path, params: Mapping[str, Any] | None = None) -> tupl
     for note in notes:
         header += textwrap.wrap(f"note: {note.message}", width=_WIDTH, subsequent_indent="  ")
     native = to_yaml(tree, text, header)
-    if yaml.safe_load(native) != _plain(tree):
+    if yaml.safe_load(native) != plain(tree):
         raise AssertionError(f"plait migrate wrote text that does not load back to the translation of {filename}")
     try:
         compile_text(native, f"{filename} (migrated)", base_dir, params)
     except WorkflowError as err:
         raise AssertionError(f"plait migrate wrote text that does not compile:\n{err}") from err
     return native, notes
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
