@@ -57,13 +57,13 @@ ROWS_PER_STATEMENT = 100  # 902 parameters a statement, under SQLite's oldest li
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _insert_nodes_sql(rows: int) -> str:
     """Return an INSERT of `rows` new node rows (node_id, step, key JSON, kind)."""
     return "INSERT INTO nodes (node_id, step, key, kind) VALUES " + ",".join(["(?,?,?,?)"] * rows)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _record_sql(rows: int) -> str:
     """Return an UPDATE writing `rows` NodeRecords; parameters: run_id, the first record's seq, the records."""
     values = ",".join(f"(?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))

@@ -92,7 +92,8 @@ class LedgerWriter:
                     self._guarded(batch.add, *args)
                 else:
                     self._guarded(batch.commit)
-                    self._guarded(getattr(ledger, method) if isinstance(method, str) else partial(method, ledger), *args)
+                    write = getattr(ledger, method) if isinstance(method, str) else partial(method, ledger)
+                    self._guarded(write, *args)
         finally:
             ledger.close()
 
