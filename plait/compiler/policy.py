@@ -29,7 +29,7 @@ def check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any]) ->
     if own is not None:  # defaults' own values are checked once, by the compiler
         errors += check_fields(own, RETRY_FIELDS, "a retry policy")
         errors += check_retry_values({k: v for k, v in own.items() if k in RETRY_FIELDS and v is not None}, own)
-    if not errors:
+    if not errors and not _bad_defaults(defaults.get("retry")):
         for names in ("retry_on", "retry_on_exit_codes"):
             if names in retry_values:
                 retry_values[names] = tuple(retry_values[names])
@@ -88,3 +88,11 @@ def _parse_budget(value: Any) -> tuple[int | float | None, str | None]:
         if 0 <= pct <= 100:
             return pct / 100.0, None
     return None, f"max_failures must be a count or a percentage, not {value!r}"
+
+
+def _bad_defaults(retry: Any) -> bool:
+    """Return True when `defaults.retry` has an error (the compiler reports it once; no policy is built)."""
+    if not isinstance(retry, YamlMap):
+        return False
+    values = {k: v for k, v in retry.items() if k in RETRY_FIELDS and v is not None}
+    return bool(check_fields(retry, RETRY_FIELDS, "a retry policy") or check_retry_values(values, retry))

@@ -29,7 +29,7 @@ _ON_ERROR = ("action", "retry", "delay", "next", "message")
 _STEP_ORDER = ("name", "description", "task", "depends_on", "after", "items", "key", "condition", "inputs", "retry",
                "timeout", "on_error", "max_failures")
 _TIMEOUT_INPUT = ("shell", "python_module", "python_script")  # kinds whose inputs took a timeout
-_RAW_TEXT = ("python",)  # code is Python, not a template: plait never renders it
+_CODE = ("code",)  # Python, not a template: plait never renders it (a `template:` it does, at run time)
 _ORIGINAL_NAMES = {
     "workflow_name": "write the workflow's name itself",
     "workflow": "write the workflow's name or file itself; `workspace` and `run.id` are there",
@@ -65,6 +65,7 @@ class StepRules(Findings):
                 self._templates(inner, inner_loc)
 
     def _step(self, raw: YamlMap, kinds: Mapping[str, str], batch_items: Mapping[str, Any]) -> YamlMap:
+        """Return the native form of one step; `kinds` are the original kinds of the steps before it."""
         out = YamlMap(raw.loc)
         self.keep_own_keys(raw, out, _STEP_KEYS, STEP_FIELDS, "a step", f"a step takes: {', '.join(_STEP_KEYS)}")
         for key in ("name", "description", "depends_on", "timeout"):
@@ -78,9 +79,13 @@ class StepRules(Findings):
             put(out, "task", task, raw, "task")  # plait's own check reports the type
         if "condition" in raw:
             self._condition(out, raw, kinds)
-        for key in ("items", "inputs", "condition"):
-            if key in out and (key != "inputs" or out["task"] not in _RAW_TEXT):
+        for key in ("items", "condition"):
+            if key in out:
                 self._templates(out[key], out.value_locs[key])
+        if isinstance(out.get("inputs"), YamlMap):
+            for key, value in out["inputs"].items():
+                if key not in _CODE:
+                    self._templates(value, out["inputs"].value_locs[key])
         self._on_error(out, raw)
         return out
 
@@ -234,10 +239,10 @@ class StepRules(Findings):
         elif retry is not None:
             self.error(raw.value_locs["retry"], "a step's retry must be a number of retries",
                        "write `on_error: {retry: 3, delay: 1}`")
+        if retry is None and not (isinstance(on_error, YamlMap) and "retry" in on_error):
+            self.note(raw.loc, "a failing step runs once: the original retried every failing step 3 times "
+                               "unless on_error.retry said otherwise", once="retries")
         if on_error is None:
-            if retry is None:
-                self.note(raw.loc, "a failing step runs once: the original retried every failing step 3 times "
-                                   "unless on_error.retry said otherwise", once="retries")
             return
         if isinstance(on_error, str):
             if on_error in ("fail", "continue"):
@@ -279,9 +284,6 @@ class StepRules(Findings):
                 self.error(on_error.value_locs["delay"], "on_error.delay must be a number of seconds, 0 or more")
             else:
                 self._retry(out, on_error, count, delay, on_error.value_locs["retry"])
-        elif retry is None:
-            self.note(on_error.loc, "a failing step runs once: the original retried every failing step 3 times "
-                                    "unless on_error.retry said otherwise", once="retries")
         if "message" in on_error:
             self.note(on_error.key_locs["message"], "on_error.message is not shown: plait records the error "
                                                     "itself (plait status, the run's log)", once="message")

@@ -26,9 +26,9 @@ from __future__ import annotations
 import ast
 import shlex
 from collections.abc import Callable
-from typing import Any
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc
+from plait.compiler.dialect.tree import put
 from plait.compiler.loader import YamlMap
 
 __all__ = ["KINDS", "code_reads", "lift_quoted", "translate_task"]
@@ -59,17 +59,6 @@ def translate_task(kind: str, inputs: YamlMap, loc: SourceLoc, step: str) -> Res
     return handler(inputs, loc, step) if handler else None
 
 
-def _copy(inputs: YamlMap, key: str, out: YamlMap, target: str | None = None, value: Any = None) -> None:
-    target = target or key
-    out[target] = inputs[key] if value is None else value
-    out.key_locs[target], out.value_locs[target] = inputs.key_locs[key], inputs.value_locs[key]
-
-
-def _set(out: YamlMap, key: str, value: Any, loc: SourceLoc) -> None:
-    out[key] = value
-    out.key_locs[key] = out.value_locs[key] = loc
-
-
 def _unknown(inputs: YamlMap, allowed: tuple[str, ...], kind: str) -> list[Diagnostic]:
     return [Diagnostic(inputs.key_locs[key], f"unknown input '{key}' for the original '{kind}' task",
                        f"'{kind}' takes: {', '.join(allowed)}") for key in inputs if key not in allowed]
@@ -78,11 +67,11 @@ def _unknown(inputs: YamlMap, allowed: tuple[str, ...], kind: str) -> list[Diagn
 def _file(kind: str, inputs: YamlMap) -> Result:
     action, names = _FILE[kind]
     out = YamlMap(inputs.loc)
-    _set(out, "action", action, inputs.loc)
+    put(out, "action", action, loc=inputs.loc)
     errors = _unknown(inputs, (*names, "indent"), kind)
     for key in inputs:
         if key in names:
-            _copy(inputs, key, out, names[key])
+            put(out, names[key], inputs[key], inputs, key)
     return "file", out, errors
 
 
@@ -95,17 +84,18 @@ def _shell(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
                                      "plait runs every command with /bin/sh in the workspace; use `cd` in the "
                                      "command"))
     env = YamlMap(inputs.loc)
-    if isinstance(inputs.get("env"), YamlMap):
-        env = inputs["env"]
+    if isinstance(inputs.get("env"), YamlMap):  # copied: the loaded document stays as it was read
+        for name, value in inputs["env"].items():
+            put(env, name, value, inputs["env"])
     if isinstance(inputs.get("command"), str):
         command, lifted = lift_quoted(inputs["command"])
-        _copy(inputs, "command", out, value=command)
+        put(out, "command", command, inputs)
         for name, expression in lifted.items():
-            _set(env, name, expression, inputs.value_locs["command"])
+            put(env, name, expression, loc=inputs.value_locs["command"])
     elif "command" in inputs:
-        _copy(inputs, "command", out)
+        put(out, "command", inputs["command"], inputs)
     if env:
-        _set(out, "env", env, inputs.key_locs.get("env", inputs.loc))
+        put(out, "env", env, loc=inputs.key_locs.get("env", inputs.loc))
     return "shell", out, errors
 
 
@@ -153,13 +143,13 @@ def _python_code(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
         errors.append(Diagnostic(inputs.value_locs["result_variable"], "result_variable must be a Python name",
                                  "name the variable that holds the answer, or set `result` in the code"))
     errors += _code_names(code, inputs.value_locs["code"])
-    _copy(inputs, "code", out, value=code)
+    put(out, "code", code, inputs)
     kwargs = YamlMap(inputs.loc)
     for key in inputs:
         if key not in ("code", "result_variable"):
-            _copy(inputs, key, kwargs)
+            put(kwargs, key, inputs[key], inputs)
     if kwargs:
-        _set(out, "kwargs", kwargs, inputs.loc)
+        put(out, "kwargs", kwargs, loc=inputs.loc)
     return "python", out, errors
 
 
@@ -214,12 +204,12 @@ def _python_function(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
         errors.append(Diagnostic(loc, "a 'python_function' task needs `module:` and `function:`",
                                  "name the module and the function in it"))
         return "python", out, errors
-    _set(out, "function", f"{module}:{function}", inputs.value_locs["function"])
+    put(out, "function", f"{module}:{function}", loc=inputs.value_locs["function"])
     if inputs.get("args"):
         errors.append(Diagnostic(inputs.value_locs["args"], "positional `args` have no plait counterpart",
                                  "pass them by name under `kwargs:`"))
     if "kwargs" in inputs:
-        _copy(inputs, "kwargs", out)
+        put(out, "kwargs", inputs["kwargs"], inputs)
     return "python", out, errors
 
 
@@ -240,7 +230,7 @@ def _python_run(what: str) -> Callable[[YamlMap, SourceLoc, str], Result]:
                                      "a non-zero exit fails the node; end the command with `|| true` in a shell task"))
         words = ["python3", "-m" if what == "module" else None, target, *args]
         command = " ".join(w if "{{" in w else shlex.quote(w) for w in map(str, words) if w is not None)
-        _set(out, "command", command, inputs.value_locs[what])
+        put(out, "command", command, loc=inputs.value_locs[what])
         return "shell", out, errors
 
     return translate
@@ -254,7 +244,7 @@ def _same(kind: str, allowed: tuple[str, ...] | None = None) -> Callable[[YamlMa
         out = YamlMap(inputs.loc)
         for key in inputs:
             if allowed is None or key in allowed:
-                _copy(inputs, key, out)
+                put(out, key, inputs[key], inputs)
         return kind, out, errors
 
     return translate
@@ -263,7 +253,7 @@ def _same(kind: str, allowed: tuple[str, ...] | None = None) -> Callable[[YamlMa
 def _template(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
     """Keep the template's inputs, rendered with the original's whitespace rules (`whitespace: trim`)."""
     kind, out, errors = _same("template", ("template", "template_file", "output_file"))(inputs, loc, step)
-    _set(out, "whitespace", "trim", inputs.loc)
+    put(out, "whitespace", "trim", loc=inputs.loc)
     return kind, out, errors
 
 

@@ -105,9 +105,9 @@ class _Translator(StepRules):
         if params:
             put(out, "params", params, doc, "params" if "params" in doc else "flows")
         if "steps" in doc:
-            put(out, "steps", self._sequence(flow_steps, doc["steps"]), doc, "steps")
-        in_order = sorted(self.notes, key=lambda n: (n.loc.line, n.loc.column) if n.loc else (0, 0))
-        return Translation(out, in_order, self.errors, self.flow)
+            put(out, "steps", self._sequence(flow_steps, doc["steps"], steps), doc, "steps")
+        notes = sorted(self.notes, key=lambda n: (n.loc.line, n.loc.column) if n.loc else (0, 0))
+        return Translation(out, notes, self.errors, self.flow)
 
     # --- the workflow ----------------------------------------------------------------------------
 
@@ -187,10 +187,12 @@ class _Translator(StepRules):
             listed = []
             for name, spec in steps.items():
                 if isinstance(spec, YamlMap):
+                    named = YamlMap(spec.loc)  # a copy: the loaded document stays as it was read
                     if "name" not in spec:
-                        spec["name"] = name
-                        spec.key_locs["name"] = spec.value_locs["name"] = steps.key_locs[name]
-                    listed.append(spec)
+                        put(named, "name", name, steps, name, loc=steps.key_locs[name])
+                    for key in spec:
+                        put(named, key, spec[key], spec, key)
+                    listed.append(named)
                 else:
                     self.error(steps.value_locs[name], f"step '{name}' must be a mapping")
             return listed
@@ -252,15 +254,15 @@ class _Translator(StepRules):
                            did_you_mean(name, [n for n in by_name if isinstance(n, str)]) or None)
         return picked
 
-    def _sequence(self, steps: list, source: Any) -> YamlList:
-        """Translate each step and chain the ones without `depends_on` in list order."""
+    def _sequence(self, steps: list, source: Any, every: list) -> YamlList:
+        """Translate each step and chain the ones without `depends_on` in list order (`every`: all steps)."""
         out = YamlList(getattr(source, "loc", self.doc.loc))
         named = [s for s in steps if isinstance(s, YamlMap) and isinstance(s.get("name"), str)]
         kinds = {s["name"]: s["task"] for s in named if isinstance(s.get("task"), str)}
         batch_items = {s["name"]: s["inputs"].get("items") for s in named
                        if s.get("task") == "batch" and isinstance(s.get("inputs"), YamlMap)}
         order = [s.get("name") for s in steps if isinstance(s, YamlMap)]
-        jumps = self._jumps(steps, order)
+        jumps = self._jumps(steps, order, every)
         previous: str | None = None
         for position, raw in enumerate(steps):
             if not isinstance(raw, YamlMap):
@@ -272,29 +274,27 @@ class _Translator(StepRules):
                 put(step, "after", name_list([previous], raw.loc), raw, "name", loc=raw.loc)
             guarded = [src for src, (start, end) in jumps.items() if start < position < end]
             if guarded:
-                extra = YamlList(raw.loc)
-                for name in guarded:
-                    extra.append(name)
-                    extra.item_locs.append(raw.loc)
-                existing = step.get("depends_on")
-                if isinstance(existing, str):
-                    existing = name_list([existing], raw.value_locs["depends_on"])
-                merged = name_list([*(existing or []), *extra], raw.loc)
-                put(step, "depends_on", merged, raw, "name", loc=raw.loc)
+                existing = step.get("depends_on") or []
+                existing = [existing] if isinstance(existing, str) else list(existing)
+                put(step, "depends_on", name_list([*existing, *guarded], raw.loc), raw, "name", loc=raw.loc)
             out.append(in_order(step))
             out.item_locs.append(raw.loc)
             previous = raw.get("name") if isinstance(raw.get("name"), str) else previous
         return out
 
-    def _jumps(self, steps: list, order: list) -> dict[str, tuple[int, int]]:
+    def _jumps(self, steps: list, order: list, every: list) -> dict[str, tuple[int, int]]:
         """Return {failing step: (its position, the `on_error.next` target's position)}."""
+        names = [s.get("name") for s in every if isinstance(s, YamlMap) and isinstance(s.get("name"), str)]
         jumps = {}
         for position, raw in enumerate(steps):
             on_error = raw.get("on_error") if isinstance(raw, YamlMap) else None
             if not isinstance(on_error, YamlMap) or action_of(on_error) != "next" or "next" not in on_error:
                 continue  # without `next:`, an error of its own (see _on_error)
             target = on_error["next"]
-            if target not in order:
+            if target not in order and target in names:
+                self.error(on_error.value_locs["next"], f"on_error.next names '{target}', which flow "
+                                                        f"'{self.flow}' leaves out", "add it to the flow")
+            elif target not in order:
                 self.error(on_error.value_locs["next"], f"on_error.next names unknown step '{target}'",
                            did_you_mean(str(target), [o for o in order if isinstance(o, str)]) or None)
             elif order.index(target) <= position:

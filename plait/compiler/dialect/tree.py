@@ -16,11 +16,17 @@ from plait.compiler.loader import YamlList, YamlMap
 __all__ = ["located", "map_strings", "name_list", "plain", "put"]
 
 
-def put(out: YamlMap, key: str, value: Any, source: YamlMap, source_key: str, loc: SourceLoc | None = None) -> None:
-    """Set `out[key]` with the positions of `source[source_key]` (or `loc`). Mutates `out`."""
+def put(out: YamlMap, key: str, value: Any, source: YamlMap | None = None, source_key: str | None = None,
+        loc: SourceLoc | None = None) -> None:
+    """Set `out[key]` at `loc`, or where `source[source_key]` stands (`source_key` defaults to `key`). Mutates `out`."""
     out[key] = value
-    out.key_locs[key] = loc or source.key_locs.get(source_key, source.loc)
-    out.value_locs[key] = loc or source.value_locs.get(source_key, source.loc)
+    if loc is None:
+        assert source is not None, "put needs a source or a position"
+        source_key = key if source_key is None else source_key
+        out.key_locs[key] = source.key_locs.get(source_key, source.loc)
+        out.value_locs[key] = source.value_locs.get(source_key, source.loc)
+    else:
+        out.key_locs[key] = out.value_locs[key] = loc
 
 
 def name_list(names: list, loc: SourceLoc) -> YamlList:
