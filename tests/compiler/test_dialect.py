@@ -228,6 +228,12 @@ def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
            "  hint: plait has shell, python, file, template, noop and echo; rewrite the step with one of them"]),
     ("""
      name: x
+     steps:
+       - {name: s, task: write_json, inputs: {file: a.json, data: [1], indent: 4}}
+     """, ["wf.yaml:4:75: error: plait writes JSON indented by 2 spaces\n"
+           "  hint: remove `indent`, or write the file from a python step with json.dumps"]),
+    ("""
+     name: x
      settings: {retries: 3}
      steps:
        - {name: s, task: noop}

@@ -68,7 +68,10 @@ def _file(kind: str, inputs: YamlMap) -> Result:
     action, names = _FILE[kind]
     out = YamlMap(inputs.loc)
     put(out, "action", action, loc=inputs.loc)
-    errors = _unknown(inputs, (*names, "indent"), kind)
+    errors = _unknown(inputs, (*names, "indent") if kind == "write_json" else tuple(names), kind)
+    if kind == "write_json" and inputs.get("indent", 2) != 2:
+        errors.append(Diagnostic(inputs.value_locs["indent"], "plait writes JSON indented by 2 spaces",
+                                 "remove `indent`, or write the file from a python step with json.dumps"))
     for key in inputs:
         if key in names:
             put(out, names[key], inputs[key], inputs, key)
