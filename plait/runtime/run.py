@@ -155,7 +155,7 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
 
 def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int,
                previous: Mapping[str, tuple[str, str | None, bool]]) -> None:
-    """Record the run's start, on the writer thread, which also hashes the plan (0.1 s at 100,000 nodes)."""
+    """Record the run's start, on the writer thread, which also hashes the plan (0.05 s at 100,000 nodes)."""
     ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, pid,
                      [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()], previous)
 
