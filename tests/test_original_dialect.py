@@ -245,3 +245,59 @@ def test_python_code_reading_the_originals_context_gets_it(tmp_path: Path) -> No
     done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert result_of(tmp_path / "ws", "second") == ["Ada", "context", "hello", True]
+
+
+def test_the_rest_of_the_originals_task_kinds_run_as_plaits_own(tmp_path: Path) -> None:
+    (tmp_path / "helpers.py").write_text("def double(n):\n    return n * 2\n", encoding="utf-8")
+    write_workflow(tmp_path, """\
+        name: kinds
+        steps:                                   # steps as a mapping, as the original allowed
+          seed:
+            task: write_yaml
+            inputs: {file: data/seed.yaml, data: {n: 21, tags: [a, b]}}
+          load:
+            task: read_yaml
+            inputs: {file: data/seed.yaml}
+          doubled:
+            task: python_function
+            inputs: {module: helpers, function: double, kwargs: {n: "{{ steps.load.result.data.n }}"}}
+          as_json:
+            task: write_json
+            inputs: {file: data/out.json, data: {doubled: "{{ steps.doubled.result }}"}}
+          back:
+            task: read_json
+            inputs: {file: data/out.json}
+          script:
+            task: write_file
+            inputs: {file: show.py, content: "import sys; print('script', *sys.argv[1:])"}
+          run_script:
+            task: python_script
+            inputs: {script_path: show.py, args: ["{{ steps.back.result.data.doubled }}"]}
+          run_module:
+            task: python_module
+            inputs: {module: json.tool, args: [data/out.json]}
+          log:
+            task: append_file
+            inputs: {file: data/log.txt, content: "{{ steps.run_script.result.stdout }}"}
+          move:
+            task: move_file
+            inputs: {source: data/log.txt, destination: data/moved.txt}
+          tidy:
+            task: delete_file
+            inputs: {file: show.py}
+          gather:
+            task: noop
+            inputs: {code: "{{ steps.run_module.result.returncode }}"}
+          say:
+            task: print_message
+            inputs: {message: "exit {{ steps.gather.result.processed_inputs.code }}"}
+        """)
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    ws = tmp_path / "ws"
+    assert json.loads((ws / "data" / "out.json").read_text()) == {"doubled": 42}
+    assert (ws / "data" / "moved.txt").read_text() == "script 42\n"
+    assert sorted(p.name for p in (ws / "data").iterdir()) == ["moved.txt", "out.json", "seed.yaml"]
+    assert not (ws / "show.py").exists()
+    assert result_of(ws, "run_module")["stdout"] == '{\n    "doubled": 42\n}\n'
+    assert result_of(ws, "say") == "exit 0"

@@ -2,7 +2,8 @@
 
 The original wrapped some results (`read_file` gave `{path, content}`, `read_json` gave `{data}`,
 `noop` gave `{processed_inputs, ...}`, a batch gave `{processed, failed, results, stats}`) and
-named a shell's exit code `return_code`; plait's kinds return the value itself and `exit_code`.
+named a shell's exit code `return_code` (`returncode` for python_module and python_script, which
+plait runs as shell commands); plait's kinds return the value itself and `exit_code`.
 A template that reads `steps.X.result.content` is rewritten to `steps.X.result`, and so on, so the
 value read is the same. Inline code reads `steps` as a mapping the translator cannot follow, so a
 python_code step that names another step gets `steps` bound in its `kwargs`, in the original's
@@ -20,6 +21,8 @@ __all__ = ["code_view", "rewrite_reads"]
 # original kind -> {field of the original's result: what it is in plait's result, "" for the result itself}
 FIELDS: dict[str, dict[str, str]] = {
     "shell": {"return_code": "exit_code", "stdout": "stdout", "stderr": "stderr"},
+    "python_module": {"returncode": "exit_code", "stdout": "stdout", "stderr": "stderr"},
+    "python_script": {"returncode": "exit_code", "stdout": "stdout", "stderr": "stderr"},
     "read_file": {"content": ""},
     "read_json": {"data": ""},
     "read_yaml": {"data": ""},

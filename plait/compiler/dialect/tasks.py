@@ -231,8 +231,8 @@ def _python_run(what: str) -> Callable[[YamlMap, SourceLoc, str], Result]:
         if inputs.get("check") is False:
             errors.append(Diagnostic(inputs.value_locs["check"], "`check: false` has no plait counterpart",
                                      "a non-zero exit fails the node; end the command with `|| true` in a shell task"))
-        words = ["python3", "-m" if what == "module" else None, target, *args]
-        command = " ".join(w if "{{" in w else shlex.quote(w) for w in map(str, words) if w is not None)
+        words = ["python3", *(["-m"] if what == "module" else []), target, *map(str, args)]
+        command = " ".join(w if "{{" in w else shlex.quote(w) for w in words)
         put(out, "command", command, loc=inputs.value_locs[what])
         return "shell", out, errors
 
