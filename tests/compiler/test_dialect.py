@@ -33,6 +33,7 @@ def errors_of(text: str, **params: Any) -> list[str]:
 @pytest.mark.parametrize(("text", "original"), [
     ("name: a\nsteps: [{name: s, task: shell, inputs: {command: x}}]", False),
     ("name: a\nsteps: [{name: s, task: batch, inputs: {items: [1], task: {task: shell}}}]", False),
+    ("name: a\nsteps: [{name: s, task: batch, inputs: {items: [1], arg_name: n, task: {task: shell}}}]", True),
     ("name: a\nsettings: {}\nsteps: []", True),
     ("name: a\nflows: {definitions: []}\nsteps: []", True),
     ("name: a\nsteps: {s: {task: shell}}", True),
@@ -234,11 +235,22 @@ def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
            "  hint: remove `indent`, or write the file from a python step with json.dumps"]),
     ("""
      name: x
+     steps:
+       - name: each
+         task: batch
+         inputs:
+           items: [a, b]
+           steps: [{name: one, task: noop}]
+     """, ["wf.yaml:8:7: error: a batch of several steps per item (`inputs.steps`) is not translated\n"
+           "  hint: write each inner step as a plait step: the first with `items:`, each next one with "
+           "`for_each:` the one before (its nodes then follow item by item)"]),
+    ("""
+     name: x
      settings: {retries: 3}
      steps:
-       - {name: s, task: noop}
-     """, ["wf.yaml:3:12: error: settings.retries has no plait counterpart\n"
-           "  hint: declare it as a parameter (`params: {retries: ...}`) and read `args.retries`"]),
+       - {name: s, task: echo, inputs: {message: "{{ settings.retries }}"}}
+     """, ["wf.yaml:5:45: error: templates of the original engine saw 'settings'; plait's do not\n"
+           "  hint: declare the setting as a parameter and read `args.NAME`"]),
     ("""
      name: x
      steps:

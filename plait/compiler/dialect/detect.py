@@ -6,7 +6,8 @@ task is one of the original's kinds (`python_code`, `read_file`, ...); an `on_er
 mapping or a number as a step's `retry`; or a parameter with the original's schema keys. A file
 with none of these is native: its steps run in dependency order, not in list order (`plait
 migrate` reads any file as the original's, to write list order out as `after:`). The original's
-`task: batch` form alone does not make a file the original's: plait's own format accepts it.
+`task: batch` form alone does not make a file the original's: plait's own format accepts it
+(with `arg_name` or `steps` in its inputs, it does).
 """
 
 from __future__ import annotations
@@ -44,6 +45,8 @@ def is_original(doc: Any) -> bool:
 def _original_step(step: Any) -> bool:
     if not isinstance(step, dict):
         return False
-    task = step.get("task")
+    task, inputs = step.get("task"), step.get("inputs")
+    if task == "batch" and isinstance(inputs, dict) and ("steps" in inputs or "arg_name" in inputs):
+        return True  # the original's batch, with what plait's own `task: batch` does not take
     return ((isinstance(task, str) and task in ORIGINAL_KINDS) or isinstance(step.get("on_error"), dict)
             or (isinstance(step.get("retry"), int) and not isinstance(step.get("retry"), bool)))

@@ -135,6 +135,12 @@ class StepRules(Findings):
         `arg_name: x` becomes `item`. The unwrapping itself, and its errors, are plait's own
         (`batch_form`), which its native format shares. Mutates `out`.
         """
+        if "steps" in inputs and "task" not in inputs:
+            self.error(inputs.key_locs["steps"], "a batch of several steps per item (`inputs.steps`) is not "
+                                                 "translated", "write each inner step as a plait step: the first "
+                                                 "with `items:`, each next one with `for_each:` the one before "
+                                                 "(its nodes then follow item by item)")
+            return
         arg_name = str(inputs.get("arg_name", "item"))
         step = YamlMap(raw.loc)
         put(step, "task", "batch", raw, "task")

@@ -29,7 +29,8 @@ Decisions (each construct, and where plait's behaviour differs on purpose):
   original checked against the default only, are checked here against the default too; the
   schema keys it never checked (`items`, `minItems`, ...) are dropped with a note.
 - **settings.** `error_handling` is always on in plait (undefined names are errors); `max_workers`
-  is `--jobs`. Other settings were template values (`settings.X`): they are refused, with a hint.
+  is `--jobs`. The original gave other settings only to templates (`settings.X`): a template that
+  reads `settings` is refused, with a hint; a setting nothing reads gets a note.
 - **Names.** A workflow name with spaces becomes one with `_` (a note says so).
 
 A file may mix the two forms: plait's own top-level keys, step keys and task kinds are taken as
@@ -175,9 +176,9 @@ class _Translator(StepRules):
             elif key == "max_workers":
                 self.note(settings.key_locs[key], "settings.max_workers: plait takes its parallelism from "
                                                   "`plait run --jobs N`")
-            else:
-                self.error(settings.key_locs[key], f"settings.{key} has no plait counterpart",
-                           f"declare it as a parameter (`params: {{{key}: ...}}`) and read `args.{key}`")
+            else:  # the original only handed it to templates, where reading `settings` is refused
+                self.note(settings.key_locs[key], f"settings.{key}: the original engine only gave it to templates "
+                                                  f"(settings.{key}), and plait's templates do not see it")
 
     # --- steps and flows -------------------------------------------------------------------------
 
