@@ -20,8 +20,16 @@ from plait.compiler.plan import freeze
 from plait.tasks.base import get_kind
 from plait.templating import RENDER_ERRORS, TemplateError, analyze, has_template, render
 
-__all__ = ["ITEM_NAMES", "RUNTIME_NAMES", "check_templates", "reads_missing_param", "render_config",
-           "render_params", "unknown_step"]
+__all__ = [
+    "ITEM_NAMES",
+    "RUNTIME_NAMES",
+    "check_templates",
+    "reads_missing_param",
+    "render_config",
+    "render_params",
+    "template_strings",
+    "unknown_step",
+]
 
 ITEM_NAMES = frozenset({"item", "index", "key", "batch"})
 RUNTIME_NAMES = frozenset({"steps", "run", "workspace", "env"})
@@ -82,7 +90,7 @@ def _templates(raw: YamlMap) -> Iterator[tuple[SourceLoc, str, str]]:
     """Yield (position, text, what it is) for every template string in the step."""
     kind = get_kind(raw.get("task")) if isinstance(raw.get("task"), str) else None
     for key in ("items", "iterate_over", "key", "condition"):
-        for loc, text in _strings(raw.get(key), raw.value_locs.get(key)):
+        for loc, text in template_strings(raw.get(key), raw.value_locs.get(key)):
             yield loc, text, key
     inputs = raw.get("inputs")
     if isinstance(inputs, YamlMap):
@@ -90,19 +98,20 @@ def _templates(raw: YamlMap) -> Iterator[tuple[SourceLoc, str, str]]:
             spec = kind.fields.get(name) if kind and kind.fields else None
             if spec is not None and spec.render == "raw":
                 continue
-            for loc, text in _strings(value, inputs.value_locs[name]):
+            for loc, text in template_strings(value, inputs.value_locs[name]):
                 yield loc, text, f"inputs.{name}"
 
 
-def _strings(value: Any, loc: SourceLoc | None) -> Iterator[tuple[SourceLoc, str]]:
+def template_strings(value: Any, loc: SourceLoc | None) -> Iterator[tuple[SourceLoc, str]]:
+    """Yield (position, text) for every string in `value` that holds a template, lists and mappings walked."""
     if isinstance(value, str) and has_template(value):
         yield loc, value
     elif isinstance(value, YamlMap):
         for k, v in value.items():
-            yield from _strings(v, value.value_locs[k])
+            yield from template_strings(v, value.value_locs[k])
     elif isinstance(value, YamlList):
         for v, item_loc in zip(value, value.item_locs):
-            yield from _strings(v, item_loc)
+            yield from template_strings(v, item_loc)
 
 
 def reads_missing_param(value: Any, params: Mapping[str, Any]) -> bool:

@@ -17,8 +17,9 @@ from plait.compiler.dialect.findings import Findings
 from plait.compiler.dialect.results import code_view, rewrite_reads
 from plait.compiler.dialect.tasks import code_reads, translate_task
 from plait.compiler.dialect.tree import located, map_strings, name_list, put
-from plait.compiler.loader import YamlList, YamlMap
+from plait.compiler.loader import YamlMap
 from plait.compiler.schema import STEP_FIELDS
+from plait.compiler.step_templates import template_strings
 from plait.tasks.base import get_kind
 from plait.templating import TemplateError, analyze
 
@@ -47,22 +48,16 @@ class StepRules(Findings):
 
     def _templates(self, value: Any, loc: SourceLoc) -> None:
         """Refuse the original's run-time names plait has no counterpart for; note how values render."""
-        if isinstance(value, str) and ("{{" in value or "{%" in value):
+        for where, text in template_strings(value, loc):
             try:
-                names = analyze(value).names
+                names = analyze(text).names
             except TemplateError:
-                return  # plait's own checks report it, with its position
+                continue  # plait's own checks report it, with its position
             for name in sorted(names & _ORIGINAL_NAMES.keys()):
-                self.error(loc, f"templates of the original engine saw '{name}'; plait's do not",
+                self.error(where, f"templates of the original engine saw '{name}'; plait's do not",
                            _ORIGINAL_NAMES[name])
-            self.note(loc, "a value that is one {{ expression }} keeps its type, and text stays text; the original "
-                           "rendered every value to text and parsed it back ('007' became 7)", once="render")
-        elif isinstance(value, YamlMap):
-            for key, inner in value.items():
-                self._templates(inner, value.value_locs.get(key, loc))
-        elif isinstance(value, YamlList):
-            for inner, inner_loc in zip(value, value.item_locs):
-                self._templates(inner, inner_loc)
+            self.note(where, "a value that is one {{ expression }} keeps its type, and text stays text; the original "
+                             "rendered every value to text and parsed it back ('007' became 7)", once="render")
 
     def _step(self, raw: YamlMap, kinds: Mapping[str, str], batch_items: Mapping[str, Any]) -> YamlMap:
         """Return the native form of one step; `kinds` are the original kinds of the steps before it."""
