@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.support import PLAIT
+from runtime.support import PLAIT, remove_shared_memory_of
 
 __all__ = [
     "EFFECT",
@@ -135,6 +135,7 @@ class Runs:
         if sig == signal.SIGKILL:
             proc.wait(timeout=30)
             wait_for(lambda: not group_members(proc.pid), f"process group {proc.pid} to die", 30)
+            remove_shared_memory_of(proc.pid)
 
     def cleanup(self) -> None:
         """Kill every group this test started that still has members; close the output files."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -171,3 +172,18 @@ def process_is_gone(pid: int) -> bool:
     except FileNotFoundError:
         return True
     return stat.rpartition(")")[2].split()[0] in ("Z", "X")
+
+
+def remove_shared_memory_of(pid: int) -> None:
+    """Remove what loky and joblib kept in /dev/shm for a run killed with its whole group.
+
+    loky's resource tracker removes a dead run's semaphores and joblib's memmapping folders, but
+    it is in the killed group too: without this, every kill leaves about ten entries behind in
+    /dev/shm (memory, on a CI machine that runs the suite again and again).
+    """
+    shm = Path("/dev/shm")
+    for leftover in [*shm.glob(f"sem.loky-{pid}-*"), *shm.glob(f"joblib_memmapping_folder_{pid}_*")]:
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
