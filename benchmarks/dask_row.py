@@ -28,6 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks.measure import compile_bytecode
 from benchmarks.run import WORKFLOW
 
 CHECKOUT = Path(__file__).resolve().parent.parent
@@ -76,6 +77,7 @@ def main() -> int:
     except ImportError:
         print("the dask extra is not installed: pip install -e '.[dask]'", file=sys.stderr)
         return 2
+    compile_bytecode()
     rows = []
     print(f"{'N':>8}  {'loky --jobs 2':>14}  {'dask LocalCluster, 2 workers':>29}  {'dask / loky':>11}")
     with tempfile.TemporaryDirectory(prefix="plait-dask-bench-") as tmp:

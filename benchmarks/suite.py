@@ -25,7 +25,7 @@ from typing import Any
 
 from benchmarks import compile as compile_rows
 from benchmarks import peers, run
-from benchmarks.measure import REPO
+from benchmarks.measure import REPO, compile_bytecode
 from benchmarks.table import Row, growth, render, render_growth
 
 __all__ = ["main"]
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
              for name, version in found.items() if version is None]
     notes += [_cap_note(name, limits[name], args.quick) for name, version in found.items()
               if version and any(n > limits[name] for n in sizes)]
+    compile_bytecode()
     started = time.perf_counter()
     rows = _measure(args, repeat, sizes, {name: limits[name] for name, version in found.items() if version}, notes)
     meta = _meta(args, repeat, time.perf_counter() - started, found)

@@ -134,7 +134,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     """Run (or resume) a workflow in a workspace."""
     from plait.runtime import run_workflow
-    from plait.runtime.backends import BackendUnavailable
+    from plait.runtime.backend_check import BackendUnavailable
 
     backend = args.backend or ("dask" if args.scheduler_address else "loky")
     if args.scheduler_address and backend != "dask":

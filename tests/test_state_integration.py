@@ -12,6 +12,7 @@ import re
 import signal
 import sqlite3
 import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -19,7 +20,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, make_flow
+from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, make_flow, remove_shared_memory_of
 
 
 @pytest.fixture
@@ -78,6 +79,32 @@ def test_a_second_run_skips_every_succeeded_node(flow: Flow) -> None:
         True, 8, {"done": 8}, {"succeeded": 8})
     assert len(flow.executions()) == 8
     assert flow.nodes() == rows  # not a single row rewritten
+
+
+LOADS_JOBLIB = """
+import sys
+from plait.cli import main
+code = main(["run", "workflow.yaml", "--workspace", sys.argv[1], "-q"])
+print(code, "joblib" in sys.modules)
+"""
+
+
+def test_a_resume_with_nothing_to_do_does_not_load_joblib_and_one_with_work_does(flow: Flow) -> None:
+    chain(flow)
+    flow.ws.mkdir()
+    (flow.ws / "fail-1").touch()
+
+    def resume() -> str:
+        done = subprocess.run([sys.executable, "-c", LOADS_JOBLIB, str(flow.ws)], cwd=flow.dir, capture_output=True,
+                              text=True, timeout=120)
+        return done.stdout.strip()
+
+    assert resume() == "1 True"  # a fresh workspace: workers start
+    assert resume() == "1 True"  # a[1] failed: it runs again
+    (flow.ws / "fail-1").unlink()
+    assert resume() == "0 True"
+    assert resume() == "0 False"  # everything succeeded: no worker, no joblib
+    assert sorted(flow.executions()) == ["a[0]", "a[1]", "a[1]", "a[1]", "a[2]", "b[0]", "b[1]", "b[2]", "c", "x"]
 
 
 def test_only_the_failed_items_of_a_batch_run_again(flow: Flow) -> None:
@@ -425,6 +452,7 @@ def test_a_run_killed_part_way_resumes_without_running_any_recorded_node_again(f
     finally:
         os.killpg(first.pid, signal.SIGKILL)  # the run and its loky workers
         first.wait(timeout=30)
+        remove_shared_memory_of(first.pid)
     recorded = succeeded(flow.ledger_path)
     ran_before = Counter(flow.executions())
     assert (first.returncode, 0 < len(recorded) < 300, sum(ran_before.values()) < 300) == (-signal.SIGKILL, True, True)

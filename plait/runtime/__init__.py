@@ -13,7 +13,7 @@ from typing import Any
 BACKENDS = ("loky", "threading", "sequential", "dask")
 
 _WHERE = {
-    "BackendUnavailable": "backends", "WorkerCrashed": "backends",
+    "BackendUnavailable": "backend_check", "WorkerCrashed": "backends",
     "Ledger": "ledger", "LedgerError": "ledger",
     "RunResult": "run", "WorkspaceBusy": "run", "default_workspace": "run", "run_workflow": "run",
     "format_status": "status", "workflow_status": "status",

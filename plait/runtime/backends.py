@@ -47,12 +47,12 @@ from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from loguru import logger
 
-from plait.runtime import BACKENDS
+from plait.runtime.backend_check import check_backend
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
 
-__all__ = ["BackendUnavailable", "WorkerCrashed", "WorkerLost", "check_backend", "open_backend"]
+__all__ = ["WorkerCrashed", "WorkerLost", "open_backend"]
 
 Prepare = Callable[[RunInfo], None] | None  # a backend's set-up for a run, before its first wave
 
@@ -69,26 +69,8 @@ class WorkerLost(Exception):
         self.reason = reason
 
 
-class BackendUnavailable(RuntimeError):
-    """The backend cannot run here: its package is missing, or its cluster cannot be reached or used."""
-
-
 # A pool broken by a worker's death (TerminatedWorkerError is one kind of BrokenProcessPool).
 _LOST = (BrokenProcessPool, WorkerLost)
-
-
-def check_backend(name: str, scheduler_address: str | None = None) -> None:
-    """Check a backend choice before a run starts. Raises ValueError, BackendUnavailable."""
-    if name not in BACKENDS:
-        raise ValueError(f"backend '{name}' is not one of {', '.join(BACKENDS)}")
-    if scheduler_address is not None and name != "dask":
-        raise ValueError(f"a scheduler address ({scheduler_address}) is only for backend 'dask', not '{name}'")
-    if name == "dask":
-        try:
-            import distributed  # noqa: F401
-        except ImportError as err:
-            raise BackendUnavailable(f"backend 'dask' needs plait's 'dask' extra, which is not installed here ({err}); "
-                                     "install it with `pip install 'plait[dask]'`, which brings `distributed`") from err
 
 
 def _run_tagged(call: int, index: int, info: RunInfo, chunk: Chunk) -> tuple[int, int, Results]:

@@ -32,9 +32,9 @@ from typing import Any, TextIO
 from loguru import logger
 
 from plait.compiler import Plan, compile_workflow
-from plait.runtime.backends import check_backend, open_backend
+from plait.runtime.backend_check import check_backend
 from plait.runtime.execute import RunInfo
-from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, state_dir
+from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, state_dir, unfinished
 from plait.runtime.progress import Progress
 from plait.runtime.scheduler import RunReport, Scheduler
 from plait.runtime.writer import LedgerWriter
@@ -105,11 +105,13 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
     try:
         if fresh:
             _set_aside(state / LEDGER_NAME)
+        if backend == "loky" and unfinished(state / LEDGER_NAME):
+            dispatch.open_early()  # joblib loads and the workers boot while this process sets the run up
         ledger = Ledger(state / LEDGER_NAME)
         ledger.claim(plan.workflow)
         previous = ledger.previous()
-        if backend == "loky" and _work_waiting(plan, previous):
-            dispatch.open_early()  # the workers boot while this process sets the run up
+        if backend == "loky" and dispatch.idle and _work_waiting(plan, previous):
+            dispatch.open_early()
         writer = LedgerWriter(state / LEDGER_NAME)
         workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
         info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir,
@@ -191,16 +193,28 @@ class _Opener:
     """The run's dispatch function: opens the backend (inside `scope`) at the first wave, or earlier on a thread.
 
     Opened only when a wave comes, a run with nothing left to do (a no-op resume) never starts
-    workers or a cluster. Opened early (`open_early`), loky's workers boot, which takes a few
-    tenths of a second, while this process fingerprints the plan and forms the first wave.
+    workers or a cluster, nor imports joblib (0.1 s). Opened early (`open_early`), joblib loads
+    and loky's workers boot, which takes a few tenths of a second, while this process reads the
+    ledger, fingerprints the plan and forms the first wave.
     """
 
     def __init__(self, scope: contextlib.ExitStack, backend: str, jobs: int, address: str | None) -> None:
         self.scope = scope
-        self.open = lambda: scope.enter_context(open_backend(backend, jobs, scheduler_address=address))
+        self.backend, self.jobs, self.address = backend, jobs, address
         self.dispatch: Any = None
         self.thread: threading.Thread | None = None
         self.error: BaseException | None = None
+
+    @property
+    def idle(self) -> bool:
+        """Whether the backend is neither open nor opening."""
+        return self.dispatch is None and self.thread is None and self.error is None
+
+    def open(self) -> Any:
+        """Open the backend in `scope`; return its dispatch function (the first use of joblib in the run)."""
+        from plait.runtime.backends import open_backend
+
+        return self.scope.enter_context(open_backend(self.backend, self.jobs, scheduler_address=self.address))
 
     def open_early(self) -> None:
         """Start opening the backend on a thread, with SIGINT blocked so the workers it starts inherit that. Mutates."""

@@ -27,7 +27,7 @@ import pytest
 from loguru import logger
 
 from plait.runtime import RunResult, run_workflow
-from plait.runtime.backends import BackendUnavailable
+from plait.runtime.backend_check import BackendUnavailable
 from runtime import test_backends as contract
 from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone
 
