@@ -117,6 +117,30 @@ def test_nodes_that_leave_the_plan_are_kept_but_hidden_and_come_back(ledger: Led
     assert (ledger.previous()["a[1]"], ledger.results(["a[1]"])) == (("succeeded", "f1", True), {"a[1]": 1})
 
 
+def test_a_basis_is_kept_by_the_run_that_gives_it_and_removed_by_any_other_or_by_added_nodes(ledger: Ledger) -> None:
+    ledger.claim("wf")
+    assert ledger.basis() is None
+    ledger.begin_run("run-1", "wf", "d", None, {}, 1, PLANNED, {}, "basis-1")
+    assert ledger.basis() == "basis-1"
+    ledger.begin_run("run-2", "wf", "d", None, {}, 1, [], {}, "basis-1")  # a run of the plan the ledger holds
+    assert (ledger.basis(), len(ledger.previous())) == ("basis-1", len(PLANNED))
+    begin(ledger, "run-3")  # a run that gives none
+    assert ledger.basis() is None
+    ledger.begin_run("run-4", "wf", "d", None, {}, 1, PLANNED, ledger.previous(), "basis-4")
+    ledger.add_nodes([("c[0]", "c", 0, "task")])  # a plan that grows as it runs
+    assert ledger.basis() is None
+
+
+def test_previous_of_unfinished_rows_lists_the_plans_rows_that_did_not_succeed(ledger: Ledger) -> None:
+    ledger.claim("wf")
+    begin(ledger, "run-1")
+    ledger.record("run-1", [rec("a[0]", result=0, fp="f0"), rec("a[1]", "failed", fp="f1"),
+                            rec("b", result=2, fp="fb")])
+    begin(ledger, "run-2", [p for p in PLANNED if p[0] != "a[1]"])  # a[1] leaves the plan: not listed
+    assert ledger.previous(unfinished_only=True) == {"a": ("pending", None, True)}
+    assert ledger.fingerprints(["a[0]", "b", "nowhere"]) == {"a[0]": "f0", "b": "fb"}
+
+
 def test_seq_orders_nodes_by_completion_across_records(ledger: Ledger) -> None:
     ledger.claim("wf")
     begin(ledger, "run-1")

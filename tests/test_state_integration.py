@@ -107,6 +107,68 @@ def test_a_resume_with_nothing_to_do_does_not_load_joblib_and_one_with_work_does
     assert sorted(flow.executions()) == ["a[0]", "a[1]", "a[1]", "a[1]", "a[2]", "b[0]", "b[1]", "b[2]", "c", "x"]
 
 
+def basis(flow: Flow) -> list[tuple[str]]:
+    return ledger_query(flow.ledger_path, "SELECT value FROM meta WHERE name = 'basis'")
+
+
+def test_a_resume_of_a_plan_the_ledger_holds_writes_the_same_fingerprints_as_a_full_one(flow: Flow) -> None:
+    chain(flow)
+    flow.ws.mkdir()
+    (flow.ws / "fail-1").touch()
+    assert flow.run().ok is False
+    kept = basis(flow)
+    assert len(kept) == 1  # nothing changed: the ledger holds the plan, failures and all
+    (flow.ws / "fail-1").unlink()
+    assert flow.run().ok  # reads only what did not succeed, fingerprints a[1], b[1] and c from the ledger's
+    assert basis(flow) == kept
+    fingerprints = flow.view("fingerprint")
+    with closing(sqlite3.connect(flow.ledger_path)) as db, db:
+        db.execute("DELETE FROM meta WHERE name = 'basis'")
+    done = len(flow.executions())
+    third = flow.run()  # fingerprints every node again, and finds every one as recorded
+    assert (third.report.plan_summary, len(flow.executions()) - done) == ({"done": 8}, 0)
+    assert (flow.view("fingerprint"), basis(flow)) == (fingerprints, kept)
+
+
+STALE = """
+    name: stale
+    params:
+      v: {type: string, default: one}
+    steps:
+      - name: first
+        task: python
+        inputs: {function: "<mod>:first", kwargs: {value: "{{ params.v }}"}}
+      - name: later
+        task: python
+        depends_on: [first]
+        inputs: {function: "<rec>:record", kwargs: {value: "{{ params.v }}"}}
+"""
+
+FIRST = '''
+def first(item=None, *, ctx, value=None):
+    note(ctx)
+    if (ctx.workspace / "fail").exists():
+        raise OSError("told to fail")
+    return value
+'''
+
+
+def test_a_run_that_finds_a_changed_node_gives_up_the_basis_so_a_node_it_never_reached_runs_later(flow: Flow) -> None:
+    rec = recorder(flow)
+    flow.write(STALE, mod=flow.module("first", f"from {rec} import note\n" + FIRST), rec=rec)
+    assert (flow.run().ok, flow.view("result")) == (True, {"first": "one", "later": "one"})
+    assert len(basis(flow)) == 1
+    (flow.ws / "fail").touch()
+    changed = flow.run(params={"v": "two"})  # both nodes changed; `first` fails, so `later` is never reached
+    assert (changed.ok, changed.report.plan_summary, flow.view("status", "result")) == (
+        False, {"changed": 2}, {"first": ("failed", None), "later": ("succeeded", "one")})
+    assert basis(flow) == []  # `later` still holds the result of the old plan
+    (flow.ws / "fail").unlink()
+    assert flow.run(params={"v": "two"}).ok
+    assert flow.view("result") == {"first": "two", "later": "two"}
+    assert flow.executions() == ["first", "later", "first", "first", "later"]
+
+
 def test_only_the_failed_items_of_a_batch_run_again(flow: Flow) -> None:
     chain(flow, CHAIN.replace("items: [0, 1, 2]", "items: [0, 1, 2, 3, 4]"))
     flow.ws.mkdir()
@@ -302,6 +364,7 @@ def test_the_plan_summary_of_a_finished_run_with_a_deferred_step_says_nothing_ch
     flow.run()
     second = flow.run()
     assert (second.report.plan_summary, second.report.counts) == ({"done": 2}, {"succeeded": 4})  # before expansion
+    assert basis(flow) == []  # a plan that grows as it runs is never held whole: every resume reads it all
 
 
 WAITER = '''

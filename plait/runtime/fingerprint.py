@@ -7,6 +7,11 @@ its key and item, and the fingerprints of the nodes it depends on. So an edit to
 that step's nodes and everything downstream of them, and nothing else; an item added to a glob
 adds one node and changes only what depends on the whole batch. Retry policy and timeout are
 left out: changing them does not change what a node computes.
+
+A plan's basis (`basis`) hashes what all of its fingerprints follow from: the plan's digest (its
+nodes, keys, items and edges) and every step's signature. Equal bases, equal fingerprints for
+every node; the ledger keeps the basis of a plan it holds up to date, so that a resume of the
+same plan does not hash its nodes again (`plait.runtime.ledger`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,9 @@ from typing import Any
 from plait.compiler import NodeSpec, StepSpec
 from plait.templating import TemplateError, analyze, has_template
 
-__all__ = ["Fingerprinter"]
+__all__ = ["Fingerprinter", "basis"]
+
+SCHEME = b"plait-fingerprint-1"  # change it with the recipe of a fingerprint: no stored basis then holds
 
 
 class Fingerprinter:
@@ -47,6 +54,13 @@ class Fingerprinter:
         if upstream:
             digest.update("".join(sorted(upstream)).encode())
         return digest.hexdigest()[:32]
+
+    def steps_signature(self) -> bytes:
+        """Return a hash of every step's signature and the folder the steps' modules are found from."""
+        digest = hashlib.sha256(str(self.workflow_dir).encode())
+        for step in sorted(self.steps):
+            digest.update(self._signature(step))
+        return digest.digest()
 
     def _signature(self, step: str) -> bytes:
         if step not in self._signatures:
@@ -84,6 +98,11 @@ class Fingerprinter:
             return hashlib.sha256(Path(source).read_bytes()).hexdigest()
         except OSError:
             return "unreadable"
+
+
+def basis(plan_digest: str, steps_signature: bytes) -> str:
+    """Return the basis of a plan: what every one of its node fingerprints follows from."""
+    return hashlib.sha256(SCHEME + plan_digest.encode() + steps_signature).hexdigest()
 
 
 def _item_bytes(key: Any, item: Any) -> bytes:

@@ -16,6 +16,11 @@ Decisions:
 - `seq` orders outcomes by completion across runs: `processed` lists keys in that order.
 - Rows of nodes that left the plan (an item removed from a glob) are kept, marked `in_plan = 0`:
   nothing recorded is deleted, and status shows only the current plan.
+- The `basis` row of `meta` says the ledger holds one plan whole and up to date: every node of
+  the plan with that basis has a row, and every such row that succeeded holds the fingerprint
+  that plan gives it. A run that finds every succeeded row's fingerprint still current writes its
+  plan's basis as it starts (in the transaction that adds the new rows); any other run removes it.
+  A resume of that very plan then reads only the rows that did not succeed (see `previous`).
 """
 
 from __future__ import annotations
@@ -105,9 +110,9 @@ def _readable(method: Callable[..., Any]) -> Callable[..., Any]:
     """Turn SQLite's "database disk image is malformed" while reading into a LedgerError."""
 
     @functools.wraps(method)
-    def read(self: Ledger, *args: Any) -> Any:
+    def read(self: Ledger, *args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args)
+            return method(self, *args, **kwargs)
         except sqlite3.DatabaseError as err:
             raise self.damaged(err) from err
 
@@ -160,15 +165,40 @@ class Ledger:
                               "use another --workspace, or --fresh to start this one over")
 
     @_readable
-    def previous(self) -> dict[str, tuple[str, str | None, bool]]:
-        """Return {node_id: (status, fingerprint, in current plan)} for every recorded node."""
-        rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan FROM nodes")
+    def previous(self, unfinished_only: bool = False) -> dict[str, tuple[str, str | None, bool]]:
+        """Return {node_id: (status, fingerprint, in current plan)} for every recorded node.
+
+        `unfinished_only`: only the plan's rows that did not succeed, for a resume of the plan
+        whose basis the ledger holds (the rest succeeded, and their fingerprints are current).
+        """
+        where = " WHERE in_plan = 1 AND status != 'succeeded'" if unfinished_only else ""
+        rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan FROM nodes" + where)
         return {r[0]: (r[1], r[2], bool(r[3])) for r in rows}
+
+    @_readable
+    def basis(self) -> str | None:
+        """Return the basis of the plan this ledger holds whole and up to date, or None (see the module docstring)."""
+        row = self.db.execute("SELECT value FROM meta WHERE name = 'basis'").fetchone()
+        return row[0] if row else None
+
+    @_readable
+    def fingerprints(self, node_ids: Iterable[str]) -> dict[str, str | None]:
+        """Return the recorded fingerprints of the given nodes."""
+        ids = list(node_ids)
+        out: dict[str, str | None] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start:start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(self.db.execute(f"SELECT node_id, fingerprint FROM nodes WHERE node_id IN ({marks})", chunk))
+        return out
 
     def begin_run(self, run_id: str, workflow: str, digest: str, source: str | None, params: Mapping[str, Any],
                   pid: int, planned: Sequence[tuple[str, str, Any, str]],
-                  previous: Mapping[str, tuple[str, str | None, bool]]) -> None:
-        """Record a run's start and give every planned node a row (new ones pending); mark rows that left the plan."""
+                  previous: Mapping[str, tuple[str, str | None, bool]], basis: str | None = None) -> None:
+        """Record a run's start and give every planned node a row (new ones pending); mark rows that left the plan.
+
+        `basis` replaces the ledger's basis (None removes it), in the same transaction.
+        """
         planned_ids = {p[0] for p in planned}
         gone = [(n,) for n, (_, _, in_plan) in previous.items() if in_plan and n not in planned_ids]
         back = [(n,) for n, (_, _, in_plan) in previous.items() if not in_plan and n in planned_ids]
@@ -177,6 +207,9 @@ class Ledger:
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
                             "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
                             (run_id, workflow, digest, pid, time.time(), source, json.dumps(params)))
+            self.db.execute("DELETE FROM meta WHERE name = 'basis'")
+            if basis is not None:
+                self.db.execute("INSERT INTO meta VALUES ('basis', ?)", (basis,))
             for start in range(0, len(new), ROWS_PER_STATEMENT):
                 rows = new[start:start + ROWS_PER_STATEMENT]
                 self.db.execute(_insert_nodes_sql(len(rows)), list(chain.from_iterable(rows)))
@@ -184,8 +217,12 @@ class Ledger:
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", back)
 
     def add_nodes(self, planned: Sequence[tuple[str, str, Any, str]]) -> None:
-        """Add rows for nodes created during the run (a deferred step's items), keeping existing ones."""
+        """Add rows for nodes created during the run (a deferred step's items), keeping existing ones.
+
+        A plan that grows as it runs is not one the ledger holds whole: its basis goes.
+        """
         with self.db:
+            self.db.execute("DELETE FROM meta WHERE name = 'basis'")
             self.db.executemany("INSERT OR IGNORE INTO nodes (node_id, step, key, kind) VALUES (?, ?, ?, ?)",
                                 [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned])
             self.db.executemany("UPDATE nodes SET kind = ? WHERE node_id = ?", [(p[3], p[0]) for p in planned])

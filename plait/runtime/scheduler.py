@@ -87,18 +87,20 @@ class Scheduler(WaveForming, Settling):
     """Runs one plan to the end (or until stopped) against a ledger, through a dispatch function."""
 
     def __init__(self, plan: Plan, ledger: Ledger, writer: LedgerWriter, info: RunInfo, dispatch: Dispatch,
-                 previous: dict[str, tuple[str, str | None, bool]], on_settle: OnSettle | None = None,
-                 seed: int | None = None, log_nodes: bool = False):
+                 previous: dict[str, tuple[str, str | None, bool]], fingerprints: Fingerprinter,
+                 held: bool = False, on_settle: OnSettle | None = None, seed: int | None = None,
+                 log_nodes: bool = False):
         self.plan = plan
         self.ledger = ledger  # read: results of nodes restored from earlier runs
         self.writer = writer  # write: everything this run records
         self.info = info
         self.dispatch = dispatch
         self.previous = previous
+        self.held = held  # the ledger holds this plan whole and up to date: `previous` lists only what did not succeed
         self.on_settle = on_settle
         self.log_nodes = log_nodes  # a DEBUG line per succeeded node (costs ~10 µs a node)
         self.rng = random.Random(seed)
-        self.fingerprints = Fingerprinter(plan.steps, info.workflow_dir, plan.params)
+        self.fingerprints = fingerprints
         self.report = RunReport(info.run_id)
         self.status: dict[str, str] = {}
         self.tolerated: set[str] = set()  # failed or skipped nodes whose failure a budget covers
@@ -137,6 +139,8 @@ class Scheduler(WaveForming, Settling):
         The two common cases, a node the ledger has succeeded with the same fingerprint and a new
         node with nothing upstream, are decided inline: this loop visits every node of the plan.
         """
+        if self.held:
+            return self._prepare_held()
         summary: Counter = Counter()
         fp, pred, previous, status, remaining, ready = \
             self.fp, self.pred, self.previous, self.status, self.remaining, self.ready
@@ -160,6 +164,32 @@ class Scheduler(WaveForming, Settling):
         self.report.counts[SUCCEEDED] += restored
         self.report.restored += restored
         self.report.plan_summary = dict(+summary)  # the causes that occur, as before
+        return dict(self.report.plan_summary)
+
+    def _prepare_held(self) -> dict[str, int]:
+        """Prepare a plan the ledger holds whole and up to date: what `previous` does not list is done.
+
+        Only the nodes to run again are fingerprinted (their fingerprints go in their records),
+        from their predecessors' fingerprints, which the ledger has for those that succeeded.
+        """
+        summary: Counter = Counter()
+        fp, pred, previous, status = self.fp, self.pred, self.previous, self.status
+        node_fp = self.fingerprints.node
+        fp.update(self.ledger.fingerprints({p for nid in previous if nid in pred for p in pred[nid]} - previous.keys()))
+        restored = 0
+        for nid, node in self.plan.nodes.items():
+            before = previous.get(nid)
+            if before is None:
+                status[nid] = SUCCEEDED
+                restored += 1
+            else:
+                preds = pred[nid]
+                fp[nid] = node_fp(node, [fp[p] for p in preds] if preds else ())
+                self._decide(nid, node, before, summary)
+        summary["done"] += restored
+        self.report.counts[SUCCEEDED] += restored
+        self.report.restored += restored
+        self.report.plan_summary = dict(+summary)
         return dict(self.report.plan_summary)
 
     def _prepare_node(self, nid: str, node: NodeSpec, summary: Counter) -> None:
