@@ -11,11 +11,14 @@ Rows, and the floor each is divided by:
 - plait run --jobs 2 [joblib]: a fresh run in an empty workspace.
 - plait run, peak RSS [joblib]: the largest process of that run (see measure.py) against bare
   joblib's largest.
-- no-op resume [joblib]: `plait run` again when every node succeeded: nothing should run.
-- partial resume, 1% failed [joblib]: a first run fails the items with `item % 100 == 0` (the code
-  raises while a marker file is missing; `on_error: continue` lets the others finish); then the
-  marker is created and the second run is timed. It should re-run those N/100 items only, which
-  is checked from its summary line ("(… already done)").
+- no-op resume [compile]: `plait run` again when every node succeeded: nothing should run. Its
+  floor is `plait compile` of the same workflow, which a resume cannot do without.
+- partial resume, 1% failed [compile+work]: a first run fails the items with `item % 100 == 0`
+  (the code raises while a marker file is missing; `on_error: continue` lets the others finish);
+  then the marker is created and the second run is timed. It should re-run those N/100 items
+  only, which is checked from its summary line ("(… already done)"). Its floor is the compile
+  plus the failed items' work: bare joblib on N/100 items as a whole process, less the start of
+  an empty interpreter (the compile's process has started one already).
 - plait status --format json [sqlite]: on the workspace of the fresh run and its no-op resumes,
   against a script that reads (node_id, status) from that ledger and prints it as JSON: the least
   a status can do. (Dumping every column of every row is no floor: at 100,000 nodes it is slower
@@ -43,6 +46,8 @@ __all__ = ["FLOORS", "measure_run"]
 
 FLOORS = {
     "joblib": "bare joblib.Parallel(n_jobs=2) over the same function (whole process)",
+    "compile": "`plait compile` of the same workflow (whole process)",
+    "compile+work": "that compile, plus bare joblib on the failed items alone, less an empty interpreter's start",
     "sqlite": "a script printing the ledger's {node_id: status} as JSON (whole process)",
     "sqlite-file": "an SQLite file of (node_id, status) for the same nodes",
     "failure-lines": "one line per failed node: 'work[i]: ValueError: <message>'",
@@ -126,14 +131,18 @@ def measure_run(n: int, repeat: int, folder: Path) -> tuple[list[Row], list[str]
     dump = best([python, "dump.py", str(ledger)], folder, repeat)
     partial = best(run_failing, folder, repeat, before=heal_after_failing_run)
     failed = range(0, n, 100)
+    compiled = best([*plait, "compile", "wf.yaml", "--param", f"n={n}"], folder, repeat)
+    failed_work = best([python, "bare.py", str(len(failed))], folder, repeat)
+    interpreter = best([python, "-c", "pass"], folder, repeat)
     failure_lines = sum(len(f"work[{i}]: ValueError: {FAIL_MESSAGE.format(item=i)}\n") for i in failed)
     t = joblib.seconds
     rows = [
         Row("run", "plain loop", n, "s", loop.seconds, "joblib", t),
         Row("run", "plait run --jobs 2", n, "s", fresh.seconds, "joblib", t),
         Row("run", "plait run, peak RSS", n, "B", fresh.peak_rss, "joblib", joblib.peak_rss),
-        Row("run", "no-op resume", n, "s", noop.seconds, "joblib", t),
-        Row("run", "partial resume, 1% failed", n, "s", partial.seconds, "joblib", t),
+        Row("run", "no-op resume", n, "s", noop.seconds, "compile", compiled.seconds),
+        Row("run", "partial resume, 1% failed", n, "s", partial.seconds, "compile+work",
+            compiled.seconds + failed_work.seconds - interpreter.seconds),
         Row("run", "plait status --format json", n, "s", status.seconds, "sqlite", dump.seconds),
         Row("run", "ledger size", n, "B", _ledger_bytes(ledger), "sqlite-file", _bare_ledger(folder, n)),
         Row("run", "log written, all succeed", n, "B", fresh_log),

@@ -29,7 +29,7 @@ import functools
 import json
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -184,13 +184,7 @@ class Ledger:
     @_readable
     def fingerprints(self, node_ids: Iterable[str]) -> dict[str, str | None]:
         """Return the recorded fingerprints of the given nodes."""
-        ids = list(node_ids)
-        out: dict[str, str | None] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start:start + 500]
-            marks = ",".join("?" * len(chunk))
-            out.update(self.db.execute(f"SELECT node_id, fingerprint FROM nodes WHERE node_id IN ({marks})", chunk))
-        return out
+        return dict(self._column_of("fingerprint", node_ids))
 
     def begin_run(self, run_id: str, workflow: str, digest: str, source: str | None, params: Mapping[str, Any],
                   pid: int, planned: Sequence[tuple[str, str, Any, str]],
@@ -252,14 +246,16 @@ class Ledger:
     @_readable
     def results(self, node_ids: Iterable[str]) -> dict[str, Any]:
         """Return the stored results of the given nodes."""
+        return {nid: json.loads(result) if result is not None else None
+                for nid, result in self._column_of("result", node_ids)}
+
+    def _column_of(self, column: str, node_ids: Iterable[str]) -> Iterator[tuple[str, Any]]:
+        """Yield (node_id, column) for the given nodes that have a row, 500 a query (under SQLite's parameter limit)."""
         ids = list(node_ids)
-        out: dict[str, Any] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start:start + 500]
             marks = ",".join("?" * len(chunk))
-            for nid, result in self.db.execute(f"SELECT node_id, result FROM nodes WHERE node_id IN ({marks})", chunk):
-                out[nid] = json.loads(result) if result is not None else None
-        return out
+            yield from self.db.execute(f"SELECT node_id, {column} FROM nodes WHERE node_id IN ({marks})", chunk)
 
     @_readable
     def last_run(self) -> Mapping[str, Any] | None:
