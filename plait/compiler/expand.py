@@ -82,9 +82,10 @@ def _step_spec(draft: StepDraft, earlier: Mapping[str, StepSpec]) -> StepSpec:
 
 
 def _node(spec: StepSpec, nid: str, kind: str, key: Any = None, item: Any = None, index: int | None = None) -> NodeSpec:
-    return NodeSpec(id=nid, step=spec.name, kind=kind, task="join" if kind == "join" else spec.task,
-                    config=_EMPTY if kind == "join" else spec.config, retry=spec.retry, timeout=spec.timeout,
-                    loc=spec.loc, key=key, item=freeze(item), index=index)
+    # Positional: a keyword call costs twice as much, 100,000 times over.
+    return NodeSpec(nid, spec.name, kind, "join" if kind == "join" else spec.task,
+                    _EMPTY if kind == "join" else spec.config, spec.retry, spec.timeout, spec.loc, key, freeze(item),
+                    index)
 
 
 def _whole(upstream: str, dependents: list[str], steps: Mapping[str, StepSpec], members: Mapping[str, list[str]],
@@ -187,5 +188,5 @@ def expand_deferred(plan: Plan, step: str, items: Sequence[Any]) -> Plan:
     for nid, node in plan.nodes.items():
         for new_node in added.get(nid, ()):
             nodes[new_node.id] = new_node
-        nodes[nid] = dataclasses.replace(node, kind="join", task="join", config=_EMPTY) if nid in added else node
+        nodes[nid] = node._replace(kind="join", task="join", config=_EMPTY) if nid in added else node
     return Plan(plan.workflow, plan.description, plan.source, plan.params, steps, nodes, graph, plan.notes)
