@@ -135,6 +135,9 @@ def item_keys(step: str, items: Sequence[Any], key_template: str | None, params:
             except RENDER_ERRORS as err:
                 raise WorkflowError([Diagnostic(None, f"step '{step}': the key of item {index} does not render: {err}",
                                                 "the key template sees item, index, batch and params")]) from err
+        elif matched is None and type(item) is int:
+            keys.append(item)  # a number names its node as it is (the common `range`): nothing to check
+            continue
         else:
             key = matched[index] if matched is not None else default_key(item)
         problem = check_key(key)
