@@ -18,17 +18,20 @@ Worker loss
     `TerminatedWorkerError`; on Dask, the cluster first runs the dead worker's tasks again itself
     and, once a task has killed `allowed-failures` + 1 workers, fails it with `KilledWorker`, which
     the dask backend hands on as `WorkerLost`. Both lead here. The chunks that had not come back are
-    suspects; the oldest of them (the first dispatched, so the likeliest to hold the culprit) runs
-    alone, and the rest run together again: the innocent come back normally (at-least-once: a node
-    cut short runs again), and every crash takes at least one suspect chunk out of the pool. A
-    suspect chunk that kills its worker again when alone is halved, each half run alone, until the
-    unit that does is alone: a few crashes (log2 of the chunk's units), not one per suspect, and the
-    first chunks of a wave hold one unit each (the probe), so a node that crashes at once is found
-    at once. A single node that kills its worker when alone is the culprit; a fused chain that does
-    is run node by node (in order, each node handed its feeder's result), and the node that kills
-    its worker is. The culprit alone gets a `WorkerCrashed` failure, which its retry policy may
-    retry. Calls are numbered, so a result that a reused `Parallel` hands back from the call it
-    aborted is never taken for another's.
+    suspects. Under loky each worker keeps a crash trail (`plait.runtime.trail`): the job it was
+    running when the pool broke runs alone, and the rest of its chunk and the other suspects run
+    together again; the innocent come back normally (at-least-once: a node cut short runs again),
+    and a culprit runs twice in all, once in the pool and once alone. Without a trail (Dask, or a
+    worker that died before its first job) the oldest suspect (the first dispatched, so the
+    likeliest to hold the culprit) runs alone, and the rest together. A suspect chunk that kills
+    its worker again when alone is halved, each half run alone, until the unit that does is alone:
+    a few crashes (log2 of the chunk's units), not one per suspect, and the first chunks of a wave
+    hold one unit each (the probe), so a node that crashes at once is found at once. A single node
+    that kills its worker when alone is the culprit; a fused chain that does is run node by node
+    (in order, each node handed its feeder's result), and the node that kills its worker is. The
+    culprit alone gets a `WorkerCrashed` failure, which its retry policy may retry. Calls are
+    numbered, so a result that a reused `Parallel` hands back from the call it aborted is never
+    taken for another's.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from joblib import Parallel, delayed
@@ -51,6 +55,7 @@ from plait.runtime.backend_check import check_backend
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
+from plait.runtime.trail import Trail, last_jobs
 
 __all__ = ["WorkerCrashed", "WorkerLost", "open_backend"]
 
@@ -74,7 +79,8 @@ _LOST = (BrokenProcessPool, WorkerLost)
 
 
 def _run_tagged(call: int, index: int, info: RunInfo, chunk: Chunk) -> tuple[int, int, Results]:
-    return call, index, run_chunk(info, chunk)
+    mark = partial(Trail.of_process(info.trail).mark, call, index) if info.trail else None
+    return call, index, run_chunk(info, chunk, mark)
 
 
 @contextmanager
@@ -155,11 +161,24 @@ class _Dispatcher:
                     yield sent[index], results
                 return
             except _LOST as err:
-                suspects = [chunk for index, chunk in enumerate(sent) if index not in returned]
-                logger.warning(f"a worker died ({_reason(err)}); {sum(len(c.nodes) for c in suspects):,} node(s) "
-                               "that had not come back run again")
-                unsent = iter([*suspects[1:], *unsent])
-                yield from self._alone(info, suspects[0])
+                suspects = {index: chunk for index, chunk in enumerate(sent) if index not in returned}
+                logger.warning(f"a worker died ({_reason(err)}); {sum(len(c.nodes) for c in suspects.values()):,} "
+                               "node(s) that had not come back run again")
+                marks = last_jobs(info.trail) if info.trail else {}
+                running = {index: marks[self.calls, index] for index in suspects if (self.calls, index) in marks}
+                if not running and suspects:  # no trail says which job: the oldest chunk is the likeliest
+                    running = {min(suspects): None}
+                rest, alone = [], []
+                for index, chunk in sorted(suspects.items()):
+                    if index in running:
+                        before, unit, after = _around(chunk, running[index])
+                        rest += [before, after]
+                        alone.append(unit)
+                    else:
+                        rest.append(chunk)
+                unsent = iter([*(chunk for chunk in rest if chunk.nodes), *unsent])
+                for unit in alone:
+                    yield from self._alone(info, unit)
 
     def _call(self, info: RunInfo, chunks: Iterator[Chunk], sent: list[Chunk]) -> Iterator[tuple[int, Results]]:
         """Run chunks in one `Parallel` call; yield (index in `sent`, results) as each finishes.
@@ -215,6 +234,23 @@ class _Dispatcher:
             if results.statuses[0] in (SUCCEEDED, SKIPPED):
                 passed[i] = json.loads(results.results[0])
             yield job, results
+
+
+def _around(chunk: Chunk, job: int | None) -> tuple[Chunk, Chunk, Chunk]:
+    """Cut a chunk into the units before job `job`'s unit, that unit, and the units after it.
+
+    A fused chain travels whole: its unit runs from its first job (no feeder) to the next unit's.
+    No job (no trail said which) makes the whole chunk the suspect.
+    """
+    if job is None or not 0 <= job < len(chunk.nodes):
+        return chunk.cut(0, 0), chunk, chunk.cut(0, 0)
+    start = job
+    while chunk.feeders[start]:
+        start -= 1
+    end = job + 1
+    while end < len(chunk.nodes) and chunk.feeders[end]:
+        end += 1
+    return chunk.cut(0, start), chunk.cut(start, end), chunk.cut(end, len(chunk.nodes))
 
 
 def _crashed(job: Chunk, err: BaseException) -> Results:

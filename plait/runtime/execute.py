@@ -73,6 +73,7 @@ class RunInfo:
     params: Mapping[str, Any]
     stop_file: str
     parent_pid: int
+    trail: str | None = None  # the folder where local workers keep their crash trails (plait.runtime.trail)
 
 
 class StepCall(NamedTuple):
@@ -158,8 +159,8 @@ def start_worker(parent_pid: int) -> None:
     threading.Thread(target=watch, name="plait-orphan-watch", daemon=True).start()
 
 
-def run_chunk(info: RunInfo, chunk: Chunk) -> Results:
-    """Run a chunk's jobs in order and return their outcomes."""
+def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], None] | None = None) -> Results:
+    """Run a chunk's jobs in order and return their outcomes; `mark(i)` is told before job i starts."""
     prepare_process(info)
     count = len(chunk.nodes)
     out = Results([None] * count, [None] * count, [0.0] * count, [0.0] * count, {}, {})
@@ -180,6 +181,8 @@ def run_chunk(info: RunInfo, chunk: Chunk) -> Results:
             statuses[i] = NOT_STARTED
             out.started[i] = out.ended[i] = time.time()
             continue
+        if mark is not None:
+            mark(i)
         _run_node(info, chunk, i, steps, out)
     return out
 

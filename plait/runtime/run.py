@@ -19,6 +19,7 @@ import fcntl
 import gc
 import os
 import secrets
+import shutil
 import signal
 import threading
 import time
@@ -117,8 +118,14 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
         if backend == "loky" and dispatch.idle and (bool(previous) if held else _work_waiting(plan, previous)):
             dispatch.open_early()
         writer = LedgerWriter(state / LEDGER_NAME)
-        info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir,
-                       params=plan.params, stop_file=str(state / f"stop-{run_id}"), parent_pid=os.getpid())
+        for stale in state.glob("trail-*"):  # left by a run that was killed (this one holds the lock)
+            shutil.rmtree(stale, ignore_errors=True)
+        trail = state / f"trail-{run_id}"
+        if backend == "loky":  # workers on this machine keep a crash trail (plait.runtime.trail)
+            trail.mkdir()
+        info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
+                       stop_file=str(state / f"stop-{run_id}"), parent_pid=os.getpid(),
+                       trail=str(trail) if backend == "loky" else None)
         scheduler = Scheduler(plan, ledger, writer, info, dispatch=dispatch, previous=previous,
                               fingerprints=fingerprints, held=held, seed=seed,
                               log_nodes=log_level in ("DEBUG", "TRACE"))
@@ -160,6 +167,7 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
             ledger.close()
         logger.remove(sink)
         Path(state / f"stop-{run_id}").unlink(missing_ok=True)
+        shutil.rmtree(state / f"trail-{run_id}", ignore_errors=True)
 
 
 def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int,

@@ -173,3 +173,42 @@ def test_two_crashing_nodes_in_one_wave_charge_only_themselves(flow: Flow) -> No
         "work[2]": crashed("work[2]", 2, "EXIT(3)"),
         "work[4]": crashed("work[4]", 4, "SIGSEGV(-11)"),
     }
+
+
+STORM = f"""
+name: storm
+steps:
+  - name: work
+    task: python
+    items: {{range: 600}}
+    on_error: continue
+    inputs:
+      code: |
+{textwrap.indent(EFFECT.strip(), " " * 8)}
+        import os
+        if item % 100 == 37:
+            os._exit(3)
+        result = item
+"""
+
+
+@pytest.mark.slow  # twelve crashes and as many loky restarts: about 3 s
+def test_in_a_crash_storm_each_culprit_runs_twice_and_is_charged_alone(flow: Flow) -> None:
+    """Crash trails: the dead worker says which job it was running, so no chunk is bisected.
+
+    Without them, each culprit ran once per halving of the chunk it was in (a chunk holds up to
+    thousands of jobs), and 20 culprits among 2,000 items took 36 s; now each culprit runs twice:
+    once in the pool, once alone, where it kills its worker again and is charged.
+    """
+    flow.path.write_text(STORM, encoding="utf-8")
+    (flow.ws / "effects").mkdir(parents=True)
+    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "loky", "--jobs", "2", "-q",
+               cwd=flow.dir, preexec_fn=no_core_files)
+    assert (done.returncode, "6 failed, 594 succeeded" in done.stderr) == (1, True), done.stderr
+    culprits = {f"work[{i}]" for i in range(37, 600, 100)}
+    executions = effect_counts(flow.ws)
+    assert {n: executions[n] for n in culprits} == {n: 2 for n in culprits}
+    assert {n: status for n, (status, *_) in rows(flow.ws).items() if status != "succeeded"} == dict.fromkeys(
+        culprits, "failed")
+    assert {rows(flow.ws)[n][3]["error_type"] for n in culprits} == {"WorkerCrashed"}
+    assert list((flow.ws / ".plait").glob("trail-*")) == []  # the trails go with the run
