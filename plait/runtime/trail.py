@@ -23,7 +23,7 @@ __all__ = ["Trail", "last_jobs"]
 
 _RECORD = struct.Struct("<qqq")  # call, chunk index in the call, job position in the chunk
 
-_open: dict[str, Trail] = {}  # in a worker: its trail, by folder (one per run)
+_open: dict[str, Trail] = {}  # in a worker: its trail, by folder; only the latest run's is kept
 
 
 class Trail:
@@ -40,6 +40,9 @@ class Trail:
         """Return this process's trail in `folder`, created on first use."""
         trail = _open.get(folder)
         if trail is None:
+            for old in _open.values():  # a worker reused by the next run of the same process
+                old.map.close()
+            _open.clear()
             trail = _open[folder] = cls(folder)
         return trail
 
