@@ -55,7 +55,7 @@ from plait.runtime.backend_check import check_backend
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
-from plait.runtime.trail import Trail, last_jobs
+from plait.runtime.trail import Trail, fence, last_jobs
 
 __all__ = ["WorkerCrashed", "WorkerLost", "open_backend"]
 
@@ -164,8 +164,11 @@ class _Dispatcher:
                 suspects = {index: chunk for index, chunk in enumerate(sent) if index not in returned}
                 logger.warning(f"a worker died ({_reason(err)}); {sum(len(c.nodes) for c in suspects.values()):,} "
                                "node(s) that had not come back run again")
-                marks = last_jobs(info.trail) if info.trail else {}
-                running = {index: marks[self.calls, index] for index in suspects if (self.calls, index) in marks}
+                marks: dict[int, int] = {}
+                if info.trail:  # no worker starts another job of this call; then, which job each was on
+                    fence(info.trail, self.calls)
+                    marks = last_jobs(info.trail, self.calls)
+                running = {index: marks[index] for index in suspects if index in marks}
                 if not running and suspects:  # no trail says which job: the oldest chunk is the likeliest
                     running = {min(suspects): None}
                 rest, alone = [], []

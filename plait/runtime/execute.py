@@ -159,8 +159,12 @@ def start_worker(parent_pid: int) -> None:
     threading.Thread(target=watch, name="plait-orphan-watch", daemon=True).start()
 
 
-def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], None] | None = None) -> Results:
-    """Run a chunk's jobs in order and return their outcomes; `mark(i)` is told before job i starts."""
+def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], bool] | None = None) -> Results:
+    """Run a chunk's jobs in order and return their outcomes.
+
+    `mark(i)` is told before job i starts; when it says False (the call was aborted), the chunk's
+    remaining jobs are not started.
+    """
     prepare_process(info)
     count = len(chunk.nodes)
     out = Results([None] * count, [None] * count, [0.0] * count, [0.0] * count, {}, {})
@@ -177,12 +181,12 @@ def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], None] | None = 
         now = time.monotonic()
         if not stopping and now - checked >= STOP_CHECK_EVERY:
             stopping, checked = os.path.exists(info.stop_file), now
+        if not stopping and mark is not None:
+            stopping = not mark(i)
         if stopping:
             statuses[i] = NOT_STARTED
             out.started[i] = out.ended[i] = time.time()
             continue
-        if mark is not None:
-            mark(i)
         _run_node(info, chunk, i, steps, out)
     return out
 

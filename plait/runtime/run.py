@@ -39,6 +39,7 @@ from plait.runtime.fingerprint import Fingerprinter, basis
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, state_dir, unfinished
 from plait.runtime.progress import Progress
 from plait.runtime.scheduler import RunReport, Scheduler
+from plait.runtime.trail import prepare as prepare_trail
 from plait.runtime.writer import LedgerWriter
 
 __all__ = ["RunResult", "WorkspaceBusy", "default_workspace", "run_workflow"]
@@ -122,7 +123,7 @@ def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, prog
             shutil.rmtree(stale, ignore_errors=True)
         trail = state / f"trail-{run_id}"
         if backend == "loky":  # workers on this machine keep a crash trail (plait.runtime.trail)
-            trail.mkdir()
+            prepare_trail(trail)
         info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
                        stop_file=str(state / f"stop-{run_id}"), parent_pid=os.getpid(),
                        trail=str(trail) if backend == "loky" else None)

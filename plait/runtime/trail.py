@@ -8,6 +8,11 @@ before each job into a small memory-mapped file (a store, no system call: well u
 microsecond a job), and after a loss the parent reads which job each dead worker was running.
 Only those jobs are suspects; the rest of their chunks are not (`plait.runtime.backends`).
 
+loky does not stop a broken pool's workers at once: for a moment they go on taking the aborted
+call's chunks, whose outcomes the parent drops, and may run a culprit once more. So the parent
+first raises a fence (the number of the call that broke, in the folder's `fence` file, mapped by
+every worker): a worker checks it as it marks each job, and runs no job of a fenced call.
+
 A trail lives in `<workspace>/.plait/trail-<run id>/<pid>` for the run's length. Only workers on
 this machine keep one (loky); a Dask worker may be on another.
 """
@@ -17,11 +22,15 @@ from __future__ import annotations
 import mmap
 import os
 import struct
+import time
 from pathlib import Path
 
-__all__ = ["Trail", "last_jobs"]
+__all__ = ["Trail", "fence", "last_jobs", "prepare"]
 
 _RECORD = struct.Struct("<qqq")  # call, chunk index in the call, job position in the chunk
+_FENCE = struct.Struct("<q")  # the last call that broke
+FENCE = "fence"
+WAIT_FOR_EXIT = 1.0  # seconds a broken pool's workers get to be gone before their records are read
 
 _open: dict[str, Trail] = {}  # in a worker: its trail, by folder; only the latest run's is kept
 
@@ -30,10 +39,11 @@ class Trail:
     """A worker's own record of the job it is running (see the module docstring)."""
 
     def __init__(self, folder: str) -> None:
-        path = Path(folder) / str(os.getpid())
-        with open(path, "w+b") as file:
+        with open(Path(folder) / str(os.getpid()), "w+b") as file:
             file.truncate(_RECORD.size)
             self.map = mmap.mmap(file.fileno(), _RECORD.size)
+        with open(Path(folder) / FENCE, "rb") as file:
+            self.fence = mmap.mmap(file.fileno(), _FENCE.size, access=mmap.ACCESS_READ)
 
     @classmethod
     def of_process(cls, folder: str) -> Trail:
@@ -42,29 +52,72 @@ class Trail:
         if trail is None:
             for old in _open.values():  # a worker reused by the next run of the same process
                 old.map.close()
+                old.fence.close()
             _open.clear()
             trail = _open[folder] = cls(folder)
         return trail
 
-    def mark(self, call: int, chunk: int, job: int) -> None:
-        """Say that job `job` of chunk `chunk` of call `call` starts now. Mutates the file."""
+    def mark(self, call: int, chunk: int, job: int) -> bool:
+        """Say that job `job` of chunk `chunk` of call `call` starts now; return False when the call is fenced off."""
         _RECORD.pack_into(self.map, 0, call, chunk, job)
+        return _FENCE.unpack_from(self.fence)[0] < call
 
 
-def last_jobs(folder: str | Path) -> dict[tuple[int, int], int]:
-    """Return {(call, chunk): job} that workers were running last, and forget their trails.
+def prepare(folder: Path) -> None:
+    """Make a run's trail folder, with its fence down (no call broken yet)."""
+    folder.mkdir()
+    (folder / FENCE).write_bytes(_FENCE.pack(0))
 
-    Read once a loky pool has broken: loky takes every worker of a broken pool down with the one
-    that died, so each of them is gone or going, and a record of the call that broke says which
-    job it was on. (A worker that loky stopped before it reached a culprit points at an innocent
-    job, which then runs alone and succeeds.) A worker that died before its first job left none.
+
+def fence(folder: str | Path, call: int) -> None:
+    """Fence off call `call` and every call before it: no worker starts another of their jobs."""
+    with open(Path(folder) / FENCE, "r+b") as file:
+        file.write(_FENCE.pack(call))
+
+
+def last_jobs(folder: str | Path, call: int) -> dict[int, int]:
+    """Return {chunk: job} for the workers that were on call `call` when its pool broke; forget every trail.
+
+    loky takes every worker of a broken pool down with the one that died, but not at once: a
+    worker still running may yet reach (and run) a culprit. So each worker that was on the call
+    is waited for, a second at most, and its record read once it is gone: its last. (A worker that
+    loky stopped before it reached a culprit points at an innocent job, which then runs alone and
+    succeeds.) A worker that died before its first job left no record.
     """
-    found: dict[tuple[int, int], int] = {}
-    for path in Path(folder).glob("*"):
-        data = path.read_bytes()
+    deadline = time.monotonic() + WAIT_FOR_EXIT
+    found: dict[int, int] = {}
+    for path in Path(folder).glob("[0-9]*"):
+        record = _read(path)
+        if record is not None and record[0] == call:
+            while _alive(int(path.name)) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            record = _read(path)
         path.unlink(missing_ok=True)
-        if len(data) == _RECORD.size:
-            call, chunk, job = _RECORD.unpack(data)
-            if call:  # 0: the file was created, but no job started
-                found[call, chunk] = job
+        if record is not None and record[0] == call:
+            found[record[1]] = record[2]
     return found
+
+
+def _read(path: Path) -> tuple[int, int, int] | None:
+    """Return a trail's record, or None when it holds none (created, but no job started)."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    record = _RECORD.unpack(data) if len(data) == _RECORD.size else None
+    return record if record is not None and record[0] else None
+
+
+def _alive(pid: int) -> bool:
+    """Say whether a process lives: it exists and, where /proc says so, is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")

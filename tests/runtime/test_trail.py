@@ -5,29 +5,71 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
-from plait.runtime.trail import last_jobs
+import pytest
+
+from plait.runtime.trail import Trail, fence, last_jobs, prepare
 
 WORKER = textwrap.dedent("""
     import os, sys
     from plait.runtime.trail import Trail
     trail = Trail.of_process(sys.argv[1])
-    for call, chunk, job in [(1, 0, 0), (1, 0, 1), (2, 3, int(sys.argv[2]))]:
+    for call, chunk, job in [(1, 0, 0), (1, 0, 1), (2, int(sys.argv[2]), 9)]:
         trail.mark(call, chunk, job)
     os._exit(3)  # dies in its job: nothing after the mark runs
 """)
 
 
-def test_the_last_mark_of_a_dead_worker_is_read_once(tmp_path: Path) -> None:
-    died = subprocess.run([sys.executable, "-c", WORKER, str(tmp_path), "9"], check=False, timeout=60)
-    (tmp_path / "12345").write_bytes(b"")  # a worker that died before its first job
-    assert (died.returncode, last_jobs(tmp_path)) == (3, {(2, 3): 9})  # its last mark, not the earlier ones
-    assert (list(tmp_path.iterdir()), last_jobs(tmp_path)) == ([], {})
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    prepare(tmp_path / "trail")
+    return tmp_path / "trail"
 
 
-def test_workers_of_different_chunks_are_told_apart(tmp_path: Path) -> None:
-    script = WORKER.replace("(2, 3, int(sys.argv[2]))", "(2, int(sys.argv[2]), 5)")
+def test_the_last_mark_of_a_dead_worker_is_read_once(folder: Path) -> None:
+    died = subprocess.run([sys.executable, "-c", WORKER, str(folder), "3"], check=False, timeout=60)
+    (folder / "12345").write_bytes(b"")  # a worker that died before its first job
+    assert (died.returncode, last_jobs(folder, 2)) == (3, {3: 9})  # its last mark, not the earlier ones
+    assert ([p.name for p in folder.iterdir()], last_jobs(folder, 2)) == (["fence"], {})
+
+
+def test_workers_of_different_chunks_are_told_apart_and_other_calls_ignored(folder: Path) -> None:
     for chunk in ("4", "6"):
-        subprocess.run([sys.executable, "-c", script, str(tmp_path), chunk], check=False, timeout=60)
-    assert last_jobs(tmp_path) == {(2, 4): 5, (2, 6): 5}
+        subprocess.run([sys.executable, "-c", WORKER, str(folder), chunk], check=False, timeout=60)
+    assert last_jobs(folder, 1) == {}  # another call's records say nothing of this one
+    for chunk in ("4", "6"):
+        subprocess.run([sys.executable, "-c", WORKER, str(folder), chunk], check=False, timeout=60)
+    assert last_jobs(folder, 2) == {4: 9, 6: 9}
+
+
+SLOW_WORKER = textwrap.dedent("""
+    import os, sys, time
+    from plait.runtime.trail import Trail
+    trail = Trail.of_process(sys.argv[1])
+    trail.mark(5, 0, 1)
+    time.sleep(0.3)  # still running when the parent looks: it reaches job 2 before it dies
+    trail.mark(5, 0, 2)
+    os._exit(3)
+""")
+
+
+def test_a_worker_still_running_is_waited_for_and_its_last_job_read(folder: Path) -> None:
+    worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, str(folder)])
+    try:
+        path = folder / str(worker.pid)
+        deadline = time.monotonic() + 30
+        while not (path.exists() and path.read_bytes()[:8] == (5).to_bytes(8, "little")):
+            assert time.monotonic() < deadline, "the worker never marked its first job"
+            time.sleep(0.01)
+        assert last_jobs(folder, 5) == {0: 2}
+    finally:
+        worker.wait(timeout=30)
+
+
+def test_a_fenced_call_starts_no_more_jobs_and_later_calls_do(folder: Path) -> None:
+    trail = Trail(str(folder))
+    assert (trail.mark(2, 0, 0), trail.mark(3, 0, 0)) == (True, True)
+    fence(folder, 2)
+    assert (trail.mark(1, 0, 1), trail.mark(2, 0, 1), trail.mark(3, 0, 1)) == (False, False, True)
