@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import posixpath
 import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
+from types import MappingProxyType
 from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, nodes
@@ -33,7 +35,12 @@ from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 __all__ = [
+    "ENVIRONMENT",
+    "ITEM_NAMES",
+    "PARAM_NAMES",
     "RENDER_ERRORS",
+    "RUNTIME_NAMES",
+    "TEMPLATE_NAMES",
     "TemplateError",
     "TemplateRefs",
     "TemplateSyntaxError",
@@ -43,6 +50,7 @@ __all__ = [
     "render_shell",
     "render_text",
     "render_value",
+    "template_context",
 ]
 
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>.*)\}\}$", re.DOTALL)
@@ -165,6 +173,40 @@ def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     if isinstance(value, (list, tuple)):
         return [render_value(v, context) for v in value]
     return value
+
+
+# The process's environment, read-only and live: `{{ env.HOME }}` reads it when the node renders.
+ENVIRONMENT = MappingProxyType(os.environ)
+
+
+def template_context(params: Mapping[str, Any], *, item: Any = None, index: int | None = None, key: Any = None,
+                     total: int | None = None, step: str | None = None, steps: Mapping[str, Any] | None = None,
+                     run_id: str | None = None, workspace: Any = None) -> dict[str, Any]:
+    """Return the names a template sees (docs/workflow-format.md lists them), in three layers.
+
+    `params` (also as `args`) are known when the workflow compiles; an item's names (`item`,
+    `index`, `key`, `batch`) for a node of step `step` (given); the run's
+    names (`steps`, `run`, `workspace`, `env`) once a run is going (`run_id` given). The compiler,
+    the scheduler and every task build their contexts here, and the name sets below come from it.
+    """
+    context: dict[str, Any] = {"params": params, "args": params}
+    if step is not None:
+        context["item"] = item
+        context["index"] = index
+        context["key"] = key
+        context["batch"] = {"item": item, "index": index, "total": total, "name": step}
+    if run_id is not None:
+        context["steps"] = steps if steps is not None else {}
+        context["run"] = {"id": run_id}
+        context["workspace"] = str(workspace)
+        context["env"] = ENVIRONMENT
+    return context
+
+
+PARAM_NAMES = frozenset(template_context({}))
+ITEM_NAMES = frozenset(template_context({}, step="")) - PARAM_NAMES
+RUNTIME_NAMES = frozenset(template_context({}, run_id="")) - PARAM_NAMES
+TEMPLATE_NAMES = PARAM_NAMES | ITEM_NAMES | RUNTIME_NAMES
 
 
 @dataclass(frozen=True, slots=True)

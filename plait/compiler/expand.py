@@ -24,7 +24,7 @@ from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.draft import StepDraft
 from plait.compiler.items import check_key, default_key, node_id
 from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec, freeze
-from plait.templating import RENDER_ERRORS, render
+from plait.templating import RENDER_ERRORS, render, template_context
 
 __all__ = ["build_plan", "expand_deferred", "item_keys"]
 
@@ -128,8 +128,7 @@ def item_keys(step: str, items: Sequence[Any], key_template: str | None, params:
     keys = []
     for index, item in enumerate(items):
         if key_template is not None:
-            context = {"item": item, "index": index, "params": params, "args": params,
-                       "batch": {"item": item, "index": index, "total": total, "name": step}}
+            context = template_context(params, item=item, index=index, total=total, step=step)
             try:
                 key = render(key_template, context)
             except RENDER_ERRORS as err:

@@ -18,11 +18,20 @@ from plait.compiler.draft import StepDraft
 from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.plan import freeze
 from plait.tasks.base import get_kind
-from plait.templating import RENDER_ERRORS, TemplateError, analyze, has_template, render
+from plait.templating import (
+    ITEM_NAMES,
+    PARAM_NAMES,
+    RENDER_ERRORS,
+    RUNTIME_NAMES,
+    TEMPLATE_NAMES,
+    TemplateError,
+    analyze,
+    has_template,
+    render,
+    template_context,
+)
 
 __all__ = [
-    "ITEM_NAMES",
-    "RUNTIME_NAMES",
     "check_templates",
     "reads_missing_param",
     "render_config",
@@ -31,9 +40,6 @@ __all__ = [
     "unknown_step",
 ]
 
-ITEM_NAMES = frozenset({"item", "index", "key", "batch"})
-RUNTIME_NAMES = frozenset({"steps", "run", "workspace", "env"})
-TEMPLATE_NAMES = frozenset({"params", "args"}) | ITEM_NAMES | RUNTIME_NAMES
 
 
 def unknown_step(name: str, verb: str, dep: str, step_names: Mapping[str, SourceLoc],
@@ -159,8 +165,8 @@ def render_params(value: Any, params: Mapping[str, Any]) -> Any:
             refs = analyze(value)
         except TemplateError:
             return value  # reported by _check_templates
-        if refs.names <= {"params", "args"} and refs.params <= set(params):
-            return render(value, {"params": params, "args": params})
+        if refs.names <= PARAM_NAMES and refs.params <= set(params):
+            return render(value, template_context(params))
         return value
     if isinstance(value, dict):
         return {k: render_params(v, params) for k, v in value.items()}

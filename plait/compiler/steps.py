@@ -23,7 +23,6 @@ from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.policy import check_policy
 from plait.compiler.schema import STEP_FIELDS, check_fields
 from plait.compiler.step_templates import (
-    RUNTIME_NAMES,
     check_templates,
     reads_missing_param,
     render_config,
@@ -31,7 +30,7 @@ from plait.compiler.step_templates import (
     unknown_step,
 )
 from plait.tasks.base import get_kind, kinds
-from plait.templating import RENDER_ERRORS, analyze, render
+from plait.templating import RENDER_ERRORS, RUNTIME_NAMES, analyze, render, template_context
 
 __all__ = ["check_step"]
 
@@ -121,7 +120,7 @@ def _check_items(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any], base
             if refs.names & RUNTIME_NAMES:
                 draft.deferred_items = source
                 return []
-            source = render(source, {"params": params, "args": params})
+            source = render(source, template_context(params))
             if not isinstance(source, list):
                 raise ValueError(f"the items template gave {type(source).__name__}, not a list")
         if isinstance(source, YamlMap):

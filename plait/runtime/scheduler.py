@@ -60,8 +60,7 @@ from plait.runtime.outcome import FAILED, SUCCEEDED, error_record
 from plait.runtime.settling import Settling
 from plait.runtime.waves import WaveForming
 from plait.runtime.writer import LedgerWriter
-from plait.tasks.base import ENVIRONMENT
-from plait.templating import RENDER_ERRORS, render
+from plait.templating import RENDER_ERRORS, render, template_context
 
 __all__ = ["RunReport", "Scheduler"]
 
@@ -286,8 +285,8 @@ class Scheduler(WaveForming, Settling):
     def _expand(self, nid: str, node: NodeSpec) -> None:
         """Expand a deferred step now that its upstream has run, and take its new nodes in."""
         step = self.plan.steps[node.step]
-        context = {"params": self.plan.params, "args": self.plan.params, "steps": self._upstream(node),
-                   "run": {"id": self.info.run_id}, "workspace": str(self.info.workspace), "env": ENVIRONMENT}
+        context = template_context(self.plan.params, steps=self._upstream(node), run_id=self.info.run_id,
+                                   workspace=self.info.workspace)
         try:
             items = render(step.items, context)
             plan = expand_deferred(self.plan, node.step, items)

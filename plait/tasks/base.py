@@ -18,14 +18,15 @@ compiler reads schemas, the runtime calls handlers. Users add kinds with `@plait
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
-__all__ = ["ENVIRONMENT", "Field", "TaskContext", "TaskKind", "get_kind", "kinds", "task"]
+from plait.templating import template_context
+
+__all__ = ["Field", "TaskContext", "TaskKind", "get_kind", "kinds", "task"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,23 +97,9 @@ class TaskContext(NamedTuple):
         return target
 
     def template_context(self, item: Any) -> dict[str, Any]:
-        """Return the names a template of this node sees (documented in docs/workflow-format.md)."""
-        return {
-            "params": self.params,
-            "args": self.params,
-            "item": item,
-            "index": self.index,
-            "key": self.key,
-            "batch": {"item": item, "index": self.index, "total": self.total, "name": self.step},
-            "steps": self.steps,
-            "run": {"id": self.run_id},
-            "workspace": str(self.workspace),
-            "env": ENVIRONMENT,
-        }
-
-
-# The process's environment, read-only and live: `{{ env.HOME }}` reads it when the node renders.
-ENVIRONMENT = MappingProxyType(os.environ)
+        """Return the names a template of this node sees (`plait.templating.template_context`)."""
+        return template_context(self.params, item=item, index=self.index, key=self.key, total=self.total,
+                                step=self.step, steps=self.steps, run_id=self.run_id, workspace=self.workspace)
 
 _REGISTRY: dict[str, TaskKind] = {}
 
