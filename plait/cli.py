@@ -7,7 +7,6 @@ on stderr, never a traceback). Every command is a thin `cmd_*` function over the
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import time
@@ -133,16 +132,12 @@ def cmd_graph(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     """Run (or resume) a workflow in a workspace."""
-    from plait.runtime import run_workflow
-    from plait.runtime.backend_check import BackendUnavailable
+    from plait.runtime import BackendUnavailable, run_workflow
 
     backend = args.backend or ("dask" if args.scheduler_address else "loky")
     if args.scheduler_address and backend != "dask":
         raise UsageError(f"--scheduler-address is for --backend dask, not --backend {backend}; drop one of them")
     plan = plan or _plan(args)
-    # The plan lives as long as this process: move it out of the collector's sight, so the run's
-    # garbage collections do not rescan a hundred thousand node specs each time.
-    gc.freeze()
     start = time.monotonic()
     try:
         with _terminal_log("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"):

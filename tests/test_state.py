@@ -19,7 +19,7 @@ from runtime.support import Flow, error, ledger_query, make_flow
 
 from plait.compiler import compile_workflow
 from plait.runtime import Ledger, LedgerError, workflow_status
-from plait.runtime.ledger import NodeRecord
+from plait.runtime.ledger import NodeRecord, Prior
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ PLANNED = [("a[0]", "a", 0, "task"), ("a[1]", "a", 1, "task"), ("a", "a", None, 
 
 def rec(node: str, status: str = "succeeded", result: object = None, *, attempts: int = 1, fp: str = "fp",
         err: dict | None = None, note: str | None = None) -> NodeRecord:
-    return (node, status, attempts, fp, json.dumps(result) if status == "succeeded" else None,
-            json.dumps(err) if err else None, note, 10.0, 11.0)
+    return NodeRecord(node, status, attempts, fp, json.dumps(result) if status == "succeeded" else None,
+                      json.dumps(err) if err else None, note, 10.0, 11.0)
 
 
 def begin(ledger: Ledger, run_id: str, planned: list = PLANNED) -> None:
@@ -59,14 +59,15 @@ def test_a_new_ledger_is_in_wal_mode_and_empty(ledger: Ledger) -> None:
 def test_begin_record_previous_results_end_round_trip(ledger: Ledger) -> None:
     ledger.claim("wf")
     begin(ledger, "run-1")
-    assert ledger.previous() == {n: ("pending", None, True) for n, *_ in PLANNED}
+    assert ledger.previous() == {n: Prior("pending", None, True) for n, *_ in PLANNED}
     failure = error("a[0]", "OSError", "disk", item=0, retryable=True)
     ledger.record("run-1", [rec("a[1]", result={"v": [1, 2]}, attempts=2, fp="f1"),
                             rec("a[0]", "failed", attempts=3, fp="f0", err=failure)])
     ledger.record("run-1", [rec("b", "skipped", note="upstream a[0] failed", fp="fb")])
     ledger.end_run("run-1", "failed")
-    assert ledger.previous() == {"a[0]": ("failed", "f0", True), "a[1]": ("succeeded", "f1", True),
-                                 "a": ("pending", None, True), "b": ("skipped", "fb", True)}
+    assert ledger.previous() == {"a[0]": Prior("failed", "f0", True, error=json.dumps(failure)),
+                                 "a[1]": Prior("succeeded", "f1", True), "a": Prior("pending", None, True),
+                                 "b": Prior("skipped", "fb", True, note="upstream a[0] failed")}
     assert ledger.results(["a[1]", "a[0]", "nowhere"]) == {"a[1]": {"v": [1, 2]}, "a[0]": None}
     run = dict(ledger.last_run())
     assert (run.pop("started") <= run.pop("ended")) is True
@@ -111,10 +112,10 @@ def test_nodes_that_leave_the_plan_are_kept_but_hidden_and_come_back(ledger: Led
     begin(ledger, "run-1")
     ledger.record("run-1", [rec("a[0]", result=0, fp="f0"), rec("a[1]", result=1, fp="f1")])
     begin(ledger, "run-2", [p for p in PLANNED if p[0] != "a[1]"])
-    assert ledger.previous()["a[1]"] == ("succeeded", "f1", False)
+    assert ledger.previous()["a[1]"] == Prior("succeeded", "f1", False)
     assert [n[0] for n in ledger.nodes()] == ["a[0]", "a", "b"]
     begin(ledger, "run-3")
-    assert (ledger.previous()["a[1]"], ledger.results(["a[1]"])) == (("succeeded", "f1", True), {"a[1]": 1})
+    assert (ledger.previous()["a[1]"], ledger.results(["a[1]"])) == (Prior("succeeded", "f1", True), {"a[1]": 1})
 
 
 def test_a_basis_is_kept_by_the_run_that_gives_it_and_removed_by_any_other_or_by_added_nodes(ledger: Ledger) -> None:
@@ -137,7 +138,7 @@ def test_previous_of_unfinished_rows_lists_the_plans_rows_that_did_not_succeed(l
     ledger.record("run-1", [rec("a[0]", result=0, fp="f0"), rec("a[1]", "failed", fp="f1"),
                             rec("b", result=2, fp="fb")])
     begin(ledger, "run-2", [p for p in PLANNED if p[0] != "a[1]"])  # a[1] leaves the plan: not listed
-    assert ledger.previous(unfinished_only=True) == {"a": ("pending", None, True)}
+    assert ledger.previous(unfinished_only=True) == {"a": Prior("pending", None, True)}
     assert ledger.fingerprints(["a[0]", "b", "nowhere"]) == {"a[0]": "f0", "b": "fb"}
 
 

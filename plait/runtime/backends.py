@@ -51,7 +51,7 @@ from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from loguru import logger
 
-from plait.runtime.backend_check import check_backend
+from plait.runtime.backend_table import Backend
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
@@ -84,20 +84,19 @@ def _run_tagged(call: int, index: int, info: RunInfo, chunk: Chunk) -> tuple[int
 
 
 @contextmanager
-def open_backend(name: str, n_jobs: int, *, scheduler_address: str | None = None) -> Iterator[Any]:
-    """Yield a dispatch function running units on backend `name` with `n_jobs` workers.
+def open_backend(backend: Backend, n_jobs: int, *, scheduler_address: str | None = None) -> Iterator[Any]:
+    """Yield a dispatch function running units on `backend` (checked by `backend_table.backend`) with `n_jobs` workers.
 
-    For `dask`, `scheduler_address` names the cluster to use (else a LocalCluster of `n_jobs`
-    workers lives as long as this context). Raises ValueError, BackendUnavailable.
+    For a cluster backend, `scheduler_address` names the cluster to use (else a LocalCluster of
+    `n_jobs` workers lives as long as this context). Raises BackendUnavailable.
     """
-    check_backend(name, scheduler_address)
-    # loky workers start ignoring Ctrl-C (the parent decides) and watching for the parent's death.
-    extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if name == "loky" else {}
-    with _joblib_backend(name, n_jobs, scheduler_address) as (backend, workers, prepare), \
-            Parallel(n_jobs=workers, backend=backend, return_as="generator_unordered", batch_size=1,
-                     **extra) as parallel:
-        if name == "loky":
-            _start_workers(parallel, workers)
+    # Worker processes started for the run ignore Ctrl-C (the parent decides) and watch for the parent's death.
+    extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if backend.own_workers else {}
+    with _joblib_backend(backend, n_jobs, scheduler_address) as (joblib_backend, prepare), \
+            Parallel(n_jobs=backend.workers(n_jobs), backend=joblib_backend, return_as="generator_unordered",
+                     batch_size=1, **extra) as parallel:
+        if extra:
+            _start_workers(parallel, n_jobs)
         yield _Dispatcher(parallel, prepare, n_jobs).dispatch
 
 
@@ -120,15 +119,15 @@ def _start_workers(parallel: Parallel, workers: int) -> None:
 
 
 @contextmanager
-def _joblib_backend(name: str, n_jobs: int, scheduler_address: str | None) -> Iterator[tuple[Any, int, Prepare]]:
-    """Yield what `Parallel` takes as `backend` and `n_jobs` for backend `name`, and how to prepare for a run."""
-    if name == "dask":
+def _joblib_backend(backend: Backend, n_jobs: int, scheduler_address: str | None) -> Iterator[tuple[Any, Prepare]]:
+    """Yield what `Parallel` takes as `backend`, and how to prepare the backend for a run."""
+    if backend.cluster:
         from plait.runtime.dask_backend import dask_backend
 
-        with dask_backend(n_jobs, scheduler_address) as backend:
-            yield backend, -1, backend.prepare  # -1: the cluster's size decides
+        with dask_backend(n_jobs, scheduler_address) as cluster:
+            yield cluster, cluster.prepare
     else:
-        yield name, 1 if name == "sequential" else n_jobs, None
+        yield backend.joblib_name, None
 
 
 class _Dispatcher:

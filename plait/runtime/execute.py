@@ -52,12 +52,12 @@ from typing import Any, NamedTuple
 
 from loguru import logger
 
-from plait.compiler import RetryPolicy, thaw
+from plait.compiler import RetryPolicy, StepSpec, thaw
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, error_record
-from plait.tasks.base import TaskContext
-from plait.templating import render, render_shell, render_value
+from plait.tasks.base import TaskContext, get_kind
+from plait.templating import has_template, render, render_shell, render_value
 
-__all__ = ["Chunk", "Results", "RunInfo", "StepCall", "prepare_process", "run_chunk", "start_worker"]
+__all__ = ["Chunk", "Results", "RunInfo", "StepCall", "prepare_process", "run_chunk", "start_worker", "step_call"]
 
 STOP_CHECK_EVERY = 0.005  # seconds
 _FALSE_TEXT = {"", "false", "no", "off", "0", "none"}
@@ -90,6 +90,30 @@ class StepCall(NamedTuple):
     own_timeout: bool
     retry: RetryPolicy
     total: int | None  # the number of items in the step
+
+
+def step_call(step: StepSpec, total: int | None) -> StepCall | None:
+    """Return what every job of `step` shares (None for a task kind no longer registered).
+
+    `total` is the number of items in the step (None for a plain step).
+    """
+    kind = get_kind(step.task)
+    if kind is None:
+        return None
+    fields = kind.fields or {}
+    modes = {name: f.render for name, f in fields.items() if f.render != "value"}
+    templated = any(_has_template(v) for name, v in step.config.items() if modes.get(name) != "raw")
+    flat = not any(isinstance(v, (Mapping, list, tuple)) for v in step.config.values())
+    return StepCall(step.name, kind.handler, step.config, modes, templated, flat, step.condition, step.timeout,
+                    kind.own_timeout, step.retry, total)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_template(v) for v in value)
+    return has_template(value)
 
 
 class Chunk(NamedTuple):

@@ -33,9 +33,9 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import chain
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["LEDGER_NAME", "STATE_DIR", "Ledger", "LedgerError", "NodeRecord", "state_dir", "unfinished"]
+__all__ = ["LEDGER_NAME", "STATE_DIR", "Ledger", "LedgerError", "NodeRecord", "Prior", "state_dir", "unfinished"]
 
 LEDGER_NAME = "ledger.db"
 STATE_DIR = ".plait"
@@ -47,6 +47,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, digest TEXT NOT NULL, pid INTEGER,
     started REAL NOT NULL, ended REAL, status TEXT NOT NULL, source TEXT, params TEXT
 );
+CREATE TABLE IF NOT EXISTS steps (name TEXT PRIMARY KEY, parts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
     node_id TEXT PRIMARY KEY, step TEXT NOT NULL, key TEXT, kind TEXT NOT NULL DEFAULT 'task',
     status TEXT NOT NULL DEFAULT 'pending',
@@ -55,8 +56,41 @@ CREATE TABLE IF NOT EXISTS nodes (
 );
 """
 
-# (node_id, status, attempts, fingerprint, result JSON, error JSON, note, started, ended)
-NodeRecord = tuple[str, str, int, str | None, str | None, str | None, str | None, float | None, float | None]
+
+
+class NodeRecord(NamedTuple):
+    """One node's outcome as the ledger records it.
+
+    Built by name where nodes settle one by one; where a whole chunk settles at once its rows are
+    zipped from columns in this field order (`NodeRecord.columns`), which the ledger takes as the same.
+    """
+
+    node_id: str
+    status: str
+    attempts: int
+    fingerprint: str | None
+    result: str | None  # JSON text
+    error: str | None  # JSON text of the error record
+    note: str | None
+    started: float | None
+    ended: float | None
+
+    @staticmethod
+    def columns(node_id: Iterable[str], status: Iterable[str], attempts: Iterable[int], fingerprint: Iterable[Any],
+                result: Iterable[Any], error: Iterable[Any], note: Iterable[Any], started: Iterable[Any],
+                ended: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+        """Return records zipped from columns (plain tuples in NodeRecord's field order: no object per row)."""
+        return zip(node_id, status, attempts, fingerprint, result, error, note, started, ended)
+
+
+class Prior(NamedTuple):
+    """What the ledger holds of a node from earlier runs: what the resume decision reads."""
+
+    status: str
+    fingerprint: str | None
+    in_plan: bool  # False: the node had left the plan (its row is kept)
+    note: str | None = None  # why a node is pending ("interrupted"), or skipped
+    error: str | None = None  # a failed node's error record, as JSON text
 
 ROWS_PER_STATEMENT = 100  # 902 parameters a statement, under SQLite's oldest limit of 999
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
@@ -158,22 +192,31 @@ class Ledger:
         """Tie a new ledger to `workflow`; raise LedgerError when it belongs to another one."""
         owner = self.workflow()
         if owner is None:
-            with self.db:
-                self.db.execute("INSERT INTO meta VALUES ('workflow', ?)", (workflow,))
+            try:
+                with self.db:
+                    self.db.execute("INSERT INTO meta VALUES ('workflow', ?)", (workflow,))
+            except sqlite3.Error as err:
+                raise LedgerError(f"writing the ledger failed: {err}") from err
         elif owner != workflow:
             raise LedgerError(f"the workspace's ledger {self.path} belongs to workflow '{owner}', not '{workflow}'; "
                               "use another --workspace, or --fresh to start this one over")
 
     @_readable
-    def previous(self, unfinished_only: bool = False) -> dict[str, tuple[str, str | None, bool]]:
-        """Return {node_id: (status, fingerprint, in current plan)} for every recorded node.
+    def previous(self, unfinished_only: bool = False) -> dict[str, Prior]:
+        """Return {node_id: Prior} for every recorded node.
 
         `unfinished_only`: only the plan's rows that did not succeed, for a resume of the plan
         whose basis the ledger holds (the rest succeeded, and their fingerprints are current).
         """
         where = " WHERE in_plan = 1 AND status != 'succeeded'" if unfinished_only else ""
-        rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan FROM nodes" + where)
-        return {r[0]: (r[1], r[2], bool(r[3])) for r in rows}
+        rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan = 1, note, "
+                               "CASE WHEN status = 'failed' THEN error END FROM nodes" + where)
+        return {r[0]: Prior(*r[1:]) for r in rows}
+
+    @_readable
+    def step_parts(self) -> dict[str, Any]:
+        """Return {step: the parts of its signature} as the last run that recorded them saw them."""
+        return {name: json.loads(parts) for name, parts in self.db.execute("SELECT name, parts FROM steps")}
 
     @_readable
     def basis(self) -> str | None:
@@ -187,15 +230,16 @@ class Ledger:
         return dict(self._column_of("fingerprint", node_ids))
 
     def begin_run(self, run_id: str, workflow: str, digest: str, source: str | None, params: Mapping[str, Any],
-                  pid: int, planned: Sequence[tuple[str, str, Any, str]],
-                  previous: Mapping[str, tuple[str, str | None, bool]], basis: str | None = None) -> None:
+                  pid: int, planned: Sequence[tuple[str, str, Any, str]], previous: Mapping[str, Prior],
+                  basis: str | None = None, step_parts: Mapping[str, Any] | None = None) -> None:
         """Record a run's start and give every planned node a row (new ones pending); mark rows that left the plan.
 
-        `basis` replaces the ledger's basis (None removes it), in the same transaction.
+        `basis` replaces the ledger's basis (None removes it), and `step_parts` the recorded parts of
+        those steps' signatures, in the same transaction.
         """
         planned_ids = {p[0] for p in planned}
-        gone = [(n,) for n, (_, _, in_plan) in previous.items() if in_plan and n not in planned_ids]
-        back = [(n,) for n, (_, _, in_plan) in previous.items() if not in_plan and n in planned_ids]
+        gone = [(n,) for n, prior in previous.items() if prior.in_plan and n not in planned_ids]
+        back = [(n,) for n, prior in previous.items() if not prior.in_plan and n in planned_ids]
         new = [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned if nid not in previous]
         with self.db:
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
@@ -204,6 +248,8 @@ class Ledger:
             self.db.execute("DELETE FROM meta WHERE name = 'basis'")
             if basis is not None:
                 self.db.execute("INSERT INTO meta VALUES ('basis', ?)", (basis,))
+            parts = [(name, json.dumps(value, sort_keys=True)) for name, value in (step_parts or {}).items()]
+            self.db.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?)", parts)
             for start in range(0, len(new), ROWS_PER_STATEMENT):
                 rows = new[start:start + ROWS_PER_STATEMENT]
                 self.db.execute(_insert_nodes_sql(len(rows)), list(chain.from_iterable(rows)))

@@ -10,25 +10,13 @@ and TimeoutError by default), or an exit code in `retry_on_exit_codes`.
 from __future__ import annotations
 
 import random
-from typing import Any, NamedTuple
+from typing import Any
 
 from plait.compiler import RetryPolicy
 
-__all__ = ["Outcome", "error_record", "is_retryable", "retry_delay"]
+__all__ = ["FAILED", "NOT_STARTED", "SKIPPED", "SUCCEEDED", "error_record", "is_retryable", "retry_delay"]
 
 SUCCEEDED, FAILED, SKIPPED, NOT_STARTED = "succeeded", "failed", "skipped", "not_started"
-
-
-class Outcome(NamedTuple):
-    """What one attempt at one node gave: sent from the worker to the parent."""
-
-    node: str
-    status: str  # succeeded | failed | skipped (condition false) | not_started (the run is stopping)
-    result: Any
-    error: dict[str, Any] | None
-    started: float
-    ended: float
-    logs: tuple[tuple[str, str], ...] = ()  # (level, message) lines the node logged, for the parent to write
 
 
 def is_retryable(policy: RetryPolicy, exc: BaseException) -> bool:

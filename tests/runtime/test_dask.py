@@ -26,8 +26,7 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from plait.runtime import RunResult, run_workflow
-from plait.runtime.backend_check import BackendUnavailable
+from plait.runtime import BackendUnavailable, RunResult, run_workflow
 from runtime import test_backends as contract
 from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone
 
