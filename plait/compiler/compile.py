@@ -93,14 +93,28 @@ def _compile(text: str, filename: str, base_dir: Path, params: Mapping[str, Any]
     errors += check_fields(defaults, DEFAULTS_FIELDS, "defaults")
     if isinstance(defaults.get("retry"), YamlMap):
         retry = defaults["retry"]
-        errors += check_fields(retry, RETRY_FIELDS, "a retry policy")
-        errors += check_retry_values({k: v for k, v in retry.items() if k in RETRY_FIELDS and v is not None}, retry)
+        retry_errors = check_fields(retry, RETRY_FIELDS, "a retry policy")
+        retry_errors += check_retry_values({k: v for k, v in retry.items() if k in RETRY_FIELDS and v is not None},
+                                           retry)
+        if retry_errors:  # reported once, here; the steps are checked without it
+            errors += retry_errors
+            defaults = _without(defaults, "retry")
     declared = set(doc["params"]) if isinstance(doc.get("params"), YamlMap) else set()
     drafts = _check_steps(doc.get("steps"), values, declared, defaults, base_dir, errors)
     order = _step_order(drafts, errors)
     if errors:
         raise WorkflowError(in_file_order(errors))
     return build_plan(name, doc.get("description"), path, values, [drafts[s] for s in order], [str(n) for n in notes])
+
+
+def _without(mapping: YamlMap, key: str) -> YamlMap:
+    """Return a copy of a loaded mapping without `key`, positions kept."""
+    out = YamlMap(mapping.loc)
+    for name, value in mapping.items():
+        if name != key:
+            out[name], out.key_locs[name], out.value_locs[name] = value, mapping.key_locs[name], \
+                mapping.value_locs[name]
+    return out
 
 
 def in_file_order(errors: list[Diagnostic]) -> list[Diagnostic]:

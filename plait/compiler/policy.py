@@ -2,7 +2,8 @@
 
 `defaults:` gives every step a policy; a step's own keys override it key by key (a step's
 `retry: {max_attempts: 5}` keeps the defaults' delay). The defaults' own values are checked once
-by the compiler, a step's here, each error at the value that is wrong.
+by the compiler (which leaves a bad `defaults.retry` out of what the steps see), a step's here,
+each error at the value that is wrong.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any]) ->
     if own is not None:  # defaults' own values are checked once, by the compiler
         errors += check_fields(own, RETRY_FIELDS, "a retry policy")
         errors += check_retry_values({k: v for k, v in own.items() if k in RETRY_FIELDS and v is not None}, own)
-    if not errors and not _bad_defaults(defaults.get("retry")):
+    if not errors:  # defaults.retry comes checked: the compiler leaves out a bad one
         for names in ("retry_on", "retry_on_exit_codes"):
             if names in retry_values:
                 retry_values[names] = tuple(retry_values[names])
@@ -88,11 +89,3 @@ def _parse_budget(value: Any) -> tuple[int | float | None, str | None]:
         if 0 <= pct <= 100:
             return pct / 100.0, None
     return None, f"max_failures must be a count or a percentage, not {value!r}"
-
-
-def _bad_defaults(retry: Any) -> bool:
-    """Return True when `defaults.retry` has an error (the compiler reports it once; no policy is built)."""
-    if not isinstance(retry, YamlMap):
-        return False
-    values = {k: v for k, v in retry.items() if k in RETRY_FIELDS and v is not None}
-    return bool(check_fields(retry, RETRY_FIELDS, "a retry policy") or check_retry_values(values, retry))

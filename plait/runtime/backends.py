@@ -55,7 +55,8 @@ from plait.runtime.backend_table import Backend
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
-from plait.runtime.trail import Trail, fence, last_jobs
+from plait.runtime.trail import fence, last_jobs
+from plait.runtime.worker import PROCESS
 
 __all__ = ["WorkerCrashed", "WorkerLost", "open_backend"]
 
@@ -79,7 +80,7 @@ _LOST = (BrokenProcessPool, WorkerLost)
 
 
 def _run_tagged(call: int, index: int, info: RunInfo, chunk: Chunk) -> tuple[int, int, Results]:
-    mark = partial(Trail.of_process(info.trail).mark, call, index) if info.trail else None
+    mark = partial(PROCESS.trail_in(info.trail).mark, call, index) if info.trail else None
     return call, index, run_chunk(info, chunk, mark)
 
 

@@ -54,6 +54,7 @@ from loguru import logger
 
 from plait.compiler import RetryPolicy, StepSpec, thaw
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, error_record
+from plait.runtime.worker import PROCESS
 from plait.tasks.base import TaskContext, get_kind
 from plait.templating import has_template, render, render_shell, render_value
 
@@ -144,25 +145,9 @@ class Results(NamedTuple):
     logs: dict[int, tuple[tuple[str, str], ...]]  # job position -> (level, message) lines it logged
 
 
-_captured: list[tuple[str, str]] = []
-_configured_for: str | None = None
-
-
-def _capture(message: Any) -> None:
-    _captured.append((message.record["level"].name, message.record["message"]))
-
-
 def prepare_process(info: RunInfo) -> None:
     """In a worker process, send loguru's records to the outcome instead of the worker's stderr. Mutates."""
-    global _configured_for
-    if os.getpid() == info.parent_pid or _configured_for == info.run_id:
-        return
-    logger.remove()
-    logger.add(_capture, level="DEBUG", format="{message}")
-    logger.enable("plait")
-    if threading.current_thread() is threading.main_thread():  # signals can only be set there
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    _configured_for = info.run_id
+    PROCESS.prepare(info.run_id, info.parent_pid)
 
 
 def start_worker(parent_pid: int) -> None:
@@ -233,9 +218,8 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
     except Exception as exc:
         out.statuses[i], out.results[i] = FAILED, None
         out.errors[i] = error_record(exc, node=node, item=item, attempt=chunk.attempts[i], policy=call.retry)
-    if _captured:
-        out.logs[i] = tuple(_captured)
-        _captured.clear()
+    if PROCESS.captured:
+        out.logs[i] = PROCESS.take_logs()
     out.started[i], out.ended[i] = started, time.time()
 
 

@@ -11,7 +11,7 @@ Decisions:
   `executemany`: Python's sqlite3 releases the GIL around each step of a statement, so one row
   per step hands the GIL back and forth once per row, and the writer thread then crawls while
   the scheduler's thread is busy; a statement of a hundred rows is one step, run without the GIL.
-  It also halves SQLite's own work per row (100,000 outcomes: 0.22 s instead of 0.42 s).
+  It also halves SQLite's own work per row (docs/performance.md).
 - Keys are stored as JSON, so a numeric key comes back a number.
 - `seq` orders outcomes by completion across runs: `processed` lists keys in that order.
 - Rows of nodes that left the plan (an item removed from a glob) are kept, marked `in_plan = 0`:
@@ -121,7 +121,7 @@ def unfinished(path: Path) -> bool:
 
     A node of the last plan that did not succeed (failed, skipped, never run) runs again. A guess
     only: new and changed nodes are not seen here, and a ledger that cannot be read says yes (the
-    run then reports what is wrong with it). It scans the statuses: 8 ms at 100,000 nodes.
+    run then reports what is wrong with it). It scans the statuses, an index-free pass over the rows.
     """
     if not path.exists():
         return True

@@ -63,9 +63,9 @@ _NOTHING: Mapping[str, Any] = MappingProxyType({})
 class TaskContext(NamedTuple):
     """What a handler knows about where it runs; the same for every kind.
 
-    A named tuple, so immutable, and built for every node in a fifth of a frozen dataclass's
-    time (which sets each of its fourteen fields through `object.__setattr__`): 1 µs of a
-    trivial node's 3 µs in the workers.
+    A named tuple, so immutable, and built for every node much faster than a frozen dataclass
+    (which sets each of its fourteen fields through `object.__setattr__`): a trivial node's time
+    in a worker is mostly this (docs/performance.md).
     """
 
     workspace: Path
