@@ -3,9 +3,9 @@
 A worker that dies (a segfault, `os._exit`) takes its chunk's outcomes with it, and joblib says
 only that a worker died, not which chunk or which job. Without more, the parent bisects the
 chunks that did not come back, one crash per halving, which made a batch with a few crashing items
-take half a minute (docs/performance.md). With a trail, every worker process keeps a record of its own, `(call, chunk, job)`, written
-before each job into a small memory-mapped file (a store, no system call: well under a
-microsecond a job), and after a loss the parent reads which job each dead worker was running.
+take half a minute (docs/performance.md). With a trail, every worker process keeps a record of
+its own, `(call, chunk, job)`, written before each job into a small memory-mapped file (a
+store, no system call), and after a loss the parent reads which job each dead worker was running.
 Only those jobs are suspects; the rest of their chunks are not (`plait.runtime.backends`).
 
 loky does not stop a broken pool's workers at once: for a moment they go on taking the aborted
