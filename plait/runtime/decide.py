@@ -76,13 +76,20 @@ class Explainer:
         self.runs = runs
 
     def changed(self, node: NodeSpec, before: str | None, now: str) -> str:
-        """Return what changed: in the step (`code`, `params: …`, `config`), the `item`, or `upstream: <node>`."""
-        if before is not None and before[:16] == now[:16]:
+        """Return what changed: in the step (`code`, `params: …`, `config`), the `item`, and `upstream: <node>`."""
+        changes = []
+        if before is None or before[:16] != now[:16]:
+            changes += self._own(node)
+        if before is None or before[16:] != now[16:]:
             upstream = next((p for p in self.predecessors(node.id) if self.runs(p)), None)
-            return f"upstream: {upstream}" if upstream else "upstream"
+            changes.append(f"upstream: {upstream}" if upstream else "upstream")
+        return "; ".join(changes)
+
+    def _own(self, node: NodeSpec) -> list[str]:
+        """Return what changed in the node itself: its step's code, params or config, or else its item."""
         recorded = self.recorded.get(node.step)
         if recorded is None:
-            return "config (recorded before plait kept what a fingerprint is made of)"
+            return ["config (recorded before plait kept what a fingerprint is made of)"]
         current = self.fingerprints.parts(node.step)
         changes = []
         if recorded.get("code") != current["code"]:
@@ -94,7 +101,7 @@ class Explainer:
             changes.append("params: " + ", ".join(params))
         if recorded.get("config") != current["config"]:
             changes.append("config")
-        return "; ".join(changes) or "item"
+        return changes or ["item"]
 
 
 def _last_error(error: str | None) -> str | None:
