@@ -40,11 +40,11 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from multiprocessing import resource_tracker
 from typing import Any
 
 from joblib import Parallel, delayed
@@ -107,11 +107,11 @@ def _start_workers(parallel: Parallel, workers: int) -> None:
     A signal mask is inherited across fork and exec, and by the threads created while it holds, so
     the workers (and loky's manager thread, which respawns them) start with SIGINT blocked until
     `start_worker` ignores it. Without this, Ctrl-C at a terminal kills a worker still importing,
-    and joblib aborts the call with the nodes in flight.
+    and joblib aborts the call with the nodes in flight. Python 3.11's multiprocessing resource
+    tracker, started by the first lock loky makes, unblocks SIGINT in the thread that starts it
+    (it ends with SIG_UNBLOCK, not the mask it found): it is started first, before the block.
     """
-    if threading.current_thread() is not threading.main_thread():
-        list(parallel(delayed(os.getpid)() for _ in range(workers)))
-        return
+    resource_tracker.ensure_running()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         list(parallel(delayed(os.getpid)() for _ in range(workers)))
