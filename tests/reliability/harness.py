@@ -37,16 +37,20 @@ __all__ = [
     "Runs",
     "effect_bytes",
     "effect_counts",
+    "effect_workflow",
+    "gate",
     "group_members",
     "integrity",
     "last_run_status",
     "ledger_path",
     "no_core_files",
+    "open_gate",
     "read_ledger",
     "rows",
     "run",
     "runs_fixture",
     "statuses",
+    "stop_flag_raised",
     "succeeded",
     "wait_for",
 ]
@@ -60,11 +64,40 @@ with open(ctx.workspace / "effects" / f"{key}.log", "a", encoding="utf-8") as lo
 '''
 
 
-def effect_workflow(name: str, items: int, sleep: float = 0.0) -> str:
-    """Return a workflow of one batch step `work` over `range(items)` whose items record each execution (EFFECT)."""
-    pause = f"        import time\n        time.sleep({sleep})\n" if sleep else ""
+# A gate: a node that meets the condition waits until the test creates <workspace>/<gate> (60 s at most,
+# a bound on a hang), so that a test decides when it goes on, rather than racing it with a sleep.
+GATE = """
+import time as _time
+_deadline = _time.monotonic() + 60
+while {condition} and not (ctx.workspace / "{gate}").exists() and _time.monotonic() < _deadline:
+    _time.sleep(0.005)
+"""
+
+
+def gate(condition: str, name: str = "go") -> str:
+    """Return code lines that hold a node while `condition` is true, until the test creates <workspace>/`name`."""
+    return GATE.format(condition=condition, gate=name).strip()
+
+
+def open_gate(workspace: Path, name: str = "go") -> None:
+    """Let the nodes held at gate `name` go on."""
+    (workspace / name).touch()
+
+
+def effect_workflow(name: str, items: int, held: str | None = None) -> str:
+    """Return a workflow of one batch step `work` over `range(items)` whose items record each execution (EFFECT).
+
+    `held`: a condition on `item`; the items that meet it wait at the gate `go` after recording
+    their execution (`open_gate`).
+    """
+    body = EFFECT.strip() + ("\n" + gate(held) if held else "")
     return (f"name: {name}\nsteps:\n  - name: work\n    task: python\n    items: {{range: {items}}}\n"
-            f"    inputs:\n      code: |\n{textwrap.indent(EFFECT.strip(), ' ' * 8)}\n{pause}        result = item\n")
+            f"    inputs:\n      code: |\n{textwrap.indent(body, ' ' * 8)}\n        result = item\n")
+
+
+def stop_flag_raised(workspace: Path) -> bool:
+    """Say whether the run has told its workers to stop (its stop file exists): it took the signal."""
+    return any((workspace / ".plait").glob("stop-*"))
 
 
 def group_members(pgid: int) -> list[int]:

@@ -5,9 +5,10 @@ it, so an innocent node that was running at that moment dies too. plait must fin
 charge it a `WorkerCrashed` failure (retried by its policy like any OSError), and run the innocent
 again without charging them an attempt.
 
-In the workflow, item 0 is the innocent in flight (it sleeps while the crash happens), item 1
-kills its worker at once, items 2 and 3 wait in the queue. Effects are counted per node
-(harness.EFFECT), which shows the innocent in flight ran twice but was charged once.
+In the workflow, item 0 is the innocent in flight (on its first execution it waits until loky kills
+it: 30 s at most), item 1 kills its worker once item 0 runs, items 2 and 3 wait in the queue.
+Effects are counted per node (harness.EFFECT), which shows the innocent in flight ran twice but
+was charged once.
 """
 
 from __future__ import annotations
@@ -46,8 +47,10 @@ steps:
       code: |
 {effect}
         import time
-        if item == 0:
-            time.sleep(0.5)
+        deadline = time.monotonic() + 30  # on its first execution work[0] is in flight until loky kills it
+        while item == 0 and (ctx.workspace / "effects" / "0.log").read_text().count("\\n") == 1 \\
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
         if item == 1 and not (ctx.workspace / "healed").exists():
             deadline = time.monotonic() + 10  # crash while work[0] is running
             while not (ctx.workspace / "effects" / "0.log").exists() and time.monotonic() < deadline:

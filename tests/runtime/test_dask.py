@@ -187,10 +187,12 @@ import time
 
 
 def slow(item, ctx):
-    """Note the node and its process at the start, then take long enough to be killed mid-way."""
+    """Note the node and its process at the start, then wait until the test has killed a worker (60 s at most)."""
     with open(ctx.workspace / "starts.log", "a", encoding="utf-8") as log:
         log.write(f"{ctx.node_id} {os.getpid()}\\n")
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60
+    while not (ctx.workspace / "killed").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     return item
 '''
 
@@ -215,6 +217,7 @@ def test_a_worker_killed_while_it_runs_a_node_costs_a_rerun_and_the_run_complete
                 node, pid = lines[0].split()
                 os.kill(int(pid), signal.SIGKILL)
                 killed.append((node, int(pid)))
+                (flow.ws / "killed").touch()  # the other nodes, and the killed one when it runs again, go on
                 return
             time.sleep(0.02)
 
