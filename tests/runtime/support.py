@@ -31,6 +31,9 @@ from plait.runtime import RunResult, run_workflow
 
 BACKENDS = ("sequential", "threading", "loky")
 
+# The name of the user property under which a test's measured figures travel (tests/conftest.py prints them).
+FIGURE = "plait-figure"
+
 
 def _plait_command() -> list[str]:
     script = Path(sys.executable).with_name("plait")
