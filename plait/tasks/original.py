@@ -35,6 +35,7 @@ from typing import Any
 
 from jinja2 import StrictUndefined, Template
 
+from plait.compiler.plan import thaw
 from plait.tasks.base import TaskContext
 
 __all__ = ["REGISTRY", "find_task", "original_context", "register_task", "run_task"]
@@ -73,7 +74,7 @@ def run_task(item: Any = None, *, task: str, ctx: TaskContext, inputs: Mapping[s
     if handler is None:
         raise ValueError(f"Unknown task type: '{task}' (register it with register_task, from yaml_workflow.tasks "
                          "or plait.tasks.original, in a module this process imports)")
-    inputs = dict(inputs or {})
+    inputs = thaw(inputs or {})
     context = original_context(ctx, name)
     if task not in REGISTRY:  # the original's own wrapper, which takes its TaskConfig
         from yaml_workflow.tasks.config import TaskConfig
@@ -115,8 +116,7 @@ def original_context(ctx: TaskContext, name: str | None = None) -> dict[str, Any
     workspace = str(ctx.workspace)
     stamp = _run_start(ctx.run_id)
     workflow = {"name": name, "workspace": workspace, "run_number": ctx.run_id, "timestamp": stamp}
-    context: dict[str, Any] = {"args": dict(ctx.params), "env": dict(os.environ),
-                               "steps": {k: dict(v) for k, v in ctx.steps.items()},
+    context: dict[str, Any] = {"args": thaw(ctx.params), "env": dict(os.environ), "steps": thaw(ctx.steps),
                                "workspace": workspace, "workflow_name": name, "run_number": ctx.run_id,
                                "timestamp": stamp, "workflow": workflow}
     if ctx.total is not None:

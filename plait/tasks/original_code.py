@@ -32,6 +32,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any
 
+from plait.compiler.plan import thaw
 from plait.tasks.base import TaskContext
 from plait.tasks.original import original_context
 
@@ -86,7 +87,8 @@ def python_code(item: Any = None, *, code: str, ctx: TaskContext, names: Mapping
     context = original_context(ctx, name)
     scope: dict[str, Any] = {"context": context, "args": context["args"], "env": context["env"],
                              "steps": context["steps"], "batch": context.get("batch", {}), "item": item,
-                             "workspace": str(ctx.workspace), **(names or {})}
+                             "workspace": str(ctx.workspace), **thaw(names or {})}
+    context["steps"] = scope["steps"]
     if "batch" in context and "item" not in scope["batch"]:
         scope["batch"] = {**scope["batch"], "item": item}
     wanted = result_variable or "result"

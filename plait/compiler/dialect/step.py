@@ -58,12 +58,15 @@ class StepRules(Findings):
     def _step(self, raw: YamlMap, kinds: Mapping[str, str], batch_items: Mapping[str, Any]) -> YamlMap:
         """Return the native form of one step; `kinds` are the original kinds of the steps before it."""
         out = YamlMap(raw.loc)
-        self.keep_own_keys(raw, out, _STEP_KEYS, STEP_FIELDS, "a step", f"a step takes: {', '.join(_STEP_KEYS)}")
+        self.keep_own_keys(raw, out, _STEP_KEYS, STEP_FIELDS, "a step", f"a step takes: {', '.join(_STEP_KEYS)}",
+                           ignored=True)
         for key in ("name", "description", "depends_on", "timeout"):
             if key in raw:
                 put(out, key, raw[key], raw, key)
         task = raw.get("task")
         inputs = raw.get("inputs") if isinstance(raw.get("inputs"), YamlMap) else YamlMap(raw.loc)
+        if _never_runs(raw.get("condition")):
+            task, inputs = "noop", YamlMap(raw.loc)  # the original never looked at it: neither does plait
         if isinstance(task, str):
             self._task(out, raw, task, inputs, kinds, batch_items)
         elif "task" in raw:
@@ -90,7 +93,7 @@ class StepRules(Findings):
         for key in ("items", "condition", "inputs"):
             if key in out:
                 before = out[key]
-                put(out, key, map_strings(before, lambda text: bind_names(text, names)), out, key)
+                put(out, key, map_strings(before, lambda text: _defined(bind_names(text, names))), out, key)
                 if "run_number" in names and _reads(before, "run_number"):
                     self.note(out.value_locs[key], "run_number is plait's run id (plait names runs, it does not "
                                                    "number them)", once="run_number")
@@ -227,9 +230,11 @@ class StepRules(Findings):
         condition = raw["condition"]
         loc = raw.value_locs["condition"]
         if isinstance(condition, str) and "{{" not in condition and "{%" not in condition:
-            self.error(loc, "this condition has no {{ }}, so the original engine never ran the step "
-                            "(it ran a step only when the condition rendered to exactly 'True')",
-                       f"write `condition: \"{{{{ {condition} }}}}\"`, or remove the step")
+            if condition.strip() != "True":
+                put(out, "condition", "{{ false }}", raw, "condition")
+                self.note(loc, "this condition has no {{ }}, so the original never ran the step (it ran a step only "
+                               "when the condition rendered to exactly 'True'); neither does plait",
+                          once="never")
             return
         put(out, "condition", _rewritten(condition, kinds), raw, "condition")
         self.note(loc, "a condition runs its step when it renders to a true value (true, yes, 1, a non-empty "
@@ -281,9 +286,11 @@ class StepRules(Findings):
             if action == "continue":
                 put(out, "max_failures", "100%", on_error, "action")
             if action == "next":
-                self.note(on_error.value_locs["next"], f"on_error.next: on failure the steps up to "
-                                                       f"'{on_error['next']}' are skipped and it runs; the failure "
-                                                       "still fails the run at the end (exit 1)", once="next")
+                put(out, "max_failures", "100%", on_error, "next")
+                self.note(on_error.value_locs["next"], f"on_error.next: when this step fails, the steps up to "
+                                                       f"'{on_error['next']}' are skipped and it runs, and the run "
+                                                       "succeeds, as in the original; a step that succeeds with no "
+                                                       "result (null) counts as failed here", once="next")
         if "retry" in on_error:
             count, delay = on_error["retry"], on_error.get("delay", 0)
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
@@ -306,6 +313,21 @@ class StepRules(Findings):
 
 
 _JUMP_MESSAGE = "step '%s' failed (plait status shows its error)"
+
+
+_DEFINED = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*) is (not )?defined\b")
+
+
+def _defined(text: str) -> str:
+    """Make `steps.X is defined` true only when X succeeded, as in the original (plait shows a skipped X as null)."""
+    return _DEFINED.sub(lambda m: f"(steps.{m[1]} is not defined or steps.{m[1]}.result is none)" if m[2]
+                        else f"(steps.{m[1]} is defined and steps.{m[1]}.result is not none)", text)
+
+
+def _never_runs(condition: Any) -> bool:
+    """Return True for a condition without {{ }} other than 'True': the original never ran its step."""
+    return (isinstance(condition, str) and "{{" not in condition and "{%" not in condition
+            and condition.strip() != "True")
 
 
 def _reads(value: Any, name: str) -> bool:

@@ -321,14 +321,19 @@ class _Translator(StepRules):
         return picked
 
     def _sequence(self, steps: list, source: Any, every: list) -> YamlList:
-        """Translate each step and chain the ones without `depends_on` in list order (`every`: all steps)."""
+        """Translate each step and chain the ones without `depends_on` in list order (`every`: all steps).
+
+        Error flows (`on_error.next`) are wired here: see `_error_flows`.
+        """
         out = YamlList(getattr(source, "loc", self.doc.loc))
+        steps, failure_only = self._error_flows(steps, every)
         named = [s for s in steps if isinstance(s, YamlMap) and isinstance(s.get("name"), str)]
         kinds = {s["name"]: s["task"] for s in named if isinstance(s.get("task"), str)}
         batch_items = {s["name"]: s["inputs"].get("items") for s in named
                        if s.get("task") == "batch" and isinstance(s.get("inputs"), YamlMap)}
         order = [s.get("name") for s in steps if isinstance(s, YamlMap)]
         jumps = self._jumps(steps, order, every)
+        self.jump_sources = {steps[end].get("name"): src for src, (_, end) in jumps.items()}
         previous: str | None = None
         for position, raw in enumerate(steps):
             if not isinstance(raw, YamlMap):
@@ -338,29 +343,53 @@ class _Translator(StepRules):
             step = self._step(raw, earlier, batch_items)
             if "depends_on" not in raw and previous is not None:
                 put(step, "after", name_list([previous], raw.loc), raw, "name", loc=raw.loc)
-            guarded = [src for src, (start, end) in jumps.items() if start < position < end]
-            if guarded:
-                existing = step.get("depends_on") or []
-                existing = [existing] if isinstance(existing, str) else list(existing)
-                put(step, "depends_on", name_list([*existing, *guarded], raw.loc), raw, "name", loc=raw.loc)
+            passed = [src for src, (start, end) in jumps.items() if start < position < end]
+            failed = failure_only.get(raw.get("name"), [])
+            if passed or failed:
+                _guard(step, raw, passed, failed)
             out.append(in_order(step))
             out.item_locs.append(raw.loc)
             previous = raw.get("name") if isinstance(raw.get("name"), str) else previous
         return out
 
+    def _error_flows(self, steps: list, every: list) -> tuple[list, dict[str, list[str]]]:
+        """Return (the steps with the error flows' steps the flow leaves out, {such step: the steps it handles}).
+
+        On a failure with `on_error.next: T`, the original ran T and every step after T in the
+        file, whether the chosen flow listed them or not. A T (and the steps after it) that the flow
+        leaves out is put in the list at its place in the file, and runs only when a step that
+        jumps to it failed; the steps of the flow between the failing step and T run only when it
+        did not fail (`_guard`).
+        """
+        names = [s.get("name") if isinstance(s, YamlMap) else None for s in every]
+        listed = [s.get("name") if isinstance(s, YamlMap) else None for s in steps]
+        failure_only: dict[str, list[str]] = {}
+        steps = list(steps)
+        for raw in list(steps):
+            on_error = raw.get("on_error") if isinstance(raw, YamlMap) else None
+            if not isinstance(on_error, YamlMap) or on_error.get("next") not in names or on_error["next"] in listed:
+                continue
+            start = names.index(on_error["next"])
+            for extra in every[start:]:
+                if extra.get("name") in listed and extra.get("name") not in failure_only:
+                    continue
+                failure_only.setdefault(extra["name"], []).append(raw["name"])
+                if extra.get("name") not in listed:
+                    at = next((i for i, n in enumerate(listed) if n in names and names.index(n) > names.index(
+                        extra["name"])), len(steps))
+                    steps.insert(at, extra)
+                    listed.insert(at, extra["name"])
+        return steps, failure_only
+
     def _jumps(self, steps: list, order: list, every: list) -> dict[str, tuple[int, int]]:
         """Return {failing step: (its position, the `on_error.next` target's position)}."""
-        names = [s.get("name") for s in every if isinstance(s, YamlMap) and isinstance(s.get("name"), str)]
         jumps = {}
         for position, raw in enumerate(steps):
             on_error = raw.get("on_error") if isinstance(raw, YamlMap) else None
             if not isinstance(on_error, YamlMap) or action_of(on_error) != "next" or "next" not in on_error:
                 continue  # without `next:`, an error of its own (see _on_error)
             target = on_error["next"]
-            if target not in order and target in names:
-                self.error(on_error.value_locs["next"], f"on_error.next names '{target}', which flow "
-                                                        f"'{self.flow}' leaves out", "add it to the flow")
-            elif target not in order:
+            if target not in order:
                 self.error(on_error.value_locs["next"], f"on_error.next names unknown step '{target}'",
                            did_you_mean(str(target), [o for o in order if isinstance(o, str)]) or None)
             elif order.index(target) <= position:
@@ -369,3 +398,24 @@ class _Translator(StepRules):
             elif isinstance(raw.get("name"), str):
                 jumps[raw["name"]] = (position, order.index(target))
         return jumps
+
+
+def _guard(step: YamlMap, raw: YamlMap, passed: list[str], failed: list[str]) -> None:
+    """Run `step` only when every step of `passed` succeeded and, with `failed`, one of those failed.
+
+    A failing step that jumps (`on_error.next`) has its failure tolerated, so the steps that read
+    it still run, with its result null: the condition tells the two apart. Mutates `step`.
+    """
+    existing = step.get("depends_on") or []
+    existing = [existing] if isinstance(existing, str) else list(existing)
+    put(step, "depends_on", name_list([*existing, *(s for s in [*passed, *failed] if s not in existing)], raw.loc),
+        raw, "name", loc=raw.loc)
+    tests = [f"steps.{s}.result is not none" for s in passed]
+    if failed:
+        tests.append("(" + " or ".join(f"steps.{s}.result is none" for s in failed) + ")")
+    test = " and ".join(tests)
+    condition = step.get("condition")
+    text = (f"{{% if {test} %}}{condition}{{% else %}}False{{% endif %}}" if isinstance(condition, str)
+            else f"{{{{ {test} }}}}")
+    put(step, "condition", text, raw, "condition" if "condition" in raw else "name",
+        loc=None if "condition" in raw else raw.loc)
