@@ -36,7 +36,9 @@ _ORIGINAL_NAMES = {  # the original's names that no rewriting binds (see names.p
     "settings": "declare the setting as a parameter and read `args.NAME`",
     "error": "only a step that an on_error.next names sees the error; plait status shows every error",
 }
-_NO_KIND_HINT = "plait has shell, python, file, template, noop and echo; rewrite the step with one of them"
+_NO_KIND_HINT = ("plait runs the original's kinds and those registered with its register_task (from "
+                 "yaml_workflow.tasks or plait.tasks.original); or rewrite the step with shell, python, file, "
+                 "template, noop or echo")
 
 
 class StepRules(Findings):
@@ -114,7 +116,7 @@ class StepRules(Findings):
         else:
             translated = translate_task(task, inputs, raw.value_locs["task"], raw.get("name"))
         if translated is None:
-            self.error(raw.value_locs["task"], f"the original engine's task '{task}' has no plait counterpart",
+            self.error(raw.value_locs["task"], f"Unknown task type: '{task}'",
                        _NO_KIND_HINT)
             return
         kind, native, errors = translated
@@ -206,8 +208,7 @@ class StepRules(Findings):
         translated = translate_task(inner["task"], _renamed_item(inner_inputs, arg_name), inner.value_locs["task"],
                                     step)
         if translated is None:
-            self.error(inner.value_locs["task"], f"the original engine's task '{inner['task']}' has no plait "
-                                                 "counterpart", _NO_KIND_HINT)
+            self.error(inner.value_locs["task"], f"Unknown task type: '{inner['task']}'", _NO_KIND_HINT)
             return None
         kind, native, errors = translated
         self.errors += errors
