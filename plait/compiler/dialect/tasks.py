@@ -82,7 +82,11 @@ def _file(kind: str, inputs: YamlMap) -> Result:
                                  "remove `indent`, or write the file from a python step with json.dumps"))
     for key in inputs:
         if key in names:
-            put(out, names[key], inputs[key], inputs, key)
+            value = inputs[key]
+            if key == "content" and isinstance(value, str) and ("{{" in value or "{%" in value) \
+                    and value.endswith("\n"):
+                value = value[:-1]  # the original rendered it with Jinja, which drops one final line break
+            put(out, names[key], value, inputs, key)
     return "file", out, errors
 
 
