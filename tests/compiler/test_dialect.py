@@ -109,10 +109,10 @@ def test_each_construct_becomes_plaits_own() -> None:
                      "code": "result = [steps['read']['result']['content'], steps['squares']['result']['results']]",
                      "names": {"steps": {
                          "read": {"result": {"content": "{{ steps.read.result }}"}},
-                         "squares": {"result": {"results": "{{ steps.squares.results }}", "processed": "{{ args.rows }}",
-                                                "failed": [], "stats": {"total": "{{ steps.squares.results | length }}",
-                                                                        "processed": "{{ steps.squares.results | length }}",
-                                                                        "failed": 0}}},
+                         "squares": {"result": {
+                             "results": "{{ steps.squares.results }}", "processed": "{{ args.rows }}", "failed": [],
+                             "stats": {"total": "{{ steps.squares.results | length }}",
+                                       "processed": "{{ steps.squares.results | length }}", "failed": 0}}},
                      }},
                      "name": "My ETL"}}},
                 {"name": "notify", "task": "echo", "after": ["report"],
