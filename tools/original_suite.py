@@ -36,9 +36,8 @@ def _run_on_plait(engine: Any, params: dict | None = None, flow: str | None = No
 
     source = engine.workflow_file
     if source is None:
-        handle = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, dir=engine.workspace)
-        yaml.safe_dump(engine.workflow, handle)
-        handle.close()
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False, dir=engine.workspace) as handle:
+            yaml.safe_dump(engine.workflow, handle)
         source = Path(handle.name)
     overrides = {**(params or {}), **({"flow": flow} if flow else {})}
     try:
