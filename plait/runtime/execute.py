@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 from loguru import logger
 
 from plait.compiler import RetryPolicy, StepSpec, thaw
-from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, error_record
+from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, RunInterrupted, error_record
 from plait.runtime.worker import PROCESS
 from plait.tasks.base import TaskContext, get_kind
 from plait.templating import has_template, render, render_shell, render_value
@@ -215,7 +215,9 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
                 dict(call.config) if call.flat else thaw(call.config)
             out.results[i] = _json(_call(call, node, item, config, ctx))
             out.statuses[i] = SUCCEEDED
-    except Exception as exc:
+    except RunInterrupted:
+        raise
+    except BaseException as exc:  # anything a task raises is its own failure (plait.runtime.outcome)
         out.statuses[i], out.results[i] = FAILED, None
         out.errors[i] = error_record(exc, node=node, item=item, attempt=chunk.attempts[i], policy=call.retry)
     if PROCESS.captured:

@@ -5,6 +5,12 @@ record: `{success: false, error, error_type, item, node, attempt, retryable}`, p
 and `stderr_tail` when the exception carries them (a shell command). `retryable` is decided by
 the node's retry policy: the exception's class or any base class named in `retry_on` (OSError
 and TimeoutError by default), or an exit code in `retry_on_exit_codes`.
+
+Anything a task raises is its node's failure, `BaseException` included (`sys.exit()`,
+`KeyboardInterrupt` raised by the task's own code, `GeneratorExit`), so no task can end a run or
+lose the outcomes of its neighbours: only `RunInterrupted`, which plait itself raises when a
+second Ctrl-C asks the run to stop at once, goes through. The record is built so that it cannot
+fail either: an exception whose `__str__` or attributes raise still gives a record.
 """
 
 from __future__ import annotations
@@ -14,24 +20,29 @@ from typing import Any
 
 from plait.compiler import RetryPolicy
 
-__all__ = ["FAILED", "NOT_STARTED", "SKIPPED", "SUCCEEDED", "error_record", "is_retryable", "retry_delay"]
+__all__ = ["FAILED", "NOT_STARTED", "SKIPPED", "SUCCEEDED", "RunInterrupted", "error_record", "is_retryable",
+           "retry_delay"]
 
 SUCCEEDED, FAILED, SKIPPED, NOT_STARTED = "succeeded", "failed", "skipped", "not_started"
 
 
+class RunInterrupted(KeyboardInterrupt):
+    """The run was told to stop at once (a second Ctrl-C or SIGTERM): not any node's failure."""
+
+
 def is_retryable(policy: RetryPolicy, exc: BaseException) -> bool:
     """Return True when the policy says this exception is worth another attempt."""
-    exit_code = getattr(exc, "exit_code", None)
+    exit_code = _attribute(exc, "exit_code")
     if exit_code is not None and exit_code in policy.retry_on_exit_codes:
         return True
     return any(cls.__name__ in policy.retry_on for cls in type(exc).__mro__)
 
 
 def error_record(exc: BaseException, *, node: str, item: Any, attempt: int, policy: RetryPolicy) -> dict[str, Any]:
-    """Return the one error record for an exception raised while running `node`."""
+    """Return the one error record for an exception raised while running `node` (never raises for `exc`)."""
     record = {
         "success": False,
-        "error": str(exc) or type(exc).__name__,
+        "error": _message(exc),
         "error_type": type(exc).__name__,
         "item": item,
         "node": node,
@@ -39,9 +50,27 @@ def error_record(exc: BaseException, *, node: str, item: Any, attempt: int, poli
         "retryable": is_retryable(policy, exc),
     }
     for extra in ("exit_code", "stderr_tail"):
-        if getattr(exc, extra, None) is not None:
-            record[extra] = getattr(exc, extra)
+        value = _attribute(exc, extra)
+        if value is not None:
+            record[extra] = value
     return record
+
+
+def _message(exc: BaseException) -> str:
+    """Return an exception's message, or its type's name when it has none or cannot give one."""
+    try:
+        text = str(exc)
+    except Exception as err:  # a hostile or broken __str__
+        return f"{type(exc).__name__} (its message could not be read: {type(err).__name__})"
+    return text if isinstance(text, str) and text else type(exc).__name__
+
+
+def _attribute(exc: BaseException, name: str) -> Any:
+    """Return an attribute of an exception, or None when it has none or reading it fails."""
+    try:
+        return getattr(exc, name, None)
+    except Exception:
+        return None
 
 
 def retry_delay(policy: RetryPolicy, attempt: int, rng: random.Random) -> float:

@@ -39,6 +39,7 @@ from plait.runtime.execute import RunInfo
 from plait.runtime.fingerprint import Fingerprinter, basis
 from plait.runtime.lazy_backend import LazyBackend
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior, state_dir, unfinished
+from plait.runtime.outcome import RunInterrupted
 from plait.runtime.progress import Progress
 from plait.runtime.scheduler import Scheduler
 from plait.runtime.state import RunReport, RunState
@@ -341,7 +342,7 @@ def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         if scheduler.state.stopping:
-            raise KeyboardInterrupt
+            raise RunInterrupted(f"{signal.Signals(signum).name} again: stopping at once")
         logger.warning(f"{signal.Signals(signum).name}: stopping; running nodes finish (signal again to stop now)")
         scheduler.stop()
 
