@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plait.compiler.diagnostics import WorkflowError
-from plait.runtime.ledger import LedgerError, state_dir
+from plait.runtime.ledger import LedgerError
+from plait.workspace import state_dir
 
 if TYPE_CHECKING:
     from plait.compiler import Plan

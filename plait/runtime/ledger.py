@@ -35,10 +35,9 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["LEDGER_NAME", "STATE_DIR", "Ledger", "LedgerError", "NodeRecord", "Prior", "state_dir", "unfinished"]
+__all__ = ["LEDGER_NAME", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
 
 LEDGER_NAME = "ledger.db"
-STATE_DIR = ".plait"
 SCHEMA_VERSION = 1
 
 _SCHEMA = """
@@ -109,11 +108,6 @@ def _record_sql(rows: int) -> str:
     return ("UPDATE nodes SET status = r.column2, attempts = r.column3, fingerprint = r.column4, result = r.column5, "
             "error = r.column6, note = r.column7, started = r.column8, ended = r.column9, run_id = ?1, "
             f"seq = ?2 + r.column10 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
-
-
-def state_dir(workspace: Path) -> Path:
-    """Return the folder where plait keeps a workspace's ledger, lock and logs."""
-    return workspace / STATE_DIR
 
 
 def unfinished(path: Path) -> bool:

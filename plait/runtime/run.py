@@ -38,13 +38,14 @@ from plait.runtime.backend_table import backend as checked_backend
 from plait.runtime.execute import RunInfo
 from plait.runtime.fingerprint import Fingerprinter, basis
 from plait.runtime.lazy_backend import LazyBackend
-from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior, state_dir, unfinished
+from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior, unfinished
 from plait.runtime.outcome import RunInterrupted
 from plait.runtime.progress import Progress
 from plait.runtime.scheduler import Scheduler
 from plait.runtime.state import RunReport, RunState
 from plait.runtime.trail import prepare as prepare_trail
 from plait.runtime.writer import LedgerWriter
+from plait.workspace import state_dir
 
 __all__ = ["RunResult", "WorkspaceBusy", "default_workspace", "describe", "run_workflow"]
 

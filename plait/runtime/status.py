@@ -13,7 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, state_dir
+from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
+from plait.workspace import state_dir
 
 __all__ = ["format_status", "workflow_status"]
 

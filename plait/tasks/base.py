@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from plait.templating import template_context
+from plait.workspace import STATE_DIR, state_dir
 
 __all__ = ["Field", "TaskContext", "TaskKind", "get_kind", "kinds", "task"]
 
@@ -89,11 +90,19 @@ class TaskContext(NamedTuple):
         return self.step
 
     def path(self, relative: str | Path) -> Path:
-        """Resolve `relative` inside the workspace; raise PermissionError when it escapes."""
+        """Resolve `relative` inside the workspace; raise PermissionError when it escapes, or reaches plait's folder.
+
+        Symbolic links are followed first, so a link cannot lead out of the workspace, nor into
+        `.plait/`, where plait keeps the ledger and the lock (`plait.workspace`).
+        """
         root = self.workspace.resolve()
         target = (root / relative).resolve()
         if target != root and root not in target.parents:
             raise PermissionError(f"path '{relative}' is outside the workspace {root}")
+        own = state_dir(root)
+        if target == own or own in target.parents:
+            raise PermissionError(f"path '{relative}' is in {STATE_DIR}/, where plait keeps the workspace's ledger "
+                                  "and lock; tasks cannot touch it: write somewhere else in the workspace")
         return target
 
     def template_context(self, item: Any) -> dict[str, Any]:
