@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from plait.report.data import Report, TraceRow, collect, node_statuses
+from plait.report.data import NodeState, Report, TraceRow, collect, node_statuses
 from plait.report.page import render_html
 
 if TYPE_CHECKING:
     from plait.compiler import Plan
 
-__all__ = ["FORMATS", "Report", "TraceRow", "collect", "node_statuses", "render", "render_html", "write_report"]
+__all__ = ["FORMATS", "NodeState", "Report", "TraceRow", "collect", "node_statuses", "render", "render_html",
+           "write_report"]
 
 FORMATS = ("html", "json")
 
@@ -43,12 +43,12 @@ def write_report(workspace: str | Path, path: str | Path, fmt: str = "html", pla
     text = render(workspace, fmt, plan)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # created as any file is (umask)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
+        with open(temporary, "w", encoding="utf-8") as out:
             out.write(text)
         os.replace(temporary, target)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return target

@@ -36,7 +36,7 @@ from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, state_dir
 if TYPE_CHECKING:
     from plait.compiler import Plan
 
-__all__ = ["STATUSES", "Report", "TraceRow", "collect", "node_statuses", "open_ledger"]
+__all__ = ["STATUSES", "NodeState", "Report", "TraceRow", "collect", "node_statuses", "open_ledger"]
 
 STATUSES = ("succeeded", "failed", "skipped", "running", "pending")
 SLOWEST = 5  # the slowest nodes listed per step
@@ -95,11 +95,19 @@ def open_ledger(workspace: str | Path) -> Ledger:
     return Ledger(path, readonly=True)
 
 
-def node_statuses(workspace: str | Path) -> dict[str, str]:
-    """Return {node_id: status} of the plan's nodes as the ledger has them now. Raises LedgerError."""
+class NodeState(NamedTuple):
+    """A node as the ledger has it now: enough to colour a drawing."""
+
+    step: str
+    kind: str
+    status: str
+
+
+def node_statuses(workspace: str | Path) -> dict[str, NodeState]:
+    """Return {node_id: NodeState} for the nodes of the ledger's last plan. Raises LedgerError."""
     ledger = open_ledger(workspace)
     try:
-        return dict(ledger.node_rows(("node_id", "status")))
+        return {row[0]: NodeState(*row[1:]) for row in ledger.node_rows(("node_id", "step", "kind", "status"))}
     finally:
         ledger.close()
 

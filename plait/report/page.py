@@ -166,7 +166,8 @@ def _failures(failures: Sequence[Mapping[str, Any]]) -> str:
     if rest:
         lines = "".join(f"<li><code>{esc(f['id'])}</code> {esc(f['error_type'] or '')}: {esc(_line(f['error']))}</li>"
                         for f in rest)
-        parts.append(f'<h3>{count(len(rest))} more</h3><ul class="more">{lines}</ul>')
+        parts.append(f'<details class="more"><summary>{count(len(rest))} more, one line each</summary>'
+                     f'<ul class="more">{lines}</ul></details>')
     left = len(failures) - FAILURE_DETAILS - len(rest)
     if left > 0:
         parts.append(f'<p class="note">… and {count(left)} more: <code>plait report --format json</code> lists '
@@ -287,6 +288,7 @@ details.failure{border:1px solid var(--line);border-left:4px solid var(--bad);bo
 margin:8px 0}
 details.failure summary{cursor:pointer}details.failure summary span{color:#c92a2a;margin-left:8px}
 .stream{margin:6px 0 0;font-size:12px;color:var(--mute)}
+details.more{margin:10px 0}details.more summary{cursor:pointer;font-weight:600}
 ul.more{columns:2;font-size:12.5px;padding-left:18px}
 footer{font-size:12.5px;color:var(--mute)}footer ul{margin:6px 0 0;padding-left:18px}
 """
