@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import fcntl
 import itertools
 import json
@@ -97,10 +98,8 @@ class Chromium:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        try:
+        with contextlib.suppress(BrowserError):
             self.call("Browser.close", timeout=10)
-        except BrowserError:
-            pass
         try:
             self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -236,6 +235,30 @@ class Page:
             return {dom_ready: nav.domContentLoadedEventEnd, load: nav.loadEventEnd,
                     first_paint: paint ? paint.startTime : null};
         })()""")
+
+    def picture(self, png: bytes) -> dict[str, float]:
+        """Decode a PNG with the browser's own decoder; return its width, height, distinct colours, and the
+        share of pixels unlike the top-left one (0 for a blank picture)."""
+        data = json.dumps(base64.b64encode(png).decode())
+        return self.evaluate(f"""(async () => {{
+            const img = new Image();
+            img.src = 'data:image/png;base64,' + {data};
+            await img.decode();
+            const canvas = document.createElement('canvas');
+            canvas.width = img.width; canvas.height = img.height;
+            const g = canvas.getContext('2d');
+            g.drawImage(img, 0, 0);
+            const d = g.getImageData(0, 0, img.width, img.height).data;
+            const first = (d[0] << 16) | (d[1] << 8) | d[2];
+            const colours = new Set();
+            let unlike = 0;
+            for (let i = 0; i < d.length; i += 4) {{
+                const v = (d[i] << 16) | (d[i + 1] << 8) | d[i + 2];
+                colours.add(v);
+                if (v !== first) unlike++;
+            }}
+            return {{width: img.width, height: img.height, colours: colours.size, unlike: unlike / (d.length / 4)}};
+        }})()""")
 
     def screenshot(self, full_page: bool = False) -> bytes:
         """Return a PNG of the viewport, or of the whole page's height with `full_page`."""
