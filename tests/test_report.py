@@ -25,8 +25,9 @@ import pytest
 from browser import Chromium, chromium_path
 from runtime.support import PLAIT, plait
 
+from plait.compiler import compile_workflow
 from plait.report import collect, render_html
-from plait.report.data import TraceRow
+from plait.report.data import TraceRow, step_shape
 from plait.report.timeline import BINS, EACH_MAX, timeline_html
 
 WORKFLOW = """\
@@ -294,7 +295,10 @@ def test_report_reads_what_newer_ledgers_record(copy: Path) -> None:
         for column in ("worker", "reason", "output"):
             db.execute(f"ALTER TABLE nodes ADD COLUMN {column} TEXT")
         db.execute("ALTER TABLE runs ADD COLUMN counts TEXT")
-        db.execute("UPDATE runs SET counts = ?", (json.dumps({"succeeded": 6, "failed": 1, "skipped": 2}),))
+        db.execute("ALTER TABLE runs ADD COLUMN steps TEXT")
+        counts = {"succeeded": 6, "failed": 1, "skipped": 2}
+        steps = step_shape(compile_workflow(copy / "wf.yaml"))
+        db.execute("UPDATE runs SET counts = ?, steps = ?", (json.dumps(counts), json.dumps(steps)))
         db.execute("CREATE TABLE attempts (node_id TEXT NOT NULL, run_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
                    "status TEXT NOT NULL, started REAL, ended REAL, worker TEXT, reason TEXT, error TEXT, "
                    "output TEXT, PRIMARY KEY (node_id, run_id, attempt))")
@@ -313,12 +317,16 @@ def test_report_reads_what_newer_ledgers_record(copy: Path) -> None:
         record = json.loads(db.execute("SELECT error FROM nodes WHERE node_id = 'fetch[d]'").fetchone()[0])
         db.execute("UPDATE nodes SET error = ?, output = ? WHERE node_id = 'fetch[d]'",
                    (json.dumps({**record, "traceback": traceback}), json.dumps({"stdout": "about to fail on d\n"})))
+    (copy / "wf.yaml").unlink()  # the step graph comes from runs.steps
     report = report_json(copy)
+    assert report["edges"] == [["fetch", "parse", "for_each"], ["parse", "summary", "depends"]]
+    assert report["notes"] == []
     assert report["ledger"] == {"attempts": True, "worker": True, "reason": True, "output": True, "traceback": True,
                                 "run_counts": True}
     fetch_b = [(r["attempt"], r["status"], r["worker"], r["reason"]) for r in report["trace"] if r["id"] == "fetch[b]"]
     assert fetch_b == [(1, "failed", "host:101", "new"), (2, "succeeded", "host:101", "new")]
-    assert len(report["trace"]) == 8  # an attempts table has no rows for skipped nodes: they never ran
+    assert [r["attempt"] for r in report["trace"]].count(0) == 2  # skipped nodes, which made no attempt
+    assert len(report["trace"]) == 10
     [failure] = report["failures"]
     assert (failure["traceback"], failure["output"], failure["worker"], failure["reason"]) == (
         traceback, {"stdout": "about to fail on d\n"}, "host:101", "new")

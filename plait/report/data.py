@@ -3,16 +3,26 @@
 The report says what the ledger holds, nothing more, and reads it as `plait status` does: read-only,
 in one transaction, so it works while a run is writing and never disturbs it.
 
-What it reads, by ledger (columns are asked for by name, so an older ledger reads without the newer):
-- Always: each node's last record (`nodes`: status, attempts, error JSON, note, started, ended,
-  run_id) and every run (`runs`).
-- When present: `nodes.worker` (who ran the node's last attempt), `nodes.reason` (why it ran),
-  `nodes.output` (JSON `{"stdout": tail, "stderr": tail}`), an `error.traceback` in the error
-  record, an `attempts` table (one row per attempt: node_id, run_id, attempt, status, started,
-  ended, worker, reason, error, output) and `runs.counts` (JSON `{status: n}` of what that run did).
+What it reads. Columns are asked for by name, so a ledger without the newer ones still reads.
+- Always: each node's last record (`nodes`: step, kind, status, attempts, error JSON, note,
+  started, ended, run_id) and every run (`runs`).
+- When present (what the runtime is to record; the names and shapes this module expects):
+  - `nodes.worker` TEXT: who ran the node's last attempt, an opaque label, one per worker process
+    (or thread, for the threading backend): the timeline draws a row per distinct value.
+  - `nodes.reason` TEXT: why the node ran in its run ("new", "failed before", "changed: code", ...).
+  - `nodes.output` TEXT: JSON `{"stdout": tail, "stderr": tail}` of its last attempt; NULL when empty.
+  - `"traceback"` (text) in the node's error JSON.
+  - table `attempts`, one row per attempt: node_id, run_id, attempt (1, 2, ...), status
+    ("succeeded" or "failed": a failed attempt that was retried is followed by the next), started,
+    ended (Unix times) are needed; worker, reason, error (JSON), output (JSON, as above) are read
+    when there.
+  - `runs.counts` TEXT: JSON `{status: n}` of what that run did (any keys, e.g. "restored").
+  - `runs.steps` TEXT: JSON, the plan's steps as `step_shape` gives them, so the step graph needs
+    no workflow file.
 - Without them: the trace has one row per node (its last attempt) with worker "?", the timeline
-  packs nodes into slots by time, and an earlier run's counts are those of the nodes whose last
-  record it wrote (what it did that still stands).
+  packs attempts into slots by time, an earlier run's counts are those of the nodes whose last
+  record it wrote (what it did that still stands), and the step graph's edges come from compiling
+  the workflow file the last run recorded.
 
 Durations are a node's last attempt, `ended - started`, for nodes that ran (succeeded or failed);
 percentiles are nearest-rank. Join nodes (which run no task) are left out, as `plait status` does.
@@ -36,7 +46,7 @@ from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, state_dir
 if TYPE_CHECKING:
     from plait.compiler import Plan
 
-__all__ = ["STATUSES", "NodeState", "Report", "TraceRow", "collect", "node_statuses", "open_ledger"]
+__all__ = ["STATUSES", "NodeState", "Report", "TraceRow", "collect", "node_statuses", "open_ledger", "step_shape"]
 
 STATUSES = ("succeeded", "failed", "skipped", "running", "pending")
 SLOWEST = 5  # the slowest nodes listed per step
@@ -149,7 +159,7 @@ def collect(workspace: str | Path, plan: Plan | None = None) -> Report:
         counts=_ordered(Counter(nodes.status[i] for i in nodes.tasks)),
         history=_history(runs, nodes, attempts, attempt_names), steps=_step_stats(steps, nodes), edges=edges,
         failures=failures,
-        trace=_trace_from_attempts(attempts, attempt_names, nodes.step_of) if attempts else nodes.trace,
+        trace=_trace(nodes, attempts, attempt_names),
         ledger=holds, notes=notes)
 
 
@@ -166,21 +176,31 @@ class _Nodes:
         self.reason = more.get("reason", (None,) * count)
         self.output = more.get("output", (None,) * count)
         self.tasks = [i for i, kind in enumerate(self.kind) if kind == "task"]
-        self.step_of = dict(zip(self.id, self.step))
+        self.step_of = {self.id[i]: self.step[i] for i in self.tasks}
 
-    @property
-    def trace(self) -> list[TraceRow]:
-        """Return one row per task node that has a record (its last attempt), in completion order."""
+    def trace(self, only: str | None = None) -> list[TraceRow]:
+        """Return a row per task node that has a record (its last attempt), in completion order; `only`: one status."""
         ids, steps, statuses, attempts = self.id, self.step, self.status, self.attempts
         starts, ends, workers, reasons, notes, runs = (self.started, self.ended, self.worker, self.reason, self.note,
                                                        self.run_id)
         return [TraceRow(ids[i], steps[i], statuses[i], attempts[i], starts[i], ends[i],
                          workers[i] or UNKNOWN_WORKER, reasons[i] or notes[i], runs[i])
-                for i in self.tasks if statuses[i] != "pending"]
+                for i in self.tasks if statuses[i] != "pending" and (only is None or statuses[i] == only)]
 
     def duration(self, i: int) -> float | None:
         start, end = self.started[i], self.ended[i]
         return end - start if start is not None and end is not None and self.status[i] in RAN else None
+
+
+def _trace(nodes: _Nodes, attempts: list[tuple[Any, ...]], names: list[str]) -> list[TraceRow]:
+    """Return the trace: every attempt and every skipped node (which made no attempt), by start time.
+
+    Without an attempts table, each node's last record stands for its attempts.
+    """
+    if not attempts:
+        return nodes.trace()
+    rows = _trace_from_attempts(attempts, names, nodes.step_of) + nodes.trace(only="skipped")
+    return sorted(rows, key=lambda r: (r.start is None, r.start or 0.0))
 
 
 def _trace_from_attempts(rows: list[tuple[Any, ...]], names: list[str], step_of: Mapping[str, str]) -> list[TraceRow]:
@@ -256,25 +276,45 @@ def _history(runs: list[dict[str, Any]], nodes: _Nodes, attempts: list[tuple[Any
     return history
 
 
+def step_shape(plan: Plan) -> list[dict[str, Any]]:
+    """Return the plan's steps and how they connect, JSON-ready: what `runs.steps` is to hold (module docstring)."""
+    return [{"name": s.name, "task": s.task, "kind": s.kind, "depends_on": list(s.depends_on), "for_each": s.for_each,
+             "after": list(s.after)} for s in plan.steps.values()]
+
+
 def _step_graph(plan: Plan | None, runs: list[dict[str, Any]],
                 nodes: _Nodes) -> tuple[list[tuple[str, str | None, str]], list[tuple[str, str, str]], list[str]]:
-    """Return the steps as (name, task, kind), the edges between them, and notes on where they came from."""
+    """Return the steps as (name, task, kind), the edges between them, and notes on where they came from.
+
+    The steps' shape comes from `plan`, else from the last run's `runs.steps`, else from compiling the
+    workflow file it recorded; steps the ledger has and that shape lacks are added without edges.
+    """
     notes = []
-    if plan is None and runs and runs[-1].get("source"):
-        plan, note = _compile_recorded(runs[-1])
-        notes += [note] if note else []
-    elif plan is None:
+    last = runs[-1] if runs else {}
+    shape = step_shape(plan) if plan is not None else json.loads(last["steps"]) if last.get("steps") else None
+    if shape is None and last.get("source"):
+        compiled, note = _compile_recorded(last)
+        if compiled is None:
+            notes.append(note)
+        else:
+            shape = step_shape(compiled)
+            if compiled.digest != last.get("digest"):
+                notes.append(f"the workflow file {last['source']} changed since the run: the steps' dependencies "
+                             "are drawn as the file has them now")
+    elif shape is None and last:
         notes.append("the ledger names no workflow file, so the steps are shown without their dependencies")
     seen = dict.fromkeys(nodes.step[i] for i in nodes.tasks)
-    if plan is None:
-        kinds = Counter(nodes.step[i] for i in nodes.tasks)
-        return [(s, None, "batch" if kinds[s] > 1 else "single") for s in seen], [], notes
-    steps = [(s.name, s.task, s.kind) for s in plan.steps.values()]
-    steps += [(s, None, "batch") for s in seen if s not in plan.steps]  # from an earlier version of the file
+    if shape is None:
+        sizes = Counter(nodes.step[i] for i in nodes.tasks)
+        return [(s, None, "batch" if sizes[s] > 1 else "single") for s in seen], [], notes
+    steps = [(s["name"], s.get("task"), s.get("kind", "batch")) for s in shape]
+    named = {s[0] for s in steps}
+    steps += [(s, None, "batch") for s in seen if s not in named]
     edges = []
-    for s in plan.steps.values():
-        edges += [(d, s.name, "for_each" if d == s.for_each else "depends") for d in s.depends_on]
-        edges += [(d, s.name, "after") for d in s.after if d not in s.depends_on]
+    for s in shape:
+        depends = s.get("depends_on") or []
+        edges += [(d, s["name"], "for_each" if d == s.get("for_each") else "depends") for d in depends]
+        edges += [(d, s["name"], "after") for d in s.get("after") or [] if d not in depends]
     return steps, edges, notes
 
 
@@ -286,8 +326,8 @@ def _compile_recorded(run: Mapping[str, Any]) -> tuple[Plan | None, str | None]:
         return compile_workflow(run["source"], json.loads(run.get("params") or "{}")), None
     except (WorkflowError, OSError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        return None, (f"the steps are shown without their dependencies: the workflow file {run['source']} no longer "
-                      f"compiles ({first})")
+        return None, (f"the steps are shown without their dependencies: the workflow file {run['source']} does not "
+                      f"compile now ({first})")
 
 
 def _step_stats(steps: Iterable[tuple[str, str | None, str]], nodes: _Nodes) -> list[dict[str, Any]]:
