@@ -470,3 +470,21 @@ def test_report_of_a_ledger_with_no_run_yet(tmp_path: Path) -> None:
     done = plait("report", "--workspace", "ws", "-o", "empty.html", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "No run recorded yet." in (tmp_path / "empty.html").read_text(encoding="utf-8")
+
+
+def test_step_graph_from_a_workflow_file_that_changed_or_went(copy: Path) -> None:
+    wf = copy / "wf.yaml"
+    with closing(sqlite3.connect(copy / "ws" / ".plait" / "ledger.db")) as db, db:
+        db.execute("UPDATE runs SET source = ?", (str(wf),))  # the copy's, not the module's shared folder
+    wf.write_text(WORKFLOW + "  - name: extra\n    task: noop\n    depends_on: [summary]\n", encoding="utf-8")
+    report = collect(copy / "ws")
+    assert report.edges == [("fetch", "parse", "for_each"), ("parse", "summary", "depends"),
+                            ("summary", "extra", "depends")]
+    assert [s["name"] for s in report.steps] == ["fetch", "parse", "summary", "extra"]
+    assert report.notes == [f"the workflow file {wf} changed since the run: the steps' dependencies are drawn as the "
+                            "file has them now"]
+    wf.unlink()
+    report = collect(copy / "ws")
+    assert (report.edges, [s["name"] for s in report.steps]) == ([], ["fetch", "parse", "summary"])
+    assert report.notes == [f"the steps are shown without their dependencies: the workflow file {wf} does not compile "
+                            f"now (cannot read workflow file '{wf}': No such file or directory)"]

@@ -325,7 +325,7 @@ def _compile_recorded(run: Mapping[str, Any]) -> tuple[Plan | None, str | None]:
     try:
         return compile_workflow(run["source"], json.loads(run.get("params") or "{}")), None
     except (WorkflowError, OSError, ValueError) as err:
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        first = str(err).splitlines()[0].removeprefix("error: ") if str(err) else type(err).__name__
         return None, (f"the steps are shown without their dependencies: the workflow file {run['source']} does not "
                       f"compile now ({first})")
 
