@@ -14,6 +14,9 @@ Run as a script to take a picture of a page and print what loading it cost (docs
 screenshots and the report's row of `python -m benchmarks` come from here):
 
     python tests/browser.py runs/x/report.html shot.png [--width 1280] [--height 900] [--full-page]
+
+It prints {"timings": {dom_ready, load, first_paint} (ms from the start of navigation), "problems":
+[...], "requests": [...]} and exits 0, or 3 when no Chromium is installed.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-default-apps", "--mute-audio", "--hide-scrollbars")
 GUARD = 120.0  # seconds without any answer before a browser is taken to hang
+NO_BROWSER = 3  # the script's exit code when no Chromium is installed
 
 
 # Puts the two pipe ends at 3 and 4 and becomes the browser (dash's redirections take one-digit fds only).
@@ -280,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--height", type=int, default=900)
     parser.add_argument("--full-page", action="store_true", help="the whole page, not only the first screen")
     args = parser.parse_args(argv)
+    if chromium_path() is None:
+        print("no Chromium found: install Debian's `chromium` package (apt-get install chromium)", file=sys.stderr)
+        return NO_BROWSER
     with Chromium(width=args.width, height=args.height) as browser:
         page = browser.page()
         page.open(args.page.resolve().as_uri())

@@ -367,7 +367,7 @@ def test_timeline_draws_each_attempt_of_a_small_run_and_packs_slots_without_work
             TraceRow("c", "s", "failed", 2, 1.0, 2.0, "?", None, "r"),
             TraceRow("old", "s", "succeeded", 1, -5.0, -4.0, "?", None, "earlier run")]
     svg = timeline_html(rows, ["s"], "r")
-    assert "3 attempts over 2.00 s, 2 slots" in svg
+    assert "3 attempts over 2.00 s on 2 slots, each a bar." in svg
     assert [t.split("</title>")[0] for t in svg.split("<title>")[1:] if ": " in t and "attempt" in t] == [
         "a: succeeded in 1.00 s, attempt 1", "b: succeeded in 1.00 s, attempt 1", "c: failed in 1.00 s, attempt 2"]
     assert timeline_html(rows, ["s"], "no such run").startswith('<p class="note">No node ran in this run')
@@ -441,7 +441,7 @@ def test_report_of_100000_nodes_is_small_and_opens(tmp_path: Path) -> None:
     assert size <= 5_000_000, size
     text = page_file.read_text(encoding="utf-8")
     assert text.count("<rect ") < 3 * 32 * BINS  # bounded whatever the node count
-    assert "100,000 attempts in 200 bins" in text
+    assert "100,000 attempts over" in text and "in 200 bins of" in text
     report = report_json(tmp_path)
     assert len(report["trace"]) == 100_001 and len(report["failures"]) == 1_000
     assert step_counts(report)["work"] == {"nodes": 100_000, "succeeded": 99_000, "failed": 1_000, "skipped": 0,

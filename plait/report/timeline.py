@@ -48,7 +48,7 @@ def timeline_html(rows: Sequence[TraceRow], steps: Sequence[str], run_id: str | 
               for i in range(0, len(names), group)]
     t0 = min(r.start for r in timed)
     span = max(max(r.end for r in timed) - t0, 1e-6)
-    lane_h = 18 if len(labels) <= 16 else max(8, 320 // len(labels))
+    lane_h = 28 if len(labels) <= 4 else 18 if len(labels) <= 16 else max(8, 320 // len(labels))
     top = AXIS_H
     height = top + len(labels) * lane_h + 12 + PACE_H + 22
     x = PLOT_W / span
@@ -63,19 +63,19 @@ def timeline_html(rows: Sequence[TraceRow], steps: Sequence[str], run_id: str | 
                      f'<text x="{LABEL_W - 6}" y="{y + lane_h / 2 + 4:.1f}" class="lane">{esc(label)}</text>')
     drawn = [(lanes[i] // group, r) for i, r in enumerate(timed)]
     if len(timed) <= EACH_MAX:
-        parts += _each(drawn, t0, x, top, lane_h, colours, names, lanes, by_worker)
+        parts += _each(drawn, t0, x, top, lane_h, colours, by_worker)
     else:
         parts += _binned(drawn, t0, span, top, lane_h, colours, [min(group, len(names) - i * group)
                                                                    for i in range(len(labels))], labels)
     parts += _pace(timed, t0, span, top + len(labels) * lane_h + 12)
     parts.append("</svg>")
     what = "worker" if by_worker else "slot"
-    mode = ("each attempt is a bar" if len(timed) <= EACH_MAX else
-            f"{count(len(timed))} attempts in {BINS} bins of {seconds(span / BINS)}: a cell's colour is the step "
-            "that kept the row busiest, its strength how busy the row was, red marks failures")
-    rows_note = (f"{count(len(names))} {what}s" if group == 1 else
-                 f"{count(len(names))} {what}s, {group} to a row")
-    caption = f"Run {esc(run_id)}: {count(len(timed))} attempts over {seconds(span)}, {rows_note}; {mode}."
+    rows_note = f"{count(len(names))} {what}{'s' if len(names) > 1 else ''}" + (
+        f", {group} to a row" if group > 1 else "")
+    mode = ("each a bar" if len(timed) <= EACH_MAX else
+            f"in {BINS} bins of {seconds(span / BINS)}: a cell's colour is the step that kept its row busiest, its "
+            "strength how busy the row was, and red marks failures")
+    caption = f"Run {esc(run_id)}: {count(len(timed))} attempts over {seconds(span)} on {rows_note}, {mode}."
     if not by_worker:
         caption += (" The ledger does not record which worker ran a node, so attempts are packed into slots "
                     "by time.")
@@ -122,7 +122,7 @@ def _axis(span: float, top: int, bottom: int) -> list[str]:
 
 
 def _each(drawn: Iterable[tuple[int, TraceRow]], t0: float, x: float, top: int, lane_h: int,
-          colours: Mapping[str, str], names: Sequence[str], lanes: Sequence[int], by_worker: bool) -> list[str]:
+          colours: Mapping[str, str], by_worker: bool) -> list[str]:
     """Return one bar per attempt."""
     parts = []
     for row, r in drawn:
