@@ -1,7 +1,7 @@
 """How the report writes numbers, times and colours: one place, so the page, the graph and the timeline agree.
 
 Colours: one per node status (the graphs, bars and chips), and a palette for steps on the timeline
-that leaves out red, which means a failure everywhere in the report.
+that leaves out red and green, which mean failed and succeeded everywhere else in the report.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ __all__ = ["STATUS_COLOURS", "STEP_PALETTE", "clock", "count", "esc", "seconds",
 
 STATUS_COLOURS = {"succeeded": "#2f9e44", "failed": "#e03131", "skipped": "#f59f00", "running": "#1c7ed6",
                   "pending": "#ced4da"}
-STEP_PALETTE = ("#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#9c755f", "#86bcb6",
-                "#5a6fd6", "#bab0ac")
+STEP_PALETTE = ("#4e79a7", "#f28e2b", "#76b7b2", "#b07aa1", "#9c755f", "#edc948", "#5a6fd6", "#86bcb6",
+                "#bab0ac", "#d37295")
 
 
 def esc(value: object) -> str:
