@@ -132,8 +132,8 @@ _ATTEMPT_COLUMNS = ("node_id", "run_id", "attempt", "status", "started", "ended"
 def collect(workspace: str | Path, plan: Plan | None = None) -> Report:
     """Read the workspace's ledger into a Report. Raises LedgerError.
 
-    The step graph's edges come from `plan`, or else from compiling the workflow file the last run
-    recorded (with its params); without either, the steps are shown without edges, and a note says why.
+    The step graph's edges come from `plan` when given (the run's own, at the end of `plait run`),
+    else as `_step_graph` finds them.
     """
     ledger = open_ledger(workspace)
     try:
@@ -225,8 +225,7 @@ def _last_run(runs: list[dict[str, Any]], nodes: _Nodes) -> dict[str, Any] | Non
     """Return the last run's row with its duration, and whether it is still going (and its process alive)."""
     if not runs:
         return None
-    run = dict(runs[-1])
-    run.pop("counts", None)
+    run = {name: value for name, value in runs[-1].items() if name not in ("counts", "steps")}  # in history, edges
     live = run["status"] == "running"
     end = run.get("ended") or (time.time() if live else None)
     run["duration"] = end - run["started"] if end else None
