@@ -28,7 +28,7 @@ from runtime.support import PLAIT, plait
 from plait.compiler import compile_workflow
 from plait.report import collect, render_html
 from plait.report.data import TraceRow, step_shape
-from plait.report.timeline import BINS, EACH_MAX, timeline_html
+from plait.report.timeline import BINS, EACH_MAX, MAX_ROWS, timeline_html
 
 WORKFLOW = """\
 name: reported
@@ -488,3 +488,15 @@ def test_step_graph_from_a_workflow_file_that_changed_or_went(copy: Path) -> Non
     assert (report.edges, [s["name"] for s in report.steps]) == ([], ["fetch", "parse", "summary"])
     assert report.notes == [f"the steps are shown without their dependencies: the workflow file {wf} does not compile "
                             f"now (cannot read workflow file '{wf}': No such file or directory)"]
+
+
+def test_timeline_of_many_workers_shares_rows() -> None:
+    """100 workers draw as 25 rows of 4 (at most MAX_ROWS rows), each named by its first worker, in number order."""
+    rows = [TraceRow(f"s[{w}-{i}]", "s", "succeeded", 1, float(i), i + 0.5, f"host:{w}", None, "r")
+            for w in range(100) for i in range(30)]
+    svg = timeline_html(rows, ["s"], "r")
+    assert "3,000 attempts over 29.50 s on 100 workers, 4 to a row, in 200 bins" in svg
+    labels = re.findall(r'class="lane">([^<]*)<title>([^<]*)</title>', svg)
+    assert len(labels) == 25 <= MAX_ROWS
+    assert labels[:2] == [("worker host:0 +3", "worker host:0, worker host:1, worker host:2, worker host:3"),
+                          ("worker host:4 +3", "worker host:4, worker host:5, worker host:6, worker host:7")]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import accumulate
 
@@ -44,8 +45,8 @@ def timeline_html(rows: Sequence[TraceRow], steps: Sequence[str], run_id: str | 
         colours.setdefault(row.step, step_colour(len(colours)))
     lanes, names, by_worker = _lanes(timed)
     group = math.ceil(len(names) / MAX_ROWS)
-    labels = [names[i] if group == 1 else f"{names[i]} … {names[min(i + group, len(names)) - 1]}"
-              for i in range(0, len(names), group)]
+    members = [names[i:i + group] for i in range(0, len(names), group)]
+    labels = [row[0] if len(row) == 1 else f"{row[0]} +{len(row) - 1}" for row in members]
     t0 = min(r.start for r in timed)
     span = max(max(r.end for r in timed) - t0, 1e-6)
     lane_h = 28 if len(labels) <= 4 else 18 if len(labels) <= 16 else max(8, 320 // len(labels))
@@ -60,7 +61,8 @@ def timeline_html(rows: Sequence[TraceRow], steps: Sequence[str], run_id: str | 
         y = top + i * lane_h
         fill = "#f8f9fa" if i % 2 == 0 else "#ffffff"
         parts.append(f'<rect x="{LABEL_W}" y="{y}" width="{PLOT_W}" height="{lane_h}" fill="{fill}"/>'
-                     f'<text x="{LABEL_W - 6}" y="{y + lane_h / 2 + 4:.1f}" class="lane">{esc(label)}</text>')
+                     f'<text x="{LABEL_W - 6}" y="{y + lane_h / 2 + 4:.1f}" class="lane">{esc(label)}'
+                     f'<title>{esc(", ".join(members[i]))}</title></text>')
     drawn = [(lanes[i] // group, r) for i, r in enumerate(timed)]
     if len(timed) <= EACH_MAX:
         parts += _each(drawn, t0, x, top, lane_h, colours, by_worker)
@@ -91,7 +93,7 @@ def _lanes(rows: Sequence[TraceRow]) -> tuple[list[int], list[str], bool]:
         first: dict[str, float] = {}
         for r in rows:
             first[r.worker] = min(first.get(r.worker, r.start), r.start)
-        names = sorted(first, key=lambda w: (first[w], w))
+        names = sorted(first, key=lambda w: (first[w], _natural(w)))
         index = {w: i for i, w in enumerate(names)}
         return [index[r.worker] for r in rows], [f"worker {w}" for w in names], True
     order = sorted(range(len(rows)), key=lambda i: (rows[i].start, rows[i].end))
@@ -106,6 +108,11 @@ def _lanes(rows: Sequence[TraceRow]) -> tuple[list[int], list[str], bool]:
         lane[i] = slot
         heapq.heappush(free, (rows[i].end, slot))
     return lane, [f"slot {i + 1}" for i in range(slots)], False
+
+
+def _natural(text: str) -> list[tuple[int, int | str]]:
+    """Return a sort key that orders the numbers in a name by value: host:2 before host:10."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in re.split(r"(\d+)", text)]
 
 
 def _axis(span: float, top: int, bottom: int) -> list[str]:
