@@ -295,10 +295,10 @@ def test_report_reads_what_newer_ledgers_record(copy: Path) -> None:
         for column in ("worker", "reason", "output"):
             db.execute(f"ALTER TABLE nodes ADD COLUMN {column} TEXT")
         db.execute("ALTER TABLE runs ADD COLUMN counts TEXT")
-        db.execute("ALTER TABLE runs ADD COLUMN steps TEXT")
+        db.execute("ALTER TABLE runs ADD COLUMN step_graph TEXT")
         counts = {"succeeded": 6, "failed": 1, "skipped": 2}
         steps = step_shape(compile_workflow(copy / "wf.yaml"))
-        db.execute("UPDATE runs SET counts = ?, steps = ?", (json.dumps(counts), json.dumps(steps)))
+        db.execute("UPDATE runs SET counts = ?, step_graph = ?", (json.dumps(counts), json.dumps(steps)))
         db.execute("CREATE TABLE attempts (node_id TEXT NOT NULL, run_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
                    "status TEXT NOT NULL, started REAL, ended REAL, worker TEXT, reason TEXT, error TEXT, "
                    "output TEXT, PRIMARY KEY (node_id, run_id, attempt))")
@@ -317,7 +317,7 @@ def test_report_reads_what_newer_ledgers_record(copy: Path) -> None:
         record = json.loads(db.execute("SELECT error FROM nodes WHERE node_id = 'fetch[d]'").fetchone()[0])
         db.execute("UPDATE nodes SET error = ?, output = ? WHERE node_id = 'fetch[d]'",
                    (json.dumps({**record, "traceback": traceback}), json.dumps({"stdout": "about to fail on d\n"})))
-    (copy / "wf.yaml").unlink()  # the step graph comes from runs.steps
+    (copy / "wf.yaml").unlink()  # the step graph comes from runs.step_graph
     report = report_json(copy)
     assert report["edges"] == [["fetch", "parse", "for_each"], ["parse", "summary", "depends"]]
     assert report["notes"] == []

@@ -17,7 +17,7 @@ What it reads. Columns are asked for by name, so a ledger without the newer ones
     ended (Unix times) are needed; worker, reason, error (JSON), output (JSON, as above) are read
     when there.
   - `runs.counts` TEXT: JSON `{status: n}` of what that run did (any keys, e.g. "restored").
-  - `runs.steps` TEXT: JSON, the plan's steps as `step_shape` gives them, so the step graph needs
+  - `runs.step_graph` TEXT: JSON, the plan's steps as `step_shape` gives them, so the step graph needs
     no workflow file.
 - Without them: the trace has one row per node (its last attempt) with worker "?", the timeline
   packs attempts into slots by time, an earlier run's counts are those of the nodes whose last
@@ -225,7 +225,7 @@ def _last_run(runs: list[dict[str, Any]], nodes: _Nodes) -> dict[str, Any] | Non
     """Return the last run's row with its duration, and whether it is still going (and its process alive)."""
     if not runs:
         return None
-    run = {name: value for name, value in runs[-1].items() if name not in ("counts", "steps")}  # in history, edges
+    run = {name: value for name, value in runs[-1].items() if name not in ("counts", "step_graph")}  # in history, edges
     live = run["status"] == "running"
     end = run.get("ended") or (time.time() if live else None)
     run["duration"] = end - run["started"] if end else None
@@ -276,7 +276,7 @@ def _history(runs: list[dict[str, Any]], nodes: _Nodes, attempts: list[tuple[Any
 
 
 def step_shape(plan: Plan) -> list[dict[str, Any]]:
-    """Return the plan's steps and how they connect, JSON-ready: what `runs.steps` is to hold (module docstring)."""
+    """Return the plan's steps and how they connect, JSON-ready: what `runs.step_graph` is to hold."""
     return [{"name": s.name, "task": s.task, "kind": s.kind, "depends_on": list(s.depends_on), "for_each": s.for_each,
              "after": list(s.after)} for s in plan.steps.values()]
 
@@ -285,12 +285,12 @@ def _step_graph(plan: Plan | None, runs: list[dict[str, Any]],
                 nodes: _Nodes) -> tuple[list[tuple[str, str | None, str]], list[tuple[str, str, str]], list[str]]:
     """Return the steps as (name, task, kind), the edges between them, and notes on where they came from.
 
-    The steps' shape comes from `plan`, else from the last run's `runs.steps`, else from compiling the
+    The steps' shape comes from `plan`, else from the last run's `runs.step_graph`, else from compiling the
     workflow file it recorded; steps the ledger has and that shape lacks are added without edges.
     """
     notes = []
     last = runs[-1] if runs else {}
-    shape = step_shape(plan) if plan is not None else json.loads(last["steps"]) if last.get("steps") else None
+    shape = step_shape(plan) if plan is not None else json.loads(last["step_graph"]) if last.get("step_graph") else None
     if shape is None and last.get("source"):
         compiled, note = _compile_recorded(last)
         if compiled is None:
