@@ -118,7 +118,11 @@ def cmd_graph(args: argparse.Namespace) -> int:
     from plait.draw import DrawingTooBig, GraphvizMissing, draw
 
     plan = _plan(args)
-    states = _graph_states(args.workspace) if args.workspace else None
+    states = None
+    if args.workspace:
+        from plait.report import node_statuses
+
+        states = node_statuses(args.workspace)
     try:
         text = draw(plan, args.format, expand=args.expand, states=states, force=args.force)
     except (GraphvizMissing, DrawingTooBig) as err:
@@ -196,7 +200,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from plait.report import render, write_report
 
     workspace = _workspace(args.workspace)
-    output = args.output or (str(default_report(workspace)) if args.format == "html" else "-")
+    output = args.output or (str(_default_report(workspace)) if args.format == "html" else "-")
     if output == "-":
         sys.stdout.write(render(workspace, args.format))
         return EXIT_OK
@@ -208,32 +212,25 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def default_report(workspace: Path) -> Path:
+def _default_report(workspace: Path) -> Path:
     """Return where a workspace's HTML report goes unless told: beside its ledger, clear of the tasks' files."""
     return state_dir(workspace) / "report.html"
 
 
-def _run_report(workspace: Path, output: str, plan: Plan) -> None:
-    """Write the HTML report at the end of a run; a report that cannot be written is a warning, not a failed run."""
+def _run_report(workspace: Path, output: str | bool, plan: Plan) -> None:
+    """Write the HTML report at the end of a run (to its default file when `output` is True).
+
+    A report that cannot be written is a warning: the run's outcome and exit code stand.
+    """
     from plait.report import write_report
 
     try:
-        path = write_report(workspace, default_report(workspace) if output == _DEFAULT else output, plan=plan)
+        path = write_report(workspace, _default_report(workspace) if output is True else output, plan=plan)
     except (OSError, LedgerError) as err:
         print(f"plait: warning: the run's report was not written: {getattr(err, 'strerror', None) or err}",
               file=sys.stderr)
         return
     print(f"report: {path}", file=sys.stderr)
-
-
-_DEFAULT = "\0default"  # --report given without a file
-
-
-def _graph_states(workspace: str) -> Any:
-    """Return the ledger's node states of a workspace, to colour a drawing by."""
-    from plait.report import node_statuses
-
-    return node_statuses(workspace)
 
 
 def _workspace(given: str | None) -> Path:
@@ -319,7 +316,7 @@ def _parser() -> argparse.ArgumentParser:
                        "cluster of --jobs workers for the run")
         p.add_argument("--verbose", "-v", action="store_true", help="log every node event to the terminal")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress display; only warnings and errors")
-        p.add_argument("--report", nargs="?", const=_DEFAULT, metavar="FILE", help="write the HTML run report "
+        p.add_argument("--report", nargs="?", const=True, metavar="FILE", help="write the HTML run report "
                        "when the run ends, to FILE (default: <workspace>/.plait/report.html)")
 
     p = workflow_command("run", cmd_run, "run a workflow; running again in the same workspace resumes")

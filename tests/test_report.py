@@ -223,6 +223,12 @@ def test_run_with_report_writes_it_when_the_run_ends_and_keeps_the_exit_code(tmp
                  cwd=tmp_path)
     assert (done.returncode, done.stderr.splitlines()[-1]) == (1, "report: r.html")
     assert "fetch[d]" in (tmp_path / "r.html").read_text(encoding="utf-8")
+    (tmp_path / "healed").write_text("", encoding="utf-8")  # a file where the report's folder would go
+    (tmp_path / "ws" / "healed").touch()
+    done = plait("run", "wf.yaml", "--workspace", "ws", "--backend", "sequential", "--quiet", "--report",
+                 "healed/r.html", cwd=tmp_path)
+    assert done.returncode == 0  # the run succeeded; its report could not be written
+    assert done.stderr.splitlines()[-1].startswith("plait: warning: the run's report was not written: ")
 
 
 GATED = """\

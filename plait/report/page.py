@@ -61,9 +61,9 @@ def _section(anchor: str, heading: str, body: str) -> str:
     return f'<section id="{anchor}"><h2>{esc(heading)}</h2>{body}</section>'
 
 
-def _chips(counts: Mapping[str, int], every: bool = False) -> str:
+def _chips(counts: Mapping[str, int]) -> str:
     return "".join(f'<span class="chip {esc(s)}" data-status="{esc(s)}"><b>{count(n)}</b> {esc(s)}</span>'
-                   for s, n in counts.items() if n or every)
+                   for s, n in counts.items() if n)
 
 
 def _bar(counts: Mapping[str, int]) -> str:
