@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import compile as compile_rows
-from benchmarks import peers, run
+from benchmarks import peers, report, run
 from benchmarks.measure import REPO, compile_bytecode
 from benchmarks.table import Row, growth, render, render_growth
 
@@ -34,7 +34,7 @@ FULL_SIZES = (1_000, 10_000, 100_000)
 COMPILE_ONLY = 1_000_000  # compile alone in the full run: a million-node run belongs in a soak test
 QUICK_SIZES = (1_000, 10_000, 100_000)
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
-FLOORS = {**compile_rows.FLOORS, **run.FLOORS}
+FLOORS = {**compile_rows.FLOORS, **run.FLOORS, **report.FLOORS}
 
 
 def main(argv: list[str] | None = None) -> int:

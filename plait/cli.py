@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plait.compiler.diagnostics import WorkflowError
+from plait.draw import EXPAND_SVG_MAX
 from plait.runtime.ledger import LedgerError
 from plait.workspace import state_dir
 
@@ -113,13 +114,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    """Draw a workflow's plan."""
-    from plait.draw import GraphvizMissing, draw
+    """Draw a workflow's plan, coloured by the status of its nodes in a workspace when one is given."""
+    from plait.draw import DrawingTooBig, GraphvizMissing, draw
 
     plan = _plan(args)
+    states = None
+    if args.workspace:
+        from plait.report import node_statuses
+
+        states = node_statuses(args.workspace)
     try:
-        text = draw(plan, args.format, expand=args.expand)
-    except GraphvizMissing as err:
+        text = draw(plan, args.format, expand=args.expand, states=states, force=args.force)
+    except (GraphvizMissing, DrawingTooBig) as err:
         raise UsageError(str(err)) from err
     if args.output:
         try:
@@ -149,6 +155,8 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     except BackendUnavailable as err:
         raise UsageError(str(err)) from err
     print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
+    if args.report:
+        _run_report(result.workspace, args.report, plan)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -181,6 +189,44 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = workflow_status(_workspace(args.workspace))
     print(json.dumps(state, default=str) if args.format == "json" else format_status(state))
     return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a workspace's run report: one self-contained HTML page, or the same data as JSON."""
+    from plait.report import render, write_report
+
+    workspace = _workspace(args.workspace)
+    output = args.output or (str(_default_report(workspace)) if args.format == "html" else "-")
+    if output == "-":
+        sys.stdout.write(render(workspace, args.format))
+        return EXIT_OK
+    try:
+        path = write_report(workspace, output, args.format)
+    except OSError as err:
+        raise UsageError(f"cannot write the report to '{output}': {err.strerror or err}") from err
+    print(f"report: {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _default_report(workspace: Path) -> Path:
+    """Return where a workspace's HTML report goes unless told: beside its ledger, clear of the tasks' files."""
+    return state_dir(workspace) / "report.html"
+
+
+def _run_report(workspace: Path, output: str | bool, plan: Plan) -> None:
+    """Write the HTML report at the end of a run (to its default file when `output` is True).
+
+    A report that cannot be written is a warning: the run's outcome and exit code stand.
+    """
+    from plait.report import write_report
+
+    try:
+        path = write_report(workspace, _default_report(workspace) if output is True else output, plan=plan)
+    except (OSError, LedgerError) as err:
+        print(f"plait: warning: the run's report was not written: {getattr(err, 'strerror', None) or err}",
+              file=sys.stderr)
+        return
+    print(f"report: {path}", file=sys.stderr)
 
 
 def _workspace(given: str | None) -> Path:
@@ -248,6 +294,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot")
     p.add_argument("--expand", action="store_true", help="draw every node, not one per step")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--workspace", "-w", metavar="DIR", help="colour the drawing by the status of each node in "
+                   "this workspace's ledger")
+    p.add_argument("--force", action="store_true", help=f"draw --expand as svg even past {EXPAND_SVG_MAX:,} nodes "
+                   "(Graphviz may take minutes)")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         from plait.runtime import BACKENDS
@@ -262,6 +312,8 @@ def _parser() -> argparse.ArgumentParser:
                        "cluster of --jobs workers for the run")
         p.add_argument("--verbose", "-v", action="store_true", help="log every node event to the terminal")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress display; only warnings and errors")
+        p.add_argument("--report", nargs="?", const=True, metavar="FILE", help="write the HTML run report "
+                       "when the run ends, to FILE (default: <workspace>/.plait/report.html)")
 
     p = workflow_command("run", cmd_run, "run a workflow; running again in the same workspace resumes")
     run_options(p)
@@ -277,6 +329,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("report", help="write a workspace's run report (HTML, or JSON with a row per attempt)",
+                       description="write a workspace's run report: one self-contained HTML page (the run, its "
+                       "history, the steps coloured by status, a table per step, a timeline, the failures), or "
+                       "the same data as JSON with a trace of one row per attempt; works while a run is going")
+    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--format", choices=("html", "json"), default="html")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write it, - for stdout (default: html to "
+                   "<workspace>/.plait/report.html, json to stdout)")
+    p.set_defaults(func=cmd_report)
     return parser
 
 

@@ -30,6 +30,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from itertools import chain
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
@@ -309,6 +310,53 @@ class Ledger:
         """Return (node_id, step, key, kind, status, attempts, error JSON) for the plan's nodes, in completion order."""
         return self.db.execute("SELECT node_id, step, key, kind, status, attempts, error FROM nodes WHERE in_plan = 1 "
                                "ORDER BY seq IS NULL, seq, rowid").fetchall()
+
+    # Reading for reports (plait.report). A reader asks `columns` what this ledger has and names the
+    # columns it wants, so it uses what newer runtimes record and still reads an older ledger.
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read in one transaction: every query inside sees the same moment of a run that is writing."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    @_readable
+    def columns(self, table: str) -> tuple[str, ...]:
+        """Return the column names of `table`, or () when this ledger has no such table."""
+        return tuple(row[0] for row in self.db.execute("SELECT name FROM pragma_table_info(?)", (table,)))
+
+    @_readable
+    def runs(self) -> list[dict[str, Any]]:
+        """Return every run's row as a dict, oldest first."""
+        cur = self.db.execute("SELECT * FROM runs ORDER BY started, rowid")
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row)) for row in cur]
+
+    @_readable
+    def node_rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Return `columns` of the plan's nodes, in completion order (nodes never run last). Raises ValueError."""
+        return self.db.execute(f"SELECT {self._known('nodes', columns)} FROM nodes WHERE in_plan = 1 "
+                               "ORDER BY seq IS NULL, seq, rowid").fetchall()
+
+    @_readable
+    def attempt_rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Return `columns` of every recorded attempt, oldest first; [] when the ledger keeps no attempts table."""
+        if not self.columns("attempts"):
+            return []
+        return self.db.execute(f"SELECT {self._known('attempts', columns)} FROM attempts "
+                               "ORDER BY started IS NULL, started, rowid").fetchall()
+
+    def _known(self, table: str, columns: Sequence[str]) -> str:
+        """Return `columns` as a select list; raise ValueError for a name `table` does not have."""
+        have = self.columns(table)
+        unknown = sorted(set(columns) - set(have))
+        if unknown or not columns:
+            raise ValueError(f"the ledger's {table} table has no column {', '.join(unknown) or '(none asked)'}; "
+                             f"it has {', '.join(have)}")
+        return ", ".join(columns)
 
 
 def _key_json(key: Any) -> str:
