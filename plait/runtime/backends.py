@@ -80,7 +80,8 @@ _LOST = (BrokenProcessPool, WorkerLost)
 
 
 def _run_tagged(call: int, index: int, info: RunInfo, chunk: Chunk) -> tuple[int, int, Results]:
-    mark = partial(PROCESS.trail_in(info.trail).mark, call, index) if info.trail else None
+    trail = PROCESS.trail_in(info.trail) if info.trail else None
+    mark = partial(trail.mark, call, index) if trail is not None else None
     return call, index, run_chunk(info, chunk, mark)
 
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -111,6 +112,37 @@ def _record_sql(rows: int) -> str:
             f"seq = ?2 + r.column10 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
 
 
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open a ledger for reading only; as an immutable file on a read-only disk.
+
+    SQLite reads a WAL database through a shared-memory file beside it, which it cannot create on a
+    read-only disk; nothing can be writing a ledger there, so reading it as immutable is sound.
+    """
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(path.parent, os.W_OK) and not _read_only_mount(path):
+            raise
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=30)
+    return db
+
+
+def _read_only_mount(path: Path) -> bool:
+    """Say whether the filesystem holding `path` is mounted read-only (root may write anywhere else)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _disk_trouble(err: sqlite3.Error) -> bool:
+    """Say whether SQLite's error is the disk's (full, read-only, I/O), not the ledger's content."""
+    text = str(err)
+    return any(word in text for word in ("full", "readonly", "read-only", "I/O"))
+
+
 def unfinished(path: Path) -> bool:
     """Guess, before reading the ledger, whether a run will have work: no ledger yet, or unfinished nodes.
 
@@ -136,7 +168,7 @@ class LedgerError(Exception):
 
 
 def _readable(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn SQLite's "database disk image is malformed" while reading into a LedgerError."""
+    """Turn SQLite's errors while reading ("database disk image is malformed", ...) into a LedgerError."""
 
     @functools.wraps(method)
     def read(self: Ledger, *args: Any, **kwargs: Any) -> Any:
@@ -148,14 +180,35 @@ def _readable(method: Callable[..., Any]) -> Callable[..., Any]:
     return read
 
 
+def _writing(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Check the ledger is still the file it opened, then write; turn SQLite's errors into a LedgerError that says why.
+
+    A task may delete or replace `.plait/ledger.db` under a run (a shell command can do anything):
+    SQLite would go on writing into the deleted file and the run would end "succeeded" with
+    nothing kept. So every write first checks that the path still names the file this connection
+    opened (one `stat` a commit), and stops the run loudly when it does not.
+    """
+
+    @functools.wraps(method)
+    def write(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        self._check_identity()
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as err:
+            raise self.cannot_write(err) from err
+
+    return write
+
+
 class Ledger:
     """The SQLite state of one workspace."""
 
     def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
+        self._identity: tuple[int, int] | None = None
         try:
             if readonly:
-                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+                self.db = _connect_readonly(self.path)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(self.path, timeout=30)
@@ -164,14 +217,49 @@ class Ledger:
                 self.db.executescript(_SCHEMA)
                 self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 self.db.commit()
+                stat = os.stat(self.path)
+                self._identity = (stat.st_dev, stat.st_ino)
             self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM nodes").fetchone()[0]
         except sqlite3.DatabaseError as err:
             raise self.damaged(err) from err
 
     def damaged(self, err: sqlite3.DatabaseError) -> LedgerError:
         """Return the error for a ledger SQLite cannot read, with the way out."""
+        if _disk_trouble(err):
+            return LedgerError(f"the ledger {self.path} cannot be used: {err}: the disk is full, read-only or "
+                               "failing (the ledger is not damaged); fix the disk and try again")
         return LedgerError(f"the ledger {self.path} cannot be used: {err}. If it is damaged, move it away "
                            "(or run with --fresh) to start over")
+
+    def cannot_write(self, err: sqlite3.Error) -> LedgerError:
+        """Return the error for a write SQLite refused, naming a full or read-only disk when that is the cause."""
+        text = str(err)
+        if "full" in text:
+            why = f"the disk holding {self.path.parent} is full ({text}); free some space, then run again"
+        elif "readonly" in text or "read-only" in text:
+            why = f"{self.path} cannot be written ({text}: a read-only file or disk); make it writable, then run again"
+        elif "I/O" in text:
+            why = f"the disk holding {self.path.parent} failed a write ({text}: full, or failing?); then run again"
+        elif isinstance(err, sqlite3.OperationalError) or "malformed" in text or "not a database" in text:
+            why = f"{self.path}: {text}"
+        else:
+            why = text
+        return LedgerError(f"writing the ledger failed: {why}: what the ledger recorded before is kept, and the "
+                           "next run resumes from it")
+
+    def _check_identity(self) -> None:
+        """Raise LedgerError when the ledger's path no longer names the file this connection opened."""
+        if self._identity is None:
+            return
+        try:
+            stat = os.stat(self.path)
+            same = (stat.st_dev, stat.st_ino) == self._identity
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise LedgerError(f"writing the ledger failed: {self.path} was deleted or replaced while the run was "
+                              "going (by a task? tasks must leave .plait/ alone); nothing more this run does can be "
+                              "recorded, so it stops")
 
     def close(self) -> None:
         """Close the connection (everything written is already committed)."""
@@ -187,14 +275,15 @@ class Ledger:
         """Tie a new ledger to `workflow`; raise LedgerError when it belongs to another one."""
         owner = self.workflow()
         if owner is None:
-            try:
-                with self.db:
-                    self.db.execute("INSERT INTO meta VALUES ('workflow', ?)", (workflow,))
-            except sqlite3.Error as err:
-                raise LedgerError(f"writing the ledger failed: {err}") from err
+            self._claim(workflow)
         elif owner != workflow:
             raise LedgerError(f"the workspace's ledger {self.path} belongs to workflow '{owner}', not '{workflow}'; "
                               "use another --workspace, or --fresh to start this one over")
+
+    @_writing
+    def _claim(self, workflow: str) -> None:
+        with self.db:
+            self.db.execute("INSERT INTO meta VALUES ('workflow', ?)", (workflow,))
 
     @_readable
     def previous(self, unfinished_only: bool = False) -> dict[str, Prior]:
@@ -224,6 +313,7 @@ class Ledger:
         """Return the recorded fingerprints of the given nodes."""
         return dict(self._column_of("fingerprint", node_ids))
 
+    @_writing
     def begin_run(self, run_id: str, workflow: str, digest: str, source: str | None, params: Mapping[str, Any],
                   pid: int, planned: Sequence[tuple[str, str, Any, str]], previous: Mapping[str, Prior],
                   basis: str | None = None, step_parts: Mapping[str, Any] | None = None) -> None:
@@ -251,6 +341,7 @@ class Ledger:
             self.db.executemany("UPDATE nodes SET in_plan = 0 WHERE node_id = ?", gone)
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", back)
 
+    @_writing
     def add_nodes(self, planned: Sequence[tuple[str, str, Any, str]]) -> None:
         """Add rows for nodes created during the run (a deferred step's items), keeping existing ones.
 
@@ -263,6 +354,7 @@ class Ledger:
             self.db.executemany("UPDATE nodes SET kind = ? WHERE node_id = ?", [(p[3], p[0]) for p in planned])
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", [(p[0],) for p in planned])
 
+    @_writing
     def record(self, run_id: str, records: Sequence[NodeRecord]) -> None:
         """Write node outcomes in one transaction; a node recorded twice keeps its last record."""
         first = self._seq + 1
@@ -279,6 +371,7 @@ class Ledger:
                 "UPDATE nodes SET status = ?, attempts = ?, fingerprint = ?, result = ?, error = ?, note = ?, "
                 "started = ?, ended = ?, run_id = ?, seq = ? WHERE node_id = ?", rows)
 
+    @_writing
     def end_run(self, run_id: str, status: str) -> None:
         """Record how a run ended."""
         with self.db:

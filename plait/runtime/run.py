@@ -4,9 +4,10 @@ A run: compile (unless given a plan) -> lock the workspace -> open its ledger ->
 ledger what is already done -> run the rest through the scheduler on a joblib backend -> record
 how it ended. Running again in the same workspace resumes; `fresh=True` forgets the ledger first.
 
-The workspace lock is an `flock` on `<workspace>/.plait/lock`: the kernel drops it when its
-process dies, however it dies, so a crashed run never leaves a lock behind that needs removing
-by hand; a second run while one is going is refused with the first one's PID.
+The workspace lock is an `flock` on the workspace folder (its holder's PID in `.plait/lock`): the
+kernel drops it when its process dies, however it dies, so a crashed run never leaves a lock
+behind that needs removing by hand; a second run while one is going is refused with the first
+one's PID.
 
 SIGINT and SIGTERM (on the main thread) stop the run gently: no new node starts, running nodes
 finish, everything is recorded and the run ends as interrupted; a second signal stops at once.
@@ -20,6 +21,7 @@ import os
 import secrets
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -127,7 +129,10 @@ def _run_locked(plan: Plan, ws: Path, options: _Options) -> RunResult:
     is written once and runs however the run ends.
     """
     with contextlib.ExitStack() as resources:
-        run = _open(plan, ws, options, resources)
+        try:
+            run = _open(plan, ws, options, resources)
+        except OSError as err:  # the workspace's disk: full, read-only, failing
+            raise LedgerError(f"cannot set up the run in workspace '{ws}': {err}") from err
         try:
             report = _execute(run, options)
         except BaseException as err:  # the run is over all the same: never leave it recorded as running
@@ -156,7 +161,8 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     path = state / LEDGER_NAME
     log_file = state / "logs" / f"{run_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    sink = logger.add(log_file, level=options.log_level, format=LOG_FORMAT, filter=_with_node)
+    run_log = resources.enter_context(_RunLog(log_file))
+    sink = logger.add(run_log.write, level=options.log_level, format=LOG_FORMAT, filter=_with_node)
     resources.callback(logger.remove, sink)
     if options.fresh:
         _set_aside(path)
@@ -290,6 +296,42 @@ def describe(total: int, summary: Mapping[str, int]) -> str:
     return f"{total:,} nodes: " + (", ".join(parts) if parts else "nothing to do")
 
 
+class _RunLog:
+    """The run's log file: a loguru sink that goes quiet, and says so once, when the file cannot be written.
+
+    loguru prints a traceback to stderr for every record a failing sink refuses; on a full disk
+    that is hundreds of them. This sink writes and flushes each line (a log line is rare: a failure,
+    a retry, a skip) and stops at the first error.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: TextIO | None = open(path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+
+    def write(self, message: str) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write(message)
+            self.file.flush()
+        except OSError as err:
+            self.close()
+            sys.stderr.write(f"plait: warning: the run log {self.path} cannot be written ({err.strerror}); "
+                             "the run goes on without it\n")
+
+    def close(self) -> None:
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.close()
+            self.file = None
+
+    def __enter__(self) -> _RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _with_node(record: Any) -> bool:
     record["extra"].setdefault("node", "-")
     return True
@@ -301,34 +343,42 @@ def _done_by_step(plan: Plan, status: Mapping[str, str]) -> Counter:
 
 @contextmanager
 def _locked(ws: Path) -> Iterator[None]:
+    """Hold the workspace for this process: an `flock` on the workspace folder itself, and our PID in `.plait/lock`.
+
+    The lock is on the folder, not on a file in `.plait/`, so that a task deleting `.plait/lock`
+    cannot let a second run in; the file only says who holds the workspace, for the message.
+    """
     state = state_dir(ws)
+    lock = state / "lock"
     try:
         state.mkdir(parents=True, exist_ok=True)
-        handle = open(state / "lock", "a+")  # noqa: SIM115  (held open for the whole run: it is the lock)
+        folder = os.open(ws, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as err:
         raise LedgerError(f"cannot use workspace '{ws}': {err.strerror}; choose a writable --workspace") from err
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
-            holder = _holder(handle) or "another process"
+            holder = _holder(lock) or "another process"
             raise WorkspaceBusy(f"workspace '{ws}' is in use by another plait run ({holder}); wait for it to "
                                 "finish, or use another --workspace") from err
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+        try:
+            lock.write_text(f"pid {os.getpid()}", encoding="utf-8")
+        except OSError as err:
+            raise LedgerError(f"cannot use workspace '{ws}': {err.strerror}; choose a writable --workspace") from err
         yield
     finally:
-        handle.close()
+        os.close(folder)
 
 
-def _holder(handle: TextIO) -> str:
+def _holder(lock: Path) -> str:
     """Return what the lock's holder wrote ("pid N"), waiting a little: it writes just after it takes the lock."""
     deadline = time.monotonic() + 0.5
     while True:
-        handle.seek(0)
-        holder = handle.read().strip()
+        try:
+            holder = lock.read_text(encoding="utf-8").strip()
+        except OSError:
+            holder = ""
         if holder or time.monotonic() > deadline:
             return holder
         time.sleep(0.01)

@@ -40,7 +40,8 @@ class Trail:
     def __init__(self, folder: str) -> None:
         self.folder = folder
         with open(Path(folder) / str(os.getpid()), "w+b") as file:
-            file.truncate(_RECORD.size)
+            # Allocated, not sparse: a store into a mapped page the disk has no room for is a SIGBUS.
+            os.posix_fallocate(file.fileno(), 0, _RECORD.size)
             self.map = mmap.mmap(file.fileno(), _RECORD.size)
         with open(Path(folder) / FENCE, "rb") as file:
             self.fence = mmap.mmap(file.fileno(), _FENCE.size, access=mmap.ACCESS_READ)

@@ -54,12 +54,20 @@ class WorkerProcess:
         self.captured.clear()
         return lines
 
-    def trail_in(self, folder: str) -> Trail:
-        """Return this process's crash trail in `folder`, mapped on first use (an earlier run's is unmapped)."""
+    def trail_in(self, folder: str) -> Trail | None:
+        """Return this process's crash trail in `folder`, mapped on first use (an earlier run's is unmapped).
+
+        None when it cannot be made (a full disk): the worker runs without one, and after a crash
+        the parent finds the culprit without it (plait.runtime.backends).
+        """
         if self.trail is None or self.trail.folder != folder:
             if self.trail is not None:
                 self.trail.close()
-            self.trail = Trail(folder)
+                self.trail = None
+            try:
+                self.trail = Trail(folder)
+            except OSError:
+                return None
         return self.trail
 
 
