@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from plait.compiler.diagnostics import WorkflowError
 from plait.draw import EXPAND_SVG_MAX
+from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES
 from plait.runtime.ledger import LedgerError
 from plait.workspace import state_dir
 
@@ -151,7 +152,8 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
             result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
                                   progress=None if args.quiet else sys.stderr,
                                   scheduler_address=args.scheduler_address,
-                                  log_level="DEBUG" if args.verbose else "INFO")
+                                  log_level="DEBUG" if args.verbose else "INFO",
+                                  max_result_bytes=args.max_result_size, force_jobs=args.force_jobs)
     except BackendUnavailable as err:
         raise UsageError(str(err)) from err
     print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
@@ -304,7 +306,10 @@ def _parser() -> argparse.ArgumentParser:
 
         p.add_argument("--workspace", "-w", metavar="DIR", help="where the run works and keeps its state "
                        "(default: runs/<workflow name>)")
-        p.add_argument("--jobs", "-j", type=_positive, default=2, metavar="N", help="parallel workers (default 2)")
+        p.add_argument("--jobs", "-j", type=_positive, default=2, metavar="N", help="parallel workers (default 2; "
+                       f"at most {JOBS_PER_CORE} per core unless --force-jobs)")
+        p.add_argument("--force-jobs", action="store_true", help="start every worker --jobs asks for, past "
+                       f"{JOBS_PER_CORE} per core")
         p.add_argument("--backend", choices=BACKENDS, help="where nodes run (default loky; dask with "
                        "--scheduler-address)")
         p.add_argument("--scheduler-address", metavar="ADDRESS", help="the Dask scheduler to run nodes on "
@@ -312,6 +317,9 @@ def _parser() -> argparse.ArgumentParser:
                        "cluster of --jobs workers for the run")
         p.add_argument("--verbose", "-v", action="store_true", help="log every node event to the terminal")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress display; only warnings and errors")
+        p.add_argument("--max-result-size", type=_size, default=MAX_RESULT_BYTES, metavar="SIZE",
+                       help="the most JSON one node's result may take, as bytes or with K, M or G "
+                       f"(default {MAX_RESULT_BYTES // 2**20}M); a bigger result fails its node")
         p.add_argument("--report", nargs="?", const=True, metavar="FILE", help="write the HTML run report "
                        "when the run ends, to FILE (default: <workspace>/.plait/report.html)")
 
@@ -339,6 +347,20 @@ def _parser() -> argparse.ArgumentParser:
                    "<workspace>/.plait/report.html, json to stdout)")
     p.set_defaults(func=cmd_report)
     return parser
+
+
+def _size(text: str) -> int:
+    """Parse a size: '16M', '1.5G', '500K' or a number of bytes (K, M and G are powers of 1024)."""
+    scales = {"K": 2**10, "M": 2**20, "G": 2**30}
+    body = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = scales.get(body[-1:], 1)
+    try:
+        value = float(body[:-1] if body[-1:] in scales else body) * scale
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size: write bytes, or a number with K, M or G (16M)")
+    return int(value)
 
 
 def _positive(text: str) -> int:

@@ -32,6 +32,10 @@ class Backend:
     cluster: bool = False  # may run on a cluster at a scheduler address
     needs: str | None = None  # the module it needs, from plait's extra of the same name
 
+    def starts_processes(self, scheduler_address: str | None) -> bool:
+        """Say whether `--jobs` starts that many processes on this machine (loky's, or a local cluster's)."""
+        return self.own_workers or (self.cluster and scheduler_address is None)
+
     def workers(self, jobs: int) -> int:
         """Return `Parallel`'s n_jobs for `--jobs`: -1 lets a cluster's size decide."""
         return 1 if self.one_worker else -1 if self.cluster else jobs

@@ -51,7 +51,7 @@ from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from loguru import logger
 
-from plait.runtime.backend_table import Backend
+from plait.runtime.backend_table import Backend, BackendUnavailable
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
@@ -116,6 +116,11 @@ def _start_workers(parallel: Parallel, workers: int) -> None:
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         list(parallel(delayed(os.getpid)() for _ in range(workers)))
+    except (OSError, BrokenProcessPool) as err:  # fork refused (a limit on processes), or workers dying as they boot
+        parallel._backend.abort_everything(ensure_ready=False)  # kill the ones that started, before they boot on
+        raise BackendUnavailable(f"could not start {workers} worker processes ({err}); this machine or its "
+                                 "limits (ulimit -u, a container's pids limit) allow fewer: run with fewer --jobs") \
+            from err
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 

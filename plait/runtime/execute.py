@@ -20,8 +20,9 @@ Fused chains
     stays None (not run) and the parent decides what follows.
 
 The hot path
-    Results travel as JSON text: the worker serialises once (and a result that is not JSON is the
-    node's failure, here, where it happened), and the parent stores that text as it is. A step
+    Results travel as JSON text: the worker serialises once, and the parent stores that text as it
+    is. A result that is not JSON, or bigger than `RunInfo.max_result_bytes`, is the node's failure,
+    here, where it happened: one node's gigabyte never reaches the parent or the ledger. A step
     without templates is not rendered; a config of plain values is copied, not thawed deep; the
     node's logger is bound only if the handler uses it.
 
@@ -53,12 +54,14 @@ from typing import Any, NamedTuple
 from loguru import logger
 
 from plait.compiler import RetryPolicy, StepSpec, thaw
+from plait.limits import MAX_RESULT_BYTES
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, RunInterrupted, error_record
 from plait.runtime.worker import PROCESS
 from plait.tasks.base import TaskContext, get_kind
 from plait.templating import has_template, render, render_shell, render_value
 
-__all__ = ["Chunk", "Results", "RunInfo", "StepCall", "prepare_process", "run_chunk", "start_worker", "step_call"]
+__all__ = ["Chunk", "ResultTooLarge", "Results", "RunInfo", "StepCall", "prepare_process",
+           "run_chunk", "start_worker", "step_call"]
 
 STOP_CHECK_EVERY = 0.005  # seconds
 _FALSE_TEXT = {"", "false", "no", "off", "0", "none"}
@@ -75,6 +78,11 @@ class RunInfo:
     stop_file: str
     parent_pid: int
     trail: str | None = None  # the folder where local workers keep their crash trails (plait.runtime.trail)
+    max_result_bytes: int = MAX_RESULT_BYTES
+
+
+class ResultTooLarge(ValueError):
+    """A node's result is bigger than a run lets one node return (its JSON text, in bytes)."""
 
 
 class StepCall(NamedTuple):
@@ -213,7 +221,12 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
         else:
             config = _render_config(call, context) if call.templated else \
                 dict(call.config) if call.flat else thaw(call.config)
-            out.results[i] = _json(_call(call, node, item, config, ctx))
+            text = _json(_call(call, node, item, config, ctx))
+            if len(text) > info.max_result_bytes:
+                raise ResultTooLarge(f"the result of {node} is {_size(len(text))} of JSON, more than the "
+                                     f"{_size(info.max_result_bytes)} one node may return (--max-result-size); "
+                                     "write large data to a file in the workspace and return its path")
+            out.results[i] = text
             out.statuses[i] = SUCCEEDED
     except RunInterrupted:
         raise
@@ -250,6 +263,14 @@ def _json(value: Any) -> str:
     if value is None:
         return "null"
     return json.dumps(value)
+
+
+def _size(count: int) -> str:
+    """Say a number of bytes the way people read them: '16 MiB', '1.5 GiB', '300 bytes'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"
 
 
 def _truthy(value: Any) -> bool:

@@ -35,6 +35,7 @@ from loguru import logger
 
 from plait import collector
 from plait.compiler import Plan, compile_workflow
+from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES, jobs_cap
 from plait.runtime.backend_table import Backend
 from plait.runtime.backend_table import backend as checked_backend
 from plait.runtime.execute import RunInfo
@@ -83,21 +84,30 @@ def default_workspace(workflow: str) -> Path:
 def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = None, jobs: int = 2,
                  backend: str = "loky", params: Mapping[str, Any] | None = None, fresh: bool = False,
                  progress: TextIO | None = None, seed: int | None = None, log_level: str = "INFO",
-                 scheduler_address: str | None = None) -> RunResult:
+                 scheduler_address: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES,
+                 force_jobs: bool = False) -> RunResult:
     """Run (or resume) a workflow; return its result. Raises WorkflowError, LedgerError, ValueError.
 
     `progress` is a stream to draw live progress on (None: no progress display). The run's log file
     gets records from `log_level` up: at INFO (the default) a successful node writes no line, each
     retry, failure and skip does; DEBUG adds a line per node. With `backend="dask"`, nodes run on the
     Dask cluster at `scheduler_address`, or on a LocalCluster of `jobs` workers started for the run
-    (BackendUnavailable when the `dask` extra is missing or the cluster cannot be used).
+    (BackendUnavailable when the `dask` extra is missing or the cluster cannot be used). A node
+    whose result takes more than `max_result_bytes` of JSON fails (docs/reliability.md). More
+    worker processes than `plait.limits.jobs_cap()` are not started unless `force_jobs`.
     """
     plan = workflow if isinstance(workflow, Plan) else compile_workflow(workflow, params)
     ws = Path(workspace) if workspace is not None else default_workspace(plan.workflow)
     if jobs < 1:
         raise ValueError(f"jobs must be 1 or more, not {jobs}")
+    if max_result_bytes < 1:
+        raise ValueError(f"max_result_bytes must be 1 or more, not {max_result_bytes}")
     chosen = checked_backend(backend, scheduler_address)
-    options = _Options(jobs, chosen, scheduler_address, fresh, progress, seed, log_level)
+    if jobs > jobs_cap() and chosen.starts_processes(scheduler_address) and not force_jobs:
+        logger.warning(f"{jobs} workers is more than {JOBS_PER_CORE} per core on this machine: starting "
+                       f"{jobs_cap()} (insist with --force-jobs)")
+        jobs = jobs_cap()
+    options = _Options(jobs, chosen, scheduler_address, fresh, progress, seed, log_level, max_result_bytes)
     with _locked(ws):
         return _run_locked(plan, ws, options)
 
@@ -111,6 +121,7 @@ class _Options:
     progress: TextIO | None
     seed: int | None
     log_level: str
+    max_result_bytes: int
 
 
 def _run_locked(plan: Plan, ws: Path, options: _Options) -> RunResult:
@@ -191,7 +202,7 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     resources.callback(stop_file.unlink, missing_ok=True)
     info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
                    stop_file=str(stop_file), parent_pid=os.getpid(),
-                   trail=str(trail) if options.backend.crash_trail else None)
+                   trail=str(trail) if options.backend.crash_trail else None, max_result_bytes=options.max_result_bytes)
     run_state = RunState(plan, info, load_results=ledger.results, seed=options.seed,
                          log_nodes=options.log_level in ("DEBUG", "TRACE"))
     scheduler = Scheduler(run_state, dispatch=backend, submit=writer.submit, previous=previous,
