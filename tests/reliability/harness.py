@@ -40,6 +40,7 @@ __all__ = [
     "effect_workflow",
     "gate",
     "group_members",
+    "held_workflow",
     "integrity",
     "last_run_status",
     "ledger_path",
@@ -93,6 +94,18 @@ def effect_workflow(name: str, items: int, held: str | None = None) -> str:
     body = EFFECT.strip() + ("\n" + gate(held) if held else "")
     return (f"name: {name}\nsteps:\n  - name: work\n    task: python\n    items: {{range: {items}}}\n"
             f"    inputs:\n      code: |\n{textwrap.indent(body, ' ' * 8)}\n        result = item\n")
+
+
+def held_workflow(name: str, items: int, free: int = 2) -> str:
+    """Return a workflow of a step `done` over `free` items (`f0`, `f1`, ...) that finish, then a step `work`
+    over `range(items)` whose nodes wait at the gate `go`: when the test sees `done` recorded and both
+    workers held, the run's state is known, however the machine's load cut the waves into chunks.
+    """
+    held = EFFECT.strip() + "\n" + gate("True")
+    return (f"name: {name}\nsteps:\n  - name: done\n    task: python\n    items: {[f'f{i}' for i in range(free)]}\n"
+            f"    inputs:\n      code: |\n{textwrap.indent(EFFECT.strip(), ' ' * 8)}\n        result = item\n"
+            f"  - name: work\n    task: python\n    after: [done]\n    items: {{range: {items}}}\n"
+            f"    inputs:\n      code: |\n{textwrap.indent(held, ' ' * 8)}\n        result = item\n")
 
 
 def stop_flag_raised(workspace: Path) -> bool:
@@ -230,13 +243,14 @@ def read_ledger(workspace: Path, sql: str, params: tuple[Any, ...] = ()) -> list
 
 
 def statuses(workspace: Path) -> dict[str, str]:
-    """Return {node ID: status} from the ledger."""
-    return dict(read_ledger(workspace, "SELECT node_id, status FROM nodes"))
+    """Return {node ID: status} of the task nodes in the ledger (joins, which run nothing, left out)."""
+    return dict(read_ledger(workspace, "SELECT node_id, status FROM nodes WHERE kind != 'join'"))
 
 
 def succeeded(workspace: Path) -> set[str]:
-    """Return the nodes the ledger has recorded as succeeded."""
-    return {row[0] for row in read_ledger(workspace, "SELECT node_id FROM nodes WHERE status = 'succeeded'")}
+    """Return the task nodes the ledger has recorded as succeeded (joins, which run nothing, left out)."""
+    query = "SELECT node_id FROM nodes WHERE status = 'succeeded' AND kind != 'join'"
+    return {row[0] for row in read_ledger(workspace, query)}
 
 
 def rows(workspace: Path) -> dict[str, tuple[str, int, Any, Any]]:
