@@ -89,7 +89,8 @@ class StepRules(Findings):
     def _bind(self, out: YamlMap) -> None:
         """Rewrite the original's own names in the step's templates into plait's (`names.py`). Mutates `out`."""
         names = dict(self.names)
-        jumped_from = self.jump_sources.get(out.get("name"))
+        name = out.get("name")
+        jumped_from = self.jump_sources.get(name) if isinstance(name, str) else None
         if jumped_from is not None:
             names["error"] = (f"{{'step': {literal(jumped_from)}, 'message': {literal(_JUMP_MESSAGE % jumped_from)}}}")
         for key in ("items", "condition", "inputs"):

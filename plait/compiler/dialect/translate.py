@@ -331,9 +331,9 @@ class _Translator(StepRules):
         kinds = {s["name"]: s["task"] for s in named if isinstance(s.get("task"), str)}
         batch_items = {s["name"]: s["inputs"].get("items") for s in named
                        if s.get("task") == "batch" and isinstance(s.get("inputs"), YamlMap)}
-        order = [s.get("name") for s in steps if isinstance(s, YamlMap)]
+        order = [_name(s) for s in steps if isinstance(s, YamlMap)]
         jumps = self._jumps(steps, order, every)
-        self.jump_sources = {steps[end].get("name"): src for src, (_, end) in jumps.items()}
+        self.jump_sources = {_name(steps[end]): src for src, (_, end) in jumps.items() if _name(steps[end])}
         previous: str | None = None
         for position, raw in enumerate(steps):
             if not isinstance(raw, YamlMap):
@@ -344,12 +344,12 @@ class _Translator(StepRules):
             if "depends_on" not in raw and previous is not None:
                 put(step, "after", name_list([previous], raw.loc), raw, "name", loc=raw.loc)
             passed = [src for src, (start, end) in jumps.items() if start < position < end]
-            failed = failure_only.get(raw.get("name"), [])
+            failed = failure_only.get(_name(raw) or "", [])
             if passed or failed:
                 _guard(step, raw, passed, failed)
             out.append(in_order(step))
             out.item_locs.append(raw.loc)
-            previous = raw.get("name") if isinstance(raw.get("name"), str) else previous
+            previous = _name(raw) or previous
         return out
 
     def _error_flows(self, steps: list, every: list) -> tuple[list, dict[str, list[str]]]:
@@ -361,16 +361,20 @@ class _Translator(StepRules):
         jumps to it failed; the steps of the flow between the failing step and T run only when it
         did not fail (`_guard`).
         """
-        names = [s.get("name") if isinstance(s, YamlMap) else None for s in every]
-        listed = [s.get("name") if isinstance(s, YamlMap) else None for s in steps]
+        names = [_name(s) for s in every]
+        listed = [_name(s) for s in steps]
         failure_only: dict[str, list[str]] = {}
         steps = list(steps)
         for raw in list(steps):
             on_error = raw.get("on_error") if isinstance(raw, YamlMap) else None
-            if not isinstance(on_error, YamlMap) or on_error.get("next") not in names or on_error["next"] in listed:
+            target = on_error.get("next") if isinstance(on_error, YamlMap) else None
+            if not isinstance(target, str) or target not in names or target in listed:
                 continue
             start = names.index(on_error["next"])
             for extra in every[start:]:
+                if not isinstance(extra, YamlMap) or not isinstance(extra.get("name"), str) \
+                        or not isinstance(raw.get("name"), str):
+                    continue  # reported where the steps are checked
                 if extra.get("name") in listed and extra.get("name") not in failure_only:
                     continue
                 failure_only.setdefault(extra["name"], []).append(raw["name"])
@@ -419,3 +423,9 @@ def _guard(step: YamlMap, raw: YamlMap, passed: list[str], failed: list[str]) ->
             else f"{{{{ {test} }}}}")
     put(step, "condition", text, raw, "condition" if "condition" in raw else "name",
         loc=None if "condition" in raw else raw.loc)
+
+
+def _name(step: Any) -> str | None:
+    """Return a step's name when it has a usable one (a wrong one is reported where steps are checked)."""
+    name = step.get("name") if isinstance(step, YamlMap) else None
+    return name if isinstance(name, str) else None
