@@ -12,7 +12,7 @@ from typing import Any
 _WHERE = {
     "compile_text": "compile", "compile_workflow": "compile", "read_workflow": "compile",
     "Diagnostic": "diagnostics", "SourceLoc": "diagnostics", "WorkflowError": "diagnostics",
-    "expand_deferred": "expand",
+    "expand_deferred": "expand", "expand_parent": "grow",
     "parse_param_overrides": "params",
     "FrozenDict": "plan", "NodeSpec": "plan", "Plan": "plan", "RetryPolicy": "plan", "StepSpec": "plan",
     "freeze": "plan", "thaw": "plan",
