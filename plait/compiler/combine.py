@@ -27,7 +27,7 @@ from typing import Any
 from plait.compiler.items import MAX_ITEMS, MAX_KEY_LENGTH, check_key, content_hash
 from plait.compiler.plan import FrozenDict, freeze
 
-__all__ = ["MATRIX_LISTS", "matrix_items", "value_text", "zip_items"]
+__all__ = ["MATRIX_LISTS", "joined_key", "matrix_items", "value_text", "zip_items"]
 
 MATRIX_LISTS = ("include", "exclude")  # keys of `matrix:` that are not axes
 
@@ -79,32 +79,40 @@ def matrix_items(axes: Mapping[str, Sequence[Any]], include: Sequence[Mapping[st
     items = [freeze(c) for c in (*combos, *extra)]
     if len(items) > MAX_ITEMS:
         raise ValueError(f"a matrix of {len(items):,} combinations is more than plait compiles ({MAX_ITEMS:,})")
-    return items, [joined_key(item.values()) for item in items]
+    return items, [joined_key(item) for item in items]
 
 
 def _product(names: list[str], axes: list[list[Any]]) -> tuple[list[FrozenDict], list[Any]]:
     """Return the plain cross product's items and keys: the hot path, each value's text worked out once."""
     frozen = [[freeze(v) for v in values] for values in axes]
-    texts = [[value_text(v) for v in values] for values in frozen]
     items = [FrozenDict(zip(names, combo)) for combo in itertools.product(*frozen)]
-    if all(t is not None for values in texts for t in values):
-        widest = sum(max(len(t) for t in values) for values in texts) + len(names) - 1  # type: ignore[arg-type]
-        keys = ["-".join(parts) for parts in itertools.product(*texts)]  # type: ignore[arg-type]
-        if widest > MAX_KEY_LENGTH:
-            keys = [k if len(k) <= MAX_KEY_LENGTH else content_hash(item) for k, item in zip(keys, items)]
-        return items, keys
-    return items, [joined_key(item.values()) for item in items]
+    return items, _joined_keys(items, frozen, lambda texts: itertools.product(*texts))
 
 
-def joined_key(values: Any) -> Any:
-    """Return the values joined with `-`, or a content hash when one cannot be part of a node ID."""
-    values = list(values)
-    parts = [value_text(v) for v in values]
+def _joined_keys(items: list[FrozenDict], columns: list[list[Any]], rows: Any) -> list[Any]:
+    """Return each item's joined key, each value's text worked out once per column, not once per item.
+
+    `rows(texts)` lays the columns' texts out in item order (a product, or position by position).
+    """
+    texts = [list(map(str, values)) if all(type(v) is int for v in values) else [value_text(v) for v in values]
+             for values in columns]
+    if not all(t is not None for values in texts for t in values):
+        return [joined_key(item) for item in items]
+    keys = ["-".join(parts) for parts in rows(texts)]
+    widest = sum(max((len(t) for t in values), default=0) for values in texts) + len(columns) - 1  # type: ignore[arg-type]
+    if widest > MAX_KEY_LENGTH:
+        keys = [k if len(k) <= MAX_KEY_LENGTH else content_hash(item) for k, item in zip(keys, items)]
+    return keys
+
+
+def joined_key(item: Mapping[str, Any]) -> Any:
+    """Return an item's values joined with `-`, or its content hash when one cannot be part of a node ID."""
+    parts = [value_text(v) for v in item.values()]
     if None not in parts:
         key = "-".join(parts)  # type: ignore[arg-type]
         if len(key) <= MAX_KEY_LENGTH:
             return key
-    return content_hash(values)
+    return content_hash(item)
 
 
 def zip_items(lists: Mapping[str, Sequence[Any]]) -> tuple[list[FrozenDict], list[Any]]:
@@ -119,7 +127,7 @@ def zip_items(lists: Mapping[str, Sequence[Any]]) -> tuple[list[FrozenDict], lis
     names = list(lists)
     frozen = [[freeze(v) for v in lists[n]] for n in names]
     items = [FrozenDict(zip(names, row)) for row in zip(*frozen)]
-    return items, [joined_key(item.values()) for item in items]
+    return items, _joined_keys(items, frozen, lambda texts: zip(*texts))
 
 
 def _check_entries(what: str, entries: Any, axes: list[str] | None) -> None:
