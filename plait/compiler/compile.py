@@ -168,9 +168,9 @@ def _check_steps(steps: Any, params: Mapping[str, Any], param_names: set[str], d
 
 def _check_group(draft: StepDraft, drafts: Mapping[str, StepDraft]) -> list[Diagnostic]:
     """Check a group_by step's grouped step: a batch, and one that fans out when the key reads `parent`."""
-    target = drafts.get(draft.group_by) if draft.group_by else None
-    if target is None:
-        return []
+    target = drafts.get(draft.group_by) if draft.group_by and draft.group_by != draft.name else None
+    if target is None or draft.group_key is None:
+        return []  # an unknown step or a missing key, reported where group_by is read
     if not target.is_batch:
         return [Diagnostic(draft.depends_on[target.name], f"step '{draft.name}' groups '{target.name}', "
                                                           "which is not a batch",

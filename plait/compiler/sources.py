@@ -32,6 +32,7 @@ from plait.templating import (
     RUNTIME_NAMES,
     TemplateError,
     analyze,
+    has_template,
     render,
     template_context,
 )
@@ -111,10 +112,14 @@ def _from_mapping(draft: StepDraft, source: YamlMap, params: Mapping[str, Any], 
             return errors
     if late:
         if kind in ("glob", "lines"):
+            draft.deferred_items = {kind: spec}  # known late all the same: no second error for `parent`
+            read = sorted(late)[0]
+            hint = ("list the files in the parent step and give them as its result "
+                    "(`items: \"{{ parent.result }}\"`)" if read == "parent" else
+                    "read the files in an upstream step and give its result as the items "
+                    "(`items: \"{{ steps.X.result }}\"`)")
             return [Diagnostic(where, f"step '{draft.name}': a {kind} is read when the workflow compiles, "
-                                      f"so it cannot read {sorted(late)[0]}",
-                               "read the files in an upstream step and give its result as the items "
-                               "(`items: \"{{ steps.X.result }}\"`)")]
+                                      f"so it cannot read {read}", hint)]
         draft.deferred_items = {kind: render_params(spec, params, base_dir)}
         return []
     spec = render_params(spec, params, base_dir)
@@ -155,16 +160,17 @@ def _check_shape(draft: StepDraft, kind: str, spec: Any, where: SourceLoc) -> li
     if not isinstance(spec, YamlMap) or not spec:
         return [Diagnostic(where, f"{name}: {kind} takes a mapping of NAME: list", _HINTS[kind])]
     errors = []
+    noun = "axis" if kind == "matrix" else "list"
     axes = [k for k in spec if kind == "zip" or k not in MATRIX_LISTS]
     for axis in axes:
         value = spec[axis]
         if isinstance(value, YamlList) and not value:
-            errors.append(Diagnostic(spec.value_locs[axis], f"{name}: {kind} list '{axis}' is empty",
+            errors.append(Diagnostic(spec.value_locs[axis], f"{name}: {kind} {noun} '{axis}' is empty",
                                      "give it at least one value, or remove it"))
-        elif not isinstance(value, (YamlList, str)):
-            errors.append(Diagnostic(spec.value_locs[axis], f"{name}: {kind} list '{axis}' must be a list or a "
+        elif not isinstance(value, YamlList) and not has_template(value):
+            errors.append(Diagnostic(spec.value_locs[axis], f"{name}: {kind} {noun} '{axis}' must be a list or a "
                                                             f"template giving one, not {_shown(value)}",
-                                     f"write `{axis}: [a, b]` or `{axis}: \"{{{{ params.{axis} }}}}\"`"))
+                                     f"write `{axis}: [a, b]`, or `{axis}: \"{{{{ params.{axis} }}}}\"`"))
     if kind == "zip":
         lengths = {a: len(spec[a]) for a in axes if isinstance(spec[a], YamlList)}
         if len(set(lengths.values())) > 1 and not errors:
@@ -188,7 +194,7 @@ def _check_shape(draft: StepDraft, kind: str, spec: Any, where: SourceLoc) -> li
                 errors.append(Diagnostic(entry_loc, f"{name}: a matrix {entries_name} entry must be a mapping of "
                                                     f"AXIS: value, not {_shown(entry)}",
                                          "write e.g. `- {os: windows, version: 16}`"))
-            elif entries_name == "exclude":
+            elif entries_name == "exclude" and axes:
                 errors += [Diagnostic(entry.key_locs[k], f"{name}: matrix exclude names '{k}', which is not an axis",
                                       did_you_mean(k, axes) or f"the axes are: {', '.join(axes) or 'none'}")
                            for k in entry if k not in axes]
@@ -237,13 +243,18 @@ def check_group_by(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, Sour
         errors.append(Diagnostic(raw.key_locs["key"], f"step '{draft.name}' sets 'key' and 'group_by'",
                                  "a group_by step's nodes are named by their group key; remove `key:`"))
     step, key = spec.get("step"), spec.get("key")
-    if not isinstance(step, str) or not isinstance(key, str) or errors:
+    if not isinstance(step, str):
         return errors
+    # Set even when something is wrong, so the step's templates are checked as a group's (no second error).
+    draft.group_by = step
+    draft.group_key = key if isinstance(key, str) else None
+    draft.group_loc = spec.value_locs.get("key", spec.loc)
     where = spec.value_locs["step"]
     if step == draft.name:
-        return [Diagnostic(where, f"step '{draft.name}' groups its own items", "group the items of an earlier step")]
-    if step not in step_names:
-        return [unknown_step(draft.name, "groups", step, step_names, where)]
-    draft.group_by, draft.group_key, draft.group_loc = step, key, spec.value_locs["key"]
-    draft.depends_on.setdefault(step, where)
-    return []
+        errors.append(Diagnostic(where, f"step '{draft.name}' groups its own items",
+                                 "group the items of an earlier step"))
+    elif step not in step_names:
+        errors.append(unknown_step(draft.name, "groups", step, step_names, where))
+    elif not errors:
+        draft.depends_on.setdefault(step, where)
+    return errors

@@ -97,8 +97,9 @@ def _check_kwargs(draft: StepDraft, raw: YamlMap) -> list[Diagnostic]:
     if kwargs is None or isinstance(kwargs, (Mapping, str)):
         return []  # a mapping, or a template left for run time
     inputs = raw["inputs"]
-    return [Diagnostic(inputs.value_locs["kwargs"], f"step '{draft.name}': inputs.kwargs gave "
-                                                    f"{type(kwargs).__name__}, not a mapping",
+    shown = "a list" if isinstance(kwargs, (list, tuple)) else type(kwargs).__name__
+    return [Diagnostic(inputs.value_locs["kwargs"], f"step '{draft.name}': inputs.kwargs gave {shown}, "
+                                                    "not a mapping",
                        "kwargs is a mapping of argument names, or one template that gives one")]
 
 

@@ -448,7 +448,8 @@ def test_fan_out_key_template_names_each_child_under_its_parent() -> None:
 
     assert node_rows(grown, "process") == [
         ("process[0/part0-of-1]", "task", "0/part0-of-1", 0, 0), ("process[0]", "join", 0, None, 0),
-        ("process[1/part0-of-2]", "task", "1/part0-of-2", 0, 0), ("process[1/part1-of-2]", "task", "1/part1-of-2", 1, 1),
+        ("process[1/part0-of-2]", "task", "1/part0-of-2", 0, 0),
+        ("process[1/part1-of-2]", "task", "1/part1-of-2", 1, 1),
         ("process[1]", "join", 1, None, 1)]
     assert grown.deferred == []
 
@@ -538,7 +539,8 @@ def test_fan_out_over_a_fan_out_expands_child_by_child() -> None:
     assert node_rows(mid, "leaf") == [("leaf[t/1]", "deferred", "t/1", None, 0),
                                       ("leaf[t/2]", "deferred", "t/2", None, 1), ("leaf[t]", "join", "t", None, 0)]
     assert parent_of(mid, "leaf[t/1]") == "mid[t/1]"
-    assert node_rows(leaf, "leaf") == [("leaf[t/1/p]", "task", "t/1/p", "p", 0), ("leaf[t/1/q]", "task", "t/1/q", "q", 1),
+    assert node_rows(leaf, "leaf") == [("leaf[t/1/p]", "task", "t/1/p", "p", 0),
+                                       ("leaf[t/1/q]", "task", "t/1/q", "q", 1),
                                        ("leaf[t/1]", "join", "t/1", None, 0),
                                        ("leaf[t/2]", "deferred", "t/2", None, 1), ("leaf[t]", "join", "t", None, 0)]
     assert sorted(leaf.graph.in_edges("leaf[t/1/p]")) == [("mid[t/1]", "leaf[t/1/p]")]
