@@ -15,7 +15,8 @@ The matrix follows GitHub Actions' `strategy.matrix` exactly:
 Keys are checked where it is cheap: each axis value once, not each combination, so a matrix of
 100,000 combinations costs about what a `range` of 100,000 does. Values whose text could not
 name a node (a space, a bracket, a mapping) make that item's key a content hash instead.
-Functions here raise `ValueError` with the message the compiler shows; they read no file.
+Functions here raise `SourceError` (a `ValueError`) with the message and hint the compiler
+shows, at compile time or when a deferred source expands; they read no file.
 """
 
 from __future__ import annotations
@@ -27,9 +28,21 @@ from typing import Any
 from plait.compiler.items import MAX_ITEMS, MAX_KEY_LENGTH, check_key, content_hash
 from plait.compiler.plan import FrozenDict, freeze
 
-__all__ = ["MATRIX_LISTS", "joined_key", "matrix_items", "value_text", "zip_items"]
+__all__ = ["MATRIX_HINT", "MATRIX_LISTS", "ZIP_HINT", "SourceError", "joined_key", "matrix_items", "value_text",
+           "zip_items"]
 
 MATRIX_LISTS = ("include", "exclude")  # keys of `matrix:` that are not axes
+MATRIX_HINT = "a matrix is `{matrix: {AXIS: [values], ..., include: [{...}], exclude: [{...}]}}`"
+ZIP_HINT = "zip takes values position by position: give every list the same length, or use `matrix:` for every " \
+           "combination"
+
+
+class SourceError(ValueError):
+    """A matrix or zip that cannot give items; `.hint` says how to fix it."""
+
+    def __init__(self, message: str, hint: str):
+        super().__init__(message)
+        self.hint = hint
 
 
 def value_text(value: Any) -> str | None:
@@ -49,16 +62,17 @@ def matrix_items(axes: Mapping[str, Sequence[Any]], include: Sequence[Mapping[st
     names = list(axes)
     for name, values in axes.items():
         if not isinstance(values, (list, tuple)):
-            raise ValueError(f"matrix axis '{name}' must be a list, not {_kind(values)}")
+            raise SourceError(f"matrix axis '{name}' must be a list, not {_kind(values)}", MATRIX_HINT)
         if not values:
-            raise ValueError(f"matrix axis '{name}' is an empty list")
+            raise SourceError(f"matrix axis '{name}' is an empty list", MATRIX_HINT)
     for what, entries in (("include", include), ("exclude", exclude)):
         _check_entries(what, entries, names if what == "exclude" else None)
     size = 1
     for values in axes.values():
         size *= len(values)
     if size > MAX_ITEMS:
-        raise ValueError(f"a matrix of {size:,} combinations is more than plait compiles ({MAX_ITEMS:,})")
+        raise SourceError(f"a matrix of {size:,} combinations is more than plait compiles ({MAX_ITEMS:,})",
+                          "use fewer values, or split the work over several steps")
     if not names:
         combos: list[dict] = []
     elif not include and not exclude:
@@ -78,7 +92,8 @@ def matrix_items(axes: Mapping[str, Sequence[Any]], include: Sequence[Mapping[st
             extra.append(dict(entry))
     items = [freeze(c) for c in (*combos, *extra)]
     if len(items) > MAX_ITEMS:
-        raise ValueError(f"a matrix of {len(items):,} combinations is more than plait compiles ({MAX_ITEMS:,})")
+        raise SourceError(f"a matrix of {len(items):,} combinations is more than plait compiles ({MAX_ITEMS:,})",
+                          "use fewer values, or split the work over several steps")
     return items, [joined_key(item) for item in items]
 
 
@@ -119,11 +134,11 @@ def zip_items(lists: Mapping[str, Sequence[Any]]) -> tuple[list[FrozenDict], lis
     """Return (items, default keys) of lists taken position by position. Raises ValueError when lengths differ."""
     for name, values in lists.items():
         if not isinstance(values, (list, tuple)):
-            raise ValueError(f"zip list '{name}' must be a list, not {_kind(values)}")
+            raise SourceError(f"zip list '{name}' must be a list, not {_kind(values)}", ZIP_HINT)
     lengths = {name: len(values) for name, values in lists.items()}
     if len(set(lengths.values())) > 1:
         shown = ", ".join(f"'{n}' has {k}" for n, k in lengths.items())
-        raise ValueError(f"zip lists differ in length: {shown}")
+        raise SourceError(f"zip lists differ in length: {shown}", ZIP_HINT)
     names = list(lists)
     frozen = [[freeze(v) for v in lists[n]] for n in names]
     items = [FrozenDict(zip(names, row)) for row in zip(*frozen)]
@@ -132,15 +147,16 @@ def zip_items(lists: Mapping[str, Sequence[Any]]) -> tuple[list[FrozenDict], lis
 
 def _check_entries(what: str, entries: Any, axes: list[str] | None) -> None:
     if not isinstance(entries, (list, tuple)):
-        raise ValueError(f"matrix {what} must be a list of mappings, not {_kind(entries)}")
+        raise SourceError(f"matrix {what} must be a list of mappings, not {_kind(entries)}", MATRIX_HINT)
     for i, entry in enumerate(entries):
         if not isinstance(entry, Mapping) or not entry:
-            raise ValueError(f"matrix {what} entry {i + 1} must be a mapping of axis: value, "
-                             f"not {_kind(entry) if not isinstance(entry, Mapping) else 'an empty mapping'}")
+            raise SourceError(f"matrix {what} entry {i + 1} must be a mapping of axis: value, "
+                              f"not {_kind(entry) if not isinstance(entry, Mapping) else 'an empty mapping'}",
+                              MATRIX_HINT)
         unknown = [k for k in entry if axes is not None and k not in axes]
         if unknown:
-            raise ValueError(f"matrix exclude entry {i + 1} names '{unknown[0]}', which is not an axis "
-                             f"(axes: {', '.join(axes) if axes else 'none'})")
+            raise SourceError(f"matrix exclude entry {i + 1} names '{unknown[0]}', which is not an axis",
+                              f"the axes are: {', '.join(axes) if axes else 'none'}")
 
 
 def _matches(combo: Mapping[str, Any], entry: Mapping[str, Any]) -> bool:

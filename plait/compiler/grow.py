@@ -32,6 +32,7 @@ from typing import Any
 
 import networkx as nx
 
+from plait.compiler.combine import SourceError
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.groups import Member, assign_groups, parent_only
 from plait.compiler.items import node_id
@@ -106,8 +107,9 @@ def _items(spec: StepSpec, rendered: Any, what: str) -> tuple[list, list | None]
         items, keys = deferred_source_items(rendered)
     except ValueError as err:
         message = str(err)
-        raise _error(spec, f"{what}{' ' if message.startswith('gave') else ': '}{message}",
-                     "the items template must give a list, e.g. \"{{ steps.find.result }}\"") from err
+        hint = err.hint if isinstance(err, SourceError) else \
+            "the items template must give a list, e.g. \"{{ steps.find.result }}\""
+        raise _error(spec, f"{what}{' ' if message.startswith('gave') else ': '}{message}", hint) from err
     if not items and not spec.allow_empty:
         raise _error(spec, f"step '{spec.name}' has no items",
                      "its upstream gave an empty list; set `allow_empty: true` if that is fine")

@@ -19,7 +19,7 @@ import contextlib
 from collections.abc import Mapping
 from typing import Any
 
-from plait.compiler.combine import MATRIX_LISTS, matrix_items, zip_items
+from plait.compiler.combine import MATRIX_HINT, MATRIX_LISTS, ZIP_HINT, SourceError, matrix_items, zip_items
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from plait.compiler.draft import StepDraft
 from plait.compiler.items import glob_items, line_items, range_items
@@ -140,18 +140,14 @@ def _from_mapping(draft: StepDraft, source: YamlMap, params: Mapping[str, Any], 
             draft.items, draft.item_keys = [m[0] for m in matches], [m[1] for m in matches]
         else:
             draft.items = line_items(spec, base_dir)
+    except SourceError as err:
+        return [Diagnostic(where, f"step '{draft.name}': {err}", err.hint)]
     except (ValueError, OSError) as err:
-        if kind in _HINTS:
-            return [Diagnostic(where, f"step '{draft.name}': {err}", _HINTS[kind])]
         return [Diagnostic(source_loc, f"step '{draft.name}': bad items: {err}", ITEMS_HINT)]
     return []
 
 
-_HINTS = {
-    "matrix": "a matrix is `{matrix: {AXIS: [values], ..., include: [{...}], exclude: [{...}]}}`",
-    "zip": "zip takes values position by position: give every list the same length, "
-           "or use `matrix:` for every combination",
-}
+_HINTS = {"matrix": MATRIX_HINT, "zip": ZIP_HINT}
 
 
 def _check_shape(draft: StepDraft, kind: str, spec: Any, where: SourceLoc) -> list[Diagnostic]:

@@ -252,7 +252,8 @@ def test_zip_over_upstream_results_that_differ_fails_its_expansion_with_a_locati
 
     assert str(caught.value) == (
         "<string>:8:7: error: step 'add': its items: zip lists differ in length: 'x' has 3, 'y' has 2\n"
-        '  hint: the items template must give a list, e.g. "{{ steps.find.result }}"')
+        "  hint: zip takes values position by position: give every list the same length, "
+        "or use `matrix:` for every combination")
 
 
 # --- group_by ------------------------------------------------------------------------------------
