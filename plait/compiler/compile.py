@@ -10,15 +10,14 @@ each pointing at `file:line:col` with a hint.
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
+from plait.compiler.collector import collector_paused
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
 from plait.compiler.dialect import Note, is_original, translate
 from plait.compiler.draft import StepDraft
@@ -67,25 +66,8 @@ def read_workflow(source: str | Path) -> tuple[str, str, Path, str | None]:
 def compile_text(text: str, filename: str, base_dir: Path, params: Mapping[str, Any] | None = None,
                  path: str | None = None) -> Plan:
     """Compile YAML text; `base_dir` is where globs, lines files and Python modules are looked up."""
-    with _collector_paused():
+    with collector_paused():
         return _compile(text, filename, base_dir, params, path)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a plan is built.
-
-    A plan is a few long-lived objects per node; with the collector on, building a million nodes
-    triggers full collections that rescan all of them again and again (16x the time for 10x the
-    items, measured). Nothing built here is garbage, so nothing is lost by waiting.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _compile(text: str, filename: str, base_dir: Path, params: Mapping[str, Any] | None,

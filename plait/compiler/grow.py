@@ -32,16 +32,17 @@ from typing import Any
 
 import networkx as nx
 
+from plait.compiler.collector import collector_paused
 from plait.compiler.combine import SourceError
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.groups import Member, assign_groups, parent_only
 from plait.compiler.items import node_id
 from plait.compiler.nodes import as_join, item_keys, make_node
-from plait.compiler.plan import NodeSpec, Plan, StepSpec
+from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec
 from plait.compiler.sources import deferred_source_items
 from plait.templating import RENDER_ERRORS, render_value, template_context
 
-__all__ = ["expand_parent", "expand_step"]
+__all__ = ["expand_parent", "expand_parents", "expand_step"]
 
 
 def expand_step(plan: Plan, step: str, items: Any) -> Plan:
@@ -54,17 +55,18 @@ def expand_step(plan: Plan, step: str, items: Any) -> Plan:
     if spec.for_each is not None:
         raise WorkflowError([Diagnostic(spec.loc, f"step '{step}' runs for_each over '{spec.for_each}' and grows "
                                                   "with it", f"expand '{spec.for_each}' (or its parent nodes)")])
-    growth = _Growth(plan)
-    if spec.group_by is not None:
-        grouped = plan.steps[spec.group_by]
-        members = [n for n in plan.nodes.values() if n.step == grouped.name and n.kind == "task"]
-        growth.group(step, members, [growth.parent_view(m) for m in members] if grouped.fans_out else None)
+    with collector_paused():
+        growth = _Growth(plan)
+        if spec.group_by is not None:
+            grouped = plan.steps[spec.group_by]
+            members = [n for n in plan.nodes.values() if n.step == grouped.name and n.kind == "task"]
+            growth.group(step, members, [growth.parent_view(m) for m in members] if grouped.fans_out else None)
+            return growth.plan()
+        new_items, keys = _items(spec, items, f"step '{step}': its items")
+        own = _keys(spec, new_items, keys, plan)
+        growth.replace(step, [make_node(spec, node_id(step, k), "task", k, item, i)
+                              for i, (k, item) in enumerate(zip(own, new_items))])
         return growth.plan()
-    new_items, keys = _items(spec, items, f"step '{step}': its items")
-    own = _keys(spec, new_items, keys, plan)
-    growth.replace(step, [make_node(spec, node_id(step, k), "task", k, item, i)
-                          for i, (k, item) in enumerate(zip(own, new_items))])
-    return growth.plan()
 
 
 def expand_parent(plan: Plan, parent: str, result: Any, step: str | None = None) -> Plan:
@@ -77,28 +79,60 @@ def expand_parent(plan: Plan, parent: str, result: Any, step: str | None = None)
     they are not a list (or a range, matrix or zip), a zip's lists differ in length, a key is bad
     or repeated, or the list is empty and S does not allow it.
     """
-    node = plan.nodes[parent]
-    waiting = [s for s in plan.graph.successors(parent)
-               if plan.nodes[s].kind == "deferred" and plan.nodes[s].key == node.key
-               and plan.steps[plan.nodes[s].step].fans_out and plan.steps[plan.nodes[s].step].for_each == node.step
-               and step in (None, plan.nodes[s].step)]
-    growth = _Growth(plan)
-    view = {"key": node.key, "item": node.item, "result": result}
-    for placeholder in sorted(waiting, key=lambda s: plan.nodes[s].step):
-        spec = plan.steps[plan.nodes[placeholder].step]
-        what = f"step '{spec.name}': the items of parent {parent}"
-        context = template_context(plan.params, parent=view, workflow_dir=plan.workflow_dir)
-        try:
-            rendered = render_value(spec.items, context)
-        except RENDER_ERRORS as err:
-            raise _error(spec, f"{what} do not render: {err}",
-                         "the items of a fan-out see parent (key, item, result) and params") from err
-        new_items, keys = _items(spec, rendered, what)
-        own = _keys(spec, new_items, keys, plan, view)
-        children = [make_node(spec, node_id(spec.name, f"{node.key}/{k}"), "task", f"{node.key}/{k}", item, i)
-                    for i, (k, item) in enumerate(zip(own, new_items))]
-        growth.replace(placeholder, children)
-    return growth.plan()
+    grown, failed = expand_parents(plan, {parent: result}, step)
+    if failed:
+        raise next(iter(failed.values()))
+    return grown
+
+
+def expand_parents(plan: Plan, results: Mapping[str, Any],
+                   step: str | None = None) -> tuple[Plan, dict[str, WorkflowError]]:
+    """Expand the placeholders waiting on several finished parents at once: one new plan for them all.
+
+    `results` maps parent node IDs to their results. Returns the new plan and, for each
+    placeholder whose items were bad, its error (that placeholder is left as it was, for the
+    runtime to record as failed). A plan is copied once per call, so a runtime that expands every
+    parent that finished in a wave together pays for the copy once.
+    """
+    with collector_paused():
+        growth = _Growth(plan)
+        failed: dict[str, WorkflowError] = {}
+        for parent, result in results.items():
+            node = plan.nodes[parent]
+            view = {"key": node.key, "item": node.item, "result": result}
+            for placeholder in _waiting(plan, node, step):
+                try:
+                    growth.replace(placeholder, _children(plan, plan.steps[plan.nodes[placeholder].step], node, view))
+                except WorkflowError as err:
+                    failed[placeholder] = err
+        return growth.plan(), failed
+
+
+def _waiting(plan: Plan, parent: NodeSpec, step: str | None) -> list[str]:
+    """Return the fan-out placeholders waiting on `parent` (of `step` only, when given), by step name."""
+    found = []
+    for succ in plan.graph.successors(parent.id):
+        node = plan.nodes[succ]
+        spec = plan.steps[node.step]
+        if (node.kind == "deferred" and node.key == parent.key and spec.fans_out and spec.for_each == parent.step
+                and step in (None, node.step)):
+            found.append(succ)
+    return sorted(found, key=lambda s: plan.nodes[s].step)
+
+
+def _children(plan: Plan, spec: StepSpec, parent: NodeSpec, view: Mapping[str, Any]) -> list[NodeSpec]:
+    """Return a parent's children in fan-out step `spec`, from its items rendered with `parent`."""
+    what = f"step '{spec.name}': the items of parent {parent.id}"
+    context = template_context(plan.params, parent=view, workflow_dir=plan.workflow_dir)
+    try:
+        rendered = render_value(spec.items, context)
+    except RENDER_ERRORS as err:
+        raise _error(spec, f"{what} do not render: {err}",
+                     "the items of a fan-out see parent (key, item, result) and params") from err
+    new_items, keys = _items(spec, rendered, what)
+    own = _keys(spec, new_items, keys, plan, view)
+    return [make_node(spec, node_id(spec.name, f"{parent.key}/{k}"), "task", f"{parent.key}/{k}", item, i)
+            for i, (k, item) in enumerate(zip(own, new_items))]
 
 
 def _items(spec: StepSpec, rendered: Any, what: str) -> tuple[list, list | None]:
@@ -129,17 +163,43 @@ def _error(spec: StepSpec, message: str, hint: str) -> WorkflowError:
 
 
 class _Growth:
-    """One growth of a plan: a copy of its graph and steps, the nodes added, the placeholders turned joins."""
+    """One growth of a plan: a copy of its graph and steps, the nodes added, the placeholders turned joins.
+
+    The graph is copied on write: the new graph's node and adjacency mappings are fresh, but a
+    node's own adjacency dict is shared with the old plan's graph until this growth changes it
+    (`_own`). Both graphs are frozen once they are in a plan, so nothing else writes to what is
+    shared, and a growth costs what it adds, not a copy of every edge of a plan of 100,000 nodes.
+    """
 
     def __init__(self, plan: Plan):
         self.old = plan
-        self.graph = nx.DiGraph(plan.graph)
+        self.graph = _copy_on_write(plan.graph)
+        self.owned: set[tuple[str, str]] = set()  # (side, node) whose adjacency dict is this graph's own
         self.steps: dict[str, StepSpec] = dict(plan.steps)
         self.added: dict[str, list[NodeSpec]] = {}  # placeholder -> the nodes it became
         self.new: dict[str, NodeSpec] = {}
 
     def node(self, nid: str) -> NodeSpec:
         return self.new.get(nid) or self.old.nodes[nid]
+
+    def _own(self, side: str, nid: str) -> dict:
+        table = self.graph._succ if side == "succ" else self.graph._pred
+        if (side, nid) not in self.owned:
+            table[nid] = dict(table.get(nid, {}))
+            self.owned.add((side, nid))
+        return table[nid]
+
+    def link(self, u: str, v: str) -> None:
+        for nid in (u, v):
+            if nid not in self.graph._node:
+                self.graph._node[nid] = {}
+        data: dict = {}
+        self._own("succ", u)[v] = data
+        self._own("pred", v)[u] = data
+
+    def unlink(self, u: str, v: str) -> None:
+        self._own("succ", u).pop(v, None)
+        self._own("pred", v).pop(u, None)
 
     def replace(self, placeholder: str, new: Sequence[NodeSpec], partner: str | None = None,
                 dropped: Iterable[str] = (), members: Mapping[str, Iterable[str]] | None = None) -> None:
@@ -151,16 +211,28 @@ class _Growth:
         """
         old_node = self.old.nodes[placeholder]
         skip = set(dropped)
-        inbound = [p for p in self.graph.predecessors(placeholder) if p not in skip]
-        self.graph.remove_edges_from([(p, placeholder) for p in list(self.graph.predecessors(placeholder))])
-        for node in new:
-            self.graph.add_edges_from((p, node.id) for p in inbound)
+        before = list(self.graph.predecessors(placeholder))
+        inbound = [p for p in before if p not in skip]
+        for p in before:
+            self.unlink(p, placeholder)
+        feeds = [self._own("succ", p) for p in inbound]
+        joined = self._own("pred", placeholder)
+        graph, owned = self.graph, self.owned
+        for node in new:  # the hot path: a new node's own dicts are built whole, not edge by edge
+            nid = node.id
+            into: dict = {}
+            for p, feed in zip(inbound, feeds):
+                into[p] = feed[nid] = {}
+            out = {placeholder: {}}
+            joined[nid] = out[placeholder]
+            graph._node[nid], graph._pred[nid], graph._succ[nid] = {}, into, out
+            owned.update((("pred", nid), ("succ", nid)))
             if partner is not None:
-                self.graph.add_edge(node_id(partner, node.key), node.id)
+                self.link(node_id(partner, node.key), nid)
             if members is not None:
-                self.graph.add_edges_from((m, node.id) for m in members[node.id])
-            self.graph.add_edge(node.id, placeholder)
-            self.new[node.id] = node
+                for m in members[nid]:
+                    self.link(m, nid)
+            self.new[nid] = node
         self.added[placeholder] = list(new)
         if old_node.key is None and all(n.kind == "task" for n in new):
             self.steps[old_node.step] = dataclasses.replace(self.steps[old_node.step], kind="batch")
@@ -185,8 +257,9 @@ class _Growth:
                 elif not tasks and self.steps[step].fans_out and parent_only(spec.group_key):
                     self.group(succ, new, [self.parent_view(n, partner=True) for n in new])
             elif node.kind == "task" and spec.group_by == step and not whole and tasks:
-                self.graph.remove_edge(placeholder, succ)  # a group node takes the parent's children as members
-                self.graph.add_edges_from((n.id, succ) for n in new)
+                self.unlink(placeholder, succ)  # a group node takes the parent's children as members
+                for n in new:
+                    self.link(n.id, succ)
 
     def group(self, placeholder: str, members: Sequence[NodeSpec], parents: list[dict] | None) -> None:
         """Give group_by placeholder `placeholder` one node per group of `members`, each fed by its own. Mutates."""
@@ -212,10 +285,42 @@ class _Growth:
         return {"key": parent.key, "item": parent.item}
 
     def plan(self) -> Plan:
-        nodes = {}
-        for nid, node in self.old.nodes.items():
-            for new_node in self.added.get(nid, ()):
-                nodes[new_node.id] = new_node
-            nodes[nid] = as_join(node) if nid in self.added else node
+        """Return the grown plan: each placeholder's new nodes spliced in just before it, which is now a join."""
         old = self.old
-        return Plan(old.workflow, old.description, old.source, old.params, self.steps, nodes, self.graph, old.notes)
+        ids, specs = list(old.nodes), list(old.nodes.values())
+        if len(self.added) > 8:
+            place = dict(zip(ids, range(len(ids))))
+            positions = sorted(place[p] for p in self.added)
+        else:
+            positions = sorted(ids.index(p) for p in self.added)
+        out_ids: list[str] = []
+        out_specs: list[NodeSpec] = []
+        start = 0
+        for at in positions:
+            grown = self.added[ids[at]]
+            out_ids += ids[start:at]
+            out_ids += [n.id for n in grown]
+            out_ids.append(ids[at])
+            out_specs += specs[start:at]
+            out_specs += grown
+            out_specs.append(as_join(specs[at]))
+            start = at + 1
+        out_ids += ids[start:]
+        out_specs += specs[start:]
+        return Plan(old.workflow, old.description, old.source, old.params, self.steps,
+                    FrozenDict(zip(out_ids, out_specs)), self.graph, old.notes)
+
+
+def _copy_on_write(graph: nx.DiGraph) -> nx.DiGraph:
+    """Return a DiGraph with fresh node and adjacency mappings whose per-node dicts are `graph`'s, shared.
+
+    Reaches into networkx's storage (`_node`, `_succ`, `_pred`, as `DiGraph.__init__` makes them):
+    its public copy rebuilds every edge in Python, a cost per growth that grows with the plan.
+    Only `_Growth` writes to the result, and only through `_own`, which copies a node's dict
+    before the first write.
+    """
+    copy = nx.DiGraph()
+    copy._node = dict(graph._node)
+    copy._succ = copy._adj = dict(graph._succ)
+    copy._pred = dict(graph._pred)
+    return copy

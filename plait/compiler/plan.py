@@ -170,8 +170,8 @@ class Plan:
         self.description = description
         self.source = source
         self.params = freeze(params)
-        self.steps: Mapping[str, StepSpec] = FrozenDict(steps)
-        self.nodes: Mapping[str, NodeSpec] = FrozenDict(nodes)
+        self.steps: Mapping[str, StepSpec] = steps if type(steps) is FrozenDict else FrozenDict(steps)
+        self.nodes: Mapping[str, NodeSpec] = nodes if type(nodes) is FrozenDict else FrozenDict(nodes)
         import networkx as nx  # here, not at the top: a worker unpickling a RetryPolicy needs no graphs
 
         self.graph: nx.DiGraph = nx.freeze(graph)

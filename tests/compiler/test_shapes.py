@@ -19,6 +19,7 @@ from plait.compiler import (
     WorkflowError,
     expand_deferred,
     expand_parent,
+    expand_parents,
     group_view,
     node_scope,
     parent_of,
@@ -429,6 +430,7 @@ def test_expand_parent_gives_the_parent_its_own_children_and_its_group_their_res
     assert node_scope(grown, "gather[a.txt]", results.get) == {
         "group": {"key": "a.txt", "items": [0, 1, 2], "results": [None, "one", None]}}
     assert plan.nodes["process[a.txt]"].kind == "deferred"  # the input plan is untouched
+    assert edges(plan) == edges(compile_text(SCATTER)) and plan.to_json() == compile_text(SCATTER).to_json()
 
 
 def test_fan_out_key_template_names_each_child_under_its_parent() -> None:
@@ -560,6 +562,20 @@ def test_a_bad_parent_result_fails_the_expansion_at_the_items(result: object, me
         expand_parent(plan, "split[a.txt]", result)
 
     assert [(str(e.loc), e.message) for e in caught.value.errors] == [("<string>:9:12", message)]
+
+
+def test_expand_parents_grows_many_parents_at_once_and_leaves_a_bad_one_for_the_runtime() -> None:
+    plan = compile_text(SCATTER)
+
+    together, failed = expand_parents(plan, {"split[a.txt]": {"chunks": [0, 1]}, "split[b.txt]": {"chunks": "x"}})
+    one_by_one = expand_parent(plan, "split[a.txt]", {"chunks": [0, 1]})
+
+    assert node_rows(together) == node_rows(one_by_one)
+    assert edges(together) == edges(one_by_one)
+    assert {k: str(e) for k, e in failed.items()} == {
+        "process[b.txt]": "<string>:9:12: error: step 'process': the items of parent split[b.txt] gave str, "
+                          "not a list\n"
+                          '  hint: the items template must give a list, e.g. "{{ steps.find.result }}"'}
 
 
 def test_plan_with_every_shape_round_trips_through_json() -> None:
