@@ -129,20 +129,20 @@ def _children(plan: Plan, spec: StepSpec, parent: NodeSpec, view: Mapping[str, A
     except RENDER_ERRORS as err:
         raise _error(spec, f"{what} do not render: {err}",
                      "the items of a fan-out see parent (key, item, result) and params") from err
-    new_items, keys = _items(spec, rendered, what)
+    new_items, keys = _items(spec, rendered, what, "{{ parent.result }}")
     own = _keys(spec, new_items, keys, plan, view)
     return [make_node(spec, node_id(spec.name, f"{parent.key}/{k}"), "task", f"{parent.key}/{k}", item, i)
             for i, (k, item) in enumerate(zip(own, new_items))]
 
 
-def _items(spec: StepSpec, rendered: Any, what: str) -> tuple[list, list | None]:
+def _items(spec: StepSpec, rendered: Any, what: str,
+           example: str = "{{ steps.find.result }}") -> tuple[list, list | None]:
     """Return (items, default keys or None) from a rendered items source; raise WorkflowError located at it."""
     try:
         items, keys = deferred_source_items(rendered)
     except ValueError as err:
         message = str(err)
-        hint = err.hint if isinstance(err, SourceError) else \
-            "the items template must give a list, e.g. \"{{ steps.find.result }}\""
+        hint = err.hint if isinstance(err, SourceError) else f"the items template must give a list, e.g. \"{example}\""
         raise _error(spec, f"{what}{' ' if message.startswith('gave') else ': '}{message}", hint) from err
     if not items and not spec.allow_empty:
         raise _error(spec, f"step '{spec.name}' has no items",

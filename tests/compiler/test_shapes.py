@@ -575,7 +575,7 @@ def test_expand_parents_grows_many_parents_at_once_and_leaves_a_bad_one_for_the_
     assert {k: str(e) for k, e in failed.items()} == {
         "process[b.txt]": "<string>:9:12: error: step 'process': the items of parent split[b.txt] gave str, "
                           "not a list\n"
-                          '  hint: the items template must give a list, e.g. "{{ steps.find.result }}"'}
+                          '  hint: the items template must give a list, e.g. "{{ parent.result }}"'}
 
 
 def test_plan_with_every_shape_round_trips_through_json() -> None:
