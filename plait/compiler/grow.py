@@ -49,6 +49,10 @@ def expand_step(plan: Plan, step: str, items: Any) -> Plan:
     """Return `plan` with step placeholder `step` expanded (see `plait.compiler.expand.expand_deferred`)."""
     spec = plan.steps.get(step)
     node = plan.nodes.get(step)
+    if spec is not None and spec.fans_out:
+        raise WorkflowError([Diagnostic(spec.items_loc or spec.loc, f"step '{step}' grows per parent node",
+                                        "expand its placeholders with plait.compiler.expand_parent(plan, parent, "
+                                        "result), each once its parent has run")])
     if spec is None or node is None or node.kind != "deferred":
         raise WorkflowError([Diagnostic(spec.loc if spec else None, f"step '{step}' has no placeholder to expand",
                                         "expand_deferred takes a step whose node is a deferred placeholder")])
