@@ -1,12 +1,14 @@
 """Growing a plan while it runs: a placeholder becomes the nodes it stands for.
 
-Two entry points, both pure (a plan in, a new plan out; plans are immutable):
+The entry points are pure (a plan in, a new plan out; plans are immutable):
 - `expand_step(plan, step, items)` (`plait.compiler.expand_deferred`): a step placeholder, once
   its upstream has run, with its items rendered; or a group_by step's placeholder, whose groups
   it reads from the plan;
 - `expand_parent(plan, parent, result)`: every per-parent placeholder waiting on `parent`, a node
   that has finished, of a step that runs `for_each` over it with items from its result: each
-  becomes the parent's own children, `step[parent key/child key]`.
+  becomes the parent's own children, `step[parent key/child key]`; `expand_parents` does it for
+  every parent that finished in a wave at once, paying for one new plan, and hands back the
+  placeholders whose items were bad rather than raising.
 
 One growth, whichever the entry point:
 - the placeholder's new nodes take over its inbound edges (its predecessors, the parent among
