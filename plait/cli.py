@@ -82,14 +82,21 @@ def summary(plan: Plan) -> str:
                  f"{n_steps} step{'s' if n_steps != 1 else ''}:")
     width = max(len(s) for s in plan.steps)
     for step in plan.steps.values():
-        if step.kind == "deferred":
+        if step.fans_out:
+            shape = "items from each parent's result, at run time"
+        elif step.group_by and step.kind == "deferred":
+            shape = "groups known at run time"
+        elif step.kind == "deferred":
             shape = "items expanded at run time"
+        elif step.group_by:
+            shape = f"{counts[step.name]:,} group{'s' if counts[step.name] != 1 else ''}"
         elif step.kind == "batch":
             shape = f"batch of {counts[step.name]:,}"
         else:
             shape = "1 node"
-        after = [d for d in step.depends_on if d != step.for_each]
+        after = [d for d in step.depends_on if d not in (step.for_each, step.group_by)]
         extra = [f"for_each {step.for_each}"] if step.for_each else []
+        extra += [f"group_by {step.group_by}"] if step.group_by else []
         extra += [f"after {', '.join(after)}"] if after else []
         extra += [f"once {', '.join(step.after)} ended"] if step.after else []
         lines.append(f"  {step.name:<{width}}  {step.task:<8} {shape}" + (f" ({'; '.join(extra)})" if extra else ""))

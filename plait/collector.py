@@ -4,7 +4,8 @@ A plan is a few long-lived objects per node, and a run allocates a few hundred t
 short-lived tuples and lists (ledger rows, wave columns) that trigger collections, each of which
 rescans every object alive: the plan's and the run's. Neither makes reference cycles of its
 own, so the collector only costs time here (docs/performance.md has the figures):
-- `paused` while a plan is built: nothing built is garbage, so nothing is lost by waiting;
+- `paused` while a plan is built (compiled, or grown by a run-time expansion): nothing built is
+  garbage, so nothing is lost by waiting;
 - `during_run` while a plan runs: the plan is frozen out of the collector's sight (`gc.freeze`)
   and collections run a hundred times less often; a handler on the threading backend that
   makes cycles still has them collected, in fewer, larger collections.

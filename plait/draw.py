@@ -3,7 +3,8 @@
 By default a batch step is drawn as one node with its item count (`resize: python × 100,000`),
 and edges are drawn between steps, so the picture of a 100,000-item run has as many boxes as the
 workflow has steps. `expand=True` draws every node instead (for small plans and debugging).
-Edges that pair items one to one (`for_each`) are drawn bold and labelled "per item".
+Edges that pair items one to one (`for_each`) are drawn bold and labelled "per item", and those
+that feed each group its own members (`group_by`) "per group".
 
 Given the ledger's node states (`plait graph --workspace W`), each box is coloured by status, with
 the colours of the HTML report (plait.report.text): a step's border by its one status (any failure
@@ -66,9 +67,10 @@ def draw(plan: Plan, fmt: str = "dot", expand: bool = False, states: Mapping[str
     return _svg(dot) if fmt == "svg" else dot
 
 
-# A box is (id, label, is_batch, its nodes' statuses or None); an edge is (from, to, per_item).
+# A box is (id, label, is_batch, its nodes' statuses or None); an edge is (from, to, label): "per item",
+# "per group" or None.
 Box = tuple[str, str, bool, "Counter[str] | None"]
-Edge = tuple[str, str, bool]
+Edge = tuple[str, str, "str | None"]
 
 # The report's colours (plait.report.text.STATUS_COLOURS) and their light tints for fills.
 COLOURS = {"succeeded": "#2f9e44", "failed": "#e03131", "skipped": "#f59f00", "running": "#1c7ed6",
@@ -80,8 +82,12 @@ SHORT = {"succeeded": "done", "failed": "failed", "skipped": "skipped", "running
 
 
 def _step_label(step: StepSpec, count: int) -> str:
+    if step.fans_out:
+        return f"{step.name}\n{step.task} × ? per parent"
     if step.kind == "deferred":
         return f"{step.name}\n{step.task} × {count:,}" if count else f"{step.name}\n{step.task} × ? (deferred)"
+    if step.group_by:
+        return f"{step.name}\n{step.task} × {count:,} groups"
     if step.kind == "batch":
         return f"{step.name}\n{step.task} × {count:,}"
     return f"{step.name}\n{step.task}"
@@ -102,8 +108,14 @@ def _collapsed(plan: Plan, states: Mapping[str, NodeState] | None) -> tuple[list
                 counts[state.step] += 1
     boxes = [(s.name, _step_label(s, counts[s.name]), s.kind != "single",
               statuses[s.name] if states is not None else None) for s in plan.steps.values()]
-    edges = [(dep, s.name, dep == s.for_each) for s in plan.steps.values() for dep in s.depends_on]
+    edges = [(dep, s.name, _edge_label(s, dep)) for s in plan.steps.values() for dep in s.depends_on]
     return boxes, edges
+
+
+def _edge_label(step: StepSpec, upstream: str) -> str | None:
+    if upstream == step.for_each:
+        return "per item"
+    return "per group" if upstream == step.group_by else None
 
 
 def _expanded(plan: Plan, states: Mapping[str, NodeState] | None) -> tuple[list[Box], list[Edge]]:
@@ -115,7 +127,7 @@ def _expanded(plan: Plan, states: Mapping[str, NodeState] | None) -> tuple[list[
 
     boxes = [(n.id, f"{n.id}\n{n.task}", n.kind != "task", status(n.id)) for n in plan.nodes.values()]
     steps = plan.steps
-    edges = [(u, v, plan.nodes[u].step == steps[plan.nodes[v].step].for_each) for u, v in sorted(plan.graph.edges)]
+    edges = [(u, v, _edge_label(steps[plan.nodes[v].step], plan.nodes[u].step)) for u, v in sorted(plan.graph.edges)]
     return boxes, edges
 
 
@@ -150,8 +162,8 @@ def _dot(name: str, boxes: list[Box], edges: list[Edge]) -> str:
             shape += f', style=striped, fillcolor="{_stripes(statuses)}", color="{COLOURS[_state(statuses)]}", ' \
                      f'penwidth=2, tooltip={_quote(_state(statuses))}'
         lines.append(f"  {_quote(box_id)} [label={_quote(label)}{shape}];")
-    for u, v, per_item in edges:
-        style = ' [style=bold, label="per item"]' if per_item else ""
+    for u, v, label in edges:
+        style = f' [style=bold, label="{label}"]' if label else ""
         lines.append(f"  {_quote(u)} -> {_quote(v)}{style};")
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -175,8 +187,8 @@ def _mermaid(name: str, boxes: list[Box], edges: list[Edge]) -> str:
             label += "\n" + _counts_line(statuses) if len(statuses) > 1 or batch else ""
         text = label.replace('"', "#quot;").replace("\n", "<br/>")
         lines.append(f'  {ids[box_id]}[["{text}"]]' if batch else f'  {ids[box_id]}["{text}"]')
-    for u, v, per_item in edges:
-        lines.append(f"  {ids[u]} ==>|per item| {ids[v]}" if per_item else f"  {ids[u]} --> {ids[v]}")
+    for u, v, label in edges:
+        lines.append(f"  {ids[u]} ==>|{label}| {ids[v]}" if label else f"  {ids[u]} --> {ids[v]}")
     for state, members in classes.items():
         lines.append(f"  classDef {state} fill:{TINTS[state]},stroke:{COLOURS[state]},stroke-width:2px")
         lines.append(f"  class {','.join(members)} {state}")

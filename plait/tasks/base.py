@@ -65,7 +65,7 @@ class TaskContext(NamedTuple):
     """What a handler knows about where it runs; the same for every kind.
 
     A named tuple, so immutable, and built for every node much faster than a frozen dataclass
-    (which sets each of its fourteen fields through `object.__setattr__`): a trivial node's time
+    (which sets each of its sixteen fields through `object.__setattr__`): a trivial node's time
     in a worker is mostly this (docs/performance.md).
     """
 
@@ -83,6 +83,8 @@ class TaskContext(NamedTuple):
     key: Any = None
     index: int | None = None
     total: int | None = None  # the number of items in this node's batch
+    group: Mapping[str, Any] | None = None  # a group_by node's {key, items, results}
+    parent: Mapping[str, Any] | None = None  # a per-parent fan-out node's parent {key, item, result}
 
     @property
     def batch(self) -> str:
@@ -108,7 +110,8 @@ class TaskContext(NamedTuple):
     def template_context(self, item: Any) -> dict[str, Any]:
         """Return the names a template of this node sees (`plait.templating.template_context`)."""
         return template_context(self.params, item=item, index=self.index, key=self.key, total=self.total,
-                                step=self.step, steps=self.steps, run_id=self.run_id, workspace=self.workspace)
+                                step=self.step, steps=self.steps, run_id=self.run_id, workspace=self.workspace,
+                                workflow_dir=self.workflow_dir, group=self.group, parent=self.parent)
 
 _REGISTRY: dict[str, TaskKind] = {}
 
