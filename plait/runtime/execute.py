@@ -53,7 +53,7 @@ from typing import Any, NamedTuple
 
 from loguru import logger
 
-from plait.compiler import RetryPolicy, StepSpec, thaw
+from plait.compiler import RetryPolicy, StepSpec, resolve_on_error, thaw
 from plait.limits import MAX_RESULT_BYTES
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, RunInterrupted, error_record
 from plait.runtime.worker import PROCESS
@@ -99,6 +99,7 @@ class StepCall(NamedTuple):
     own_timeout: bool
     retry: RetryPolicy
     total: int | None  # the number of items in the step
+    on_error: str | None = None  # the step's on_error template, rendered for a node that fails
 
 
 def step_call(step: StepSpec, total: int | None) -> StepCall | None:
@@ -114,7 +115,7 @@ def step_call(step: StepSpec, total: int | None) -> StepCall | None:
     templated = any(_has_template(v) for name, v in step.config.items() if modes.get(name) != "raw")
     flat = not any(isinstance(v, (Mapping, list, tuple)) for v in step.config.values())
     return StepCall(step.name, kind.handler, step.config, modes, templated, flat, step.condition, step.timeout,
-                    kind.own_timeout, step.retry, total)
+                    kind.own_timeout, step.retry, total, step.on_error_template)
 
 
 def _has_template(value: Any) -> bool:
@@ -136,6 +137,7 @@ class Chunk(NamedTuple):
     attempts: list[int]
     steps: list[Mapping[str, Any]]  # upstream results, as templates see them under `steps`
     feeders: list[int]  # in a fused chain: how many jobs back the job feeding this one is (0: none)
+    scopes: list[Mapping[str, Any]]  # `group` or `parent` a job's templates see (plait.compiler.scopes)
 
     def cut(self, start: int, stop: int) -> Chunk:
         """Return jobs [start, stop) as a chunk of their own (cut at unit boundaries only)."""
@@ -211,9 +213,10 @@ def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], bool] | None = 
 def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out: Results) -> None:
     """Run one attempt at job `i` and write its outcome into `out`; never raises for the node's own failure. Mutates."""
     started = time.time()
-    call, node, item = chunk.calls[i], chunk.nodes[i], chunk.items[i]
+    call, node, item, scope = chunk.calls[i], chunk.nodes[i], chunk.items[i], chunk.scopes[i]
     ctx = TaskContext(info.workspace, info.run_id, call.step, node, chunk.attempts[i], call.retry, _NodeLogger(node),
-                      info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total)
+                      info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total,
+                      scope.get("group"), scope.get("parent"))
     try:
         context = ctx.template_context(item) if call.templated or call.condition is not None else None
         if call.condition is not None and not _truthy(render(call.condition, context)):
@@ -233,6 +236,10 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
     except BaseException as exc:  # anything a task raises is its own failure (plait.runtime.outcome)
         out.statuses[i], out.results[i] = FAILED, None
         out.errors[i] = error_record(exc, node=node, item=item, attempt=chunk.attempts[i], policy=call.retry)
+        if call.on_error is not None:  # decided per node: the parent's settling reads it from the record
+            out.errors[i]["on_error"], note = resolve_on_error(call.on_error, ctx.template_context(item))
+            if note:
+                out.errors[i]["on_error_note"] = note
     if PROCESS.captured:
         out.logs[i] = PROCESS.take_logs()
     out.started[i], out.ended[i] = started, time.time()

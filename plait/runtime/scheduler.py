@@ -41,16 +41,16 @@ from typing import Any
 
 from loguru import logger
 
-from plait.compiler import NodeSpec, WorkflowError, expand_deferred
+from plait.compiler import NodeSpec, WorkflowError, expand_deferred, expand_parent, parent_of
 from plait.runtime.decide import Explainer, decide
 from plait.runtime.execute import Chunk, Results, RunInfo
 from plait.runtime.fingerprint import Fingerprinter
 from plait.runtime.ledger import Prior
-from plait.runtime.outcome import FAILED, error_record
+from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
 from plait.runtime.settling import settle, take
 from plait.runtime.state import RunReport, RunState, due_retries, interrupted, restore, wait_for_predecessors
-from plait.runtime.waves import next_wave, upstream_view
-from plait.templating import RENDER_ERRORS, render, template_context
+from plait.runtime.waves import next_wave, upstream_view, value
+from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
 
@@ -185,16 +185,31 @@ class Scheduler:
         state.in_flight.clear()
 
     def _expand(self, nid: str, node: NodeSpec) -> None:
-        """Expand a deferred step now that its upstream has run, and decide its new nodes. Mutates."""
+        """Expand a placeholder now that what it waits for has run, and decide its new nodes. Mutates.
+
+        A deferred step's placeholder expands into the step's items, rendered from its upstream
+        results; a per-parent placeholder (`process[a.txt]`) into that parent's children, from the
+        parent's result (`plait.compiler.grow`). Either becomes the join of what it expanded into;
+        nodes already in the plan that the new ones feed (a group gathering new members) wait for
+        them too. Bad items fail the placeholder with the compiler's located error.
+        """
         state = self.state
         step = state.plan.steps[node.step]
-        context = template_context(state.plan.params, steps=upstream_view(state, node), run_id=state.info.run_id,
-                                   workspace=state.info.workspace)
+        parent = parent_of(state.plan, nid)
+        if parent is not None and state.status.get(parent) != SUCCEEDED:
+            now = state.clock.wall()
+            settle(state, nid, SKIPPED, None, None, now, now, note=f"parent {parent} was skipped")
+            return
         try:
-            items = render(step.items, context)
-            plan = expand_deferred(state.plan, node.step, items)
+            if parent is not None:
+                plan = expand_parent(state.plan, parent, value(state, parent), step=node.step)
+            else:
+                context = template_context(state.plan.params, steps=upstream_view(state, node),
+                                           run_id=state.info.run_id, workspace=state.info.workspace,
+                                           workflow_dir=state.info.workflow_dir)
+                plan = expand_deferred(state.plan, node.step, render_value(step.items, context))
         except (*RENDER_ERRORS, WorkflowError) as err:
-            message = err.errors[0].message if isinstance(err, WorkflowError) else f"items template: {err}"
+            message = str(err.errors[0]) if isinstance(err, WorkflowError) else f"items template: {err}"
             error = error_record(ValueError(message), node=nid, item=None, attempt=1, policy=node.retry)
             state.attempts[nid] = state.attempts.get(nid, 0) + 1
             now = state.clock.wall()
@@ -203,12 +218,14 @@ class Scheduler:
         before = state.plan.nodes
         new = [n.id for n in plan.nodes.values() if n.id not in before]
         joins = [n.id for n in plan.nodes.values() if n.kind == "join" and before.get(n.id, n).kind == "deferred"]
+        fed = sorted({s for n in new for s in plan.graph.successors(n) if s in before} - set(joins))
         self.submit("add_nodes", [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()
                                   if n.id not in before or n.kind != before[n.id].kind])
         state.index(plan)
         self._decide(new)
-        for join in joins:
-            wait_for_predecessors(state, join)
+        for other in [*joins, *fed]:
+            if other not in state.status and other not in state.ready:
+                wait_for_predecessors(state, other)
         logger.bind(node=nid).info(f"{node.step}: expanded into {len(new):,} nodes")
 
     def _flush(self) -> None:

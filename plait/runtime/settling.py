@@ -117,7 +117,7 @@ def _judge_failure(state: RunState, nid: str, node: NodeSpec, error: dict | None
         return
     state.report.failed.append(error or {"node": nid})
     logger.bind(node=nid).error(f"{nid} failed: {error and error['error_type']}: {error and error['error']}")
-    if step.on_error == "fail":
+    if (error or {}).get("on_error", step.on_error) == "fail":  # a per-node on_error was decided where it ran
         state.stopping = True
 
 

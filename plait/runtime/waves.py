@@ -17,16 +17,16 @@ Every function here takes the `RunState` it reads and changes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from plait.compiler import NodeSpec
+from plait.compiler import NodeSpec, node_scope
 from plait.runtime.execute import Chunk
 from plait.runtime.outcome import SUCCEEDED
 from plait.runtime.settling import blocked, settle, settle_skip
 from plait.runtime.state import RunState
 
-__all__ = ["join_result", "next_wave", "upstream_view"]
+__all__ = ["join_result", "next_wave", "upstream_view", "value"]
 
 _NOTHING: dict[str, Any] = {}
 
@@ -36,7 +36,7 @@ Expand = Callable[[str, NodeSpec], None]
 
 def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int]] | None:
     """Settle joins, expansions and skips in place; return the wave of task nodes to dispatch (None: none). Mutates."""
-    wave = Chunk([], [], [], [], [], [], [], [])
+    wave = Chunk([], [], [], [], [], [], [], [], [])
     starts: list[int] = []
     while state.ready and not state.stopping:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
@@ -83,6 +83,7 @@ def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[Node
     wave.steps.extend([upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING
                        for node in alone])
     wave.feeders.extend([0] * len(ids))
+    wave.scopes.extend([_scope(state, node) for node in alone])
     state.in_flight.update(ids)
     alone.clear()
 
@@ -113,29 +114,40 @@ def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int) 
     wave.attempts.append(state.attempts.get(nid, 0) + 1)
     wave.steps.append(upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING)
     wave.feeders.append(back)
+    wave.scopes.append(_scope(state, node))
     state.in_flight.add(nid)
 
 
+def _scope(state: RunState, node: NodeSpec) -> Mapping[str, Any]:
+    """Return the `group` or `parent` a node of a group_by or per-parent fan-out step sees (else nothing)."""
+    step = state.plan.steps[node.step]
+    if step.group_by is None and not step.fans_out:
+        return _NOTHING
+    return node_scope(state.plan, node.id, lambda nid: value(state, nid), state.order)
+
+
 def upstream_view(state: RunState, node: NodeSpec) -> dict[str, Any]:
-    """Return what `steps.X` shows this node for each step it depends on."""
+    """Return what `steps.X` shows this node for each step it depends on (its group or parent: `_scope`)."""
     step = state.plan.steps[node.step]
     view: dict[str, Any] = {}
     for dep in step.depends_on:
+        if dep == step.group_by or (step.fans_out and dep == step.for_each):
+            continue  # seen as `group` or `parent`, a node's own part of that step
         dep_step = state.plan.steps[dep]
         if dep == step.for_each:
             partner = f"{dep}[{node.key}]" if node.key is not None else None
             if partner in state.status:
-                view[dep] = {"result": _value(state, partner)}
+                view[dep] = {"result": value(state, partner)}
         elif dep_step.kind == "single":
-            view[dep] = {"result": _value(state, dep)}
+            view[dep] = {"result": value(state, dep)}
         elif dep in state.plan.nodes:  # a join (a batch behind a join, or an expanded deferred step)
-            view[dep] = {"results": _value(state, dep)}
+            view[dep] = {"results": value(state, dep)}
         else:
-            view[dep] = {"results": [_value(state, m) for m in state.members[dep]]}
+            view[dep] = {"results": [value(state, m) for m in state.members[dep]]}
     return view
 
 
-def _value(state: RunState, nid: str) -> Any:
+def value(state: RunState, nid: str) -> Any:
     """Return a settled node's result as a value (None for a node that did not succeed)."""
     text = state.result_text(nid)
     return json.loads(text) if text is not None and state.status.get(nid) == SUCCEEDED else None

@@ -180,7 +180,8 @@ def test_items_that_are_not_a_list_fail_the_expansion_with_a_located_error(sync:
     report, _ = sync.run(sync.compile(DEFERRED.replace("result = [3, 1, 2]", "result = 7")))
     error = json.loads(sync.last()["each"].error)
     assert (report.status, error["error_type"], error["error"], sync.statuses()) == (
-        "failed", "ValueError", "step 'each': its items gave int, not a list",
+        "failed", "ValueError", "<test>:9:12: error: step 'each': its items gave int, not a list\n"
+                                "  hint: the items template must give a list, e.g. \"{{ steps.find.result }}\"",
         {"list": "succeeded", "each": "failed"})
 
 
