@@ -37,30 +37,39 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, NamedTuple
 
-__all__ = ["LEDGER_NAME", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
+__all__ = ["LEDGER_NAME", "Attempt", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
 
 LEDGER_NAME = "ledger.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, digest TEXT NOT NULL, pid INTEGER,
-    started REAL NOT NULL, ended REAL, status TEXT NOT NULL, source TEXT, params TEXT
+    started REAL NOT NULL, ended REAL, status TEXT NOT NULL, source TEXT, params TEXT,
+    counts TEXT, step_graph TEXT
 );
 CREATE TABLE IF NOT EXISTS steps (name TEXT PRIMARY KEY, parts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
     node_id TEXT PRIMARY KEY, step TEXT NOT NULL, key TEXT, kind TEXT NOT NULL DEFAULT 'task',
     status TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0, fingerprint TEXT, result TEXT, error TEXT, note TEXT,
-    started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1
+    started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1,
+    worker TEXT, reason TEXT, output TEXT
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    node_id TEXT NOT NULL, run_id TEXT, attempt INTEGER NOT NULL, status TEXT NOT NULL,
+    started REAL, ended REAL, worker TEXT, reason TEXT, error TEXT, output TEXT
 );
 """
+# Columns a ledger of an earlier schema lacks, added when a run opens it: {table: [(column, type)]}.
+_ADDED = {"runs": [("counts", "TEXT"), ("step_graph", "TEXT")],
+          "nodes": [("worker", "TEXT"), ("reason", "TEXT"), ("output", "TEXT")]}
 
 
 
 class NodeRecord(NamedTuple):
-    """One node's outcome as the ledger records it.
+    """One node's outcome as the ledger records it: its last attempt.
 
     Built by name where nodes settle one by one; where a whole chunk settles at once its rows are
     zipped from columns in this field order (`NodeRecord.columns`), which the ledger takes as the same.
@@ -75,13 +84,32 @@ class NodeRecord(NamedTuple):
     note: str | None
     started: float | None
     ended: float | None
+    worker: str | None = None  # who ran the attempt: a process (or thread) label
+    reason: str | None = None  # why the node ran: a decision's reason, "reason: detail"
+    output: str | None = None  # JSON {"stdout": tail, "stderr": tail, ...} of the attempt, None when silent
 
     @staticmethod
     def columns(node_id: Iterable[str], status: Iterable[str], attempts: Iterable[int], fingerprint: Iterable[Any],
                 result: Iterable[Any], error: Iterable[Any], note: Iterable[Any], started: Iterable[Any],
-                ended: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+                ended: Iterable[Any], worker: Iterable[Any], reason: Iterable[Any],
+                output: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
         """Return records zipped from columns (plain tuples in NodeRecord's field order: no object per row)."""
-        return zip(node_id, status, attempts, fingerprint, result, error, note, started, ended)
+        return zip(node_id, status, attempts, fingerprint, result, error, note, started, ended, worker, reason, output)
+
+
+class Attempt(NamedTuple):
+    """An attempt that is not a node's last: a failure that was retried (the `attempts` table)."""
+
+    node_id: str
+    run_id: str
+    attempt: int
+    status: str
+    started: float | None
+    ended: float | None
+    worker: str | None
+    reason: str | None
+    error: str | None  # JSON text
+    output: str | None  # JSON text
 
 
 class Prior(NamedTuple):
@@ -93,7 +121,7 @@ class Prior(NamedTuple):
     note: str | None = None  # why a node is pending ("interrupted"), or skipped
     error: str | None = None  # a failed node's error record, as JSON text
 
-ROWS_PER_STATEMENT = 100  # 902 parameters a statement, under SQLite's oldest limit of 999
+ROWS_PER_STATEMENT = 80  # 962 parameters a statement, under SQLite's oldest limit of 999
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
@@ -106,10 +134,11 @@ def _insert_nodes_sql(rows: int) -> str:
 @functools.cache
 def _record_sql(rows: int) -> str:
     """Return an UPDATE writing `rows` NodeRecords; parameters: run_id, the first record's seq, the records."""
-    values = ",".join(f"(?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
+    values = ",".join(f"(?,?,?,?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
     return ("UPDATE nodes SET status = r.column2, attempts = r.column3, fingerprint = r.column4, result = r.column5, "
-            "error = r.column6, note = r.column7, started = r.column8, ended = r.column9, run_id = ?1, "
-            f"seq = ?2 + r.column10 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
+            "error = r.column6, note = r.column7, started = r.column8, ended = r.column9, worker = r.column10, "
+            "reason = r.column11, output = r.column12, run_id = ?1, "
+            f"seq = ?2 + r.column13 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -215,13 +244,22 @@ class Ledger:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                self._add_columns()
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 self.db.commit()
                 stat = os.stat(self.path)
                 self._identity = (stat.st_dev, stat.st_ino)
             self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM nodes").fetchone()[0]
         except sqlite3.DatabaseError as err:
             raise self.damaged(err) from err
+
+    def _add_columns(self) -> None:
+        """Give a ledger of an earlier schema the columns this one records (nothing recorded changes)."""
+        for table, added in _ADDED.items():
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in added:
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def damaged(self, err: sqlite3.DatabaseError) -> LedgerError:
         """Return the error for a ledger SQLite cannot read, with the way out."""
@@ -316,20 +354,25 @@ class Ledger:
     @_writing
     def begin_run(self, run_id: str, workflow: str, digest: str, source: str | None, params: Mapping[str, Any],
                   pid: int, planned: Sequence[tuple[str, str, Any, str]], previous: Mapping[str, Prior],
-                  basis: str | None = None, step_parts: Mapping[str, Any] | None = None) -> None:
+                  basis: str | None = None, step_parts: Mapping[str, Any] | None = None,
+                  rerun: Iterable[str] = (), step_graph: str | None = None) -> None:
         """Record a run's start and give every planned node a row (new ones pending); mark rows that left the plan.
 
         `basis` replaces the ledger's basis (None removes it), and `step_parts` the recorded parts of
-        those steps' signatures, in the same transaction.
+        those steps' signatures, in the same transaction. The last record of each node in `rerun`
+        (those that run again) moves to the attempts table, so its history stays readable.
         """
         planned_ids = {p[0] for p in planned}
         gone = [(n,) for n, prior in previous.items() if prior.in_plan and n not in planned_ids]
         back = [(n,) for n, prior in previous.items() if not prior.in_plan and n in planned_ids]
         new = [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned if nid not in previous]
         with self.db:
-            self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
-                            "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                            (run_id, workflow, digest, pid, time.time(), source, json.dumps(params)))
+            self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params, "
+                            "step_graph) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                            (run_id, workflow, digest, pid, time.time(), source, json.dumps(params), step_graph))
+            self.db.executemany("INSERT INTO attempts SELECT node_id, run_id, attempts, status, started, ended, "
+                                "worker, reason, error, output FROM nodes WHERE node_id = ? AND run_id IS NOT NULL "
+                                "AND status IN ('succeeded', 'failed')", [(n,) for n in rerun])
             self.db.execute("DELETE FROM meta WHERE name = 'basis'")
             if basis is not None:
                 self.db.execute("INSERT INTO meta VALUES ('basis', ?)", (basis,))
@@ -369,13 +412,22 @@ class Ledger:
         with self.db:  # the same node twice (rare), or an SQLite without UPDATE … FROM: a row per step, in order
             self.db.executemany(
                 "UPDATE nodes SET status = ?, attempts = ?, fingerprint = ?, result = ?, error = ?, note = ?, "
-                "started = ?, ended = ?, run_id = ?, seq = ? WHERE node_id = ?", rows)
+                "started = ?, ended = ?, worker = ?, reason = ?, output = ?, run_id = ?, seq = ? WHERE node_id = ?",
+                rows)
 
     @_writing
-    def end_run(self, run_id: str, status: str) -> None:
-        """Record how a run ended."""
+    def add_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts that are not their node's last (failures that were retried)."""
         with self.db:
-            self.db.execute("UPDATE runs SET ended = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))
+            self.db.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?)", attempts)
+
+    @_writing
+    def end_run(self, run_id: str, status: str, counts: Mapping[str, int] | None = None,
+                ended: float | None = None) -> None:
+        """Record how a run ended, and what it did (`counts`: nodes by final status, restored ones too)."""
+        with self.db:
+            self.db.execute("UPDATE runs SET ended = ?, status = ?, counts = coalesce(?, counts) WHERE run_id = ?",
+                            (ended or time.time(), status, json.dumps(dict(counts)) if counts else None, run_id))
 
     @_readable
     def results(self, node_ids: Iterable[str]) -> dict[str, Any]:
@@ -393,10 +445,16 @@ class Ledger:
 
     @_readable
     def last_run(self) -> Mapping[str, Any] | None:
-        """Return the newest run's row as a dict, or None."""
+        """Return the newest run's row as a dict (its counts decoded, its step graph left out), or None."""
         cur = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1")
         row = cur.fetchone()
-        return dict(zip([c[0] for c in cur.description], row)) if row else None
+        if row is None:
+            return None
+        run = dict(zip([c[0] for c in cur.description], row))
+        run.pop("step_graph", None)
+        if run.get("counts"):
+            run["counts"] = json.loads(run["counts"])
+        return run
 
     @_readable
     def nodes(self) -> list[tuple[str, str, Any, str, str, int, Any]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -36,6 +37,7 @@ from loguru import logger
 from plait import collector
 from plait.compiler import Plan, compile_workflow
 from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES, jobs_cap
+from plait.runtime import output
 from plait.runtime.backend_table import Backend
 from plait.runtime.backend_table import backend as checked_backend
 from plait.runtime.execute import RunInfo
@@ -209,13 +211,16 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
                           fingerprints=fingerprints, recorded_parts={} if held else ledger.step_parts(),
                           fingerprints_of=ledger.fingerprints, held=held)
     resources.enter_context(collector.during_run())
+    output.install()  # nodes running in this process (sequential, threading) have their prints captured
+    resources.callback(output.uninstall)
     summary = scheduler.prepare()
     logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
     # The plan's basis is kept when every succeeded row's fingerprint is current (nothing changed).
     current = not summary.get("changed") and not _grows(plan)
     parts = None if held else {step: fingerprints.parts(step) for step in plan.steps}
+    rerun = [nid for nid in run_state.decisions if nid in previous]
     writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous,
-                  fingerprints.steps_signature() if current else None, parts)
+                  fingerprints.steps_signature() if current else None, parts, rerun)
     return _Run(plan, log_file, backend, writer, scheduler)
 
 
@@ -237,9 +242,11 @@ def _execute(run: _Run, options: _Options) -> RunReport:
 
 
 def _record_end(run: _Run, status: str, *, raise_errors: bool) -> None:
-    """Record how the run ended and drain the writer; a failed write raises LedgerError only if asked."""
+    """Record how the run ended and what it did, and drain the writer; a failed write raises LedgerError if asked."""
+    state = run.scheduler.state
+    counts = {k: n for k, n in {**state.report.counts, "restored": state.report.restored}.items() if n}
     with contextlib.suppress(*(() if raise_errors else (LedgerError,))):
-        run.writer.submit("end_run", run.scheduler.state.info.run_id, status)
+        run.writer.submit("end_run", state.info.run_id, status, counts)
         run.writer.close()
 
 
@@ -250,7 +257,7 @@ def _drain(writer: LedgerWriter) -> None:
 
 
 def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapping[str, Prior] | None,
-               steps_signature: bytes | None, step_parts: Mapping[str, Any] | None) -> None:
+               steps_signature: bytes | None, step_parts: Mapping[str, Any] | None, rerun: list[str]) -> None:
     """Record the run's start, on the writer thread, which also hashes the plan's digest.
 
     `previous` None: the ledger holds the plan already (no row to add or mark). A steps signature:
@@ -259,7 +266,7 @@ def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapp
     planned = [] if previous is None else [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()]
     kept = basis(plan.digest, steps_signature) if steps_signature is not None else None
     ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, pid, planned, previous or {}, kept,
-                     step_parts)
+                     step_parts, rerun, json.dumps(plan.step_graph()))
 
 
 def _holds(ledger: Ledger, plan: Plan, fingerprints: Fingerprinter) -> bool:

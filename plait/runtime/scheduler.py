@@ -229,8 +229,11 @@ class Scheduler:
         logger.bind(node=nid).info(f"{node.step}: expanded into {len(new):,} nodes")
 
     def _flush(self) -> None:
-        """Hand the settled outcomes to the ledger writer (which batches its commits)."""
+        """Hand the settled outcomes (and retried attempts) to the ledger writer, which batches its commits."""
         state = self.state
+        if state.earlier_attempts:
+            self.submit("add_attempts", state.earlier_attempts)
+            state.earlier_attempts = []
         if state.buffer:
             self.submit("record", state.info.run_id, state.buffer)
             state.buffer = []

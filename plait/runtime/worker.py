@@ -25,6 +25,7 @@ from typing import Any
 
 from loguru import logger
 
+from plait.runtime import output
 from plait.runtime.trail import Trail
 
 __all__ = ["PROCESS", "WorkerProcess"]
@@ -51,6 +52,7 @@ class WorkerProcess:
         logger.enable("plait")
         if threading.current_thread() is threading.main_thread():  # signals can only be set there
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+        output.install()  # a node's prints are its own (plait.runtime.output)
         self.plumbing = _pipes()
         if not self.forks_guarded:
             os.register_at_fork(after_in_child=self._close_plumbing)

@@ -19,7 +19,7 @@ def wave_of(units: list[int]) -> tuple[Chunk, list[int]]:
 
 
 def results(jobs: int, seconds_each: float) -> Results:
-    return Results(["succeeded"] * jobs, ["null"] * jobs, [0.0] * jobs, [seconds_each] * jobs, {}, {})
+    return Results(["succeeded"] * jobs, ["null"] * jobs, [0.0] * jobs, [seconds_each] * jobs, {}, {}, {}, "1")
 
 
 def test_a_wave_is_cut_at_unit_boundaries_and_loses_no_job() -> None:
