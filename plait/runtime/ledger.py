@@ -367,6 +367,7 @@ class Ledger:
         back = [(n,) for n, prior in previous.items() if not prior.in_plan and n in planned_ids]
         new = [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned if nid not in previous]
         with self.db:
+            self.db.execute(_DEAD_RUNS_END)
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params, "
                             "step_graph) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
                             (run_id, workflow, digest, pid, time.time(), source, json.dumps(params), step_graph))
@@ -444,6 +445,18 @@ class Ledger:
             yield from self.db.execute(f"SELECT node_id, {column} FROM nodes WHERE node_id IN ({marks})", chunk)
 
     @_readable
+    def dead_runs(self) -> list[tuple[str, float]]:
+        """Return (run id, its last recorded moment) of the runs recorded as running: called by a run holding the
+        workspace, they are runs that died without ending."""
+        return self.db.execute(f"SELECT run_id, {_LAST_MOMENT} FROM runs WHERE status = 'running'").fetchall()
+
+    @_readable
+    def last_moment(self, run_id: str) -> float | None:
+        """Return the last moment a run recorded: its last node's end, or its start."""
+        row = self.db.execute(f"SELECT {_LAST_MOMENT} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    @_readable
     def last_run(self) -> Mapping[str, Any] | None:
         """Return the newest run's row as a dict (its counts decoded, its step graph left out), or None."""
         cur = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1")
@@ -493,6 +506,19 @@ class Ledger:
                                "ORDER BY seq IS NULL, seq, rowid").fetchall()
 
     @_readable
+    def node_attempts(self, node_ids: Sequence[str], columns: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """Return {node: `columns` of each of its earlier attempts, oldest first} for the given nodes."""
+        found: dict[str, list[tuple[Any, ...]]] = {}
+        select = self._known("attempts", columns)
+        for start in range(0, len(node_ids), 500):
+            chunk = list(node_ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT node_id, {select} FROM attempts WHERE node_id IN ({marks}) "
+                                       "ORDER BY started IS NULL, started, rowid", chunk):
+                found.setdefault(row[0], []).append(row[1:])
+        return found
+
+    @_readable
     def attempt_rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         """Return `columns` of every recorded attempt, oldest first; [] when the ledger keeps no attempts table."""
         if not self.columns("attempts"):
@@ -508,6 +534,11 @@ class Ledger:
             raise ValueError(f"the ledger's {table} table has no column {', '.join(unknown) or '(none asked)'}; "
                              f"it has {', '.join(have)}")
         return ", ".join(columns)
+
+
+# A run's last recorded moment, and the statement that ends the runs that died (run by a run that holds the workspace).
+_LAST_MOMENT = ("coalesce((SELECT max(ended) FROM nodes WHERE nodes.run_id = runs.run_id), runs.started)")
+_DEAD_RUNS_END = f"UPDATE runs SET status = 'interrupted', ended = {_LAST_MOMENT} WHERE status = 'running'"
 
 
 def _key_json(key: Any) -> str:

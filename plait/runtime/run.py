@@ -9,8 +9,10 @@ kernel drops it when its process dies, however it dies, so a crashed run never l
 behind that needs removing by hand; a second run while one is going is refused with the first
 one's PID.
 
-SIGINT and SIGTERM (on the main thread) stop the run gently: no new node starts, running nodes
-finish, everything is recorded and the run ends as interrupted; a second signal stops at once.
+SIGINT, SIGTERM and SIGHUP (on the main thread) stop the run gently: no new node starts, running
+nodes finish, everything is recorded and the run ends as interrupted; a second signal stops at
+once. A run that died without ending (SIGKILL, a power cut) is recorded as interrupted by the
+next run in the workspace, and shown so by `plait status` as soon as no process holds the lock.
 """
 
 from __future__ import annotations
@@ -186,6 +188,10 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     ledger = Ledger(path)
     resources.callback(ledger.close)
     ledger.claim(plan.workflow)
+    for dead, moment in ledger.dead_runs():  # this process holds the workspace: a run still "running" died
+        logger.warning(f"the last run {dead} died without ending (killed, or its machine stopped) after "
+                       f"{time.strftime('%H:%M:%S', time.localtime(moment))}: recorded as interrupted; resuming "
+                       "from what it recorded")
     workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
     fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params)
     held = _holds(ledger, plan, fingerprints)
@@ -404,7 +410,7 @@ def _holder(lock: Path) -> str:
 
 @contextmanager
 def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
-    """On SIGINT/SIGTERM stop the scheduler; a second signal interrupts at once."""
+    """On SIGINT, SIGTERM or SIGHUP (a closed terminal) stop the scheduler; a second signal interrupts at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -415,7 +421,7 @@ def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
         logger.warning(f"{signal.Signals(signum).name}: stopping; running nodes finish (signal again to stop now)")
         scheduler.stop()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
