@@ -79,6 +79,7 @@ class RunInfo:
     stop_file: str
     parent_pid: int
     trail: str | None = None  # the folder where local workers keep their crash trails (plait.runtime.trail)
+    journal: str | None = None  # the folder where local workers journal what they finished (plait.runtime.journal)
     max_result_bytes: int = MAX_RESULT_BYTES
 
 
@@ -139,6 +140,7 @@ class Chunk(NamedTuple):
     steps: list[Mapping[str, Any]]  # upstream results, as templates see them under `steps`
     feeders: list[int]  # in a fused chain: how many jobs back the job feeding this one is (0: none)
     scopes: list[Mapping[str, Any]]  # `group` or `parent` a job's templates see (plait.compiler.scopes)
+    fingerprints: list[str]  # each job's fingerprint, for the worker's journal (plait.runtime.journal)
 
     def cut(self, start: int, stop: int) -> Chunk:
         """Return jobs [start, stop) as a chunk of their own (cut at unit boundaries only)."""
@@ -190,6 +192,8 @@ def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], bool] | None = 
     prepare_process(info)
     count = len(chunk.nodes)
     out = Results([None] * count, [None] * count, [0.0] * count, [0.0] * count, {}, {}, {}, _worker())
+    journalist = PROCESS.journalist(info.journal) if info.journal else None
+    slot = journalist.begin(chunk, out) if journalist else [None, None, 0, 0]
     statuses, results = out.statuses, out.results
     checked = 0.0
     stopping = False
@@ -210,6 +214,9 @@ def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], bool] | None = 
             out.started[i] = out.ended[i] = time.time()
             continue
         _run_node(info, chunk, i, steps, out)
+        slot[2] = i + 1  # done: the journalist may write it down
+    if journalist:
+        journalist.end()
     return out
 
 

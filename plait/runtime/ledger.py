@@ -417,6 +417,26 @@ class Ledger:
                 rows)
 
     @_writing
+    def recover(self, run_id: str, outcomes: Sequence[tuple[Any, ...]]) -> int:
+        """Record as succeeded what a dead run's journals hold, unless the ledger has it so already; return how many.
+
+        `outcomes`: (node, fingerprint, attempts, result JSON, started, ended, worker, output) each.
+        Only nodes that have a row are recorded (a node the dead run had no row for runs again).
+        """
+        first = self._seq + 1
+        self._seq += len(outcomes)
+        note = f"recovered from the journal of run {run_id}, which died before recording it"
+        with self.db:
+            before = self.db.total_changes
+            self.db.executemany(
+                "UPDATE nodes SET status = 'succeeded', fingerprint = ?, attempts = ?, result = ?, started = ?, "
+                "ended = ?, worker = ?, output = ?, error = NULL, note = ?, run_id = ?, seq = ? "
+                "WHERE node_id = ? AND NOT (status = 'succeeded' AND fingerprint IS ?)",
+                [(fp, attempts, result, started, ended, worker, output, note, run_id, first + i, node, fp)
+                 for i, (node, fp, attempts, result, started, ended, worker, output) in enumerate(outcomes)])
+            return self.db.total_changes - before
+
+    @_writing
     def add_attempts(self, attempts: Sequence[Attempt]) -> None:
         """Record attempts that are not their node's last (failures that were retried)."""
         with self.db:

@@ -44,6 +44,7 @@ from plait.runtime.backend_table import Backend
 from plait.runtime.backend_table import backend as checked_backend
 from plait.runtime.execute import RunInfo
 from plait.runtime.fingerprint import Fingerprinter, basis
+from plait.runtime.journal import recover
 from plait.runtime.lazy_backend import LazyBackend
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior, unfinished
 from plait.runtime.outcome import RunInterrupted
@@ -194,6 +195,7 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
                        "from what it recorded")
     workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
     fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params)
+    _recover_journals(ledger, state)
     held = _holds(ledger, plan, fingerprints)
     previous = ledger.previous(unfinished_only=held)
     if options.backend.opens_early and (bool(previous) if held else _work_waiting(plan, previous)):
@@ -203,14 +205,15 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     for stale in state.glob("trail-*"):  # left by a run that was killed (this one holds the lock)
         shutil.rmtree(stale, ignore_errors=True)
     trail = state / f"trail-{run_id}"
-    if options.backend.crash_trail:  # workers on this machine keep a crash trail (plait.runtime.trail)
+    if options.backend.crash_trail or options.backend.journal:  # crash trails and journals (plait.runtime.journal)
         prepare_trail(trail)
         resources.callback(shutil.rmtree, trail, ignore_errors=True)
     stop_file = state / f"stop-{run_id}"
     resources.callback(stop_file.unlink, missing_ok=True)
     info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
                    stop_file=str(stop_file), parent_pid=os.getpid(),
-                   trail=str(trail) if options.backend.crash_trail else None, max_result_bytes=options.max_result_bytes)
+                   trail=str(trail) if options.backend.crash_trail else None,
+                   journal=str(trail) if options.backend.journal else None, max_result_bytes=options.max_result_bytes)
     run_state = RunState(plan, info, load_results=ledger.results, seed=options.seed,
                          log_nodes=options.log_level in ("DEBUG", "TRACE"))
     scheduler = Scheduler(run_state, dispatch=backend, submit=writer.submit, previous=previous,
@@ -260,6 +263,19 @@ def _drain(writer: LedgerWriter) -> None:
     """Finish the writer's queue whatever happened (an error is already on its way out, or was raised)."""
     with contextlib.suppress(LedgerError):
         writer.close()
+
+
+def _recover_journals(ledger: Ledger, state: Path) -> None:
+    """Record what runs that died had finished but not recorded, from their workers' journals (plait.runtime.journal).
+
+    Called while this process holds the workspace, so a run folder left behind is a dead run's.
+    """
+    for folder in sorted(state.glob("trail-*")):
+        dead = folder.name.removeprefix("trail-")
+        found = list(recover(folder))
+        if found:
+            kept = ledger.recover(dead, found)
+            logger.info(f"recovered {kept:,} outcome(s) that run {dead} finished but did not record before it died")
 
 
 def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapping[str, Prior] | None,

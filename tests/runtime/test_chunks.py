@@ -15,7 +15,7 @@ def wave_of(units: list[int]) -> tuple[Chunk, list[int]]:
         feeders += [0] + [1] * (size - 1)
     count = len(nodes)
     return Chunk(nodes, [None] * count, list(range(count)), list(range(count)), list(range(count)),  # type: ignore[list-item]
-                 [1] * count, [{}] * count, feeders, [{}] * count), starts
+                 [1] * count, [{}] * count, feeders, [{}] * count, [""] * count), starts
 
 
 def results(jobs: int, seconds_each: float) -> Results:
