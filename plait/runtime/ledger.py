@@ -251,7 +251,7 @@ class Ledger:
                 self._identity = (stat.st_dev, stat.st_ino)
             self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM nodes").fetchone()[0]
         except sqlite3.DatabaseError as err:
-            raise self.damaged(err) from err
+            raise (self.cannot_write(err) if not readonly and _disk_trouble(err) else self.damaged(err)) from err
 
     def _add_columns(self) -> None:
         """Give a ledger of an earlier schema the columns this one records (nothing recorded changes)."""
