@@ -133,8 +133,8 @@ EAGER = '''
 '''
 
 
-@pytest.mark.xfail(strict=True, reason="children start at the next wave: joblib takes no new work into a call that "
-                   "is running, so a parent's children wait for the parents dispatched with it (docs/workflow-format.md)")
+@pytest.mark.xfail(strict=True, reason="children start at the next wave: joblib takes no new work into a running "
+                   "call, so a parent's children wait for the parents dispatched with it (docs/workflow-format.md)")
 def test_a_parents_children_start_while_another_parent_is_still_running(flow: Flow) -> None:
     work = flow.module("eager", EAGER)
     flow.write(CHILD_BEFORE_SIBLING, work=work)
