@@ -2,6 +2,9 @@
 
 Exit codes: 0 success; 1 a run that failed; 2 a bad workflow or bad arguments (a clear message
 on stderr, never a traceback). Every command is a thin `cmd_*` function over the Python API.
+
+Everything a command prints goes through `plait.terminal`: the workflow's data (items, keys,
+errors, results) reaches the terminal as text, never as control sequences.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from plait.compiler.diagnostics import WorkflowError
 from plait.runtime.ledger import LedgerError, state_dir
+from plait.terminal import escaped_output, log_format, raw
 
 if TYPE_CHECKING:
     from plait.compiler import Plan
@@ -105,7 +109,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write(args.output, text)
         print(f"wrote {args.output}: check it with `plait compile {args.output}`", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -122,13 +126,18 @@ def cmd_graph(args: argparse.Namespace) -> int:
     except GraphvizMissing as err:
         raise UsageError(str(err)) from err
     if args.output:
-        try:
-            Path(args.output).write_text(text, encoding="utf-8")
-        except OSError as err:
-            raise UsageError(f"cannot write '{args.output}': {err.strerror}") from err
+        _write(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _write(path: str, text: str) -> None:
+    """Write an output file; a path that cannot be written is a usage error, not a traceback."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write '{path}': {err.strerror or err}; choose a writable path for -o") from err
 
 
 def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
@@ -147,7 +156,7 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     try:
         with _terminal_log("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"):
             result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
-                                  progress=None if args.quiet else sys.stderr,
+                                  progress=None if args.quiet else raw(sys.stderr),
                                   scheduler_address=args.scheduler_address,
                                   log_level="DEBUG" if args.verbose else "INFO")
     except BackendUnavailable as err:
@@ -205,8 +214,7 @@ def _terminal_log(level: str) -> Iterator[None]:
     from loguru import logger
 
     logger.remove()
-    sink = logger.add(sys.stderr, level=level, format="<level>{level: <7}</level> {message}",
-                      colorize=sys.stderr.isatty())
+    sink = logger.add(raw(sys.stderr), level=level, format=log_format, colorize=sys.stderr.isatty())
     logger.enable("plait")
     try:
         yield
@@ -296,6 +304,11 @@ def _positive(text: str) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
+    with escaped_output():
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     args = _parser().parse_args(argv)
     try:
         return args.func(args)
