@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -305,7 +306,11 @@ def _positive(text: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     with escaped_output():
-        return _main(argv)
+        try:
+            return _main(argv)
+        except BrokenPipeError:  # `plait status | head`: the reader left; say nothing more
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            return EXIT_FAILED
 
 
 def _main(argv: list[str] | None) -> int:

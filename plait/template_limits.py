@@ -10,7 +10,7 @@ Size
     items (a list, tuple or mapping) or `MAX_DIGITS` digits (an integer: Python cannot print a
     longer one, so it could never be stored). Every intercepted operation's result is measured
     (`checked`): binary operators, calls (methods, globals, macros), filters, and the output
-    stream as it is joined. The operations that can build far more than their operands hold are
+    stream as it is joined, and `~`. The operations that can build far more than their operands hold are
     bounded *before* they run, from their operands (`before`): `*`, `**`, `+`, `%`-formatting and
     `str.format` widths, and the calls in `_GROWTH` (padding, replacing, joining, indenting,
     wrapping, batching, lorem ipsum), each by a worst-case size computed from its arguments.
@@ -41,7 +41,7 @@ from contextvars import ContextVar
 from typing import Any
 
 from jinja2 import nodes
-from jinja2.compiler import CodeGenerator, Frame
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
 from jinja2.exceptions import SecurityError
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "before",
     "bounded_concat",
     "bounded_filter",
+    "bounded_join",
     "bounded_loop",
     "check_binop",
     "check_format",
@@ -65,7 +66,7 @@ __all__ = [
 ]
 
 MAX_CHARS = 10_000_000
-MAX_ITEMS = 1_000_000
+MAX_ITEMS = 2_000_000
 MAX_DIGITS = getattr(sys, "get_int_max_str_digits", lambda: 4300)() or 4300
 DEFAULT_SECONDS = 10.0
 _MAX_BITS = int(MAX_DIGITS * math.log2(10)) + 1
@@ -105,15 +106,13 @@ def render_limits(seconds: float | None = None) -> Iterator[None]:
         _LIMITS.reset(token)
 
 
-@contextmanager
-def limited() -> Iterator[None]:
-    """Run one render under the current limits, or under a fresh default deadline when there are none."""
+def limited(func: Callable[..., Any], *args: Any) -> Any:
+    """Return `func(*args)`, run under the current limits, or under a fresh default deadline when there are none."""
     if _LIMITS.get() is not None:
-        yield
-        return
+        return func(*args)
     token = _LIMITS.set(_Limits(DEFAULT_SECONDS))
     try:
-        yield
+        return func(*args)
     finally:
         _LIMITS.reset(token)
 
@@ -139,10 +138,10 @@ def checked(value: Any) -> Any:
     return value
 
 
-def _refuse(size: float, what: str) -> None:
-    if size > MAX_CHARS:
+def _refuse(size: float, what: str, bound: int = MAX_CHARS) -> None:
+    if size > bound:
         raise TemplateTooLarge(f"a template tried to build {what} of {size:,.0f} characters or items "
-                               f"(at most {MAX_CHARS:,})")
+                               f"(at most {bound:,})")
 
 
 def _size(value: Any) -> int:
@@ -155,7 +154,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
     if operator == "*":
         for seq, count in ((left, right), (right, left)):
             if isinstance(seq, (str, list, tuple)) and isinstance(count, int):
-                _refuse(len(seq) * count, "a value")
+                _refuse(len(seq) * count, "a value", MAX_CHARS if isinstance(seq, str) else MAX_ITEMS)
         if isinstance(left, int) and isinstance(right, int) and left.bit_length() + right.bit_length() > _MAX_BITS:
             raise TemplateTooLarge(f"a template tried to compute a number of more than {MAX_DIGITS:,} digits")
     elif operator == "**":
@@ -166,7 +165,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
                                        f"(at most {MAX_DIGITS:,})")
     elif operator == "+":
         if isinstance(left, (str, list, tuple)) and isinstance(right, (str, list, tuple)):
-            _refuse(len(left) + len(right), "a value")
+            _refuse(len(left) + len(right), "a value", MAX_CHARS if isinstance(left, str) else MAX_ITEMS)
     elif operator == "%" and isinstance(left, str):
         check_format(left, right if isinstance(right, (tuple, Mapping)) else (right,), {})
 
@@ -265,7 +264,7 @@ def before(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
         size = growth(*args)
     except (TypeError, ValueError, AttributeError):
         return  # arguments of the wrong kind: the call itself reports them
-    _refuse(size, f"a value with {name}()")
+    _refuse(size, f"a value with {name}()", MAX_ITEMS if name in ("batch", "slice") else MAX_CHARS)
 
 
 def bounded_filter(name: str, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -305,8 +304,26 @@ def bounded_concat(chunks: Iterable[str]) -> str:
     return "".join(parts)
 
 
+def bounded_join(values: Iterable[Any]) -> str:
+    """Join the operands of `~` as text, refusing a result past MAX_CHARS before building it."""
+    parts = [str(v) for v in values]
+    _refuse(sum(map(len, parts)), "text with ~")
+    tick()
+    return "".join(parts)
+
+
 class LimitedCodeGenerator(CodeGenerator):
-    """Jinja's code generator, with every `{% for %}` iterating through the `_plait_loop` filter."""
+    """Jinja's code generator, with every `{% for %}` iterating through the `_plait_loop` filter and
+    every `~` joining through `environment.join_values` (`bounded_join`). Autoescaping is never on.
+    """
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.join_values((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         for loop in node.find_all(nodes.For):

@@ -91,6 +91,7 @@ class _BoundedSandbox(SandboxedEnvironment):
     intercepted_binops = frozenset({"*", "**", "%", "+"})
     code_generator_class = limits.LimitedCodeGenerator
     concat = staticmethod(limits.bounded_concat)
+    join_values = staticmethod(limits.bounded_join)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
         limits.check_binop(operator, left, right)
@@ -158,10 +159,13 @@ def render(source: str, context: Mapping[str, Any]) -> Any:
     if not has_template(source):
         return source
     is_expression, compiled = _compiled(source)
-    with limits.limited():
-        if not is_expression:
-            return compiled.render(context)
-        return _data(compiled(**context))
+    if not is_expression:
+        return limits.limited(compiled.render, context)
+    return limits.limited(_evaluate, compiled, context)
+
+
+def _evaluate(expression: Any, context: Mapping[str, Any]) -> Any:
+    return _data(expression(**context))
 
 
 def _data(value: Any, depth: int = 0) -> Any:
@@ -196,8 +200,7 @@ def render_text(source: str, context: Mapping[str, Any], *, trim: bool = False) 
     """
     if not trim and not has_template(source):
         return source
-    with limits.limited():
-        return _text_template(source, trim).render(context)
+    return limits.limited(_text_template(source, trim).render, context)
 
 
 @lru_cache(maxsize=256)
@@ -217,8 +220,8 @@ def render_shell(source: str, context: Mapping[str, Any]) -> ShellCommand | str:
     if refusals:
         offset, message, _ = refusals[0]
         raise TemplateError(f"{message} (at {position(source, offset)} of the command)")
-    with limits.limited(), collecting_values() as values:
-        script = template.render(context)
+    with collecting_values() as values:
+        script = limits.limited(template.render, context)
     return ShellCommand(script, tuple(values))
 
 
