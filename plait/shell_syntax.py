@@ -1,6 +1,6 @@
 """Where each value of a shell command template stands, read from the command's own text.
 
-A shell command's values never enter its text (`plait.shell_command`): each `{{ … }}` becomes a
+A shell command's values never enter its text (`plait.shell_template`): each `{{ … }}` becomes a
 reference to an environment variable, and the shell expands a reference as data, whatever the
 value holds. The reference must still be written to suit its place, and a few places must be
 refused because the shell (or a program it starts) would read even an expanded value as code.
@@ -22,11 +22,11 @@ Refused (`Refusal`), with the reason and a way out
   subscript `a[…]`), where bash evaluates a variable's text as an expression, `a[$(cmd)]` included;
 - a parameter expansion `${ … }`, backquotes, `$'…'`, a heredoc's delimiter or a quoted
   heredoc's body, and right after a backslash or a `$`, where a reference would not be a reference;
-- the spots where a program reads an argument or its input as code: `eval`, `trap`, `watch`,
-  `ssh`'s remote command, the code argument of a shell or an interpreter (`sh -c`, `python3 -c`,
-  `perl -e`, …), an `awk` program or a `sed` script, a heredoc or a pipe feeding a shell or an
-  interpreter (`… | sh`, `python3 <<EOF`). A value inside `$( )` counts for every command that
-  reads what it prints.
+- the spots where a program reads an argument or its input as code (`plait.shell_code`): `eval`,
+  `trap`, `let`, `watch`, `ssh`'s remote command, the code argument of a shell or an interpreter
+  (`sh -c`, `python3 -c`, `perl -e`, …), an `awk` program or a `sed` script, a heredoc or a pipe
+  feeding a shell or an interpreter (`… | sh`, `python3 <<EOF`). A value inside `$( )` counts
+  for every command that reads what it prints.
 
 The scan reads the template's literal text once, with `{% %}` tags removed (a loop's body once),
 as POSIX sh and bash parse it. Where it could be wrong (text a `{% if %}` adds), the worst a
@@ -35,12 +35,12 @@ misread reference can do is split a value into words: the value is still never c
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Refusal", "Slot", "place_values"]
+from plait.shell_code import code_argument, code_reader
+
+__all__ = ["VALUE", "Refusal", "Slot", "place_values"]
 
 VALUE = "\0"  # stands for a value in the text given to `place_values` (no command can hold a NUL)
 
@@ -60,14 +60,6 @@ class Refusal:
     hint: str
 
 
-_SHELLS = re.compile(r"^(sh|bash|dash|zsh|ksh|mksh|ash|yash|posh|fish|su|runuser)$")
-_INTERPRETERS = re.compile(r"^(python[0-9.]*|pypy[0-9.]*|perl[0-9.]*|ruby[0-9.]*|node|nodejs|php[0-9.]*|"
-                           r"lua[0-9.]*|luajit|Rscript|R|julia|osascript|tclsh|wish|pwsh|powershell)$")
-_AWKS = re.compile(r"^(awk|gawk|mawk|nawk|busybox-awk)$")
-_ALWAYS_CODE = {"eval": "eval runs its arguments as shell code", "trap": "trap runs its argument as shell code",
-                "watch": "watch runs its arguments as a shell command line",
-                "let": "let evaluates its arguments as arithmetic, which bash lets run commands"}
-_SSH_OPTIONS_WITH_ARGUMENT = set("BbcDEeFIiJLlmOopQRSWw")
 _ARITHMETIC_TESTS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _COMMAND_START = {"!", "{", "}", "then", "do", "else", "elif", "if", "while", "until", "time"}
@@ -76,103 +68,6 @@ _ARGUMENT_HINT = ("pass the value as data instead: an argument (`sh -c 'echo \"$
                   "`awk -v x={{ x }} '…'`, `python3 -c '…' {{ x }}` reading sys.argv) or an `env:` variable")
 _ARITHMETIC_HINT = ("compute it in the template instead (`{{ item + 1 }}`): bash evaluates a value inside "
                     "arithmetic as an expression, and `a[$(cmd)]` there runs cmd")
-
-
-def _basename(word: str) -> str:
-    return os.path.basename(word)
-
-
-def code_reader(words: Sequence[str]) -> bool:
-    """Return True when a simple command of `words` reads shell or interpreter code from its input."""
-    for i, word in enumerate(words):  # the first shell or interpreter decides; later ones are its arguments
-        shell = bool(_SHELLS.match(_basename(word)))
-        if shell or _INTERPRETERS.match(_basename(word)):
-            rest = words[i + 1:]
-            options = [w for w in rest if w.startswith("-")]
-            return "-s" in rest or "-" in rest or (
-                len(options) == len(rest) and not any(_code_flag(w, shell) for w in options))
-    return False
-
-
-def _code_flag(option: str, shell: bool) -> bool:
-    """An option whose next word is code: a shell's `-c` (`-ec`, `-lc`), an interpreter's `-c`, `-e`, `-r`."""
-    if option.startswith("--"):
-        return option in ("--command", "--eval", "--execute", "--print")
-    if len(option) < 2 or not option[1:].isalpha():
-        return False
-    return "c" in option[1:] if shell else option[-1] in "ceEr"
-
-
-def code_argument(words: Sequence[str], index: int) -> str | None:
-    """Return why word `index` of a simple command is code to the command, or None when it is data.
-
-    Every earlier word is looked at, so a prefix (`env`, `sudo`, `xargs`, `find -exec`) does not hide
-    the program behind it.
-    """
-    for i, word in enumerate(words[:index]):
-        name = _basename(word)
-        if name in _ALWAYS_CODE:
-            return _ALWAYS_CODE[name]
-        if _SHELLS.match(name) or _INTERPRETERS.match(name):
-            for j in range(i + 1, index):
-                option = words[j]
-                if not option.startswith("-") or option in ("-", "--"):
-                    break
-                if _code_flag(option, bool(_SHELLS.match(name))) and j + 1 == index:
-                    return f"`{name} {option}` runs the next argument as code"
-        elif _AWKS.match(name) and _program_position(words, i, "awk") == index:
-            return f"`{name}` runs its first argument as an awk program"
-        elif name == "sed" and index in _sed_scripts(words, i):
-            return "`sed` runs its script argument (GNU sed's `e` runs shell commands)"
-        elif name == "ssh" and _program_position(words, i, "ssh") <= index:
-            return "ssh sends its command words to a remote shell as code"
-    return None
-
-
-def _program_position(words: Sequence[str], start: int, kind: str) -> int:
-    """Return the index of the first operand after the options of the command at `start` (-1: none).
-
-    For ssh, the index of the first word of its remote command (after the host). The index may be
-    that of the word being read, one past the words so far.
-    """
-    j = start + 1
-    while j < len(words):
-        word = words[j]
-        if word == "--":
-            return j + 1
-        if not word.startswith("-") or word == "-":
-            return j + (1 if kind == "ssh" else 0)  # ssh: the host, then the command
-        if kind == "awk" and word.startswith("-f"):
-            return -1  # the program comes from a file
-        takes = word[1:2] in ("F", "v") if kind == "awk" else word[-1] in _SSH_OPTIONS_WITH_ARGUMENT
-        j += 2 if takes and len(word) == 2 else 1
-    return j + (1 if kind == "ssh" else 0)  # the word to come is the first operand
-
-
-def _sed_scripts(words: Sequence[str], start: int) -> set[int]:
-    """Return the indexes of the words `sed` at `start` runs as its script."""
-    scripts: set[int] = set()
-    from_file = False
-    j = start + 1
-    while j < len(words):
-        word = words[j]
-        short = word.startswith("-") and not word.startswith("--")
-        if word == "--expression" or (short and word[1:].isalpha() and word.endswith("e")):
-            scripts.add(j + 1)  # `-e SCRIPT`, `-ne SCRIPT`
-            j += 2
-            continue
-        if word.startswith("--expression=") or (short and "e" in word[1:2]):
-            scripts.add(j)  # `-eSCRIPT`
-        elif word in ("-f", "--file", "-l", "--line-length") or word.startswith(("-f", "--file=")):
-            from_file |= word.startswith(("-f", "--file"))
-            j += 2 if word in ("-f", "--file", "-l", "--line-length") else 1
-            continue
-        elif not word.startswith("-") or word == "-":
-            break
-        j += 1
-    if not scripts and not from_file:
-        scripts.add(j)  # the first operand (or the word to come) is the script
-    return scripts
 
 
 @dataclass

@@ -136,6 +136,8 @@ def compile_command(env: Environment, source: str) -> tuple[Any, list[tuple[int,
         at = max(source.find(value, at), at)
         if kind == "data":
             text.append(value)
+            if VALUE in value:
+                refusals.append((at + value.index(VALUE), "the command holds a NUL character", "remove it"))
         elif kind == "variable_begin":
             text.append(VALUE)
             offsets.append(at)
