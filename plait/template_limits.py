@@ -204,10 +204,10 @@ def _replace_size(s: Any, old: Any = "", new: Any = "", count: Any = -1, *_: Any
 
 
 def _join_size(sep: Any, items: Any = (), *_: Any) -> float:
-    if not isinstance(items, (list, tuple, str)):
-        return 0  # a lazy iterable: measured when the result comes back
-    return _size(sep) * len(items) + sum(_size(i) for i in items) if not isinstance(items, str) else \
-        _size(sep) * len(items)
+    if not hasattr(items, "__len__"):
+        return 0  # a lazy iterable: its result is measured when it comes back
+    parts = sum(_size(i) for i in items) if isinstance(items, (list, tuple)) else 0
+    return _size(sep) * len(items) + parts
 
 
 # name -> worst-case size of the result, from (receiver or filtered value, *arguments): the calls

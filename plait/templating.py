@@ -82,7 +82,8 @@ def _to_json(value: Any, indent: int | None = None) -> str:
 
 # What rendering a template can raise besides TemplateError: a template is user code, and its
 # expressions fail the ordinary ways (`{{ 1 / 0 }}`, `{{ 'a' + 1 }}`, a sandboxed range too long).
-RENDER_ERRORS = (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, MemoryError, RecursionError)
+RENDER_ERRORS = (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, MemoryError, RuntimeError,
+                 AssertionError, AttributeError)  # a filter may assert its arguments (`truncate(0)`)
 
 
 class _BoundedSandbox(SandboxedEnvironment):
