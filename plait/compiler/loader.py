@@ -19,6 +19,8 @@ Safety is decided here, once:
 - One document per file: a second `---` document is named as such, not reported as bad indentation.
 - Duplicate keys, which PyYAML silently overwrites, are errors.
 - Dates stay the strings they were written as, so every value is JSON-serialisable.
+- A character written as a surrogate pair of escapes (`"\ud83d\udca5"`, as JSON writes it) is
+  that character: PyYAML reads each escape alone, and a lone surrogate cannot be stored as UTF-8.
 
 The same loader reads `--param` values (`plait.compiler.params`), with the same bounds.
 """
@@ -26,6 +28,7 @@ The same loader reads `--param` values (`plait.compiler.params`), with the same 
 from __future__ import annotations
 
 import os
+import re
 import stat
 import sys
 from pathlib import Path
@@ -41,6 +44,7 @@ __all__ = ["MAX_DEPTH", "MAX_DIGITS", "MAX_EXPANDED_NODES", "YamlList", "YamlMap
 
 MAX_EXPANDED_NODES = 2_000_000
 MAX_DEPTH = 100  # nested lists and mappings; a workflow needs a handful
+_SURROGATE = re.compile("[\ud800-\udfff]")
 MAX_DIGITS = getattr(sys, "get_int_max_str_digits", lambda: 4300)() or 4300  # 0 means "no limit": keep 4300
 
 _SCALAR_TAGS = {
@@ -294,7 +298,7 @@ class _Converter:
             self._unsafe_tag(node)
             return node.value
         try:
-            return self.loader.construct_object(node)
+            value = self.loader.construct_object(node)
         except ValueError:  # an integer past Python's digit limit for text (`int()` refuses it)
             digits = sum(c.isdigit() for c in node.value)
             self.errors.append(Diagnostic(_loc(self.filename, node.start_mark),
@@ -302,6 +306,9 @@ class _Converter:
                                           f"({MAX_DIGITS:,} digits)",
                                           "quote it to keep it as text: \"123...\""))
             return None
+        if isinstance(value, str) and _SURROGATE.search(value):  # "\ud83d\udca5" escapes, as JSON writes them
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+        return value
 
     def _unsafe_tag(self, node: Node) -> None:
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")
