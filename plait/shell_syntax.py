@@ -118,7 +118,7 @@ class _Scanner:
         while i < len(text):
             top = self.stack[-1]
             if text[i] == VALUE:
-                self._value(top, text, i)
+                self._value(top)
                 i += 1
             elif isinstance(top, _Command):
                 i = self._command(top, text, i)
@@ -390,7 +390,7 @@ class _Scanner:
     def _refuse_next(self, message: str, hint: str) -> None:
         self.pending = Refusal(message, hint)
 
-    def _value(self, top: _Command | _Frame, text: str, i: int) -> None:
+    def _value(self, top: _Command | _Frame) -> None:
         index = len(self.values)
         slot = self._place(top)
         if self.pending is not None:
