@@ -39,6 +39,7 @@ from jinja2 import Environment
 from jinja2.exceptions import TemplateError
 
 from plait.shell_syntax import VALUE, Refusal, place_values
+from plait.template_limits import text_checked
 
 __all__ = ["PREFIX", "ShellCommand", "collecting_values", "compile_command", "position", "reference",
            "reference_filter", "shell_text"]
@@ -77,7 +78,7 @@ def shell_text(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, (Mapping, list, tuple)):
-        return json.dumps(value, default=str, ensure_ascii=False)
+        return json.dumps(text_checked(value), default=str, ensure_ascii=False)
     text = str(value)
     if "\0" in text:
         raise ValueError("a value holds a NUL character, which no shell variable can hold")

@@ -9,16 +9,20 @@ Size
     Nothing a template builds may hold more than `MAX_CHARS` characters (a string), `MAX_ITEMS`
     items (a list, tuple or mapping) or `MAX_DIGITS` digits (an integer: Python cannot print a
     longer one, so it could never be stored). Every intercepted operation's result is measured
-    (`checked`): binary operators, calls (methods, globals, macros), filters, and the output
-    stream as it is joined, and `~`. The operations that can build far more than their operands hold are
-    bounded *before* they run, from their operands (`before`): `*`, `**`, `+`, `%`-formatting and
-    `str.format` widths, and the calls in `_GROWTH` (padding, replacing, joining, indenting,
-    wrapping, batching, lorem ipsum), each by a worst-case size computed from its arguments.
-    A list a method grows in place (`x.extend(x)`) is measured after the call.
+    (`checked`, which counts the items of nested containers too): binary operators, calls
+    (methods, globals, macros), filters, and the output stream as it is joined, and `~`. A lazy
+    result (a generator) is counted as it is consumed. Turning a container into text (output,
+    `~`, `%`, `string`, `tojson`, `join`, …) is bounded before it starts (`text_checked`): the
+    text of `[long_text] * 1000` is a thousand times what the list holds. The operations that
+    can build far more than their operands hold are bounded *before* they run, from their
+    operands (`before`): `*`, `**`, `+`, `%`-formatting and `str.format` widths, and the calls
+    in `_GROWTH` (padding, replacing, joining, indenting, wrapping, batching, lorem ipsum), each
+    by a worst-case size computed from its arguments. A list a method grows in place
+    (`x.extend(x)`) is measured after the call.
 
 Time
     A render has a deadline (`DEFAULT_SECONDS` unless the caller sets one with `render_limits`,
-    as the runtime does with a node's own timeout). It is checked where a template can spin:
+    for a node, the runtime passes its timeout). It is checked where a template can spin:
     every `{% for %}` loop's iterator (the code generator wraps each loop's iterable), every
     call, operator and filter, and every chunk of output. A deadline checked in the sandbox
     works in any thread and takes no signal (the runtime's node timeout owns SIGALRM).
@@ -62,6 +66,7 @@ __all__ = [
     "checked",
     "limited",
     "render_limits",
+    "text_checked",
     "tick",
 ]
 
@@ -125,17 +130,71 @@ def tick() -> None:
 
 
 def checked(value: Any) -> Any:
-    """Return `value`; raise TemplateTooLarge when it is past the size bounds."""
+    """Return `value`, or raise TemplateTooLarge when it is past the size bounds.
+
+    A lazy value (a generator, as `batch` and `map` give) is returned wrapped, so that whatever
+    consumes it (`list`, `join`, a loop) stops at MAX_ITEMS items and looks at the clock.
+    """
+    if isinstance(value, Iterator):
+        return _counted(value)
     if isinstance(value, str):
         if len(value) > MAX_CHARS:
             raise TemplateTooLarge(f"a template built text of {len(value):,} characters (at most {MAX_CHARS:,})")
     elif isinstance(value, (list, tuple, dict)):
-        if len(value) > MAX_ITEMS:
-            raise TemplateTooLarge(f"a template built {len(value):,} items (at most {MAX_ITEMS:,})")
+        items = _nested_items(value)
+        if items > MAX_ITEMS:
+            raise TemplateTooLarge(f"a template built {items:,} items (at most {MAX_ITEMS:,})")
     elif isinstance(value, int) and value.bit_length() > _MAX_BITS:
         raise TemplateTooLarge(f"a template built a number of about {value.bit_length() * math.log10(2):,.0f} "
                                f"digits (at most {MAX_DIGITS:,})")
     return value
+
+
+_CONTAINERS = (list, tuple, dict)
+
+
+def _nested_items(value: list[Any] | tuple[Any, ...] | dict[Any, Any]) -> int:
+    """Count the items of a container and of every container inside it; stop counting past MAX_ITEMS."""
+    count, stack = 0, [value]
+    while stack and count <= MAX_ITEMS:
+        item = stack.pop()
+        count += len(item)
+        stack.extend(v for v in (item.values() if isinstance(item, dict) else item) if isinstance(v, _CONTAINERS))
+    return count
+
+
+def text_checked(value: Any) -> Any:
+    """Return `value`; refuse a container whose text (what `str()` or JSON would build) is past MAX_CHARS.
+
+    Turning a container into text costs far more than the text: every element's text is built
+    first. A list of one long string repeated a thousand times is small, and its text is not.
+    """
+    if isinstance(value, _CONTAINERS):
+        size, stack = 0, [value]
+        while stack and size <= MAX_CHARS:
+            item = stack.pop()
+            if isinstance(item, str):
+                size += len(item) + 4
+            elif isinstance(item, dict):
+                size += 2 + 4 * len(item)
+                stack.extend(item.keys())
+                stack.extend(item.values())
+            elif isinstance(item, (list, tuple)):
+                size += 2 + 2 * len(item)
+                stack.extend(item)
+            else:
+                size += 8
+        _refuse(size, "the text of a value")
+    return value
+
+
+def _counted(items: Iterator[Any]) -> Iterator[Any]:
+    for count, item in enumerate(items, 1):
+        if count > MAX_ITEMS:
+            raise TemplateTooLarge(f"a template built more than {MAX_ITEMS:,} items")
+        if not count % _TICK_EVERY:
+            tick()
+        yield item
 
 
 def _refuse(size: float, what: str, bound: int = MAX_CHARS) -> None:
@@ -168,6 +227,7 @@ def check_binop(operator: str, left: Any, right: Any) -> None:
             _refuse(len(left) + len(right), "a value", MAX_CHARS if isinstance(left, str) else MAX_ITEMS)
     elif operator == "%" and isinstance(left, str):
         check_format(left, right if isinstance(right, (tuple, Mapping)) else (right,), {})
+        text_checked(right)
 
 
 _PERCENT_SPEC = re.compile(r"%(?:\([^)]*\))?[#0\- +]*(\*|\d+)?(?:\.(\*|\d+))?")
@@ -176,6 +236,8 @@ _DIGITS = re.compile(r"\d+")
 
 def check_format(fmt: str, args: Any, kwargs: Mapping[str, Any]) -> None:
     """Refuse `%` or `str.format` formatting whose widths or precisions would build past the bounds."""
+    text_checked(args)
+    text_checked(kwargs)
     widths: list[int] = []
     starred = False
     if "%" in fmt:
@@ -238,12 +300,21 @@ _KEYWORDS = {  # the names of the arguments _GROWTH reads, in order after the re
 }
 
 
+# The filters that turn the value they filter into text (`str()` or JSON), whatever it is.
+_TEXT_FILTERS = frozenset({"string", "tojson", "pprint", "join", "center", "indent", "wordwrap", "replace", "format",
+                           "truncate", "upper", "lower", "title", "capitalize", "trim", "striptags", "urlize",
+                           "urlencode", "wordcount", "escape", "e", "forceescape", "basename", "dirname", "stem",
+                           "suffix", "shell_quote"})
+
+
 def before(name: str, args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> None:
     """Check the time, and refuse a call or filter `name` whose result could be past the bounds.
 
     `args` starts with the receiver of a method or the value a filter filters.
     """
     tick()
+    if name in _TEXT_FILTERS and args:
+        text_checked(args[0])
     if name == "format" and args and isinstance(args[0], str):  # the filter: `value % (kwargs or args)`
         check_format(args[0], kwargs or args[1:], {})
         return
@@ -306,7 +377,7 @@ def bounded_concat(chunks: Iterable[str]) -> str:
 
 def bounded_join(values: Iterable[Any]) -> str:
     """Join the operands of `~` as text, refusing a result past MAX_CHARS before building it."""
-    parts = [str(v) for v in values]
+    parts = [str(text_checked(v)) for v in values]
     _refuse(sum(map(len, parts)), "text with ~")
     tick()
     return "".join(parts)

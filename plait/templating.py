@@ -124,7 +124,8 @@ class _BoundedSandbox(SandboxedEnvironment):
 
 
 def _make_env() -> SandboxedEnvironment:
-    env = _BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env = _BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
+                          finalize=limits.text_checked)
     env.filters.update(
         basename=posixpath.basename,
         dirname=posixpath.dirname,
@@ -178,7 +179,7 @@ def _data(value: Any, depth: int = 0) -> Any:
     if depth > 100:
         raise TemplateTooLarge("a template built a value nested more than 100 levels deep")
     if isinstance(value, Mapping):
-        return limits.checked({k: _data(v, depth + 1) for k, v in value.items()})
+        return {k: _data(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_data(v, depth + 1) for v in value]
     if isinstance(value, Iterable):
