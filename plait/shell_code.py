@@ -1,7 +1,9 @@
 """Which words of a shell command a program runs as code, and which commands run their input.
 
 A value a shell expands stays data to the shell, but a program may run it: `eval`, `sh -c`,
-`python3 -c`, an awk program, a sed script, ssh's remote command. These are the spots
+`python3 -c`, an awk program, a sed script, ssh's remote command; and bash runs `$(cmd)` in the
+subscript of a variable *name* it is given (`declare "$v"`, `printf -v "$v"`, `read "$v"`,
+`[[ -v $v ]]`, `declare -i n="$v"`) when the value is `a[$(cmd)]`. These are the spots
 `plait.shell_syntax` refuses a value in, found from the words of a simple command as written
 (quotes removed). The tables are the programs plait knows; a program not listed gets the value
 as the data it is, and what it does with it is the workflow author's to know.
@@ -27,6 +29,9 @@ _ALWAYS_CODE = {"eval": "eval runs its arguments as shell code", "trap": "trap r
                 "watch": "watch runs its arguments as a shell command line",
                 "let": "let evaluates its arguments as arithmetic, which bash lets run commands"}
 _SSH_OPTIONS_WITH_ARGUMENT = set("BbcDEeFIiJLlmOopQRSWw")
+_DECLARES = {"declare", "typeset", "local", "readonly", "export"}  # NAME=value: the value is data after `=`
+_NAMES_ONLY = {"mapfile", "readarray", "unset", "getopts"}  # every argument may be a name
+_READ_OPTIONS = {"-p", "-d", "-t", "-n", "-N", "-u", "-i"}  # read's options whose argument is not a name
 
 
 def _basename(word: str) -> str:
@@ -54,16 +59,19 @@ def _code_flag(option: str, shell: bool) -> bool:
     return "c" in option[1:] if shell else option[-1] in "ceEr"
 
 
-def code_argument(words: Sequence[str], index: int) -> str | None:
+def code_argument(words: Sequence[str], index: int, prefix: str = "") -> str | None:
     """Return why word `index` of a simple command is code to the command, or None when it is data.
 
-    Every earlier word is looked at, so a prefix (`env`, `sudo`, `xargs`, `find -exec`) does not hide
-    the program behind it.
+    `prefix` is the text of word `index` before the value. Every earlier word is looked at, so a
+    prefix command (`env`, `sudo`, `xargs`, `find -exec`) does not hide the program behind it.
     """
     for i, word in enumerate(words[:index]):
         name = _basename(word)
         if name in _ALWAYS_CODE:
             return _ALWAYS_CODE[name]
+        why = _variable_name(name, words[i + 1:index], prefix)
+        if why:
+            return why
         if _SHELLS.match(name) or _INTERPRETERS.match(name):
             for j in range(i + 1, index):
                 option = words[j]
@@ -77,6 +85,20 @@ def code_argument(words: Sequence[str], index: int) -> str | None:
             return "`sed` runs its script argument (GNU sed's `e` runs shell commands)"
         elif name == "ssh" and _program_position(words, i, "ssh") <= index:
             return "ssh sends its command words to a remote shell as code"
+    return None
+
+
+def _variable_name(name: str, before: Sequence[str], prefix: str) -> str | None:
+    """Return why bash reads the value as a variable's name (whose subscript `a[$(cmd)]` it evaluates)."""
+    previous = before[-1] if before else ""
+    options = "".join(w[1:] for w in before if w.startswith("-") and not w.startswith("--"))
+    if name in _DECLARES and ("i" in options or "n" in options):
+        return f"`{name} -i` and `{name} -n` evaluate their values as arithmetic or names"
+    if (name in _DECLARES and "=" not in prefix) or name in _NAMES_ONLY or (
+            name == "printf" and previous == "-v") or (name == "read" and previous not in _READ_OPTIONS) or (
+            name in ("test", "[", "[[") and previous in ("-v", "-R")):
+        why = "reads the value as a variable's name, and bash evaluates a name's subscript `a[$(cmd)]`"
+        return f"`{name}{' ' + previous if name in ('printf', 'test', '[', '[[') else ''}` {why}"
     return None
 
 

@@ -25,8 +25,9 @@ Refused (`Refusal`), with the reason and a way out
 - the spots where a program reads an argument or its input as code (`plait.shell_code`): `eval`,
   `trap`, `let`, `watch`, `ssh`'s remote command, the code argument of a shell or an interpreter
   (`sh -c`, `python3 -c`, `perl -e`, …), an `awk` program or a `sed` script, a heredoc or a pipe
-  feeding a shell or an interpreter (`… | sh`, `python3 <<EOF`). A value inside `$( )` counts
-  for every command that reads what it prints.
+  feeding a shell or an interpreter (`… | sh`, `python3 <<EOF`), a variable name bash reads
+  (`declare {{ x }}`, `printf -v`, `read`, `[[ -v ]]`, `declare -i`). A value inside `$( )`
+  counts for every command that reads what it prints, and for the arithmetic or `${ }` around it.
 
 The scan reads the template's literal text once, with `{% %}` tags removed (a loop's body once),
 as POSIX sh and bash parse it. Where it could be wrong (text a `{% if %}` adds), the worst a
@@ -68,6 +69,14 @@ _ARGUMENT_HINT = ("pass the value as data instead: an argument (`sh -c 'echo \"$
                   "`awk -v x={{ x }} '…'`, `python3 -c '…' {{ x }}` reading sys.argv) or an `env:` variable")
 _ARITHMETIC_HINT = ("compute it in the template instead (`{{ item + 1 }}`): bash evaluates a value inside "
                     "arithmetic as an expression, and `a[$(cmd)]` there runs cmd")
+_REFUSING = {  # frames inside which no value may stand: (message, hint)
+    "arith": ("a {{ }} is inside shell arithmetic", _ARITHMETIC_HINT),
+    "subscript": ("a {{ }} is inside an array subscript, which bash evaluates as arithmetic", _ARITHMETIC_HINT),
+    "param": ("a {{ }} is inside a parameter expansion ${ … }",
+              "assign the value first and expand the variable: `v={{ x }}; echo \"${v%.txt}\"`"),
+    "backtick": ("a {{ }} is inside backquotes", "write the command substitution as $( … )"),
+    "ansi": ("a {{ }} is inside $'…' quoting", "close the $'…' before the {{ }}"),
+}
 
 
 @dataclass
@@ -185,7 +194,7 @@ class _Scanner:
             return i + len(op)
         if char == "(":
             self._end_word(cmd)
-            if text.startswith("((", i) and not cmd.words:
+            if text.startswith("((", i) and (not cmd.words or cmd.words == ["for"]):
                 self.stack.append(_Frame("arith", closer="))"))
                 return i + 2
             if cmd.case and cmd.case[-1] == "pattern":
@@ -393,6 +402,11 @@ class _Scanner:
     def _value(self, top: _Command | _Frame) -> None:
         index = len(self.values)
         slot = self._place(top)
+        # A value anywhere inside arithmetic, `${ }`, backquotes or `$'…'` (through `$( )` or quotes
+        # too: what a substitution prints flows into the outer construct) is refused for it.
+        outer = next((f for f in self.stack if isinstance(f, _Frame) and f.kind in _REFUSING), None)
+        if outer is not None:
+            slot = Refusal(*_REFUSING[outer.kind])
         if self.pending is not None:
             slot, self.pending = self.pending, None
         self.values.append(slot)
@@ -406,14 +420,14 @@ class _Scanner:
         # Every command enclosing the value reads it: as an argument, or as the output of a substitution.
         commands = [f for f in self.stack[heredocs[-1] + 1 if heredocs else 0:] if isinstance(f, _Command)]
         for cmd in commands:
-            why = code_argument(cmd.words, len(cmd.words))
+            why = code_argument(cmd.words, len(cmd.words), "".join(cmd.word))
             if why:
                 hint = _ARITHMETIC_HINT if "arithmetic" in why else _ARGUMENT_HINT
                 self.values[index] = Refusal(f"a {{{{ }}}} is code here: {why}", hint)
                 return
             cmd.stage.append(index)
-        if commands and commands[-1].in_test:
-            commands[-1].test_values.append((index, len(commands[-1].words)))
+            if cmd.in_test:
+                cmd.test_values.append((index, len(cmd.words)))
 
     def _place(self, top: _Command | _Frame) -> Slot | Refusal:
         if isinstance(top, _Command):
@@ -434,16 +448,7 @@ class _Scanner:
             return Slot("single")
         if kind == "comment":
             return Slot("word")
-        reasons = {
-            "arith": ("a {{ }} is inside shell arithmetic", _ARITHMETIC_HINT),
-            "subscript": ("a {{ }} is inside an array subscript, which bash evaluates as arithmetic",
-                          _ARITHMETIC_HINT),
-            "param": ("a {{ }} is inside a parameter expansion ${ … }",
-                      "assign the value first and expand the variable: `v={{ x }}; echo \"${v%.txt}\"`"),
-            "backtick": ("a {{ }} is inside backquotes", "write the command substitution as $( … )"),
-            "ansi": ("a {{ }} is inside $'…' quoting", "close the $'…' before the {{ }}"),
-        }
-        return Refusal(*reasons[kind])
+        return Refusal(*_REFUSING[kind])
 
 
 def place_values(text: str) -> list[Slot | Refusal]:

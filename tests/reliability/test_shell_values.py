@@ -142,6 +142,7 @@ def test_values_run_through_plait_run_in_every_context(flow: Flow, tmp_path: Pat
     assert "| command: mkdir -p out/0 && cd out/0 || exit 1\nprintf '%s' '$(touch PWNED)' > bare\n" in log
 
 
+NAME = "reads the value as a variable's name, and bash evaluates a name's subscript `a[$(cmd)]`"
 # command -> (message, start of the hint): places where even a reference to a value would be code
 REFUSED = {
     "echo $(( {{ item }} + 1 ))": ("a {{ }} is inside shell arithmetic", "compute it in the template"),
@@ -190,12 +191,23 @@ REFUSED = {
                                                 "code", "pass the value as data"),
     "bash -c \"$(printf '%s' {{ item }})\"": ("a {{ }} is code here: `bash -c` runs the next argument as code",
                                               "pass the value as data"),
+    "echo $(( $(echo {{ item }}) + 1 ))": ("a {{ }} is inside shell arithmetic", "compute it in the template"),
+    "for ((i = 0; i < {{ item }}; i++)); do :; done": ("a {{ }} is inside shell arithmetic",
+                                                       "compute it in the template"),
+    "echo ${a[\"{{ item }}\"]}": ("a {{ }} is inside a parameter expansion ${ … }", "assign the value first"),
+    "declare {{ item }}": (f"a {{{{ }}}} is code here: `declare` {NAME}", "pass the value as data"),
+    "declare -i n={{ item }}": ("a {{ }} is code here: `declare -i` and `declare -n` evaluate their values as "
+                                "arithmetic or names", "compute it in the template"),
+    "printf -v {{ item }} %s x": (f"a {{{{ }}}} is code here: `printf -v` {NAME}", "pass the value as data"),
+    "read -r {{ item }} < /dev/null": (f"a {{{{ }}}} is code here: `read` {NAME}", "pass the value as data"),
+    "[[ -v {{ item }} ]] || true": (f"a {{{{ }}}} is code here: `[[ -v` {NAME}", "pass the value as data"),
 }
 ALLOWED = ["sh -c 'echo \"$1\"' sh {{ item }}", "awk -v v={{ item }} '{print v}' /dev/null",
            "python3 -c 'import sys; print(sys.argv[1])' {{ item }}", "sed -n p {{ item }} || true",
            "[[ {{ item }} == x ]] || true", "echo {{ item }} | grep -c . || true",
            "ssh -V 2>/dev/null; echo {{ item }}", "printf '%s' {{ item }} > \"out-{{ index }}\"",
-           "x=$(( 1 + 1 )); echo {{ item }} $x"]
+           "x=$(( 1 + 1 )); echo {{ item }} $x", "declare y={{ item }}; export Z={{ item }}",
+           "read -r -p {{ item }} y < /dev/null || true", "test -n {{ item }}"]
 
 
 def test_every_place_where_a_value_would_be_code_is_refused_at_compile_with_its_position(flow: Flow) -> None:
