@@ -58,6 +58,8 @@ CONTEXTS: dict[str, tuple[str, Callable[[str], str]]] = {
     "sh_argument": ("sh -c 'printf \"%s\" \"$1\" > sh_argument' sh {{ v }}", lambda v: v),
     "pipe": ("printf '%s' {{ v }} | cat > pipe", lambda v: v),
     "continuation": ("printf '%s' \\\n{{ v }} > continuation", lambda v: v),
+    "after_a_backslash": ("printf '%s' \\\\{{ v }} > after_a_backslash", lambda v: "\\" + v),
+    "dq_after_a_backslash": ("printf '%s' \"\\\\{{ v }}\" > dq_after_a_backslash", lambda v: "\\" + v),
 }
 SCRIPT = "\n".join(line for line, _ in CONTEXTS.values()) + "\n"
 SCRIPT_TEXT = render_shell(SCRIPT, {"v": "x"}).script
