@@ -16,9 +16,14 @@ cost many times the real one. So:
   the bytes per node beyond a baseline interpreter that has imported plait and compiled once.
 The library call rather than `plait compile`: the CLI only adds argument parsing and a summary.
 
-Item sources: `range` (`items: {range: N}`, the default), `lines` (a file of N lines) or `list`
-(N literal items in the YAML, which also measures YAML parsing). The project's aim is 100,000
-items in under a second and under 1.5 KB a node; the suite reports, it does not assert.
+Item sources: `range` (`items: {range: N}`, the default), `lines` (a file of N lines), `list`
+(N literal items in the YAML, which also measures YAML parsing), `matrix` (two axes, N/100 × 100
+values, or N × 1 when N is not a multiple of 100: mapping items with joined keys) or `zip` (two
+lists of N numbers made by templates, `{{ range(N) | list }}`; Jinja's sandbox caps a range at
+100,000, so zip is measured up to that). The project's aims are 100,000 items in under a second
+and under 1.5 KB a node, and a matrix or zip within 1.2× a range of the same size: with the
+default source, each N also gets `matrix` and `zip` rows against floor `range`, the range
+process measured at that N. The suite reports, it does not assert.
 """
 
 from __future__ import annotations
@@ -35,8 +40,10 @@ __all__ = ["FLOORS", "SOURCES", "measure_compile", "measure_compile_floor", "wri
 FLOORS = {
     "import": 'python -c "import plait" (whole process)',
     "1 item": "the same compile process on a 1-item workflow, measured beside each size",
+    "range": "the same compile process with `items: {range: N}` at the same N",
 }
-SOURCES = ("range", "lines", "list")
+SOURCES = ("range", "lines", "list", "matrix", "zip")
+ZIP_MAX = 100_000  # Jinja's sandbox refuses a longer range, and the zip's lists are made by one
 
 CHILD = """
 import json, sys, time
@@ -54,6 +61,11 @@ def write_workflow(folder: Path, n: int, source: str = "range") -> Path:
     elif source == "lines":
         (folder / "items.txt").write_text("".join(f"item-{i:07d}\n" for i in range(n)), encoding="utf-8")
         items = "{lines: items.txt}"
+    elif source == "matrix":
+        rows = 100 if n % 100 == 0 else 1
+        items = f"{{matrix: {{a: {list(range(n // rows))}, b: {list(range(rows))}}}}}"
+    elif source == "zip":
+        items = f'{{zip: {{a: "{{{{ range({n}) | list }}}}", b: "{{{{ range({n}) | list }}}}"}}}}'
     else:
         items = "\n" + "".join(f"      - item-{i:07d}\n" for i in range(n)).rstrip("\n")
     text = (
@@ -89,10 +101,18 @@ def measure_compile(n: int, repeat: int, folder: Path, source: str = "range") ->
     floor = _compile(1, repeat, folder / "one", source)
     done = _compile(n, repeat, folder / "n", source)
     what = _what(source)
-    return [
+    rows = [
         Row("compile", f"{what}, whole process", n, "s", done.seconds, "1 item", floor.seconds),
         Row("compile", f"{what}, peak RSS", n, "B", done.peak_rss, "1 item", floor.peak_rss),
     ]
+    if source == "range":
+        for shape in ("matrix", "zip"):
+            if shape == "zip" and n > ZIP_MAX:
+                continue
+            shaped = _compile(n, repeat, folder / shape, shape)
+            rows.append(Row("compile", f"{_what(shape)} vs range, whole process", n, "s", shaped.seconds, "range",
+                            done.seconds))
+    return rows
 
 
 def _compile(n: int, repeat: int, folder: Path, source: str) -> Sample:

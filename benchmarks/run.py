@@ -29,6 +29,7 @@ Rows, and the floor each is divided by:
   so it has no ratio; it should not grow with N (the growth line covers times only: read it here).
 - log written, 1% failing [failure-lines]: the log files of the failing run and its resume,
   against one line per failed node naming it and its error, the least such a log can say.
+- the report rows (benchmarks/report.py), on the workspace of a failing run made again for them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.measure import best, run_process
+from benchmarks.report import measure_report
 from benchmarks.table import Row
 
 __all__ = ["FLOORS", "measure_run"]
@@ -148,7 +150,10 @@ def measure_run(n: int, repeat: int, folder: Path) -> tuple[list[Row], list[str]
         Row("run", "log written, all succeed", n, "B", fresh_log),
         Row("run", "log written, 1% failing", n, "B", _log_bytes(wsf), "failure-lines", failure_lines),
     ]
-    return rows, _check_partial(partial.stderr, n, len(failed))
+    shutil.rmtree(wsf, ignore_errors=True)
+    run_process(run_failing, folder, ok=(1,))  # the report rows read a run with its 1% of failures
+    report_rows, report_notes = measure_report(n, repeat, folder, "wsf")
+    return rows + report_rows, _check_partial(partial.stderr, n, len(failed)) + report_notes
 
 
 def _ledger_path(ws: Path) -> Path:

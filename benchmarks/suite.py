@@ -5,7 +5,7 @@
     python -m benchmarks --peers         # add Snakemake and doit (N <= 10,000) when they are installed
     python -m benchmarks --json FILE     # where the JSON goes (default benchmarks/results/latest.json)
 
-For each N the sections run in order (compile, run, peers), each in a fresh temporary folder,
+For each N the sections run in order (compile, run, shapes, peers), each in a fresh temporary folder,
 and every figure is measured right beside its floor, so a machine that slows down part-way
 moves both. The table goes to stdout, progress to stderr.
 """
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import compile as compile_rows
-from benchmarks import peers, run
+from benchmarks import peers, report, run, shapes
 from benchmarks.measure import REPO, compile_bytecode
 from benchmarks.table import Row, growth, render, render_growth
 
@@ -34,7 +34,7 @@ FULL_SIZES = (1_000, 10_000, 100_000)
 COMPILE_ONLY = 1_000_000  # compile alone in the full run: a million-node run belongs in a soak test
 QUICK_SIZES = (1_000, 10_000, 100_000)
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
-FLOORS = {**compile_rows.FLOORS, **run.FLOORS}
+FLOORS = {**compile_rows.FLOORS, **run.FLOORS, **report.FLOORS, **shapes.FLOORS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +80,9 @@ def _measure(args: argparse.Namespace, repeat: int, sizes: list[int], peer_limit
             run_rows, run_notes = run.measure_run(n, repeat, folder)
         rows += run_rows
         notes += run_notes
+        if n % 100 == 0:
+            with _stage(f"shapes N={n:,}", started) as folder:
+                rows += shapes.measure_shapes(n, repeat, folder)
         if any(n <= limit for limit in peer_limits.values()):
             floor = next(r.floor_value or 0.0 for r in run_rows if r.floor == "joblib")
             with _stage(f"peers N={n:,}", started) as folder:

@@ -27,7 +27,7 @@ GROWTH_FROM, GROWTH_TO = 10_000, 100_000
 class Row:
     """One figure at one N, with its floor (`floor` names it; see the suite's FLOORS)."""
 
-    section: str  # "compile", "run" or "peers"
+    section: str  # "compile", "run", "report" or "peers"
     what: str
     n: int
     unit: str  # "s" or "B"

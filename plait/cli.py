@@ -10,7 +10,8 @@ errors, results) reaches the terminal as text, never as control sequences.
 from __future__ import annotations
 
 import argparse
-import gc
+import contextlib
+import io
 import json
 import os
 import sys
@@ -19,11 +20,14 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from plait.compiler.diagnostics import WorkflowError
-from plait.runtime.ledger import LedgerError, state_dir
+from plait.draw import EXPAND_SVG_MAX
+from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES
+from plait.runtime.ledger import LedgerError
 from plait.terminal import escaped_output, log_format, raw
+from plait.workspace import state_dir
 
 if TYPE_CHECKING:
     from plait.compiler import Plan
@@ -85,14 +89,21 @@ def summary(plan: Plan) -> str:
                  f"{n_steps} step{'s' if n_steps != 1 else ''}:")
     width = max(len(s) for s in plan.steps)
     for step in plan.steps.values():
-        if step.kind == "deferred":
+        if step.fans_out:
+            shape = "items from each parent's result, at run time"
+        elif step.group_by and step.kind == "deferred":
+            shape = "groups known at run time"
+        elif step.kind == "deferred":
             shape = "items expanded at run time"
+        elif step.group_by:
+            shape = f"{counts[step.name]:,} group{'s' if counts[step.name] != 1 else ''}"
         elif step.kind == "batch":
             shape = f"batch of {counts[step.name]:,}"
         else:
             shape = "1 node"
-        after = [d for d in step.depends_on if d != step.for_each]
+        after = [d for d in step.depends_on if d not in (step.for_each, step.group_by)]
         extra = [f"for_each {step.for_each}"] if step.for_each else []
+        extra += [f"group_by {step.group_by}"] if step.group_by else []
         extra += [f"after {', '.join(after)}"] if after else []
         extra += [f"once {', '.join(step.after)} ended"] if step.after else []
         lines.append(f"  {step.name:<{width}}  {step.task:<8} {shape}" + (f" ({'; '.join(extra)})" if extra else ""))
@@ -118,13 +129,18 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    """Draw a workflow's plan."""
-    from plait.draw import GraphvizMissing, draw
+    """Draw a workflow's plan, coloured by the status of its nodes in a workspace when one is given."""
+    from plait.draw import DrawingTooBig, GraphvizMissing, draw
 
     plan = _plan(args)
+    states = None
+    if args.workspace:
+        from plait.report import node_statuses
+
+        states = node_statuses(args.workspace)
     try:
-        text = draw(plan, args.format, expand=args.expand)
-    except GraphvizMissing as err:
+        text = draw(plan, args.format, expand=args.expand, states=states, force=args.force)
+    except (GraphvizMissing, DrawingTooBig) as err:
         raise UsageError(str(err)) from err
     if args.output:
         _write(args.output, text)
@@ -143,26 +159,25 @@ def _write(path: str, text: str) -> None:
 
 def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     """Run (or resume) a workflow in a workspace."""
-    from plait.runtime import run_workflow
-    from plait.runtime.backend_check import BackendUnavailable
+    from plait.runtime import BackendUnavailable, run_workflow
 
     backend = args.backend or ("dask" if args.scheduler_address else "loky")
     if args.scheduler_address and backend != "dask":
         raise UsageError(f"--scheduler-address is for --backend dask, not --backend {backend}; drop one of them")
     plan = plan or _plan(args)
-    # The plan lives as long as this process: move it out of the collector's sight, so the run's
-    # garbage collections do not rescan a hundred thousand node specs each time.
-    gc.freeze()
     start = time.monotonic()
     try:
         with _terminal_log("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"):
             result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
                                   progress=None if args.quiet else raw(sys.stderr),
                                   scheduler_address=args.scheduler_address,
-                                  log_level="DEBUG" if args.verbose else "INFO")
+                                  log_level="DEBUG" if args.verbose else "INFO",
+                                  max_result_bytes=args.max_result_size, force_jobs=args.force_jobs)
     except BackendUnavailable as err:
         raise UsageError(str(err)) from err
     print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
+    if args.report:
+        _run_report(result.workspace, args.report, plan)
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
@@ -195,6 +210,70 @@ def cmd_status(args: argparse.Namespace) -> int:
     state = workflow_status(_workspace(args.workspace))
     print(json.dumps(state, default=str) if args.format == "json" else format_status(state))
     return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print a node's story (or every failed node's of a step): why it ran, each attempt, its output and error."""
+    from plait.runtime import format_logs, node_logs
+
+    try:
+        entries = node_logs(_workspace(args.workspace), args.target, attempt=args.attempt, failed=args.failed)
+    except KeyError as err:
+        raise UsageError(err.args[0]) from err
+    if args.format == "json":
+        print(json.dumps(entries, default=str))
+    elif entries:
+        print(format_logs(entries))
+    else:
+        print(f"no {'failed ' if args.failed else ''}node of '{args.target}' to show")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List a workspace's runs: id, start, duration, outcome, counts."""
+    from plait.runtime import format_runs, workspace_runs
+
+    runs = workspace_runs(_workspace(args.workspace))
+    print(json.dumps(runs, default=str) if args.format == "json" else format_runs(runs))
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write a workspace's run report: one self-contained HTML page, or the same data as JSON."""
+    from plait.report import render, write_report
+
+    workspace = _workspace(args.workspace)
+    output = args.output or (str(_default_report(workspace)) if args.format == "html" else "-")
+    if output == "-":
+        sys.stdout.write(render(workspace, args.format))
+        return EXIT_OK
+    try:
+        path = write_report(workspace, output, args.format)
+    except OSError as err:
+        raise UsageError(f"cannot write the report to '{output}': {err.strerror or err}") from err
+    print(f"report: {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _default_report(workspace: Path) -> Path:
+    """Return where a workspace's HTML report goes unless told: beside its ledger, clear of the tasks' files."""
+    return state_dir(workspace) / "report.html"
+
+
+def _run_report(workspace: Path, output: str | bool, plan: Plan) -> None:
+    """Write the HTML report at the end of a run (to its default file when `output` is True).
+
+    A report that cannot be written is a warning: the run's outcome and exit code stand.
+    """
+    from plait.report import write_report
+
+    try:
+        path = write_report(workspace, _default_report(workspace) if output is True else output, plan=plan)
+    except (OSError, LedgerError) as err:
+        print(f"plait: warning: the run's report was not written: {getattr(err, 'strerror', None) or err}",
+              file=sys.stderr)
+        return
+    print(f"report: {path}", file=sys.stderr)
 
 
 def _workspace(given: str | None) -> Path:
@@ -261,13 +340,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("dot", "mermaid", "svg"), default="dot")
     p.add_argument("--expand", action="store_true", help="draw every node, not one per step")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument("--workspace", "-w", metavar="DIR", help="colour the drawing by the status of each node in "
+                   "this workspace's ledger")
+    p.add_argument("--force", action="store_true", help=f"draw --expand as svg even past {EXPAND_SVG_MAX:,} nodes "
+                   "(Graphviz may take minutes)")
 
     def run_options(p: argparse.ArgumentParser) -> None:
         from plait.runtime import BACKENDS
 
         p.add_argument("--workspace", "-w", metavar="DIR", help="where the run works and keeps its state "
                        "(default: runs/<workflow name>)")
-        p.add_argument("--jobs", "-j", type=_positive, default=2, metavar="N", help="parallel workers (default 2)")
+        p.add_argument("--jobs", "-j", type=_positive, default=2, metavar="N", help="parallel workers (default 2; "
+                       f"at most {JOBS_PER_CORE} per core unless --force-jobs)")
+        p.add_argument("--force-jobs", action="store_true", help="start every worker --jobs asks for, past "
+                       f"{JOBS_PER_CORE} per core")
         p.add_argument("--backend", choices=BACKENDS, help="where nodes run (default loky; dask with "
                        "--scheduler-address)")
         p.add_argument("--scheduler-address", metavar="ADDRESS", help="the Dask scheduler to run nodes on "
@@ -275,6 +361,11 @@ def _parser() -> argparse.ArgumentParser:
                        "cluster of --jobs workers for the run")
         p.add_argument("--verbose", "-v", action="store_true", help="log every node event to the terminal")
         p.add_argument("--quiet", "-q", action="store_true", help="no progress display; only warnings and errors")
+        p.add_argument("--max-result-size", type=_size, default=MAX_RESULT_BYTES, metavar="SIZE",
+                       help="the most JSON one node's result may take, as bytes or with K, M or G "
+                       f"(default {MAX_RESULT_BYTES // 2**20}M); a bigger result fails its node")
+        p.add_argument("--report", nargs="?", const=True, metavar="FILE", help="write the HTML run report "
+                       "when the run ends, to FILE (default: <workspace>/.plait/report.html)")
 
     p = workflow_command("run", cmd_run, "run a workflow; running again in the same workspace resumes")
     run_options(p)
@@ -290,7 +381,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("logs", help="show why a node ran, each attempt, what it printed and how it failed",
+                       description="show a node's story: why it ran, each attempt (times, worker), what it printed, "
+                       "its error and traceback; or every failed node of a step with --failed")
+    p.add_argument("target", metavar="NODE", help="a node id (step[key]), a step, or a pattern (step[*.png])")
+    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--attempt", type=_positive, metavar="N", help="show only attempt N of the last run that ran it")
+    p.add_argument("--failed", action="store_true", help="of a step or pattern, only the nodes that failed")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("runs", help="list a workspace's runs", description="list a workspace's runs: id, start, "
+                       "duration, outcome and counts (a run that died is shown as interrupted)")
+    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_runs)
+    p = sub.add_parser("report", help="write a workspace's run report (HTML, or JSON with a row per attempt)",
+                       description="write a workspace's run report: one self-contained HTML page (the run, its "
+                       "history, the steps coloured by status, a table per step, a timeline, the failures), or "
+                       "the same data as JSON with a trace of one row per attempt; works while a run is going")
+    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--format", choices=("html", "json"), default="html")
+    p.add_argument("-o", "--output", metavar="FILE", help="where to write it, - for stdout (default: html to "
+                   "<workspace>/.plait/report.html, json to stdout)")
+    p.set_defaults(func=cmd_report)
     return parser
+
+
+def _size(text: str) -> int:
+    """Parse a size: '16M', '1.5G', '500K' or a number of bytes (K, M and G are powers of 1024)."""
+    scales = {"K": 2**10, "M": 2**20, "G": 2**30}
+    body = text.strip().upper().removesuffix("B").removesuffix("I")
+    scale = scales.get(body[-1:], 1)
+    try:
+        value = float(body[:-1] if body[-1:] in scales else body) * scale
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size: write bytes, or a number with K, M or G (16M)")
+    return int(value)
 
 
 def _positive(text: str) -> int:
@@ -303,14 +431,61 @@ def _positive(text: str) -> int:
     return value
 
 
+class _PipeSafe(io.TextIOBase):
+    """A standard stream that a closed reader cannot break (`plait status | head`, `plait run -v | head`).
+
+    After a broken pipe, writes are dropped (and the stream's descriptor points at /dev/null, so the
+    interpreter's last flush is quiet too): a command goes on and ends with its own exit code, and
+    no traceback is printed for it.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def _silence(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+
+    def isatty(self) -> bool:
+        return not self.broken and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", "utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code."""
-    with escaped_output():
-        try:
+    real = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _PipeSafe(sys.stdout), _PipeSafe(sys.stderr)
+    try:
+        with escaped_output():  # what is written is escaped, then written safely from broken pipes
             return _main(argv)
-        except BrokenPipeError:  # `plait status | head`: the reader left; say nothing more
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return EXIT_FAILED
+    finally:
+        sys.stdout, sys.stderr = real
 
 
 def _main(argv: list[str] | None) -> int:

@@ -46,8 +46,10 @@ from plait.template_limits import TemplateTimeout, TemplateTooLarge, render_limi
 
 __all__ = [
     "ENVIRONMENT",
+    "GROUP_NAMES",
     "ITEM_NAMES",
     "PARAM_NAMES",
+    "PARENT_NAMES",
     "RENDER_ERRORS",
     "RUNTIME_NAMES",
     "TEMPLATE_NAMES",
@@ -260,20 +262,30 @@ ENVIRONMENT = MappingProxyType(os.environ)
 
 def template_context(params: Mapping[str, Any], *, item: Any = None, index: int | None = None, key: Any = None,
                      total: int | None = None, step: str | None = None, steps: Mapping[str, Any] | None = None,
-                     run_id: str | None = None, workspace: Any = None) -> dict[str, Any]:
-    """Return the names a template sees (docs/workflow-format.md lists them), in three layers.
+                     run_id: str | None = None, workspace: Any = None, workflow_dir: Any = None,
+                     group: Mapping[str, Any] | None = None, parent: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Return the names a template sees (docs/workflow-format.md lists them), in layers.
 
-    `params` (also as `args`) are known when the workflow compiles; an item's names (`item`,
-    `index`, `key`, `batch`) for a node of step `step` (given); the run's
-    names (`steps`, `run`, `workspace`, `env`) once a run is going (`run_id` given). The compiler,
-    the scheduler and every task build their contexts here, and the name sets below come from it.
+    `params` (also as `args`) and `workflow_dir` (the workflow file's folder, given) are known
+    when the workflow compiles; an item's names (`item`, `index`, `key`, `batch`) for a node of
+    step `step` (given); `group` for a node of a `group_by` step and `parent` for a node of a
+    per-parent fan-out (given); the run's names (`steps`, `run`, `workspace`, `env`) once a run
+    is going (`run_id` given). A name whose layer is not given is left out, so a template that
+    reads it fails as undefined rather than seeing None. The compiler, the scheduler and every
+    task build their contexts here, and the name sets below come from it.
     """
     context: dict[str, Any] = {"params": params, "args": params}
+    if workflow_dir is not None:
+        context["workflow_dir"] = str(workflow_dir)
     if step is not None:
         context["item"] = item
         context["index"] = index
         context["key"] = key
         context["batch"] = {"item": item, "index": index, "total": total, "name": step}
+    if group is not None:
+        context["group"] = group
+    if parent is not None:
+        context["parent"] = parent
     if run_id is not None:
         context["steps"] = steps if steps is not None else {}
         context["run"] = {"id": run_id}
@@ -282,10 +294,12 @@ def template_context(params: Mapping[str, Any], *, item: Any = None, index: int 
     return context
 
 
-PARAM_NAMES = frozenset(template_context({}))
+PARAM_NAMES = frozenset(template_context({}, workflow_dir=""))
 ITEM_NAMES = frozenset(template_context({}, step="")) - PARAM_NAMES
+GROUP_NAMES = frozenset(template_context({}, group={})) - PARAM_NAMES
+PARENT_NAMES = frozenset(template_context({}, parent={})) - PARAM_NAMES
 RUNTIME_NAMES = frozenset(template_context({}, run_id="")) - PARAM_NAMES
-TEMPLATE_NAMES = PARAM_NAMES | ITEM_NAMES | RUNTIME_NAMES
+TEMPLATE_NAMES = PARAM_NAMES | ITEM_NAMES | GROUP_NAMES | PARENT_NAMES | RUNTIME_NAMES
 
 
 @dataclass(frozen=True, slots=True)

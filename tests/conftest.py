@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import pytest
+from runtime.support import FIGURE
 
 from plait.cli import main
 
@@ -27,3 +28,22 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
         return CliResult(code, out, err)
 
     return run
+
+
+# Figures measured by tests (kills survived, fuzz cases, peak memory, ...): a test records them through
+# the `figures` fixture (tests/reliability/conftest.py) as user properties of its reports, which xdist
+# sends to this process too; they are printed at the end of the session.
+FIGURES: dict[str, Any] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, value in report.user_properties:
+        if name == FIGURE:
+            FIGURES[value[0]] = value[1]
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if FIGURES:
+        terminalreporter.section("reliability figures")
+        for name, value in FIGURES.items():
+            terminalreporter.write_line(f"{name}: {value}")

@@ -15,11 +15,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from runtime.support import Flow, error, ledger_query, make_flow
+from runtime.support import Flow, error, ledger_query, make_flow, untraced_status
 
 from plait.compiler import compile_workflow
 from plait.runtime import Ledger, LedgerError, workflow_status
-from plait.runtime.ledger import NodeRecord
+from plait.runtime.ledger import NodeRecord, Prior
 
 
 @pytest.fixture
@@ -39,8 +39,8 @@ PLANNED = [("a[0]", "a", 0, "task"), ("a[1]", "a", 1, "task"), ("a", "a", None, 
 
 def rec(node: str, status: str = "succeeded", result: object = None, *, attempts: int = 1, fp: str = "fp",
         err: dict | None = None, note: str | None = None) -> NodeRecord:
-    return (node, status, attempts, fp, json.dumps(result) if status == "succeeded" else None,
-            json.dumps(err) if err else None, note, 10.0, 11.0)
+    return NodeRecord(node, status, attempts, fp, json.dumps(result) if status == "succeeded" else None,
+                      json.dumps(err) if err else None, note, 10.0, 11.0)
 
 
 def begin(ledger: Ledger, run_id: str, planned: list = PLANNED) -> None:
@@ -59,19 +59,20 @@ def test_a_new_ledger_is_in_wal_mode_and_empty(ledger: Ledger) -> None:
 def test_begin_record_previous_results_end_round_trip(ledger: Ledger) -> None:
     ledger.claim("wf")
     begin(ledger, "run-1")
-    assert ledger.previous() == {n: ("pending", None, True) for n, *_ in PLANNED}
+    assert ledger.previous() == {n: Prior("pending", None, True) for n, *_ in PLANNED}
     failure = error("a[0]", "OSError", "disk", item=0, retryable=True)
     ledger.record("run-1", [rec("a[1]", result={"v": [1, 2]}, attempts=2, fp="f1"),
                             rec("a[0]", "failed", attempts=3, fp="f0", err=failure)])
     ledger.record("run-1", [rec("b", "skipped", note="upstream a[0] failed", fp="fb")])
     ledger.end_run("run-1", "failed")
-    assert ledger.previous() == {"a[0]": ("failed", "f0", True), "a[1]": ("succeeded", "f1", True),
-                                 "a": ("pending", None, True), "b": ("skipped", "fb", True)}
+    assert ledger.previous() == {"a[0]": Prior("failed", "f0", True, error=json.dumps(failure)),
+                                 "a[1]": Prior("succeeded", "f1", True), "a": Prior("pending", None, True),
+                                 "b": Prior("skipped", "fb", True, note="upstream a[0] failed")}
     assert ledger.results(["a[1]", "a[0]", "nowhere"]) == {"a[1]": {"v": [1, 2]}, "a[0]": None}
     run = dict(ledger.last_run())
     assert (run.pop("started") <= run.pop("ended")) is True
     assert run == {"run_id": "run-1", "workflow": "wf", "digest": "digest-1", "pid": 4242, "status": "failed",
-                   "source": "/flows/wf.yaml", "params": '{"n": 2}'}
+                   "source": "/flows/wf.yaml", "params": '{"n": 2}', "counts": None}
     assert ledger.nodes() == [  # completion order first, then the nodes never recorded
         ("a[1]", "a", "1", "task", "succeeded", 2, None),
         ("a[0]", "a", "0", "task", "failed", 3, json.dumps(failure)),
@@ -111,10 +112,10 @@ def test_nodes_that_leave_the_plan_are_kept_but_hidden_and_come_back(ledger: Led
     begin(ledger, "run-1")
     ledger.record("run-1", [rec("a[0]", result=0, fp="f0"), rec("a[1]", result=1, fp="f1")])
     begin(ledger, "run-2", [p for p in PLANNED if p[0] != "a[1]"])
-    assert ledger.previous()["a[1]"] == ("succeeded", "f1", False)
+    assert ledger.previous()["a[1]"] == Prior("succeeded", "f1", False)
     assert [n[0] for n in ledger.nodes()] == ["a[0]", "a", "b"]
     begin(ledger, "run-3")
-    assert (ledger.previous()["a[1]"], ledger.results(["a[1]"])) == (("succeeded", "f1", True), {"a[1]": 1})
+    assert (ledger.previous()["a[1]"], ledger.results(["a[1]"])) == (Prior("succeeded", "f1", True), {"a[1]": 1})
 
 
 def test_a_basis_is_kept_by_the_run_that_gives_it_and_removed_by_any_other_or_by_added_nodes(ledger: Ledger) -> None:
@@ -137,7 +138,7 @@ def test_previous_of_unfinished_rows_lists_the_plans_rows_that_did_not_succeed(l
     ledger.record("run-1", [rec("a[0]", result=0, fp="f0"), rec("a[1]", "failed", fp="f1"),
                             rec("b", result=2, fp="fb")])
     begin(ledger, "run-2", [p for p in PLANNED if p[0] != "a[1]"])  # a[1] leaves the plan: not listed
-    assert ledger.previous(unfinished_only=True) == {"a": ("pending", None, True)}
+    assert ledger.previous(unfinished_only=True) == {"a": Prior("pending", None, True)}
     assert ledger.fingerprints(["a[0]", "b", "nowhere"]) == {"a[0]": "f0", "b": "fb"}
 
 
@@ -215,7 +216,7 @@ def test_workflow_status_has_the_documented_shape(flow: Flow) -> None:
     shape_flow(flow)
     result = flow.run()  # sequential: a deterministic completion order
     bad = error("bad", "ValueError", "bad on purpose")
-    state = workflow_status(flow.ws)
+    state = untraced_status(workflow_status(flow.ws))
     run = state.pop("run")
     assert state == {
         "workflow": "shape",
@@ -238,14 +239,15 @@ def test_workflow_status_has_the_documented_shape(flow: Flow) -> None:
     started, ended = run.pop("started"), run.pop("ended")
     assert started <= ended
     assert run == {"run_id": result.run_id, "workflow": "shape", "status": "failed", "pid": os.getpid(),
-                   "source": str(flow.path), "params": "{}", "digest": compile_workflow(flow.path).digest}
+                   "source": str(flow.path), "params": "{}", "digest": compile_workflow(flow.path).digest,
+                   "counts": {"succeeded": 4, "failed": 1, "skipped": 1}}
 
 
 def test_workflow_status_shows_a_step_not_yet_run_as_pending(flow: Flow) -> None:
     shape_flow(flow)
     flow.write(SHAPE.replace("on_error: continue", "on_error: fail"), mod=f"shape_{flow.tag}")
     flow.run()
-    steps = workflow_status(flow.ws)["steps"]
+    steps = untraced_status(workflow_status(flow.ws))["steps"]
     assert {step: s["stats"] for step, s in steps.items()} == {
         "square": stats(3, processed=2, pending=1),  # square[2]'s retry never started: the run stopped
         "bad": stats(1, failed=1),
@@ -281,7 +283,7 @@ def test_plait_status_text_shows_the_run_each_steps_counts_and_the_failures(flow
     header = lines[1].split()
     table = {cells[0]: dict(zip(header[1:], map(int, cells[1:]))) for cells in map(str.split, lines[2:6])}
     assert header[0] == "step"
-    assert table == {step: s["stats"] for step, s in workflow_status(flow.ws)["steps"].items()}
+    assert table == {step: s["stats"] for step, s in untraced_status(workflow_status(flow.ws))["steps"].items()}
     assert lines[6:] == ["failed nodes (1):", "  bad: ValueError: bad on purpose"]
 
 
@@ -317,7 +319,7 @@ def test_rows_of_nodes_that_left_the_plan_stay_in_the_ledger_but_not_in_status(f
     flow.run()
     (flow.dir / "in" / "b.txt").unlink()
     assert flow.run().ok
-    assert set(workflow_status(flow.ws)["nodes"]) == {"read[in/a.txt]", "read[in/c.txt]"}
+    assert set(untraced_status(workflow_status(flow.ws))["nodes"]) == {"read[in/a.txt]", "read[in/c.txt]"}
     assert flow.view("status", "in_plan", "result") == {
         "read[in/a.txt]": ("succeeded", True, "a"), "read[in/b.txt]": ("succeeded", False, "b"),
         "read[in/c.txt]": ("succeeded", True, "c")}

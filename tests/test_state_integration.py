@@ -476,9 +476,11 @@ import time
 
 
 def work(item, ctx):
-    time.sleep(0.01)
     with open(ctx.workspace / "executions.log", "a") as log:
         log.write(ctx.node_id + "\\n")
+    deadline = time.monotonic() + 60  # the later items wait until the test lets them go (60 s at most)
+    while item >= 150 and not (ctx.workspace / "go").exists() and time.monotonic() < deadline:
+        time.sleep(0.005)
     return item
 '''
 
@@ -519,6 +521,7 @@ def test_a_run_killed_part_way_resumes_without_running_any_recorded_node_again(f
     recorded = succeeded(flow.ledger_path)
     ran_before = Counter(flow.executions())
     assert (first.returncode, 0 < len(recorded) < 300, sum(ran_before.values()) < 300) == (-signal.SIGKILL, True, True)
+    (flow.ws / "go").touch()
 
     second = subprocess.run(command, cwd=flow.dir, capture_output=True, text=True, timeout=120)
     assert second.returncode == 0, second.stderr

@@ -272,9 +272,9 @@ def test_shell_timeout_kills_the_command_and_its_children(make_ctx: MakeCtx) -> 
     start = time.monotonic()
     with pytest.raises(TimeoutError, match=r"^command timed out after 0\.5 s$"):
         run("shell", {"command": command}, None, ctx)
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 15  # not the 30 s its commands would take: a bound, not a timing
     child = int((ctx.workspace / "child.pid").read_text())
-    deadline = time.monotonic() + 1.0
+    deadline = time.monotonic() + 15
     while _running(child) and time.monotonic() < deadline:
         time.sleep(0.01)
     assert not _running(child)

@@ -41,7 +41,8 @@ def test_every_built_in_kind_has_a_field_table_but_noop() -> None:
         "python": {
             "function": ((str,), False, "value"),
             "code": ((str,), False, "raw"),
-            "kwargs": ((dict,), False, "value"),
+            "kwargs": ((dict, str), False, "value"),
+            "spread": ((bool,), False, "value"),
         },
         "shell": {
             "command": ((str,), True, "shell"),
@@ -180,5 +181,7 @@ def test_context_path_resolves_inside(ctx: TaskContext) -> None:
 
 def test_template_context_names(ctx: TaskContext) -> None:
     names = ctx.template_context("it")
-    assert set(names) == {"params", "args", "item", "index", "key", "batch", "steps", "run", "workspace", "env"}
+    assert set(names) == {"params", "args", "workflow_dir", "item", "index", "key", "batch", "steps", "run",
+                          "workspace", "env"}
+    assert names["workflow_dir"] == str(ctx.workflow_dir)
     assert dict(names["env"]) == dict(os.environ)

@@ -12,7 +12,9 @@ from typing import Any
 _WHERE = {
     "compile_text": "compile", "compile_workflow": "compile", "read_workflow": "compile",
     "Diagnostic": "diagnostics", "SourceLoc": "diagnostics", "WorkflowError": "diagnostics",
-    "expand_deferred": "expand",
+    "expand_deferred": "expand", "expand_parent": "grow", "expand_parents": "grow",
+    "group_view": "scopes", "node_scope": "scopes", "parent_of": "scopes", "parent_view": "scopes",
+    "resolve_on_error": "on_error",
     "parse_param_overrides": "params",
     "FrozenDict": "plan", "NodeSpec": "plan", "Plan": "plan", "RetryPolicy": "plan", "StepSpec": "plan",
     "freeze": "plan", "thaw": "plan",

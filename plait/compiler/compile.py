@@ -10,15 +10,14 @@ each pointing at `file:line:col` with a hint.
 
 from __future__ import annotations
 
-import gc
 import re
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import networkx as nx
 
+from plait import collector
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
 from plait.compiler.dialect import Note, is_original, translate
 from plait.compiler.draft import StepDraft
@@ -29,6 +28,7 @@ from plait.compiler.plan import Plan
 from plait.compiler.policy import check_retry_values
 from plait.compiler.schema import DEFAULTS_FIELDS, RETRY_FIELDS, WORKFLOW_FIELDS, check_fields
 from plait.compiler.steps import check_step
+from plait.templating import TemplateError, analyze
 
 __all__ = ["compile_text", "compile_workflow", "in_file_order", "read_workflow"]
 
@@ -66,25 +66,8 @@ def read_workflow(source: str | Path) -> tuple[str, str, Path, str | None]:
 def compile_text(text: str, filename: str, base_dir: Path, params: Mapping[str, Any] | None = None,
                  path: str | None = None) -> Plan:
     """Compile YAML text; `base_dir` is where globs, lines files and Python modules are looked up."""
-    with _collector_paused():
+    with collector.paused():
         return _compile(text, filename, base_dir, params, path)
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while a plan is built.
-
-    A plan is a few long-lived objects per node; with the collector on, building a million nodes
-    triggers full collections that rescan all of them again and again (16x the time for 10x the
-    items, measured). Nothing built here is garbage, so nothing is lost by waiting.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _compile(text: str, filename: str, base_dir: Path, params: Mapping[str, Any] | None,
@@ -111,14 +94,29 @@ def _compile(text: str, filename: str, base_dir: Path, params: Mapping[str, Any]
     errors += check_fields(defaults, DEFAULTS_FIELDS, "defaults")
     if isinstance(defaults.get("retry"), YamlMap):
         retry = defaults["retry"]
-        errors += check_fields(retry, RETRY_FIELDS, "a retry policy")
-        errors += check_retry_values({k: v for k, v in retry.items() if k in RETRY_FIELDS and v is not None}, retry)
+        retry_errors = check_fields(retry, RETRY_FIELDS, "a retry policy")
+        retry_errors += check_retry_values({k: v for k, v in retry.items() if k in RETRY_FIELDS and v is not None},
+                                           retry)
+        if retry_errors:  # reported once, here; the steps are checked without it
+            errors += retry_errors
+            defaults = _without(defaults, "retry")
     declared = set(doc["params"]) if isinstance(doc.get("params"), YamlMap) else set()
     drafts = _check_steps(doc.get("steps"), values, declared, defaults, base_dir, errors)
     order = _step_order(drafts, errors)
     if errors:
         raise WorkflowError(in_file_order(errors))
-    return build_plan(name, doc.get("description"), path, values, [drafts[s] for s in order], [str(n) for n in notes])
+    return build_plan(name, doc.get("description"), path, values, [drafts[s] for s in order], [str(n) for n in notes],
+                      base_dir)
+
+
+def _without(mapping: YamlMap, key: str) -> YamlMap:
+    """Return a copy of a loaded mapping without `key`, positions kept."""
+    out = YamlMap(mapping.loc)
+    for name, value in mapping.items():
+        if name != key:
+            out[name], out.key_locs[name], out.value_locs[name] = value, mapping.key_locs[name], \
+                mapping.value_locs[name]
+    return out
 
 
 def in_file_order(errors: list[Diagnostic]) -> list[Diagnostic]:
@@ -159,8 +157,29 @@ def _check_steps(steps: Any, params: Mapping[str, Any], param_names: set[str], d
             errors.append(Diagnostic(draft.depends_on[draft.for_each],
                                      f"step '{draft.name}' runs for_each over '{target.name}', which is not a batch",
                                      f"give '{target.name}' `items:`, or use `depends_on: [{target.name}]`"))
+        errors += _check_group(draft, drafts)
         errors += _check_reads(draft, drafts)
     return drafts
+
+
+def _check_group(draft: StepDraft, drafts: Mapping[str, StepDraft]) -> list[Diagnostic]:
+    """Check a group_by step's grouped step: a batch, and one that fans out when the key reads `parent`."""
+    target = drafts.get(draft.group_by) if draft.group_by and draft.group_by != draft.name else None
+    if target is None or draft.group_key is None:
+        return []  # an unknown step or a missing key, reported where group_by is read
+    if not target.is_batch:
+        return [Diagnostic(draft.depends_on[target.name], f"step '{draft.name}' groups '{target.name}', "
+                                                          "which is not a batch",
+                           f"give '{target.name}' `items:`, or read its result with steps.{target.name}.result")]
+    try:
+        reads_parent = "parent" in analyze(draft.group_key).names
+    except TemplateError:
+        return []  # reported where the key is written
+    if reads_parent and not target.fans_out:
+        return [Diagnostic(draft.group_loc, f"step '{draft.name}': its group key reads 'parent', but "
+                                            f"'{target.name}' does not fan out per parent",
+                           f"group by the items of '{target.name}' (`item`, `key`, `index`)")]
+    return []
 
 
 def _check_reads(draft: StepDraft, drafts: Mapping[str, StepDraft]) -> list[Diagnostic]:
@@ -169,6 +188,15 @@ def _check_reads(draft: StepDraft, drafts: Mapping[str, StepDraft]) -> list[Diag
     for step, attr, where in draft.reads:
         upstream = drafts.get(step)
         if upstream is None:
+            continue
+        if step == draft.group_by:
+            errors.append(Diagnostic(where, f"step '{draft.name}' reads steps.{step}.{attr}, but it groups '{step}'",
+                                     "read this group's items and results as group.items and group.results"))
+            continue
+        if draft.fans_out and step == draft.for_each:
+            errors.append(Diagnostic(where, f"step '{draft.name}' reads steps.{step}.{attr}, but '{step}' is its "
+                                            "parent step",
+                                     "read the parent's result as parent.result (and parent.key, parent.item)"))
             continue
         one = not upstream.is_batch or step == draft.for_each  # a plain step, or this item's partner
         if attr == "results" and one:

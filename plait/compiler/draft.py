@@ -25,10 +25,14 @@ class StepDraft:
     position: int
     config: Any = None
     items: list | None = None  # static items (a batch step)
-    item_keys: list | None = None  # their keys as matched (glob), else None
-    deferred_items: str | None = None  # an items template over upstream results
+    item_keys: list | None = None  # their default keys when the source names them (glob, matrix, zip), else None
+    keys_checked: bool = False  # item_keys are known to be usable keys (each part checked once: a matrix)
+    deferred_items: Any = None  # items known at run time: a template, or a source mapping holding templates
     items_loc: SourceLoc | None = None
     for_each: str | None = None
+    group_by: str | None = None  # the step whose items this one groups (one node per distinct key)
+    group_key: str | None = None  # the group key template, rendered per item of `group_by`
+    group_loc: SourceLoc | None = None
     depends_on: dict[str, SourceLoc] = field(default_factory=dict)  # explicit, for_each, from templates
     after: dict[str, SourceLoc] = field(default_factory=dict)  # order only: run once these have ended
     reads: list[tuple[str, str, SourceLoc]] = field(default_factory=list)  # (step, result|results, where)
@@ -37,10 +41,16 @@ class StepDraft:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
     on_error: str = "fail"
+    on_error_template: str | None = None  # rendered per node when it fails; `on_error` is the fallback
     max_failures: int | float | None = None
     allow_empty: bool = False
     description: str | None = None
 
     @property
     def is_batch(self) -> bool:
-        return self.items_loc is not None or self.for_each is not None
+        return self.items_loc is not None or self.for_each is not None or self.group_by is not None
+
+    @property
+    def fans_out(self) -> bool:
+        """Say whether the step runs for_each over a parent and reads its items from each parent's result."""
+        return self.for_each is not None and self.deferred_items is not None

@@ -12,11 +12,22 @@ in the file), each step's nodes in item order. It is the same under any PYTHONHA
 
 Node kinds:
 - `task`: runs the step's task, once (a plain step: ID `name`) or per item (ID `name[key]`).
-- `deferred`: a batch step whose items come from an upstream result; one placeholder node
-  with the step's name, expanded by the runtime (`expand_deferred`) into item nodes, after
-  which it stays as a `join`.
+- `deferred`: a placeholder for nodes known only at run time, after which it stays as a `join`
+  of the nodes it became. Two sorts, told apart by the key:
+  - a step placeholder (key None, ID `name`): a batch step whose items come from an upstream
+    result, a step running for_each over one, or a group_by step whose groups are known only
+    once its items are; `expand_deferred` expands it;
+  - a per-parent placeholder (key = the parent's key, ID `name[key]`): one for each node of P
+    in a step that runs `for_each: P` with items from the parent's result (a fan-out), or that
+    follows such a step; `expand_parent` expands the placeholders waiting on a parent node
+    that has finished, into children `name[key/child]`.
 - `join`: waits for every item of a batch step and collects their results, running no task.
   Used where a batch waits for a whole batch (n + m edges instead of n × m).
+
+Step shapes (`StepSpec`): a `group_by` step has one node per distinct group key of the
+items of the step it groups, each waiting for its own group's members only; its templates
+see `group` (`plait.compiler.scopes` builds it at run time). A fan-out step (`for_each` and
+`items` both set) is deferred: its nodes come per parent, and its templates see `parent`.
 
 Config values are frozen (`FrozenDict`, tuples) so nobody can mutate a plan that other
 nodes share; `thaw` gives back plain dicts and lists.
@@ -28,6 +39,7 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plait.compiler.diagnostics import SourceLoc
@@ -62,8 +74,8 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 def freeze(value: Any) -> Any:
     """Return a deep immutable copy: dicts become FrozenDict, lists tuples."""
-    if type(value) in _SCALARS:  # most items: skips the Mapping check, an ABC's (0.3 µs a call)
-        return value
+    if type(value) in _SCALARS or type(value) is FrozenDict:  # most items: skip the Mapping check, an ABC's
+        return value  # (a FrozenDict is frozen already: plait builds them from frozen values only)
     if isinstance(value, Mapping):
         return FrozenDict({k: freeze(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
@@ -102,26 +114,35 @@ class StepSpec:
     config: Mapping[str, Any]
     kind: str  # "single" | "batch" | "deferred"
     loc: SourceLoc
-    depends_on: tuple[str, ...] = ()  # every upstream step: explicit, for_each, and named in templates
+    depends_on: tuple[str, ...] = ()  # every upstream step: explicit, for_each, group_by, and named in templates
     after: tuple[str, ...] = ()  # order only: steps this one waits for, however they ended
     for_each: str | None = None
-    items: str | None = None  # the items template of a deferred step
+    items: Any = None  # a deferred step's items: a template, or a {range | matrix | zip: ...} holding templates
     key: str | None = None  # the key template, if the step sets one
     condition: str | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     timeout: float | None = None
-    on_error: str = "fail"  # "fail" | "continue"
+    on_error: str = "fail"  # "fail" | "continue"; the fallback when on_error_template is set
     max_failures: int | float | None = None  # a count, or a fraction of the batch when a float
     allow_empty: bool = False
     description: str | None = None
+    items_loc: SourceLoc | None = None  # where the items source is written
+    group_by: str | None = None  # the step whose items this one groups
+    group_key: str | None = None  # the template giving each of those items its group
+    on_error_template: str | None = None  # rendered for each node that fails (plait.compiler.on_error)
+
+    @property
+    def fans_out(self) -> bool:
+        """Say whether the step's items come from each parent's result (`for_each` and `items` both set)."""
+        return self.for_each is not None and self.items is not None
 
 
 class NodeSpec(NamedTuple):
     """One node of the plan: a step, or one item of a batch step.
 
-    A named tuple, not a frozen dataclass: as immutable, a little smaller, and built four times
-    faster (a frozen dataclass sets each of its eleven fields through `object.__setattr__`), which
-    is 0.08 s of compiling 100,000 items.
+    A named tuple, not a frozen dataclass: as immutable, a little smaller, and built several
+    times faster (a frozen dataclass sets each of its eleven fields through `object.__setattr__`),
+    once per item of every compile (docs/performance.md).
     """
 
     id: str
@@ -149,8 +170,8 @@ class Plan:
         self.description = description
         self.source = source
         self.params = freeze(params)
-        self.steps: Mapping[str, StepSpec] = FrozenDict(steps)
-        self.nodes: Mapping[str, NodeSpec] = FrozenDict(nodes)
+        self.steps: Mapping[str, StepSpec] = steps if type(steps) is FrozenDict else FrozenDict(steps)
+        self.nodes: Mapping[str, NodeSpec] = nodes if type(nodes) is FrozenDict else FrozenDict(nodes)
         import networkx as nx  # here, not at the top: a worker unpickling a RetryPolicy needs no graphs
 
         self.graph: nx.DiGraph = nx.freeze(graph)
@@ -171,16 +192,21 @@ class Plan:
 
     @property
     def deferred(self) -> list[str]:
-        """Return the steps whose items are still to be expanded at run time."""
-        return [n.step for n in self.nodes.values() if n.kind == "deferred"]
+        """Return the steps whose items are still to be expanded at run time, once each."""
+        return list(dict.fromkeys(n.step for n in self.nodes.values() if n.kind == "deferred"))
+
+    @property
+    def workflow_dir(self) -> Path:
+        """Return the folder the workflow reads from: its file's, or the current folder for text."""
+        return Path(self.source).parent if self.source else Path.cwd()
 
     @property
     def digest(self) -> str:
         """Return a SHA-256 over the plan's canonical JSON: equal plans, equal digests.
 
         The nodes go in as columns (every id, then every step, ...), not as one mapping a node:
-        the same values, canonical all the same, but JSON-encoded four times faster, which every
-        run and resume of 100,000 nodes pays (0.2 s -> 0.05 s).
+        the same values, canonical all the same, but JSON-encoded several times faster, which every
+        run and resume pays (docs/performance.md).
         """
         if self._digest is None:
             nodes = list(self.nodes.values())
@@ -207,6 +233,11 @@ class Plan:
                               "item": n.item, "index": n.index} for n in self.nodes.values()]
         return body
 
+    def step_graph(self) -> list[dict[str, Any]]:
+        """Return the steps and how they connect, JSON-ready: what a run keeps in the ledger for reports."""
+        return [{"name": s.name, "task": s.task, "kind": s.kind, "depends_on": list(s.depends_on),
+                 "for_each": s.for_each, "after": list(s.after), "group_by": s.group_by} for s in self.steps.values()]
+
     def to_json(self) -> dict[str, Any]:
         """Return the plan as JSON-ready data (`Plan.from_json` reads it back)."""
         return {**self._body(), "notes": list(self.notes), "digest": self.digest}
@@ -232,10 +263,15 @@ class Plan:
                    tuple(data.get("notes", ())))
 
 
+_LATER_FIELDS = ("items_loc", "group_by", "group_key", "on_error_template")  # left out when unset: older digests hold
+
+
 def _step_json(step: StepSpec) -> dict[str, Any]:
-    data = {f: getattr(step, f) for f in StepSpec.__slots__}
+    data = {f: getattr(step, f) for f in StepSpec.__slots__ if f not in _LATER_FIELDS or getattr(step, f) is not None}
     data["retry"] = asdict(step.retry)
     data["loc"] = [step.loc.file, step.loc.line, step.loc.column]
+    if step.items_loc is not None:
+        data["items_loc"] = [step.items_loc.file, step.items_loc.line, step.items_loc.column]
     return data
 
 
@@ -246,6 +282,8 @@ def _step_from_json(data: Mapping[str, Any]) -> StepSpec:
     retry["retry_on_exit_codes"] = tuple(retry["retry_on_exit_codes"])
     values["retry"] = RetryPolicy(**retry)
     values["loc"] = SourceLoc(*values["loc"])
+    values["items_loc"] = SourceLoc(*values["items_loc"]) if values.get("items_loc") else None
+    values["items"] = freeze(values.get("items"))
     values["config"] = freeze(values["config"])
     values["depends_on"] = tuple(values["depends_on"])
     values["after"] = tuple(values.get("after", ()))

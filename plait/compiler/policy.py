@@ -2,7 +2,8 @@
 
 `defaults:` gives every step a policy; a step's own keys override it key by key (a step's
 `retry: {max_attempts: 5}` keeps the defaults' delay). The defaults' own values are checked once
-by the compiler, a step's here, each error at the value that is wrong.
+by the compiler (which leaves a bad `defaults.retry` out of what the steps see), a step's here,
+each error at the value that is wrong.
 """
 
 from __future__ import annotations
@@ -10,16 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from plait.compiler.diagnostics import Diagnostic
+from plait.compiler.diagnostics import Diagnostic, did_you_mean
 from plait.compiler.draft import StepDraft
 from plait.compiler.loader import YamlMap
+from plait.compiler.on_error import ON_ERROR, resolve_on_error
 from plait.compiler.plan import RetryPolicy
 from plait.compiler.schema import RETRY_FIELDS, check_fields
+from plait.templating import PARAM_NAMES, TemplateError, analyze, has_template, template_context
 
 __all__ = ["check_policy", "check_retry_values"]
 
 
-def check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any]) -> list[Diagnostic]:
+def check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any], params: Mapping[str, Any] | None = None,
+                 workflow_dir: Any = None) -> list[Diagnostic]:
+    """Check and set the step's retry policy, timeout, on_error and budget; return the errors."""
     errors: list[Diagnostic] = []
     retry_values: dict[str, Any] = {}
     own = raw.get("retry") if isinstance(raw.get("retry"), YamlMap) else None
@@ -29,7 +34,7 @@ def check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any]) ->
     if own is not None:  # defaults' own values are checked once, by the compiler
         errors += check_fields(own, RETRY_FIELDS, "a retry policy")
         errors += check_retry_values({k: v for k, v in own.items() if k in RETRY_FIELDS and v is not None}, own)
-    if not errors and not _bad_defaults(defaults.get("retry")):
+    if not errors:  # defaults.retry comes checked: the compiler leaves out a bad one
         for names in ("retry_on", "retry_on_exit_codes"):
             if names in retry_values:
                 retry_values[names] = tuple(retry_values[names])
@@ -42,7 +47,7 @@ def check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any]) ->
                                  f"seconds, not {timeout!r}", "write e.g. `timeout: 300`"))
     else:
         draft.timeout = float(timeout) if timeout is not None else None
-    draft.on_error = raw.get("on_error") or defaults.get("on_error") or "fail"
+    errors += _check_on_error(draft, raw, defaults, params or {}, workflow_dir)
     budget = raw.get("max_failures")
     if budget is not None:
         draft.max_failures, problem = _parse_budget(budget)
@@ -50,6 +55,39 @@ def check_policy(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any]) ->
             errors.append(Diagnostic(raw.value_locs["max_failures"], f"step '{draft.name}': {problem}",
                                      "write a count (`max_failures: 3`) or a percentage (`max_failures: 5%`)"))
     return errors
+
+
+def _check_on_error(draft: StepDraft, raw: YamlMap, defaults: Mapping[str, Any], params: Mapping[str, Any],
+                    workflow_dir: Any) -> list[Diagnostic]:
+    """Set `on_error`: a choice, a template rendered now (params only), or one kept for each failing node."""
+    fallback = defaults.get("on_error") if defaults.get("on_error") in ON_ERROR else "fail"
+    draft.on_error = fallback
+    value = raw.get("on_error")
+    if not isinstance(value, str):
+        return []  # absent, or of a wrong type that check_fields reports
+    where = raw.value_locs["on_error"]
+    if not has_template(value):
+        if value in ON_ERROR:
+            draft.on_error = value
+            return []
+        return [Diagnostic(where, f"'on_error' in step '{draft.name}' must be one of fail, continue, not '{value}'",
+                           did_you_mean(value, ON_ERROR) or "write fail or continue, or a template giving one, e.g. "
+                           "\"{{ item.experimental }}\" (true: continue)")]
+    try:
+        refs = analyze(value)
+    except TemplateError:
+        return []  # reported by check_templates
+    if not refs.names <= PARAM_NAMES:
+        draft.on_error_template = value  # rendered for each node that fails
+        return []
+    if not refs.params <= set(params):
+        return []  # an unknown parameter (reported by check_templates), or one without a valid value
+    decided, problem = resolve_on_error(value, template_context(params, workflow_dir=workflow_dir), fallback)
+    if problem:
+        return [Diagnostic(where, f"step '{draft.name}': {problem}",
+                           "on_error gives fail or continue, or true (continue) or false (fail)")]
+    draft.on_error = decided
+    return []
 
 
 def check_retry_values(values: Mapping[str, Any], where: YamlMap) -> list[Diagnostic]:
@@ -88,11 +126,3 @@ def _parse_budget(value: Any) -> tuple[int | float | None, str | None]:
         if 0 <= pct <= 100:
             return pct / 100.0, None
     return None, f"max_failures must be a count or a percentage, not {value!r}"
-
-
-def _bad_defaults(retry: Any) -> bool:
-    """Return True when `defaults.retry` has an error (the compiler reports it once; no policy is built)."""
-    if not isinstance(retry, YamlMap):
-        return False
-    values = {k: v for k, v in retry.items() if k in RETRY_FIELDS and v is not None}
-    return bool(check_fields(retry, RETRY_FIELDS, "a retry policy") or check_retry_values(values, retry))

@@ -12,10 +12,12 @@ from typing import Any
 
 from plait.compiler.diagnostics import Diagnostic, did_you_mean
 from plait.compiler.loader import YamlMap
+from plait.compiler.on_error import ON_ERROR
 from plait.tasks.base import Field
 
 __all__ = [
     "DEFAULTS_FIELDS",
+    "GROUP_BY_FIELDS",
     "PARAM_FIELDS",
     "RETRY_FIELDS",
     "STEP_FIELDS",
@@ -45,10 +47,11 @@ STEP_FIELDS: dict[str, Field] = {
     "iterate_over": Field((list, dict, str)),
     "key": Field((str,)),
     "for_each": Field((str,)),
+    "group_by": Field((dict,), doc="`group_by: {step: STEP, key: TEMPLATE}`"),
     "condition": Field((str, bool)),
     "retry": Field((dict,)),
     "timeout": Field(_NUMBER),
-    "on_error": Field((str,), choices=("fail", "continue")),
+    "on_error": Field((str,)),  # fail, continue, or a template: checked by plait.compiler.policy
     "max_failures": Field((int, str)),
     "allow_empty": Field((bool,)),
 }
@@ -56,7 +59,12 @@ STEP_FIELDS: dict[str, Field] = {
 DEFAULTS_FIELDS: dict[str, Field] = {
     "retry": Field((dict,)),
     "timeout": Field(_NUMBER),
-    "on_error": Field((str,), choices=("fail", "continue")),
+    "on_error": Field((str,), choices=ON_ERROR),
+}
+
+GROUP_BY_FIELDS: dict[str, Field] = {
+    "step": Field((str,), required=True, doc="the step whose items are grouped"),
+    "key": Field((str,), required=True, doc="a template giving each item's group, e.g. \"{{ item.sample }}\""),
 }
 
 RETRY_FIELDS: dict[str, Field] = {

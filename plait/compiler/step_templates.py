@@ -19,8 +19,10 @@ from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.plan import freeze
 from plait.tasks.base import get_kind
 from plait.templating import (
+    GROUP_NAMES,
     ITEM_NAMES,
     PARAM_NAMES,
+    PARENT_NAMES,
     RENDER_ERRORS,
     RUNTIME_NAMES,
     TEMPLATE_NAMES,
@@ -72,10 +74,11 @@ def check_templates(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, Sou
             used = sorted(refs.names & ITEM_NAMES)[0]
             errors.append(Diagnostic(where, f"step '{draft.name}' has no items, but {context} uses '{used}'",
                                      "give the step `items:` or `for_each:`, or remove the reference"))
-        if context == "key" and refs.names & RUNTIME_NAMES:
-            name = sorted(refs.names & RUNTIME_NAMES)[0]
+        if context in ("key", "group_by.key") and refs.names & (RUNTIME_NAMES | GROUP_NAMES):
+            name = sorted(refs.names & (RUNTIME_NAMES | GROUP_NAMES))[0]
             errors.append(Diagnostic(where, f"step '{draft.name}': a key cannot read {name}",
                                      "a key is made from the item alone, e.g. `key: \"{{ item | basename }}\"`"))
+        errors += _scoped_names(draft, refs.names, where, context)
         for param in sorted(refs.params - param_names):
             errors.append(Diagnostic(where, f"step '{draft.name}': {context} uses unknown parameter '{param}'",
                                      did_you_mean(param, param_names) or "declare it under `params:`"))
@@ -92,12 +95,35 @@ def check_templates(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, Sou
     return errors
 
 
+def _scoped_names(draft: StepDraft, names: frozenset[str], where: SourceLoc, context: str) -> list[Diagnostic]:
+    """Check the names only some steps know: `group` (a group_by step) and `parent` (a per-parent fan-out)."""
+    errors = []
+    own_items = context in ("items", "iterate_over")
+    if names & GROUP_NAMES and context not in ("key", "group_by.key") and draft.group_by is None:
+        errors.append(Diagnostic(where, f"step '{draft.name}' has no group_by, but {context} uses 'group'",
+                                 "`group` (key, items, results) is known in a step with "
+                                 "`group_by: {step: S, key: TEMPLATE}`"))
+    if names & PARENT_NAMES and context != "group_by.key" and not draft.fans_out:
+        errors.append(Diagnostic(where, f"step '{draft.name}' does not fan out per parent, but {context} uses 'parent'",
+                                 "`parent` (key, item, result) is known in a step with `for_each: P` and "
+                                 "`items: \"{{ parent.result }}\"`"))
+    elif own_items and draft.fans_out and names & RUNTIME_NAMES:
+        errors.append(Diagnostic(where, f"step '{draft.name}': the items of a per-parent fan-out cannot read "
+                                        f"{sorted(names & RUNTIME_NAMES)[0]}",
+                                 "they are made from each parent: they see parent (key, item, result) and params"))
+    return errors
+
+
 def _templates(raw: YamlMap) -> Iterator[tuple[SourceLoc, str, str]]:
     """Yield (position, text, what it is) for every template string in the step."""
     kind = get_kind(raw.get("task")) if isinstance(raw.get("task"), str) else None
-    for key in ("items", "iterate_over", "key", "condition"):
+    for key in ("items", "iterate_over", "key", "condition", "on_error"):
         for loc, text in template_strings(raw.get(key), raw.value_locs.get(key)):
             yield loc, text, key
+    group_by = raw.get("group_by")
+    if isinstance(group_by, YamlMap):
+        for loc, text in template_strings(group_by.get("key"), group_by.value_locs.get("key")):
+            yield loc, text, "group_by.key"
     inputs = raw.get("inputs")
     if isinstance(inputs, YamlMap):
         for name, value in inputs.items():
@@ -134,7 +160,8 @@ def reads_missing_param(value: Any, params: Mapping[str, Any]) -> bool:
     return False
 
 
-def render_config(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any]) -> list[Diagnostic]:
+def render_config(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any],
+                  workflow_dir: Any = None) -> list[Diagnostic]:
     """Freeze the step's inputs as its config, rendering the templates that read only params.
 
     Shell-rendered and raw fields are left whole: a shell command must be quoted as it renders,
@@ -147,7 +174,8 @@ def render_config(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any]) -> 
     for name, value in inputs.items():
         spec = fields.get(name)
         try:
-            config[name] = value if spec is not None and spec.render != "value" else render_params(value, params)
+            config[name] = value if spec is not None and spec.render != "value" else \
+                render_params(value, params, workflow_dir)
         except RENDER_ERRORS as err:
             draft.config = freeze({})
             return [Diagnostic(inputs.value_locs[name], f"step '{draft.name}': inputs.{name} does not render: {err}",
@@ -156,8 +184,8 @@ def render_config(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any]) -> 
     return []
 
 
-def render_params(value: Any, params: Mapping[str, Any]) -> Any:
-    """Render the templates that read only params now; leave the others for run time."""
+def render_params(value: Any, params: Mapping[str, Any], workflow_dir: Any = None) -> Any:
+    """Render the templates that read only params (and `workflow_dir`) now; leave the others for run time."""
     if isinstance(value, str):
         if not has_template(value):
             return value
@@ -165,11 +193,12 @@ def render_params(value: Any, params: Mapping[str, Any]) -> Any:
             refs = analyze(value)
         except TemplateError:
             return value  # reported by _check_templates
-        if refs.names <= PARAM_NAMES and refs.params <= set(params):
-            return render(value, template_context(params))
+        if refs.names <= PARAM_NAMES and refs.params <= set(params) and (
+                workflow_dir is not None or "workflow_dir" not in refs.names):
+            return render(value, template_context(params, workflow_dir=workflow_dir))
         return value
     if isinstance(value, dict):
-        return {k: render_params(v, params) for k, v in value.items()}
+        return {k: render_params(v, params, workflow_dir) for k, v in value.items()}
     if isinstance(value, list):
-        return [render_params(v, params) for v in value]
+        return [render_params(v, params, workflow_dir) for v in value]
     return value

@@ -18,19 +18,12 @@ from typing import Any
 from plait.compiler.batch_form import unwrap_batch
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from plait.compiler.draft import StepDraft
-from plait.compiler.items import glob_items, line_items, range_items
 from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.policy import check_policy
 from plait.compiler.schema import STEP_FIELDS, check_fields
-from plait.compiler.step_templates import (
-    check_templates,
-    reads_missing_param,
-    render_config,
-    render_params,
-    unknown_step,
-)
+from plait.compiler.sources import check_group_by, check_items
+from plait.compiler.step_templates import check_templates, render_config, unknown_step
 from plait.tasks.base import get_kind, kinds
-from plait.templating import RENDER_ERRORS, RUNTIME_NAMES, analyze, render, template_context
 
 __all__ = ["check_step"]
 
@@ -62,11 +55,13 @@ def check_step(raw: YamlMap, position: int, step_names: Mapping[str, SourceLoc],
     draft = StepDraft(name=name, task=task, loc=raw.key_locs.get("name", raw.loc), position=position,
                       description=raw.get("description"))
     errors += _check_inputs(draft, raw)
-    errors += _check_items(draft, raw, params, base_dir)
+    errors += check_items(draft, raw, params, base_dir)
+    errors += check_group_by(draft, raw, step_names)
     errors += _check_dependencies(draft, raw, step_names)
-    errors += check_policy(draft, raw, defaults)
+    errors += check_policy(draft, raw, defaults, params, base_dir)
     errors += check_templates(draft, raw, step_names, param_names)
-    errors += render_config(draft, raw, params)
+    errors += render_config(draft, raw, params, base_dir)
+    errors += _check_kwargs(draft, raw)
     draft.condition = raw.get("condition") if isinstance(raw.get("condition"), str) else (
         None if raw.get("condition") in (None, True) else "{{ false }}")
     draft.key = raw.get("key")
@@ -96,63 +91,16 @@ def _check_inputs(draft: StepDraft, raw: YamlMap) -> list[Diagnostic]:
     return errors
 
 
-def _check_items(draft: StepDraft, raw: YamlMap, params: Mapping[str, Any], base_dir: Any) -> list[Diagnostic]:
-    both = [k for k in ("items", "iterate_over", "for_each") if raw.get(k) is not None]
-    draft.for_each = raw.get("for_each") if isinstance(raw.get("for_each"), str) else None
-    if len(both) > 1:
-        return [Diagnostic(raw.key_locs[both[1]], f"step '{draft.name}' sets both '{both[0]}' and '{both[1]}'",
-                           "a step takes its items from one place")]
-    if not both or draft.for_each:
-        if draft.for_each and raw.get("key") is not None:
-            return [Diagnostic(raw.key_locs["key"], f"step '{draft.name}' sets 'key' and 'for_each'",
-                               f"a for_each step takes its keys from '{draft.for_each}'; remove `key:`")]
-        return []
-    field_name = both[0]
-    source, loc = raw[field_name], raw.value_locs[field_name]
-    draft.items_loc = loc
-    if not isinstance(source, (str, list, dict)):
-        return []  # a wrong type, reported by check_fields
-    if reads_missing_param(source, params):
-        return []  # a parameter it reads has no valid value: reported where it is declared
-    try:
-        if isinstance(source, str):
-            refs = analyze(source)
-            if refs.names & RUNTIME_NAMES:
-                draft.deferred_items = source
-                return []
-            source = render(source, template_context(params))
-            if not isinstance(source, list):
-                raise ValueError(f"the items template gave {type(source).__name__}, not a list")
-        if isinstance(source, YamlMap):
-            return _items_from_mapping(draft, source, params, base_dir)
-        draft.items = [render_params(v, params) for v in source]
-    except (*RENDER_ERRORS, OSError) as err:
-        return [Diagnostic(loc, f"step '{draft.name}': bad items: {err}", _ITEMS_HINT)]
-    return []
-
-
-_ITEMS_HINT = "items are a list, {range: [start, stop]}, {glob: PATTERN}, {lines: FILE}, or \"{{ steps.X.result }}\""
-
-
-def _items_from_mapping(draft: StepDraft, source: YamlMap, params: Mapping[str, Any],
-                        base_dir: Any) -> list[Diagnostic]:
-    if len(source) != 1 or next(iter(source)) not in ("range", "glob", "lines"):
-        unknown = next((k for k in source if k not in ("range", "glob", "lines")), None)
-        hint = did_you_mean(unknown, ("range", "glob", "lines")) if unknown else None
-        return [Diagnostic(source.loc, f"step '{draft.name}': items take one of range, glob or lines",
-                           hint or _ITEMS_HINT)]
-    (kind, spec), = source.items()
-    spec = render_params(spec, params)
-    if kind == "range":
-        draft.items = range_items(spec)
-    elif not isinstance(spec, str):
-        raise ValueError(f"{kind} takes a path as text, not {spec!r}")
-    elif kind == "glob":
-        matches = glob_items(spec, base_dir)
-        draft.items, draft.item_keys = [m[0] for m in matches], [m[1] for m in matches]
-    else:
-        draft.items = line_items(spec, base_dir)
-    return []
+def _check_kwargs(draft: StepDraft, raw: YamlMap) -> list[Diagnostic]:
+    """Check that a python step's `kwargs`, when one template rendered now, gave a mapping."""
+    kwargs = draft.config.get("kwargs") if draft.task == "python" and draft.config is not None else None
+    if kwargs is None or isinstance(kwargs, (Mapping, str)):
+        return []  # a mapping, or a template left for run time
+    inputs = raw["inputs"]
+    shown = "a list" if isinstance(kwargs, (list, tuple)) else type(kwargs).__name__
+    return [Diagnostic(inputs.value_locs["kwargs"], f"step '{draft.name}': inputs.kwargs gave {shown}, "
+                                                    "not a mapping",
+                       "kwargs is a mapping of argument names, or one template that gives one")]
 
 
 def _check_dependencies(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, SourceLoc]) -> list[Diagnostic]:

@@ -9,14 +9,17 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-# Defined here, not in `backends`, so the command line can list them without importing joblib.
-BACKENDS = ("loky", "threading", "sequential", "dask")
+from plait.runtime.backend_table import BACKENDS as _TABLE
+
+# The backends' names, from a table that imports nothing heavy: the command line lists them without joblib.
+BACKENDS = tuple(_TABLE)
 
 _WHERE = {
-    "BackendUnavailable": "backend_check", "WorkerCrashed": "backends",
+    "BackendUnavailable": "backend_table", "WorkerCrashed": "backends",
     "Ledger": "ledger", "LedgerError": "ledger",
     "RunResult": "run", "WorkspaceBusy": "run", "default_workspace": "run", "run_workflow": "run",
     "format_status": "status", "workflow_status": "status",
+    "format_logs": "logs", "format_runs": "logs", "node_logs": "logs", "workspace_runs": "logs",
 }
 
 __all__ = sorted(["BACKENDS", *_WHERE])

@@ -40,22 +40,23 @@ import json
 import os
 import re
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
+from multiprocessing import resource_tracker
 from typing import Any
 
 from joblib import Parallel, delayed
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from loguru import logger
 
-from plait.runtime.backend_check import check_backend
+from plait.runtime.backend_table import Backend, BackendUnavailable
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
-from plait.runtime.trail import Trail, fence, last_jobs
+from plait.runtime.trail import fence, last_jobs
+from plait.runtime.worker import PROCESS
 
 __all__ = ["WorkerCrashed", "WorkerLost", "open_backend"]
 
@@ -79,25 +80,25 @@ _LOST = (BrokenProcessPool, WorkerLost)
 
 
 def _run_tagged(call: int, index: int, info: RunInfo, chunk: Chunk) -> tuple[int, int, Results]:
-    mark = partial(Trail.of_process(info.trail).mark, call, index) if info.trail else None
+    trail = PROCESS.trail_in(info.trail) if info.trail else None
+    mark = partial(trail.mark, call, index) if trail is not None else None
     return call, index, run_chunk(info, chunk, mark)
 
 
 @contextmanager
-def open_backend(name: str, n_jobs: int, *, scheduler_address: str | None = None) -> Iterator[Any]:
-    """Yield a dispatch function running units on backend `name` with `n_jobs` workers.
+def open_backend(backend: Backend, n_jobs: int, *, scheduler_address: str | None = None) -> Iterator[Any]:
+    """Yield a dispatch function running units on `backend` (checked by `backend_table.backend`) with `n_jobs` workers.
 
-    For `dask`, `scheduler_address` names the cluster to use (else a LocalCluster of `n_jobs`
-    workers lives as long as this context). Raises ValueError, BackendUnavailable.
+    For a cluster backend, `scheduler_address` names the cluster to use (else a LocalCluster of
+    `n_jobs` workers lives as long as this context). Raises BackendUnavailable.
     """
-    check_backend(name, scheduler_address)
-    # loky workers start ignoring Ctrl-C (the parent decides) and watching for the parent's death.
-    extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if name == "loky" else {}
-    with _joblib_backend(name, n_jobs, scheduler_address) as (backend, workers, prepare), \
-            Parallel(n_jobs=workers, backend=backend, return_as="generator_unordered", batch_size=1,
-                     **extra) as parallel:
-        if name == "loky":
-            _start_workers(parallel, workers)
+    # Worker processes started for the run ignore Ctrl-C (the parent decides) and watch for the parent's death.
+    extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if backend.own_workers else {}
+    with _joblib_backend(backend, n_jobs, scheduler_address) as (joblib_backend, prepare), \
+            Parallel(n_jobs=backend.workers(n_jobs), backend=joblib_backend, return_as="generator_unordered",
+                     batch_size=1, **extra) as parallel:
+        if extra:
+            _start_workers(parallel, n_jobs)
         yield _Dispatcher(parallel, prepare, n_jobs).dispatch
 
 
@@ -107,28 +108,33 @@ def _start_workers(parallel: Parallel, workers: int) -> None:
     A signal mask is inherited across fork and exec, and by the threads created while it holds, so
     the workers (and loky's manager thread, which respawns them) start with SIGINT blocked until
     `start_worker` ignores it. Without this, Ctrl-C at a terminal kills a worker still importing,
-    and joblib aborts the call with the nodes in flight.
+    and joblib aborts the call with the nodes in flight. Python 3.11's multiprocessing resource
+    tracker, started by the first lock loky makes, unblocks SIGINT in the thread that starts it
+    (it ends with SIG_UNBLOCK, not the mask it found): it is started first, before the block.
     """
-    if threading.current_thread() is not threading.main_thread():
-        list(parallel(delayed(os.getpid)() for _ in range(workers)))
-        return
+    resource_tracker.ensure_running()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         list(parallel(delayed(os.getpid)() for _ in range(workers)))
+    except (OSError, BrokenProcessPool) as err:  # fork refused (a limit on processes), or workers dying as they boot
+        parallel._backend.abort_everything(ensure_ready=False)  # kill the ones that started, before they boot on
+        raise BackendUnavailable(f"could not start {workers} worker processes ({err}); this machine or its "
+                                 "limits (ulimit -u, a container's pids limit) allow fewer: run with fewer --jobs") \
+            from err
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 @contextmanager
-def _joblib_backend(name: str, n_jobs: int, scheduler_address: str | None) -> Iterator[tuple[Any, int, Prepare]]:
-    """Yield what `Parallel` takes as `backend` and `n_jobs` for backend `name`, and how to prepare for a run."""
-    if name == "dask":
+def _joblib_backend(backend: Backend, n_jobs: int, scheduler_address: str | None) -> Iterator[tuple[Any, Prepare]]:
+    """Yield what `Parallel` takes as `backend`, and how to prepare the backend for a run."""
+    if backend.cluster:
         from plait.runtime.dask_backend import dask_backend
 
-        with dask_backend(n_jobs, scheduler_address) as backend:
-            yield backend, -1, backend.prepare  # -1: the cluster's size decides
+        with dask_backend(n_jobs, scheduler_address) as cluster:
+            yield cluster, cluster.prepare
     else:
-        yield name, 1 if name == "sequential" else n_jobs, None
+        yield backend.joblib_name, None
 
 
 class _Dispatcher:
@@ -262,7 +268,7 @@ def _crashed(job: Chunk, err: BaseException) -> Results:
     crash = WorkerCrashed(f"the worker process died while running {node}: {_reason(err)}")
     record = error_record(crash, node=node, item=job.items[0], attempt=job.attempts[0], policy=job.calls[0].retry)
     now = time.time()
-    return Results([FAILED], [None], [now], [now], {0: record}, {})
+    return Results([FAILED], [None], [now], [now], {0: record}, {}, {}, "?")
 
 
 def _reason(err: BaseException) -> str:

@@ -63,7 +63,7 @@ from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin
 from joblib._dask import DaskDistributedBackend
 from loguru import logger
 
-from plait.runtime.backend_check import BackendUnavailable
+from plait.runtime.backend_table import BackendUnavailable
 from plait.runtime.backends import WorkerLost
 from plait.runtime.execute import RunInfo
 

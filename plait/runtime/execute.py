@@ -20,8 +20,9 @@ Fused chains
     stays None (not run) and the parent decides what follows.
 
 The hot path
-    Results travel as JSON text: the worker serialises once (and a result that is not JSON is the
-    node's failure, here, where it happened), and the parent stores that text as it is. A step
+    Results travel as JSON text: the worker serialises once, and the parent stores that text as it
+    is. A result that is not JSON, or bigger than `RunInfo.max_result_bytes`, is the node's failure,
+    here, where it happened: one node's gigabyte never reaches the parent or the ledger. A step
     without templates is not rendered; a config of plain values is copied, not thawed deep; the
     node's logger is bound only if the handler uses it.
 
@@ -52,12 +53,16 @@ from typing import Any, NamedTuple
 
 from loguru import logger
 
-from plait.compiler import RetryPolicy, thaw
-from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, error_record
-from plait.tasks.base import TaskContext
-from plait.templating import render, render_shell, render_value
+from plait.compiler import RetryPolicy, StepSpec, resolve_on_error, thaw
+from plait.limits import MAX_RESULT_BYTES
+from plait.runtime import output
+from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, RunInterrupted, error_record
+from plait.runtime.worker import PROCESS
+from plait.tasks.base import TaskContext, get_kind
+from plait.templating import has_template, render, render_shell, render_value
 
-__all__ = ["Chunk", "Results", "RunInfo", "StepCall", "prepare_process", "run_chunk", "start_worker"]
+__all__ = ["Chunk", "ResultTooLarge", "Results", "RunInfo", "StepCall", "prepare_process",
+           "run_chunk", "start_worker", "step_call"]
 
 STOP_CHECK_EVERY = 0.005  # seconds
 _FALSE_TEXT = {"", "false", "no", "off", "0", "none"}
@@ -74,6 +79,11 @@ class RunInfo:
     stop_file: str
     parent_pid: int
     trail: str | None = None  # the folder where local workers keep their crash trails (plait.runtime.trail)
+    max_result_bytes: int = MAX_RESULT_BYTES
+
+
+class ResultTooLarge(ValueError):
+    """A node's result is bigger than a run lets one node return (its JSON text, in bytes)."""
 
 
 class StepCall(NamedTuple):
@@ -90,6 +100,31 @@ class StepCall(NamedTuple):
     own_timeout: bool
     retry: RetryPolicy
     total: int | None  # the number of items in the step
+    on_error: str | None = None  # the step's on_error template, rendered for a node that fails
+
+
+def step_call(step: StepSpec, total: int | None) -> StepCall | None:
+    """Return what every job of `step` shares (None for a task kind no longer registered).
+
+    `total` is the number of items in the step (None for a plain step).
+    """
+    kind = get_kind(step.task)
+    if kind is None:
+        return None
+    fields = kind.fields or {}
+    modes = {name: f.render for name, f in fields.items() if f.render != "value"}
+    templated = any(_has_template(v) for name, v in step.config.items() if modes.get(name) != "raw")
+    flat = not any(isinstance(v, (Mapping, list, tuple)) for v in step.config.values())
+    return StepCall(step.name, kind.handler, step.config, modes, templated, flat, step.condition, step.timeout,
+                    kind.own_timeout, step.retry, total, step.on_error_template)
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, Mapping):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_template(v) for v in value)
+    return has_template(value)
 
 
 class Chunk(NamedTuple):
@@ -103,6 +138,7 @@ class Chunk(NamedTuple):
     attempts: list[int]
     steps: list[Mapping[str, Any]]  # upstream results, as templates see them under `steps`
     feeders: list[int]  # in a fused chain: how many jobs back the job feeding this one is (0: none)
+    scopes: list[Mapping[str, Any]]  # `group` or `parent` a job's templates see (plait.compiler.scopes)
 
     def cut(self, start: int, stop: int) -> Chunk:
         """Return jobs [start, stop) as a chunk of their own (cut at unit boundaries only)."""
@@ -118,27 +154,13 @@ class Results(NamedTuple):
     ended: list[float]
     errors: dict[int, dict[str, Any]]  # job position -> error record
     logs: dict[int, tuple[tuple[str, str], ...]]  # job position -> (level, message) lines it logged
-
-
-_captured: list[tuple[str, str]] = []
-_configured_for: str | None = None
-
-
-def _capture(message: Any) -> None:
-    _captured.append((message.record["level"].name, message.record["message"]))
+    outputs: dict[int, str]  # job position -> what it printed, as JSON text (plait.runtime.output)
+    worker: str  # who ran the chunk: a process id, and the thread's name when not a process's main thread
 
 
 def prepare_process(info: RunInfo) -> None:
     """In a worker process, send loguru's records to the outcome instead of the worker's stderr. Mutates."""
-    global _configured_for
-    if os.getpid() == info.parent_pid or _configured_for == info.run_id:
-        return
-    logger.remove()
-    logger.add(_capture, level="DEBUG", format="{message}")
-    logger.enable("plait")
-    if threading.current_thread() is threading.main_thread():  # signals can only be set there
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-    _configured_for = info.run_id
+    PROCESS.prepare(info.run_id, info.parent_pid)
 
 
 def start_worker(parent_pid: int) -> None:
@@ -167,7 +189,7 @@ def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], bool] | None = 
     """
     prepare_process(info)
     count = len(chunk.nodes)
-    out = Results([None] * count, [None] * count, [0.0] * count, [0.0] * count, {}, {})
+    out = Results([None] * count, [None] * count, [0.0] * count, [0.0] * count, {}, {}, {}, _worker())
     statuses, results = out.statuses, out.results
     checked = 0.0
     stopping = False
@@ -194,9 +216,11 @@ def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], bool] | None = 
 def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out: Results) -> None:
     """Run one attempt at job `i` and write its outcome into `out`; never raises for the node's own failure. Mutates."""
     started = time.time()
-    call, node, item = chunk.calls[i], chunk.nodes[i], chunk.items[i]
+    call, node, item, scope = chunk.calls[i], chunk.nodes[i], chunk.items[i], chunk.scopes[i]
     ctx = TaskContext(info.workspace, info.run_id, call.step, node, chunk.attempts[i], call.retry, _NodeLogger(node),
-                      info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total)
+                      info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total,
+                      scope.get("group"), scope.get("parent"))
+    output.begin()
     try:
         context = ctx.template_context(item) if call.templated or call.condition is not None else None
         if call.condition is not None and not _truthy(render(call.condition, context)):
@@ -204,14 +228,27 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
         else:
             config = _render_config(call, context) if call.templated else \
                 dict(call.config) if call.flat else thaw(call.config)
-            out.results[i] = _json(_call(call, node, item, config, ctx))
+            text = _json(_call(call, node, item, config, ctx))
+            if len(text) > info.max_result_bytes:
+                raise ResultTooLarge(f"the result of {node} is {_size(len(text))} of JSON, more than the "
+                                     f"{_size(info.max_result_bytes)} one node may return (--max-result-size); "
+                                     "write large data to a file in the workspace and return its path")
+            out.results[i] = text
             out.statuses[i] = SUCCEEDED
-    except Exception as exc:
+    except RunInterrupted:
+        raise
+    except BaseException as exc:  # anything a task raises is its own failure (plait.runtime.outcome)
         out.statuses[i], out.results[i] = FAILED, None
         out.errors[i] = error_record(exc, node=node, item=item, attempt=chunk.attempts[i], policy=call.retry)
-    if _captured:
-        out.logs[i] = tuple(_captured)
-        _captured.clear()
+        if call.on_error is not None:  # decided per node: the parent's settling reads it from the record
+            out.errors[i]["on_error"], note = resolve_on_error(call.on_error, ctx.template_context(item))
+            if note:
+                out.errors[i]["on_error_note"] = note
+    printed = output.end()
+    if printed is not None:
+        out.outputs[i] = printed
+    if PROCESS.captured:
+        out.logs[i] = PROCESS.take_logs()
     out.started[i], out.ended[i] = started, time.time()
 
 
@@ -240,6 +277,20 @@ def _json(value: Any) -> str:
     if value is None:
         return "null"
     return json.dumps(value)
+
+
+def _worker() -> str:
+    """Return who runs this chunk: the process, and its thread when it is not the process's main thread."""
+    thread = threading.current_thread()
+    return str(os.getpid()) if thread is threading.main_thread() else f"{os.getpid()}/{thread.name}"
+
+
+def _size(count: int) -> str:
+    """Say a number of bytes the way people read them: '16 MiB', '1.5 GiB', '300 bytes'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"
 
 
 def _truthy(value: Any) -> bool:

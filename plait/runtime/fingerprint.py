@@ -1,12 +1,17 @@
 """Node fingerprints: what a node would compute, so resume knows when a stored result still holds.
 
-A node's fingerprint hashes its step's signature (task, config with params rendered, condition,
-key and items templates, the values of the params it still reads at run time, and the source of
-the Python function it calls or the code it runs),
-its key and item, and the fingerprints of the nodes it depends on. So an edit to a step changes
-that step's nodes and everything downstream of them, and nothing else; an item added to a glob
-adds one node and changes only what depends on the whole batch. Retry policy and timeout are
-left out: changing them does not change what a node computes.
+A node's fingerprint has two halves of 16 hex digits: its own (a hash of its step's signature,
+its kind, its key and item) and its upstream's (a hash of the fingerprints of the nodes it
+depends on). A step's signature hashes three parts: its configuration (task, config with params
+rendered, condition, key and items templates, for_each), its code (the source of the Python
+function it calls) and the values of the params it still reads at run time. So an edit to a
+step changes that step's nodes and everything downstream of them, and nothing else; an item
+added to a glob adds one node and changes only what depends on the whole batch. Retry policy
+and timeout are left out: changing them does not change what a node computes.
+
+The halves and the recorded parts (`parts`, kept per step in the ledger) let the resume decision
+say what changed (`plait.runtime.decide`): the code, which params, the config, the item, or an
+upstream node.
 
 A plan's basis (`basis`) hashes what all of its fingerprints follow from: the plan's digest (its
 nodes, keys, items and edges) and every step's signature. Equal bases, equal fingerprints for
@@ -27,9 +32,10 @@ from typing import Any
 from plait.compiler import NodeSpec, StepSpec
 from plait.templating import TemplateError, analyze, has_template
 
-__all__ = ["Fingerprinter", "basis"]
+__all__ = ["NO_UPSTREAM", "Fingerprinter", "basis"]
 
-SCHEME = b"plait-fingerprint-1"  # change it with the recipe of a fingerprint: no stored basis then holds
+SCHEME = b"plait-fingerprint-2"  # change it with the recipe of a fingerprint: no stored basis then holds
+NO_UPSTREAM = "0" * 16  # the upstream half of a node that depends on nothing
 
 
 class Fingerprinter:
@@ -39,6 +45,7 @@ class Fingerprinter:
         self.steps = steps
         self.workflow_dir = workflow_dir
         self.params = params
+        self._parts: dict[str, dict[str, Any]] = {}
         self._signatures: dict[str, bytes] = {}
         self._started: dict[tuple[str, str], Any] = {}  # (step, kind) -> a hash fed with its signature
 
@@ -51,9 +58,20 @@ class Fingerprinter:
         digest = started.copy()
         if node.key is not None:
             digest.update(_item_bytes(node.key, node.item))
-        if upstream:
-            digest.update("".join(sorted(upstream)).encode())
-        return digest.hexdigest()[:32]
+        if not upstream:
+            return digest.hexdigest()[:16] + NO_UPSTREAM
+        return digest.hexdigest()[:16] + hashlib.sha256("".join(sorted(upstream)).encode()).hexdigest()[:16]
+
+    def parts(self, step: str) -> dict[str, Any]:
+        """Return the hashes of a step's signature's parts: {"config", "code", "params": {name: hash}}."""
+        if step not in self._parts:
+            spec = self.steps[step]
+            self._parts[step] = {
+                "config": _short([spec.task, spec.config, spec.condition, spec.key, spec.items, spec.for_each]),
+                "code": _short(self._code(spec)),
+                "params": {name: _short(value) for name, value in self._params_read(spec).items()},
+            }
+        return self._parts[step]
 
     def steps_signature(self) -> bytes:
         """Return a hash of every step's signature and the folder the steps' modules are found from."""
@@ -64,9 +82,7 @@ class Fingerprinter:
 
     def _signature(self, step: str) -> bytes:
         if step not in self._signatures:
-            spec = self.steps[step]
-            body = json.dumps([spec.task, spec.config, spec.condition, spec.key, spec.items, spec.for_each,
-                               self._code(spec), self._params_read(spec)], sort_keys=True, default=str)
+            body = json.dumps(self.parts(step), sort_keys=True)
             self._signatures[step] = hashlib.sha256(body.encode()).digest()
         return self._signatures[step]
 
@@ -103,6 +119,12 @@ class Fingerprinter:
 def basis(plan_digest: str, steps_signature: bytes) -> str:
     """Return the basis of a plan: what every one of its node fingerprints follows from."""
     return hashlib.sha256(SCHEME + plan_digest.encode() + steps_signature).hexdigest()
+
+
+def _short(value: Any) -> str:
+    """Return 16 hex digits of a hash over a value's canonical JSON."""
+    text = json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _item_bytes(key: Any, item: Any) -> bytes:

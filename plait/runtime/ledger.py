@@ -11,7 +11,7 @@ Decisions:
   `executemany`: Python's sqlite3 releases the GIL around each step of a statement, so one row
   per step hands the GIL back and forth once per row, and the writer thread then crawls while
   the scheduler's thread is busy; a statement of a hundred rows is one step, run without the GIL.
-  It also halves SQLite's own work per row (100,000 outcomes: 0.22 s instead of 0.42 s).
+  It also halves SQLite's own work per row (docs/performance.md).
 - Keys are stored as JSON, so a numeric key comes back a number.
 - `seq` orders outcomes by completion across runs: `processed` lists keys in that order.
 - Rows of nodes that left the plan (an item removed from a glob) are kept, marked `in_plan = 0`:
@@ -27,38 +27,101 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from itertools import chain
 from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-__all__ = ["LEDGER_NAME", "STATE_DIR", "Ledger", "LedgerError", "NodeRecord", "state_dir", "unfinished"]
+__all__ = ["LEDGER_NAME", "Attempt", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
 
 LEDGER_NAME = "ledger.db"
-STATE_DIR = ".plait"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, digest TEXT NOT NULL, pid INTEGER,
-    started REAL NOT NULL, ended REAL, status TEXT NOT NULL, source TEXT, params TEXT
+    started REAL NOT NULL, ended REAL, status TEXT NOT NULL, source TEXT, params TEXT,
+    counts TEXT, step_graph TEXT
 );
+CREATE TABLE IF NOT EXISTS steps (name TEXT PRIMARY KEY, parts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
     node_id TEXT PRIMARY KEY, step TEXT NOT NULL, key TEXT, kind TEXT NOT NULL DEFAULT 'task',
     status TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0, fingerprint TEXT, result TEXT, error TEXT, note TEXT,
-    started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1
+    started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1,
+    worker TEXT, reason TEXT, output TEXT
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    node_id TEXT NOT NULL, run_id TEXT, attempt INTEGER NOT NULL, status TEXT NOT NULL,
+    started REAL, ended REAL, worker TEXT, reason TEXT, error TEXT, output TEXT
 );
 """
+# Columns a ledger of an earlier schema lacks, added when a run opens it: {table: [(column, type)]}.
+_ADDED = {"runs": [("counts", "TEXT"), ("step_graph", "TEXT")],
+          "nodes": [("worker", "TEXT"), ("reason", "TEXT"), ("output", "TEXT")]}
 
-# (node_id, status, attempts, fingerprint, result JSON, error JSON, note, started, ended)
-NodeRecord = tuple[str, str, int, str | None, str | None, str | None, str | None, float | None, float | None]
 
-ROWS_PER_STATEMENT = 100  # 902 parameters a statement, under SQLite's oldest limit of 999
+
+class NodeRecord(NamedTuple):
+    """One node's outcome as the ledger records it: its last attempt.
+
+    Built by name where nodes settle one by one; where a whole chunk settles at once its rows are
+    zipped from columns in this field order (`NodeRecord.columns`), which the ledger takes as the same.
+    """
+
+    node_id: str
+    status: str
+    attempts: int
+    fingerprint: str | None
+    result: str | None  # JSON text
+    error: str | None  # JSON text of the error record
+    note: str | None
+    started: float | None
+    ended: float | None
+    worker: str | None = None  # who ran the attempt: a process (or thread) label
+    reason: str | None = None  # why the node ran: a decision's reason, "reason: detail"
+    output: str | None = None  # JSON {"stdout": tail, "stderr": tail, ...} of the attempt, None when silent
+
+    @staticmethod
+    def columns(node_id: Iterable[str], status: Iterable[str], attempts: Iterable[int], fingerprint: Iterable[Any],
+                result: Iterable[Any], error: Iterable[Any], note: Iterable[Any], started: Iterable[Any],
+                ended: Iterable[Any], worker: Iterable[Any], reason: Iterable[Any],
+                output: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+        """Return records zipped from columns (plain tuples in NodeRecord's field order: no object per row)."""
+        return zip(node_id, status, attempts, fingerprint, result, error, note, started, ended, worker, reason, output)
+
+
+class Attempt(NamedTuple):
+    """An attempt that is not a node's last: a failure that was retried (the `attempts` table)."""
+
+    node_id: str
+    run_id: str
+    attempt: int
+    status: str
+    started: float | None
+    ended: float | None
+    worker: str | None
+    reason: str | None
+    error: str | None  # JSON text
+    output: str | None  # JSON text
+
+
+class Prior(NamedTuple):
+    """What the ledger holds of a node from earlier runs: what the resume decision reads."""
+
+    status: str
+    fingerprint: str | None
+    in_plan: bool  # False: the node had left the plan (its row is kept)
+    note: str | None = None  # why a node is pending ("interrupted"), or skipped
+    error: str | None = None  # a failed node's error record, as JSON text
+
+ROWS_PER_STATEMENT = 80  # 962 parameters a statement, under SQLite's oldest limit of 999
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
@@ -71,15 +134,42 @@ def _insert_nodes_sql(rows: int) -> str:
 @functools.cache
 def _record_sql(rows: int) -> str:
     """Return an UPDATE writing `rows` NodeRecords; parameters: run_id, the first record's seq, the records."""
-    values = ",".join(f"(?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
+    values = ",".join(f"(?,?,?,?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
     return ("UPDATE nodes SET status = r.column2, attempts = r.column3, fingerprint = r.column4, result = r.column5, "
-            "error = r.column6, note = r.column7, started = r.column8, ended = r.column9, run_id = ?1, "
-            f"seq = ?2 + r.column10 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
+            "error = r.column6, note = r.column7, started = r.column8, ended = r.column9, worker = r.column10, "
+            "reason = r.column11, output = r.column12, run_id = ?1, "
+            f"seq = ?2 + r.column13 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
 
 
-def state_dir(workspace: Path) -> Path:
-    """Return the folder where plait keeps a workspace's ledger, lock and logs."""
-    return workspace / STATE_DIR
+def _connect_readonly(path: Path) -> sqlite3.Connection:
+    """Open a ledger for reading only; as an immutable file on a read-only disk.
+
+    SQLite reads a WAL database through a shared-memory file beside it, which it cannot create on a
+    read-only disk; nothing can be writing a ledger there, so reading it as immutable is sound.
+    """
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.OperationalError:
+        db.close()
+        if os.access(path.parent, os.W_OK) and not _read_only_mount(path):
+            raise
+        db = sqlite3.connect(f"file:{path}?mode=ro&immutable=1", uri=True, timeout=30)
+    return db
+
+
+def _read_only_mount(path: Path) -> bool:
+    """Say whether the filesystem holding `path` is mounted read-only (root may write anywhere else)."""
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _disk_trouble(err: sqlite3.Error) -> bool:
+    """Say whether SQLite's error is the disk's (full, read-only, I/O), not the ledger's content."""
+    text = str(err)
+    return any(word in text for word in ("full", "readonly", "read-only", "I/O"))
 
 
 def unfinished(path: Path) -> bool:
@@ -87,7 +177,7 @@ def unfinished(path: Path) -> bool:
 
     A node of the last plan that did not succeed (failed, skipped, never run) runs again. A guess
     only: new and changed nodes are not seen here, and a ledger that cannot be read says yes (the
-    run then reports what is wrong with it). It scans the statuses: 8 ms at 100,000 nodes.
+    run then reports what is wrong with it). It scans the statuses, an index-free pass over the rows.
     """
     if not path.exists():
         return True
@@ -107,7 +197,7 @@ class LedgerError(Exception):
 
 
 def _readable(method: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn SQLite's "database disk image is malformed" while reading into a LedgerError."""
+    """Turn SQLite's errors while reading ("database disk image is malformed", ...) into a LedgerError."""
 
     @functools.wraps(method)
     def read(self: Ledger, *args: Any, **kwargs: Any) -> Any:
@@ -119,30 +209,95 @@ def _readable(method: Callable[..., Any]) -> Callable[..., Any]:
     return read
 
 
+def _writing(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Check the ledger is still the file it opened, then write; turn SQLite's errors into a LedgerError that says why.
+
+    A task may delete or replace `.plait/ledger.db` under a run (a shell command can do anything):
+    SQLite would go on writing into the deleted file and the run would end "succeeded" with
+    nothing kept. So every write first checks that the path still names the file this connection
+    opened (one `stat` a commit), and stops the run loudly when it does not.
+    """
+
+    @functools.wraps(method)
+    def write(self: Ledger, *args: Any, **kwargs: Any) -> Any:
+        self._check_identity()
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as err:
+            raise self.cannot_write(err) from err
+
+    return write
+
+
 class Ledger:
     """The SQLite state of one workspace."""
 
     def __init__(self, path: str | Path, readonly: bool = False):
         self.path = Path(path)
+        self._identity: tuple[int, int] | None = None
         try:
             if readonly:
-                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30)
+                self.db = _connect_readonly(self.path)
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self.db = sqlite3.connect(self.path, timeout=30)
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                self._add_columns()
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 self.db.commit()
+                stat = os.stat(self.path)
+                self._identity = (stat.st_dev, stat.st_ino)
             self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM nodes").fetchone()[0]
         except sqlite3.DatabaseError as err:
             raise self.damaged(err) from err
 
+    def _add_columns(self) -> None:
+        """Give a ledger of an earlier schema the columns this one records (nothing recorded changes)."""
+        for table, added in _ADDED.items():
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in added:
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+
     def damaged(self, err: sqlite3.DatabaseError) -> LedgerError:
         """Return the error for a ledger SQLite cannot read, with the way out."""
+        if _disk_trouble(err):
+            return LedgerError(f"the ledger {self.path} cannot be used: {err}: the disk is full, read-only or "
+                               "failing (the ledger is not damaged); fix the disk and try again")
         return LedgerError(f"the ledger {self.path} cannot be used: {err}. If it is damaged, move it away "
                            "(or run with --fresh) to start over")
+
+    def cannot_write(self, err: sqlite3.Error) -> LedgerError:
+        """Return the error for a write SQLite refused, naming a full or read-only disk when that is the cause."""
+        text = str(err)
+        if "full" in text:
+            why = f"the disk holding {self.path.parent} is full ({text}); free some space, then run again"
+        elif "readonly" in text or "read-only" in text:
+            why = f"{self.path} cannot be written ({text}: a read-only file or disk); make it writable, then run again"
+        elif "I/O" in text:
+            why = f"the disk holding {self.path.parent} failed a write ({text}: full, or failing?); then run again"
+        elif isinstance(err, sqlite3.OperationalError) or "malformed" in text or "not a database" in text:
+            why = f"{self.path}: {text}"
+        else:
+            why = text
+        return LedgerError(f"writing the ledger failed: {why}: what the ledger recorded before is kept, and the "
+                           "next run resumes from it")
+
+    def _check_identity(self) -> None:
+        """Raise LedgerError when the ledger's path no longer names the file this connection opened."""
+        if self._identity is None:
+            return
+        try:
+            stat = os.stat(self.path)
+            same = (stat.st_dev, stat.st_ino) == self._identity
+        except FileNotFoundError:
+            same = False
+        if not same:
+            raise LedgerError(f"writing the ledger failed: {self.path} was deleted or replaced while the run was "
+                              "going (by a task? tasks must leave .plait/ alone); nothing more this run does can be "
+                              "recorded, so it stops")
 
     def close(self) -> None:
         """Close the connection (everything written is already committed)."""
@@ -158,22 +313,32 @@ class Ledger:
         """Tie a new ledger to `workflow`; raise LedgerError when it belongs to another one."""
         owner = self.workflow()
         if owner is None:
-            with self.db:
-                self.db.execute("INSERT INTO meta VALUES ('workflow', ?)", (workflow,))
+            self._claim(workflow)
         elif owner != workflow:
             raise LedgerError(f"the workspace's ledger {self.path} belongs to workflow '{owner}', not '{workflow}'; "
                               "use another --workspace, or --fresh to start this one over")
 
+    @_writing
+    def _claim(self, workflow: str) -> None:
+        with self.db:
+            self.db.execute("INSERT INTO meta VALUES ('workflow', ?)", (workflow,))
+
     @_readable
-    def previous(self, unfinished_only: bool = False) -> dict[str, tuple[str, str | None, bool]]:
-        """Return {node_id: (status, fingerprint, in current plan)} for every recorded node.
+    def previous(self, unfinished_only: bool = False) -> dict[str, Prior]:
+        """Return {node_id: Prior} for every recorded node.
 
         `unfinished_only`: only the plan's rows that did not succeed, for a resume of the plan
         whose basis the ledger holds (the rest succeeded, and their fingerprints are current).
         """
         where = " WHERE in_plan = 1 AND status != 'succeeded'" if unfinished_only else ""
-        rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan FROM nodes" + where)
-        return {r[0]: (r[1], r[2], bool(r[3])) for r in rows}
+        rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan = 1, note, "
+                               "CASE WHEN status = 'failed' THEN error END FROM nodes" + where)
+        return {r[0]: Prior(*r[1:]) for r in rows}
+
+    @_readable
+    def step_parts(self) -> dict[str, Any]:
+        """Return {step: the parts of its signature} as the last run that recorded them saw them."""
+        return {name: json.loads(parts) for name, parts in self.db.execute("SELECT name, parts FROM steps")}
 
     @_readable
     def basis(self) -> str | None:
@@ -186,30 +351,41 @@ class Ledger:
         """Return the recorded fingerprints of the given nodes."""
         return dict(self._column_of("fingerprint", node_ids))
 
+    @_writing
     def begin_run(self, run_id: str, workflow: str, digest: str, source: str | None, params: Mapping[str, Any],
-                  pid: int, planned: Sequence[tuple[str, str, Any, str]],
-                  previous: Mapping[str, tuple[str, str | None, bool]], basis: str | None = None) -> None:
+                  pid: int, planned: Sequence[tuple[str, str, Any, str]], previous: Mapping[str, Prior],
+                  basis: str | None = None, step_parts: Mapping[str, Any] | None = None,
+                  rerun: Iterable[str] = (), step_graph: str | None = None) -> None:
         """Record a run's start and give every planned node a row (new ones pending); mark rows that left the plan.
 
-        `basis` replaces the ledger's basis (None removes it), in the same transaction.
+        `basis` replaces the ledger's basis (None removes it), and `step_parts` the recorded parts of
+        those steps' signatures, in the same transaction. The last record of each node in `rerun`
+        (those that run again) moves to the attempts table, so its history stays readable.
         """
         planned_ids = {p[0] for p in planned}
-        gone = [(n,) for n, (_, _, in_plan) in previous.items() if in_plan and n not in planned_ids]
-        back = [(n,) for n, (_, _, in_plan) in previous.items() if not in_plan and n in planned_ids]
+        gone = [(n,) for n, prior in previous.items() if prior.in_plan and n not in planned_ids]
+        back = [(n,) for n, prior in previous.items() if not prior.in_plan and n in planned_ids]
         new = [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned if nid not in previous]
         with self.db:
-            self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
-                            "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                            (run_id, workflow, digest, pid, time.time(), source, json.dumps(params)))
+            self.db.execute(_DEAD_RUNS_END)
+            self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params, "
+                            "step_graph) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                            (run_id, workflow, digest, pid, time.time(), source, json.dumps(params), step_graph))
+            self.db.executemany("INSERT INTO attempts SELECT node_id, run_id, attempts, status, started, ended, "
+                                "worker, reason, error, output FROM nodes WHERE node_id = ? AND run_id IS NOT NULL "
+                                "AND status IN ('succeeded', 'failed')", [(n,) for n in rerun])
             self.db.execute("DELETE FROM meta WHERE name = 'basis'")
             if basis is not None:
                 self.db.execute("INSERT INTO meta VALUES ('basis', ?)", (basis,))
+            parts = [(name, json.dumps(value, sort_keys=True)) for name, value in (step_parts or {}).items()]
+            self.db.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?)", parts)
             for start in range(0, len(new), ROWS_PER_STATEMENT):
                 rows = new[start:start + ROWS_PER_STATEMENT]
                 self.db.execute(_insert_nodes_sql(len(rows)), list(chain.from_iterable(rows)))
             self.db.executemany("UPDATE nodes SET in_plan = 0 WHERE node_id = ?", gone)
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", back)
 
+    @_writing
     def add_nodes(self, planned: Sequence[tuple[str, str, Any, str]]) -> None:
         """Add rows for nodes created during the run (a deferred step's items), keeping existing ones.
 
@@ -222,6 +398,7 @@ class Ledger:
             self.db.executemany("UPDATE nodes SET kind = ? WHERE node_id = ?", [(p[3], p[0]) for p in planned])
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", [(p[0],) for p in planned])
 
+    @_writing
     def record(self, run_id: str, records: Sequence[NodeRecord]) -> None:
         """Write node outcomes in one transaction; a node recorded twice keeps its last record."""
         first = self._seq + 1
@@ -236,12 +413,22 @@ class Ledger:
         with self.db:  # the same node twice (rare), or an SQLite without UPDATE … FROM: a row per step, in order
             self.db.executemany(
                 "UPDATE nodes SET status = ?, attempts = ?, fingerprint = ?, result = ?, error = ?, note = ?, "
-                "started = ?, ended = ?, run_id = ?, seq = ? WHERE node_id = ?", rows)
+                "started = ?, ended = ?, worker = ?, reason = ?, output = ?, run_id = ?, seq = ? WHERE node_id = ?",
+                rows)
 
-    def end_run(self, run_id: str, status: str) -> None:
-        """Record how a run ended."""
+    @_writing
+    def add_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts that are not their node's last (failures that were retried)."""
         with self.db:
-            self.db.execute("UPDATE runs SET ended = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))
+            self.db.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?)", attempts)
+
+    @_writing
+    def end_run(self, run_id: str, status: str, counts: Mapping[str, int] | None = None,
+                ended: float | None = None) -> None:
+        """Record how a run ended, and what it did (`counts`: nodes by final status, restored ones too)."""
+        with self.db:
+            self.db.execute("UPDATE runs SET ended = ?, status = ?, counts = coalesce(?, counts) WHERE run_id = ?",
+                            (ended or time.time(), status, json.dumps(dict(counts)) if counts else None, run_id))
 
     @_readable
     def results(self, node_ids: Iterable[str]) -> dict[str, Any]:
@@ -258,17 +445,100 @@ class Ledger:
             yield from self.db.execute(f"SELECT node_id, {column} FROM nodes WHERE node_id IN ({marks})", chunk)
 
     @_readable
+    def dead_runs(self) -> list[tuple[str, float]]:
+        """Return (run id, its last recorded moment) of the runs recorded as running: called by a run holding the
+        workspace, they are runs that died without ending."""
+        return self.db.execute(f"SELECT run_id, {_LAST_MOMENT} FROM runs WHERE status = 'running'").fetchall()
+
+    @_readable
+    def last_moment(self, run_id: str) -> float | None:
+        """Return the last moment a run recorded: its last node's end, or its start."""
+        row = self.db.execute(f"SELECT {_LAST_MOMENT} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    @_readable
     def last_run(self) -> Mapping[str, Any] | None:
-        """Return the newest run's row as a dict, or None."""
+        """Return the newest run's row as a dict (its counts decoded, its step graph left out), or None."""
         cur = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1")
         row = cur.fetchone()
-        return dict(zip([c[0] for c in cur.description], row)) if row else None
+        if row is None:
+            return None
+        run = dict(zip([c[0] for c in cur.description], row))
+        run.pop("step_graph", None)
+        if run.get("counts"):
+            run["counts"] = json.loads(run["counts"])
+        return run
 
     @_readable
     def nodes(self) -> list[tuple[str, str, Any, str, str, int, Any]]:
         """Return (node_id, step, key, kind, status, attempts, error JSON) for the plan's nodes, in completion order."""
         return self.db.execute("SELECT node_id, step, key, kind, status, attempts, error FROM nodes WHERE in_plan = 1 "
                                "ORDER BY seq IS NULL, seq, rowid").fetchall()
+
+    # Reading for reports (plait.report). A reader asks `columns` what this ledger has and names the
+    # columns it wants, so it uses what newer runtimes record and still reads an older ledger.
+
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Read in one transaction: every query inside sees the same moment of a run that is writing."""
+        self.db.execute("BEGIN")
+        try:
+            yield
+        finally:
+            self.db.execute("COMMIT")
+
+    @_readable
+    def columns(self, table: str) -> tuple[str, ...]:
+        """Return the column names of `table`, or () when this ledger has no such table."""
+        return tuple(row[0] for row in self.db.execute("SELECT name FROM pragma_table_info(?)", (table,)))
+
+    @_readable
+    def runs(self) -> list[dict[str, Any]]:
+        """Return every run's row as a dict, oldest first."""
+        cur = self.db.execute("SELECT * FROM runs ORDER BY started, rowid")
+        names = [c[0] for c in cur.description]
+        return [dict(zip(names, row)) for row in cur]
+
+    @_readable
+    def node_rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Return `columns` of the plan's nodes, in completion order (nodes never run last). Raises ValueError."""
+        return self.db.execute(f"SELECT {self._known('nodes', columns)} FROM nodes WHERE in_plan = 1 "
+                               "ORDER BY seq IS NULL, seq, rowid").fetchall()
+
+    @_readable
+    def node_attempts(self, node_ids: Sequence[str], columns: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """Return {node: `columns` of each of its earlier attempts, oldest first} for the given nodes."""
+        found: dict[str, list[tuple[Any, ...]]] = {}
+        select = self._known("attempts", columns)
+        for start in range(0, len(node_ids), 500):
+            chunk = list(node_ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT node_id, {select} FROM attempts WHERE node_id IN ({marks}) "
+                                       "ORDER BY started IS NULL, started, rowid", chunk):
+                found.setdefault(row[0], []).append(row[1:])
+        return found
+
+    @_readable
+    def attempt_rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
+        """Return `columns` of every recorded attempt, oldest first; [] when the ledger keeps no attempts table."""
+        if not self.columns("attempts"):
+            return []
+        return self.db.execute(f"SELECT {self._known('attempts', columns)} FROM attempts "
+                               "ORDER BY started IS NULL, started, rowid").fetchall()
+
+    def _known(self, table: str, columns: Sequence[str]) -> str:
+        """Return `columns` as a select list; raise ValueError for a name `table` does not have."""
+        have = self.columns(table)
+        unknown = sorted(set(columns) - set(have))
+        if unknown or not columns:
+            raise ValueError(f"the ledger's {table} table has no column {', '.join(unknown) or '(none asked)'}; "
+                             f"it has {', '.join(have)}")
+        return ", ".join(columns)
+
+
+# A run's last recorded moment, and the statement that ends the runs that died (run by a run that holds the workspace).
+_LAST_MOMENT = ("coalesce((SELECT max(ended) FROM nodes WHERE nodes.run_id = runs.run_id), runs.started)")
+_DEAD_RUNS_END = f"UPDATE runs SET status = 'interrupted', ended = {_LAST_MOMENT} WHERE status = 'running'"
 
 
 def _key_json(key: Any) -> str:

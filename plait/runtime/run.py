@@ -4,23 +4,27 @@ A run: compile (unless given a plan) -> lock the workspace -> open its ledger ->
 ledger what is already done -> run the rest through the scheduler on a joblib backend -> record
 how it ended. Running again in the same workspace resumes; `fresh=True` forgets the ledger first.
 
-The workspace lock is an `flock` on `<workspace>/.plait/lock`: the kernel drops it when its
-process dies, however it dies, so a crashed run never leaves a lock behind that needs removing
-by hand; a second run while one is going is refused with the first one's PID.
+The workspace lock is an `flock` on the workspace folder (its holder's PID in `.plait/lock`): the
+kernel drops it when its process dies, however it dies, so a crashed run never leaves a lock
+behind that needs removing by hand; a second run while one is going is refused with the first
+one's PID.
 
-SIGINT and SIGTERM (on the main thread) stop the run gently: no new node starts, running nodes
-finish, everything is recorded and the run ends as interrupted; a second signal stops at once.
+SIGINT, SIGTERM and SIGHUP (on the main thread) stop the run gently: no new node starts, running
+nodes finish, everything is recorded and the run ends as interrupted; a second signal stops at
+once. A run that died without ending (SIGKILL, a power cut) is recorded as interrupted by the
+next run in the workspace, and shown so by `plait status` as soon as no process holds the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
-import gc
+import json
 import os
 import secrets
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -32,17 +36,25 @@ from typing import Any, TextIO
 
 from loguru import logger
 
+from plait import collector
 from plait.compiler import Plan, compile_workflow
-from plait.runtime.backend_check import check_backend
+from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES, jobs_cap
+from plait.runtime import output
+from plait.runtime.backend_table import Backend
+from plait.runtime.backend_table import backend as checked_backend
 from plait.runtime.execute import RunInfo
 from plait.runtime.fingerprint import Fingerprinter, basis
-from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, state_dir, unfinished
+from plait.runtime.lazy_backend import LazyBackend
+from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior, unfinished
+from plait.runtime.outcome import RunInterrupted
 from plait.runtime.progress import Progress
-from plait.runtime.scheduler import RunReport, Scheduler
+from plait.runtime.scheduler import Scheduler
+from plait.runtime.state import RunReport, RunState
 from plait.runtime.trail import prepare as prepare_trail
 from plait.runtime.writer import LedgerWriter
+from plait.workspace import state_dir
 
-__all__ = ["RunResult", "WorkspaceBusy", "default_workspace", "run_workflow"]
+__all__ = ["RunResult", "WorkspaceBusy", "default_workspace", "describe", "run_workflow"]
 
 LOG_FORMAT = "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <7} | {extra[node]} | {message}"
 
@@ -76,119 +88,198 @@ def default_workspace(workflow: str) -> Path:
 def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = None, jobs: int = 2,
                  backend: str = "loky", params: Mapping[str, Any] | None = None, fresh: bool = False,
                  progress: TextIO | None = None, seed: int | None = None, log_level: str = "INFO",
-                 scheduler_address: str | None = None) -> RunResult:
+                 scheduler_address: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES,
+                 force_jobs: bool = False) -> RunResult:
     """Run (or resume) a workflow; return its result. Raises WorkflowError, LedgerError, ValueError.
 
     `progress` is a stream to draw live progress on (None: no progress display). The run's log file
     gets records from `log_level` up: at INFO (the default) a successful node writes no line, each
     retry, failure and skip does; DEBUG adds a line per node. With `backend="dask"`, nodes run on the
     Dask cluster at `scheduler_address`, or on a LocalCluster of `jobs` workers started for the run
-    (BackendUnavailable when the `dask` extra is missing or the cluster cannot be used).
+    (BackendUnavailable when the `dask` extra is missing or the cluster cannot be used). A node
+    whose result takes more than `max_result_bytes` of JSON fails (docs/reliability.md). More
+    worker processes than `plait.limits.jobs_cap()` are not started unless `force_jobs`.
     """
     plan = workflow if isinstance(workflow, Plan) else compile_workflow(workflow, params)
     ws = Path(workspace) if workspace is not None else default_workspace(plan.workflow)
     if jobs < 1:
         raise ValueError(f"jobs must be 1 or more, not {jobs}")
-    check_backend(backend, scheduler_address)
+    if max_result_bytes < 1:
+        raise ValueError(f"max_result_bytes must be 1 or more, not {max_result_bytes}")
+    chosen = checked_backend(backend, scheduler_address)
+    if jobs > jobs_cap() and chosen.starts_processes(scheduler_address) and not force_jobs:
+        logger.warning(f"{jobs} workers is more than {JOBS_PER_CORE} per core on this machine: starting "
+                       f"{jobs_cap()} (insist with --force-jobs)")
+        jobs = jobs_cap()
+    options = _Options(jobs, chosen, scheduler_address, fresh, progress, seed, log_level, max_result_bytes)
     with _locked(ws):
-        return _run_locked(plan, ws, jobs, backend, fresh, progress, seed, log_level, scheduler_address)
+        return _run_locked(plan, ws, options)
 
 
-def _run_locked(plan: Plan, ws: Path, jobs: int, backend: str, fresh: bool, progress: TextIO | None,
-                seed: int | None, log_level: str, scheduler_address: str | None) -> RunResult:
+@dataclass(frozen=True)
+class _Options:
+    jobs: int
+    backend: Backend
+    scheduler_address: str | None
+    fresh: bool
+    progress: TextIO | None
+    seed: int | None
+    log_level: str
+    max_result_bytes: int
+
+
+def _run_locked(plan: Plan, ws: Path, options: _Options) -> RunResult:
+    """Run a plan in a workspace whose lock this process holds: open, execute, close.
+
+    Call tree:
+        _run_locked
+            _open        the run's log file; the ledger (set aside first with --fresh); the backend,
+                         opened early on a thread when work is waiting; fingerprints and what the
+                         ledger holds; the ledger writer; the crash trail; the scheduler, which
+                         decides every node (`prepare`); the run's start recorded
+            _execute     the scheduler's loop under the signal handlers, with the progress display
+            _close       the run's end recorded (as interrupted or failed if it raised), the writer
+                         drained; then, whatever happened, every resource `_open` took, in reverse
+    Every resource registers its own clean-up on one exit stack as it is opened, so the clean-up
+    is written once and runs however the run ends.
+    """
+    with contextlib.ExitStack() as resources:
+        try:
+            run = _open(plan, ws, options, resources)
+        except OSError as err:  # the workspace's disk: full, read-only, failing
+            raise LedgerError(f"cannot set up the run in workspace '{ws}': {err}") from err
+        try:
+            report = _execute(run, options)
+        except BaseException as err:  # the run is over all the same: never leave it recorded as running
+            _record_end(run, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed", raise_errors=False)
+            raise
+        _record_end(run, report.status, raise_errors=True)
+        logger.info(f"run {report.run_id} {report.status}: {dict(report.counts)}")
+        return RunResult(report, ws, run.log_file)
+
+
+@dataclass
+class _Run:
+    """What an open run holds."""
+
+    plan: Plan
+    log_file: Path
+    backend: LazyBackend
+    writer: LedgerWriter
+    scheduler: Scheduler
+
+
+def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitStack) -> _Run:
+    """Open everything a run needs, registering each clean-up on `resources`; decide every node."""
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
     state = state_dir(ws)
+    path = state / LEDGER_NAME
     log_file = state / "logs" / f"{run_id}.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    sink = logger.add(log_file, level=log_level, format=LOG_FORMAT, filter=_with_node)
-    ledger = writer = None
-    backend_scope = contextlib.ExitStack()
-    collections = contextlib.ExitStack()
-    dispatch = _Opener(backend_scope, backend, jobs, scheduler_address)
+    run_log = resources.enter_context(_RunLog(log_file))
+    sink = logger.add(run_log.write, level=options.log_level, format=LOG_FORMAT, filter=_with_node)
+    resources.callback(logger.remove, sink)
+    if options.fresh:
+        _set_aside(path)
+    backend = LazyBackend(options.backend, options.jobs, options.scheduler_address)
+    resources.callback(backend.close)
+    if options.backend.opens_early and unfinished(path):
+        backend.open_early()  # joblib loads and the workers boot while this process sets the run up
+    ledger = Ledger(path)
+    resources.callback(ledger.close)
+    ledger.claim(plan.workflow)
+    for dead, moment in ledger.dead_runs():  # this process holds the workspace: a run still "running" died
+        logger.warning(f"the last run {dead} died without ending (killed, or its machine stopped) after "
+                       f"{time.strftime('%H:%M:%S', time.localtime(moment))}: recorded as interrupted; resuming "
+                       "from what it recorded")
+    workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
+    fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params)
+    held = _holds(ledger, plan, fingerprints)
+    previous = ledger.previous(unfinished_only=held)
+    if options.backend.opens_early and (bool(previous) if held else _work_waiting(plan, previous)):
+        backend.open_early()
+    writer = LedgerWriter(path)
+    resources.push(lambda *exc: _drain(writer))
+    for stale in state.glob("trail-*"):  # left by a run that was killed (this one holds the lock)
+        shutil.rmtree(stale, ignore_errors=True)
+    trail = state / f"trail-{run_id}"
+    if options.backend.crash_trail:  # workers on this machine keep a crash trail (plait.runtime.trail)
+        prepare_trail(trail)
+        resources.callback(shutil.rmtree, trail, ignore_errors=True)
+    stop_file = state / f"stop-{run_id}"
+    resources.callback(stop_file.unlink, missing_ok=True)
+    info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
+                   stop_file=str(stop_file), parent_pid=os.getpid(),
+                   trail=str(trail) if options.backend.crash_trail else None, max_result_bytes=options.max_result_bytes)
+    run_state = RunState(plan, info, load_results=ledger.results, seed=options.seed,
+                         log_nodes=options.log_level in ("DEBUG", "TRACE"))
+    scheduler = Scheduler(run_state, dispatch=backend, submit=writer.submit, previous=previous,
+                          fingerprints=fingerprints, recorded_parts={} if held else ledger.step_parts(),
+                          fingerprints_of=ledger.fingerprints, held=held)
+    resources.enter_context(collector.during_run())
+    output.install()  # nodes running in this process (sequential, threading) have their prints captured
+    resources.callback(output.uninstall)
+    summary = scheduler.prepare()
+    logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
+    # The plan's basis is kept when every succeeded row's fingerprint is current (nothing changed).
+    current = not summary.get("changed") and not _grows(plan)
+    parts = None if held else {step: fingerprints.parts(step) for step in plan.steps}
+    rerun = [nid for nid in run_state.decisions if nid in previous]
+    writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous,
+                  fingerprints.steps_signature() if current else None, parts, rerun)
+    return _Run(plan, log_file, backend, writer, scheduler)
+
+
+def _execute(run: _Run, options: _Options) -> RunReport:
+    """Run the scheduler's loop under the signal handlers, drawing progress; close the backend after it."""
+    scheduler = run.scheduler
+    display = None
+    if options.progress:
+        display = Progress(run.plan, _done_by_step(run.plan, scheduler.state.status), options.progress)
+        scheduler.state.on_settle = display.update
     try:
-        if fresh:
-            _set_aside(state / LEDGER_NAME)
-        if backend == "loky" and unfinished(state / LEDGER_NAME):
-            dispatch.open_early()  # joblib loads and the workers boot while this process sets the run up
-        ledger = Ledger(state / LEDGER_NAME)
-        ledger.claim(plan.workflow)
-        workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
-        fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params)
-        held = _holds(ledger, plan, fingerprints)
-        previous = ledger.previous(unfinished_only=held)
-        if backend == "loky" and dispatch.idle and (bool(previous) if held else _work_waiting(plan, previous)):
-            dispatch.open_early()
-        writer = LedgerWriter(state / LEDGER_NAME)
-        for stale in state.glob("trail-*"):  # left by a run that was killed (this one holds the lock)
-            shutil.rmtree(stale, ignore_errors=True)
-        trail = state / f"trail-{run_id}"
-        if backend == "loky":  # workers on this machine keep a crash trail (plait.runtime.trail)
-            prepare_trail(trail)
-        info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
-                       stop_file=str(state / f"stop-{run_id}"), parent_pid=os.getpid(),
-                       trail=str(trail) if backend == "loky" else None)
-        scheduler = Scheduler(plan, ledger, writer, info, dispatch=dispatch, previous=previous,
-                              fingerprints=fingerprints, held=held, seed=seed,
-                              log_nodes=log_level in ("DEBUG", "TRACE"))
-        collections.enter_context(_collecting_less())
-        summary = scheduler.prepare()
-        logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
-        # The plan's basis is kept when every succeeded row's fingerprint is current (nothing changed).
-        current = not summary.get("changed") and not _grows(plan)
-        writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous,
-                      fingerprints.steps_signature() if current else None)
-        display = Progress(plan, _done_by_step(plan, scheduler.status), progress) if progress else None
-        if display:
-            scheduler.on_settle = display.update
-        try:
-            try:
-                with _signals_stop(scheduler):
-                    report = scheduler.run()
-            finally:
-                dispatch.join()  # a backend still opening on its thread is closed only once it is open
-                backend_scope.close()
-        except BaseException as err:  # the run is over all the same: never leave it recorded as running
-            with contextlib.suppress(LedgerError):
-                writer.submit("end_run", run_id, "interrupted" if isinstance(err, KeyboardInterrupt) else "failed")
-            raise
-        if display:
-            display.close()
-        writer.submit("end_run", run_id, report.status)
-        writer.close()
-        logger.info(f"run {run_id} {report.status}: {dict(report.counts)}")
-        return RunResult(report, ws, log_file)
+        with _signals_stop(scheduler):
+            report = scheduler.run()
     finally:
-        dispatch.join()
-        backend_scope.close()
-        collections.close()
-        if writer is not None:
-            with contextlib.suppress(LedgerError):  # already raised, or an exception is on its way out
-                writer.close()
-        if ledger is not None:
-            ledger.close()
-        logger.remove(sink)
-        Path(state / f"stop-{run_id}").unlink(missing_ok=True)
-        shutil.rmtree(state / f"trail-{run_id}", ignore_errors=True)
+        run.backend.close()  # a backend still opening on its thread is closed only once it is open
+    if display:
+        display.close()
+    return report
 
 
-def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int,
-               previous: Mapping[str, tuple[str, str | None, bool]] | None, steps_signature: bytes | None) -> None:
-    """Record the run's start, on the writer thread, which also hashes the plan (0.05 s at 100,000 nodes).
+def _record_end(run: _Run, status: str, *, raise_errors: bool) -> None:
+    """Record how the run ended and what it did, and drain the writer; a failed write raises LedgerError if asked."""
+    state = run.scheduler.state
+    counts = {k: n for k, n in {**state.report.counts, "restored": state.report.restored}.items() if n}
+    with contextlib.suppress(*(() if raise_errors else (LedgerError,))):
+        run.writer.submit("end_run", state.info.run_id, status, counts)
+        run.writer.close()
+
+
+def _drain(writer: LedgerWriter) -> None:
+    """Finish the writer's queue whatever happened (an error is already on its way out, or was raised)."""
+    with contextlib.suppress(LedgerError):
+        writer.close()
+
+
+def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapping[str, Prior] | None,
+               steps_signature: bytes | None, step_parts: Mapping[str, Any] | None, rerun: list[str]) -> None:
+    """Record the run's start, on the writer thread, which also hashes the plan's digest.
 
     `previous` None: the ledger holds the plan already (no row to add or mark). A steps signature:
     the plan's basis is kept with it; None: the ledger's basis is removed.
     """
     planned = [] if previous is None else [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()]
     kept = basis(plan.digest, steps_signature) if steps_signature is not None else None
-    ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, pid, planned, previous or {}, kept)
+    ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, pid, planned, previous or {}, kept,
+                     step_parts, rerun, json.dumps(plan.step_graph()))
 
 
 def _holds(ledger: Ledger, plan: Plan, fingerprints: Fingerprinter) -> bool:
     """Say whether the ledger holds this very plan whole and up to date (its basis is this plan's).
 
     Then only the nodes that did not succeed need reading and fingerprinting. Costs the plan's
-    digest (0.05 s at 100,000 nodes), which the run records anyway, and only when the ledger has
-    a basis to compare with.
+    digest, which the run records anyway, and only when the ledger has a basis to compare with.
     """
     kept = ledger.basis()
     return kept is not None and not _grows(plan) and kept == basis(plan.digest, fingerprints.steps_signature())
@@ -199,90 +290,14 @@ def _grows(plan: Plan) -> bool:
     return any(step.kind == "deferred" for step in plan.steps.values())
 
 
-@contextmanager
-def _collecting_less() -> Iterator[None]:
-    """Run the cyclic garbage collector a hundred times less often while the run goes on.
-
-    A 100,000-node run allocates a few hundred thousand short-lived tuples and lists (ledger
-    rows, wave columns), which trigger hundreds of collections, each rescanning the run's big
-    lists: about 0.2 s of a 1.5 s run. The run itself makes no reference cycles; a handler on
-    the threading backend may, and its garbage still goes, only in fewer, larger collections.
-    """
-    before = gc.get_threshold()
-    gc.set_threshold(before[0] * 100, *before[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*before)
-
-
-def _work_waiting(plan: Plan, previous: Mapping[str, tuple[str, str | None, bool]]) -> bool:
+def _work_waiting(plan: Plan, previous: Mapping[str, Prior]) -> bool:
     """Guess from the ledger, before fingerprinting, whether nodes will run: some new, or some not succeeded.
 
     A no-op resume says no, so it starts no workers; a changed step is not seen here (its nodes
     then start the workers at the first wave, as without a guess).
     """
     return any(nid not in previous for nid in plan.nodes) or any(
-        status != "succeeded" for status, _, in_plan in previous.values() if in_plan)
-
-
-class _Opener:
-    """The run's dispatch function: opens the backend (inside `scope`) at the first wave, or earlier on a thread.
-
-    Opened only when a wave comes, a run with nothing left to do (a no-op resume) never starts
-    workers or a cluster, nor imports joblib (0.1 s). Opened early (`open_early`), joblib loads
-    and loky's workers boot, which takes a few tenths of a second, while this process reads the
-    ledger, fingerprints the plan and forms the first wave.
-    """
-
-    def __init__(self, scope: contextlib.ExitStack, backend: str, jobs: int, address: str | None) -> None:
-        self.scope = scope
-        self.backend, self.jobs, self.address = backend, jobs, address
-        self.dispatch: Any = None
-        self.thread: threading.Thread | None = None
-        self.error: BaseException | None = None
-
-    @property
-    def idle(self) -> bool:
-        """Whether the backend is neither open nor opening."""
-        return self.dispatch is None and self.thread is None and self.error is None
-
-    def open(self) -> Any:
-        """Open the backend in `scope`; return its dispatch function (the first use of joblib in the run)."""
-        from plait.runtime.backends import open_backend
-
-        return self.scope.enter_context(open_backend(self.backend, self.jobs, scheduler_address=self.address))
-
-    def open_early(self) -> None:
-        """Start opening the backend on a thread, with SIGINT blocked so the workers it starts inherit that. Mutates."""
-        def open_here() -> None:
-            try:
-                self.dispatch = self.open()
-            except BaseException as err:  # raised in the main thread, at the first wave
-                self.error = err
-
-        main = threading.current_thread() is threading.main_thread()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if main else None
-        try:
-            self.thread = threading.Thread(target=open_here, name="plait-backend-open", daemon=True)
-            self.thread.start()
-        finally:
-            if blocked is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-    def join(self) -> None:
-        """Wait for an early opening to finish (its error, if any, is kept for the first wave). Mutates."""
-        if self.thread is not None:
-            self.thread.join()
-            self.thread = None
-
-    def __call__(self, *wave: Any) -> Any:
-        self.join()
-        if self.error is not None:
-            raise self.error
-        if self.dispatch is None:
-            self.dispatch = self.open()
-        return self.dispatch(*wave)
+        prior.status != "succeeded" for prior in previous.values() if prior.in_plan)
 
 
 def _set_aside(path: Path) -> None:
@@ -305,6 +320,42 @@ def describe(total: int, summary: Mapping[str, int]) -> str:
     return f"{total:,} nodes: " + (", ".join(parts) if parts else "nothing to do")
 
 
+class _RunLog:
+    """The run's log file: a loguru sink that goes quiet, and says so once, when the file cannot be written.
+
+    loguru prints a traceback to stderr for every record a failing sink refuses; on a full disk
+    that is hundreds of them. This sink writes and flushes each line (a log line is rare: a failure,
+    a retry, a skip) and stops at the first error.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file: TextIO | None = open(path, "a", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+
+    def write(self, message: str) -> None:
+        if self.file is None:
+            return
+        try:
+            self.file.write(message)
+            self.file.flush()
+        except OSError as err:
+            self.close()
+            sys.stderr.write(f"plait: warning: the run log {self.path} cannot be written ({err.strerror}); "
+                             "the run goes on without it\n")
+
+    def close(self) -> None:
+        if self.file is not None:
+            with contextlib.suppress(OSError):
+                self.file.close()
+            self.file = None
+
+    def __enter__(self) -> _RunLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
 def _with_node(record: Any) -> bool:
     record["extra"].setdefault("node", "-")
     return True
@@ -316,34 +367,42 @@ def _done_by_step(plan: Plan, status: Mapping[str, str]) -> Counter:
 
 @contextmanager
 def _locked(ws: Path) -> Iterator[None]:
+    """Hold the workspace for this process: an `flock` on the workspace folder itself, and our PID in `.plait/lock`.
+
+    The lock is on the folder, not on a file in `.plait/`, so that a task deleting `.plait/lock`
+    cannot let a second run in; the file only says who holds the workspace, for the message.
+    """
     state = state_dir(ws)
+    lock = state / "lock"
     try:
         state.mkdir(parents=True, exist_ok=True)
-        handle = open(state / "lock", "a+")  # noqa: SIM115  (held open for the whole run: it is the lock)
+        folder = os.open(ws, os.O_RDONLY | os.O_DIRECTORY)
     except OSError as err:
         raise LedgerError(f"cannot use workspace '{ws}': {err.strerror}; choose a writable --workspace") from err
     try:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as err:
-            holder = _holder(handle) or "another process"
+            holder = _holder(lock) or "another process"
             raise WorkspaceBusy(f"workspace '{ws}' is in use by another plait run ({holder}); wait for it to "
                                 "finish, or use another --workspace") from err
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}")
-        handle.flush()
+        try:
+            lock.write_text(f"pid {os.getpid()}", encoding="utf-8")
+        except OSError as err:
+            raise LedgerError(f"cannot use workspace '{ws}': {err.strerror}; choose a writable --workspace") from err
         yield
     finally:
-        handle.close()
+        os.close(folder)
 
 
-def _holder(handle: TextIO) -> str:
+def _holder(lock: Path) -> str:
     """Return what the lock's holder wrote ("pid N"), waiting a little: it writes just after it takes the lock."""
     deadline = time.monotonic() + 0.5
     while True:
-        handle.seek(0)
-        holder = handle.read().strip()
+        try:
+            holder = lock.read_text(encoding="utf-8").strip()
+        except OSError:
+            holder = ""
         if holder or time.monotonic() > deadline:
             return holder
         time.sleep(0.01)
@@ -351,18 +410,18 @@ def _holder(handle: TextIO) -> str:
 
 @contextmanager
 def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
-    """On SIGINT/SIGTERM stop the scheduler; a second signal interrupts at once."""
+    """On SIGINT, SIGTERM or SIGHUP (a closed terminal) stop the scheduler; a second signal interrupts at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        if scheduler.stopping:
-            raise KeyboardInterrupt
+        if scheduler.state.stopping:
+            raise RunInterrupted(f"{signal.Signals(signum).name} again: stopping at once")
         logger.warning(f"{signal.Signals(signum).name}: stopping; running nodes finish (signal again to stop now)")
         scheduler.stop()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:

@@ -1,9 +1,18 @@
 """Settling: take the outcomes a chunk brings back, and make nodes final.
 
-The half of the scheduler that decides what an outcome means (its state lives in `Scheduler`,
-which mixes this in): a failure the retry policy allows again goes on the retry timer, a final
-failure is judged against its step's budget (`max_failures`) and `on_error`, a node whose
-dependency failed is skipped, and every final node is recorded and releases its dependents.
+What an outcome means: a failure the retry policy allows again goes on the retry timer; a final
+failure is judged against its step's budget (`max_failures`) and `on_error`; a node whose
+dependency failed is skipped; every final node is recorded and releases its dependents. Every
+function here takes the `RunState` it changes.
+
+Failure policy
+    A node's final failure is tolerated when its step's `max_failures` budget still covers it.
+    A node whose dependency failed is skipped, unless that failure was tolerated and the node is
+    a fan-in (it then sees None for the failed item); a per-item partner of a failed item is
+    always skipped. A step that only runs `after` another is never skipped for it: it waits for
+    that step to end, however it ended. An untolerated failure in an `on_error: fail` step stops
+    the run: running nodes finish, nothing new starts, the run fails. Under `on_error: continue`
+    the rest runs.
 
 Settling in bulk
     A chunk whose every node succeeded and logged nothing, the common case, is settled in one
@@ -14,141 +23,139 @@ Settling in bulk
 
 from __future__ import annotations
 
-import heapq
 import json
-import time
-from collections import Counter
-from itertools import chain, groupby, repeat
-from typing import TYPE_CHECKING
+from itertools import groupby, repeat
 
 from loguru import logger
 
 from plait.compiler import NodeSpec
 from plait.runtime.execute import Chunk, Results
+from plait.runtime.ledger import Attempt, NodeRecord
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, retry_delay
+from plait.runtime.state import RunState, interrupted, release, retry_later
 
-if TYPE_CHECKING:
-    from plait.runtime.scheduler import Scheduler
-
-__all__ = ["Settling"]
+__all__ = ["blocked", "settle", "settle_skip", "take"]
 
 
-class Settling:
-    """Settles outcomes for `Scheduler` (a mixin: every attribute used here is the scheduler's)."""
-
-    def _take(self: Scheduler, chunk: Chunk, results: Results) -> None:
-        """Settle a chunk's outcomes (those not asked for, e.g. of an aborted call, are dropped). Mutates.
-
-        A chunk whose every job succeeded and logged nothing (the common case) is settled in one
-        pass of C-level bulk operations; any other goes node by node.
-        """
-        nodes = chunk.nodes
-        if (not results.errors and not results.logs and not self.log_nodes
-                and results.statuses.count(SUCCEEDED) == len(nodes) and self.in_flight.issuperset(nodes)):
-            self._settle_succeeded(chunk, results)
-            return
-        for i, nid in enumerate(nodes):
-            status = results.statuses[i]
-            if status is None or nid not in self.in_flight:
-                continue  # not run (the node feeding it did not succeed), or not asked for
-            self.in_flight.discard(nid)
-            for level, message in results.logs.get(i, ()):
-                logger.bind(node=nid).log(level, message)
-            if status == NOT_STARTED:
-                self._mark_interrupted([nid])
-                continue
-            attempt = self.attempts[nid] = chunk.attempts[i]
-            error = results.errors.get(i)
-            if status == FAILED:
-                retry = self.plan.nodes[nid].retry
-                if error["retryable"] and attempt < retry.max_attempts and not self.stopping:
-                    wait = retry_delay(retry, attempt, self.rng)
-                    logger.bind(node=nid).warning(f"{nid}: attempt {attempt} failed "
-                                                  f"({error['error_type']}: {error['error']}); "
-                                                  f"retrying in {wait:.2f} s")
-                    heapq.heappush(self.retries, (time.monotonic() + wait, self.order[nid], nid))
-                    continue
-            self._settle(nid, status, results.results[i], error, results.started[i], results.ended[i])
-
-    def _settle_succeeded(self: Scheduler, chunk: Chunk, results: Results) -> None:
-        """Settle a chunk whose every job succeeded in bulk: what `_settle` does, without Python per node. Mutates."""
-        nodes = chunk.nodes
-        self.in_flight.difference_update(nodes)
-        self.status.update(dict.fromkeys(nodes, SUCCEEDED))
-        self.results.update(zip(nodes, results.results))
-        self.report.counts[SUCCEEDED] += len(nodes)
-        self.buffer += zip(nodes, repeat(SUCCEEDED), chunk.attempts, map(self.fp.__getitem__, nodes), results.results,
-                           repeat(None), repeat(None), results.started, results.ended)
-        if self.on_settle is not None:
-            for call, jobs in groupby(chunk.calls):
-                self.on_settle(call.step, SUCCEEDED, sum(1 for _ in jobs))
-        for succ, count in Counter(chain.from_iterable(map(self.succ.__getitem__, nodes))).items():
-            if succ in self.status:
-                continue  # restored from the ledger at start, or settled in this chunk (a fused partner)
-            left = self.remaining[succ] = self.remaining[succ] - count
-            if left == 0 and succ not in self.in_flight:
-                self.ready.append(succ)
-
-    def _settle(self: Scheduler, nid: str, status: str, result: str | None, error: dict | None, started: float | None,
-                ended: float | None, note: str | None = None) -> None:
-        """Make `nid` final: record it, count it, and release its dependents."""
-        node = self.plan.nodes[nid]
-        self.status[nid] = status
-        self.results[nid] = result
+def take(state: RunState, chunk: Chunk, results: Results) -> None:
+    """Settle a chunk's outcomes (those not asked for, e.g. of an aborted call, are dropped). Mutates."""
+    nodes = chunk.nodes
+    if (not results.errors and not results.logs and not results.outputs and not state.log_nodes
+            and results.statuses.count(SUCCEEDED) == len(nodes) and state.in_flight.issuperset(nodes)):
+        _settle_succeeded(state, chunk, results)
+        return
+    for i, nid in enumerate(nodes):
+        status = results.statuses[i]
+        if status is None or nid not in state.in_flight:
+            continue  # not run (the node feeding it did not succeed), or not asked for
+        state.in_flight.discard(nid)
+        for level, message in results.logs.get(i, ()):
+            logger.bind(node=nid).log(level, message)
+        if status == NOT_STARTED:
+            interrupted(state, [nid])
+            continue
+        attempt = state.attempts[nid] = chunk.attempts[i]
+        error, printed = results.errors.get(i), results.outputs.get(i)
         if status == FAILED:
-            self._judge_failure(nid, node, error)
-        elif status == SKIPPED and note is None:
-            note = "condition is false"
-        self.report.counts[status] += 1
-        self.buffer.append((nid, status, self.attempts.get(nid, 0), self.fp.get(nid), result,
-                            json.dumps(error, default=str) if error else None, note, started, ended))
-        if node.kind == "task" and self.on_settle is not None:
-            self.on_settle(node.step, status, 1)
-        if status == SUCCEEDED:
-            if self.log_nodes:
-                logger.bind(node=nid).debug(f"{nid} succeeded")
-        elif status == SKIPPED:
-            logger.bind(node=nid).info(f"{nid} skipped: {note}")
-        for succ in self.succ[nid]:
-            if succ in self.status:
-                continue  # restored from the ledger at start
-            left = self.remaining[succ] = self.remaining[succ] - 1
-            if left == 0 and succ not in self.in_flight:
-                self.ready.append(succ)
-
-    def _judge_failure(self: Scheduler, nid: str, node: NodeSpec, error: dict | None) -> None:
-        step = self.plan.steps[node.step]
-        self.failures[node.step] += 1
-        budget = step.max_failures
-        total = max(1, len(self.members[node.step]))
-        if budget is not None and self.failures[node.step] <= (budget if isinstance(budget, int) else budget * total):
-            self.tolerated.add(nid)
-            logger.bind(node=nid).warning(f"{nid} failed within the step's failure budget: {error and error['error']}")
-            return
-        self.report.failed.append(error or {"node": nid})
-        logger.bind(node=nid).error(f"{nid} failed: {error and error['error_type']}: {error and error['error']}")
-        if step.on_error == "fail":
-            self.stop()
-
-    def _blocked(self: Scheduler, nid: str, node: NodeSpec) -> tuple[str, bool] | None:
-        """Return (why, tolerated) when a failed dependency means `nid` must be skipped, else None."""
-        step = self.plan.steps[node.step]
-        for_each = step.for_each
-        for pred in self.pred[nid]:
-            if self.status.get(pred) in (SUCCEEDED, None) or (
-                    self.status[pred] == SKIPPED and pred not in self.skipped_for_failure):
+            retry = state.plan.nodes[nid].retry
+            if error["retryable"] and attempt < retry.max_attempts and not state.stopping:
+                wait = retry_delay(retry, attempt, state.rng)
+                logger.bind(node=nid).warning(f"{nid}: attempt {attempt} failed ({error['error_type']}: "
+                                              f"{error['error']}); retrying in {wait:.2f} s")
+                state.earlier_attempts.append(Attempt(
+                    nid, state.info.run_id, attempt, FAILED, results.started[i], results.ended[i], results.worker,
+                    _reason(state, nid), json.dumps(error, default=str), printed))
+                retry_later(state, nid, wait)
                 continue
-            if self.plan.nodes[pred].step in step.after:
-                continue  # order only: it has ended, however
-            tolerated = pred in self.tolerated
-            if not tolerated or self.plan.nodes[pred].step == for_each:
-                return f"upstream {pred} failed" if self.status[pred] == FAILED else f"upstream {pred} was skipped", \
-                    tolerated
-        return None
+        settle(state, nid, status, results.results[i], error, results.started[i], results.ended[i],
+               worker=results.worker, output=printed)
 
-    def _settle_skip(self: Scheduler, nid: str, why: str, tolerated: bool) -> None:
-        self.skipped_for_failure.add(nid)
-        if tolerated:
-            self.tolerated.add(nid)
-        now = time.time()
-        self._settle(nid, SKIPPED, None, None, now, now, note=why)
+
+def _settle_succeeded(state: RunState, chunk: Chunk, results: Results) -> None:
+    """Settle a chunk whose every job succeeded, in bulk: what `settle` does, without Python per node. Mutates."""
+    nodes = chunk.nodes
+    state.in_flight.difference_update(nodes)
+    state.status.update(dict.fromkeys(nodes, SUCCEEDED))
+    state.results.update(zip(nodes, results.results))
+    state.report.counts[SUCCEEDED] += len(nodes)
+    decisions = state.decisions
+    state.buffer += NodeRecord.columns(nodes, repeat(SUCCEEDED), chunk.attempts, map(state.fp.__getitem__, nodes),
+                                       results.results, repeat(None), repeat(None), results.started, results.ended,
+                                       repeat(results.worker), [decisions[n].text for n in nodes], repeat(None))
+    if state.on_settle is not None:
+        for call, jobs in groupby(chunk.calls):
+            state.on_settle(call.step, SUCCEEDED, sum(1 for _ in jobs))
+    release(state, nodes)
+
+
+def settle(state: RunState, nid: str, status: str, result: str | None, error: dict | None, started: float | None,
+           ended: float | None, note: str | None = None, *, worker: str | None = None,
+           output: str | None = None) -> None:
+    """Make `nid` final: judge a failure, record it, count it, and release its dependents. Mutates."""
+    node = state.plan.nodes[nid]
+    state.status[nid] = status
+    state.results[nid] = result
+    if status == FAILED:
+        _judge_failure(state, nid, node, error)
+    elif status == SKIPPED and note is None:
+        note = "condition is false"
+    state.report.counts[status] += 1
+    state.buffer.append(NodeRecord(nid, status, state.attempts.get(nid, 0), state.fp.get(nid), result,
+                                   json.dumps(error, default=str) if error else None, note, started, ended, worker,
+                                   _reason(state, nid), output))
+    if node.kind == "task" and state.on_settle is not None:
+        state.on_settle(node.step, status, 1)
+    if status == SUCCEEDED:
+        if state.log_nodes:
+            logger.bind(node=nid).debug(f"{nid} succeeded")
+    elif status == SKIPPED:
+        logger.bind(node=nid).info(f"{nid} skipped: {note}")
+    release(state, [nid])
+
+
+def _reason(state: RunState, nid: str) -> str | None:
+    """Return why this run ran `nid`, as the ledger keeps it (None for a node it did not decide: a skip)."""
+    decision = state.decisions.get(nid)
+    return decision.text if decision is not None else None
+
+
+def _judge_failure(state: RunState, nid: str, node: NodeSpec, error: dict | None) -> None:
+    """Count a final failure against its step's budget; past it, fail the run (and stop it under on_error: fail)."""
+    step = state.plan.steps[node.step]
+    state.failures[node.step] += 1
+    budget = step.max_failures
+    total = max(1, len(state.members[node.step]))
+    if budget is not None and state.failures[node.step] <= (budget if isinstance(budget, int) else budget * total):
+        state.tolerated.add(nid)
+        logger.bind(node=nid).warning(f"{nid} failed within the step's failure budget: {error and error['error']}")
+        return
+    state.report.failed.append(error or {"node": nid})
+    logger.bind(node=nid).error(f"{nid} failed: {error and error['error_type']}: {error and error['error']}")
+    if (error or {}).get("on_error", step.on_error) == "fail":  # a per-node on_error was decided where it ran
+        state.stopping = True
+
+
+def blocked(state: RunState, nid: str, node: NodeSpec) -> tuple[str, bool] | None:
+    """Return (why, tolerated) when a failed dependency means `nid` must be skipped, else None."""
+    step = state.plan.steps[node.step]
+    for pred in state.pred[nid]:
+        pred_status = state.status.get(pred)
+        if pred_status in (SUCCEEDED, None) or (pred_status == SKIPPED and pred not in state.skipped_for_failure):
+            continue
+        pred_step = state.plan.nodes[pred].step
+        if pred_step in step.after:
+            continue  # order only: it has ended, however
+        tolerated = pred in state.tolerated
+        if not tolerated or pred_step == step.for_each:
+            what = "failed" if pred_status == FAILED else "was skipped"
+            return f"upstream {pred} {what}", tolerated
+    return None
+
+
+def settle_skip(state: RunState, nid: str, why: str, tolerated: bool) -> None:
+    """Skip a node because an upstream node failed (tolerated: a budget covers that failure). Mutates."""
+    state.skipped_for_failure.add(nid)
+    if tolerated:
+        state.tolerated.add(nid)
+    now = state.clock.wall()
+    settle(state, nid, SKIPPED, None, None, now, now, note=why)

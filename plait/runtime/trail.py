@@ -2,10 +2,10 @@
 
 A worker that dies (a segfault, `os._exit`) takes its chunk's outcomes with it, and joblib says
 only that a worker died, not which chunk or which job. Without more, the parent bisects the
-chunks that did not come back, one crash per halving: a batch where 1% of 2,000 items crash took
-36 s. With a trail, every worker process keeps a record of its own, `(call, chunk, job)`, written
-before each job into a small memory-mapped file (a store, no system call: well under a
-microsecond a job), and after a loss the parent reads which job each dead worker was running.
+chunks that did not come back, one crash per halving, which made a batch with a few crashing items
+take half a minute (docs/performance.md). With a trail, every worker process keeps a record of
+its own, `(call, chunk, job)`, written before each job into a small memory-mapped file (a
+store, no system call), and after a loss the parent reads which job each dead worker was running.
 Only those jobs are suspects; the rest of their chunks are not (`plait.runtime.backends`).
 
 loky does not stop a broken pool's workers at once: for a moment they go on taking the aborted
@@ -13,8 +13,9 @@ call's chunks, whose outcomes the parent drops, and may run a culprit once more.
 first raises a fence (the number of the call that broke, in the folder's `fence` file, mapped by
 every worker): a worker checks it as it marks each job, and runs no job of a fenced call.
 
-A trail lives in `<workspace>/.plait/trail-<run id>/<pid>` for the run's length. Only workers on
-this machine keep one (loky); a Dask worker may be on another.
+A trail lives in `<workspace>/.plait/trail-<run id>/<pid>` for the run's length; a worker maps its
+own once per run (`plait.runtime.worker`). Only workers on this machine keep one (loky); a Dask
+worker may be on another.
 """
 
 from __future__ import annotations
@@ -32,30 +33,23 @@ _FENCE = struct.Struct("<q")  # the last call that broke
 FENCE = "fence"
 WAIT_FOR_EXIT = 1.0  # seconds a broken pool's workers get to be gone before their records are read
 
-_open: dict[str, Trail] = {}  # in a worker: its trail, by folder; only the latest run's is kept
-
 
 class Trail:
     """A worker's own record of the job it is running (see the module docstring)."""
 
     def __init__(self, folder: str) -> None:
+        self.folder = folder
         with open(Path(folder) / str(os.getpid()), "w+b") as file:
-            file.truncate(_RECORD.size)
+            # Allocated, not sparse: a store into a mapped page the disk has no room for is a SIGBUS.
+            os.posix_fallocate(file.fileno(), 0, _RECORD.size)
             self.map = mmap.mmap(file.fileno(), _RECORD.size)
         with open(Path(folder) / FENCE, "rb") as file:
             self.fence = mmap.mmap(file.fileno(), _FENCE.size, access=mmap.ACCESS_READ)
 
-    @classmethod
-    def of_process(cls, folder: str) -> Trail:
-        """Return this process's trail in `folder`, created on first use."""
-        trail = _open.get(folder)
-        if trail is None:
-            for old in _open.values():  # a worker reused by the next run of the same process
-                old.map.close()
-                old.fence.close()
-            _open.clear()
-            trail = _open[folder] = cls(folder)
-        return trail
+    def close(self) -> None:
+        """Unmap the trail (a worker reused by the next run maps that run's)."""
+        self.map.close()
+        self.fence.close()
 
     def mark(self, call: int, chunk: int, job: int) -> bool:
         """Say that job `job` of chunk `chunk` of call `call` starts now; return False when the call is fenced off."""

@@ -63,9 +63,11 @@ class LedgerWriter:
         self._raise()
 
     def _raise(self) -> None:
-        """Raise the first failed write, once."""
+        """Raise the first failed write, once (the ledger's own LedgerError as it is: it says why)."""
         if self._error is not None and not self._reported:
             self._reported = True
+            if isinstance(self._error, LedgerError):
+                raise self._error
             raise LedgerError(f"writing the ledger failed: {self._error}") from self._error
 
     def _loop(self, path: Path) -> None:

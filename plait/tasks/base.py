@@ -26,6 +26,7 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from plait.templating import template_context
+from plait.workspace import STATE_DIR, state_dir
 
 __all__ = ["Field", "TaskContext", "TaskKind", "get_kind", "kinds", "task"]
 
@@ -64,9 +65,9 @@ _NOTHING: Mapping[str, Any] = MappingProxyType({})
 class TaskContext(NamedTuple):
     """What a handler knows about where it runs; the same for every kind.
 
-    A named tuple, so immutable, and built for every node in a fifth of a frozen dataclass's
-    time (which sets each of its fourteen fields through `object.__setattr__`): 1 µs of a
-    trivial node's 3 µs in the workers.
+    A named tuple, so immutable, and built for every node much faster than a frozen dataclass
+    (which sets each of its sixteen fields through `object.__setattr__`): a trivial node's time
+    in a worker is mostly this (docs/performance.md).
     """
 
     workspace: Path
@@ -83,6 +84,8 @@ class TaskContext(NamedTuple):
     key: Any = None
     index: int | None = None
     total: int | None = None  # the number of items in this node's batch
+    group: Mapping[str, Any] | None = None  # a group_by node's {key, items, results}
+    parent: Mapping[str, Any] | None = None  # a per-parent fan-out node's parent {key, item, result}
 
     @property
     def batch(self) -> str:
@@ -90,17 +93,26 @@ class TaskContext(NamedTuple):
         return self.step
 
     def path(self, relative: str | Path) -> Path:
-        """Resolve `relative` inside the workspace; raise PermissionError when it escapes."""
+        """Resolve `relative` inside the workspace; raise PermissionError when it escapes, or reaches plait's folder.
+
+        Symbolic links are followed first, so a link cannot lead out of the workspace, nor into
+        `.plait/`, where plait keeps the ledger and the lock (`plait.workspace`).
+        """
         root = self.workspace.resolve()
         target = (root / relative).resolve()
         if target != root and root not in target.parents:
             raise PermissionError(f"path '{relative}' is outside the workspace {root}")
+        own = state_dir(root)
+        if target == own or own in target.parents:
+            raise PermissionError(f"path '{relative}' is in {STATE_DIR}/, where plait keeps the workspace's ledger "
+                                  "and lock; tasks cannot touch it: write somewhere else in the workspace")
         return target
 
     def template_context(self, item: Any) -> dict[str, Any]:
         """Return the names a template of this node sees (`plait.templating.template_context`)."""
         return template_context(self.params, item=item, index=self.index, key=self.key, total=self.total,
-                                step=self.step, steps=self.steps, run_id=self.run_id, workspace=self.workspace)
+                                step=self.step, steps=self.steps, run_id=self.run_id, workspace=self.workspace,
+                                workflow_dir=self.workflow_dir, group=self.group, parent=self.parent)
 
 _REGISTRY: dict[str, TaskKind] = {}
 

@@ -7,9 +7,14 @@ Decisions:
 - A batch node (one with a key) calls `func(item, **kwargs)`, a plain node `func(**kwargs)`; a
   function that has a parameter named `ctx` also gets the `TaskContext`. Whether it has one is
   looked up once per function, not once per node.
+- `spread: true` spreads a mapping item into keyword arguments instead, `func(**item, **kwargs)`
+  (Airflow's `expand_kwargs`; a `matrix` or `zip` item is such a mapping), and binds its fields
+  as names for `code:`. A field also given in `kwargs` is an error rather than a silent choice.
+- `kwargs` is a mapping, or one template that renders to a mapping (`"{{ item.options }}"`).
 - `code:` is compiled once per process per source (and step name, which is its filename in
   tracebacks) and run in a fresh namespace holding the names a template sees plus `ctx`, and
-  `kwargs` bound as names (rendered values, so code never needs a template inside it). The
+  `kwargs` bound as names (rendered values, so code never needs a template inside it). It
+  imports modules beside the workflow as `function:` does: the folder is on `sys.path`. The
   namespace shares the context's values rather than copying them: 10,000 nodes of
   `result = item` must each cost microseconds. The code's answer is whatever it binds to `result`.
 - The source is registered with `linecache`, so a traceback through inline code shows its lines.
@@ -24,6 +29,7 @@ import importlib
 import inspect
 import linecache
 import os
+import re
 import sys
 from collections.abc import Callable, Mapping
 from functools import lru_cache
@@ -35,39 +41,76 @@ from plait.tasks.base import Field, TaskContext, task
 
 __all__ = ["FIELDS", "check_inputs", "run_python"]
 
+_ONE_EXPRESSION = re.compile(r"^\{\{.*\}\}$", re.DOTALL)  # a lone template: it keeps its value's type
+
 FIELDS = {
     "function": Field(types=(str,), render="value",
                       doc="'module:function' or 'package.module:function', beside the workflow or installed"),
     "code": Field(types=(str,), render="raw",
                   doc="Python statements; the names of a template are in scope, and `result` is the answer"),
-    "kwargs": Field(types=(dict,), render="value",
-                    doc="keyword arguments passed to the function, or names bound for the code"),
+    "kwargs": Field(types=(dict, str), render="value",
+                    doc="keyword arguments passed to the function, or names bound for the code: a mapping, "
+                        "or one template that gives one"),
+    "spread": Field(types=(bool,), render="value",
+                    doc="true: a batch item (a mapping) is spread into keyword arguments, function(**item)"),
 }
 
 
 def check_inputs(inputs: Mapping[str, Any]) -> list[tuple[str | None, str, str | None]]:
-    """Require exactly one of `function` and `code`."""
+    """Require exactly one of `function` and `code`, and `kwargs` as a mapping or one template."""
     given = [name for name in ("function", "code") if inputs.get(name) is not None]
+    problems: list[tuple[str | None, str, str | None]] = []
     if not given:
-        return [(None, "a 'python' task needs 'function' or 'code'",
-                 "add `function: module:func` to call a function, or `code: |` with statements")]
+        problems.append((None, "a 'python' task needs 'function' or 'code'",
+                         "add `function: module:func` to call a function, or `code: |` with statements"))
     if len(given) == 2:
-        return [("code", "a 'python' task takes 'function' or 'code', not both", "keep one of them")]
-    return []
+        problems.append(("code", "a 'python' task takes 'function' or 'code', not both", "keep one of them"))
+    kwargs = inputs.get("kwargs")
+    if isinstance(kwargs, str) and not _ONE_EXPRESSION.match(kwargs):
+        problems.append(("kwargs", f"inputs.kwargs is text ({kwargs!r}), not a mapping",
+                         "write a mapping (`kwargs: {size: 3}`), or one template that gives one "
+                         "(`kwargs: \"{{ item.options }}\"`)"))
+    return problems
 
 
 @task("python", fields=FIELDS, check=check_inputs)
 def run_python(config: dict[str, Any], item: Any, ctx: TaskContext) -> Any:
     """Call a Python function or run inline Python code; return its result."""
+    kwargs = _kwargs(config, item)
     if config.get("code") is not None:
-        return _run_code(config["code"], config.get("kwargs"), item, ctx)
+        return _run_code(config["code"], kwargs, item, ctx)
     func = _import_function(config["function"], ctx.workflow_dir)
-    kwargs = dict(config.get("kwargs") or {})
     if _takes_ctx(func):
         kwargs["ctx"] = ctx
-    if ctx.key is not None:
+    if ctx.key is not None and not config.get("spread"):
         return func(item, **kwargs)
     return func(**kwargs)
+
+
+def _kwargs(config: Mapping[str, Any], item: Any) -> dict[str, Any]:
+    """Return the keyword arguments: `kwargs` as rendered, and the item's fields when `spread` is set."""
+    given = config.get("kwargs")
+    if given is None:
+        given = {}
+    elif not isinstance(given, Mapping):
+        raise TypeError(f"inputs.kwargs gave {type(given).__name__}, not a mapping of argument names")
+    if not config.get("spread"):
+        return dict(given)
+    if not isinstance(item, Mapping):
+        raise TypeError(f"spread: true needs a mapping item to spread into keyword arguments, not "
+                        f"{type(item).__name__} {item!r}")
+    both = sorted(set(item) & set(given))
+    if both:
+        raise TypeError(f"argument '{both[0]}' is both a field of the item and in inputs.kwargs; keep one")
+    return {**item, **given}
+
+
+def _beside(workflow_dir: Path) -> str:
+    """Put the workflow's folder first on `sys.path` (once, for good); return it."""
+    folder = str(workflow_dir)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return folder
 
 
 def _import_function(spec: str, workflow_dir: Path) -> Callable[..., Any]:
@@ -76,9 +119,7 @@ def _import_function(spec: str, workflow_dir: Path) -> Callable[..., Any]:
     if not module_name or not func_name or ":" in func_name:
         raise ImportError(f"function '{spec}' is not of the form 'module:function'",
                           name=module_name or None)
-    folder = str(workflow_dir)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
+    folder = _beside(workflow_dir)
     try:
         module = _fresh(importlib.import_module(module_name))
     except ModuleNotFoundError as err:
@@ -128,6 +169,7 @@ def _takes_ctx(func: Callable[..., Any]) -> bool:
 
 def _run_code(source: str, names: Mapping[str, Any] | None, item: Any, ctx: TaskContext) -> Any:
     """Run `source` in a fresh namespace, with `names` (kwargs) bound; return what it binds to `result`."""
+    _beside(ctx.workflow_dir)
     namespace = ctx.template_context(item)
     if names:
         namespace.update(names)

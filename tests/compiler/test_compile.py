@@ -362,12 +362,12 @@ def test_expand_deferred_refuses_bad_items() -> None:
             expand_deferred(plan, "proc", items)  # type: ignore[arg-type]
         messages.append(str(caught.value))
 
-    assert messages == [
-        "<string>:6:5: error: step 'proc': its items gave str, not a list\n"
+    assert messages == [  # each located at the step's items
+        "<string>:8:12: error: step 'proc': its items gave str, not a list\n"
         '  hint: the items template must give a list, e.g. "{{ steps.find.result }}"',
-        "<string>:6:5: error: step 'proc' has no items\n"
+        "<string>:8:12: error: step 'proc' has no items\n"
         "  hint: its upstream gave an empty list; set `allow_empty: true` if that is fine",
-        "error: step 'proc': two items have the key 'a.txt'\n"
+        "<string>:8:12: error: step 'proc': two items have the key 'a.txt'\n"
         "  hint: keys name nodes and must be unique: remove the duplicate item, "
         "or set `key:` to something that tells them apart",
     ]

@@ -51,7 +51,7 @@ class Step:
 
 def workflow_text(steps: list[Step]) -> str:
     """JSON is YAML: the workflow as text that `compile_workflow` reads."""
-    return json.dumps({"name": "generated", "steps": [s.to_yaml() for s in steps]}, indent=1)
+    return json.dumps({"name": "generated", "defaults": {}, "steps": [s.to_yaml() for s in steps]}, indent=1)
 
 
 def compile_steps(steps: list[Step]) -> Plan:

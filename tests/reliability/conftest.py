@@ -7,12 +7,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from runtime.support import Flow, make_flow
+from runtime.support import FIGURE, Flow, make_flow
 
 from reliability.harness import Runs, runs_fixture
-
-# Figures measured by the tests (kills survived, fuzz cases, items, peak memory, ...), printed at the end.
-FIGURES: dict[str, Any] = {}
 
 
 @pytest.fixture
@@ -28,13 +25,9 @@ def runs(tmp_path: Path) -> Iterator[Runs]:
 
 
 @pytest.fixture
-def figures() -> dict[str, Any]:
-    """Record a figure for the session's summary (and docs/reliability.md)."""
-    return FIGURES
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if FIGURES:
-        terminalreporter.section("reliability figures")
-        for name, value in FIGURES.items():
-            terminalreporter.write_line(f"{name}: {value}")
+def figures(request: pytest.FixtureRequest) -> Iterator[dict[str, Any]]:
+    """Record a figure for the session's summary (and docs/reliability.md): it travels with the test's reports
+    (tests/conftest.py prints them), so the summary has it whether tests ran here or in xdist's workers."""
+    found: dict[str, Any] = {}
+    yield found
+    request.node.user_properties += [(FIGURE, (name, value)) for name, value in found.items()]

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.support import PLAIT, remove_shared_memory_of
+from runtime.support import PLAIT, remove_shared_memory_of, untraced
 
 __all__ = [
     "EFFECT",
@@ -37,16 +37,21 @@ __all__ = [
     "Runs",
     "effect_bytes",
     "effect_counts",
+    "effect_workflow",
+    "gate",
     "group_members",
+    "held_workflow",
     "integrity",
     "last_run_status",
     "ledger_path",
     "no_core_files",
+    "open_gate",
     "read_ledger",
     "rows",
     "run",
     "runs_fixture",
     "statuses",
+    "stop_flag_raised",
     "succeeded",
     "wait_for",
 ]
@@ -60,11 +65,52 @@ with open(ctx.workspace / "effects" / f"{key}.log", "a", encoding="utf-8") as lo
 '''
 
 
-def effect_workflow(name: str, items: int, sleep: float = 0.0) -> str:
-    """Return a workflow of one batch step `work` over `range(items)` whose items record each execution (EFFECT)."""
-    pause = f"        import time\n        time.sleep({sleep})\n" if sleep else ""
+# A gate: a node that meets the condition waits until the test creates <workspace>/<gate> (60 s at most,
+# a bound on a hang), so that a test decides when it goes on, rather than racing it with a sleep.
+GATE = """
+import time as _time
+_deadline = _time.monotonic() + 60
+while {condition} and not (ctx.workspace / "{gate}").exists() and _time.monotonic() < _deadline:
+    _time.sleep(0.005)
+"""
+
+
+def gate(condition: str, name: str = "go") -> str:
+    """Return code lines that hold a node while `condition` is true, until the test creates <workspace>/`name`."""
+    return GATE.format(condition=condition, gate=name).strip()
+
+
+def open_gate(workspace: Path, name: str = "go") -> None:
+    """Let the nodes held at gate `name` go on."""
+    (workspace / name).touch()
+
+
+def effect_workflow(name: str, items: int, held: str | None = None) -> str:
+    """Return a workflow of one batch step `work` over `range(items)` whose items record each execution (EFFECT).
+
+    `held`: a condition on `item`; the items that meet it wait at the gate `go` after recording
+    their execution (`open_gate`).
+    """
+    body = EFFECT.strip() + ("\n" + gate(held) if held else "")
     return (f"name: {name}\nsteps:\n  - name: work\n    task: python\n    items: {{range: {items}}}\n"
-            f"    inputs:\n      code: |\n{textwrap.indent(EFFECT.strip(), ' ' * 8)}\n{pause}        result = item\n")
+            f"    inputs:\n      code: |\n{textwrap.indent(body, ' ' * 8)}\n        result = item\n")
+
+
+def held_workflow(name: str, items: int, free: int = 2) -> str:
+    """Return a workflow of a step `done` over `free` items (`f0`, `f1`, ...) that finish, then a step `work`
+    over `range(items)` whose nodes wait at the gate `go`: when the test sees `done` recorded and both
+    workers held, the run's state is known, however the machine's load cut the waves into chunks.
+    """
+    held = EFFECT.strip() + "\n" + gate("True")
+    return (f"name: {name}\nsteps:\n  - name: done\n    task: python\n    items: {[f'f{i}' for i in range(free)]}\n"
+            f"    inputs:\n      code: |\n{textwrap.indent(EFFECT.strip(), ' ' * 8)}\n        result = item\n"
+            f"  - name: work\n    task: python\n    after: [done]\n    items: {{range: {items}}}\n"
+            f"    inputs:\n      code: |\n{textwrap.indent(held, ' ' * 8)}\n        result = item\n")
+
+
+def stop_flag_raised(workspace: Path) -> bool:
+    """Say whether the run has told its workers to stop (its stop file exists): it took the signal."""
+    return any((workspace / ".plait").glob("stop-*"))
 
 
 def group_members(pgid: int) -> list[int]:
@@ -197,19 +243,21 @@ def read_ledger(workspace: Path, sql: str, params: tuple[Any, ...] = ()) -> list
 
 
 def statuses(workspace: Path) -> dict[str, str]:
-    """Return {node ID: status} from the ledger."""
-    return dict(read_ledger(workspace, "SELECT node_id, status FROM nodes"))
+    """Return {node ID: status} of the task nodes in the ledger (joins, which run nothing, left out)."""
+    return dict(read_ledger(workspace, "SELECT node_id, status FROM nodes WHERE kind != 'join'"))
 
 
 def succeeded(workspace: Path) -> set[str]:
-    """Return the nodes the ledger has recorded as succeeded."""
-    return {row[0] for row in read_ledger(workspace, "SELECT node_id FROM nodes WHERE status = 'succeeded'")}
+    """Return the task nodes the ledger has recorded as succeeded (joins, which run nothing, left out)."""
+    query = "SELECT node_id FROM nodes WHERE status = 'succeeded' AND kind != 'join'"
+    return {row[0] for row in read_ledger(workspace, query)}
 
 
 def rows(workspace: Path) -> dict[str, tuple[str, int, Any, Any]]:
     """Return {node ID: (status, attempts, result, error record)} with the JSON decoded."""
     found = read_ledger(workspace, "SELECT node_id, status, attempts, result, error FROM nodes")
-    return {nid: (status, attempts, json.loads(result) if result else None, json.loads(error) if error else None)
+    return {nid: (status, attempts, json.loads(result) if result else None,
+                  untraced(json.loads(error)) if error else None)
             for nid, status, attempts, result, error in found}
 
 

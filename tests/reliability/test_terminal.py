@@ -90,8 +90,12 @@ def test_compile_errors_and_argument_errors_are_escaped(tmp_path: Path) -> None:
     bad_option = run("run", "workflow.yaml", "--backend", "\x1b[31mloky", cwd=tmp_path)
     outputs = [compiled, bad_param, bad_option]
     assert [(d.returncode, raw_controls(d.stdout + d.stderr)) for d in outputs] == [(2, set())] * 3
-    assert "depends on unknown step '\\x1b[2J\\x1b]0;title\\x07'" in compiled.stderr
-    assert "unknown task 'noo\\rp\\u202e'" in compiled.stderr
+    assert "'noo\\rp\\u202e'" in compiled.stderr  # the unknown task, named in its error
+    (tmp_path / "workflow.yaml").write_text(
+        'name: t\nsteps:\n  - name: a\n    task: noop\n    depends_on: ["\\e[2J\\e]0;title\\a"]\n', encoding="utf-8")
+    unknown = run("compile", "workflow.yaml", cwd=tmp_path)
+    assert (unknown.returncode, unknown.stderr.splitlines()[0]) == (
+        2, "workflow.yaml:5:18: error: step 'a' depends on unknown step '\\x1b[2J\\x1b]0;title\\x07'")
     assert "\\x1b[31mloky" in bad_option.stderr
 
 

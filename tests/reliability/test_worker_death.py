@@ -5,9 +5,10 @@ it, so an innocent node that was running at that moment dies too. plait must fin
 charge it a `WorkerCrashed` failure (retried by its policy like any OSError), and run the innocent
 again without charging them an attempt.
 
-In the workflow, item 0 is the innocent in flight (it sleeps while the crash happens), item 1
-kills its worker at once, items 2 and 3 wait in the queue. Effects are counted per node
-(harness.EFFECT), which shows the innocent in flight ran twice but was charged once.
+In the workflow, item 0 is the innocent in flight (on its first execution it waits until loky kills
+it: 30 s at most), item 1 kills its worker once item 0 runs, items 2 and 3 wait in the queue.
+Effects are counted per node (harness.EFFECT), which shows the innocent in flight ran twice but
+was charged once.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import signal
 import textwrap
 
 import pytest
-from runtime.support import Flow, error
+from runtime.support import Flow, error, process_is_gone
 
 from reliability.harness import (
     EFFECT,
+    Runs,
     effect_counts,
     integrity,
     last_run_status,
@@ -46,8 +48,10 @@ steps:
       code: |
 {effect}
         import time
-        if item == 0:
-            time.sleep(0.5)
+        deadline = time.monotonic() + 30  # on its first execution work[0] is in flight until loky kills it
+        while item == 0 and (ctx.workspace / "effects" / "0.log").read_text().count("\\n") == 1 \\
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
         if item == 1 and not (ctx.workspace / "healed").exists():
             deadline = time.monotonic() + 10  # crash while work[0] is running
             while not (ctx.workspace / "effects" / "0.log").exists() and time.monotonic() < deadline:
@@ -212,3 +216,53 @@ def test_in_a_crash_storm_each_culprit_runs_twice_and_is_charged_alone(flow: Flo
         culprits, "failed")
     assert {rows(flow.ws)[n][3]["error_type"] for n in culprits} == {"WorkerCrashed"}
     assert list((flow.ws / ".plait").glob("trail-*")) == []  # the trails go with the run
+
+
+FORKER = f"""
+name: forker
+steps:
+  - name: work
+    task: python
+    items: {{range: 8}}
+    on_error: continue
+    inputs:
+      code: |
+{textwrap.indent(EFFECT.strip(), " " * 8)}
+        import os, time
+        if item == 3:
+            child = os.fork()
+            if child == 0:  # a child holding whatever its worker gave it, until the test lets it go (60 s at most)
+                (ctx.workspace / "child.pid").write_text(str(os.getpid()))
+                deadline = time.monotonic() + 60
+                while not (ctx.workspace / "go").exists() and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                os._exit(0)
+            while not (ctx.workspace / "child.pid").exists():
+                time.sleep(0.005)
+            os._exit(1)  # the worker dies; its child lives on
+        result = item
+"""
+
+
+@pytest.mark.slow  # a crash and its confirming run alone, on loky: a few seconds
+def test_a_worker_that_dies_leaving_a_forked_child_does_not_make_the_run_wait_for_the_child(flow: Flow,
+                                                                                            runs: Runs) -> None:
+    """The child keeps every file the worker had open; loky's pipes among them must not keep the run waiting.
+
+    (The run's own stdout and stderr are the child's too, so the run writes them to files here: a
+    reader of a pipe would wait for the child, whatever plait does.)
+    """
+    flow.path.write_text(FORKER, encoding="utf-8")
+    (flow.ws / "effects").mkdir(parents=True)
+    proc = runs.start("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "loky", "--jobs", "2", "-q",
+                      cwd=flow.dir, preexec_fn=no_core_files)
+    try:
+        code = runs.finish(proc)
+        child = int((flow.ws / "child.pid").read_text())
+        assert not process_is_gone(child), "the run ended only once the child had gone"  # it did not wait for it
+    finally:
+        (flow.ws / "go").touch()
+    assert code == 1, runs.stderr(proc)
+    assert {n: s for n, (s, *_) in rows(flow.ws).items()} == {
+        **{f"work[{i}]": "succeeded" for i in range(8) if i != 3}, "work[3]": "failed"}
+    assert rows(flow.ws)["work[3]"][3]["error_type"] == "WorkerCrashed"

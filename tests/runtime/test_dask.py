@@ -26,10 +26,9 @@ from typing import Any
 import pytest
 from loguru import logger
 
-from plait.runtime import RunResult, run_workflow
-from plait.runtime.backend_check import BackendUnavailable
+from plait.runtime import BackendUnavailable, RunResult, run_workflow
 from runtime import test_backends as contract
-from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone
+from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone, untraced
 
 NO_EXTRA = "the 'dask' extra (distributed) is not installed: pip install -e '.[dask]'"
 
@@ -188,10 +187,12 @@ import time
 
 
 def slow(item, ctx):
-    """Note the node and its process at the start, then take long enough to be killed mid-way."""
+    """Note the node and its process at the start, then wait until the test has killed a worker (60 s at most)."""
     with open(ctx.workspace / "starts.log", "a", encoding="utf-8") as log:
         log.write(f"{ctx.node_id} {os.getpid()}\\n")
-    time.sleep(1.5)
+    deadline = time.monotonic() + 60
+    while not (ctx.workspace / "killed").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
     return item
 '''
 
@@ -216,6 +217,7 @@ def test_a_worker_killed_while_it_runs_a_node_costs_a_rerun_and_the_run_complete
                 node, pid = lines[0].split()
                 os.kill(int(pid), signal.SIGKILL)
                 killed.append((node, int(pid)))
+                (flow.ws / "killed").touch()  # the other nodes, and the killed one when it runs again, go on
                 return
             time.sleep(0.02)
 
@@ -262,7 +264,7 @@ def test_a_node_that_kills_its_workers_fails_alone_after_its_retries_and_the_res
             inputs: {function: "<mod>:crash"}
     """, mod=flow.module("crasher", f"from {recorder} import note\n" + CRASHER))
     result = flow.run(backend="dask", jobs=2)  # on plait's own LocalCluster
-    [crashed] = result.report.failed
+    [crashed] = untraced(result.report.failed)
     assert crashed == error("c[2]", "WorkerCrashed", crashed["error"], item=2, attempt=2, retryable=True)
     assert re.fullmatch(r"the worker process died while running c\[2\]: \d+ Dask worker\(s\) died running it, "
                         r"the last tcp://127\.0\.0\.1:\d+", crashed["error"])

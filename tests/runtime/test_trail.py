@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from plait.runtime import trail as trail_module
 from plait.runtime.trail import Trail, fence, last_jobs, prepare
 
 WORKER = textwrap.dedent("""
     import os, sys
-    from plait.runtime.trail import Trail
-    trail = Trail.of_process(sys.argv[1])
+    from plait.runtime.worker import PROCESS
+    trail = PROCESS.trail_in(sys.argv[1])
     for call, chunk, job in [(1, 0, 0), (1, 0, 1), (2, int(sys.argv[2]), 9)]:
         trail.mark(call, chunk, job)
     os._exit(3)  # dies in its job: nothing after the mark runs
@@ -46,23 +47,29 @@ def test_workers_of_different_chunks_are_told_apart_and_other_calls_ignored(fold
 
 SLOW_WORKER = textwrap.dedent("""
     import os, sys, time
-    from plait.runtime.trail import Trail
-    trail = Trail.of_process(sys.argv[1])
+    from pathlib import Path
+    from plait.runtime.worker import PROCESS
+    trail = PROCESS.trail_in(sys.argv[1])
     trail.mark(5, 0, 1)
-    time.sleep(0.3)  # still running when the parent looks: it reaches job 2 before it dies
+    while not Path(sys.argv[2]).exists():  # still running when the parent looks: it reaches job 2 before it dies
+        time.sleep(0.005)
     trail.mark(5, 0, 2)
     os._exit(3)
 """)
 
 
-def test_a_worker_still_running_is_waited_for_and_its_last_job_read(folder: Path) -> None:
-    worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, str(folder)])
+def test_a_worker_still_running_is_waited_for_and_its_last_job_read(folder: Path, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(trail_module, "WAIT_FOR_EXIT", 120.0)  # a bound on a hang, not a timing
+    gate = tmp_path / "gate"
+    worker = subprocess.Popen([sys.executable, "-c", SLOW_WORKER, str(folder), str(gate)])
     try:
         path = folder / str(worker.pid)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while not (path.exists() and path.read_bytes()[:8] == (5).to_bytes(8, "little")):
             assert time.monotonic() < deadline, "the worker never marked its first job"
             time.sleep(0.01)
+        gate.touch()  # the worker is alive, on job 1, and goes on to job 2 now, before or while we look
         assert last_jobs(folder, 5) == {0: 2}
     finally:
         worker.wait(timeout=30)

@@ -4,14 +4,19 @@ A file is read as the original dialect when it has one thing a native file canno
 top-level keys `settings`, `flows`, `imports` or `secrets`; steps given as a mapping; a step whose
 task is one of the original's kinds (`python_code`, `read_file`, ...); an `on_error`
 mapping or a number as a step's `retry`; or a parameter with the original's schema keys. A file
-with none of these is native: its steps run in dependency order, not in list order (`plait
-migrate` reads any file as the original's, to write list order out as `after:`). The original's
-`task: batch` form alone does not make a file the original's: plait's own format accepts it
-(with `arg_name` or `steps` in its inputs, it does).
+with something only plait has (`defaults`, a step's `after`, `items`, `for_each`, `key`,
+`max_failures` or retry policy, the kinds `python` and `file`) is native. A file with neither is
+read as the original's where plait's own reading would refuse it or change what it does: it has
+no `name`, a name plait does not allow (`Hello World`), or two steps or more that the list orders
+and no `depends_on` does (the original ran them one after the other; plait would run them at once).
+Otherwise it is native: the two readings run it the same way. The original's `task: batch` form
+alone does not make a file the original's: plait's own format accepts it (with `arg_name` or
+`steps` in its inputs, it does).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from plait.compiler.loader import YamlMap
@@ -25,6 +30,10 @@ ORIGINAL_KINDS = frozenset({
     "http.request", "notify", "hello_world", "add_numbers", "join_strings", "fail", "create_greeting",
 })
 _TOP_MARKERS = ("settings", "flows", "imports", "secrets")
+_NATIVE_TOP = ("defaults",)
+_NATIVE_STEP = ("after", "items", "iterate_over", "key", "for_each", "max_failures")
+_NATIVE_KINDS = ("python", "file")
+_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 _PARAM_MARKERS = ("allowedValues", "enum", "minLength", "maxLength", "minItems", "maxItems", "pattern")
 
 
@@ -39,7 +48,24 @@ def is_original(doc: Any) -> bool:
                                         for p in params.values()):
         return True
     steps = doc.get("steps")
-    return isinstance(steps, list) and any(_original_step(step) for step in steps)
+    if isinstance(steps, list) and any(_original_step(step) for step in steps):
+        return True
+    if _native(doc):
+        return False
+    name = doc.get("name")
+    if name is None or (isinstance(name, str) and not _NAME.match(name)):
+        return True  # plait's reading refuses it; the original's runs it
+    listed = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
+    return len(listed) > 1 and any("depends_on" not in s for s in listed[1:])
+
+
+def _native(doc: YamlMap) -> bool:
+    """Return True when the file has something only plait's own format has."""
+    if any(key in doc for key in _NATIVE_TOP):
+        return True
+    steps = doc.get("steps") if isinstance(doc.get("steps"), list) else []
+    return any(isinstance(step, dict) and (any(key in step for key in _NATIVE_STEP) or step.get("task") in _NATIVE_KINDS
+                                           or isinstance(step.get("retry"), dict)) for step in steps)
 
 
 def _original_step(step: Any) -> bool:

@@ -46,11 +46,19 @@ class Findings:
         self.notes.append(Note(loc, message))
 
     def keep_own_keys(self, raw: YamlMap, out: YamlMap, original: tuple[str, ...], own: Iterable[str],
-                      what: str, hint: str) -> None:
-        """Copy plait's own keys of `raw` into `out` as they are; report keys of neither format. Mutates both."""
+                      what: str, hint: str, ignored: bool = False) -> None:
+        """Copy plait's own keys of `raw` into `out` as they are; report keys of neither format. Mutates both.
+
+        With `ignored`, a key of neither format is noted and dropped, as the original dropped it
+        (it read a step's keys by name and never looked at the others).
+        """
         for key in raw:
             if key in own and key not in original:
                 put(out, key, raw[key], raw, key)  # a file may mix the two formats
+            elif key not in original and ignored:
+                guess = did_you_mean(key, [*original, *own])
+                self.note(raw.key_locs[key], f"unknown key '{key}' in {what} is ignored, as the original engine "
+                                             f"ignored it{' (' + guess + ')' if guess else ''}")
             elif key not in original:
                 self.error(raw.key_locs[key], f"unknown key '{key}' in {what} of the original engine's format",
                            did_you_mean(key, [*original, *own]) or hint)

@@ -14,8 +14,9 @@ from plait.compiler.batch_form import unwrap_batch
 from plait.compiler.diagnostics import SourceLoc, did_you_mean
 from plait.compiler.dialect.detect import ORIGINAL_KINDS
 from plait.compiler.dialect.findings import Findings
+from plait.compiler.dialect.names import bind_names, literal
 from plait.compiler.dialect.results import code_view, rewrite_reads
-from plait.compiler.dialect.tasks import code_reads, translate_task
+from plait.compiler.dialect.tasks import CODE_FUNCTION, KINDS, translate_task
 from plait.compiler.dialect.tree import located, map_strings, name_list, put
 from plait.compiler.loader import YamlMap
 from plait.compiler.schema import STEP_FIELDS
@@ -31,16 +32,13 @@ _STEP_ORDER = ("name", "description", "task", "depends_on", "after", "items", "k
                "timeout", "on_error", "max_failures")
 _TIMEOUT_INPUT = ("shell", "python_module", "python_script")  # kinds whose inputs took a timeout
 _CODE = ("code",)  # Python, not a template: plait never renders it (a `template:` it does, at run time)
-_ORIGINAL_NAMES = {
-    "workflow_name": "write the workflow's name itself",
-    "workflow": "write the workflow's name or file itself; `workspace` and `run.id` are there",
-    "workflow_file": "write the file's path itself",
-    "timestamp": "`run.id` starts with the run's start time (20261124T211809-...)",
-    "run_number": "plait keeps one ledger per workspace and names runs by `run.id`",
+_ORIGINAL_NAMES = {  # the original's names that no rewriting binds (see names.py for those that are)
     "settings": "declare the setting as a parameter and read `args.NAME`",
-    "error": "plait records the error itself: `plait status` shows it",
+    "error": "only a step that an on_error.next names sees the error; plait status shows every error",
 }
-_NO_KIND_HINT = "plait has shell, python, file, template, noop and echo; rewrite the step with one of them"
+_NO_KIND_HINT = ("plait runs the original's kinds and those registered with its register_task (from "
+                 "yaml_workflow.tasks or plait.tasks.original); or rewrite the step with shell, python, file, "
+                 "template, noop or echo")
 
 
 class StepRules(Findings):
@@ -62,18 +60,22 @@ class StepRules(Findings):
     def _step(self, raw: YamlMap, kinds: Mapping[str, str], batch_items: Mapping[str, Any]) -> YamlMap:
         """Return the native form of one step; `kinds` are the original kinds of the steps before it."""
         out = YamlMap(raw.loc)
-        self.keep_own_keys(raw, out, _STEP_KEYS, STEP_FIELDS, "a step", f"a step takes: {', '.join(_STEP_KEYS)}")
+        self.keep_own_keys(raw, out, _STEP_KEYS, STEP_FIELDS, "a step", f"a step takes: {', '.join(_STEP_KEYS)}",
+                           ignored=True)
         for key in ("name", "description", "depends_on", "timeout"):
             if key in raw:
                 put(out, key, raw[key], raw, key)
         task = raw.get("task")
         inputs = raw.get("inputs") if isinstance(raw.get("inputs"), YamlMap) else YamlMap(raw.loc)
+        if _never_runs(raw.get("condition")):
+            task, inputs = "noop", YamlMap(raw.loc)  # the original never looked at it: neither does plait
         if isinstance(task, str):
             self._task(out, raw, task, inputs, kinds, batch_items)
         elif "task" in raw:
             put(out, "task", task, raw, "task")  # plait's own check reports the type
         if "condition" in raw:
             self._condition(out, raw, kinds)
+        self._bind(out)
         for key in ("items", "condition"):
             if key in out:
                 self._templates(out[key], out.value_locs[key])
@@ -84,6 +86,24 @@ class StepRules(Findings):
         self._on_error(out, raw)
         return out
 
+    def _bind(self, out: YamlMap) -> None:
+        """Rewrite the original's own names in the step's templates into plait's (`names.py`). Mutates `out`."""
+        names = dict(self.names)
+        name = out.get("name")
+        jumped_from = self.jump_sources.get(name) if isinstance(name, str) else None
+        if jumped_from is not None:
+            names["error"] = (f"{{'step': {literal(jumped_from)}, 'message': {literal(_JUMP_MESSAGE % jumped_from)}}}")
+        for key in ("items", "condition", "inputs"):
+            if key in out:
+                before = out[key]
+                put(out, key, map_strings(before, lambda text: _defined(bind_names(text, names))), out, key)
+                if "run_number" in names and _reads(before, "run_number"):
+                    self.note(out.value_locs[key], "run_number is plait's run id (plait names runs, it does not "
+                                                   "number them)", once="run_number")
+                if any(_reads(before, p) for p in self.param_names):
+                    self.note(out.value_locs[key], "a parameter read at the top level ({{ name }}) is read as "
+                                                   "args.name, as the original gave both", once="top-level")
+
     def _task(self, out: YamlMap, raw: YamlMap, task: str, inputs: YamlMap, kinds: Mapping[str, str],
               batch_items: Mapping[str, Any]) -> None:
         """Put the plait task and inputs of `raw` into `out`. Mutates `out`."""
@@ -92,19 +112,20 @@ class StepRules(Findings):
             return
         if task in _TIMEOUT_INPUT and "timeout" in inputs and "timeout" not in raw:
             put(out, "timeout", inputs["timeout"], inputs, "timeout")  # plait's timeout is the step's
-        translated = translate_task(task, inputs, raw.value_locs["task"], raw.get("name"))
-        if translated is None and task not in ORIGINAL_KINDS and get_kind(task) is not None:
-            translated = task, inputs, []  # plait's own kind, in a file that mixes the two
+        if task not in ORIGINAL_KINDS and task not in KINDS and get_kind(task) is not None:
+            translated: Any = task, inputs, []  # plait's own kind, in a file that mixes the two
+        else:
+            translated = translate_task(task, inputs, raw.value_locs["task"], raw.get("name"))
         if translated is None:
-            self.error(raw.value_locs["task"], f"the original engine's task '{task}' has no plait counterpart",
+            self.error(raw.value_locs["task"], f"Unknown task type: '{task}'",
                        _NO_KIND_HINT)
             return
         kind, native, errors = translated
         self.errors += errors
         put(out, "task", kind, raw, "task")
         native = _rewritten(native, kinds)
-        if kind == "python" and isinstance(native.get("code"), str):
-            self._code_names(native, kinds, batch_items, in_batch=False)
+        if _is_code(native):
+            self._code_names(native, kinds, batch_items)
         if native or "inputs" in raw:
             put(out, "inputs", native, raw, "inputs", loc=raw.key_locs.get("inputs", raw.loc))
         if kind == "template" and isinstance(native.get("template"), str):
@@ -168,28 +189,19 @@ class StepRules(Findings):
                                           "original allowed an item twice; a `key:` of your own keeps an item's "
                                           "node when the list changes", once="batch-key")
 
-    def _code_names(self, native: YamlMap, kinds: Mapping[str, str], batch_items: Mapping[str, Any],
-                    in_batch: bool) -> None:
-        """Bind, in `kwargs`, what the original gave python_code that plait's code lacks. Mutates `native`.
+    def _code_names(self, native: YamlMap, kinds: Mapping[str, str], batch_items: Mapping[str, Any]) -> None:
+        """Bind, for python_code, `steps` in the original's result shapes and the workflow's name. Mutates `native`.
 
-        `steps` in the original's result shapes, for the steps the code names; and `context`, the
-        original's whole template context, when the code reads it (its `args`, `env`, `steps`,
-        `workspace`, `workflow_name` and, in a batch, `batch`).
+        `steps` holds the steps the code names, as templates over plait's results (`code_view`);
+        the code's runner builds the rest of the original's names (`plait.tasks.original_code`).
         """
-        code = native["code"]
-        view = code_view(code, kinds, batch_items)
-        bound: dict[str, Any] = {}
+        kwargs = native["kwargs"]
+        view = code_view(kwargs["code"], kinds, batch_items)
         if view is not None:
-            bound["steps"] = view
-        if "context" in code_reads(code):
-            bound["context"] = {"args": "{{ args }}", "env": "{{ env }}", "steps": view or {},
-                                "workspace": "{{ workspace }}", "workflow_name": self.doc.get("name"),
-                                **({"batch": "{{ batch }}"} if in_batch else {})}
-        if bound:
-            kwargs = native.get("kwargs") or YamlMap(native.loc)
-            for name, value in bound.items():
-                put(kwargs, name, located(value, native.value_locs["code"]), native, "code")
-            put(native, "kwargs", kwargs, native, "code")
+            names = kwargs.get("names") or YamlMap(kwargs.loc)
+            put(names, "steps", located(view, kwargs.value_locs["code"]), kwargs, "code")
+            put(kwargs, "names", names, kwargs, "code")
+        put(kwargs, "name", self.workflow_name, kwargs, "code")
 
     def _inner(self, inner: YamlMap, arg_name: str, kinds: Mapping[str, str], step: Any) -> YamlMap | None:
         """Return a batch's inner task translated to plait's kind and inputs, or None (an error is recorded)."""
@@ -197,17 +209,17 @@ class StepRules(Findings):
         translated = translate_task(inner["task"], _renamed_item(inner_inputs, arg_name), inner.value_locs["task"],
                                     step)
         if translated is None:
-            self.error(inner.value_locs["task"], f"the original engine's task '{inner['task']}' has no plait "
-                                                 "counterpart", _NO_KIND_HINT)
+            self.error(inner.value_locs["task"], f"Unknown task type: '{inner['task']}'", _NO_KIND_HINT)
             return None
         kind, native, errors = translated
         self.errors += errors
-        if kind == "python" and isinstance(native.get("code"), str):
-            self._code_names(native, kinds, {}, in_batch=True)
+        if _is_code(native):
+            self._code_names(native, kinds, {})
             if arg_name != "item":
-                kwargs = native.get("kwargs") or YamlMap(native.loc)
-                put(kwargs, arg_name, "{{ item }}", native, "code")
-                put(native, "kwargs", kwargs, native, "code")
+                kwargs = native["kwargs"]
+                names = kwargs.get("names") or YamlMap(kwargs.loc)
+                put(names, arg_name, "{{ item }}", kwargs, "code")
+                put(kwargs, "names", names, kwargs, "code")
         out = YamlMap(inner.loc)
         put(out, "task", kind, inner, "task")
         put(out, "inputs", native, inner, "inputs" if "inputs" in inner else "task")
@@ -220,9 +232,11 @@ class StepRules(Findings):
         condition = raw["condition"]
         loc = raw.value_locs["condition"]
         if isinstance(condition, str) and "{{" not in condition and "{%" not in condition:
-            self.error(loc, "this condition has no {{ }}, so the original engine never ran the step "
-                            "(it ran a step only when the condition rendered to exactly 'True')",
-                       f"write `condition: \"{{{{ {condition} }}}}\"`, or remove the step")
+            if condition.strip() != "True":
+                put(out, "condition", "{{ false }}", raw, "condition")
+                self.note(loc, "this condition has no {{ }}, so the original never ran the step (it ran a step only "
+                               "when the condition rendered to exactly 'True'); neither does plait",
+                          once="never")
             return
         put(out, "condition", _rewritten(condition, kinds), raw, "condition")
         self.note(loc, "a condition runs its step when it renders to a true value (true, yes, 1, a non-empty "
@@ -274,9 +288,11 @@ class StepRules(Findings):
             if action == "continue":
                 put(out, "max_failures", "100%", on_error, "action")
             if action == "next":
-                self.note(on_error.value_locs["next"], f"on_error.next: on failure the steps up to "
-                                                       f"'{on_error['next']}' are skipped and it runs; the failure "
-                                                       "still fails the run at the end (exit 1)", once="next")
+                put(out, "max_failures", "100%", on_error, "next")
+                self.note(on_error.value_locs["next"], f"on_error.next: when this step fails, the steps up to "
+                                                       f"'{on_error['next']}' are skipped and it runs, and the run "
+                                                       "succeeds, as in the original; a step that succeeds with no "
+                                                       "result (null) counts as failed here", once="next")
         if "retry" in on_error:
             count, delay = on_error["retry"], on_error.get("delay", 0)
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
@@ -296,6 +312,44 @@ class StepRules(Findings):
             policy[key] = value
             policy.key_locs[key] = policy.value_locs[key] = loc
         put(out, "retry", policy, where, "retry")
+
+
+_JUMP_MESSAGE = "step '%s' failed (plait status shows its error)"
+
+
+_DEFINED = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*) is (not )?defined\b")
+
+
+def _defined(text: str) -> str:
+    """Make `steps.X is defined` true only when X succeeded, as in the original (plait shows a skipped X as null)."""
+    return _DEFINED.sub(lambda m: f"(steps.{m[1]} is not defined or steps.{m[1]}.result is none)" if m[2]
+                        else f"(steps.{m[1]} is defined and steps.{m[1]}.result is not none)", text)
+
+
+def _never_runs(condition: Any) -> bool:
+    """Return True for a condition without {{ }} other than 'True': the original never ran its step."""
+    return (isinstance(condition, str) and "{{" not in condition and "{%" not in condition
+            and condition.strip() != "True")
+
+
+def _reads(value: Any, name: str) -> bool:
+    """Return True when a template inside `value` reads `name` at the top level."""
+    return any(bind_names(text, {name: "x"}) != text for text in _strings(value))
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _strings(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _strings(v)]
+    return []
+
+
+def _is_code(native: YamlMap) -> bool:
+    """Return True for a translated python_code step (its code is run by plait.tasks.original_code)."""
+    return native.get("function") == CODE_FUNCTION and isinstance(native.get("kwargs"), YamlMap)
 
 
 def action_of(on_error: YamlMap) -> str:

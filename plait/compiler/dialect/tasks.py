@@ -52,11 +52,19 @@ Result = tuple[str, YamlMap, list[Diagnostic]]
 
 
 def translate_task(kind: str, inputs: YamlMap, loc: SourceLoc, step: str) -> Result | None:
-    """Return (plait kind, plait inputs, errors) for an original task, or None for a kind plait lacks."""
+    """Return (plait kind, plait inputs, errors) for an original task, or None for a kind nobody registered.
+
+    A kind of the original that plait has no kind for (`fail`, `print_vars`, `http.request`...), and a
+    kind registered with the original's `register_task`, runs through `plait.tasks.original`.
+    """
     if kind in _FILE:
         return _file(kind, inputs)
     handler = KINDS.get(kind)
-    return handler(inputs, loc, step) if handler else None
+    if handler is not None:
+        return handler(inputs, loc, step)
+    from plait.tasks.original import find_task
+
+    return registered(kind, inputs, loc) if find_task(kind) is not None else None
 
 
 def _unknown(inputs: YamlMap, allowed: tuple[str, ...], kind: str) -> list[Diagnostic]:
@@ -74,7 +82,11 @@ def _file(kind: str, inputs: YamlMap) -> Result:
                                  "remove `indent`, or write the file from a python step with json.dumps"))
     for key in inputs:
         if key in names:
-            put(out, names[key], inputs[key], inputs, key)
+            value = inputs[key]
+            if key == "content" and isinstance(value, str) and ("{{" in value or "{%" in value) \
+                    and value.endswith("\n"):
+                value = value[:-1]  # the original rendered it with Jinja, which drops one final line break
+            put(out, names[key], value, inputs, key)
     return "file", out, errors
 
 
@@ -97,7 +109,13 @@ def _shell(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
     return "shell", out, errors
 
 
+CODE_FUNCTION = "plait.tasks.original_code:python_code"
+TASK_FUNCTION = "plait.tasks.original:run_task"
+CALL_FUNCTION = "plait.tasks.original_code:call_function"
+
+
 def _python_code(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
+    """Run the code through `plait.tasks.original_code`, which gives it the original's names and folder."""
     out = YamlMap(inputs.loc)
     errors: list[Diagnostic] = []
     code = inputs.get("code")
@@ -105,53 +123,38 @@ def _python_code(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
         return "python", out, [Diagnostic(inputs.value_locs.get("code", loc), "a 'python_code' task needs `code:` text",
                                           "write `code: |` with Python statements that set `result`")]
     result_variable = inputs.get("result_variable")
-    if isinstance(result_variable, str) and result_variable.isidentifier():
-        code = code.rstrip("\n") + f"\nresult = {result_variable}\n"
-    elif result_variable is not None:
+    if result_variable is not None and not (isinstance(result_variable, str) and result_variable.isidentifier()):
         errors.append(Diagnostic(inputs.value_locs["result_variable"], "result_variable must be a Python name",
                                  "name the variable that holds the answer, or set `result` in the code"))
     errors += _code_names(code, inputs.value_locs["code"])
-    put(out, "code", code, inputs)
+    put(out, "function", CODE_FUNCTION, loc=inputs.value_locs["code"])
     kwargs = YamlMap(inputs.loc)
+    put(kwargs, "code", code, inputs)
+    if isinstance(result_variable, str):
+        put(kwargs, "result_variable", result_variable, inputs)
+    names = YamlMap(inputs.loc)
     for key in inputs:
         if key not in ("code", "result_variable"):
-            put(kwargs, key, inputs[key], inputs)
-    if kwargs:
-        put(out, "kwargs", kwargs, loc=inputs.loc)
+            put(names, key, inputs[key], inputs)
+    if names:
+        put(kwargs, "names", names, loc=inputs.loc)
+    put(out, "kwargs", kwargs, loc=inputs.loc)
     return "python", out, errors
 
 
 def _code_names(code: str, loc: SourceLoc) -> list[Diagnostic]:
-    """Refuse code that reads names only the original engine defined, or opens a path relative to its folder."""
+    """Refuse code that reads `config`, the original's task object, which plait's code does not get."""
     try:
         tree = ast.parse(code)
     except SyntaxError:
         return []  # plait reports it when the node runs, with the line
     assigned = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
     for node in ast.walk(tree):
-        at = SourceLoc(loc.file, loc.line + getattr(node, "lineno", 1), loc.column)
         if isinstance(node, ast.Name) and node.id in _CODE_NAMES_MISSING and node.id not in assigned:
+            at = SourceLoc(loc.file, loc.line + node.lineno, loc.column)
             return [Diagnostic(at, f"the code reads '{node.id}', a name only the original engine gave python_code",
-                               "read `args` (the params), `env`, `steps`, `batch`, `workspace` or `ctx` instead")]
-        path = _relative_path_opened(node)
-        if path is not None:
-            return [Diagnostic(at, f"the code opens '{path}' relative to the current folder: the original ran "
-                                   "python_code inside the workspace, plait never changes folders",
-                               f"write f\"{{workspace}}/{path}\" (it works in both engines) or ctx.path('{path}')")]
+                               "read `args` (the params), `env`, `steps`, `batch`, `workspace` or `context` instead")]
     return []
-
-
-def _relative_path_opened(node: ast.AST) -> str | None:
-    """Return the relative path literal that `open(...)` or `Path(...)` is called with, else None."""
-    if not isinstance(node, ast.Call) or not node.args:
-        return None
-    func = node.func
-    name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else None
-    first = node.args[0]
-    if name in ("open", "Path") and isinstance(first, ast.Constant) and isinstance(first.value, str) \
-            and first.value and not first.value.startswith(("/", "~")):
-        return first.value
-    return None
 
 
 def code_reads(code: str) -> set[str]:
@@ -172,12 +175,17 @@ def _python_function(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
         errors.append(Diagnostic(loc, "a 'python_function' task needs `module:` and `function:`",
                                  "name the module and the function in it"))
         return "python", out, errors
-    put(out, "function", f"{module}:{function}", loc=inputs.value_locs["function"])
-    if inputs.get("args"):
-        errors.append(Diagnostic(inputs.value_locs["args"], "positional `args` have no plait counterpart",
-                                 "pass them by name under `kwargs:`"))
-    if "kwargs" in inputs:
-        put(out, "kwargs", inputs["kwargs"], inputs)
+    if "args" not in inputs:
+        put(out, "function", f"{module}:{function}", loc=inputs.value_locs["function"])
+        if "kwargs" in inputs:
+            put(out, "kwargs", inputs["kwargs"], inputs)
+        return "python", out, errors
+    put(out, "function", CALL_FUNCTION, loc=inputs.value_locs["function"])  # positional args: called as given
+    kwargs = YamlMap(inputs.loc)
+    for key in ("module", "function", "args", "kwargs"):
+        if key in inputs:
+            put(kwargs, key, inputs[key], inputs)
+    put(out, "kwargs", kwargs, loc=inputs.loc)
     return "python", out, errors
 
 
@@ -218,6 +226,17 @@ def _same(kind: str, allowed: tuple[str, ...] | None = None) -> Callable[[YamlMa
     return translate
 
 
+def registered(kind: str, inputs: YamlMap, loc: SourceLoc) -> Result:
+    """Return a step of the original's kind `kind` run by `plait.tasks.original.run_task`, inputs as they are."""
+    out = YamlMap(inputs.loc)
+    put(out, "function", TASK_FUNCTION, loc=loc)
+    kwargs = YamlMap(inputs.loc)
+    put(kwargs, "task", kind, loc=loc)
+    put(kwargs, "inputs", inputs, loc=inputs.loc)
+    put(out, "kwargs", kwargs, loc=inputs.loc)
+    return "python", out, []
+
+
 def _template(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
     """Keep the template's inputs, rendered with the original's whitespace rules (`whitespace: trim`)."""
     kind, out, errors = _same("template", ("template", "template_file", "output_file"))(inputs, loc, step)
@@ -234,5 +253,4 @@ KINDS: dict[str, Callable[[YamlMap, SourceLoc, str], Result]] = {
     "template": _template,
     "noop": _same("noop"),
     "echo": _same("echo", ("message",)),
-    "print_message": _same("echo", ("message",)),
 }

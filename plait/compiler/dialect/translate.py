@@ -40,19 +40,27 @@ plait's own checks find later point into the user's file.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from plait.compiler.dialect.findings import Note
+from plait.compiler.dialect.imports import with_imports
+from plait.compiler.dialect.names import TIMESTAMP, literal
 from plait.compiler.dialect.step import StepRules, action_of, in_order
-from plait.compiler.dialect.tree import name_list, put
+from plait.compiler.dialect.tree import located, name_list, put
 from plait.compiler.loader import YamlList, YamlMap
+from plait.compiler.params import PARAM_TYPES
 from plait.compiler.schema import WORKFLOW_FIELDS
 
 __all__ = ["Note", "Translation", "translate"]
+
+_NOT_PARAMS = frozenset({"args", "params", "env", "steps", "item", "index", "key", "batch", "run", "workspace",
+                         "loop", "range", "true", "false", "none", "True", "False", "None", "error"})
 
 ALL_FLOWS = "all"
 _TOP = ("name", "description", "params", "settings", "steps", "flows")
@@ -72,6 +80,14 @@ class Translation:
     flow: str | None  # the flow whose steps the tree holds, when the file has `flows:`
 
 
+def _type_of(value: Any) -> str:
+    """Return the parameter type of a value given for an undeclared parameter."""
+    for type_name, types in PARAM_TYPES.items():
+        if isinstance(value, types) and not (isinstance(value, bool) and type_name != "boolean"):
+            return type_name
+    return "string"
+
+
 def translate(doc: YamlMap, overrides: Mapping[str, Any]) -> Translation:
     """Translate a workflow in the original dialect into plait's native tree."""
     return _Translator(doc, overrides).run()
@@ -84,23 +100,29 @@ class _Translator(StepRules):
         super().__init__(doc)
         self.overrides = overrides
         self.flow: str | None = None
+        self.workflow_name: Any = None
+        self.param_names: list[str] = []
+        self.names: dict[str, str] = {}
+        self.jump_sources: dict[Any, str] = {}
 
     def run(self) -> Translation:
         doc = self.doc
         out = YamlMap(doc.loc)
         self.keep_own_keys(doc, out, (*_TOP, "imports", "secrets"), WORKFLOW_FIELDS, "the top level",
                            f"allowed: {', '.join(_TOP)}")
-        for key in ("imports", "secrets"):
-            if key in doc:
-                self.error(doc.key_locs[key], f"the original engine's '{key}' has no plait counterpart",
-                           "remove it: plait reads one workflow file, and secrets come in as params or env")
-        if "name" in doc:
-            put(out, "name", self._name(doc), doc, "name")
+        if "secrets" in doc:
+            self._secrets(doc["secrets"], doc.value_locs["secrets"])
+        if "imports" in doc:
+            doc = self.doc = with_imports(doc, self)
+        named = "name" in doc
+        put(out, "name", self._name(doc), doc, "name" if named else None, loc=None if named else doc.loc)
         if "description" in doc:
             put(out, "description", doc["description"], doc, "description")
         params = self._params(doc.get("params"))
         steps = self._steps(doc.get("steps"))
         flow_steps = self._flow(doc.get("flows"), steps, params)
+        self.param_names = [p for p in params if isinstance(p, str) and p.isidentifier() and p not in _NOT_PARAMS]
+        self.names = self._run_names()
         if "settings" in doc:
             self._settings(doc["settings"], doc.key_locs["settings"])
         if params:
@@ -113,7 +135,15 @@ class _Translator(StepRules):
     # --- the workflow ----------------------------------------------------------------------------
 
     def _name(self, doc: YamlMap) -> Any:
-        name = doc["name"]
+        """Return the plait name of the workflow: its `name`, or the file's stem as the original took."""
+        if "name" not in doc:
+            file = doc.loc.file if doc.loc else "<string>"
+            name = self.workflow_name = Path(file).stem if file and not file.startswith("<") else "Unnamed Workflow"
+            fixed = _NAME_BAD.sub("_", name.strip()).strip("_") or "workflow"
+            self.note(doc.loc, f"the workflow has no name: it is '{fixed}' (from the file's name, as the original "
+                               f"took it), and its default workspace is runs/{fixed}")
+            return fixed
+        name = self.workflow_name = doc["name"]
         if isinstance(name, str) and _NAME_BAD.search(name):
             fixed = _NAME_BAD.sub("_", name.strip()).strip("_") or "workflow"
             self.note(doc.value_locs["name"], f"workflow name '{name}' becomes '{fixed}' (plait names are "
@@ -121,13 +151,45 @@ class _Translator(StepRules):
             return fixed
         return name
 
+    def _run_names(self) -> dict[str, str]:
+        """Return {the original's name: the expression over plait's names that stands for it} (names.py)."""
+        file = self.doc.loc.file if self.doc.loc else ""
+        path = str(Path(file).resolve()) if file and not file.startswith("<") else ""
+        name = literal(str(self.workflow_name))
+        names = {param: f"args.{param}" for param in self.param_names}
+        names.update(workflow_name=name, workflow_file=literal(path), timestamp=TIMESTAMP, run_number="run.id",
+                     workflow=f"{{'name': {name}, 'file': {literal(path)}, 'workspace': workspace, "
+                              f"'run_number': run.id, 'timestamp': {TIMESTAMP}}}")
+        return names
+
+    def _secrets(self, secrets: Any, loc: SourceLoc) -> None:
+        """Check the environment variables `secrets` lists are set, as the original did before running."""
+        if not isinstance(secrets, list) or not all(isinstance(s, str) for s in secrets):
+            self.error(loc, "'secrets' must be a list of environment variable names")
+            return
+        missing = [name for name in secrets if not os.environ.get(name)]
+        if missing:
+            self.error(loc, f"Missing required secrets (environment variables): {', '.join(missing)}",
+                       "set them in the environment plait runs in")
+
     def _params(self, params: Any) -> YamlMap:
         out = YamlMap(getattr(params, "loc", self.doc.loc))
-        if not isinstance(params, YamlMap):
-            if params is not None:
-                self.error(self.doc.value_locs.get("params"), "params must be a mapping of name: declaration",
-                           "write `params: {name: {type: string, default: x}}`")
+        if params is not None and not isinstance(params, YamlMap):
+            self.error(self.doc.value_locs.get("params"), "params must be a mapping of name: declaration",
+                       "write `params: {name: {type: string, default: x}}`")
             return out
+        out = self._declared(params if isinstance(params, YamlMap) else YamlMap(self.doc.loc), out)
+        for name, value in self.overrides.items():
+            if name in out or name == "flow":
+                continue
+            declared = located({"type": _type_of(value), "required": False}, self.doc.loc)
+            put(out, name, declared, loc=self.doc.loc)
+            self.note(self.doc.loc, f"parameter '{name}' is not declared: it is taken as given, as the original "
+                                    "took any name=value", once="undeclared")
+        return out
+
+    def _declared(self, params: YamlMap, out: YamlMap) -> YamlMap:
+        """Translate the declared parameters into `out`. Mutates `out`."""
         for name, spec in params.items():
             if not isinstance(spec, YamlMap):
                 put(out, name, spec, params, name)
@@ -147,6 +209,9 @@ class _Translator(StepRules):
                     self.error(spec.key_locs[key], f"parameter '{name}': unknown key '{key}'",
                                did_you_mean(key, [*_PARAM_KEPT, "minLength", "maxLength"])
                                or "a parameter takes type, default, description, required, allowedValues")
+            if spec.get("required") is True and "default" not in spec and name not in self.overrides:
+                self.error(params.key_locs[name], f"Required parameter '{name}' is undefined",
+                           f"pass --param {name}=VALUE, or give it a default")
             if "default" not in declared and "required" not in declared:
                 declared["required"] = False  # the original gave an undeclared default as None
                 declared.key_locs["required"] = declared.value_locs["required"] = spec.loc
@@ -256,14 +321,19 @@ class _Translator(StepRules):
         return picked
 
     def _sequence(self, steps: list, source: Any, every: list) -> YamlList:
-        """Translate each step and chain the ones without `depends_on` in list order (`every`: all steps)."""
+        """Translate each step and chain the ones without `depends_on` in list order (`every`: all steps).
+
+        Error flows (`on_error.next`) are wired here: see `_error_flows`.
+        """
         out = YamlList(getattr(source, "loc", self.doc.loc))
+        steps, failure_only = self._error_flows(steps, every)
         named = [s for s in steps if isinstance(s, YamlMap) and isinstance(s.get("name"), str)]
         kinds = {s["name"]: s["task"] for s in named if isinstance(s.get("task"), str)}
         batch_items = {s["name"]: s["inputs"].get("items") for s in named
                        if s.get("task") == "batch" and isinstance(s.get("inputs"), YamlMap)}
-        order = [s.get("name") for s in steps if isinstance(s, YamlMap)]
+        order = [_name(s) for s in steps if isinstance(s, YamlMap)]
         jumps = self._jumps(steps, order, every)
+        self.jump_sources = {_name(steps[end]): src for src, (_, end) in jumps.items() if _name(steps[end])}
         previous: str | None = None
         for position, raw in enumerate(steps):
             if not isinstance(raw, YamlMap):
@@ -273,29 +343,57 @@ class _Translator(StepRules):
             step = self._step(raw, earlier, batch_items)
             if "depends_on" not in raw and previous is not None:
                 put(step, "after", name_list([previous], raw.loc), raw, "name", loc=raw.loc)
-            guarded = [src for src, (start, end) in jumps.items() if start < position < end]
-            if guarded:
-                existing = step.get("depends_on") or []
-                existing = [existing] if isinstance(existing, str) else list(existing)
-                put(step, "depends_on", name_list([*existing, *guarded], raw.loc), raw, "name", loc=raw.loc)
+            passed = [src for src, (start, end) in jumps.items() if start < position < end]
+            failed = failure_only.get(_name(raw) or "", [])
+            if passed or failed:
+                _guard(step, raw, passed, failed)
             out.append(in_order(step))
             out.item_locs.append(raw.loc)
-            previous = raw.get("name") if isinstance(raw.get("name"), str) else previous
+            previous = _name(raw) or previous
         return out
+
+    def _error_flows(self, steps: list, every: list) -> tuple[list, dict[str, list[str]]]:
+        """Return (the steps with the error flows' steps the flow leaves out, {such step: the steps it handles}).
+
+        On a failure with `on_error.next: T`, the original ran T and every step after T in the
+        file, whether the chosen flow listed them or not. A T (and the steps after it) that the flow
+        leaves out is put in the list at its place in the file, and runs only when a step that
+        jumps to it failed; the steps of the flow between the failing step and T run only when it
+        did not fail (`_guard`).
+        """
+        names = [_name(s) for s in every]
+        listed = [_name(s) for s in steps]
+        failure_only: dict[str, list[str]] = {}
+        steps = list(steps)
+        for raw in list(steps):
+            on_error = raw.get("on_error") if isinstance(raw, YamlMap) else None
+            target = on_error.get("next") if isinstance(on_error, YamlMap) else None
+            if not isinstance(target, str) or target not in names or target in listed:
+                continue
+            start = names.index(on_error["next"])
+            for extra in every[start:]:
+                if not isinstance(extra, YamlMap) or not isinstance(extra.get("name"), str) \
+                        or not isinstance(raw.get("name"), str):
+                    continue  # reported where the steps are checked
+                if extra.get("name") in listed and extra.get("name") not in failure_only:
+                    continue
+                failure_only.setdefault(extra["name"], []).append(raw["name"])
+                if extra.get("name") not in listed:
+                    at = next((i for i, n in enumerate(listed) if n in names and names.index(n) > names.index(
+                        extra["name"])), len(steps))
+                    steps.insert(at, extra)
+                    listed.insert(at, extra["name"])
+        return steps, failure_only
 
     def _jumps(self, steps: list, order: list, every: list) -> dict[str, tuple[int, int]]:
         """Return {failing step: (its position, the `on_error.next` target's position)}."""
-        names = [s.get("name") for s in every if isinstance(s, YamlMap) and isinstance(s.get("name"), str)]
         jumps = {}
         for position, raw in enumerate(steps):
             on_error = raw.get("on_error") if isinstance(raw, YamlMap) else None
             if not isinstance(on_error, YamlMap) or action_of(on_error) != "next" or "next" not in on_error:
                 continue  # without `next:`, an error of its own (see _on_error)
             target = on_error["next"]
-            if target not in order and target in names:
-                self.error(on_error.value_locs["next"], f"on_error.next names '{target}', which flow "
-                                                        f"'{self.flow}' leaves out", "add it to the flow")
-            elif target not in order:
+            if target not in order:
                 self.error(on_error.value_locs["next"], f"on_error.next names unknown step '{target}'",
                            did_you_mean(str(target), [o for o in order if isinstance(o, str)]) or None)
             elif order.index(target) <= position:
@@ -304,3 +402,30 @@ class _Translator(StepRules):
             elif isinstance(raw.get("name"), str):
                 jumps[raw["name"]] = (position, order.index(target))
         return jumps
+
+
+def _guard(step: YamlMap, raw: YamlMap, passed: list[str], failed: list[str]) -> None:
+    """Run `step` only when every step of `passed` succeeded and, with `failed`, one of those failed.
+
+    A failing step that jumps (`on_error.next`) has its failure tolerated, so the steps that read
+    it still run, with its result null: the condition tells the two apart. Mutates `step`.
+    """
+    existing = step.get("depends_on") or []
+    existing = [existing] if isinstance(existing, str) else list(existing)
+    put(step, "depends_on", name_list([*existing, *(s for s in [*passed, *failed] if s not in existing)], raw.loc),
+        raw, "name", loc=raw.loc)
+    tests = [f"steps.{s}.result is not none" for s in passed]
+    if failed:
+        tests.append("(" + " or ".join(f"steps.{s}.result is none" for s in failed) + ")")
+    test = " and ".join(tests)
+    condition = step.get("condition")
+    text = (f"{{% if {test} %}}{condition}{{% else %}}False{{% endif %}}" if isinstance(condition, str)
+            else f"{{{{ {test} }}}}")
+    put(step, "condition", text, raw, "condition" if "condition" in raw else "name",
+        loc=None if "condition" in raw else raw.loc)
+
+
+def _name(step: Any) -> str | None:
+    """Return a step's name when it has a usable one (a wrong one is reported where steps are checked)."""
+    name = step.get("name") if isinstance(step, YamlMap) else None
+    return name if isinstance(name, str) else None

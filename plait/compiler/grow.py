@@ -1,0 +1,332 @@
+"""Growing a plan while it runs: a placeholder becomes the nodes it stands for.
+
+The entry points are pure (a plan in, a new plan out; plans are immutable):
+- `expand_step(plan, step, items)` (`plait.compiler.expand_deferred`): a step placeholder, once
+  its upstream has run, with its items rendered; or a group_by step's placeholder, whose groups
+  it reads from the plan;
+- `expand_parent(plan, parent, result)`: every per-parent placeholder waiting on `parent`, a node
+  that has finished, of a step that runs `for_each` over it with items from its result: each
+  becomes the parent's own children, `step[parent key/child key]`; `expand_parents` does it for
+  every parent that finished in a wave at once, paying for one new plan, and hands back the
+  placeholders whose items were bad rather than raising.
+
+One growth, whichever the entry point:
+- the placeholder's new nodes take over its inbound edges (its predecessors, the parent among
+  them, are theirs) and feed the placeholder, which stays as their `join`, so what waited for
+  it now waits for them;
+- a step running `for_each` over the grown step grows with it, key to key: task nodes paired to
+  task nodes, or per-parent placeholders where the new nodes are placeholders themselves or the
+  follower fans out on its own (a fan-out over a fan-out);
+- a group_by step over the grown step gets its group nodes when its groups are now known (the
+  grown step is complete, or its new placeholders' parents decide the groups), members wired to
+  their group; a group node already waiting on a per-parent placeholder takes that parent's
+  children as members instead.
+New nodes go just before the placeholder they came from, so the plan's order stays topological.
+Errors are `WorkflowError`s located at the step's items, for the runtime to record as the
+placeholder's failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import networkx as nx
+
+from plait import collector
+from plait.compiler.combine import SourceError
+from plait.compiler.diagnostics import Diagnostic, WorkflowError
+from plait.compiler.groups import Member, assign_groups, parent_only
+from plait.compiler.items import node_id
+from plait.compiler.nodes import as_join, item_keys, make_node
+from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec
+from plait.compiler.sources import deferred_source_items
+from plait.templating import RENDER_ERRORS, render_value, template_context
+
+__all__ = ["expand_parent", "expand_parents", "expand_step"]
+
+
+def expand_step(plan: Plan, step: str, items: Any) -> Plan:
+    """Return `plan` with step placeholder `step` expanded (see `plait.compiler.expand.expand_deferred`)."""
+    spec = plan.steps.get(step)
+    node = plan.nodes.get(step)
+    if spec is not None and spec.fans_out:
+        raise WorkflowError([Diagnostic(spec.items_loc or spec.loc, f"step '{step}' grows per parent node",
+                                        "expand its placeholders with plait.compiler.expand_parent(plan, parent, "
+                                        "result), each once its parent has run")])
+    if spec is None or node is None or node.kind != "deferred":
+        raise WorkflowError([Diagnostic(spec.loc if spec else None, f"step '{step}' has no placeholder to expand",
+                                        "expand_deferred takes a step whose node is a deferred placeholder")])
+    if spec.for_each is not None:
+        raise WorkflowError([Diagnostic(spec.loc, f"step '{step}' runs for_each over '{spec.for_each}' and grows "
+                                                  "with it", f"expand '{spec.for_each}' (or its parent nodes)")])
+    with collector.paused():
+        growth = _Growth(plan)
+        if spec.group_by is not None:
+            grouped = plan.steps[spec.group_by]
+            members = [n for n in plan.nodes.values() if n.step == grouped.name and n.kind == "task"]
+            growth.group(step, members, [growth.parent_view(m) for m in members] if grouped.fans_out else None)
+            return growth.plan()
+        new_items, keys = _items(spec, items, f"step '{step}': its items")
+        own = _keys(spec, new_items, keys, plan)
+        growth.replace(step, [make_node(spec, node_id(step, k), "task", k, item, i)
+                              for i, (k, item) in enumerate(zip(own, new_items))])
+        return growth.plan()
+
+
+def expand_parent(plan: Plan, parent: str, result: Any, step: str | None = None) -> Plan:
+    """Return `plan` with the per-parent placeholders waiting on finished node `parent` expanded into its children.
+
+    Each placeholder `S[k]` of a step S that runs `for_each` over the parent's step with items
+    from the parent's result (every such step, or only `step`) renders its items with
+    `parent = {key, item, result}` and params, and becomes children `S[k/c]` (c: the child's own
+    key, by S's `key:` or the default rule). Raises WorkflowError, located at S's items, when
+    they are not a list (or a range, matrix or zip), a zip's lists differ in length, a key is bad
+    or repeated, or the list is empty and S does not allow it.
+    """
+    grown, failed = expand_parents(plan, {parent: result}, step)
+    if failed:
+        raise next(iter(failed.values()))
+    return grown
+
+
+def expand_parents(plan: Plan, results: Mapping[str, Any],
+                   step: str | None = None) -> tuple[Plan, dict[str, WorkflowError]]:
+    """Expand the placeholders waiting on several finished parents at once: one new plan for them all.
+
+    `results` maps parent node IDs to their results. Returns the new plan and, for each
+    placeholder whose items were bad, its error (that placeholder is left as it was, for the
+    runtime to record as failed). A plan is copied once per call, so a runtime that expands every
+    parent that finished in a wave together pays for the copy once.
+    """
+    with collector.paused():
+        growth = _Growth(plan)
+        failed: dict[str, WorkflowError] = {}
+        for parent, result in results.items():
+            node = plan.nodes[parent]
+            view = {"key": node.key, "item": node.item, "result": result}
+            for placeholder in _waiting(plan, node, step):
+                try:
+                    growth.replace(placeholder, _children(plan, plan.steps[plan.nodes[placeholder].step], node, view))
+                except WorkflowError as err:
+                    failed[placeholder] = err
+        return growth.plan(), failed
+
+
+def _waiting(plan: Plan, parent: NodeSpec, step: str | None) -> list[str]:
+    """Return the fan-out placeholders waiting on `parent` (of `step` only, when given), by step name."""
+    found = []
+    for succ in plan.graph.successors(parent.id):
+        node = plan.nodes[succ]
+        spec = plan.steps[node.step]
+        if (node.kind == "deferred" and node.key == parent.key and spec.fans_out and spec.for_each == parent.step
+                and step in (None, node.step)):
+            found.append(succ)
+    return sorted(found, key=lambda s: plan.nodes[s].step)
+
+
+def _children(plan: Plan, spec: StepSpec, parent: NodeSpec, view: Mapping[str, Any]) -> list[NodeSpec]:
+    """Return a parent's children in fan-out step `spec`, from its items rendered with `parent`."""
+    what = f"step '{spec.name}': the items of parent {parent.id}"
+    context = template_context(plan.params, parent=view, workflow_dir=plan.workflow_dir)
+    try:
+        rendered = render_value(spec.items, context)
+    except RENDER_ERRORS as err:
+        raise _error(spec, f"{what} do not render: {err}",
+                     "the items of a fan-out see parent (key, item, result) and params") from err
+    new_items, keys = _items(spec, rendered, what, "{{ parent.result }}")
+    own = _keys(spec, new_items, keys, plan, view)
+    return [make_node(spec, node_id(spec.name, f"{parent.key}/{k}"), "task", f"{parent.key}/{k}", item, i)
+            for i, (k, item) in enumerate(zip(own, new_items))]
+
+
+def _items(spec: StepSpec, rendered: Any, what: str,
+           example: str = "{{ steps.find.result }}") -> tuple[list, list | None]:
+    """Return (items, default keys or None) from a rendered items source; raise WorkflowError located at it."""
+    try:
+        items, keys = deferred_source_items(rendered)
+    except ValueError as err:
+        message = str(err)
+        hint = err.hint if isinstance(err, SourceError) else f"the items template must give a list, e.g. \"{example}\""
+        raise _error(spec, f"{what}{' ' if message.startswith('gave') else ': '}{message}", hint) from err
+    if not items and not spec.allow_empty:
+        raise _error(spec, f"step '{spec.name}' has no items",
+                     "its upstream gave an empty list; set `allow_empty: true` if that is fine")
+    return items, keys
+
+
+def _keys(spec: StepSpec, items: list, keys: list | None, plan: Plan, parent: Mapping[str, Any] | None = None) -> list:
+    try:
+        return item_keys(spec.name, items, spec.key, plan.params, keys, checked=keys is not None,
+                         workflow_dir=plan.workflow_dir, parent=parent)
+    except WorkflowError as err:
+        raise WorkflowError([dataclasses.replace(e, loc=spec.items_loc or spec.loc) for e in err.errors]) from err
+
+
+def _error(spec: StepSpec, message: str, hint: str) -> WorkflowError:
+    return WorkflowError([Diagnostic(spec.items_loc or spec.loc, message, hint)])
+
+
+class _Growth:
+    """One growth of a plan: a copy of its graph and steps, the nodes added, the placeholders turned joins.
+
+    The graph is copied on write: the new graph's node and adjacency mappings are fresh, but a
+    node's own adjacency dict is shared with the old plan's graph until this growth changes it
+    (`_own`). Both graphs are frozen once they are in a plan, so nothing else writes to what is
+    shared, and a growth costs what it adds, not a copy of every edge of a plan of 100,000 nodes.
+    """
+
+    def __init__(self, plan: Plan):
+        self.old = plan
+        self.graph = _copy_on_write(plan.graph)
+        self.owned: set[tuple[str, str]] = set()  # (side, node) whose adjacency dict is this graph's own
+        self.steps: dict[str, StepSpec] = dict(plan.steps)
+        self.added: dict[str, list[NodeSpec]] = {}  # placeholder -> the nodes it became
+        self.new: dict[str, NodeSpec] = {}
+
+    def node(self, nid: str) -> NodeSpec:
+        return self.new.get(nid) or self.old.nodes[nid]
+
+    def _own(self, side: str, nid: str) -> dict:
+        table = self.graph._succ if side == "succ" else self.graph._pred
+        if (side, nid) not in self.owned:
+            table[nid] = dict(table.get(nid, {}))
+            self.owned.add((side, nid))
+        return table[nid]
+
+    def link(self, u: str, v: str) -> None:
+        for nid in (u, v):
+            if nid not in self.graph._node:
+                self.graph._node[nid] = {}
+        data: dict = {}
+        self._own("succ", u)[v] = data
+        self._own("pred", v)[u] = data
+
+    def unlink(self, u: str, v: str) -> None:
+        self._own("succ", u).pop(v, None)
+        self._own("pred", v).pop(u, None)
+
+    def replace(self, placeholder: str, new: Sequence[NodeSpec], partner: str | None = None,
+                dropped: Iterable[str] = (), members: Mapping[str, Iterable[str]] | None = None) -> None:
+        """Turn `placeholder` into the join of `new`, which take over its inbound edges but `dropped`. Mutates.
+
+        `partner`: the step whose node of the same key each new node is paired to (instead of the
+        placeholder of that step it depended on); `members`: new node -> the nodes feeding it (a
+        group's members, instead of inbound edges from the grouped step).
+        """
+        old_node = self.old.nodes[placeholder]
+        skip = set(dropped)
+        before = list(self.graph.predecessors(placeholder))
+        inbound = [p for p in before if p not in skip]
+        for p in before:
+            self.unlink(p, placeholder)
+        feeds = [self._own("succ", p) for p in inbound]
+        joined = self._own("pred", placeholder)
+        graph, owned = self.graph, self.owned
+        for node in new:  # the hot path: a new node's own dicts are built whole, not edge by edge
+            nid = node.id
+            into: dict = {}
+            for p, feed in zip(inbound, feeds):
+                into[p] = feed[nid] = {}
+            out = {placeholder: {}}
+            joined[nid] = out[placeholder]
+            graph._node[nid], graph._pred[nid], graph._succ[nid] = {}, into, out
+            owned.update((("pred", nid), ("succ", nid)))
+            if partner is not None:
+                self.link(node_id(partner, node.key), nid)
+            if members is not None:
+                for m in members[nid]:
+                    self.link(m, nid)
+            self.new[nid] = node
+        self.added[placeholder] = list(new)
+        if old_node.key is None and all(n.kind == "task" for n in new):
+            self.steps[old_node.step] = dataclasses.replace(self.steps[old_node.step], kind="batch")
+        self._follow(placeholder, list(new))
+
+    def _follow(self, placeholder: str, new: list[NodeSpec]) -> None:
+        """Grow what follows `placeholder`'s step: for_each followers, groups, group nodes waiting on it. Mutates."""
+        step = self.old.nodes[placeholder].step
+        whole = self.old.nodes[placeholder].key is None
+        tasks = all(n.kind == "task" for n in new)
+        for succ in list(self.graph.successors(placeholder)):
+            node = self.old.nodes[succ]
+            spec = self.steps[node.step]
+            if node.kind == "deferred" and spec.for_each == step:
+                kind = "task" if tasks and not spec.fans_out else "deferred"
+                self.replace(succ, [make_node(spec, node_id(spec.name, n.key), kind, n.key,
+                                              n.item if kind == "task" else None, n.index) for n in new],
+                             partner=step, dropped=[placeholder])
+            elif node.kind == "deferred" and spec.group_by == step and node.key is None:
+                if tasks and whole:
+                    self.group(succ, new, None)
+                elif not tasks and self.steps[step].fans_out and parent_only(spec.group_key):
+                    self.group(succ, new, [self.parent_view(n, partner=True) for n in new])
+            elif node.kind == "task" and spec.group_by == step and not whole and tasks:
+                self.unlink(placeholder, succ)  # a group node takes the parent's children as members
+                for n in new:
+                    self.link(n.id, succ)
+
+    def group(self, placeholder: str, members: Sequence[NodeSpec], parents: list[dict] | None) -> None:
+        """Give group_by placeholder `placeholder` one node per group of `members`, each fed by its own. Mutates."""
+        spec = self.steps[self.old.nodes[placeholder].step]
+        seen = [Member(m.key, m.item, m.index, parents[i] if parents else None) for i, m in enumerate(members)]
+        try:
+            groups = assign_groups(spec.name, spec.group_by, spec.group_key, seen, self.old.params,
+                                   self.old.workflow_dir)
+        except WorkflowError as err:
+            raise WorkflowError([dataclasses.replace(e, loc=spec.items_loc or spec.loc) for e in err.errors]) from err
+        nodes = [make_node(spec, node_id(spec.name, g), "task", g, g, i) for i, g in enumerate(groups)]
+        feeding = {node_id(spec.name, g): [members[m].id for m in groups[g]] for g in groups}
+        grouped = {p for p in self.graph.predecessors(placeholder) if self.node(p).step == spec.group_by}
+        self.replace(placeholder, nodes, dropped=grouped, members=feeding)
+
+    def parent_view(self, node: NodeSpec, partner: bool = False) -> dict[str, Any]:
+        """Return {key, item} of the parent of a fan-out's node (its placeholder's partner, or a child's parent)."""
+        parent_step = self.steps[node.step].for_each
+        if partner:
+            parent = self.node(node_id(parent_step, node.key))
+        else:
+            parent = next(self.node(p) for p in self.graph.predecessors(node.id) if self.node(p).step == parent_step)
+        return {"key": parent.key, "item": parent.item}
+
+    def plan(self) -> Plan:
+        """Return the grown plan: each placeholder's new nodes spliced in just before it, which is now a join."""
+        old = self.old
+        ids, specs = list(old.nodes), list(old.nodes.values())
+        if len(self.added) > 8:
+            place = dict(zip(ids, range(len(ids))))
+            positions = sorted(place[p] for p in self.added)
+        else:
+            positions = sorted(ids.index(p) for p in self.added)
+        out_ids: list[str] = []
+        out_specs: list[NodeSpec] = []
+        start = 0
+        for at in positions:
+            grown = self.added[ids[at]]
+            out_ids += ids[start:at]
+            out_ids += [n.id for n in grown]
+            out_ids.append(ids[at])
+            out_specs += specs[start:at]
+            out_specs += grown
+            out_specs.append(as_join(specs[at]))
+            start = at + 1
+        out_ids += ids[start:]
+        out_specs += specs[start:]
+        return Plan(old.workflow, old.description, old.source, old.params, self.steps,
+                    FrozenDict(zip(out_ids, out_specs)), self.graph, old.notes)
+
+
+def _copy_on_write(graph: nx.DiGraph) -> nx.DiGraph:
+    """Return a DiGraph with fresh node and adjacency mappings whose per-node dicts are `graph`'s, shared.
+
+    Reaches into networkx's storage (`_node`, `_succ`, `_pred`, as `DiGraph.__init__` makes them):
+    its public copy rebuilds every edge in Python, a cost per growth that grows with the plan.
+    Only `_Growth` writes to the result, and only through `_own`, which copies a node's dict
+    before the first write.
+    """
+    copy = nx.DiGraph()
+    copy._node = dict(graph._node)
+    copy._succ = copy._adj = dict(graph._succ)
+    copy._pred = dict(graph._pred)
+    return copy

@@ -1,0 +1,120 @@
+"""The resume decision: for every node, run it or restore it from the ledger, and why.
+
+One function decides (`decide`): for the nodes of the plan when a run prepares, and for the nodes
+an expansion adds while it runs. It reads what the ledger holds of the node (`Prior`) and the
+node's fingerprint now, and returns a `Decision`: restore or run, with a reason.
+
+Reasons
+    done         succeeded before with the same fingerprint: restored, not run
+    new          never recorded: a new node
+    failed       failed last time (detail: its last error)
+    changed      succeeded with another fingerprint (detail: what changed: `code`, `params: a, b`,
+                 `config`, `item`, or `upstream: <node>`; see `plait.runtime.fingerprint`)
+    interrupted  dispatched by a run that stopped before the node finished
+    pending      recorded but never finished: never reached, or skipped because an upstream failed
+
+A deferred step's placeholder always runs (it expands again, listing its items anew); its
+decision still says whether it was done before.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
+
+from plait.compiler import NodeSpec
+from plait.runtime.fingerprint import Fingerprinter
+from plait.runtime.ledger import Prior
+from plait.runtime.outcome import FAILED, SUCCEEDED
+
+__all__ = ["REASONS", "RESTORE", "Decision", "Explainer", "decide"]
+
+REASONS = ("done", "new", "failed", "changed", "interrupted", "pending")
+
+
+class Decision(NamedTuple):
+    """Whether a node runs, and why (one of `REASONS`, with a detail for some)."""
+
+    run: bool
+    reason: str
+    detail: str | None = None
+
+    @property
+    def text(self) -> str:
+        """Return the reason as the ledger keeps it: "reason" or "reason: detail"."""
+        return self.reason if self.detail is None else f"{self.reason}: {self.detail}"
+
+
+RESTORE = Decision(False, "done")
+_NEW = Decision(True, "new")
+_PENDING = Decision(True, "pending")
+_INTERRUPTED = Decision(True, "interrupted")
+
+
+def decide(node: NodeSpec, prior: Prior | None, fingerprint: str, explainer: Explainer) -> Decision:
+    """Decide whether `node` runs, from what the ledger holds of it and its fingerprint now."""
+    if prior is None:
+        return _NEW
+    status = prior.status
+    if status == SUCCEEDED:
+        if prior.fingerprint == fingerprint:
+            return RESTORE
+        return Decision(True, "changed", explainer.changed(node, prior.fingerprint, fingerprint))
+    if status == FAILED:
+        return Decision(True, "failed", _last_error(prior.error))
+    return _INTERRUPTED if prior.note == "interrupted" else _PENDING
+
+
+class Explainer:
+    """Says what changed in a node whose fingerprint differs from the one recorded.
+
+    `recorded` holds each step's signature parts as the ledger last recorded them; `runs(node)`
+    says whether a node of the plan runs in this run (an upstream node that does is named).
+    """
+
+    def __init__(self, fingerprints: Fingerprinter, recorded: Mapping[str, Any],
+                 predecessors: Callable[[str], Sequence[str]], runs: Callable[[str], bool]) -> None:
+        self.fingerprints = fingerprints
+        self.recorded = recorded
+        self.predecessors = predecessors
+        self.runs = runs
+
+    def changed(self, node: NodeSpec, before: str | None, now: str) -> str:
+        """Return what changed: in the step (`code`, `params: …`, `config`), the `item`, and `upstream: <node>`."""
+        changes = []
+        if before is None or before[:16] != now[:16]:
+            changes += self._own(node)
+        if before is None or before[16:] != now[16:]:
+            upstream = next((p for p in self.predecessors(node.id) if self.runs(p)), None)
+            changes.append(f"upstream: {upstream}" if upstream else "upstream")
+        return "; ".join(changes)
+
+    def _own(self, node: NodeSpec) -> list[str]:
+        """Return what changed in the node itself: its step's code, params or config, or else its item."""
+        recorded = self.recorded.get(node.step)
+        if recorded is None:
+            return ["config (recorded before plait kept what a fingerprint is made of)"]
+        current = self.fingerprints.parts(node.step)
+        changes = []
+        if recorded.get("code") != current["code"]:
+            changes.append("code")
+        before_params = recorded.get("params", {})
+        params = sorted(n for n in before_params.keys() | current["params"].keys()
+                        if before_params.get(n) != current["params"].get(n))
+        if params:
+            changes.append("params: " + ", ".join(params))
+        if recorded.get("config") != current["config"]:
+            changes.append("config")
+        return changes or ["item"]
+
+
+def _last_error(error: str | None) -> str | None:
+    """Return "ErrorType: message" from a stored error record."""
+    if not error:
+        return None
+    try:
+        record = json.loads(error)
+    except ValueError:
+        return None
+    return f"{record.get('error_type')}: {record.get('error')}" if isinstance(record, dict) else None

@@ -1,0 +1,204 @@
+"""The run state: everything that changes while a plan runs, in one object, and the operations on it.
+
+The scheduler (`plait.runtime.scheduler`), wave forming (`plait.runtime.waves`) and settling
+(`plait.runtime.settling`) are functions of one `RunState`, passed to them explicitly, as dask's
+`local.py` passes its `state`. Nothing else holds run state, and only this process changes it.
+
+State
+    Constant for a plan (rebuilt by `RunState.index` when an expansion grows the plan):
+        plan         the plan being run
+        order        node -> position in the plan: waves and retries go in plan order
+        succ, pred   node -> {successor or predecessor: {}} (networkx's own adjacency dicts)
+        members      batch step -> its item nodes, in item order
+        step_calls   step -> the `StepCall` every job of the step shares
+        paired       steps another step runs `for_each` over (their nodes may carry fused partners)
+        reads_upstream  steps that read upstream results (`depends_on` not empty)
+    Constant for the run:
+        info         the `RunInfo` every node shares
+        clock        monotonic time, wall time, and waiting (a fake one in tests)
+        rng          the random source of retry jitter
+        load_results reads restored nodes' results from the ledger, on demand
+        on_settle    counts settled task nodes for the progress display (step, status, how many)
+        log_nodes    a DEBUG line per succeeded node
+    Changing:
+        status       node -> final status (succeeded, failed, skipped): settled nodes only
+        results      node -> result as JSON text (restored nodes: loaded when first read)
+        fp           node -> fingerprint
+        decisions    node -> `Decision`, for every node this run decided to run
+        remaining    node -> predecessors not settled yet, for the nodes waiting
+        attempts     node -> attempts made (nodes settled in bulk record theirs from the chunk)
+        failures     step -> final failures so far, for its failure budget
+        tolerated    failed or skipped nodes whose failure a budget covers
+        skipped_for_failure  nodes skipped because an upstream failed (not by their condition)
+        ready        nodes whose predecessors are all settled, not dispatched yet
+        retries      heap of (due, plan position, node): failed attempts waiting for their next
+        in_flight    nodes dispatched in the current wave, not settled yet
+        buffer       ledger records settled since the last hand-over to the ledger writer
+        earlier_attempts  failed attempts that were retried, for the ledger's attempts table
+        stopping     no new node starts: a signal, or an untolerated failure under `on_error: fail`
+        report       counts and failures, for the summary and the exit code
+
+The operations that every path shares live here, once each: `restore` (nodes the ledger has as
+done), `release` (successors of settled nodes), `retry_later` and `due_retries` (the retry
+timer), and `interrupted` (dispatched nodes a stopping run did not finish).
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import random
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from plait.compiler import Plan
+from plait.runtime.decide import Decision
+from plait.runtime.execute import RunInfo, StepCall, step_call
+from plait.runtime.ledger import Attempt, NodeRecord
+from plait.runtime.outcome import SUCCEEDED
+
+__all__ = ["Clock", "RunReport", "RunState", "due_retries", "interrupted", "release", "restore", "retry_later",
+           "wait_for_predecessors"]
+
+# Counts settled task nodes: (step, status, how many).
+OnSettle = Callable[[str, str, int], None]
+
+
+@dataclass
+class RunReport:
+    """What a run did, for the summary and the exit code."""
+
+    run_id: str
+    status: str = "succeeded"  # succeeded | failed | interrupted
+    counts: Counter = field(default_factory=Counter)  # final statuses of every node, restored ones included
+    restored: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)  # untolerated failure records
+    plan_summary: dict[str, int] = field(default_factory=dict)  # nodes by the reason they run (or are done)
+
+
+class Clock(NamedTuple):
+    """Where the scheduler gets its time: the system's, or a fake one that tests move by hand."""
+
+    monotonic: Callable[[], float] = time.monotonic
+    wall: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+
+class RunState:
+    """Everything that changes while one plan runs (see the module docstring for each field)."""
+
+    __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "failures", "fp", "in_flight",
+                 "info", "load_results", "log_nodes", "members", "on_settle", "order", "paired", "plan", "pred",
+                 "reads_upstream", "ready", "remaining", "report", "results", "retries", "rng",
+                 "skipped_for_failure", "status", "step_calls", "stopping", "succ", "tolerated")
+
+    def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
+                 clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
+                 log_nodes: bool = False) -> None:
+        self.info = info
+        self.clock = clock or Clock()
+        self.rng = random.Random(seed)
+        self.load_results = load_results
+        self.on_settle = on_settle
+        self.log_nodes = log_nodes
+        self.status: dict[str, str] = {}
+        self.results: dict[str, str | None] = {}
+        self.fp: dict[str, str] = {}
+        self.decisions: dict[str, Decision] = {}
+        self.remaining: dict[str, int] = {}
+        self.attempts: dict[str, int] = {}
+        self.failures: Counter = Counter()
+        self.tolerated: set[str] = set()
+        self.skipped_for_failure: set[str] = set()
+        self.ready: list[str] = []
+        self.retries: list[tuple[float, int, str]] = []
+        self.in_flight: set[str] = set()
+        self.buffer: list[tuple[Any, ...]] = []
+        self.earlier_attempts: list[Attempt] = []
+        self.stopping = False
+        self.report = RunReport(info.run_id)
+        self.index(plan)
+
+    def index(self, plan: Plan) -> None:
+        """Take `plan` (the run's, or the same grown by an expansion) and rebuild its lookups. Mutates."""
+        self.plan = plan
+        self.order = {nid: i for i, nid in enumerate(plan.nodes)}
+        self.succ = dict(plan.graph.adjacency())
+        self.pred = dict(plan.graph.reverse(copy=False).adjacency())
+        self.members: dict[str, list[str]] = defaultdict(list)
+        for node in plan.nodes.values():
+            if node.kind == "task" and node.key is not None:
+                self.members[node.step].append(node.id)
+        self.step_calls: dict[str, StepCall | None] = {
+            s.name: step_call(s, len(self.members[s.name]) if s.kind != "single" else None)
+            for s in plan.steps.values()}
+        self.paired = {s.for_each for s in plan.steps.values() if s.for_each}
+        self.reads_upstream = {s.name for s in plan.steps.values() if s.depends_on}
+
+    def result_text(self, nid: str) -> str | None:
+        """Return a settled node's result as JSON text, reading a restored node's from the ledger once."""
+        if nid not in self.results:
+            self.results.update({k: json.dumps(v) for k, v in self.load_results([nid]).items()})
+        return self.results.get(nid)
+
+
+def restore(state: RunState, nodes: Iterable[str]) -> int:
+    """Settle nodes the ledger has as done: succeeded, counted, their results read when asked for. Mutates.
+
+    Returns how many. They release nobody: their successors are decided after them, and count
+    only the predecessors not yet settled.
+    """
+    done = dict.fromkeys(nodes, SUCCEEDED)
+    state.status.update(done)
+    state.report.counts[SUCCEEDED] += len(done)
+    state.report.restored += len(done)
+    return len(done)
+
+
+def release(state: RunState, settled: Iterable[str]) -> None:
+    """Count settled nodes off their successors' waits; ready those left with none. Mutates.
+
+    A successor settled already (restored from the ledger, or a fused partner settled in the
+    same chunk) is left alone, and so is one still in flight.
+    """
+    status, remaining, ready, in_flight = state.status, state.remaining, state.ready, state.in_flight
+    succ = state.succ
+    for node, count in Counter(s for nid in settled for s in succ[nid]).items():
+        if node in status:
+            continue
+        left = remaining[node] = remaining[node] - count
+        if left == 0 and node not in in_flight:
+            ready.append(node)
+
+
+def wait_for_predecessors(state: RunState, nid: str) -> None:
+    """Make a node that is to run wait for its predecessors not yet settled, or ready it. Mutates."""
+    waiting = sum(1 for p in state.pred[nid] if p not in state.status)
+    state.remaining[nid] = waiting
+    if waiting == 0:
+        state.ready.append(nid)
+
+
+def retry_later(state: RunState, nid: str, wait: float) -> None:
+    """Put a failed attempt on the retry timer: it joins the first wave after `wait` seconds. Mutates."""
+    heapq.heappush(state.retries, (state.clock.monotonic() + wait, state.order[nid], nid))
+
+
+def due_retries(state: RunState) -> None:
+    """Ready the retries that are due. Mutates."""
+    now = state.clock.monotonic()
+    while state.retries and state.retries[0][0] <= now:
+        state.ready.append(heapq.heappop(state.retries)[2])
+
+
+def interrupted(state: RunState, nodes: Iterable[str]) -> None:
+    """Record dispatched nodes that the stopping run did not finish: still pending, noted "interrupted". Mutates.
+
+    A node a worker was running when a Ctrl-C broke the pool lands here too: it runs again on
+    resume (at least once), and the ledger says why it is pending.
+    """
+    state.buffer += [NodeRecord(n, "pending", state.attempts.get(n, 0), state.fp.get(n), None, None, "interrupted",
+                                None, None) for n in nodes]

@@ -1,0 +1,265 @@
+"""The scheduling rules, driven in this process by `SyncRun` (no workers, a fake clock): milliseconds each.
+
+Each test compares whole values: the waves dispatched (as units), every node's last record, the
+decisions a resume made. The same rules are proven end to end, with real processes, by fewer tests
+in tests/test_engine_integration.py, tests/test_state_integration.py and tests/reliability/.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from plait.runtime.decide import Decision
+from runtime.harness import SyncRun
+
+
+@pytest.fixture
+def sync(tmp_path: Path) -> SyncRun:
+    return SyncRun(tmp_path)
+
+
+def yaml(text: str) -> str:
+    return textwrap.dedent(text)
+
+
+CHAIN = yaml("""
+    name: chain
+    steps:
+      - name: a
+        task: python
+        items: [0, 1, 2]
+        inputs: {code: "result = item * 10"}
+      - name: b
+        task: python
+        for_each: a
+        inputs: {code: "result = steps['a']['result'] + 1"}
+      - name: total
+        task: python
+        depends_on: [b]
+        inputs: {code: "result = sum(steps['b']['results'])"}
+""")
+
+
+def test_a_per_item_chain_is_fused_and_its_fan_in_waits_for_the_next_wave(sync: SyncRun) -> None:
+    report, state = sync.run(sync.compile(CHAIN))
+    assert (report.status, sync.dispatched()) == ("succeeded", [
+        [["a[0]", "b[0]"], ["a[1]", "b[1]"], ["a[2]", "b[2]"]],  # b[k] rides with a[k]
+        [["total"]],
+    ])
+    assert {n: (r.status, json.loads(r.result)) for n, r in sync.last().items()} == {
+        "a[0]": ("succeeded", 0), "b[0]": ("succeeded", 1), "a[1]": ("succeeded", 10), "b[1]": ("succeeded", 11),
+        "a[2]": ("succeeded", 20), "b[2]": ("succeeded", 21), "total": ("succeeded", 33)}
+    assert state.decisions == dict.fromkeys(["a[0]", "a[1]", "a[2]", "b[0]", "b[1]", "b[2]", "total"],
+                                            Decision(True, "new"))
+
+
+FLAKY = yaml("""
+    name: flaky
+    steps:
+      - name: work
+        task: python
+        retry: {max_attempts: 4, delay: 1.0, backoff: 2.0, jitter: 0, retry_on: [OSError]}
+        inputs:
+          code: |
+            if ctx.attempt < 3:
+                raise OSError(f"attempt {ctx.attempt} failed")
+            result = ctx.attempt
+""")
+
+
+def test_a_retryable_failure_waits_its_backoff_on_the_clock_then_succeeds(sync: SyncRun) -> None:
+    report, _ = sync.run(sync.compile(FLAKY))
+    assert [(wave.at, wave.units) for wave in sync.waves] == [(0.0, [["work"]]), (1.0, [["work"]]), (3.0, [["work"]])]
+    assert (report.status, sync.last()["work"].status, sync.last()["work"].attempts,
+            sync.last()["work"].result) == ("succeeded", "succeeded", 3, "3")
+    assert [r.node_id for r in sync.records] == ["work"]  # failed attempts are not final: one record
+
+
+def test_a_failure_the_policy_does_not_retry_is_final_at_once(sync: SyncRun) -> None:
+    report, _ = sync.run(sync.compile(FLAKY.replace("retry_on: [OSError]", "retry_on: [TimeoutError]")))
+    error = json.loads(sync.last()["work"].error)
+    assert (report.status, len(sync.waves), error["error_type"], error["retryable"], error["attempt"]) == (
+        "failed", 1, "OSError", False, 1)
+
+
+def budget(failing: list[int], on_error: str = "fail", budget: str = "1") -> str:
+    return yaml(f"""
+        name: budget
+        steps:
+          - name: work
+            task: python
+            items: [0, 1, 2, 3]
+            max_failures: {budget}
+            on_error: {on_error}
+            inputs:
+              code: |
+                if item in {failing}:
+                    raise ValueError(f"item {{item}} is bad")
+                result = item
+          - name: each
+            task: python
+            for_each: work
+            inputs: {{code: "result = steps['work']['result']"}}
+          - name: all
+            task: python
+            depends_on: [work]
+            inputs: {{code: "result = steps['work']['results']"}}
+    """)
+
+
+def test_a_failure_within_the_budget_is_tolerated_its_partner_skipped_and_the_fan_in_sees_none(sync: SyncRun) -> None:
+    report, state = sync.run(sync.compile(budget([2])))
+    assert (report.status, sync.statuses()) == ("succeeded", {
+        "work[0]": "succeeded", "each[0]": "succeeded", "work[1]": "succeeded", "each[1]": "succeeded",
+        "work[2]": "failed", "each[2]": "skipped", "work[3]": "succeeded", "each[3]": "succeeded",
+        "all": "succeeded"})
+    assert (sync.last()["each[2]"].note, json.loads(sync.last()["all"].result)) == (
+        "upstream work[2] failed", [0, 1, None, 3])
+    assert state.tolerated == {"work[2]", "each[2]"}
+
+
+def test_past_the_budget_on_error_fail_stops_the_run_and_what_was_not_started_stays_pending(sync: SyncRun) -> None:
+    report, _ = sync.run(sync.compile(budget([1, 2])))
+    assert (report.status, [e["node"] for e in report.failed]) == ("failed", ["work[2]"])
+    # work[1] failed within the budget, work[2] past it: the run stopped there. Fused partners that came
+    # back unrun and work[3]'s unit, which the workers were told not to start, stay pending ("interrupted").
+    assert {n: (r.status, r.note) for n, r in sync.last().items()} == {
+        "work[0]": ("succeeded", None), "each[0]": ("succeeded", None), "work[1]": ("failed", None),
+        "work[2]": ("failed", None), "work[3]": ("pending", "interrupted"), "each[1]": ("pending", "interrupted"),
+        "each[2]": ("pending", "interrupted"), "each[3]": ("pending", "interrupted")}
+    assert report.counts == {"succeeded": 2, "failed": 2, "pending": 5}  # `all` was never reached
+
+
+def test_past_the_budget_on_error_continue_runs_the_rest_and_skips_what_depends_on_the_failure(sync: SyncRun) -> None:
+    report, _ = sync.run(sync.compile(budget([1, 2], on_error="continue")))
+    assert (report.status, sync.statuses()) == ("failed", {
+        "work[0]": "succeeded", "each[0]": "succeeded", "work[1]": "failed", "each[1]": "skipped",
+        "work[2]": "failed", "each[2]": "skipped", "work[3]": "succeeded", "each[3]": "succeeded",
+        "all": "skipped"})
+    assert sync.last()["all"].note == "upstream work[2] failed"  # the first untolerated failure it depends on
+
+
+DEFERRED = yaml("""
+    name: deferred
+    steps:
+      - name: list
+        task: python
+        inputs: {code: "result = [3, 1, 2]"}
+      - name: each
+        task: python
+        items: "{{ steps.list.result }}"
+        inputs: {code: "result = item * 2"}
+      - name: after
+        task: python
+        for_each: each
+        inputs: {code: "result = steps['each']['result'] + 1"}
+      - name: sum
+        task: python
+        depends_on: [after]
+        inputs: {code: "result = sum(steps['after']['results'])"}
+""")
+
+
+def test_a_deferred_step_expands_with_its_for_each_partner_once_its_upstream_ran(sync: SyncRun) -> None:
+    report, _ = sync.run(sync.compile(DEFERRED))
+    assert (report.status, sync.dispatched()) == ("succeeded", [
+        [["list"]],
+        [["each[3]", "after[3]"], ["each[1]", "after[1]"], ["each[2]", "after[2]"]],
+        [["sum"]],
+    ])
+    assert sorted(a[0] for a in sync.added) == ["after", "after[1]", "after[2]", "after[3]", "each", "each[1]",
+                                                 "each[2]", "each[3]"]
+    assert json.loads(sync.last()["sum"].result) == 7 + 3 + 5
+
+
+def test_items_that_are_not_a_list_fail_the_expansion_with_a_located_error(sync: SyncRun) -> None:
+    report, _ = sync.run(sync.compile(DEFERRED.replace("result = [3, 1, 2]", "result = 7")))
+    error = json.loads(sync.last()["each"].error)
+    assert (report.status, error["error_type"], error["error"], sync.statuses()) == (
+        "failed", "ValueError", "<test>:9:12: error: step 'each': its items gave int, not a list\n"
+                                "  hint: the items template must give a list, e.g. \"{{ steps.find.result }}\"",
+        {"list": "succeeded", "each": "failed"})
+
+
+RESUMED = yaml("""
+    name: resumed
+    params:
+      factor: {type: integer, default: 2}
+    steps:
+      - name: a
+        task: python
+        items: [1, 2]
+        key: "{{ item.k if item is mapping else item }}"
+        inputs: {code: "result = item"}
+      - name: b
+        task: python
+        for_each: a
+        inputs: {code: "result = params['factor'] * offset", kwargs: {offset: 1}}
+      - name: c
+        task: python
+        inputs:
+          function: "helpers:work"
+          kwargs: {x: 1}
+""")
+
+
+def decisions_after(sync: SyncRun, first: str, second: str, **params: object) -> dict[str, Decision]:
+    (sync.root / "flow").mkdir(parents=True, exist_ok=True)
+    (sync.root / "flow" / "helpers.py").write_text("def work(x):\n    return x\n", encoding="utf-8")
+    sync.run(sync.compile(first))
+    _, state = sync.run(sync.compile(second, dict(params)))
+    return state.decisions
+
+
+def test_nothing_changed_restores_every_node(sync: SyncRun) -> None:
+    assert decisions_after(sync, RESUMED, RESUMED) == {}
+
+
+def test_a_changed_param_names_itself_and_reruns_only_the_step_that_reads_it(sync: SyncRun) -> None:
+    assert decisions_after(sync, RESUMED, RESUMED, factor="3") == {
+        "b[1]": Decision(True, "changed", "params: factor"), "b[2]": Decision(True, "changed", "params: factor")}
+
+
+def test_a_changed_input_is_config(sync: SyncRun) -> None:
+    assert decisions_after(sync, RESUMED, RESUMED.replace("offset: 1", "offset: 2")) == {
+        "b[1]": Decision(True, "changed", "config"), "b[2]": Decision(True, "changed", "config")}
+
+
+def test_changed_code_in_a_function_module_is_code(sync: SyncRun) -> None:
+    (sync.root / "flow").mkdir(parents=True, exist_ok=True)
+    (sync.root / "flow" / "helpers.py").write_text("def work(x):\n    return x\n", encoding="utf-8")
+    sync.run(sync.compile(RESUMED))
+    (sync.root / "flow" / "helpers.py").write_text("def work(x):\n    return x + 1\n", encoding="utf-8")
+    _, state = sync.run(sync.compile(RESUMED))
+    assert state.decisions == {"c": Decision(True, "changed", "code")}
+
+
+def test_a_changed_item_is_item_and_its_partner_shares_the_item_and_names_it_upstream(sync: SyncRun) -> None:
+    before = RESUMED.replace("items: [1, 2]", "items: [{k: 1, v: a}, {k: 2, v: b}]")
+    after = RESUMED.replace("items: [1, 2]", "items: [{k: 1, v: a}, {k: 2, v: changed}]")
+    assert decisions_after(sync, before, after) == {
+        "a[2]": Decision(True, "changed", "item"), "b[2]": Decision(True, "changed", "item; upstream: a[2]")}
+
+
+def test_a_failed_node_reruns_with_its_last_error_and_a_new_item_is_new(sync: SyncRun) -> None:
+    failing = RESUMED.replace('inputs: {code: "result = item"}', 'on_error: continue\n    '
+                              'inputs: {code: "result = 1 / (item - 2)"}')
+    grown = failing.replace("items: [1, 2]", "items: [1, 2, 3]")
+    decisions = decisions_after(sync, failing, grown)
+    assert decisions == {
+        "a[2]": Decision(True, "failed", "ZeroDivisionError: division by zero"),
+        "b[2]": Decision(True, "pending"),  # skipped last time, as its partner failed
+        "a[3]": Decision(True, "new"), "b[3]": Decision(True, "new")}
+
+
+def test_a_node_a_stopping_run_dispatched_but_did_not_finish_is_interrupted(sync: SyncRun) -> None:
+    plan = sync.compile(RESUMED)
+    (sync.root / "flow" / "helpers.py").write_text("def work(x):\n    return x\n", encoding="utf-8")
+    sync.run(plan)
+    sync.records.append(sync.last()["c"]._replace(status="pending", note="interrupted"))
+    _, state = sync.run(plan)
+    assert state.decisions == {"c": Decision(True, "interrupted")}
