@@ -45,6 +45,7 @@ from plait.templating import (
     render,
     template_context,
 )
+from plait.terminal import escape
 
 __all__ = ["RACY_SECONDS", "FileHashes", "Tracked"]
 
@@ -157,7 +158,7 @@ class Tracked:
         """Return 16 hex digits over the contents of the files `node` reads."""
         digest = hashlib.sha256()
         for path in self.inputs(node):
-            digest.update(f"{path}\x00{self.hashes.of(path)}\x00".encode())
+            digest.update(f"{path}\x00{self.hashes.of(path)}\x00".encode("utf-8", "surrogatepass"))
         return digest.hexdigest()[:16]
 
     def changed_input(self, node: NodeSpec) -> str | None:
@@ -168,7 +169,7 @@ class Tracked:
         if changed is None:
             return None
         shown = Path(changed)
-        return str(shown.relative_to(self.workflow_dir)) if shown.is_relative_to(self.workflow_dir) else changed
+        return escape(str(shown.relative_to(self.workflow_dir)) if shown.is_relative_to(self.workflow_dir) else changed)
 
     def missing_output(self, node: NodeSpec) -> str | None:
         """Return the first declared output of `node` that is not in the workspace (as written), or None."""
@@ -177,7 +178,7 @@ class Tracked:
         for template in self.steps[node.step].output_files or ():
             path = self._render(template, node)
             if not (self.workspace / path).exists():
-                return path
+                return escape(path)
         return None
 
     def state(self, nodes: Iterator[NodeSpec]) -> bytes | None:
@@ -187,7 +188,7 @@ class Tracked:
             if node.kind == "task" and self.reads(node.step):
                 for path in self.inputs(node):
                     size, mtime = self.hashes.stat(path)
-                    digest.update(f"{path}\x00{size}\x00{mtime}\x00".encode())
+                    digest.update(f"{path}\x00{size}\x00{mtime}\x00".encode("utf-8", "surrogatepass"))
         return None if self.hashes.racy else digest.digest()
 
     def _render(self, template: str, node: NodeSpec) -> str:

@@ -26,6 +26,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from plait.limits import MAX_RESULT_BYTES
 from plait.templating import template_context
 from plait.workspace import STATE_DIR, state_dir
 
@@ -87,6 +88,7 @@ class TaskContext(NamedTuple):
     total: int | None = None  # the number of items in this node's batch
     group: Mapping[str, Any] | None = None  # a group_by node's {key, items, results}
     parent: Mapping[str, Any] | None = None  # a per-parent fan-out node's parent {key, item, result}
+    max_result_bytes: int = MAX_RESULT_BYTES  # the most a node may return (--max-result-size): output past it fails
 
     @property
     def batch(self) -> str:
