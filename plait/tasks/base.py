@@ -28,6 +28,7 @@ from typing import Any, NamedTuple
 
 from plait.limits import MAX_RESULT_BYTES
 from plait.templating import template_context
+from plait.terminal import escape
 from plait.workspace import STATE_DIR, state_dir
 
 __all__ = ["Field", "TaskContext", "TaskKind", "get_kind", "kinds", "say", "task"]
@@ -125,8 +126,8 @@ def say(text: str) -> None:
     """
     print(text, flush=True)
     terminal = getattr(sys.stdout, "real", None)
-    if terminal is not None:
-        print(text, file=terminal, flush=True)
+    if terminal is not None:  # a worker's terminal is the run's: data reaches it escaped (plait.terminal)
+        print(escape(text), file=terminal, flush=True)
 
 
 _REGISTRY: dict[str, TaskKind] = {}
