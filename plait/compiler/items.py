@@ -16,6 +16,7 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -74,12 +75,17 @@ def range_items(spec: Any) -> list[int]:
 
 
 def glob_items(pattern: str, base: Path) -> list[tuple[str, str]]:
-    """Return sorted (absolute path, path as matched) pairs for a glob relative to `base`."""
-    root = base if not Path(pattern).is_absolute() else Path("/")
+    """Return sorted (absolute path, path as matched) pairs for a glob relative to `base`.
+
+    The folder is resolved once, and each match joined to it as matched (a symlink among the
+    matches keeps its own name): resolving each match would cost most of a large glob's compile.
+    """
+    root = base.resolve() if not Path(pattern).is_absolute() else Path("/")
     matches = sorted(globlib.glob(pattern, root_dir=root, recursive=True))
+    folder = str(root)
     # A name that is not UTF-8 holds surrogateescape's lone surrogates, which no ledger or terminal takes: its
     # key shows them escaped (`caf\\udce9.txt`), while the item keeps the name the task must open.
-    return [(str((root / m).resolve()), escape(m)) for m in matches]
+    return [(os.path.normpath(os.path.join(folder, m)), escape(m)) for m in matches]
 
 
 def line_items(path: str, base: Path) -> list[str]:

@@ -135,6 +135,7 @@ class Tracked:
         self.hashes = hashes
         self._templates = {name: _input_templates(step) for name, step in steps.items()}
         self._globs: dict[str, list[str]] = {}
+        self._folder = str(workflow_dir)
 
     def reads(self, step: str) -> bool:
         """Say whether the nodes of `step` read tracked files."""
@@ -146,10 +147,10 @@ class Tracked:
 
     def inputs(self, node: NodeSpec) -> list[str]:
         """Return the files `node` reads, as absolute paths (a glob's matches in order)."""
-        step = self.steps[node.step]
         paths = []
-        if node.kind == "task" and step.file_items is not None and isinstance(node.item, str):
-            paths.append(str(self.workflow_dir / node.item))  # a glob's item is absolute already
+        item = node.item
+        if node.kind == "task" and self.steps[node.step].file_items is not None and isinstance(item, str):
+            paths.append(item if os.path.isabs(item) else os.path.join(self._folder, item))  # a glob's is absolute
         for template in self._templates[node.step]:
             paths += self._expand(self._render(template, node))
         return paths
@@ -183,13 +184,15 @@ class Tracked:
 
     def state(self, nodes: Iterator[NodeSpec]) -> bytes | None:
         """Return a digest of every tracked input's path, size and time; None when one is too recent to trust."""
-        digest = hashlib.sha256()
-        for node in nodes:
-            if node.kind == "task" and self.reads(node.step):
-                for path in self.inputs(node):
-                    size, mtime = self.hashes.stat(path)
-                    digest.update(f"{path}\x00{size}\x00{mtime}\x00".encode("utf-8", "surrogatepass"))
-        return None if self.hashes.racy else digest.digest()
+        readers = {step for step in self.steps if self.reads(step)}
+        if not readers:
+            return b""
+        stat, inputs = self.hashes.stat, self.inputs
+        parts = [f"{path}\x00{stat(path)}\x00" for node in nodes if node.kind == "task" and node.step in readers
+                 for path in inputs(node)]
+        if self.hashes.racy:
+            return None
+        return hashlib.sha256("".join(parts).encode("utf-8", "surrogatepass")).digest()
 
     def _render(self, template: str, node: NodeSpec) -> str:
         if not has_template(template):
@@ -203,7 +206,7 @@ class Tracked:
 
     def _expand(self, path: str) -> list[str]:
         """Return a path made absolute, or a glob's sorted matches."""
-        full = str(self.workflow_dir / path)
+        full = os.path.join(self._folder, path)
         if not globlib.has_magic(path):
             return [full]
         if full not in self._globs:
