@@ -27,7 +27,9 @@ Worker loss
     (the `CommClosedError`s behind it never reach the client, nor a result lost with the worker,
     which is computed again); only a task that has been on `allowed-failures` + 1 workers that all
     died fails, with `KilledWorker`. plait's LocalCluster allows 1 (a task fails when the second
-    worker running it dies); a cluster of someone else's keeps its own setting
+    worker running it dies), and fails a task that waited `NO_WORKERS_SECONDS` with no worker
+    alive (`NoWorkerError`, then BackendUnavailable: never a run waiting forever); a cluster of
+    someone else's keeps its own settings
     (`distributed.scheduler.allowed-failures`, 3 by default). So an external kill (OOM killer,
     preemption) costs a re-run and nothing else, and a node that kills every worker it lands on
     ends as a `WorkerCrashed` failure, which its retry policy may retry.
@@ -59,7 +61,9 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
+import dask
 from distributed import Client, KilledWorker, LocalCluster, WorkerPlugin
+from distributed.scheduler import NoWorkerError
 from joblib._dask import DaskDistributedBackend
 from loguru import logger
 
@@ -74,6 +78,9 @@ WAIT_FOR_WORKERS = 60.0  # seconds a cluster may take to have one worker
 # port rather than 8787, which another cluster may hold; a task fails (KilledWorker) when the second
 # worker running it dies (the first death Dask absorbs by running it elsewhere).
 LOCAL_SCHEDULER = {"dashboard": False, "dashboard_address": "127.0.0.1:0", "allowed_failures": 1}
+# plait's LocalCluster fails a task that waited this long with no worker alive (its workers died and
+# their nannies could not start them again): the run ends with BackendUnavailable instead of waiting forever.
+NO_WORKERS_SECONDS = 60
 DOCS = "see docs/scaling.md"
 
 
@@ -122,8 +129,10 @@ def _local_cluster(n_workers: int) -> LocalCluster:
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None  # inherited by the workers
     try:
-        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                            dashboard_address=None, silence_logs=logging.CRITICAL, scheduler_kwargs=LOCAL_SCHEDULER)
+        with dask.config.set({"distributed.scheduler.no-workers-timeout": f"{NO_WORKERS_SECONDS}s"}):
+            return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                dashboard_address=None, silence_logs=logging.CRITICAL,
+                                scheduler_kwargs=LOCAL_SCHEDULER)
     except (OSError, RuntimeError) as err:
         raise BackendUnavailable(f"cannot start a local Dask cluster of {n_workers} workers ({str(err).rstrip('.')}); "
                                  "from a Python script, run it under `if __name__ == \"__main__\":` "
@@ -238,6 +247,10 @@ def _in_plait_words(error: BaseException) -> BaseException:
     if isinstance(error, KilledWorker):
         last = getattr(getattr(error, "last_worker", None), "address", "?")
         return WorkerLost(f"{error.allowed_failures + 1} Dask worker(s) died running it, the last {last}")
+    if isinstance(error, NoWorkerError):
+        return BackendUnavailable(f"the Dask cluster had no worker for {NO_WORKERS_SECONDS} s: its workers died and "
+                                  "could not be started again (out of memory? a limit on processes?); run again to "
+                                  "resume, with fewer --jobs or another --backend")
     return BackendUnavailable(f"the Dask cluster could not run plait's task ({type(error).__name__}: {error}); "
                               f"plait must be installed on every worker, the same version as here ({DOCS})")
 
