@@ -14,18 +14,28 @@ The limited nodes come four ways: a step's own items; retried nodes (each one's 
 fails, so they run again in a later wave); the items of a deferred step (expanded from an upstream
 result); and the children of a per-parent fan-out. Each runs on loky and threading; the plain one
 also on a Dask cluster of two workers (skipped, saying so, without the `dask` extra).
+
+After a worker died, what is left of a lane must run again as one chunk: that is checked on the
+dispatcher itself, with a `Parallel` stand-in whose pool breaks on cue and a crash trail given as data.
 """
 
 from __future__ import annotations
 
+import os
 import textwrap
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from joblib.externals.loky.process_executor import TerminatedWorkerError
 from reliability.harness import Runs, gate, open_gate, read_ledger, runs_fixture, wait_for
 
+from plait.compiler import RetryPolicy
+from plait.runtime import backends
+from plait.runtime.execute import Chunk, Results, RunInfo, StepCall
+from plait.runtime.trail import prepare
 from runtime.support import Flow
 from runtime.test_dask import NO_EXTRA, local_cluster
 
@@ -148,3 +158,47 @@ def test_max_parallel_holds_on_a_dask_cluster(flow: Flow, runs: Runs) -> None:
     with local_cluster() as address:  # two one-thread workers
         check_the_limit(flow, runs, "items", backend="dask", workers=2, limit=1,
                         extra=("--scheduler-address", address))
+
+
+# --- worker loss -----------------------------------------------------------------------------------
+
+
+class BreakingParallel:
+    """A `Parallel` stand-in: its first call takes every chunk and breaks as loky's pool does when a worker dies;
+    later calls run nothing and say every job succeeded. It keeps each call's chunks as lists of node IDs."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[list[str]]] = []
+
+    def __call__(self, tasks: Iterator[Any]) -> list[tuple[int, int, Results]]:
+        taken = [args for _, args, _ in tasks]  # delayed(_run_tagged)(call, index, info, chunk)
+        self.calls.append([chunk.nodes for *_, chunk in taken])
+        if len(self.calls) == 1:
+            raise TerminatedWorkerError("A worker process managed by the executor was unexpectedly terminated. "
+                                        "The exit codes of the workers are {EXIT(3)}")
+        return [(call, index, Results(["succeeded"] * len(chunk.nodes), ["null"] * len(chunk.nodes),
+                                      [0.0] * len(chunk.nodes), [0.0] * len(chunk.nodes), {}, {}, {}, "1"))
+                for call, index, _, chunk in taken]
+
+
+def test_what_is_left_of_a_lane_after_a_worker_died_runs_again_as_one_chunk(tmp_path: Path,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    # The crash trail says the lane (chunk 0) was on its job 1, and the unit of `other` (chunk 1) on its job 0.
+    monkeypatch.setattr(backends, "last_jobs", lambda folder, call: {0: 1, 1: 0})
+    limited = StepCall("api", print, {}, {}, False, True, None, None, False, RetryPolicy(), 4, max_parallel=1)
+    plain = limited._replace(step="other", max_parallel=None)
+    nodes = ["other[0]", "other[1]", "api[0]", "api[1]", "api[2]", "api[3]"]
+    count = len(nodes)
+    wave = Chunk(nodes, [plain, plain, limited, limited, limited, limited], [None] * count, [None] * count,
+                 [None] * count, [1] * count, [{}] * count, [0] * count, [{}] * count, [""] * count)
+    prepare(tmp_path / "trail")  # the trail folder, with its fence
+    info = RunInfo("run", tmp_path, tmp_path, {}, str(tmp_path / "stop"), os.getpid(), trail=str(tmp_path / "trail"))
+    parallel = BreakingParallel()
+    done = backends._Dispatcher(parallel, None, workers=2).dispatch(info, wave, [0, 1, 2], 1)
+    assert sorted(n for chunk, _ in done for n in chunk.nodes) == sorted(nodes)
+    assert parallel.calls == [
+        [["api[0]", "api[1]", "api[2]", "api[3]"], ["other[0]"], ["other[1]"]],  # the lane first, whole; then broke
+        [["api[1]"]],  # what each worker was running, alone
+        [["other[0]"]],
+        [["api[0]", "api[2]", "api[3]"], ["other[1]"]],  # the rest of the lane stays one chunk: never beside itself
+    ]
