@@ -355,3 +355,7 @@ def test_the_nodes_an_expansion_adds_to_a_limited_step_go_into_its_lanes(sync: S
         [["list"], ["split[x]"], ["split[y]"]],
         [["each[3]", "each[2]"], ["each[1]"], ["part[x/0]", "part[x/1]", "part[y/0]", "part[y/1]"]],
     ])
+
+
+def test_a_changed_max_parallel_reruns_nothing(sync: SyncRun) -> None:
+    assert decisions_after(sync, LIMITED, LIMITED.replace("max_parallel: 2", "max_parallel: 3")) == {}
