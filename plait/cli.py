@@ -2,6 +2,9 @@
 
 Exit codes: 0 success; 1 a run that failed; 2 a bad workflow or bad arguments (a clear message
 on stderr, never a traceback). Every command is a thin `cmd_*` function over the Python API.
+
+Everything a command prints goes through `plait.terminal`: the workflow's data (items, keys,
+errors, results) reaches the terminal as text, never as control sequences.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from plait.compiler.diagnostics import WorkflowError
 from plait.draw import EXPAND_SVG_MAX
 from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES
 from plait.runtime.ledger import LedgerError
+from plait.terminal import escaped_output, log_format, raw
 from plait.workspace import state_dir
 
 if TYPE_CHECKING:
@@ -117,7 +121,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write(args.output, text)
         print(f"wrote {args.output}: check it with `plait compile {args.output}`", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -139,13 +143,18 @@ def cmd_graph(args: argparse.Namespace) -> int:
     except (GraphvizMissing, DrawingTooBig) as err:
         raise UsageError(str(err)) from err
     if args.output:
-        try:
-            Path(args.output).write_text(text, encoding="utf-8")
-        except OSError as err:
-            raise UsageError(f"cannot write '{args.output}': {err.strerror}") from err
+        _write(args.output, text)
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _write(path: str, text: str) -> None:
+    """Write an output file; a path that cannot be written is a usage error, not a traceback."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write '{path}': {err.strerror or err}; choose a writable path for -o") from err
 
 
 def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
@@ -162,7 +171,7 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     try:
         with _terminal_log("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"):
             result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
-                                  progress=None if args.quiet else sys.stderr,
+                                  progress=None if args.quiet else raw(sys.stderr),
                                   scheduler_address=args.scheduler_address,
                                   log_level="DEBUG" if args.verbose else "INFO",
                                   max_result_bytes=args.max_result_size, force_jobs=args.force_jobs,
@@ -304,8 +313,7 @@ def _terminal_log(level: str) -> Iterator[None]:
     from loguru import logger
 
     logger.remove()
-    sink = logger.add(sys.stderr, level=level, format="<level>{level: <7}</level> {message}",
-                      colorize=sys.stderr.isatty())
+    sink = logger.add(raw(sys.stderr), level=level, format=log_format, colorize=sys.stderr.isatty())
     logger.enable("plait")
     try:
         yield
@@ -500,7 +508,8 @@ def main(argv: list[str] | None = None) -> int:
     real = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _PipeSafe(sys.stdout), _PipeSafe(sys.stderr)
     try:
-        return _main(argv)
+        with escaped_output():  # what is written is escaped, then written safely from broken pipes
+            return _main(argv)
     finally:
         sys.stdout, sys.stderr = real
 

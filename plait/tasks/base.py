@@ -9,8 +9,9 @@ error record (see `plait.runtime.outcome`).
 
 Each kind also declares a field table for its `inputs`, so the compiler can check a step
 before anything runs (unknown keys, wrong types, missing fields), and says how each field is
-rendered: `value` (templates rendered, types kept), `shell` (rendered with every value
-shell-quoted), or `raw` (left alone for the handler: code, or a template it renders itself).
+rendered: `value` (templates rendered, types kept), `shell` (rendered to a `ShellCommand`,
+every value passed as data), or `raw` (left alone for the handler: code, or a template it
+renders itself).
 
 The registry lives here, apart from both compiler and runtime, because both need it: the
 compiler reads schemas, the runtime calls handlers. Users add kinds with `@plait.task("name")`.
@@ -25,7 +26,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from plait.limits import MAX_RESULT_BYTES
 from plait.templating import template_context
+from plait.terminal import escape
 from plait.workspace import STATE_DIR, state_dir
 
 __all__ = ["Field", "TaskContext", "TaskKind", "get_kind", "kinds", "say", "task"]
@@ -86,6 +89,7 @@ class TaskContext(NamedTuple):
     total: int | None = None  # the number of items in this node's batch
     group: Mapping[str, Any] | None = None  # a group_by node's {key, items, results}
     parent: Mapping[str, Any] | None = None  # a per-parent fan-out node's parent {key, item, result}
+    max_result_bytes: int = MAX_RESULT_BYTES  # the most a node may return (--max-result-size): output past it fails
 
     @property
     def batch(self) -> str:
@@ -122,8 +126,8 @@ def say(text: str) -> None:
     """
     print(text, flush=True)
     terminal = getattr(sys.stdout, "real", None)
-    if terminal is not None:
-        print(text, file=terminal, flush=True)
+    if terminal is not None:  # a worker's terminal is the run's: data reaches it escaped (plait.terminal)
+        print(escape(text), file=terminal, flush=True)
 
 
 _REGISTRY: dict[str, TaskKind] = {}
