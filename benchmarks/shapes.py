@@ -8,6 +8,8 @@ the shape's wiring, expansion and views. The aim is within 1.1× the plain batch
 - per-parent fan-out: N/100 parents, each giving 100 children from its result
   (`items: {range: "{{ parent.result }}"}`), and a group per parent gathering them
   (`group_by: {key: "{{ parent.key }}"}`): N + 2·N/100 task nodes.
+- max_parallel: the plain batch of N with `max_parallel: 2` (as many as `--jobs`): its nodes travel
+  in two lanes, one chunk each, rather than in chunks sized as they go (`plait.runtime.waves`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ steps:
     inputs: {code: "result = len(group['results'])"}
 """
 
+LIMITED = PLAIN.replace("name: plain", "name: limited").replace("    inputs:", "    max_parallel: 2\n    inputs:")
+
 FANNED = """
 name: fanned
 params:
@@ -71,9 +75,10 @@ steps:
 
 
 def measure_shapes(n: int, repeat: int, folder: Path) -> list[Row]:
-    """Return the group_by and fan-out run rows for `n` items (a multiple of 100), each against its plain batch."""
+    """Return the group_by, fan-out and max_parallel rows for `n` items (a multiple of 100), against plain batches."""
     python = sys.executable
-    for name, text in (("plain.yaml", PLAIN), ("grouped.yaml", GROUPED), ("fanned.yaml", FANNED)):
+    for name, text in (("plain.yaml", PLAIN), ("grouped.yaml", GROUPED), ("fanned.yaml", FANNED),
+                       ("limited.yaml", LIMITED)):
         (folder / name).write_text(text, encoding="utf-8")
     groups = n // 100
 
@@ -87,7 +92,10 @@ def measure_shapes(n: int, repeat: int, folder: Path) -> list[Row]:
     grouped_floor = run("plain.yaml", f"m={n + groups}")
     fanned = run("fanned.yaml", f"parents={groups}")
     fanned_floor = run("plain.yaml", f"m={n + 2 * groups}")
+    limited = run("limited.yaml", f"m={n}")
+    limited_floor = run("plain.yaml", f"m={n}")
     return [
         Row("run", "plait run, group_by (N/100 groups)", n, "s", grouped, "plain batch", grouped_floor),
         Row("run", "plait run, per-parent fan-out (N/100 parents)", n, "s", fanned, "plain batch", fanned_floor),
+        Row("run", "plait run, max_parallel: 2", n, "s", limited, "plain batch", limited_floor),
     ]

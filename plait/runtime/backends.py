@@ -20,7 +20,8 @@ Worker loss
     the dask backend hands on as `WorkerLost`. Both lead here. The chunks that had not come back are
     suspects. Under loky each worker keeps a crash trail (`plait.runtime.trail`): the job it was
     running when the pool broke runs alone, and the rest of its chunk and the other suspects run
-    together again; the innocent come back normally (at-least-once: a node cut short runs again),
+    together again (what is left of a lane, `plait.runtime.waves`, as one chunk, so that it never runs
+    beside itself); the innocent come back normally (at-least-once: a node cut short runs again),
     and a culprit runs twice in all, once in the pool and once alone. Without a trail (Dask, or a
     worker that died before its first job) the oldest suspect (the first dispatched, so the
     likeliest to hold the culprit) runs alone, and the rest together. A suspect chunk that kills
@@ -147,16 +148,17 @@ class _Dispatcher:
         self.calls = 0
         self.sizer = ChunkSizer(workers)
 
-    def dispatch(self, info: RunInfo, wave: Chunk, starts: list[int]) -> Iterator[tuple[Chunk, Results]]:
+    def dispatch(self, info: RunInfo, wave: Chunk, starts: list[int], lanes: int) -> Iterator[tuple[Chunk, Results]]:
         """Yield (chunk, its results) as chunks of the wave finish; a lost worker's suspects run again.
 
-        `starts` holds the position of each unit's first job in the wave.
+        `starts` holds the position of each unit's first job in the wave; the last `lanes` units
+        are lanes (`plait.runtime.waves`), each sent whole.
         """
         if self.prepare is not None and info.run_id not in self.prepared:
             self.prepare(info)
             self.prepared.add(info.run_id)
         self.sizer.new_wave()
-        unsent: Iterator[Chunk] = cut_wave(wave, starts, self.sizer)
+        unsent: Iterator[Chunk] = cut_wave(wave, starts, self.sizer, lanes)
         while True:
             sent: list[Chunk] = []
             returned: set[int] = set()
@@ -181,7 +183,8 @@ class _Dispatcher:
                 for index, chunk in sorted(suspects.items()):
                     if index in running:
                         before, unit, after = _around(chunk, running[index])
-                        rest += [before, after]
+                        # What is left of a lane stays one chunk, so it never runs beside itself.
+                        rest += [_joined(before, after)] if chunk.calls[0].max_parallel else [before, after]
                         alone.append(unit)
                     else:
                         rest.append(chunk)
@@ -260,6 +263,11 @@ def _around(chunk: Chunk, job: int | None) -> tuple[Chunk, Chunk, Chunk]:
     while end < len(chunk.nodes) and chunk.feeders[end]:
         end += 1
     return chunk.cut(0, start), chunk.cut(start, end), chunk.cut(end, len(chunk.nodes))
+
+
+def _joined(first: Chunk, second: Chunk) -> Chunk:
+    """Return two chunks of whole units as one (a feeder is counted back from its job, so none moves)."""
+    return Chunk(*(a + b for a, b in zip(first, second)))
 
 
 def _crashed(job: Chunk, err: BaseException) -> Results:

@@ -20,6 +20,10 @@ not guessed:
 Chunks are cut at unit boundaries (a fused chain travels whole) when joblib asks for the next
 one, which it does from its callback thread as workers free up: the size reflects what has been
 measured by then. joblib is given `batch_size=1`, so it does not batch the chunks again.
+
+Lanes (the units of a step with `max_parallel`, `plait.runtime.waves`) are not sized: each goes
+whole as a chunk of its own, since two chunks of one lane could run at once, and they go first,
+so the limited step's nodes start at once and the other workers take the sized chunks after them.
 """
 
 from __future__ import annotations
@@ -63,15 +67,18 @@ class ChunkSizer:
         return max(1, min(self.ramp, fits, share, MOST_JOBS))
 
 
-def cut_wave(wave: Chunk, starts: list[int], sizer: ChunkSizer) -> Iterator[Chunk]:
-    """Yield a wave as chunks of whole units, each sized when it is asked for.
+def cut_wave(wave: Chunk, starts: list[int], sizer: ChunkSizer, lanes: int = 0) -> Iterator[Chunk]:
+    """Yield a wave as chunks of whole units, each sized when it is asked for, after its lanes, one chunk each.
 
-    `starts` holds the position of each unit's first job, in order.
+    `starts` holds the position of each unit's first job, in order; the last `lanes` units are lanes.
     """
-    total = len(wave.nodes)
+    units = len(starts) - lanes
+    total = starts[units] if lanes else len(wave.nodes)
+    for first, end in zip(starts[units:], [*starts[units + 1:], len(wave.nodes)]):
+        yield wave.cut(first, end)
     unit = 0
-    while unit < len(starts):
+    while unit < units:
         first = starts[unit]
-        end = bisect.bisect_left(starts, first + sizer.size(total - first), unit + 1)
-        yield wave.cut(first, starts[end] if end < len(starts) else total)
+        end = bisect.bisect_left(starts, first + sizer.size(total - first), unit + 1, units)
+        yield wave.cut(first, starts[end] if end < units else total)
         unit = end

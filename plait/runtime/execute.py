@@ -102,6 +102,7 @@ class StepCall(NamedTuple):
     retry: RetryPolicy
     total: int | None  # the number of items in the step
     on_error: str | None = None  # the step's on_error template, rendered for a node that fails
+    max_parallel: int | None = None  # at most this many of the step's nodes at once: they travel in lanes (waves)
 
 
 def step_call(step: StepSpec, total: int | None) -> StepCall | None:
@@ -117,7 +118,7 @@ def step_call(step: StepSpec, total: int | None) -> StepCall | None:
     templated = any(_has_template(v) for name, v in step.config.items() if modes.get(name) != "raw")
     flat = not any(isinstance(v, (Mapping, list, tuple)) for v in step.config.values())
     return StepCall(step.name, kind.handler, step.config, modes, templated, flat, step.condition, step.timeout,
-                    kind.own_timeout, step.retry, total, step.on_error_template)
+                    kind.own_timeout, step.retry, total, step.on_error_template, step.max_parallel)
 
 
 def _has_template(value: Any) -> bool:

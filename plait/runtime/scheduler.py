@@ -17,6 +17,8 @@ Task selection policy
       `a[k]` succeeds, in the same worker, without waiting for the rest of `a`. Chains of any
       length fuse (`a[k] -> b[k] -> c[k]`).
     - Joins, deferred expansions and skips are settled in the parent at once, not dispatched.
+    A step's `max_parallel: N` is kept by wave forming: its nodes travel in at most N lanes, each
+    one chunk run in one worker, while the other workers take the rest (`plait.runtime.waves`).
     A node that depends on another one of the same wave across steps (not through for_each)
     waits for the wave to end: that is the price of joblib's fixed calls, paid only there.
 
@@ -55,8 +57,9 @@ from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
 
-# Runs a wave: takes (info, wave, unit starts) and yields (chunk, results) as chunks finish.
-Dispatch = Callable[[RunInfo, Chunk, list[int]], Iterable[tuple[Chunk, Results]]]
+# Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes) and yields
+# (chunk, results) as chunks finish.
+Dispatch = Callable[[RunInfo, Chunk, list[int], int], Iterable[tuple[Chunk, Results]]]
 # Hands ledger writes to the writer: ("record", run_id, records) or ("add_nodes", rows).
 Submit = Callable[..., None]
 
@@ -186,10 +189,10 @@ class Scheduler:
         while not self.state.stopping and clock.monotonic() < due:
             clock.sleep(min(0.05, max(0.0, due - clock.monotonic())))
 
-    def _run_wave(self, wave: Chunk, starts: list[int]) -> None:
+    def _run_wave(self, wave: Chunk, starts: list[int], lanes: int) -> None:
         state = self.state
         self._flush()  # joins and skips settled while the wave was formed
-        for chunk, results in self.dispatch(state.info, wave, starts):
+        for chunk, results in self.dispatch(state.info, wave, starts, lanes):
             take(state, chunk, results)
             if state.stopping:
                 self._raise_stop_flag()

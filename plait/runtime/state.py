@@ -12,6 +12,9 @@ State
         members      batch step -> its item nodes, in item order
         step_calls   step -> the `StepCall` every job of the step shares
         paired       steps another step runs `for_each` over (their nodes may carry fused partners)
+        limits       step -> its `max_parallel`, for the steps that set one (their nodes run in lanes)
+        plain        steps whose nodes neither carry partners nor run in lanes: a root node of one is a
+                     unit of one job, added to a wave in bulk
         reads_upstream  steps that read upstream results (`depends_on` not empty)
     Constant for the run:
         info         the `RunInfo` every node shares
@@ -92,8 +95,8 @@ class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
     __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "failures", "fp", "in_flight",
-                 "info", "left_out", "load_results", "log_nodes", "members", "on_settle", "order", "paired", "plan",
-                 "pred", "reads_upstream", "ready", "remaining", "report", "results", "retries", "rng",
+                 "info", "left_out", "limits", "load_results", "log_nodes", "members", "on_settle", "order", "paired",
+                 "plain", "plan", "pred", "reads_upstream", "ready", "remaining", "report", "results", "retries", "rng",
                  "skipped_for_failure", "status", "step_calls", "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
@@ -138,6 +141,8 @@ class RunState:
             s.name: step_call(s, len(self.members[s.name]) if s.kind != "single" else None)
             for s in plan.steps.values()}
         self.paired = {s.for_each for s in plan.steps.values() if s.for_each}
+        self.limits = {s.name: s.max_parallel for s in plan.steps.values() if s.max_parallel is not None}
+        self.plain = plan.steps.keys() - self.paired - self.limits.keys()
         self.reads_upstream = {s.name for s in plan.steps.values() if s.depends_on}
 
     def result_text(self, nid: str) -> str | None:

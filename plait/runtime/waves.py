@@ -11,6 +11,21 @@ all nodes of a step share (handler, config, policies) is one `StepCall` (`RunSta
 pickled once per chunk; a job adds only its node ID, item, key, index, attempt and what it sees
 of upstream steps (one shared empty view for steps that read none).
 
+Lanes: how `max_parallel: N` holds
+    The nodes of a step with `max_parallel: N` that are ready in a wave go into at most N lanes,
+    dealt round-robin in plan order (so the first N start first); a lane is one unit of several
+    jobs that follow no feeder, and the dispatcher sends it whole as one chunk, whose jobs run one
+    after another in one worker (`plait.runtime.chunks`). So at most N of the step's nodes run at
+    once, on any backend, with no lock, semaphore or waiting worker: the other workers take the
+    wave's other chunks meanwhile. Waves never overlap, so the bound holds for the whole run; a
+    retried node, and the nodes an expansion adds (deferred or per-parent), are ready in a later
+    wave and go into that wave's lanes. A limited step's node never rides in another's unit, nor
+    carries partners of its own: a partner would run more than N at once, or hold a lane back.
+    Lanes come at the end of the wave's columns (the dispatcher sends them first: they are the
+    long chunks). The price: a lane's outcomes come back when its last node ends (a worker
+    journals what it finished meanwhile, `plait.runtime.journal`), and nodes of uneven length can
+    leave one lane running alone at the end of a wave.
+
 Every function here takes the `RunState` it reads and changes.
 """
 
@@ -34,10 +49,14 @@ _NOTHING: dict[str, Any] = {}
 Expand = Callable[[str, NodeSpec], None]
 
 
-def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int]] | None:
-    """Settle joins, expansions and skips in place; return the wave of task nodes to dispatch (None: none). Mutates."""
+def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] | None:
+    """Settle joins, expansions and skips in place; return the wave of task nodes to dispatch (None: none). Mutates.
+
+    The wave is (jobs, the position of each unit's first job, how many of the last units are lanes).
+    """
     wave = Chunk([], [], [], [], [], [], [], [], [], [])
     starts: list[int] = []
+    limited: dict[str, list[NodeSpec]] = {}  # a limited step's ready nodes, in the order taken: its lanes' jobs
     while state.ready and not state.stopping:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
         alone: list[NodeSpec] = []  # consecutive plain units: added together, column by column
@@ -45,7 +64,7 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int]] | None
             if nid in state.status or nid in state.in_flight:
                 continue
             node = state.plan.nodes[nid]
-            if node.kind == "task" and not state.pred[nid] and node.step not in state.paired:
+            if node.kind == "task" and not state.pred[nid] and node.step in state.plain:
                 alone.append(node)
                 continue
             _add_alone(state, wave, starts, alone)
@@ -57,11 +76,29 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int]] | None
                 settle(state, nid, SUCCEEDED, join_result(state, nid), None, now, now)
             elif node.kind == "deferred":
                 expand(nid, node)
+            elif node.step in state.limits:
+                limited.setdefault(node.step, []).append(node)
+                state.in_flight.add(nid)  # taken: a lane of this wave holds it
             else:
                 starts.append(len(wave.nodes))
                 _add_unit(state, wave, nid, node)
         _add_alone(state, wave, starts, alone)
-    return (wave, starts) if starts else None
+    lanes = _add_lanes(state, wave, starts, limited) if limited else 0
+    return (wave, starts, lanes) if starts else None
+
+
+def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[str, list[NodeSpec]]) -> int:
+    """Append each limited step's ready nodes to `wave` as at most `max_parallel` lanes; return how many. Mutates."""
+    count = 0
+    for step, nodes in limited.items():
+        nodes.sort(key=lambda node: state.order[node.id])
+        lanes = min(state.limits[step], len(nodes))
+        for lane in range(lanes):
+            starts.append(len(wave.nodes))
+            for node in nodes[lane::lanes]:
+                _add_job(state, wave, node.id, node, 0)
+        count += lanes
+    return count
 
 
 def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[NodeSpec]) -> None:
@@ -99,7 +136,7 @@ def _add_unit(state: RunState, wave: Chunk, nid: str, node: NodeSpec) -> None:
             for succ in state.succ[feeder]:
                 snode = state.plan.nodes[succ]
                 if (snode.kind == "task" and state.plan.steps[snode.step].for_each == step
-                        and succ not in state.status and succ not in state.in_flight
+                        and snode.step not in state.limits and succ not in state.status and succ not in state.in_flight
                         and all(p == feeder or state.status.get(p) == SUCCEEDED for p in state.pred[succ])):
                     _add_job(state, wave, succ, snode, len(wave.nodes) - position)
         position += 1

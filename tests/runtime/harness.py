@@ -8,7 +8,7 @@ unpredictable:
   stamped with the time it happened, so backoff is asserted as numbers, not measured;
 - the ledger is a list: every record the scheduler hands the writer is kept in order
   (`records`), and a resume reads its priors from the records of the runs before it;
-- dispatch keeps each wave's units (`waves`), so fusing and pipelining are seen as data.
+- dispatch keeps each wave's units (`waves`), so fusing, pipelining and lanes are seen as data.
 A whole run takes milliseconds, and its outcome is compared as values.
 """
 
@@ -18,11 +18,11 @@ import json
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 from plait.compiler import Plan, compile_text
+from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk
 from plait.runtime.fingerprint import Fingerprinter
 from plait.runtime.ledger import NodeRecord, Prior
@@ -91,17 +91,17 @@ class SyncRun:
         self.parts = {step: fingerprints.parts(step) for step in plan.steps}
         return report, state
 
-    def dispatch(self, info: RunInfo, wave: Chunk, starts: list[int]) -> Iterator[tuple[Chunk, Results]]:
-        """Run a wave here, one unit per chunk, in order; remember its units and when it went.
+    def dispatch(self, info: RunInfo, wave: Chunk, starts: list[int], lanes: int) -> Iterator[tuple[Chunk, Results]]:
+        """Run a wave here, one unit per chunk, in the order the dispatcher sends them (lanes first, each whole);
+        remember its units and when it went.
 
         Each chunk checks the run's stop file before its first job (`run_chunk` always does), so a
         stop raised while one unit settles leaves the units after it unstarted, as in a real run
         whose workers see the stop file.
         """
-        bounds = list(pairwise([*starts, len(wave.nodes)]))
-        self.waves.append(Wave(self.clock.now, [wave.nodes[a:b] for a, b in bounds]))
-        for start, stop in bounds:
-            chunk = wave.cut(start, stop)
+        chunks = list(cut_wave(wave, starts, ChunkSizer(workers=1), lanes))  # nothing measured: one unit each
+        self.waves.append(Wave(self.clock.now, [chunk.nodes for chunk in chunks]))
+        for chunk in chunks:
             yield chunk, run_chunk(info, chunk)
 
     def submit(self, method: str, *args: Any) -> None:

@@ -100,6 +100,38 @@ DEFERRED = """
 """
 
 
+LIMITED_HELPERS = '''
+def call(item, ctx):
+    if item == 1 and ctx.attempt == 1:
+        raise OSError("first attempt at item 1 fails")
+    if item == 3:
+        raise ValueError("item 3 is bad")
+    return item
+'''
+
+LIMITED = """
+    name: contract3
+    steps:
+      - name: call
+        task: python
+        items: [0, 1, 2, 3, 4, 5]
+        max_parallel: 2
+        retry: {max_attempts: 2, delay: 0}
+        max_failures: 1
+        inputs: {function: "<mod>:call"}
+      - name: use
+        task: python
+        for_each: call
+        max_parallel: 1
+        condition: "{{ item != 4 }}"
+        inputs: {code: "result = steps['call']['result'] * 10"}
+      - name: total
+        task: python
+        depends_on: [use]
+        inputs: {code: "result = steps['use']['results']"}
+"""
+
+
 ODD_JSON = '[\n  null,\n  "ITEM-1",\n  null,\n  "ITEM-3"\n]\n'
 
 
@@ -174,6 +206,28 @@ class TestBackendContract:
                       {"total": 1, "processed": 1, "failed": 0, "retried": 0, "skipped": 0, "pending": 0}),
         }
         assert flow.executions() == ["list"]
+
+    def test_limited_steps_with_a_retry_a_tolerated_failure_a_skip_and_a_fan_in(self, flow: Flow,
+                                                                                backend: str) -> None:
+        flow.write(LIMITED, mod=flow.module("limited", LIMITED_HELPERS))
+        result = flow.run(backend=backend, jobs=3)
+        bad = error("call[3]", "ValueError", "item 3 is bad", item=3)
+        assert (result.ok, result.report.counts) == (True, {"succeeded": 10, "skipped": 2, "failed": 1})
+        assert state(flow) == {
+            "call[0]": ("task", "succeeded", 1, 0, None, None),
+            "call[1]": ("task", "succeeded", 2, 1, None, None),
+            "call[2]": ("task", "succeeded", 1, 2, None, None),
+            "call[3]": ("task", "failed", 1, None, bad, None),
+            "call[4]": ("task", "succeeded", 1, 4, None, None),
+            "call[5]": ("task", "succeeded", 1, 5, None, None),
+            "use[0]": ("task", "succeeded", 1, 0, None, None),
+            "use[1]": ("task", "succeeded", 1, 10, None, None),
+            "use[2]": ("task", "succeeded", 1, 20, None, None),
+            "use[3]": ("task", "skipped", 0, None, None, "upstream call[3] failed"),
+            "use[4]": ("task", "skipped", 1, None, None, "condition is false"),
+            "use[5]": ("task", "succeeded", 1, 50, None, None),
+            "total": ("task", "succeeded", 1, [0, 10, 20, None, None, 50], None, None),
+        }
 
     def test_a_resumed_run_restores_every_succeeded_node_on_any_backend(self, flow: Flow, backend: str) -> None:
         flow.write(DEFERRED.replace("item.missing", "item.upper()"), rec=flow.module("recorder", RECORDER))

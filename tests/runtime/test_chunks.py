@@ -61,3 +61,11 @@ def test_the_last_chunks_of_a_wave_spread_over_the_workers() -> None:
     sizer = ChunkSizer(workers=2)
     sizer.ramp = MOST_JOBS
     assert [sizer.size(left) for left in (8_000, 400, 3)] == [2_000, 100, 1]
+
+
+def test_lanes_go_first_and_whole_however_long_and_the_units_before_them_are_sized_alone() -> None:
+    wave, starts = wave_of([1] * 8 + [MOST_JOBS + 5, 3])  # 8 units, then 2 lanes (one job after another, unfed)
+    wave = wave._replace(feeders=[0] * len(wave.nodes))
+    sizer = ChunkSizer(workers=2)
+    sizer.ramp = MOST_JOBS
+    assert [len(c.nodes) for c in cut_wave(wave, starts, sizer, lanes=2)] == [MOST_JOBS + 5, 3, 2, 2, 1, 1, 1, 1]

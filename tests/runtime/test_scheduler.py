@@ -263,3 +263,99 @@ def test_a_node_a_stopping_run_dispatched_but_did_not_finish_is_interrupted(sync
     sync.records.append(sync.last()["c"]._replace(status="pending", note="interrupted"))
     _, state = sync.run(plan)
     assert state.decisions == {"c": Decision(True, "interrupted")}
+
+
+LIMITED = yaml("""
+    name: limited
+    steps:
+      - name: api
+        task: python
+        items: [0, 1, 2, 3, 4]
+        max_parallel: 2
+        inputs: {code: "result = item"}
+      - name: other
+        task: python
+        items: [a, b]
+        inputs: {code: "result = item"}
+      - name: after_api
+        task: python
+        for_each: api
+        inputs: {code: "result = steps['api']['result'] + 1"}
+      - name: slow_partner
+        task: python
+        for_each: other
+        max_parallel: 1
+        inputs: {code: "result = steps['other']['result'] * 2"}
+""")
+
+
+def test_a_limited_step_runs_in_at_most_its_max_parallel_lanes_sent_first_and_fused_with_nothing(
+        sync: SyncRun) -> None:
+    report, _ = sync.run(sync.compile(LIMITED))
+    assert (report.status, sync.dispatched()) == ("succeeded", [
+        # api's 5 nodes dealt over 2 lanes, sent before the other units; after_api[k] does not ride with
+        # api[k], nor slow_partner[k] (limited) with other[k]
+        [["api[0]", "api[2]", "api[4]"], ["api[1]", "api[3]"], ["other[a]"], ["other[b]"]],
+        [["slow_partner[a]", "slow_partner[b]"], ["after_api[0]"], ["after_api[1]"], ["after_api[2]"],
+         ["after_api[3]"], ["after_api[4]"]],
+    ])
+    assert {n: json.loads(r.result) for n, r in sync.last().items() if n.startswith(("after_api", "slow"))} == {
+        "after_api[0]": 1, "after_api[1]": 2, "after_api[2]": 3, "after_api[3]": 4, "after_api[4]": 5,
+        "slow_partner[a]": "aa", "slow_partner[b]": "bb"}
+
+
+def test_retried_nodes_of_a_limited_step_go_into_the_lanes_of_a_later_wave(sync: SyncRun) -> None:
+    flaky = yaml("""
+        name: flaky_limited
+        steps:
+          - name: api
+            task: python
+            items: [0, 1, 2, 3]
+            max_parallel: 3
+            retry: {max_attempts: 2, delay: 1.0, jitter: 0, retry_on: [OSError]}
+            inputs:
+              code: |
+                if ctx.attempt == 1 and item != 3:
+                    raise OSError("rate limited")
+                result = ctx.attempt
+    """)
+    report, _ = sync.run(sync.compile(flaky))
+    assert (report.status, [(wave.at, wave.units) for wave in sync.waves]) == ("succeeded", [
+        (0.0, [["api[0]", "api[3]"], ["api[1]"], ["api[2]"]]),
+        (1.0, [["api[0]"], ["api[1]"], ["api[2]"]]),
+    ])
+    assert {n: r.attempts for n, r in sync.last().items()} == {"api[0]": 2, "api[1]": 2, "api[2]": 2, "api[3]": 1}
+
+
+def test_the_nodes_an_expansion_adds_to_a_limited_step_go_into_its_lanes(sync: SyncRun) -> None:
+    grown = yaml("""
+        name: grown
+        steps:
+          - name: list
+            task: python
+            inputs: {code: "result = [3, 1, 2]"}
+          - name: each
+            task: python
+            items: "{{ steps.list.result }}"
+            max_parallel: 2
+            inputs: {code: "result = item * 2"}
+          - name: split
+            task: python
+            items: [x, y]
+            inputs: {code: "result = [0, 1]"}
+          - name: part
+            task: python
+            for_each: split
+            items: "{{ parent.result }}"
+            max_parallel: 1
+            inputs: {code: "result = parent['key'] + str(item)"}
+    """)
+    report, _ = sync.run(sync.compile(grown))
+    assert (report.status, sync.dispatched()) == ("succeeded", [
+        [["list"], ["split[x]"], ["split[y]"]],
+        [["each[3]", "each[2]"], ["each[1]"], ["part[x/0]", "part[x/1]", "part[y/0]", "part[y/1]"]],
+    ])
+
+
+def test_a_changed_max_parallel_reruns_nothing(sync: SyncRun) -> None:
+    assert decisions_after(sync, LIMITED, LIMITED.replace("max_parallel: 2", "max_parallel: 3")) == {}
