@@ -43,7 +43,7 @@ from typing import Any
 
 from loguru import logger
 
-from plait.compiler import NodeSpec, WorkflowError, expand_deferred, expand_parent, parent_of
+from plait.compiler import NodeSpec, WorkflowError, expand_deferred, expand_parents, parent_of
 from plait.runtime.decide import Decision, Explainer, decide
 from plait.runtime.execute import Chunk, Results, RunInfo
 from plait.runtime.fingerprint import Fingerprinter
@@ -205,49 +205,64 @@ class Scheduler:
             interrupted(state, unsettled)
         state.in_flight.clear()
 
-    def _expand(self, nid: str, node: NodeSpec) -> None:
-        """Expand a placeholder now that what it waits for has run, and decide its new nodes. Mutates.
+    def _expand(self, placeholders: list[tuple[str, NodeSpec]]) -> None:
+        """Expand the placeholders a wave found ready, now that what they wait for has run; decide the new nodes.
 
         A deferred step's placeholder expands into the step's items, rendered from its upstream
         results; a per-parent placeholder (`process[a.txt]`) into that parent's children, from the
         parent's result (`plait.compiler.grow`). Either becomes the join of what it expanded into;
         nodes already in the plan that the new ones feed (a group gathering new members) wait for
-        them too. Bad items fail the placeholder with the compiler's located error.
+        them too. Bad items fail the placeholder with the compiler's located error. The parents
+        of one fan-out step that finished together grow the plan once (`expand_parents`), and the
+        run's lookups are rebuilt once per wave, not once per parent. Mutates.
         """
         state = self.state
-        step = state.plan.steps[node.step]
-        parent = parent_of(state.plan, nid)
-        if parent is not None and state.status.get(parent) != SUCCEEDED:
-            now = state.clock.wall()
-            settle(state, nid, SKIPPED, None, None, now, now, note=f"parent {parent} was skipped")
-            return
-        try:
-            if parent is not None:
-                plan = expand_parent(state.plan, parent, value(state, parent), step=node.step)
+        before = state.plan
+        plan = before
+        parents: dict[str, dict[str, Any]] = {}  # per-parent fan-out step -> {parent: its result}
+        for nid, node in placeholders:
+            parent = parent_of(before, nid)
+            if parent is None:
+                try:
+                    context = template_context(before.params, steps=upstream_view(state, node),
+                                               run_id=state.info.run_id, workspace=state.info.workspace,
+                                               workflow_dir=state.info.workflow_dir)
+                    plan = expand_deferred(plan, node.step, render_value(before.steps[node.step].items, context))
+                except (*RENDER_ERRORS, WorkflowError) as err:
+                    self._not_expanded(nid, node, err)
+            elif state.status.get(parent) != SUCCEEDED:
+                now = state.clock.wall()
+                settle(state, nid, SKIPPED, None, None, now, now, note=f"parent {parent} was skipped")
             else:
-                context = template_context(state.plan.params, steps=upstream_view(state, node),
-                                           run_id=state.info.run_id, workspace=state.info.workspace,
-                                           workflow_dir=state.info.workflow_dir)
-                plan = expand_deferred(state.plan, node.step, render_value(step.items, context))
-        except (*RENDER_ERRORS, WorkflowError) as err:
-            message = str(err.errors[0]) if isinstance(err, WorkflowError) else f"items template: {err}"
-            error = error_record(ValueError(message), node=nid, item=None, attempt=1, policy=node.retry)
-            state.attempts[nid] = state.attempts.get(nid, 0) + 1
-            now = state.clock.wall()
-            settle(state, nid, FAILED, None, error, now, now)
+                parents.setdefault(node.step, {})[parent] = value(state, parent)
+        for step, results in parents.items():
+            plan, failed = expand_parents(plan, results, step=step)
+            for nid, err in failed.items():
+                self._not_expanded(nid, plan.nodes[nid], err)
+        if plan is before:
             return
-        before = state.plan.nodes
-        new = [n.id for n in plan.nodes.values() if n.id not in before]
-        joins = [n.id for n in plan.nodes.values() if n.kind == "join" and before.get(n.id, n).kind == "deferred"]
-        fed = sorted({s for n in new for s in plan.graph.successors(n) if s in before} - set(joins))
+        new = [n.id for n in plan.nodes.values() if n.id not in before.nodes]
+        joins = [n.id for n in plan.nodes.values() if n.kind == "join" and before.nodes.get(n.id, n).kind == "deferred"]
+        fed = sorted({s for n in new for s in plan.graph.successors(n) if s in before.nodes} - set(joins))
         self.submit("add_nodes", [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()
-                                  if n.id not in before or n.kind != before[n.id].kind])
+                                  if n.id not in before.nodes or n.kind != before.nodes[n.id].kind])
         state.index(plan)
         self._decide(new)
+        ready = set(state.ready)
         for other in [*joins, *fed]:
-            if other not in state.status and other not in state.ready:
+            if other not in state.status and other not in ready:
                 wait_for_predecessors(state, other)
-        logger.bind(node=nid).info(f"{node.step}: expanded into {len(new):,} nodes")
+        for join in joins:
+            logger.bind(node=join).info(f"{plan.nodes[join].step}: expanded into {len(state.pred[join]):,} nodes")
+
+    def _not_expanded(self, nid: str, node: NodeSpec, err: Exception) -> None:
+        """Fail a placeholder whose items could not be listed, with the compiler's located error. Mutates."""
+        state = self.state
+        message = str(err.errors[0]) if isinstance(err, WorkflowError) else f"items template: {err}"
+        error = error_record(ValueError(message), node=nid, item=None, attempt=1, policy=node.retry)
+        state.attempts[nid] = state.attempts.get(nid, 0) + 1
+        now = state.clock.wall()
+        settle(state, nid, FAILED, None, error, now, now)
 
     def _flush(self) -> None:
         """Hand the settled outcomes (and retried attempts) to the ledger writer, which batches its commits."""

@@ -45,8 +45,8 @@ __all__ = ["join_result", "next_wave", "upstream_view", "value"]
 
 _NOTHING: dict[str, Any] = {}
 
-# Expands a deferred step's placeholder node, now that its upstream has settled.
-Expand = Callable[[str, NodeSpec], None]
+# Expands placeholder nodes (id, node) found ready together, now that what each waits for has settled.
+Expand = Callable[[list[tuple[str, NodeSpec]]], None]
 
 
 def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] | None:
@@ -60,6 +60,7 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] |
     while state.ready and not state.stopping:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
         alone: list[NodeSpec] = []  # consecutive plain units: added together, column by column
+        placeholders: list[tuple[str, NodeSpec]] = []  # expanded together, once the batch is seen
         for nid in batch:
             if nid in state.status or nid in state.in_flight:
                 continue
@@ -75,7 +76,7 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] |
                 now = state.clock.wall()
                 settle(state, nid, SUCCEEDED, join_result(state, nid), None, now, now)
             elif node.kind == "deferred":
-                expand(nid, node)
+                placeholders.append((nid, node))
             elif node.step in state.limits:
                 limited.setdefault(node.step, []).append(node)
                 state.in_flight.add(nid)  # taken: a lane of this wave holds it
@@ -83,6 +84,8 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] |
                 starts.append(len(wave.nodes))
                 _add_unit(state, wave, nid, node)
         _add_alone(state, wave, starts, alone)
+        if placeholders:
+            expand(placeholders)  # their new nodes are ready in the next pass of this loop
     lanes = _add_lanes(state, wave, starts, limited) if limited else 0
     return (wave, starts, lanes) if starts else None
 
