@@ -12,14 +12,15 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from plait.compiler.diagnostics import WorkflowError
 from plait.draw import EXPAND_SVG_MAX
 from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES
 from plait.runtime.ledger import LedgerError
+from plait.terminal import Terminal, use_colour
 from plait.workspace import state_dir
 
 if TYPE_CHECKING:
@@ -154,10 +155,11 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
         raise UsageError(f"--scheduler-address is for --backend dask, not --backend {backend}; drop one of them")
     plan = plan or _plan(args)
     start = time.monotonic()
-    try:
-        with _terminal_log("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"):
+    level = "DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"
+    try:  # while the run goes, stderr is a terminal whose live progress block log lines print above
+        with Terminal(sys.stderr) as terminal, redirect_stderr(terminal), _terminal_log(level, terminal):
             result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
-                                  progress=None if args.quiet else sys.stderr,
+                                  progress=None if args.quiet else terminal,
                                   scheduler_address=args.scheduler_address,
                                   log_level="DEBUG" if args.verbose else "INFO",
                                   max_result_bytes=args.max_result_size, force_jobs=args.force_jobs)
@@ -251,13 +253,13 @@ def _workspace(given: str | None) -> Path:
 
 
 @contextmanager
-def _terminal_log(level: str) -> Iterator[None]:
-    """Show plait's log records from `level` up on stderr while the command runs (plait is silent otherwise)."""
+def _terminal_log(level: str, stream: TextIO | Terminal) -> Iterator[None]:
+    """Show plait's log records from `level` up on `stream` while the command runs (plait is silent otherwise)."""
     from loguru import logger
 
     logger.remove()
-    sink = logger.add(sys.stderr, level=level, format="<level>{level: <7}</level> {message}",
-                      colorize=sys.stderr.isatty())
+    sink = logger.add(stream, level=level, format="<level>{level: <7}</level> {message}",
+                      colorize=use_colour(sys.stderr))
     logger.enable("plait")
     try:
         yield

@@ -225,7 +225,7 @@ def _execute(run: _Run, options: _Options) -> RunReport:
     display = None
     if options.progress:
         display = Progress(run.plan, _done_by_step(run.plan, scheduler.state.status), options.progress)
-        scheduler.state.on_settle = display.update
+        display.attach(scheduler.state)
     try:
         with _signals_stop(scheduler):
             report = scheduler.run()

@@ -19,6 +19,7 @@ State
         rng          the random source of retry jitter
         load_results reads restored nodes' results from the ledger, on demand
         on_settle    counts settled task nodes for the progress display (step, status, how many)
+        on_grow      tells the progress display what a placeholder expanded into (its id, its step, the new nodes)
         log_nodes    a DEBUG line per succeeded node
     Changing:
         status       node -> final status (succeeded, failed, skipped): settled nodes only
@@ -53,7 +54,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from plait.compiler import Plan
+from plait.compiler import NodeSpec, Plan
 from plait.runtime.decide import Decision
 from plait.runtime.execute import RunInfo, StepCall, step_call
 from plait.runtime.ledger import NodeRecord
@@ -64,6 +65,8 @@ __all__ = ["Clock", "RunReport", "RunState", "due_retries", "interrupted", "rele
 
 # Counts settled task nodes: (step, status, how many).
 OnSettle = Callable[[str, str, int], None]
+# Tells what a placeholder expanded into: (placeholder, its step, the new nodes).
+OnGrow = Callable[[str, str, list[NodeSpec]], None]
 
 
 @dataclass
@@ -90,9 +93,9 @@ class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
     __slots__ = ("attempts", "buffer", "clock", "decisions", "failures", "fp", "in_flight", "info", "load_results",
-                 "log_nodes", "members", "on_settle", "order", "paired", "plan", "pred", "reads_upstream", "ready",
-                 "remaining", "report", "results", "retries", "rng", "skipped_for_failure", "status", "step_calls",
-                 "stopping", "succ", "tolerated")
+                 "log_nodes", "members", "on_grow", "on_settle", "order", "paired", "plan", "pred", "reads_upstream",
+                 "ready", "remaining", "report", "results", "retries", "rng", "skipped_for_failure", "status",
+                 "step_calls", "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
                  clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
@@ -102,6 +105,7 @@ class RunState:
         self.rng = random.Random(seed)
         self.load_results = load_results
         self.on_settle = on_settle
+        self.on_grow: OnGrow | None = None
         self.log_nodes = log_nodes
         self.status: dict[str, str] = {}
         self.results: dict[str, str | None] = {}
