@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from plait.compiler.diagnostics import WorkflowError
 from plait.draw import EXPAND_SVG_MAX
 from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES
+from plait.masking import MASK, MaskedStream
+from plait.plugins import PluginError, load_modules
 from plait.runtime.ledger import LedgerError
 from plait.terminal import Terminal, use_colour
 from plait.workspace import state_dir
@@ -53,11 +56,30 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 def _plan(args: argparse.Namespace) -> Plan:
     from plait.compiler import compile_workflow
 
-    plan = compile_workflow(args.workflow, _params(args))
+    load_modules(args.plugin)
+    plan = compile_workflow(args.workflow, _params(args), params_file=args.params_file)
     if not getattr(args, "quiet", False):
         for note in plan.notes:
             print(note, file=sys.stderr)
     return plan
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the workflow format, for editors (yaml-language-server) to check files as typed."""
+    from plait.compiler.json_schema import workflow_schema
+
+    load_modules(args.plugin)
+    text = json.dumps(workflow_schema(), indent=2) + "\n"
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot write '{args.output}': {err.strerror}") from err
+        print(f"wrote {args.output}: point your editor at it with the first line "
+              f"`# yaml-language-server: $schema={args.output}`", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -190,7 +212,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UsageError(f"workspace '{workspace}' has no run to resume; use `plait run WF.yaml --workspace "
                          f"{workspace}`")
     args.workspace, args.fresh = str(workspace), False
-    return cmd_run(args, compile_workflow(last["source"], json.loads(last.get("params") or "{}")))
+    load_modules(args.plugin)
+    return cmd_run(args, compile_workflow(last["source"], _resumed_params(last, args), params_file=args.params_file))
+
+
+def _resumed_params(last: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Return the params to resume with: the last run's, less its secrets (stored as ***), then those given now.
+
+    A params file given now replaces the stored value of each name it holds; `--param` wins over both.
+    """
+    from plait.compiler.params import read_params_file
+
+    stored = {name: value for name, value in json.loads(last.get("params") or "{}").items() if value != MASK}
+    if args.params_file:
+        for name in read_params_file(args.params_file):
+            stored.pop(name, None)
+    return {**stored, **_params(args)}
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -288,16 +325,28 @@ def _run_summary(result: Any, seconds: float) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plait", description="Compile YAML workflows into a DAG and run them "
                                      "as parallel, resumable batches.")
+    parser.add_argument("--version", action=_Version, help="print plait's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def plugin_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--plugin", action="append", metavar="MODULE", help="import MODULE first: it registers task "
+                       "kinds with @plait.task (importable from the current folder, or installed); repeatable")
 
     def workflow_command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("workflow", metavar="WF.yaml", help="the workflow file")
-        p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="override a parameter")
+        param_options(p)
         p.add_argument("--flow", metavar="NAME", help="for a file of the original engine: the flow to run "
                        "(the same as --param flow=NAME)")
         p.set_defaults(func=func)
         return p
+
+    def param_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE",
+                       help="set a parameter; overrides --params-file").completer = _complete_param  # type: ignore[attr-defined]
+        p.add_argument("--params-file", metavar="FILE", help="parameters from a YAML or JSON file of NAME: VALUE, "
+                       "typed as written (as a default in the workflow is)")
+        plugin_option(p)
 
     p = workflow_command("compile", cmd_compile, "validate a workflow and print its plan")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -336,9 +385,10 @@ def _parser() -> argparse.ArgumentParser:
     run_options(p)
     p.add_argument("--fresh", action="store_true", help="forget the workspace's ledger and start over")
     p = sub.add_parser("resume", help="resume a workspace's last run", description="resume a workspace's last run "
-                       "with the same workflow file and params")
+                       "with the same workflow file and params (a secret parameter is never stored: give it again)")
     run_options(p)
-    p.set_defaults(func=cmd_resume)
+    param_options(p)
+    p.set_defaults(func=cmd_resume, flow=None)
     p = workflow_command("migrate", cmd_migrate, "write a workflow of the original engine (yaml-workflow) in "
                          "plait's own form, comments kept")
     p.add_argument("-o", "--output", metavar="NEW.yaml", help="write to NEW.yaml instead of stdout")
@@ -355,7 +405,40 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", metavar="FILE", help="where to write it, - for stdout (default: html to "
                    "<workspace>/.plait/report.html, json to stdout)")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("schema", help="print the JSON Schema of the workflow format (for editors)",
+                       description="print the JSON Schema of the workflow format, from the tables the compiler checks "
+                       "files with (task kinds of --plugin modules and installed plugins included); an editor with "
+                       "yaml-language-server validates and completes a workflow whose first line is "
+                       "`# yaml-language-server: $schema=FILE`")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    plugin_option(p)
+    p.set_defaults(func=cmd_schema)
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version`: print the installed version (read only when asked: the metadata costs milliseconds)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        import plait
+
+        print(f"plait {plait.__version__}")
+        parser.exit()
+
+
+def _complete_param(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """Complete `--param` with `NAME=` for each parameter the workflow declares (for argcomplete)."""
+    import yaml
+
+    try:
+        with open(parsed_args.workflow, encoding="utf-8") as file:
+            declared = (yaml.safe_load(file) or {}).get("params") or {}
+    except Exception:  # completion must never fail: nothing to offer
+        return []
+    return [f"{name}=" for name in declared if isinstance(name, str) and f"{name}=".startswith(prefix)]
 
 
 def _size(text: str) -> int:
@@ -383,8 +466,22 @@ def _positive(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
-    args = _parser().parse_args(argv)
+    """Run the command line; return the exit code.
+
+    Everything it prints goes through `MaskedStream`: the values of secret parameters are shown
+    as *** (plait.masking), in a command's output and in its error messages alike.
+    """
+    with redirect_stdout(MaskedStream(sys.stdout)), redirect_stderr(MaskedStream(sys.stderr)):
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
+    parser = _parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (docs: `register-python-argcomplete plait`)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except WorkflowError as err:
@@ -393,7 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     except LedgerError as err:
         print(f"plait: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as err:
+    except (UsageError, PluginError) as err:
         print(f"plait: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

@@ -15,10 +15,10 @@ from typing import Any
 import yaml
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
-from plait.compiler.loader import YamlMap
+from plait.compiler.loader import YamlMap, load_yaml
 from plait.compiler.schema import PARAM_FIELDS, check_fields, describe_type, is_type
 
-__all__ = ["PARAM_TYPES", "parse_param_overrides", "resolve_params"]
+__all__ = ["PARAM_TYPES", "check_params_file", "parse_param_overrides", "read_params_file", "resolve_params"]
 
 PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -144,3 +144,59 @@ def _coerce(value: Any, type_name: str) -> tuple[Any, str | None]:
         return yaml.safe_load(text), None
     except (ValueError, yaml.YAMLError):
         return None, f"'{value}' is not {describe_type(PARAM_TYPES[type_name])}"
+
+
+def read_params_file(path: str) -> YamlMap:
+    """Load a params file (YAML, or JSON, which is YAML): a mapping of parameter names to values.
+
+    Raises WorkflowError, located in the file, when it cannot be read or is not such a mapping.
+    """
+    from plait.compiler.diagnostics import WorkflowError
+
+    try:
+        text = open(path, encoding="utf-8").read()  # noqa: SIM115
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise WorkflowError([Diagnostic(None, f"cannot read params file '{path}': {reason}",
+                                        "check the path; it is relative to the current folder")]) from err
+    given = load_yaml(text, path)
+    if not isinstance(given, YamlMap):
+        raise WorkflowError([Diagnostic(SourceLoc(path, 1, 1), "a params file is a mapping of parameter names to "
+                                                               "values", "write one `name: value` a line, "
+                                                                         "e.g. `size: 256`")])
+    return given
+
+
+def check_params_file(given: YamlMap, declared: Any) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """Return (the good values, errors) of a params file checked against the workflow's declarations.
+
+    Each error is located where the value is given, its hint naming where it is declared.
+    A value in a file is typed as it is written, as a default in the workflow is: `size: "256"` is
+    text, and not an integer (only `--param`'s text is parsed by the declared type).
+    """
+    declared = declared if isinstance(declared, YamlMap) else YamlMap(given.loc)
+    errors: list[Diagnostic] = []
+    good: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in declared:
+            errors.append(Diagnostic(given.key_locs[name], f"unknown parameter '{name}' in the params file",
+                                     did_you_mean(str(name), declared) or _declared_hint(declared)))
+            continue
+        type_name, _, _, problems = _declaration(name, declared[name], declared.key_locs[name])
+        if problems:
+            continue  # reported where it is declared
+        found = len(errors)
+        declared_at = f"'{name}' is declared as {type_name} at {declared.key_locs[name]}"
+        spec = declared[name]
+        choices = spec.get("choices") if _is_declaration(spec) else None
+        if value is not None and not is_type(value, PARAM_TYPES[type_name]):
+            shown = f"{value!r}" if not isinstance(value, (dict, list)) else describe_type((type(value),))
+            errors.append(Diagnostic(given.value_locs[name], f"parameter '{name}' must be "
+                                     f"{describe_type(PARAM_TYPES[type_name])}, not {shown}", declared_at))
+        elif choices and value not in choices:
+            errors.append(Diagnostic(given.value_locs[name], f"parameter '{name}' must be one of {list(choices)}, "
+                                     f"not {value!r}", did_you_mean(str(value), [str(c) for c in choices])
+                                     or declared_at))
+        if len(errors) == found:
+            good[name] = value
+    return good, errors

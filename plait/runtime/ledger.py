@@ -37,6 +37,8 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from plait.masking import mask, mask_records
+
 __all__ = ["LEDGER_NAME", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
 
 LEDGER_NAME = "ledger.db"
@@ -93,6 +95,7 @@ class Prior(NamedTuple):
     note: str | None = None  # why a node is pending ("interrupted"), or skipped
     error: str | None = None  # a failed node's error record, as JSON text
 
+_TEXT_COLUMNS = (4, 5, 6)  # a NodeRecord's result, error and note
 ROWS_PER_STATEMENT = 100  # 902 parameters a statement, under SQLite's oldest limit of 999
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
@@ -329,7 +332,7 @@ class Ledger:
         with self.db:
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
                             "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                            (run_id, workflow, digest, pid, time.time(), source, json.dumps(params)))
+                            (run_id, workflow, digest, pid, time.time(), source, mask(json.dumps(params))))
             self.db.execute("DELETE FROM meta WHERE name = 'basis'")
             if basis is not None:
                 self.db.execute("INSERT INTO meta VALUES ('basis', ?)", (basis,))
@@ -357,6 +360,7 @@ class Ledger:
     @_writing
     def record(self, run_id: str, records: Sequence[NodeRecord]) -> None:
         """Write node outcomes in one transaction; a node recorded twice keeps its last record."""
+        records = mask_records(records, _TEXT_COLUMNS)  # secret values never reach the file (plait.masking)
         first = self._seq + 1
         self._seq += len(records)
         if _UPDATE_FROM and len({rec[0] for rec in records}) == len(records):
