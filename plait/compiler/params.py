@@ -190,7 +190,7 @@ def check_params_file(given: YamlMap, declared: Any) -> tuple[dict[str, Any], li
         spec = declared[name]
         choices = spec.get("choices") if _is_declaration(spec) else None
         if value is not None and not is_type(value, PARAM_TYPES[type_name]):
-            shown = f"{value!r}" if not isinstance(value, (dict, list)) else describe_type((type(value),))
+            shown = "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else repr(value)
             errors.append(Diagnostic(given.value_locs[name], f"parameter '{name}' must be "
                                      f"{describe_type(PARAM_TYPES[type_name])}, not {shown}", declared_at))
         elif choices and value not in choices:

@@ -73,7 +73,8 @@ def _check_inputs(draft: StepDraft, raw: YamlMap) -> list[Diagnostic]:
     kind = get_kind(draft.task)
     if kind is None:
         return [Diagnostic(raw.value_locs["task"], f"step '{draft.name}' has unknown task '{draft.task}'",
-                           did_you_mean(draft.task, kinds()) or f"known tasks: {', '.join(kinds())}")]
+                           did_you_mean(draft.task, kinds()) or f"known tasks: {', '.join(kinds())}; a kind of your "
+                           "own is registered by a module given as --plugin MODULE (docs/tasks.md)")]
     inputs = raw.get("inputs")
     if not isinstance(inputs, YamlMap):
         inputs = YamlMap(raw.loc)
