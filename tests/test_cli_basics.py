@@ -95,7 +95,7 @@ def test_a_params_file_in_yaml_or_json_sets_typed_params_and_param_overrides_it(
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[1] == "params: size=3, names=['a', 'b'], mode='fast'"
     done = plait("compile", "wf.yaml", "--params-file", "p.json", "--param", "size=9", cwd=sized)
-    assert done.stdout.splitlines()[1] == "params: size=9, names=(), mode='slow'"
+    assert done.stdout.splitlines()[1] == "params: size=9, names=[], mode='slow'"
 
 
 def test_a_params_file_reports_its_errors_where_they_are_written(sized: Path) -> None:
