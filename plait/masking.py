@@ -15,8 +15,8 @@ systems mask their secrets in logs):
 
 The values to mask are registered by the compiler as it resolves a plan's params (`hide`): from
 then on, in this process, they never leave it unmasked. That is the one effect compiling has,
-and it writes nothing. Besides the value itself its JSON-escaped, `repr` and shell-quoted
-forms are masked, as they appear in stored JSON, exception messages and shell commands.
+and it writes nothing. Besides the value itself its `repr` and shell-quoted forms are masked,
+as exception messages and shell commands show it, and each of them JSON-escaped, as stored.
 
 What masking cannot do: a task that transforms a secret (base64, reverses it) and prints the
 result, or a worker process writing to the terminal itself; a result masked in the ledger is
@@ -49,7 +49,8 @@ def hide(values: Iterable[Any]) -> None:
     with _lock:
         forms = set(_forms)
         for text in found:
-            forms |= {text, json.dumps(text)[1:-1], repr(text)[1:-1], shlex.quote(text)}
+            shown = {text, repr(text)[1:-1], shlex.quote(text)}  # as written, in a message's !r, in a command
+            forms |= shown | {json.dumps(form)[1:-1] for form in shown}  # and each as stored inside JSON text
         forms.discard("")
         if forms == _forms:
             return
