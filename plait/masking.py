@@ -45,7 +45,7 @@ _lock = threading.Lock()
 def hide(values: Iterable[Any]) -> None:
     """Mask these values (and the text inside lists and mappings) in everything plait writes from now on."""
     global _pattern
-    found = {text for value in values for text in _texts(value) if text}
+    found = {text for value in values for text in _texts(value) if text and text != MASK}  # `***`: masked already
     with _lock:
         forms = set(_forms)
         for text in found:
