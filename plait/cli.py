@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_WHICH_WORKSPACE = "the one under runs/ that ran last"
 
 
 class UsageError(Exception):
@@ -278,15 +279,29 @@ def _run_report(workspace: Path, output: str | bool, plan: Plan) -> None:
 
 
 def _workspace(given: str | None) -> Path:
-    """Return the workspace to read: the one given, or the only one under runs/."""
+    """Return the workspace to read: the one given, else the one under runs/ that ran last (named on stderr
+    when there are several, so that nobody reads another workflow's state unawares)."""
     if given:
         return Path(given)
     found = sorted(p.parent.parent for p in Path("runs").glob("*/.plait/ledger.db"))
-    if len(found) == 1:
-        return found[0]
     if not found:
         raise UsageError("no workspace under runs/ in this folder; pass --workspace DIR")
-    raise UsageError(f"several workspaces under runs/ ({', '.join(str(p) for p in found)}); pass --workspace DIR")
+    if len(found) == 1:
+        return found[0]
+    last = max(found, key=_last_used)
+    print(f"plait: {last} ran last of the {len(found)} workspaces under runs/ ({', '.join(str(p) for p in found)}); "
+          "pass --workspace DIR for another", file=sys.stderr)
+    return last
+
+
+def _last_used(workspace: Path) -> float:
+    """Return when a run last started in `workspace`: it writes its PID to `.plait/lock` as it starts."""
+    for name in ("lock", "ledger.db"):
+        try:
+            return (state_dir(workspace) / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
 
 
 @contextmanager
@@ -359,11 +374,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help=f"draw --expand as svg even past {EXPAND_SVG_MAX:,} nodes "
                    "(Graphviz may take minutes)")
 
-    def run_options(p: argparse.ArgumentParser) -> None:
+    def run_options(p: argparse.ArgumentParser, default_workspace: str = "runs/<workflow name>") -> None:
         from plait.runtime import BACKENDS
 
         p.add_argument("--workspace", "-w", metavar="DIR", help="where the run works and keeps its state "
-                       "(default: runs/<workflow name>)")
+                       f"(default: {default_workspace})")
         p.add_argument("--jobs", "-j", type=_positive, default=2, metavar="N", help="parallel workers (default 2; "
                        f"at most {JOBS_PER_CORE} per core unless --force-jobs)")
         p.add_argument("--force-jobs", action="store_true", help="start every worker --jobs asks for, past "
@@ -386,21 +401,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fresh", action="store_true", help="forget the workspace's ledger and start over")
     p = sub.add_parser("resume", help="resume a workspace's last run", description="resume a workspace's last run "
                        "with the same workflow file and params (a secret parameter is never stored: give it again)")
-    run_options(p)
+    run_options(p, default_workspace=_WHICH_WORKSPACE)
     param_options(p)
     p.set_defaults(func=cmd_resume, flow=None)
     p = workflow_command("migrate", cmd_migrate, "write a workflow of the original engine (yaml-workflow) in "
                          "plait's own form, comments kept")
     p.add_argument("-o", "--output", metavar="NEW.yaml", help="write to NEW.yaml instead of stdout")
     p = sub.add_parser("status", help="show a workspace's state", description="show a workspace's state")
-    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--workspace", "-w", metavar="DIR", help=f"the workspace (default: {_WHICH_WORKSPACE})")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("report", help="write a workspace's run report (HTML, or JSON with a row per attempt)",
                        description="write a workspace's run report: one self-contained HTML page (the run, its "
                        "history, the steps coloured by status, a table per step, a timeline, the failures), or "
                        "the same data as JSON with a trace of one row per attempt; works while a run is going")
-    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--workspace", "-w", metavar="DIR", help=f"the workspace (default: {_WHICH_WORKSPACE})")
     p.add_argument("--format", choices=("html", "json"), default="html")
     p.add_argument("-o", "--output", metavar="FILE", help="where to write it, - for stdout (default: html to "
                    "<workspace>/.plait/report.html, json to stdout)")
