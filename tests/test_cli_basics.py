@@ -272,3 +272,20 @@ def test_schema_writes_a_file_and_says_how_to_use_it(tmp_path: Path) -> None:
     assert done.stderr == ("wrote plait.schema.json: point your editor at it with the first line "
                            "`# yaml-language-server: $schema=plait.schema.json`\n")
     assert json.loads((tmp_path / "plait.schema.json").read_text())["title"] == "plait workflow"
+
+
+# -- which workspace a command reads --------------------------------------------------------------------
+
+
+def test_status_without_a_workspace_reads_the_one_that_ran_last_and_says_so(tmp_path: Path) -> None:
+    for name in ("alpha", "beta"):
+        (tmp_path / f"{name}.yaml").write_text(f"name: {name}\nsteps: [{{name: s, task: noop}}]\n", encoding="utf-8")
+    for name in ("alpha", "beta", "alpha"):
+        assert plait("run", f"{name}.yaml", "-q", "--backend", "sequential", cwd=tmp_path).returncode == 0
+        done = plait("status", cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(f"workflow {name}: run ")
+    assert done.stderr == ("plait: runs/alpha ran last of the 2 workspaces under runs/ (runs/alpha, runs/beta); "
+                           "pass --workspace DIR for another\n")
+    usage = " ".join(plait("resume", "--help", cwd=tmp_path).stdout.split())
+    assert "(default: the one under runs/ that ran last)" in usage
