@@ -231,8 +231,8 @@ def _execute(run: _Run, options: _Options) -> RunReport:
             report = scheduler.run()
     finally:
         run.backend.close()  # a backend still opening on its thread is closed only once it is open
-    if display:
-        display.close()
+        if display:
+            display.close()  # however the run ended: the live block's clock stops
     return report
 
 
