@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
@@ -45,6 +44,8 @@ _lock = threading.Lock()
 def hide(values: Iterable[Any]) -> None:
     """Mask these values (and the text inside lists and mappings) in everything plait writes from now on."""
     global _pattern
+    import shlex
+
     found = {text for value in values for text in _texts(value) if text and text != MASK}  # `***`: masked already
     with _lock:
         forms = set(_forms)
