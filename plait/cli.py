@@ -7,13 +7,15 @@ on stderr, never a traceback). Every command is a thin `cmd_*` function over the
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -240,6 +242,32 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    """Print a node's story (or every failed node's of a step): why it ran, each attempt, its output and error."""
+    from plait.runtime import format_logs, node_logs
+
+    try:
+        entries = node_logs(_workspace(args.workspace), args.target, attempt=args.attempt, failed=args.failed)
+    except KeyError as err:
+        raise UsageError(err.args[0]) from err
+    if args.format == "json":
+        print(json.dumps(entries, default=str))
+    elif entries:
+        print(format_logs(entries))
+    else:
+        print(f"no {'failed ' if args.failed else ''}node of '{args.target}' to show")
+    return EXIT_OK
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    """List a workspace's runs: id, start, duration, outcome, counts."""
+    from plait.runtime import format_runs, workspace_runs
+
+    runs = workspace_runs(_workspace(args.workspace))
+    print(json.dumps(runs, default=str) if args.format == "json" else format_runs(runs))
+    return EXIT_OK
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     """Write a workspace's run report: one self-contained HTML page, or the same data as JSON."""
     from plait.report import render, write_report
@@ -411,6 +439,20 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workspace", "-w", metavar="DIR", help=f"the workspace (default: {_WHICH_WORKSPACE})")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_status)
+    p = sub.add_parser("logs", help="show why a node ran, each attempt, what it printed and how it failed",
+                       description="show a node's story: why it ran, each attempt (times, worker), what it printed, "
+                       "its error and traceback; or every failed node of a step with --failed")
+    p.add_argument("target", metavar="NODE", help="a node id (step[key]), a step, or a pattern (step[*.png])")
+    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--attempt", type=_positive, metavar="N", help="show only attempt N of the last run that ran it")
+    p.add_argument("--failed", action="store_true", help="of a step or pattern, only the nodes that failed")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_logs)
+    p = sub.add_parser("runs", help="list a workspace's runs", description="list a workspace's runs: id, start, "
+                       "duration, outcome and counts (a run that died is shown as interrupted)")
+    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p.set_defaults(func=cmd_runs)
     p = sub.add_parser("report", help="write a workspace's run report (HTML, or JSON with a row per attempt)",
                        description="write a workspace's run report: one self-contained HTML page (the run, its "
                        "history, the steps coloured by status, a table per step, a timeline, the failures), or "
@@ -480,14 +522,64 @@ def _positive(text: str) -> int:
     return value
 
 
+class _PipeSafe(io.TextIOBase):
+    """A standard stream that a closed reader cannot break (`plait status | head`, `plait run -v | head`).
+
+    After a broken pipe, writes are dropped (and the stream's descriptor points at /dev/null, so the
+    interpreter's last flush is quiet too): a command goes on and ends with its own exit code, and
+    no traceback is printed for it.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__()
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                self.stream.write(text)
+            except BrokenPipeError:
+                self._silence()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._silence()
+
+    def _silence(self) -> None:
+        self.broken = True
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+
+    def isatty(self) -> bool:
+        return not self.broken and self.stream.isatty()
+
+    def fileno(self) -> int:
+        return self.stream.fileno()
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return getattr(self.stream, "encoding", "utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
-    Everything it prints goes through `MaskedStream`: the values of secret parameters are shown
-    as *** (plait.masking), in a command's output and in its error messages alike.
+    What it prints goes through `MaskedStream`, which shows the values of secret parameters as ***
+    (plait.masking) in a command's output and its error messages alike, then `_PipeSafe`.
     """
-    with redirect_stdout(MaskedStream(sys.stdout)), redirect_stderr(MaskedStream(sys.stderr)):
+    real = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = MaskedStream(_PipeSafe(sys.stdout)), MaskedStream(_PipeSafe(sys.stderr))
+    try:
         return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = real
 
 
 def _main(argv: list[str] | None) -> int:

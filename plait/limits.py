@@ -1,4 +1,4 @@
-"""The bounds plait keeps, in one place: what one node may return, and how many workers a run may start.
+"""The bounds plait keeps, in one place: what one node may return or print, and how many workers a run starts.
 
 Every bound is per node or per run, never a surprise of the machine's: past it, the node fails with
 an error that names the bound and how to change it, and the run goes on (docs/reliability.md).
@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["JOBS_PER_CORE", "MAX_RESULT_BYTES", "jobs_cap"]
+__all__ = ["JOBS_PER_CORE", "MAX_RESULT_BYTES", "OUTPUT_TAIL", "TRACEBACK_CHARS", "jobs_cap"]
 
 MAX_RESULT_BYTES = 16 * 2**20  # the most JSON a node's result may take, unless a run says otherwise
+OUTPUT_TAIL = 32_000  # the characters kept of each stream a node attempt printed: its last ones
+TRACEBACK_CHARS = 8_000  # the longest traceback an error record keeps (its last frames)
 JOBS_PER_CORE = 4  # --jobs above this many workers per core is capped, unless the user insists
 
 

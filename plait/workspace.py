@@ -10,9 +10,11 @@ commit, and the run ends loudly (`plait.runtime.writer`).
 
 from __future__ import annotations
 
+import fcntl
+import os
 from pathlib import Path
 
-__all__ = ["STATE_DIR", "state_dir"]
+__all__ = ["STATE_DIR", "in_use", "state_dir"]
 
 STATE_DIR = ".plait"
 
@@ -20,3 +22,22 @@ STATE_DIR = ".plait"
 def state_dir(workspace: Path) -> Path:
     """Return the folder where plait keeps a workspace's ledger, lock and logs."""
     return workspace / STATE_DIR
+
+
+def in_use(workspace: Path) -> bool:
+    """Say whether a plait run holds the workspace now: its lock on the folder (plait.runtime.run) is taken.
+
+    The kernel drops that lock when its process dies, however it dies: a ledger whose last run is
+    still "running" while nobody holds the workspace tells of a run that died.
+    """
+    try:
+        folder = os.open(workspace, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(folder, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(folder)  # closing drops the shared lock just taken
+    return False

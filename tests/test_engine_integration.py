@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime.support import RECORDER, Flow, error, make_flow
+from runtime.support import RECORDER, Flow, error, make_flow, untraced, untraced_status
 
 from plait.compiler import compile_workflow
 from plait.runtime import run_workflow, workflow_status
@@ -93,7 +93,7 @@ def test_injected_failures_through_the_api_and_the_cli(flow: Flow) -> None:
     assert "work[broken]: ValueError: broken for good" in cli.stderr
     assert "work[slow]: TimeoutError: node work[slow] timed out after 0.5 s" in cli.stderr
     assert {n: {"status": v["status"], "attempts": v["attempts"], "error": v["error"]}
-            for n, v in workflow_status(cli_ws)["nodes"].items()} == {
+            for n, v in untraced_status(workflow_status(cli_ws))["nodes"].items()} == {
         n: {"status": s, "attempts": a, "error": e} for n, (s, a, _, e, _) in expected.items()}
 
 
@@ -122,7 +122,7 @@ def test_a_worker_that_dies_fails_only_its_node_and_the_others_are_charged_one_a
     result = flow.run(backend="loky", jobs=2)
     crashed = error("a[2]", "WorkerCrashed", "the worker process died while running a[2]: EXIT(3)", item=2,
                     retryable=True)
-    assert result.report.failed == [crashed]
+    assert untraced(result.report.failed) == [crashed]
     assert flow.view("status", "attempts", "result", "error") == {
         "a[0]": ("succeeded", 1, 0, None), "a[1]": ("succeeded", 1, 10, None), "a[2]": ("failed", 1, None, crashed),
         "a[3]": ("succeeded", 1, 30, None)}
@@ -374,7 +374,7 @@ def test_shell_substituted_values_are_quoted(flow: Flow) -> None:
             inputs: {{command: "printf '<%s>' {{{{ params.words }}}}"}}
     """)
     result = flow.run()
-    assert result.ok, result.report.failed
+    assert result.ok, untraced(result.report.failed)
     rows = flow.nodes()
     assert sorted(r["result"]["stdout"] for n, r in rows.items() if r["step"] == "echo") == sorted(
         item + "\n" for item in items)
@@ -406,7 +406,7 @@ def test_file_tasks_refuse_paths_outside_the_workspace(flow: Flow) -> None:
     refused = {f"write[{i}]": error(f"write[{i}]", "PermissionError", f"path '{p}' is outside the workspace {root}",
                                     item=p, retryable=True)
                for i, p in enumerate(items[:4])}
-    assert result.report.failed == list(refused.values())
+    assert untraced(result.report.failed) == list(refused.values())
     assert flow.view("status", "error") == {
         **{n: ("failed", e) for n, e in refused.items()}, "write[4]": ("succeeded", None)}
     assert (sorted(p.name for p in flow.root.iterdir()), list(outside.iterdir())) == (

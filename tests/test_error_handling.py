@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone
+from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone, untraced, untraced_status
 
 from plait.compiler import WorkflowError
 from plait.runtime import workflow_status
@@ -69,10 +69,10 @@ def test_error_record_is_stored_in_the_ledger_and_shown_by_status(flow: Flow) ->
     """, mod=f"checks_{flow.tag}")
     result = flow.run()
     record = error("check[2]", "ValueError", "item 2 is even", item=2)
-    assert (result.ok, result.report.failed) == (False, [record])
+    assert (result.ok, untraced(result.report.failed)) == (False, [record])
     assert flow.view("status", "error") == {
         "check[1]": ("succeeded", None), "check[2]": ("failed", record), "check[3]": ("succeeded", None)}
-    state = workflow_status(flow.ws)
+    state = untraced_status(workflow_status(flow.ws))
     assert state["nodes"]["check[2]"] == {"status": "failed", "attempts": 1, "error": record}
     assert state["steps"]["check"]["failed"] == {"2": record}
 
@@ -88,8 +88,9 @@ def test_shell_error_record_has_exit_code_and_stderr_tail(flow: Flow) -> None:
     result = flow.run()
     record = error("sh", "CommandFailed", "command exited with code 3: disk full", exit_code=3,
                    stderr_tail="first\ndisk full")
-    assert result.report.failed == [record]
-    assert workflow_status(flow.ws)["nodes"] == {"sh": {"status": "failed", "attempts": 1, "error": record}}
+    assert untraced(result.report.failed) == [record]
+    assert untraced_status(workflow_status(flow.ws))["nodes"] == {
+        "sh": {"status": "failed", "attempts": 1, "error": record}}
 
 
 @pytest.mark.parametrize(("step", "error_type", "message"), [
@@ -109,7 +110,7 @@ def test_failures_around_the_task_use_the_same_record(flow: Flow, step: str, err
     """)
     result = flow.run()
     record = error("node[7]", error_type, message.replace("{dir}", str(flow.dir)), item=7)
-    assert (result.report.failed, flow.view("status", "error")) == ([record], {"node[7]": ("failed", record)})
+    assert (untraced(result.report.failed), flow.view("status", "error")) == ([record], {"node[7]": ("failed", record)})
 
 
 # --- what is retried -----------------------------------------------------------------------------
@@ -153,7 +154,7 @@ def test_a_non_retryable_error_runs_once_whatever_max_attempts_says(flow: Flow) 
     """, mod=raiser(flow))
     result = flow.run()
     record = error("boom[ValueError]", "ValueError", "ValueError in boom[ValueError]", item="ValueError")
-    assert (result.report.failed, flow.view("attempts"), flow.executions()) == (
+    assert (untraced(result.report.failed), flow.view("attempts"), flow.executions()) == (
         [record], {"boom[ValueError]": 1}, ["boom[ValueError]"])
 
 
@@ -225,7 +226,7 @@ def test_a_node_that_fails_twice_then_succeeds_ends_with_three_attempts_after_it
     assert result.ok
     assert flow.view("status", "attempts", "result", "error") == {
         "fetch[7]": ("succeeded", 3, {"item": 7, "attempt": 3}, None)}
-    assert workflow_status(flow.ws)["steps"]["fetch"]["stats"] == {
+    assert untraced_status(workflow_status(flow.ws))["steps"]["fetch"]["stats"] == {
         "total": 1, "processed": 1, "failed": 0, "retried": 1, "skipped": 0, "pending": 0}
     lines = [json.loads(line) for line in (flow.ws / "attempts.jsonl").read_text().splitlines()]
     assert [attempt for attempt, _ in lines] == [1, 2, 3]
@@ -246,7 +247,7 @@ def test_a_node_that_keeps_failing_stops_at_max_attempts(flow: Flow) -> None:
     result = flow.run()
     record = error("boom[FileNotFoundError]", "FileNotFoundError", "FileNotFoundError in boom[FileNotFoundError]",
                    item="FileNotFoundError", attempt=3, retryable=True)
-    assert (result.ok, result.report.failed, flow.view("status", "attempts")) == (
+    assert (result.ok, untraced(result.report.failed), flow.view("status", "attempts")) == (
         False, [record], {"boom[FileNotFoundError]": ("failed", 3)})
 
 
@@ -277,7 +278,7 @@ def test_a_python_attempt_past_its_timeout_is_recorded_as_timeouterror(flow: Flo
     result = flow.run(backend=backend)
     message = "node nap[2] timed out after 0.3 s" + (" (abandoned, still running)" if backend == "threading" else "")
     record = error("nap[2]", "TimeoutError", message, item=2, attempt=2, retryable=True)
-    assert result.report.failed == [record]
+    assert untraced(result.report.failed) == [record]
     assert flow.view("status", "attempts", "result") == {"nap[0]": ("succeeded", 1, 0), "nap[2]": ("failed", 2, None)}
 
 
@@ -291,7 +292,8 @@ def test_a_shell_command_past_its_timeout_is_killed_with_its_children(flow: Flow
             inputs: {command: "sleep 30 & echo $! > sleeper.pid; wait; touch finished"}
     """)
     result = flow.run()
-    assert result.report.failed == [error("sh", "TimeoutError", "command timed out after 0.5 s", retryable=True)]
+    assert untraced(result.report.failed) == [
+        error("sh", "TimeoutError", "command timed out after 0.5 s", retryable=True)]
     sleeper = int((flow.ws / "sleeper.pid").read_text())
     assert (process_is_gone(sleeper), (flow.ws / "finished").exists()) == (True, False)
 
@@ -347,7 +349,7 @@ def test_on_error_continue_skips_dependents_with_a_note_and_runs_the_rest(flow: 
             inputs: {function: "<rec>:record", kwargs: {value: 2}}
     """, rec=recorder)
     result = flow.run()
-    assert (result.ok, result.report.failed) == (False, [error("bad", "ValueError", "no good")])
+    assert (result.ok, untraced(result.report.failed)) == (False, [error("bad", "ValueError", "no good")])
     assert flow.view("status", "note") == {
         "bad": ("failed", None),
         "after": ("skipped", "upstream bad failed"),
@@ -406,7 +408,7 @@ def test_failures_within_max_failures_let_the_run_succeed(flow: Flow, items: int
 def test_only_the_failure_past_the_budget_fails_the_run(flow: Flow) -> None:
     budget_flow(flow, 5, [1, 3], "1")
     result = flow.run()
-    assert result.report.failed == [error("check[3]", "ValueError", "item 3 is bad", item=3)]
+    assert untraced(result.report.failed) == [error("check[3]", "ValueError", "item 3 is bad", item=3)]
 
 
 def test_a_fan_in_runs_after_tolerated_failures_and_sees_null_for_them(flow: Flow) -> None:
@@ -504,18 +506,22 @@ DEFERRED = """
 """
 
 
+LIST_HINT = 'the items template must give a list, e.g. "{{ steps.find.result }}"'
+
+
 @pytest.mark.parametrize(("value", "message"), [
-    ("[]", "step 'each' has no items"),
-    ("{'a': 1}", "step 'each': its items gave dict, not a list"),
-    ("'a b'", "step 'each': its items gave str, not a list"),
+    ("[]", "step 'each' has no items\n"
+           "  hint: its upstream gave an empty list; set `allow_empty: true` if that is fine"),
+    ("{'a': 1}", f"step 'each': its items gave dict, not a list\n  hint: {LIST_HINT}"),
+    ("'a b'", f"step 'each': its items gave str, not a list\n  hint: {LIST_HINT}"),
 ])
 def test_a_deferred_items_list_that_is_empty_or_not_a_list_fails_the_placeholder(flow: Flow, value: str,
                                                                                 message: str) -> None:
     flow.write(DEFERRED, value=value, allow="")
     result = flow.run()
-    record = error("each", "ValueError", message)
-    assert (result.ok, result.report.failed) == (False, [record])
-    assert workflow_status(flow.ws)["nodes"] == {
+    record = error("each", "ValueError", f"{flow.path}:9:12: error: {message}")  # located at the step's items
+    assert (result.ok, untraced(result.report.failed)) == (False, [record])
+    assert untraced_status(workflow_status(flow.ws))["nodes"] == {
         "list": {"status": "succeeded", "attempts": 1, "error": None},
         "each": {"status": "failed", "attempts": 1, "error": record}}
 

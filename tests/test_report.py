@@ -25,9 +25,8 @@ import pytest
 from browser import Chromium, chromium_path
 from runtime.support import PLAIT, plait
 
-from plait.compiler import compile_workflow
-from plait.report import collect, render_html
-from plait.report.data import TraceRow, step_shape
+from plait.report import collect
+from plait.report.data import TraceRow
 from plait.report.timeline import BINS, EACH_MAX, MAX_ROWS, timeline_html
 
 WORKFLOW = """\
@@ -104,12 +103,15 @@ def test_json_report_of_a_run_with_a_retry_a_failure_and_skips(failed_run: Path)
     assert report["counts"] == {"succeeded": 6, "failed": 1, "skipped": 2, "running": 0, "pending": 0}
     assert step_counts(report) == STEPS_AFTER_FAILURE
     assert report["edges"] == [["fetch", "parse", "for_each"], ["parse", "summary", "depends"]]
-    trace = {(r["id"], r["status"], r["attempt"], r["worker"], r["run"]) for r in report["trace"]}
-    assert trace == {("fetch[a]", "succeeded", 1, "?", run_id), ("fetch[b]", "succeeded", 2, "?", run_id),
-                     ("fetch[c]", "succeeded", 1, "?", run_id), ("fetch[d]", "failed", 1, "?", run_id),
-                     ("parse[a]", "succeeded", 1, "?", run_id), ("parse[b]", "succeeded", 1, "?", run_id),
-                     ("parse[c]", "succeeded", 1, "?", run_id), ("parse[d]", "skipped", 0, "?", run_id),
-                     ("summary", "skipped", 0, "?", run_id)}
+    trace = {(r["id"], r["status"], r["attempt"], r["run"]) for r in report["trace"]}
+    assert trace == {("fetch[a]", "succeeded", 1, run_id), ("fetch[b]", "failed", 1, run_id),
+                     ("fetch[b]", "succeeded", 2, run_id), ("fetch[c]", "succeeded", 1, run_id),
+                     ("fetch[d]", "failed", 1, run_id), ("parse[a]", "succeeded", 1, run_id),
+                     ("parse[b]", "succeeded", 1, run_id), ("parse[c]", "succeeded", 1, run_id),
+                     ("parse[d]", "skipped", 0, run_id), ("summary", "skipped", 0, run_id)}
+    workers = {r["id"]: r["worker"] for r in report["trace"] if r["status"] != "skipped"}
+    assert all(re.fullmatch(r"\d+/Thread-\d+ \(worker\)", w) for w in workers.values()), workers  # joblib's threads
+    assert {r["reason"] for r in report["trace"] if r["status"] != "skipped"} == {"new"}
     reasons = {r["id"]: r["reason"] for r in report["trace"] if r["status"] == "skipped"}
     assert reasons == {"parse[d]": "upstream fetch[d] failed", "summary": "upstream parse[d] was skipped"}
     for row in report["trace"]:
@@ -167,7 +169,7 @@ def test_html_report_is_one_file_that_fetches_nothing(failed_run: Path, tmp_path
     for expected in ("ValueError: d is broken", "fetch[d]", "fetch[b]", "Failed nodes (1)", "Runs in this workspace",
                      "Timeline"):
         assert expected in shown
-    assert "about to fail on d" not in shown  # the ledger keeps no output of a Python task yet
+    assert "about to fail on d" in shown  # what the failed node printed
 
 
 def test_default_report_goes_beside_the_ledger_and_json_to_stdout(copy: Path) -> None:
@@ -200,7 +202,8 @@ def test_history_shows_each_run_and_the_timeline_the_last_that_ran(copy: Path) -
     report = report_json(copy)
     second = report["run"]["run_id"]
     assert [(h["run_id"], h["status"], h["counts"], h["counts_from"]) for h in report["history"]] == [
-        (first, "failed", {"succeeded": 6}, "still current"), (second, "succeeded", {"succeeded": 3}, "still current")]
+        (first, "failed", {"succeeded": 6, "failed": 1, "skipped": 2}, "run"),
+        (second, "succeeded", {"succeeded": 9, "restored": 6}, "run")]
     assert step_counts(report)["fetch"] == {"nodes": 4, "succeeded": 4, "failed": 0, "skipped": 0, "pending": 0,
                                             "retried": 1}
     assert report["failures"] == []
@@ -291,61 +294,26 @@ def test_report_while_a_run_is_going(tmp_path: Path) -> None:
     assert (report["run"]["status"], report["run"]["live"], report["counts"]["succeeded"]) == ("succeeded", False, 4)
 
 
-def test_report_reads_what_newer_ledgers_record(copy: Path) -> None:
-    """A ledger with the records the runtime is to add: the report uses each, in the documented shape."""
-    ledger = copy / "ws" / ".plait" / "ledger.db"
-    traceback = ('Traceback (most recent call last):\n  File "<step fetch>", line 8, in <module>\n'
-                 "ValueError: d is broken")
-    with closing(sqlite3.connect(ledger)) as db, db:
-        [(run_id,)] = db.execute("SELECT run_id FROM runs").fetchall()
-        for column in ("worker", "reason", "output"):
-            db.execute(f"ALTER TABLE nodes ADD COLUMN {column} TEXT")
-        db.execute("ALTER TABLE runs ADD COLUMN counts TEXT")
-        db.execute("ALTER TABLE runs ADD COLUMN step_graph TEXT")
-        counts = {"succeeded": 6, "failed": 1, "skipped": 2}
-        steps = step_shape(compile_workflow(copy / "wf.yaml"))
-        db.execute("UPDATE runs SET counts = ?, step_graph = ?", (json.dumps(counts), json.dumps(steps)))
-        db.execute("CREATE TABLE attempts (node_id TEXT NOT NULL, run_id TEXT NOT NULL, attempt INTEGER NOT NULL, "
-                   "status TEXT NOT NULL, started REAL, ended REAL, worker TEXT, reason TEXT, error TEXT, "
-                   "output TEXT, PRIMARY KEY (node_id, run_id, attempt))")
-        rows = db.execute("SELECT node_id, attempts, started, ended, status, error FROM nodes WHERE kind = 'task' "
-                          "AND status != 'skipped'").fetchall()
-        for node_id, attempts, start, end, status, error in rows:
-            worker = "host:101" if node_id.startswith("fetch") else "host:102"
-            for attempt in range(1, attempts + 1):
-                last = attempt == attempts
-                db.execute("INSERT INTO attempts VALUES (?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)",
-                           (node_id, run_id, attempt, status if last else "failed", start - 0.01 * (attempts - attempt),
-                            end - 0.01 * (attempts - attempt), worker, error if last else json.dumps(
-                                {"error_type": "OSError", "error": "the network blinked"}),
-                            json.dumps({"stdout": f"about to fail on {node_id}\n"}) if node_id == "fetch[d]" else None))
-            db.execute("UPDATE nodes SET worker = ?, reason = 'new' WHERE node_id = ?", (worker, node_id))
-        record = json.loads(db.execute("SELECT error FROM nodes WHERE node_id = 'fetch[d]'").fetchone()[0])
-        db.execute("UPDATE nodes SET error = ?, output = ? WHERE node_id = 'fetch[d]'",
-                   (json.dumps({**record, "traceback": traceback}), json.dumps({"stdout": "about to fail on d\n"})))
+def test_report_reads_what_the_runtime_records(copy: Path) -> None:
+    """Workers, reasons, output, tracebacks, earlier attempts, a run's counts and its step graph: each in the report."""
     (copy / "wf.yaml").unlink()  # the step graph comes from runs.step_graph
     report = report_json(copy)
     assert report["edges"] == [["fetch", "parse", "for_each"], ["parse", "summary", "depends"]]
     assert report["notes"] == []
     assert report["ledger"] == {"attempts": True, "worker": True, "reason": True, "output": True, "traceback": True,
                                 "run_counts": True}
-    fetch_b = [(r["attempt"], r["status"], r["worker"], r["reason"]) for r in report["trace"] if r["id"] == "fetch[b]"]
-    assert fetch_b == [(1, "failed", "host:101", "new"), (2, "succeeded", "host:101", "new")]
+    fetch_b = [(r["attempt"], r["status"], r["reason"]) for r in report["trace"] if r["id"] == "fetch[b]"]
+    assert fetch_b == [(1, "failed", "new"), (2, "succeeded", "new")]
+    assert len({r["worker"] for r in report["trace"] if r["id"] == "fetch[b]"} - {"?"}) >= 1
     assert [r["attempt"] for r in report["trace"]].count(0) == 2  # skipped nodes, which made no attempt
     assert len(report["trace"]) == 10
     [failure] = report["failures"]
-    assert (failure["traceback"], failure["output"], failure["worker"], failure["reason"]) == (
-        traceback, {"stdout": "about to fail on d\n"}, "host:101", "new")
-    assert [(t["attempt"], t["status"], t["output"]) for t in failure["tries"]] == [
-        (1, "failed", {"stdout": "about to fail on fetch[d]\n"})]
+    assert (failure["output"], failure["reason"]) == ({"stdout": "about to fail on d\n", "stdout_chars": 19}, "new")
+    assert failure["traceback"].startswith("Traceback (most recent call last):\n  File \"<step fetch>\", line ")
+    assert failure["traceback"].endswith("ValueError: d is broken\n")
+    assert failure["worker"] != "?"
     assert [(h["counts"], h["counts_from"]) for h in report["history"]] == [
         ({"succeeded": 6, "failed": 1, "skipped": 2}, "run")]
-    page = _Page()
-    page.feed(render_html(collect(copy / "ws")))
-    shown = " ".join(page.text)
-    assert "File \"<step fetch>\", line 8" in shown and "about to fail on d" in shown
-    assert "worker host:101" in shown and "worker host:102" in shown
-    assert "does not record" not in shown
 
 
 def test_timeline_bins_many_attempts_and_sums_busy_time_exactly() -> None:
@@ -481,7 +449,8 @@ def test_report_of_a_ledger_with_no_run_yet(tmp_path: Path) -> None:
 def test_step_graph_from_a_workflow_file_that_changed_or_went(copy: Path) -> None:
     wf = copy / "wf.yaml"
     with closing(sqlite3.connect(copy / "ws" / ".plait" / "ledger.db")) as db, db:
-        db.execute("UPDATE runs SET source = ?", (str(wf),))  # the copy's, not the module's shared folder
+        # the copy's file, not the module's shared folder; and no step graph, as an older ledger has none
+        db.execute("UPDATE runs SET source = ?, step_graph = NULL", (str(wf),))
     wf.write_text(WORKFLOW + "  - name: extra\n    task: noop\n    depends_on: [summary]\n", encoding="utf-8")
     report = collect(copy / "ws")
     assert report.edges == [("fetch", "parse", "for_each"), ("parse", "summary", "depends"),

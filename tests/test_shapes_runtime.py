@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime.support import RECORDER, Flow, make_flow
+from runtime.support import RECORDER, Flow, make_flow, untraced
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_each_parent_grows_its_own_children_and_each_group_gathers_them(flow: Fl
 
     result = flow.run(backend=backend)
 
-    assert result.ok, result.report.failed
+    assert result.ok, untraced(result.report.failed)
     assert flow.view("status") == {
         **dict.fromkeys(["split[a]", "split[b]", "process[a/0]", "process[a/1]", "process[a/2]", "process[b/0]",
                          "process[b/1]", "gather[a]", "gather[b]", "report"], "succeeded"),
@@ -133,13 +133,15 @@ EAGER = '''
 '''
 
 
+@pytest.mark.xfail(strict=True, reason="children start at the next wave: joblib takes no new work into a running "
+                   "call, so a parent's children wait for the parents dispatched with it (docs/workflow-format.md)")
 def test_a_parents_children_start_while_another_parent_is_still_running(flow: Flow) -> None:
     work = flow.module("eager", EAGER)
     flow.write(CHILD_BEFORE_SIBLING, work=work)
 
     result = flow.run(backend="loky", jobs=2)
 
-    assert result.ok, result.report.failed
+    assert result.ok, untraced(result.report.failed)
 
 
 ON_ERROR = """

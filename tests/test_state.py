@@ -15,7 +15,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from runtime.support import Flow, error, ledger_query, make_flow
+from runtime.support import Flow, error, ledger_query, make_flow, untraced_status
 
 from plait.compiler import compile_workflow
 from plait.runtime import Ledger, LedgerError, workflow_status
@@ -72,7 +72,7 @@ def test_begin_record_previous_results_end_round_trip(ledger: Ledger) -> None:
     run = dict(ledger.last_run())
     assert (run.pop("started") <= run.pop("ended")) is True
     assert run == {"run_id": "run-1", "workflow": "wf", "digest": "digest-1", "pid": 4242, "status": "failed",
-                   "source": "/flows/wf.yaml", "params": '{"n": 2}'}
+                   "source": "/flows/wf.yaml", "params": '{"n": 2}', "counts": None}
     assert ledger.nodes() == [  # completion order first, then the nodes never recorded
         ("a[1]", "a", "1", "task", "succeeded", 2, None),
         ("a[0]", "a", "0", "task", "failed", 3, json.dumps(failure)),
@@ -216,7 +216,7 @@ def test_workflow_status_has_the_documented_shape(flow: Flow) -> None:
     shape_flow(flow)
     result = flow.run()  # sequential: a deterministic completion order
     bad = error("bad", "ValueError", "bad on purpose")
-    state = workflow_status(flow.ws)
+    state = untraced_status(workflow_status(flow.ws))
     run = state.pop("run")
     assert state == {
         "workflow": "shape",
@@ -239,14 +239,15 @@ def test_workflow_status_has_the_documented_shape(flow: Flow) -> None:
     started, ended = run.pop("started"), run.pop("ended")
     assert started <= ended
     assert run == {"run_id": result.run_id, "workflow": "shape", "status": "failed", "pid": os.getpid(),
-                   "source": str(flow.path), "params": "{}", "digest": compile_workflow(flow.path).digest}
+                   "source": str(flow.path), "params": "{}", "digest": compile_workflow(flow.path).digest,
+                   "counts": {"succeeded": 4, "failed": 1, "skipped": 1}}
 
 
 def test_workflow_status_shows_a_step_not_yet_run_as_pending(flow: Flow) -> None:
     shape_flow(flow)
     flow.write(SHAPE.replace("on_error: continue", "on_error: fail"), mod=f"shape_{flow.tag}")
     flow.run()
-    steps = workflow_status(flow.ws)["steps"]
+    steps = untraced_status(workflow_status(flow.ws))["steps"]
     assert {step: s["stats"] for step, s in steps.items()} == {
         "square": stats(3, processed=2, pending=1),  # square[2]'s retry never started: the run stopped
         "bad": stats(1, failed=1),
@@ -282,7 +283,7 @@ def test_plait_status_text_shows_the_run_each_steps_counts_and_the_failures(flow
     header = lines[1].split()
     table = {cells[0]: dict(zip(header[1:], map(int, cells[1:]))) for cells in map(str.split, lines[2:6])}
     assert header[0] == "step"
-    assert table == {step: s["stats"] for step, s in workflow_status(flow.ws)["steps"].items()}
+    assert table == {step: s["stats"] for step, s in untraced_status(workflow_status(flow.ws))["steps"].items()}
     assert lines[6:] == ["failed nodes (1):", "  bad: ValueError: bad on purpose"]
 
 
@@ -318,7 +319,7 @@ def test_rows_of_nodes_that_left_the_plan_stay_in_the_ledger_but_not_in_status(f
     flow.run()
     (flow.dir / "in" / "b.txt").unlink()
     assert flow.run().ok
-    assert set(workflow_status(flow.ws)["nodes"]) == {"read[in/a.txt]", "read[in/c.txt]"}
+    assert set(untraced_status(workflow_status(flow.ws))["nodes"]) == {"read[in/a.txt]", "read[in/c.txt]"}
     assert flow.view("status", "in_plan", "result") == {
         "read[in/a.txt]": ("succeeded", True, "a"), "read[in/b.txt]": ("succeeded", False, "b"),
         "read[in/c.txt]": ("succeeded", True, "c")}

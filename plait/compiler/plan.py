@@ -240,6 +240,11 @@ class Plan:
                               "item": n.item, "index": n.index} for n in self.nodes.values()]
         return body
 
+    def step_graph(self) -> list[dict[str, Any]]:
+        """Return the steps and how they connect, JSON-ready: what a run keeps in the ledger for reports."""
+        return [{"name": s.name, "task": s.task, "kind": s.kind, "depends_on": list(s.depends_on),
+                 "for_each": s.for_each, "after": list(s.after), "group_by": s.group_by} for s in self.steps.values()]
+
     def to_json(self) -> dict[str, Any]:
         """Return the plan as JSON-ready data (`Plan.from_json` reads it back)."""
         return {**self._body(), "notes": list(self.notes), "digest": self.digest}

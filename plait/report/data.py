@@ -12,10 +12,10 @@ What it reads. Columns are asked for by name, so a ledger without the newer ones
   - `nodes.reason` TEXT: why the node ran in its run ("new", "failed before", "changed: code", ...).
   - `nodes.output` TEXT: JSON `{"stdout": tail, "stderr": tail}` of its last attempt; NULL when empty.
   - `"traceback"` (text) in the node's error JSON.
-  - table `attempts`, one row per attempt: node_id, run_id, attempt (1, 2, ...), status
-    ("succeeded" or "failed": a failed attempt that was retried is followed by the next), started,
-    ended (Unix times) are needed; worker, reason, error (JSON), output (JSON, as above) are read
-    when there.
+  - table `attempts`, one row per attempt that is not its node's last record (a failed attempt
+    that was retried, or an earlier run's outcome of a node that ran again): node_id, run_id,
+    attempt (1, 2, ...), status, started, ended (Unix times) are needed; worker, reason, error
+    (JSON), output (JSON, as above) are read when there. A node's last attempt is its `nodes` row.
   - `runs.counts` TEXT: JSON `{status: n}` of what that run did (any keys, e.g. "restored").
   - `runs.step_graph` TEXT: JSON, the plan's steps as `step_shape` gives them, so the step graph needs
     no workflow file.
@@ -184,8 +184,8 @@ class _Nodes:
         ids, steps, statuses, attempts = self.id, self.step, self.status, self.attempts
         starts, ends, workers, reasons, notes, runs = (self.started, self.ended, self.worker, self.reason, self.note,
                                                        self.run_id)
-        return [TraceRow(ids[i], steps[i], statuses[i], attempts[i], starts[i], ends[i],
-                         workers[i] or UNKNOWN_WORKER, reasons[i] or notes[i], runs[i])
+        return [TraceRow(ids[i], steps[i], statuses[i], attempts[i], starts[i], ends[i], workers[i] or UNKNOWN_WORKER,
+                         notes[i] if statuses[i] == "skipped" else reasons[i] or notes[i], runs[i])
                 for i in self.tasks if statuses[i] != "pending" and (only is None or statuses[i] == only)]
 
     def duration(self, i: int) -> float | None:
@@ -194,13 +194,10 @@ class _Nodes:
 
 
 def _trace(nodes: _Nodes, attempts: list[tuple[Any, ...]], names: list[str]) -> list[TraceRow]:
-    """Return the trace: every attempt and every skipped node (which made no attempt), by start time.
-
-    Without an attempts table, each node's last record stands for its attempts.
-    """
+    """Return the trace: every attempt (the earlier ones, then each node's last) and every skipped node, by start."""
     if not attempts:
         return nodes.trace()
-    rows = _trace_from_attempts(attempts, names, nodes.step_of) + nodes.trace(only="skipped")
+    rows = _trace_from_attempts(attempts, names, nodes.step_of) + nodes.trace()
     return sorted(rows, key=lambda r: (r.start is None, r.start or 0.0))
 
 
@@ -253,18 +250,17 @@ def _history(runs: list[dict[str, Any]], nodes: _Nodes, attempts: list[tuple[Any
     """Return every run, oldest first, with its counts: recorded by the run, or derived (see the module docstring)."""
     derived: dict[str, Counter] = defaultdict(Counter)
     source = "still current"
+    last: dict[tuple[str, str], str] = {}
     if attempts and "status" in names and "run_id" in names:
         source = "attempts"
-        last: dict[tuple[str, str], str] = {}
         at_node, at_run, at_status = names.index("node_id"), names.index("run_id"), names.index("status")
         for row in attempts:  # oldest first: a node's last attempt in a run is its outcome there
             last[(row[at_run], row[at_node])] = row[at_status]
-        for (run_id, _), status in last.items():
-            derived[run_id][status] += 1
-    else:
-        for i in nodes.tasks:
-            if nodes.status[i] != "pending":
-                derived[nodes.run_id[i]][nodes.status[i]] += 1
+    for i in nodes.tasks:  # each node's last record is its outcome in the run that wrote it
+        if nodes.status[i] != "pending":
+            last[(nodes.run_id[i], nodes.id[i])] = nodes.status[i]
+    for (run_id, _), status in last.items():
+        derived[run_id][status] += 1
     history = []
     for run in runs:
         recorded = run.get("counts")
@@ -277,9 +273,8 @@ def _history(runs: list[dict[str, Any]], nodes: _Nodes, attempts: list[tuple[Any
 
 
 def step_shape(plan: Plan) -> list[dict[str, Any]]:
-    """Return the plan's steps and how they connect, JSON-ready: what `runs.step_graph` is to hold."""
-    return [{"name": s.name, "task": s.task, "kind": s.kind, "depends_on": list(s.depends_on), "for_each": s.for_each,
-             "after": list(s.after)} for s in plan.steps.values()]
+    """Return the plan's steps and how they connect, JSON-ready: what `runs.step_graph` holds."""
+    return plan.step_graph()
 
 
 def _step_graph(plan: Plan | None, runs: list[dict[str, Any]],
@@ -385,6 +380,11 @@ def _failures(nodes: _Nodes, attempts: list[tuple[Any, ...]], names: list[str]) 
         node_id = nodes.id[i]
         error = _json(nodes.error[i]) or {}
         output = _json(nodes.output[i]) or {k: error[k] for k in _OUTPUT_KEYS if error.get(k)}
+        if node_id in tries:  # the earlier attempts, then the last (the node's own record)
+            tries[node_id].append({"node_id": node_id, "run_id": nodes.run_id[i], "attempt": nodes.attempts[i],
+                                   "status": "failed", "started": nodes.started[i], "ended": nodes.ended[i],
+                                   "worker": nodes.worker[i], "reason": nodes.reason[i], "error": error,
+                                   "output": _json(nodes.output[i])})
         found.append({
             "id": node_id, "step": nodes.step[i], "error_type": error.get("error_type"), "error": error.get("error"),
             "traceback": error.get("traceback"), "output": output or None, "attempts": nodes.attempts[i],

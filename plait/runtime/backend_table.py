@@ -28,6 +28,7 @@ class Backend:
     own_workers: bool  # joblib starts worker processes on this machine for the run (they get plait's initializer)
     crash_trail: bool  # workers keep a crash trail (plait.runtime.trail): only processes on this machine can
     opens_early: bool  # worth opening on a thread while the run is set up (workers take a while to boot)
+    journal: bool = True  # its workers can journal what they finish into the run's folder (all on this machine)
     one_worker: bool = False  # runs one job at a time whatever --jobs says
     cluster: bool = False  # may run on a cluster at a scheduler address
     needs: str | None = None  # the module it needs, from plait's extra of the same name
@@ -46,8 +47,8 @@ BACKENDS: dict[str, Backend] = {
     "threading": Backend("threading", "threading", own_workers=False, crash_trail=False, opens_early=False),
     "sequential": Backend("sequential", "sequential", own_workers=False, crash_trail=False, opens_early=False,
                           one_worker=True),
-    "dask": Backend("dask", "dask", own_workers=False, crash_trail=False, opens_early=False, cluster=True,
-                    needs="distributed"),
+    "dask": Backend("dask", "dask", own_workers=False, crash_trail=False, opens_early=False, journal=False,
+                    cluster=True, needs="distributed"),
 }
 
 

@@ -268,7 +268,7 @@ def _crashed(job: Chunk, err: BaseException) -> Results:
     crash = WorkerCrashed(f"the worker process died while running {node}: {_reason(err)}")
     record = error_record(crash, node=node, item=job.items[0], attempt=job.attempts[0], policy=job.calls[0].retry)
     now = time.time()
-    return Results([FAILED], [None], [now], [now], {0: record}, {})
+    return Results([FAILED], [None], [now], [now], {0: record}, {}, {}, "?")
 
 
 def _reason(err: BaseException) -> str:

@@ -40,6 +40,11 @@ class Decision(NamedTuple):
     reason: str
     detail: str | None = None
 
+    @property
+    def text(self) -> str:
+        """Return the reason as the ledger keeps it: "reason" or "reason: detail"."""
+        return self.reason if self.detail is None else f"{self.reason}: {self.detail}"
+
 
 RESTORE = Decision(False, "done")
 _NEW = Decision(True, "new")

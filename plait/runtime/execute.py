@@ -55,6 +55,7 @@ from loguru import logger
 
 from plait.compiler import RetryPolicy, StepSpec, resolve_on_error, thaw
 from plait.limits import MAX_RESULT_BYTES
+from plait.runtime import output
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, RunInterrupted, error_record
 from plait.runtime.worker import PROCESS
 from plait.tasks.base import TaskContext, get_kind
@@ -78,6 +79,7 @@ class RunInfo:
     stop_file: str
     parent_pid: int
     trail: str | None = None  # the folder where local workers keep their crash trails (plait.runtime.trail)
+    journal: str | None = None  # the folder where local workers journal what they finished (plait.runtime.journal)
     max_result_bytes: int = MAX_RESULT_BYTES
 
 
@@ -138,6 +140,7 @@ class Chunk(NamedTuple):
     steps: list[Mapping[str, Any]]  # upstream results, as templates see them under `steps`
     feeders: list[int]  # in a fused chain: how many jobs back the job feeding this one is (0: none)
     scopes: list[Mapping[str, Any]]  # `group` or `parent` a job's templates see (plait.compiler.scopes)
+    fingerprints: list[str]  # each job's fingerprint, for the worker's journal (plait.runtime.journal)
 
     def cut(self, start: int, stop: int) -> Chunk:
         """Return jobs [start, stop) as a chunk of their own (cut at unit boundaries only)."""
@@ -153,6 +156,8 @@ class Results(NamedTuple):
     ended: list[float]
     errors: dict[int, dict[str, Any]]  # job position -> error record
     logs: dict[int, tuple[tuple[str, str], ...]]  # job position -> (level, message) lines it logged
+    outputs: dict[int, str]  # job position -> what it printed, as JSON text (plait.runtime.output)
+    worker: str  # who ran the chunk: a process id, and the thread's name when not a process's main thread
 
 
 def prepare_process(info: RunInfo) -> None:
@@ -186,7 +191,9 @@ def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], bool] | None = 
     """
     prepare_process(info)
     count = len(chunk.nodes)
-    out = Results([None] * count, [None] * count, [0.0] * count, [0.0] * count, {}, {})
+    out = Results([None] * count, [None] * count, [0.0] * count, [0.0] * count, {}, {}, {}, _worker())
+    journalist = PROCESS.journalist(info.journal) if info.journal else None
+    slot = journalist.begin(chunk, out) if journalist else [None, None, 0, 0]
     statuses, results = out.statuses, out.results
     checked = 0.0
     stopping = False
@@ -207,6 +214,9 @@ def run_chunk(info: RunInfo, chunk: Chunk, mark: Callable[[int], bool] | None = 
             out.started[i] = out.ended[i] = time.time()
             continue
         _run_node(info, chunk, i, steps, out)
+        slot[2] = i + 1  # done: the journalist may write it down
+    if journalist:
+        journalist.end()
     return out
 
 
@@ -217,6 +227,7 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
     ctx = TaskContext(info.workspace, info.run_id, call.step, node, chunk.attempts[i], call.retry, _NodeLogger(node),
                       info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total,
                       scope.get("group"), scope.get("parent"))
+    output.begin()
     try:
         context = ctx.template_context(item) if call.templated or call.condition is not None else None
         if call.condition is not None and not _truthy(render(call.condition, context)):
@@ -240,6 +251,9 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
             out.errors[i]["on_error"], note = resolve_on_error(call.on_error, ctx.template_context(item))
             if note:
                 out.errors[i]["on_error_note"] = note
+    printed = output.end()
+    if printed is not None:
+        out.outputs[i] = printed
     if PROCESS.captured:
         out.logs[i] = PROCESS.take_logs()
     out.started[i], out.ended[i] = started, time.time()
@@ -270,6 +284,12 @@ def _json(value: Any) -> str:
     if value is None:
         return "null"
     return json.dumps(value)
+
+
+def _worker() -> str:
+    """Return who runs this chunk: the process, and its thread when it is not the process's main thread."""
+    thread = threading.current_thread()
+    return str(os.getpid()) if thread is threading.main_thread() else f"{os.getpid()}/{thread.name}"
 
 
 def _size(count: int) -> str:

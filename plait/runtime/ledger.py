@@ -39,30 +39,39 @@ from typing import Any, NamedTuple
 
 from plait.masking import mask, mask_records
 
-__all__ = ["LEDGER_NAME", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
+__all__ = ["LEDGER_NAME", "Attempt", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
 
 LEDGER_NAME = "ledger.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, digest TEXT NOT NULL, pid INTEGER,
-    started REAL NOT NULL, ended REAL, status TEXT NOT NULL, source TEXT, params TEXT
+    started REAL NOT NULL, ended REAL, status TEXT NOT NULL, source TEXT, params TEXT,
+    counts TEXT, step_graph TEXT
 );
 CREATE TABLE IF NOT EXISTS steps (name TEXT PRIMARY KEY, parts TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS nodes (
     node_id TEXT PRIMARY KEY, step TEXT NOT NULL, key TEXT, kind TEXT NOT NULL DEFAULT 'task',
     status TEXT NOT NULL DEFAULT 'pending',
     attempts INTEGER NOT NULL DEFAULT 0, fingerprint TEXT, result TEXT, error TEXT, note TEXT,
-    started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1
+    started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1,
+    worker TEXT, reason TEXT, output TEXT
+);
+CREATE TABLE IF NOT EXISTS attempts (
+    node_id TEXT NOT NULL, run_id TEXT, attempt INTEGER NOT NULL, status TEXT NOT NULL,
+    started REAL, ended REAL, worker TEXT, reason TEXT, error TEXT, output TEXT
 );
 """
+# Columns a ledger of an earlier schema lacks, added when a run opens it: {table: [(column, type)]}.
+_ADDED = {"runs": [("counts", "TEXT"), ("step_graph", "TEXT")],
+          "nodes": [("worker", "TEXT"), ("reason", "TEXT"), ("output", "TEXT")]}
 
 
 
 class NodeRecord(NamedTuple):
-    """One node's outcome as the ledger records it.
+    """One node's outcome as the ledger records it: its last attempt.
 
     Built by name where nodes settle one by one; where a whole chunk settles at once its rows are
     zipped from columns in this field order (`NodeRecord.columns`), which the ledger takes as the same.
@@ -77,13 +86,32 @@ class NodeRecord(NamedTuple):
     note: str | None
     started: float | None
     ended: float | None
+    worker: str | None = None  # who ran the attempt: a process (or thread) label
+    reason: str | None = None  # why the node ran: a decision's reason, "reason: detail"
+    output: str | None = None  # JSON {"stdout": tail, "stderr": tail, ...} of the attempt, None when silent
 
     @staticmethod
     def columns(node_id: Iterable[str], status: Iterable[str], attempts: Iterable[int], fingerprint: Iterable[Any],
                 result: Iterable[Any], error: Iterable[Any], note: Iterable[Any], started: Iterable[Any],
-                ended: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+                ended: Iterable[Any], worker: Iterable[Any], reason: Iterable[Any],
+                output: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
         """Return records zipped from columns (plain tuples in NodeRecord's field order: no object per row)."""
-        return zip(node_id, status, attempts, fingerprint, result, error, note, started, ended)
+        return zip(node_id, status, attempts, fingerprint, result, error, note, started, ended, worker, reason, output)
+
+
+class Attempt(NamedTuple):
+    """An attempt that is not a node's last: a failure that was retried (the `attempts` table)."""
+
+    node_id: str
+    run_id: str
+    attempt: int
+    status: str
+    started: float | None
+    ended: float | None
+    worker: str | None
+    reason: str | None
+    error: str | None  # JSON text
+    output: str | None  # JSON text
 
 
 class Prior(NamedTuple):
@@ -95,8 +123,8 @@ class Prior(NamedTuple):
     note: str | None = None  # why a node is pending ("interrupted"), or skipped
     error: str | None = None  # a failed node's error record, as JSON text
 
-_TEXT_COLUMNS = (4, 5, 6)  # a NodeRecord's result, error and note
-ROWS_PER_STATEMENT = 100  # 902 parameters a statement, under SQLite's oldest limit of 999
+_TEXT_COLUMNS = (4, 5, 6, 11)  # a NodeRecord's result, error, note and output
+ROWS_PER_STATEMENT = 80  # 962 parameters a statement, under SQLite's oldest limit of 999
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
 
@@ -109,10 +137,11 @@ def _insert_nodes_sql(rows: int) -> str:
 @functools.cache
 def _record_sql(rows: int) -> str:
     """Return an UPDATE writing `rows` NodeRecords; parameters: run_id, the first record's seq, the records."""
-    values = ",".join(f"(?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
+    values = ",".join(f"(?,?,?,?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
     return ("UPDATE nodes SET status = r.column2, attempts = r.column3, fingerprint = r.column4, result = r.column5, "
-            "error = r.column6, note = r.column7, started = r.column8, ended = r.column9, run_id = ?1, "
-            f"seq = ?2 + r.column10 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
+            "error = r.column6, note = r.column7, started = r.column8, ended = r.column9, worker = r.column10, "
+            "reason = r.column11, output = r.column12, run_id = ?1, "
+            f"seq = ?2 + r.column13 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -218,13 +247,22 @@ class Ledger:
                 self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.execute("PRAGMA synchronous=NORMAL")
                 self.db.executescript(_SCHEMA)
-                self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                self._add_columns()
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 self.db.commit()
                 stat = os.stat(self.path)
                 self._identity = (stat.st_dev, stat.st_ino)
             self._seq = self.db.execute("SELECT coalesce(max(seq), 0) FROM nodes").fetchone()[0]
         except sqlite3.DatabaseError as err:
-            raise self.damaged(err) from err
+            raise (self.cannot_write(err) if not readonly and _disk_trouble(err) else self.damaged(err)) from err
+
+    def _add_columns(self) -> None:
+        """Give a ledger of an earlier schema the columns this one records (nothing recorded changes)."""
+        for table, added in _ADDED.items():
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in added:
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def damaged(self, err: sqlite3.DatabaseError) -> LedgerError:
         """Return the error for a ledger SQLite cannot read, with the way out."""
@@ -319,20 +357,26 @@ class Ledger:
     @_writing
     def begin_run(self, run_id: str, workflow: str, digest: str, source: str | None, params: Mapping[str, Any],
                   pid: int, planned: Sequence[tuple[str, str, Any, str]], previous: Mapping[str, Prior],
-                  basis: str | None = None, step_parts: Mapping[str, Any] | None = None) -> None:
+                  basis: str | None = None, step_parts: Mapping[str, Any] | None = None,
+                  rerun: Iterable[str] = (), step_graph: str | None = None) -> None:
         """Record a run's start and give every planned node a row (new ones pending); mark rows that left the plan.
 
         `basis` replaces the ledger's basis (None removes it), and `step_parts` the recorded parts of
-        those steps' signatures, in the same transaction.
+        those steps' signatures, in the same transaction. The last record of each node in `rerun`
+        (those that run again) moves to the attempts table, so its history stays readable.
         """
         planned_ids = {p[0] for p in planned}
         gone = [(n,) for n, prior in previous.items() if prior.in_plan and n not in planned_ids]
         back = [(n,) for n, prior in previous.items() if not prior.in_plan and n in planned_ids]
         new = [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned if nid not in previous]
         with self.db:
-            self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params) "
-                            "VALUES (?, ?, ?, ?, ?, 'running', ?, ?)",
-                            (run_id, workflow, digest, pid, time.time(), source, mask(json.dumps(params))))
+            self.db.execute(_DEAD_RUNS_END)
+            self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params, "
+                            "step_graph) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
+                            (run_id, workflow, digest, pid, time.time(), source, mask(json.dumps(params)), step_graph))
+            self.db.executemany("INSERT INTO attempts SELECT node_id, run_id, attempts, status, started, ended, "
+                                "worker, reason, error, output FROM nodes WHERE node_id = ? AND run_id IS NOT NULL "
+                                "AND status IN ('succeeded', 'failed')", [(n,) for n in rerun])
             self.db.execute("DELETE FROM meta WHERE name = 'basis'")
             if basis is not None:
                 self.db.execute("INSERT INTO meta VALUES ('basis', ?)", (basis,))
@@ -373,13 +417,44 @@ class Ledger:
         with self.db:  # the same node twice (rare), or an SQLite without UPDATE … FROM: a row per step, in order
             self.db.executemany(
                 "UPDATE nodes SET status = ?, attempts = ?, fingerprint = ?, result = ?, error = ?, note = ?, "
-                "started = ?, ended = ?, run_id = ?, seq = ? WHERE node_id = ?", rows)
+                "started = ?, ended = ?, worker = ?, reason = ?, output = ?, run_id = ?, seq = ? WHERE node_id = ?",
+                rows)
 
     @_writing
-    def end_run(self, run_id: str, status: str) -> None:
-        """Record how a run ended."""
+    def recover(self, run_id: str, outcomes: Sequence[tuple[Any, ...]]) -> int:
+        """Record as succeeded what a dead run's journals hold, unless the ledger has it so already; return how many.
+
+        `outcomes`: (node, fingerprint, attempts, result JSON, started, ended, worker, output) each.
+        Only nodes that have a row are recorded (a node the dead run had no row for runs again).
+        """
+        outcomes = mask_records(outcomes, (3, 7))  # the result and the output
+        first = self._seq + 1
+        self._seq += len(outcomes)
+        note = f"recovered from the journal of run {run_id}, which died before recording it"
         with self.db:
-            self.db.execute("UPDATE runs SET ended = ?, status = ? WHERE run_id = ?", (time.time(), status, run_id))
+            before = self.db.total_changes
+            self.db.executemany(
+                "UPDATE nodes SET status = 'succeeded', fingerprint = ?, attempts = ?, result = ?, started = ?, "
+                "ended = ?, worker = ?, output = ?, error = NULL, note = ?, run_id = ?, seq = ? "
+                "WHERE node_id = ? AND NOT (status = 'succeeded' AND fingerprint IS ?)",
+                [(fp, attempts, result, started, ended, worker, output, note, run_id, first + i, node, fp)
+                 for i, (node, fp, attempts, result, started, ended, worker, output) in enumerate(outcomes)])
+            return self.db.total_changes - before
+
+    @_writing
+    def add_attempts(self, attempts: Sequence[Attempt]) -> None:
+        """Record attempts that are not their node's last (failures that were retried)."""
+        with self.db:
+            self.db.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                mask_records(attempts, (8, 9)))  # the error and the output
+
+    @_writing
+    def end_run(self, run_id: str, status: str, counts: Mapping[str, int] | None = None,
+                ended: float | None = None) -> None:
+        """Record how a run ended, and what it did (`counts`: nodes by final status, restored ones too)."""
+        with self.db:
+            self.db.execute("UPDATE runs SET ended = ?, status = ?, counts = coalesce(?, counts) WHERE run_id = ?",
+                            (ended or time.time(), status, json.dumps(dict(counts)) if counts else None, run_id))
 
     @_readable
     def results(self, node_ids: Iterable[str]) -> dict[str, Any]:
@@ -396,11 +471,29 @@ class Ledger:
             yield from self.db.execute(f"SELECT node_id, {column} FROM nodes WHERE node_id IN ({marks})", chunk)
 
     @_readable
+    def dead_runs(self) -> list[tuple[str, float]]:
+        """Return (run id, its last recorded moment) of the runs recorded as running: called by a run holding the
+        workspace, they are runs that died without ending."""
+        return self.db.execute(f"SELECT run_id, {_LAST_MOMENT} FROM runs WHERE status = 'running'").fetchall()
+
+    @_readable
+    def last_moment(self, run_id: str) -> float | None:
+        """Return the last moment a run recorded: its last node's end, or its start."""
+        row = self.db.execute(f"SELECT {_LAST_MOMENT} FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row[0] if row else None
+
+    @_readable
     def last_run(self) -> Mapping[str, Any] | None:
-        """Return the newest run's row as a dict, or None."""
+        """Return the newest run's row as a dict (its counts decoded, its step graph left out), or None."""
         cur = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1")
         row = cur.fetchone()
-        return dict(zip([c[0] for c in cur.description], row)) if row else None
+        if row is None:
+            return None
+        run = dict(zip([c[0] for c in cur.description], row))
+        run.pop("step_graph", None)
+        if run.get("counts"):
+            run["counts"] = json.loads(run["counts"])
+        return run
 
     @_readable
     def nodes(self) -> list[tuple[str, str, Any, str, str, int, Any]]:
@@ -439,6 +532,19 @@ class Ledger:
                                "ORDER BY seq IS NULL, seq, rowid").fetchall()
 
     @_readable
+    def node_attempts(self, node_ids: Sequence[str], columns: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
+        """Return {node: `columns` of each of its earlier attempts, oldest first} for the given nodes."""
+        found: dict[str, list[tuple[Any, ...]]] = {}
+        select = self._known("attempts", columns)
+        for start in range(0, len(node_ids), 500):
+            chunk = list(node_ids[start:start + 500])
+            marks = ",".join("?" * len(chunk))
+            for row in self.db.execute(f"SELECT node_id, {select} FROM attempts WHERE node_id IN ({marks}) "
+                                       "ORDER BY started IS NULL, started, rowid", chunk):
+                found.setdefault(row[0], []).append(row[1:])
+        return found
+
+    @_readable
     def attempt_rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
         """Return `columns` of every recorded attempt, oldest first; [] when the ledger keeps no attempts table."""
         if not self.columns("attempts"):
@@ -454,6 +560,11 @@ class Ledger:
             raise ValueError(f"the ledger's {table} table has no column {', '.join(unknown) or '(none asked)'}; "
                              f"it has {', '.join(have)}")
         return ", ".join(columns)
+
+
+# A run's last recorded moment, and the statement that ends the runs that died (run by a run that holds the workspace).
+_LAST_MOMENT = ("coalesce((SELECT max(ended) FROM nodes WHERE nodes.run_id = runs.run_id), runs.started)")
+_DEAD_RUNS_END = f"UPDATE runs SET status = 'interrupted', ended = {_LAST_MOMENT} WHERE status = 'running'"
 
 
 def _key_json(key: Any) -> str:

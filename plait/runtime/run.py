@@ -9,14 +9,17 @@ kernel drops it when its process dies, however it dies, so a crashed run never l
 behind that needs removing by hand; a second run while one is going is refused with the first
 one's PID.
 
-SIGINT and SIGTERM (on the main thread) stop the run gently: no new node starts, running nodes
-finish, everything is recorded and the run ends as interrupted; a second signal stops at once.
+SIGINT, SIGTERM and SIGHUP (on the main thread) stop the run gently: no new node starts, running
+nodes finish, everything is recorded and the run ends as interrupted; a second signal stops at
+once. A run that died without ending (SIGKILL, a power cut) is recorded as interrupted by the
+next run in the workspace, and shown so by `plait status` as soon as no process holds the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import secrets
 import shutil
@@ -36,10 +39,12 @@ from loguru import logger
 from plait import collector
 from plait.compiler import Plan, compile_workflow
 from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES, jobs_cap
+from plait.runtime import output
 from plait.runtime.backend_table import Backend
 from plait.runtime.backend_table import backend as checked_backend
 from plait.runtime.execute import RunInfo
 from plait.runtime.fingerprint import Fingerprinter, basis
+from plait.runtime.journal import recover
 from plait.runtime.lazy_backend import LazyBackend
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior, unfinished
 from plait.runtime.outcome import RunInterrupted
@@ -184,8 +189,13 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     ledger = Ledger(path)
     resources.callback(ledger.close)
     ledger.claim(plan.workflow)
+    for dead, moment in ledger.dead_runs():  # this process holds the workspace: a run still "running" died
+        logger.warning(f"the last run {dead} died without ending (killed, or its machine stopped) after "
+                       f"{time.strftime('%H:%M:%S', time.localtime(moment))}: recorded as interrupted; resuming "
+                       "from what it recorded")
     workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
     fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params)
+    _recover_journals(ledger, state)
     held = _holds(ledger, plan, fingerprints)
     previous = ledger.previous(unfinished_only=held)
     if options.backend.opens_early and (bool(previous) if held else _work_waiting(plan, previous)):
@@ -195,27 +205,31 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     for stale in state.glob("trail-*"):  # left by a run that was killed (this one holds the lock)
         shutil.rmtree(stale, ignore_errors=True)
     trail = state / f"trail-{run_id}"
-    if options.backend.crash_trail:  # workers on this machine keep a crash trail (plait.runtime.trail)
+    if options.backend.crash_trail or options.backend.journal:  # crash trails and journals (plait.runtime.journal)
         prepare_trail(trail)
         resources.callback(shutil.rmtree, trail, ignore_errors=True)
     stop_file = state / f"stop-{run_id}"
     resources.callback(stop_file.unlink, missing_ok=True)
     info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
                    stop_file=str(stop_file), parent_pid=os.getpid(),
-                   trail=str(trail) if options.backend.crash_trail else None, max_result_bytes=options.max_result_bytes)
+                   trail=str(trail) if options.backend.crash_trail else None,
+                   journal=str(trail) if options.backend.journal else None, max_result_bytes=options.max_result_bytes)
     run_state = RunState(plan, info, load_results=ledger.results, seed=options.seed,
                          log_nodes=options.log_level in ("DEBUG", "TRACE"))
     scheduler = Scheduler(run_state, dispatch=backend, submit=writer.submit, previous=previous,
                           fingerprints=fingerprints, recorded_parts={} if held else ledger.step_parts(),
                           fingerprints_of=ledger.fingerprints, held=held)
     resources.enter_context(collector.during_run())
+    output.install()  # nodes running in this process (sequential, threading) have their prints captured
+    resources.callback(output.uninstall)
     summary = scheduler.prepare()
     logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
     # The plan's basis is kept when every succeeded row's fingerprint is current (nothing changed).
     current = not summary.get("changed") and not _grows(plan)
     parts = None if held else {step: fingerprints.parts(step) for step in plan.steps}
+    rerun = [nid for nid in run_state.decisions if nid in previous]
     writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous,
-                  fingerprints.steps_signature() if current else None, parts)
+                  fingerprints.steps_signature() if current else None, parts, rerun)
     return _Run(plan, log_file, backend, writer, scheduler)
 
 
@@ -237,9 +251,11 @@ def _execute(run: _Run, options: _Options) -> RunReport:
 
 
 def _record_end(run: _Run, status: str, *, raise_errors: bool) -> None:
-    """Record how the run ended and drain the writer; a failed write raises LedgerError only if asked."""
+    """Record how the run ended and what it did, and drain the writer; a failed write raises LedgerError if asked."""
+    state = run.scheduler.state
+    counts = {k: n for k, n in {**state.report.counts, "restored": state.report.restored}.items() if n}
     with contextlib.suppress(*(() if raise_errors else (LedgerError,))):
-        run.writer.submit("end_run", run.scheduler.state.info.run_id, status)
+        run.writer.submit("end_run", state.info.run_id, status, counts)
         run.writer.close()
 
 
@@ -249,8 +265,21 @@ def _drain(writer: LedgerWriter) -> None:
         writer.close()
 
 
+def _recover_journals(ledger: Ledger, state: Path) -> None:
+    """Record what runs that died had finished but not recorded, from their workers' journals (plait.runtime.journal).
+
+    Called while this process holds the workspace, so a run folder left behind is a dead run's.
+    """
+    for folder in sorted(state.glob("trail-*")):
+        dead = folder.name.removeprefix("trail-")
+        found = list(recover(folder))
+        if found:
+            kept = ledger.recover(dead, found)
+            logger.info(f"recovered {kept:,} outcome(s) that run {dead} finished but did not record before it died")
+
+
 def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapping[str, Prior] | None,
-               steps_signature: bytes | None, step_parts: Mapping[str, Any] | None) -> None:
+               steps_signature: bytes | None, step_parts: Mapping[str, Any] | None, rerun: list[str]) -> None:
     """Record the run's start, on the writer thread, which also hashes the plan's digest.
 
     `previous` None: the ledger holds the plan already (no row to add or mark). A steps signature:
@@ -259,7 +288,7 @@ def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapp
     planned = [] if previous is None else [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()]
     kept = basis(plan.digest, steps_signature) if steps_signature is not None else None
     ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, pid, planned, previous or {}, kept,
-                     step_parts)
+                     step_parts, rerun, json.dumps(plan.step_graph()))
 
 
 def _holds(ledger: Ledger, plan: Plan, fingerprints: Fingerprinter) -> bool:
@@ -397,7 +426,7 @@ def _holder(lock: Path) -> str:
 
 @contextmanager
 def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
-    """On SIGINT/SIGTERM stop the scheduler; a second signal interrupts at once."""
+    """On SIGINT, SIGTERM or SIGHUP (a closed terminal) stop the scheduler; a second signal interrupts at once."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -408,7 +437,7 @@ def _signals_stop(scheduler: Scheduler) -> Iterator[None]:
         logger.warning(f"{signal.Signals(signum).name}: stopping; running nodes finish (signal again to stop now)")
         scheduler.stop()
 
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:

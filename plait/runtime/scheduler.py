@@ -26,9 +26,9 @@ Retries
 
 Recording
     Only this process writes the ledger: each chunk's outcomes go to the ledger writer's thread
-    as they are settled, and it commits them in batches, at most half a second late
-    (`plait.runtime.writer`), so a kill loses at most the outcomes not yet committed, whose
-    nodes then run again.
+    as they are settled, and it commits them in batches, a tenth of a second late at most
+    (`plait.runtime.writer`); what a worker finished while its chunk still runs is journaled
+    (`plait.runtime.journal`), so a kill loses only the work of the last fraction of a second.
 """
 
 from __future__ import annotations
@@ -231,8 +231,11 @@ class Scheduler:
         logger.bind(node=nid).info(f"{node.step}: expanded into {len(new):,} nodes")
 
     def _flush(self) -> None:
-        """Hand the settled outcomes to the ledger writer (which batches its commits)."""
+        """Hand the settled outcomes (and retried attempts) to the ledger writer, which batches its commits."""
         state = self.state
+        if state.earlier_attempts:
+            self.submit("add_attempts", state.earlier_attempts)
+            state.earlier_attempts = []
         if state.buffer:
             self.submit("record", state.info.run_id, state.buffer)
             state.buffer = []

@@ -30,7 +30,7 @@ from loguru import logger
 
 from plait.compiler import NodeSpec
 from plait.runtime.execute import Chunk, Results
-from plait.runtime.ledger import NodeRecord
+from plait.runtime.ledger import Attempt, NodeRecord
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, retry_delay
 from plait.runtime.state import RunState, interrupted, release, retry_later
 
@@ -40,7 +40,7 @@ __all__ = ["blocked", "settle", "settle_skip", "take"]
 def take(state: RunState, chunk: Chunk, results: Results) -> None:
     """Settle a chunk's outcomes (those not asked for, e.g. of an aborted call, are dropped). Mutates."""
     nodes = chunk.nodes
-    if (not results.errors and not results.logs and not state.log_nodes
+    if (not results.errors and not results.logs and not results.outputs and not state.log_nodes
             and results.statuses.count(SUCCEEDED) == len(nodes) and state.in_flight.issuperset(nodes)):
         _settle_succeeded(state, chunk, results)
         return
@@ -55,16 +55,20 @@ def take(state: RunState, chunk: Chunk, results: Results) -> None:
             interrupted(state, [nid])
             continue
         attempt = state.attempts[nid] = chunk.attempts[i]
-        error = results.errors.get(i)
+        error, printed = results.errors.get(i), results.outputs.get(i)
         if status == FAILED:
             retry = state.plan.nodes[nid].retry
             if error["retryable"] and attempt < retry.max_attempts and not state.stopping:
                 wait = retry_delay(retry, attempt, state.rng)
                 logger.bind(node=nid).warning(f"{nid}: attempt {attempt} failed ({error['error_type']}: "
                                               f"{error['error']}); retrying in {wait:.2f} s")
+                state.earlier_attempts.append(Attempt(
+                    nid, state.info.run_id, attempt, FAILED, results.started[i], results.ended[i], results.worker,
+                    _reason(state, nid), json.dumps(error, default=str), printed))
                 retry_later(state, nid, wait)
                 continue
-        settle(state, nid, status, results.results[i], error, results.started[i], results.ended[i])
+        settle(state, nid, status, results.results[i], error, results.started[i], results.ended[i],
+               worker=results.worker, output=printed)
 
 
 def _settle_succeeded(state: RunState, chunk: Chunk, results: Results) -> None:
@@ -74,8 +78,10 @@ def _settle_succeeded(state: RunState, chunk: Chunk, results: Results) -> None:
     state.status.update(dict.fromkeys(nodes, SUCCEEDED))
     state.results.update(zip(nodes, results.results))
     state.report.counts[SUCCEEDED] += len(nodes)
+    decisions = state.decisions
     state.buffer += NodeRecord.columns(nodes, repeat(SUCCEEDED), chunk.attempts, map(state.fp.__getitem__, nodes),
-                                       results.results, repeat(None), repeat(None), results.started, results.ended)
+                                       results.results, repeat(None), repeat(None), results.started, results.ended,
+                                       repeat(results.worker), [decisions[n].text for n in nodes], repeat(None))
     if state.on_settle is not None:
         for call, jobs in groupby(chunk.calls):
             state.on_settle(call.step, SUCCEEDED, sum(1 for _ in jobs))
@@ -83,7 +89,8 @@ def _settle_succeeded(state: RunState, chunk: Chunk, results: Results) -> None:
 
 
 def settle(state: RunState, nid: str, status: str, result: str | None, error: dict | None, started: float | None,
-           ended: float | None, note: str | None = None) -> None:
+           ended: float | None, note: str | None = None, *, worker: str | None = None,
+           output: str | None = None) -> None:
     """Make `nid` final: judge a failure, record it, count it, and release its dependents. Mutates."""
     node = state.plan.nodes[nid]
     state.status[nid] = status
@@ -94,7 +101,8 @@ def settle(state: RunState, nid: str, status: str, result: str | None, error: di
         note = "condition is false"
     state.report.counts[status] += 1
     state.buffer.append(NodeRecord(nid, status, state.attempts.get(nid, 0), state.fp.get(nid), result,
-                                   json.dumps(error, default=str) if error else None, note, started, ended))
+                                   json.dumps(error, default=str) if error else None, note, started, ended, worker,
+                                   _reason(state, nid), output))
     if node.kind == "task" and state.on_settle is not None:
         state.on_settle(node.step, status, 1)
     if status == SUCCEEDED:
@@ -103,6 +111,12 @@ def settle(state: RunState, nid: str, status: str, result: str | None, error: di
     elif status == SKIPPED:
         logger.bind(node=nid).info(f"{nid} skipped: {note}")
     release(state, [nid])
+
+
+def _reason(state: RunState, nid: str) -> str | None:
+    """Return why this run ran `nid`, as the ledger keeps it (None for a node it did not decide: a skip)."""
+    decision = state.decisions.get(nid)
+    return decision.text if decision is not None else None
 
 
 def _judge_failure(state: RunState, nid: str, node: NodeSpec, error: dict | None) -> None:

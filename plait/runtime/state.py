@@ -35,6 +35,7 @@ State
         retries      heap of (due, plan position, node): failed attempts waiting for their next
         in_flight    nodes dispatched in the current wave, not settled yet
         buffer       ledger records settled since the last hand-over to the ledger writer
+        earlier_attempts  failed attempts that were retried, for the ledger's attempts table
         stopping     no new node starts: a signal, or an untolerated failure under `on_error: fail`
         report       counts and failures, for the summary and the exit code
 
@@ -57,7 +58,7 @@ from typing import Any, NamedTuple
 from plait.compiler import NodeSpec, Plan
 from plait.runtime.decide import Decision
 from plait.runtime.execute import RunInfo, StepCall, step_call
-from plait.runtime.ledger import NodeRecord
+from plait.runtime.ledger import Attempt, NodeRecord
 from plait.runtime.outcome import SUCCEEDED
 
 __all__ = ["Clock", "RunReport", "RunState", "due_retries", "interrupted", "release", "restore", "retry_later",
@@ -92,10 +93,10 @@ class Clock(NamedTuple):
 class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
-    __slots__ = ("attempts", "buffer", "clock", "decisions", "failures", "fp", "in_flight", "info", "load_results",
-                 "log_nodes", "members", "on_grow", "on_settle", "order", "paired", "plan", "pred", "reads_upstream",
-                 "ready", "remaining", "report", "results", "retries", "rng", "skipped_for_failure", "status",
-                 "step_calls", "stopping", "succ", "tolerated")
+    __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "failures", "fp", "in_flight",
+                 "info", "load_results", "log_nodes", "members", "on_grow", "on_settle", "order", "paired", "plan",
+                 "pred", "reads_upstream", "ready", "remaining", "report", "results", "retries", "rng",
+                 "skipped_for_failure", "status", "step_calls", "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
                  clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
@@ -120,6 +121,7 @@ class RunState:
         self.retries: list[tuple[float, int, str]] = []
         self.in_flight: set[str] = set()
         self.buffer: list[tuple[Any, ...]] = []
+        self.earlier_attempts: list[Attempt] = []
         self.stopping = False
         self.report = RunReport(info.run_id)
         self.index(plan)

@@ -10,11 +10,12 @@ but not in a step's stats.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
-from plait.workspace import state_dir
+from plait.workspace import in_use, state_dir
 
 __all__ = ["format_status", "workflow_status"]
 
@@ -53,12 +54,20 @@ def workflow_status(workspace: str | Path) -> dict[str, Any]:
                 stats["failed"] += 1
             else:
                 stats[status if status == "skipped" else "pending"] += 1
-        return {"workflow": ledger.workflow(), "run": ledger.last_run(), "nodes": nodes, "steps": steps}
+        return {"workflow": ledger.workflow(), "run": _lived(ledger, Path(workspace)), "nodes": nodes, "steps": steps}
     finally:
         ledger.close()
 
 
 _STATS = ("total", "processed", "failed", "retried", "skipped", "pending")
+
+
+def _lived(ledger: Ledger, workspace: Path) -> dict[str, Any] | None:
+    """Return the last run's row; a run still recorded as running that no process holds died: "interrupted"."""
+    run = ledger.last_run()
+    if run is None or run["status"] != "running" or in_use(workspace):
+        return run
+    return {**run, "status": "interrupted", "ended": ledger.last_moment(run["run_id"]), "died": True}
 
 
 def _key(text: str | None, node_id: str) -> Any:
@@ -68,10 +77,16 @@ def _key(text: str | None, node_id: str) -> Any:
     return int(text) if text.isdigit() else json.loads(text)
 
 
+def _moment(when: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "?"
+
+
 def format_status(state: dict[str, Any], failures: int = 10) -> str:
     """Return a short text view of a status: the run, a table of steps, the first failures."""
     run = state["run"] or {}
-    lines = [f"workflow {state['workflow']}: run {run.get('run_id', '-')} {run.get('status', 'never run')}"]
+    lines = [f"workflow {state['workflow']}: run {run.get('run_id', '-')} {run.get('status', 'never run')}"
+             + (f" (its process died without ending it; last recorded at {_moment(run['ended'])})"
+                if run.get("died") else "")]
     columns = ("total", "processed", "failed", "skipped", "pending", "retried")
     width = max([len(s) for s in state["steps"]] + [4])
     lines.append(f"  {'step':<{width}}  " + "  ".join(f"{c:>9}" for c in columns))

@@ -36,7 +36,7 @@ Expand = Callable[[str, NodeSpec], None]
 
 def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int]] | None:
     """Settle joins, expansions and skips in place; return the wave of task nodes to dispatch (None: none). Mutates."""
-    wave = Chunk([], [], [], [], [], [], [], [], [])
+    wave = Chunk([], [], [], [], [], [], [], [], [], [])
     starts: list[int] = []
     while state.ready and not state.stopping:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
@@ -84,6 +84,7 @@ def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[Node
                        for node in alone])
     wave.feeders.extend([0] * len(ids))
     wave.scopes.extend([_scope(state, node) for node in alone])
+    wave.fingerprints.extend([state.fp[nid] for nid in ids])
     state.in_flight.update(ids)
     alone.clear()
 
@@ -115,6 +116,7 @@ def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int) 
     wave.steps.append(upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING)
     wave.feeders.append(back)
     wave.scopes.append(_scope(state, node))
+    wave.fingerprints.append(state.fp[nid])
     state.in_flight.add(nid)
 
 

@@ -5,7 +5,8 @@ of the next run the same parent starts. What it keeps between them is here and n
 - the run it is set up for: loguru's records go to the node's outcome rather than the worker's
   stderr, and SIGINT is ignored (the parent decides how a run stops); set up once per run;
 - the log lines the node running now has emitted, handed back with its outcome;
-- its crash trail (`plait.runtime.trail`), mapped once per run's trail folder;
+- its crash trail (`plait.runtime.trail`), mapped once per run's trail folder, and its journal
+  (`plait.runtime.journal`), one per run;
 - its plumbing: the pipes it holds when a run's first chunk arrives (its backend's: loky learns
   that a worker died when the worker's end of one of them closes). A task that forks (`os.fork`,
   multiprocessing) would hand them to its child, and the parent would not see the worker die until
@@ -25,6 +26,8 @@ from typing import Any
 
 from loguru import logger
 
+from plait.runtime import output
+from plait.runtime.journal import Journalist
 from plait.runtime.trail import Trail
 
 __all__ = ["PROCESS", "WorkerProcess"]
@@ -33,12 +36,13 @@ __all__ = ["PROCESS", "WorkerProcess"]
 class WorkerProcess:
     """The state one worker process keeps between chunks (see the module docstring)."""
 
-    __slots__ = ("captured", "forks_guarded", "plumbing", "run_id", "trail")
+    __slots__ = ("captured", "forks_guarded", "journal", "plumbing", "run_id", "trail")
 
     def __init__(self) -> None:
         self.run_id: str | None = None
         self.captured: list[tuple[str, str]] = []  # (level, message) lines of the node running now
         self.trail: Trail | None = None
+        self.journal: Journalist | None = None
         self.plumbing: list[int] = []  # the backend's pipes, which a forked child closes
         self.forks_guarded = False
 
@@ -51,6 +55,7 @@ class WorkerProcess:
         logger.enable("plait")
         if threading.current_thread() is threading.main_thread():  # signals can only be set there
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
+        output.install()  # a node's prints are its own (plait.runtime.output)
         self.plumbing = _pipes()
         if not self.forks_guarded:
             os.register_at_fork(after_in_child=self._close_plumbing)
@@ -71,6 +76,14 @@ class WorkerProcess:
         lines = tuple(self.captured)
         self.captured.clear()
         return lines
+
+    def journalist(self, folder: str) -> Journalist:
+        """Return this process's journalist for a run's folder, started on first use (an earlier run's stops)."""
+        if self.journal is None or self.journal.folder != folder:
+            if self.journal is not None:
+                self.journal.stop()
+            self.journal = Journalist(folder)
+        return self.journal
 
     def trail_in(self, folder: str) -> Trail | None:
         """Return this process's crash trail in `folder`, mapped on first use (an earlier run's is unmapped).

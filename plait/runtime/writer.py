@@ -7,8 +7,8 @@ its own).
 
 Outcomes (`record`) are batched here: they are committed in one transaction once `FLUSH_EVERY`
 of them wait, or `FLUSH_SECONDS` after the first of them arrived, whichever comes first, and
-before any other write. The timer runs on this thread, so an outcome is committed within half a
-second even while the scheduler waits on a long node.
+before any other write. The timer runs on this thread, so an outcome is committed within
+`FLUSH_SECONDS` of reaching it even while the scheduler waits on a long node.
 
 A write that fails (a full disk, a read-only file) stops further writes and is raised in the main
 thread at the next submission or at `close`, so a run never goes on believing it records what it
@@ -30,7 +30,7 @@ from plait.runtime.ledger import Ledger, LedgerError, NodeRecord
 __all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "LedgerWriter"]
 
 FLUSH_EVERY = 2000
-FLUSH_SECONDS = 0.5
+FLUSH_SECONDS = 0.1
 
 
 class LedgerWriter:

@@ -26,6 +26,7 @@ step's handler travels to them by reference (module and name) and is imported th
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from plait.plugins import PluginError
 from plait.templating import template_context
 from plait.workspace import STATE_DIR, state_dir
 
-__all__ = ["ENTRY_POINTS", "Field", "TaskContext", "TaskKind", "get_kind", "kinds", "task"]
+__all__ = ["ENTRY_POINTS", "Field", "TaskContext", "TaskKind", "get_kind", "kinds", "say", "task"]
 
 ENTRY_POINTS = "plait.tasks"
 
@@ -123,6 +124,18 @@ class TaskContext(NamedTuple):
         return template_context(self.params, item=item, index=self.index, key=self.key, total=self.total,
                                 step=self.step, steps=self.steps, run_id=self.run_id, workspace=self.workspace,
                                 workflow_dir=self.workflow_dir, group=self.group, parent=self.parent)
+
+def say(text: str) -> None:
+    """Print `text` on the run's terminal as well as into the node's output: for a task whose job is to print.
+
+    While plait runs a node, `sys.stdout` keeps what it prints (plait.runtime.output: shown by
+    `plait logs`); `say` also writes past that capture, to the stream it stands in front of.
+    """
+    print(text, flush=True)
+    terminal = getattr(sys.stdout, "real", None)
+    if terminal is not None:
+        print(text, file=terminal, flush=True)
+
 
 _REGISTRY: dict[str, TaskKind] = {}
 

@@ -36,7 +36,7 @@ from typing import Any
 from jinja2 import StrictUndefined, Template
 
 from plait.compiler.plan import thaw
-from plait.tasks.base import TaskContext
+from plait.tasks.base import TaskContext, say
 
 __all__ = ["REGISTRY", "find_task", "original_context", "register_task", "run_task"]
 
@@ -168,7 +168,7 @@ def create_greeting(name: str, context: dict[str, Any]) -> str:
 def print_message(message: str = "") -> dict[str, Any]:
     """Print `message` on standard output (the original's print_message)."""
     text = str(message)
-    print(text, flush=True)
+    say(text)
     return {"success": True, "printed_length": len(text)}
 
 
@@ -181,7 +181,7 @@ def print_vars(context: dict[str, Any], message: str = "Current Context Variable
              "\nStep Results:", "============="]
     steps = context.get("steps") or {}
     lines += [f"  {name}: {value}" for name, value in steps.items()] or ["  (No step results yet)"]
-    print("\n".join([*lines, "--------------------\n"]), flush=True)
+    say("\n".join([*lines, "--------------------\n"]))
     return {"success": True}
 
 

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.support import PLAIT, remove_shared_memory_of
+from runtime.support import PLAIT, remove_shared_memory_of, untraced
 
 __all__ = [
     "EFFECT",
@@ -256,7 +256,8 @@ def succeeded(workspace: Path) -> set[str]:
 def rows(workspace: Path) -> dict[str, tuple[str, int, Any, Any]]:
     """Return {node ID: (status, attempts, result, error record)} with the JSON decoded."""
     found = read_ledger(workspace, "SELECT node_id, status, attempts, result, error FROM nodes")
-    return {nid: (status, attempts, json.loads(result) if result else None, json.loads(error) if error else None)
+    return {nid: (status, attempts, json.loads(result) if result else None,
+                  untraced(json.loads(error)) if error else None)
             for nid, status, attempts, result, error in found}
 
 

@@ -110,7 +110,8 @@ def test_sigkill_at_random_moments_loses_nothing_recorded_and_reruns_nothing_rec
     repeats = sum(executions.values()) - ITEMS
     figures["kill soak"] = (f"{len(snapshots)} SIGKILLs survived ({kill_phases.count('start-up')} in start-up, "
                             f"{kill_phases.count('executing')} while executing) over {ITEMS:,} items; "
-                            f"{repeats} executions repeated (run but not yet committed when killed)")
+                            f"{repeats} executions repeated in all, {repeats / len(snapshots):.0f} per kill "
+                            "(finished in the last moment before a kill: neither journaled nor committed)")
     print(f"kill soak: {len(snapshots)} kills, {ITEMS} items, {repeats} repeated executions, "
           f"recorded at each kill: {[len(r) for r, _ in snapshots]}")
     assert len(snapshots) >= MIN_KILLS, f"only {len(snapshots)} kills before the run finished"

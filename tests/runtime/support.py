@@ -150,6 +150,7 @@ def ledger_rows(path: Path) -> dict[str, dict[str, Any]]:
             row = dict(zip(names, values))
             for column in ("key", "result", "error"):
                 row[column] = json.loads(row[column]) if row[column] is not None else None
+            row["error"] = untraced(row["error"])
             row["in_plan"] = bool(row["in_plan"])
             rows[row.pop("node_id")] = row
         return rows
@@ -159,6 +160,26 @@ def ledger_query(path: Path, sql: str) -> list[tuple[Any, ...]]:
     """Run one read-only query on a ledger."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         return db.execute(sql).fetchall()
+
+
+def untraced(record: Any) -> Any:
+    """Return an error record (or a list of them) without its traceback and where it was raised.
+
+    Tests compare records whole; the traceback, whose text follows the test's own code, has tests of
+    its own (tests/test_diagnostics.py).
+    """
+    if isinstance(record, list):
+        return [untraced(r) for r in record]
+    if isinstance(record, dict):
+        return {k: v for k, v in record.items() if k not in ("traceback", "where")}
+    return record
+
+
+def untraced_status(state: dict[str, Any]) -> dict[str, Any]:
+    """Return `workflow_status` output with every error record untraced (see `untraced`)."""
+    nodes = {n: {**v, "error": untraced(v["error"])} for n, v in state["nodes"].items()}
+    steps = {s: {**v, "failed": {k: untraced(e) for k, e in v["failed"].items()}} for s, v in state["steps"].items()}
+    return {**state, "nodes": nodes, "steps": steps}
 
 
 def error(node: str, error_type: str, message: str, *, item: Any = None, attempt: int = 1,

@@ -15,11 +15,11 @@ def wave_of(units: list[int]) -> tuple[Chunk, list[int]]:
         feeders += [0] + [1] * (size - 1)
     count = len(nodes)
     return Chunk(nodes, [None] * count, list(range(count)), list(range(count)), list(range(count)),  # type: ignore[list-item]
-                 [1] * count, [{}] * count, feeders, [{}] * count), starts
+                 [1] * count, [{}] * count, feeders, [{}] * count, [""] * count), starts
 
 
 def results(jobs: int, seconds_each: float) -> Results:
-    return Results(["succeeded"] * jobs, ["null"] * jobs, [0.0] * jobs, [seconds_each] * jobs, {}, {})
+    return Results(["succeeded"] * jobs, ["null"] * jobs, [0.0] * jobs, [seconds_each] * jobs, {}, {}, {}, "1")
 
 
 def test_a_wave_is_cut_at_unit_boundaries_and_loses_no_job() -> None:

@@ -28,7 +28,7 @@ from loguru import logger
 
 from plait.runtime import BackendUnavailable, RunResult, run_workflow
 from runtime import test_backends as contract
-from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone
+from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone, untraced
 
 NO_EXTRA = "the 'dask' extra (distributed) is not installed: pip install -e '.[dask]'"
 
@@ -264,7 +264,7 @@ def test_a_node_that_kills_its_workers_fails_alone_after_its_retries_and_the_res
             inputs: {function: "<mod>:crash"}
     """, mod=flow.module("crasher", f"from {recorder} import note\n" + CRASHER))
     result = flow.run(backend="dask", jobs=2)  # on plait's own LocalCluster
-    [crashed] = result.report.failed
+    [crashed] = untraced(result.report.failed)
     assert crashed == error("c[2]", "WorkerCrashed", crashed["error"], item=2, attempt=2, retryable=True)
     assert re.fullmatch(r"the worker process died while running c\[2\]: \d+ Dask worker\(s\) died running it, "
                         r"the last tcp://127\.0\.0\.1:\d+", crashed["error"])
