@@ -179,6 +179,8 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     if args.scheduler_address and backend != "dask":
         raise UsageError(f"--scheduler-address is for --backend dask, not --backend {backend}; drop one of them")
     plan = plan or _plan(args)
+    if args.dry_run:
+        return _dry_run(args, plan)
     start = time.monotonic()
     level = "DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"
     try:  # while the run goes, stderr is a terminal whose live progress block log lines print above
@@ -187,13 +189,30 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
                                   progress=None if args.quiet else terminal,
                                   scheduler_address=args.scheduler_address,
                                   log_level="DEBUG" if args.verbose else "INFO",
-                                  max_result_bytes=args.max_result_size, force_jobs=args.force_jobs)
+                                  max_result_bytes=args.max_result_size, force_jobs=args.force_jobs,
+                                  rerun=args.rerun or (), until=args.until or ())
     except BackendUnavailable as err:
+        raise UsageError(str(err)) from err
+    except ValueError as err:  # --rerun or --until naming nothing
         raise UsageError(str(err)) from err
     print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
     if args.report:
         _run_report(result.workspace, args.report, plan)
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+def _dry_run(args: argparse.Namespace, plan: Plan) -> int:
+    """Print what the run would do and why; run and write nothing."""
+    from plait.runtime import dry_run, format_dry_run
+
+    if args.fresh:
+        raise UsageError("--dry-run with --fresh: a fresh run runs every node; drop one of them")
+    try:
+        result = dry_run(plan, workspace=args.workspace, rerun=args.rerun or (), until=args.until or ())
+    except ValueError as err:
+        raise UsageError(str(err)) from err
+    print(json.dumps(result.to_json()) if args.format == "json" else format_dry_run(result))
+    return EXIT_OK
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -421,6 +440,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--max-result-size", type=_size, default=MAX_RESULT_BYTES, metavar="SIZE",
                        help="the most JSON one node's result may take, as bytes or with K, M or G "
                        f"(default {MAX_RESULT_BYTES // 2**20}M); a bigger result fails its node")
+        p.add_argument("--dry-run", "-n", action="store_true", help="print what would run and why; run and write "
+                       "nothing")
+        p.add_argument("--format", choices=("text", "json"), default="text", help="how --dry-run prints")
+        p.add_argument("--rerun", action="append", metavar="TARGET", help="run TARGET again even if it succeeded, "
+                       "and everything downstream of it: a step, a node id or a pattern (step[*.png]); repeatable")
+        p.add_argument("--until", action="append", metavar="STEP", help="run only STEP and the steps it needs; "
+                       "repeatable")
         p.add_argument("--report", nargs="?", const=True, metavar="FILE", help="write the HTML run report "
                        "when the run ends, to FILE (default: <workspace>/.plait/report.html)")
 

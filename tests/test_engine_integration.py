@@ -272,7 +272,7 @@ def test_a_false_condition_skips_with_a_note_and_dependents_still_run(flow: Flow
     assert flow.cli("run", "workflow.yaml", "--workspace", str(flow.root / "ws2"), "-p", "enabled=true",
                     "--backend", "sequential", "-q").returncode == 0
     assert workflow_status(flow.root / "ws2")["nodes"]["maybe"] == {"status": "succeeded", "attempts": 1,
-                                                                    "error": None}
+                                                                    "error": None, "reason": "new"}
 
 
 # --- after: order without data -------------------------------------------------------------------

@@ -73,7 +73,7 @@ def test_error_record_is_stored_in_the_ledger_and_shown_by_status(flow: Flow) ->
     assert flow.view("status", "error") == {
         "check[1]": ("succeeded", None), "check[2]": ("failed", record), "check[3]": ("succeeded", None)}
     state = untraced_status(workflow_status(flow.ws))
-    assert state["nodes"]["check[2]"] == {"status": "failed", "attempts": 1, "error": record}
+    assert state["nodes"]["check[2]"] == {"status": "failed", "attempts": 1, "error": record, "reason": "new"}
     assert state["steps"]["check"]["failed"] == {"2": record}
 
 
@@ -90,7 +90,7 @@ def test_shell_error_record_has_exit_code_and_stderr_tail(flow: Flow) -> None:
                    stderr_tail="first\ndisk full")
     assert untraced(result.report.failed) == [record]
     assert untraced_status(workflow_status(flow.ws))["nodes"] == {
-        "sh": {"status": "failed", "attempts": 1, "error": record}}
+        "sh": {"status": "failed", "attempts": 1, "error": record, "reason": "new"}}
 
 
 @pytest.mark.parametrize(("step", "error_type", "message"), [
@@ -522,8 +522,8 @@ def test_a_deferred_items_list_that_is_empty_or_not_a_list_fails_the_placeholder
     record = error("each", "ValueError", f"{flow.path}:9:12: error: {message}")  # located at the step's items
     assert (result.ok, untraced(result.report.failed)) == (False, [record])
     assert untraced_status(workflow_status(flow.ws))["nodes"] == {
-        "list": {"status": "succeeded", "attempts": 1, "error": None},
-        "each": {"status": "failed", "attempts": 1, "error": record}}
+        "list": {"status": "succeeded", "attempts": 1, "error": None, "reason": "new"},
+        "each": {"status": "failed", "attempts": 1, "error": record, "reason": "new"}}
 
 
 def test_a_deferred_empty_list_with_allow_empty_runs_on(flow: Flow) -> None:

@@ -74,10 +74,10 @@ def test_begin_record_previous_results_end_round_trip(ledger: Ledger) -> None:
     assert run == {"run_id": "run-1", "workflow": "wf", "digest": "digest-1", "pid": 4242, "status": "failed",
                    "source": "/flows/wf.yaml", "params": '{"n": 2}', "counts": None}
     assert ledger.nodes() == [  # completion order first, then the nodes never recorded
-        ("a[1]", "a", "1", "task", "succeeded", 2, None),
-        ("a[0]", "a", "0", "task", "failed", 3, json.dumps(failure)),
-        ("b", "b", "null", "task", "skipped", 1, None),
-        ("a", "a", "null", "join", "pending", 0, None),
+        ("a[1]", "a", "1", "task", "succeeded", 2, None, None),
+        ("a[0]", "a", "0", "task", "failed", 3, json.dumps(failure), None),
+        ("b", "b", "null", "task", "skipped", 1, None, None),
+        ("a", "a", "null", "join", "pending", 0, None, None),
     ]
 
 
@@ -221,12 +221,12 @@ def test_workflow_status_has_the_documented_shape(flow: Flow) -> None:
     assert state == {
         "workflow": "shape",
         "nodes": {
-            "square[1]": {"status": "succeeded", "attempts": 1, "error": None},
-            "square[3]": {"status": "succeeded", "attempts": 1, "error": None},
-            "bad": {"status": "failed", "attempts": 1, "error": bad},
-            "after_bad": {"status": "skipped", "attempts": 0, "error": None},
-            "square[2]": {"status": "succeeded", "attempts": 2, "error": None},
-            "total": {"status": "succeeded", "attempts": 1, "error": None},
+            "square[1]": {"status": "succeeded", "attempts": 1, "error": None, "reason": "new"},
+            "square[3]": {"status": "succeeded", "attempts": 1, "error": None, "reason": "new"},
+            "bad": {"status": "failed", "attempts": 1, "error": bad, "reason": "new"},
+            "after_bad": {"status": "skipped", "attempts": 0, "error": None, "reason": "new"},
+            "square[2]": {"status": "succeeded", "attempts": 2, "error": None, "reason": "new"},
+            "total": {"status": "succeeded", "attempts": 1, "error": None, "reason": "new"},
         },
         "steps": {
             "square": {"processed": [1, 3, 2], "failed": {}, "stats": stats(3, processed=3, retried=1)},
@@ -336,7 +336,8 @@ def test_plait_run_refuses_a_workspace_of_another_workflow_unless_fresh(flow: Fl
            "'other'; use another --workspace, or --fresh to start this one over\n")
     fresh = flow.cli("run", "other.yaml", "--workspace", "ws", "--backend", "sequential", "-q", "--fresh")
     assert fresh.returncode == 0, fresh.stderr
-    assert workflow_status(flow.dir / "ws")["nodes"] == {"one": {"status": "succeeded", "attempts": 1, "error": None}}
+    assert workflow_status(flow.dir / "ws")["nodes"] == {
+        "one": {"status": "succeeded", "attempts": 1, "error": None, "reason": "new"}}
 
 
 def damage(flow: Flow) -> None:

@@ -19,6 +19,7 @@ _WHERE = {
     "Ledger": "ledger", "LedgerError": "ledger",
     "RunResult": "run", "WorkspaceBusy": "run", "default_workspace": "run", "run_workflow": "run",
     "format_status": "status", "workflow_status": "status",
+    "DryRun": "preview", "dry_run": "preview", "format_dry_run": "preview",
     "format_logs": "logs", "format_runs": "logs", "node_logs": "logs", "workspace_runs": "logs",
 }
 

@@ -12,6 +12,7 @@ Reasons
                  `config`, `item`, or `upstream: <node>`; see `plait.runtime.fingerprint`)
     interrupted  dispatched by a run that stopped before the node finished
     pending      recorded but never finished: never reached, or skipped because an upstream failed
+    forced       named by `--rerun` (detail: `--rerun`), or downstream of such a node (`upstream: <node>`)
 
 A deferred step's placeholder always runs (it expands again, listing its items anew); its
 decision still says whether it was done before.
@@ -23,14 +24,14 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
-from plait.compiler import NodeSpec
-from plait.runtime.fingerprint import Fingerprinter
-from plait.runtime.ledger import Prior
+from plait.compiler import NodeSpec, Plan
+from plait.runtime.fingerprint import Fingerprinter, basis
+from plait.runtime.ledger import Ledger, Prior
 from plait.runtime.outcome import FAILED, SUCCEEDED
 
-__all__ = ["REASONS", "RESTORE", "Decision", "Explainer", "decide"]
+__all__ = ["REASONS", "RESTORE", "Decision", "Explainer", "decide", "grows", "ledger_holds"]
 
-REASONS = ("done", "new", "failed", "changed", "interrupted", "pending")
+REASONS = ("done", "new", "failed", "changed", "interrupted", "pending", "forced")
 
 
 class Decision(NamedTuple):
@@ -118,3 +119,18 @@ def _last_error(error: str | None) -> str | None:
     except ValueError:
         return None
     return f"{record.get('error_type')}: {record.get('error')}" if isinstance(record, dict) else None
+
+
+def ledger_holds(ledger: Ledger, plan: Plan, fingerprints: Fingerprinter) -> bool:
+    """Say whether the ledger holds this very plan whole and up to date (its basis is this plan's).
+
+    Then only the nodes that did not succeed need reading and fingerprinting. Costs the plan's
+    digest, which the run records anyway, and only when the ledger has a basis to compare with.
+    """
+    kept = ledger.basis()
+    return kept is not None and not grows(plan) and kept == basis(plan.digest, fingerprints.steps_signature())
+
+
+def grows(plan: Plan) -> bool:
+    """Say whether the plan adds nodes as it runs (a deferred step): not one the ledger can hold whole."""
+    return any(step.kind == "deferred" for step in plan.steps.values())

@@ -496,9 +496,11 @@ class Ledger:
         return run
 
     @_readable
-    def nodes(self) -> list[tuple[str, str, Any, str, str, int, Any]]:
-        """Return (node_id, step, key, kind, status, attempts, error JSON) for the plan's nodes, in completion order."""
-        return self.db.execute("SELECT node_id, step, key, kind, status, attempts, error FROM nodes WHERE in_plan = 1 "
+    def nodes(self) -> list[tuple[str, str, Any, str, str, int, Any, str | None]]:
+        """Return (node_id, step, key, kind, status, attempts, error JSON, reason) for the plan's nodes, in
+        completion order."""
+        return self.db.execute("SELECT node_id, step, key, kind, status, attempts, error, reason FROM nodes "
+                               "WHERE in_plan = 1 "
                                "ORDER BY seq IS NULL, seq, rowid").fetchall()
 
     # Reading for reports (plait.report). A reader asks `columns` what this ledger has and names the

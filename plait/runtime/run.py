@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,6 +42,7 @@ from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES, jobs_cap
 from plait.runtime import output
 from plait.runtime.backend_table import Backend
 from plait.runtime.backend_table import backend as checked_backend
+from plait.runtime.decide import grows, ledger_holds
 from plait.runtime.execute import RunInfo
 from plait.runtime.fingerprint import Fingerprinter, basis
 from plait.runtime.journal import recover
@@ -50,6 +51,7 @@ from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior, unfini
 from plait.runtime.outcome import RunInterrupted
 from plait.runtime.progress import Progress
 from plait.runtime.scheduler import Scheduler
+from plait.runtime.selection import Selection, select
 from plait.runtime.state import RunReport, RunState
 from plait.runtime.trail import prepare as prepare_trail
 from plait.runtime.writer import LedgerWriter
@@ -90,7 +92,7 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
                  backend: str = "loky", params: Mapping[str, Any] | None = None, fresh: bool = False,
                  progress: TextIO | None = None, seed: int | None = None, log_level: str = "INFO",
                  scheduler_address: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES,
-                 force_jobs: bool = False) -> RunResult:
+                 force_jobs: bool = False, rerun: Iterable[str] = (), until: Iterable[str] = ()) -> RunResult:
     """Run (or resume) a workflow; return its result. Raises WorkflowError, LedgerError, ValueError.
 
     `progress` is a stream to draw live progress on (None: no progress display). The run's log file
@@ -99,7 +101,9 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
     Dask cluster at `scheduler_address`, or on a LocalCluster of `jobs` workers started for the run
     (BackendUnavailable when the `dask` extra is missing or the cluster cannot be used). A node
     whose result takes more than `max_result_bytes` of JSON fails (docs/reliability.md). More
-    worker processes than `plait.limits.jobs_cap()` are not started unless `force_jobs`.
+    worker processes than `plait.limits.jobs_cap()` are not started unless `force_jobs`. `rerun`
+    names steps, nodes or node patterns to run again with everything downstream of them, `until`
+    steps to stop at (plait.runtime.selection; ValueError for a name that matches nothing).
     """
     plan = workflow if isinstance(workflow, Plan) else compile_workflow(workflow, params)
     ws = Path(workspace) if workspace is not None else default_workspace(plan.workflow)
@@ -108,11 +112,12 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
     if max_result_bytes < 1:
         raise ValueError(f"max_result_bytes must be 1 or more, not {max_result_bytes}")
     chosen = checked_backend(backend, scheduler_address)
+    selection = select(plan, rerun, until)
     if jobs > jobs_cap() and chosen.starts_processes(scheduler_address) and not force_jobs:
         logger.warning(f"{jobs} workers is more than {JOBS_PER_CORE} per core on this machine: starting "
                        f"{jobs_cap()} (insist with --force-jobs)")
         jobs = jobs_cap()
-    options = _Options(jobs, chosen, scheduler_address, fresh, progress, seed, log_level, max_result_bytes)
+    options = _Options(jobs, chosen, scheduler_address, fresh, progress, seed, log_level, max_result_bytes, selection)
     with _locked(ws):
         return _run_locked(plan, ws, options)
 
@@ -127,6 +132,7 @@ class _Options:
     seed: int | None
     log_level: str
     max_result_bytes: int
+    selection: Selection
 
 
 def _run_locked(plan: Plan, ws: Path, options: _Options) -> RunResult:
@@ -196,7 +202,7 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
     fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params)
     _recover_journals(ledger, state)
-    held = _holds(ledger, plan, fingerprints)
+    held = options.selection.everything and ledger_holds(ledger, plan, fingerprints)
     previous = ledger.previous(unfinished_only=held)
     if options.backend.opens_early and (bool(previous) if held else _work_waiting(plan, previous)):
         backend.open_early()
@@ -218,14 +224,14 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
                          log_nodes=options.log_level in ("DEBUG", "TRACE"))
     scheduler = Scheduler(run_state, dispatch=backend, submit=writer.submit, previous=previous,
                           fingerprints=fingerprints, recorded_parts={} if held else ledger.step_parts(),
-                          fingerprints_of=ledger.fingerprints, held=held)
+                          fingerprints_of=ledger.fingerprints, held=held, selection=options.selection)
     resources.enter_context(collector.during_run())
     output.install()  # nodes running in this process (sequential, threading) have their prints captured
     resources.callback(output.uninstall)
     summary = scheduler.prepare()
     logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
     # The plan's basis is kept when every succeeded row's fingerprint is current (nothing changed).
-    current = not summary.get("changed") and not _grows(plan)
+    current = not summary.get("changed") and not grows(plan) and options.selection.steps is None
     parts = None if held else {step: fingerprints.parts(step) for step in plan.steps}
     rerun = [nid for nid in run_state.decisions if nid in previous]
     writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous,
@@ -291,21 +297,6 @@ def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapp
                      step_parts, rerun, json.dumps(plan.step_graph()))
 
 
-def _holds(ledger: Ledger, plan: Plan, fingerprints: Fingerprinter) -> bool:
-    """Say whether the ledger holds this very plan whole and up to date (its basis is this plan's).
-
-    Then only the nodes that did not succeed need reading and fingerprinting. Costs the plan's
-    digest, which the run records anyway, and only when the ledger has a basis to compare with.
-    """
-    kept = ledger.basis()
-    return kept is not None and not _grows(plan) and kept == basis(plan.digest, fingerprints.steps_signature())
-
-
-def _grows(plan: Plan) -> bool:
-    """Say whether the plan adds nodes as it runs (a deferred step): not one the ledger can hold whole."""
-    return any(step.kind == "deferred" for step in plan.steps.values())
-
-
 def _work_waiting(plan: Plan, previous: Mapping[str, Prior]) -> bool:
     """Guess from the ledger, before fingerprinting, whether nodes will run: some new, or some not succeeded.
 
@@ -329,9 +320,10 @@ def _set_aside(path: Path) -> None:
 
 
 def describe(total: int, summary: Mapping[str, int]) -> str:
-    """Say what a run will do: '1,204 nodes: 1,180 done, 20 to retry (failed), 4 changed'."""
+    """Say what a run will do, by reason: '1,204 nodes: 1,180 done, 20 to retry (failed), 4 changed'."""
     labels = (("done", "done"), ("failed", "to retry (failed)"), ("changed", "changed"), ("new", "new"),
-              ("pending", "not run yet"))
+              ("interrupted", "interrupted"), ("pending", "not run yet"), ("forced", "forced (--rerun)"),
+              ("left out", "left out (--until)"))
     parts = [f"{summary[k]:,} {label}" for k, label in labels if summary.get(k)]
     return f"{total:,} nodes: " + (", ".join(parts) if parts else "nothing to do")
 

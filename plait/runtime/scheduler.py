@@ -42,11 +42,12 @@ from typing import Any
 from loguru import logger
 
 from plait.compiler import NodeSpec, WorkflowError, expand_deferred, expand_parent, parent_of
-from plait.runtime.decide import Explainer, decide
+from plait.runtime.decide import Decision, Explainer, decide
 from plait.runtime.execute import Chunk, Results, RunInfo
 from plait.runtime.fingerprint import Fingerprinter
 from plait.runtime.ledger import Prior
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
+from plait.runtime.selection import Selection
 from plait.runtime.settling import settle, take
 from plait.runtime.state import RunReport, RunState, due_retries, interrupted, restore, wait_for_predecessors
 from plait.runtime.waves import next_wave, upstream_view, value
@@ -65,17 +66,21 @@ class Scheduler:
 
     def __init__(self, state: RunState, *, dispatch: Dispatch, submit: Submit, previous: Mapping[str, Prior],
                  fingerprints: Fingerprinter, recorded_parts: Mapping[str, Any],
-                 fingerprints_of: Callable[[Iterable[str]], Mapping[str, str | None]], held: bool = False) -> None:
+                 fingerprints_of: Callable[[Iterable[str]], Mapping[str, str | None]], held: bool = False,
+                 selection: Selection | None = None) -> None:
         """`previous`: what the ledger holds of each node; with `held`, only of those that did not succeed
         (the ledger holds this very plan, up to date: the rest are done, and `fingerprints_of` reads
-        theirs). `recorded_parts`: each step's signature parts as the ledger last recorded them."""
+        theirs). `recorded_parts`: each step's signature parts as the ledger last recorded them.
+        `selection`: nodes forced to run again and the steps the run is limited to (plait.runtime.selection)."""
         self.state = state
         self.dispatch = dispatch
         self.submit = submit
         self.previous = previous
         self.fingerprints = fingerprints
         self.fingerprints_of = fingerprints_of
-        self.held = held
+        self.selection = selection or Selection()
+        self.held = held and self.selection.everything  # forcing or leaving out needs every node decided
+        self.forced_run: set[str] = set()  # nodes forced to run, the targets and everything downstream of them
         self.explainer = Explainer(fingerprints, recorded_parts, lambda nid: list(state.pred[nid]),
                                    state.decisions.__contains__)
 
@@ -97,6 +102,8 @@ class Scheduler:
         else:
             unfinished = list(state.plan.nodes)
         summary += self._decide(unfinished)
+        if state.left_out:
+            summary["left out"] = len(state.left_out)
         state.report.plan_summary = dict(+summary)
         return dict(state.report.plan_summary)
 
@@ -108,12 +115,20 @@ class Scheduler:
         summary: Counter = Counter()
         done: list[str] = []
         waiting: list[str] = []
+        steps, forced, forced_run = self.selection.steps, self.selection.forced, self.forced_run
         for nid in nodes:
             node = nodes_of[nid]
+            if steps is not None and node.step not in steps:
+                state.left_out.add(nid)  # --until: not this run's to run
+                continue
             preds = pred[nid]
             fingerprint = fp[nid] = node_fp(node, [fp[p] for p in preds] if preds else ())
             decision = decide(node, previous.get(nid), fingerprint, explainer)
-            summary["pending" if decision.reason == "interrupted" else decision.reason] += 1
+            if forced and (nid in forced or (preds and not forced_run.isdisjoint(preds))):
+                forced_run.add(nid)
+                upstream = None if nid in forced else next(p for p in preds if p in forced_run)
+                decision = Decision(True, "forced", f"upstream: {upstream}" if upstream else "--rerun")
+            summary[decision.reason] += 1
             if decision.run or node.kind == "deferred":  # a deferred step lists its items again
                 state.decisions[nid] = decision
                 if preds:
@@ -145,7 +160,7 @@ class Scheduler:
         finally:
             self._flush()
         report = state.report
-        pending = len(state.plan.nodes) - len(state.status)
+        pending = len(state.plan.nodes) - len(state.status) - len(state.left_out)
         if report.failed or pending:
             report.status = "interrupted" if state.stopping and not report.failed else "failed"
         if pending:

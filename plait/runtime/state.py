@@ -26,6 +26,7 @@ State
         results      node -> result as JSON text (restored nodes: loaded when first read)
         fp           node -> fingerprint
         decisions    node -> `Decision`, for every node this run decided to run
+        left_out     nodes of steps a `--until` run does not run: neither run nor pending
         remaining    node -> predecessors not settled yet, for the nodes waiting
         attempts     node -> attempts made (nodes settled in bulk record theirs from the chunk)
         failures     step -> final failures so far, for its failure budget
@@ -94,8 +95,8 @@ class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
     __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "failures", "fp", "in_flight",
-                 "info", "load_results", "log_nodes", "members", "on_grow", "on_settle", "order", "paired", "plan",
-                 "pred", "reads_upstream", "ready", "remaining", "report", "results", "retries", "rng",
+                 "info", "left_out", "load_results", "log_nodes", "members", "on_grow", "on_settle", "order", "paired",
+                 "plan", "pred", "reads_upstream", "ready", "remaining", "report", "results", "retries", "rng",
                  "skipped_for_failure", "status", "step_calls", "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
@@ -112,6 +113,7 @@ class RunState:
         self.results: dict[str, str | None] = {}
         self.fp: dict[str, str] = {}
         self.decisions: dict[str, Decision] = {}
+        self.left_out: set[str] = set()
         self.remaining: dict[str, int] = {}
         self.attempts: dict[str, int] = {}
         self.failures: Counter = Counter()

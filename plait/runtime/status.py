@@ -21,7 +21,11 @@ __all__ = ["format_status", "workflow_status"]
 
 
 def workflow_status(workspace: str | Path) -> dict[str, Any]:
-    """Return {workflow, run, nodes: {id: {status, attempts, error}}, steps: {step: {processed, failed, stats}}}.
+    """Return {workflow, run, nodes: {id: {status, attempts, error, reason}}, steps: {step: {processed, failed,
+    stats}}}.
+
+    A node's `reason` is why its last record's run ran it ("new", "changed: code", ...; None when
+    it never ran).
 
     Raises LedgerError when the workspace has no ledger or it cannot be read.
     """
@@ -34,9 +38,9 @@ def workflow_status(workspace: str | Path) -> dict[str, Any]:
         nodes: dict[str, Any] = {}
         steps: dict[str, Any] = {}
         # 100,000 rows must read in well under a second: the loop does only what each row needs.
-        for node_id, step, key_text, kind, status, attempts, error_text in ledger.nodes():
+        for node_id, step, key_text, kind, status, attempts, error_text, reason in ledger.nodes():
             error = json.loads(error_text) if error_text else None
-            nodes[node_id] = {"status": status, "attempts": attempts, "error": error}
+            nodes[node_id] = {"status": status, "attempts": attempts, "error": error, "reason": reason}
             if kind == "join":
                 continue
             state = steps.get(step)
