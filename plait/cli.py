@@ -15,7 +15,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stderr
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -184,7 +184,8 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     start = time.monotonic()
     level = "DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"
     try:  # while the run goes, stderr is a terminal whose live progress block log lines print above
-        with Terminal(sys.stderr) as terminal, redirect_stderr(terminal), _terminal_log(level, terminal):
+        with Terminal(sys.stderr) as terminal, redirect_stderr(terminal), redirect_stdout(terminal.above(sys.stdout)), \
+                _terminal_log(level, terminal):
             result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
                                   progress=None if args.quiet else terminal,
                                   scheduler_address=args.scheduler_address,

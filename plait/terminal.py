@@ -9,7 +9,8 @@ The live block
     The block is the last lines on the screen. Everything else written through the `Terminal`
     (log lines, warnings: the CLI points loguru's sink and `sys.stderr` at it while a run goes)
     is printed above it: the block is erased (cursor up over its lines, clear to the end of the
-    screen), the text is written, and the block is drawn again under it. So no line is ever
+    screen), the text is written, and the block is drawn again under it. Standard output, on the
+    same screen, goes through `above`, for the same reason. So no line is ever
     overwritten and no stale copy of the block is left behind. Lines of the block are cut to the
     terminal's width (a wrapped line would throw the count of lines to move up), and the block to
     its height. Text without its newline yet is held until the line ends. Lines printed in a burst
@@ -71,15 +72,23 @@ class Terminal:
 
     def write(self, text: str) -> int:
         """Print `text` above the block (a line not ended yet waits for its end)."""
+        return self._write(text, self.stream)
+
+    def above(self, stream: TextIO) -> TextIO:
+        """Return `stream` (another stream to the same screen: stdout) with its lines printed above the block too."""
+        return _Above(self, stream)  # type: ignore[return-value]
+
+    def _write(self, text: str, stream: TextIO) -> int:
         with self.lock:
             if not self.live or self.closed:
-                self.stream.write(text)
+                stream.write(text)
                 return len(text)
             head, newline, tail = (self.partial + text).rpartition("\n")
             self.partial = tail
             if newline:
                 self._erase()
-                self.stream.write(head + newline)
+                stream.write(head + newline)
+                stream.flush()
                 if time.monotonic() - self.last_draw >= REDRAW_AFTER_TEXT:
                     self._draw()
                 else:  # a burst of lines: the block comes back with the next `show`, at most a second away
@@ -147,6 +156,24 @@ class Terminal:
         self.stream.flush()
         self.drawn = len(lines)
         self.last_draw = time.monotonic()
+
+
+class _Above:
+    """Another stream to the terminal's screen (stdout beside stderr), whose lines print above the block."""
+
+    def __init__(self, terminal: Terminal, stream: TextIO) -> None:
+        self.terminal = terminal
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        return self.terminal._write(text, self.stream)
+
+    def flush(self) -> None:
+        with self.terminal.lock:
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.stream, name)
 
 
 def _size(stream: TextIO) -> tuple[int, int]:

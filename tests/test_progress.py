@@ -272,3 +272,36 @@ def test_colour_and_the_live_block_follow_the_stream_and_the_environment(monkeyp
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setenv("TERM", "dumb")
     assert (use_colour(Tty()), interactive(Tty())) == (False, False)
+
+
+SAYER = """\
+name: sayer
+steps:
+  - name: first
+    task: noop
+  - name: talk
+    task: python
+    depends_on: [first]
+    items: {range: [0, 12]}
+    inputs:
+      code: |
+        from plait.tasks.base import say
+        say(f"said {item}")
+        result = item
+"""
+
+
+@pytest.mark.parametrize("backend", [
+    "threading",
+    pytest.param("loky", marks=pytest.mark.xfail(strict=True, reason=(
+        "say() in a loky worker writes to the worker's own stdout, the terminal, past the parent's live block: "
+        "the line is erased by the next redraw and a stale block line stays; the runtime must hand it to the "
+        "parent, as it hands log lines")))])
+def test_what_a_task_says_prints_above_the_block(tmp_path: Path, backend: str) -> None:
+    (tmp_path / "wf.yaml").write_text(SAYER, encoding="utf-8")
+    code, _, screen = run_on_terminal([*PLAIT, "run", "wf.yaml", "--workspace", "ws", "--backend", backend],
+                                      tmp_path)
+    assert code == 0, "\n".join(screen)
+    text = [line for line in screen if line]
+    assert sorted(line for line in text if line.startswith("said ")) == sorted(f"said {i}" for i in range(12))
+    assert sum("done" in line for line in text) == 2, "a stale copy of the block is left on the screen"
