@@ -233,8 +233,9 @@ def test_a_deferred_step_shows_its_real_total_once_it_expands(tmp_path: Path) ->
     plan = compile_workflow(str(tmp_path / "wf.yaml"))
     grown = expand_deferred(plan, "each", [1, 2, 3])
     placeholder = next(n.id for n in plan.nodes.values() if n.kind == "deferred")
-    progress.grow(placeholder, "each", [n for n in grown.nodes.values() if n.id not in plan.nodes])
-    progress.update("each", "succeeded", 2)
+    new = [n for n in grown.nodes.values() if n.id not in plan.nodes]
+    progress.grow(placeholder, "each", new, {"each[1]": "succeeded"})  # a resume: the ledger has each[1] done
+    progress.update("each", "succeeded", 1)
     assert progress.lines(clock.now)[:3] == ["  list    0/1 done", "  each    2/3 done", "  gather  0/1 done"]
 
 

@@ -24,10 +24,11 @@ Rate and ETA
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from plait.compiler import NodeSpec, Plan
@@ -50,8 +51,6 @@ class Progress:
 
     def __init__(self, plan: Plan, already_done: Counter, stream: TextIO | Terminal | None = None,
                  interactive: bool | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        import sys
-
         self.terminal = stream if isinstance(stream, Terminal) else Terminal(stream or sys.stderr, interactive)
         self.live = self.terminal.live
         self.clock = clock
@@ -97,13 +96,16 @@ class Progress:
         if due:
             self.draw(now)
 
-    def grow(self, placeholder: str, step: str, new: Sequence[NodeSpec]) -> None:
-        """Count the nodes a placeholder of `step` expanded into: new task nodes, new placeholders. Mutates."""
+    def grow(self, placeholder: str, step: str, new: Sequence[NodeSpec], status: Mapping[str, str]) -> None:
+        """Count the nodes a placeholder of `step` expanded into: new task nodes (those the ledger has as done
+        among them, on a resume), new placeholders. Mutates."""
         with self.lock:
             self.open[step] -= 1
             for node in new:
                 if node.kind == "task":
                     self.totals[node.step] += 1
+                    if status.get(node.id) == "succeeded":
+                        self.done[node.step] += 1
                 elif node.kind == "deferred":
                     self.open[node.step] += 1
 

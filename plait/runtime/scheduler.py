@@ -237,9 +237,9 @@ class Scheduler:
         self.submit("add_nodes", [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()
                                   if n.id not in before or n.kind != before[n.id].kind])
         state.index(plan)
-        if state.on_grow is not None:
-            state.on_grow(nid, node.step, [plan.nodes[n] for n in new])
         self._decide(new)
+        if state.on_grow is not None:
+            state.on_grow(nid, node.step, [plan.nodes[n] for n in new], state.status)
         for other in [*joins, *fed]:
             if other not in state.status and other not in state.ready:
                 wait_for_predecessors(state, other)

@@ -19,7 +19,8 @@ State
         rng          the random source of retry jitter
         load_results reads restored nodes' results from the ledger, on demand
         on_settle    counts settled task nodes for the progress display (step, status, how many)
-        on_grow      tells the progress display what a placeholder expanded into (its id, its step, the new nodes)
+        on_grow      tells the progress display what a placeholder expanded into (its id, its step, the new nodes,
+                     and `status`, where those the ledger has as done already are)
         log_nodes    a DEBUG line per succeeded node
     Changing:
         status       node -> final status (succeeded, failed, skipped): settled nodes only
@@ -67,8 +68,8 @@ __all__ = ["Clock", "RunReport", "RunState", "due_retries", "interrupted", "rele
 
 # Counts settled task nodes: (step, status, how many).
 OnSettle = Callable[[str, str, int], None]
-# Tells what a placeholder expanded into: (placeholder, its step, the new nodes).
-OnGrow = Callable[[str, str, list[NodeSpec]], None]
+# Tells what a placeholder expanded into: (placeholder, its step, the new nodes, the statuses so far).
+OnGrow = Callable[[str, str, list[NodeSpec], Mapping[str, str]], None]
 
 
 @dataclass
