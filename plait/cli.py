@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from plait.compiler.diagnostics import WorkflowError
 from plait.draw import EXPAND_SVG_MAX
 from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES
-from plait.masking import MASK, MaskedStream
+from plait.masking import MASK, MaskedStream, mask
 from plait.plugins import PluginError, load_modules
 from plait.runtime.ledger import LedgerError
 from plait.terminal import Terminal, use_colour
@@ -163,7 +163,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from err
     if args.output:
         try:
-            Path(args.output).write_text(text, encoding="utf-8")
+            Path(args.output).write_text(mask(text), encoding="utf-8")  # as stdout would show it
         except OSError as err:
             raise UsageError(f"cannot write '{args.output}': {err.strerror}") from err
     else:

@@ -11,7 +11,7 @@ systems mask their secrets in logs):
   the terminal;
 - the command line's stdout and stderr (`MaskedStream`, installed by `plait.cli.main`): compile
   output, `--format json`, the run summary, error messages;
-- the HTML and JSON run report (`plait.report.render`).
+- the HTML and JSON run report (`plait.report.render`), and `plait graph -o`'s drawing.
 
 The values to mask are registered by the compiler as it resolves a plan's params (`hide`): from
 then on, in this process, they never leave it unmasked. That is the one effect compiling has,
@@ -20,8 +20,13 @@ as exception messages and shell commands show it, and each of them JSON-escaped,
 
 What masking cannot do: a task that transforms a secret (base64, reverses it) and prints the
 result, or a worker process writing to the terminal itself; a result masked in the ledger is
-`***` to a node that reads it after a resume. Secrets are not stored: `plait resume` asks for
-them again (`--param NAME=VALUE` or `--params-file`) unless they have a default.
+`***` to a node that reads it after a resume. Fingerprints are hashes of a node's configuration,
+the secret included, so a ledger can confirm a guessed secret: a secret worth the name is long
+and random. The crash journals of a run's workers (`plait.runtime.journal`) hold their nodes'
+results as they are until the run ends or the next run recovers them into the ledger, masked.
+
+Secrets are not stored: `plait resume` asks for them again (`--param NAME=VALUE` or
+`--params-file`) unless they have a default.
 """
 
 from __future__ import annotations
