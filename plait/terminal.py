@@ -18,8 +18,8 @@ The live block
     under them once they pause, or at the display's next redraw. One lock orders the writers: the
     scheduler's thread, the log sink's callers and the display's clock.
 
-    This is what rich's `Live` does, in a few dozen lines: importing rich costs more than plait's
-    whole start-up on a no-op resume (docs/performance.md).
+    This is what rich's `Live` does, in a few dozen lines, without the dependency and the tens of
+    milliseconds its import adds to every run (docs/performance.md).
 """
 
 from __future__ import annotations
