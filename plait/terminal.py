@@ -63,7 +63,7 @@ class Terminal:
         self.live = interactive(stream) if live is None else live
         self.block: list[str] = []  # the block's lines, as given
         self.drawn = 0  # how many lines of the block are on the screen now
-        self.partial = ""  # text written since the last newline
+        self.partial: dict[int, tuple[TextIO, str]] = {}  # id(stream) -> (stream, text since its last newline)
         self.closed = False
         self.last_draw = float("-inf")
         self.lock = threading.RLock()
@@ -75,16 +75,17 @@ class Terminal:
         return self._write(text, self.stream)
 
     def above(self, stream: TextIO) -> TextIO:
-        """Return `stream` (another stream to the same screen: stdout) with its lines printed above the block too."""
-        return _Above(self, stream)  # type: ignore[return-value]
+        """Return `stream` (stdout), made to print its lines above the block when it shows on the same screen."""
+        return _Above(self, stream) if self.live and _isatty(stream) else stream  # type: ignore[return-value]
 
     def _write(self, text: str, stream: TextIO) -> int:
         with self.lock:
             if not self.live or self.closed:
                 stream.write(text)
                 return len(text)
-            head, newline, tail = (self.partial + text).rpartition("\n")
-            self.partial = tail
+            head, newline, tail = (self.partial.pop(id(stream), (stream, ""))[1] + text).rpartition("\n")
+            if tail:
+                self.partial[id(stream)] = (stream, tail)
             if newline:
                 self._erase()
                 stream.write(head + newline)
@@ -124,8 +125,8 @@ class Terminal:
         with self.lock:
             if self.closed:
                 return
-            if self.partial:
-                self.write("\n")
+            for stream, _ in list(self.partial.values()):  # a line still open ends
+                self._write("\n", stream)
             if self.live and not self.drawn:  # hidden under a burst of lines: the last block stays on screen
                 self._draw()
             self.closed = True

@@ -248,15 +248,23 @@ def test_a_terminal_prints_text_above_its_block(tmp_path: Path) -> None:
             stream.feed(text.replace("\n", "\r\n"))
             return len(text)
 
+    class TtyFeed(Feed):
+        def isatty(self) -> bool:
+            return True
+
     terminal = Terminal(Feed(), live=True)
+    stdout = terminal.above(TtyFeed())  # another stream to the same screen
     terminal.show(["  block 1", "  block 2"])
     terminal.write("a log ")
+    stdout.write("printed ")
     terminal.write("line\nand another\n")
+    stdout.write("out\n")
     terminal.show(["  block 3", "  block 4"])
-    terminal.write("last\n")
+    terminal.write("last\nnot ended")
     terminal.close()
-    assert [line.rstrip() for line in screen.display][:5] == ["a log line", "and another", "last", "  block 3",
-                                                              "  block 4"]
+    assert [line.rstrip() for line in screen.display] == ["a log line", "and another", "printed out", "last",
+                                                          "not ended", "  block 3", "  block 4", ""]
+    assert terminal.above(Feed()).__class__ is Feed  # stdout to a file or a pipe is left alone
 
 
 def test_colour_and_the_live_block_follow_the_stream_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
