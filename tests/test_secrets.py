@@ -36,6 +36,7 @@ steps:
     inputs:
       code: |
         (ctx.workspace / "token.txt").write_text(params["token"])
+        print("using", params["token"])
         result = {"token": params["token"]}
   - name: boom
     task: python
@@ -88,6 +89,16 @@ def test_status_and_report_show_it_masked(ran: tuple[Path, subprocess.CompletedP
     report = plait("report", "--workspace", "ws", "--format", "json", cwd=folder)
     assert SEEN not in state.stdout + text.stdout + report.stdout
     assert [f["error"] for f in json.loads(report.stdout)["failures"]] == ["the server refused '***'"]
+
+
+def test_logs_show_its_output_and_traceback_masked(ran: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
+    folder, _ = ran
+    keep = plait("logs", "keep", "--workspace", "ws", cwd=folder)
+    boom = plait("logs", "boom", "--workspace", "ws", cwd=folder)
+    assert (keep.returncode, boom.returncode) == (0, 0), keep.stderr + boom.stderr
+    assert SEEN not in keep.stdout + boom.stdout + keep.stderr + boom.stderr
+    assert "using ***" in keep.stdout
+    assert "ValueError: the server refused '***'" in boom.stdout
 
 
 def test_compile_shows_it_masked(ran: tuple[Path, subprocess.CompletedProcess[str]]) -> None:
