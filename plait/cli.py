@@ -25,7 +25,7 @@ from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES
 from plait.masking import MASK, MaskedStream, mask
 from plait.plugins import PluginError, load_modules
 from plait.runtime.ledger import LedgerError
-from plait.terminal import Terminal, use_colour
+from plait.screen import Screen, use_colour
 from plait.workspace import state_dir
 
 if TYPE_CHECKING:
@@ -183,11 +183,11 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
         return _dry_run(args, plan)
     start = time.monotonic()
     level = "DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"
-    try:  # while the run goes, stderr is a terminal whose live progress block log lines print above
-        with Terminal(sys.stderr) as terminal, redirect_stderr(terminal), redirect_stdout(terminal.above(sys.stdout)), \
-                _terminal_log(level, terminal):
+    try:  # while the run goes, stderr is a screen whose live progress block log lines print above
+        with Screen(sys.stderr) as screen, redirect_stderr(screen), redirect_stdout(screen.above(sys.stdout)), \
+                _terminal_log(level, screen):
             result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
-                                  progress=None if args.quiet else terminal,
+                                  progress=None if args.quiet else screen,
                                   scheduler_address=args.scheduler_address,
                                   log_level="DEBUG" if args.verbose else "INFO",
                                   max_result_bytes=args.max_result_size, force_jobs=args.force_jobs,
@@ -353,7 +353,7 @@ def _last_used(workspace: Path) -> float:
 
 
 @contextmanager
-def _terminal_log(level: str, stream: TextIO | Terminal) -> Iterator[None]:
+def _terminal_log(level: str, stream: TextIO | Screen) -> Iterator[None]:
     """Show plait's log records from `level` up on `stream` while the command runs (plait is silent otherwise)."""
     from loguru import logger
 

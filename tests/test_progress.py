@@ -25,7 +25,7 @@ from runtime.support import PLAIT
 
 from plait.compiler import compile_workflow
 from plait.runtime.progress import Progress
-from plait.terminal import Terminal, interactive, use_colour
+from plait.screen import Screen, interactive, use_colour
 
 LOGGING = """\
 name: chatty
@@ -147,7 +147,7 @@ class FakeClock:
         return self.now
 
 
-class Screen:
+class Recorder:
     """A stream that keeps what the display wrote."""
 
     def __init__(self) -> None:
@@ -167,7 +167,7 @@ class Screen:
 def display(workflow: str, tmp_path: Path, done: Counter | None = None) -> tuple[Progress, FakeClock]:
     (tmp_path / "wf.yaml").write_text(textwrap.dedent(workflow), encoding="utf-8")
     clock = FakeClock()
-    return Progress(compile_workflow(str(tmp_path / "wf.yaml")), done or Counter(), Screen(), clock=clock), clock
+    return Progress(compile_workflow(str(tmp_path / "wf.yaml")), done or Counter(), Recorder(), clock=clock), clock
 
 
 BATCH = """\
@@ -199,7 +199,7 @@ def test_a_finished_run_says_what_it_ran_never_zero_nodes_a_second(tmp_path: Pat
     clock.now += 0.3
     progress.close()
     assert progress.lines(clock.now) == ["  work  1,000/1,000 done", "  finished in 0.3 s, no node run"]
-    assert progress.terminal.stream.text.endswith("(finished in 0.3 s, no node run)\n")
+    assert progress.screen.stream.text.endswith("(finished in 0.3 s, no node run)\n")
 
 
 def test_skipped_and_failed_are_not_done(tmp_path: Path) -> None:
@@ -239,11 +239,11 @@ def test_a_deferred_step_shows_its_real_total_once_it_expands(tmp_path: Path) ->
     assert progress.lines(clock.now)[:3] == ["  list    0/1 done", "  each    2/3 done", "  gather  0/1 done"]
 
 
-def test_a_terminal_prints_text_above_its_block(tmp_path: Path) -> None:
-    screen = pyte.Screen(30, 8)
-    stream = pyte.Stream(screen)
+def test_a_screen_prints_text_above_its_block(tmp_path: Path) -> None:
+    emulator = pyte.Screen(30, 8)
+    stream = pyte.Stream(emulator)
 
-    class Feed(Screen):
+    class Feed(Recorder):
         def write(self, text: str) -> int:
             stream.feed(text.replace("\n", "\r\n"))
             return len(text)
@@ -252,29 +252,29 @@ def test_a_terminal_prints_text_above_its_block(tmp_path: Path) -> None:
         def isatty(self) -> bool:
             return True
 
-    terminal = Terminal(Feed(), live=True)
-    stdout = terminal.above(TtyFeed())  # another stream to the same screen
-    terminal.show(["  block 1", "  block 2"])
-    terminal.write("a log ")
+    screen = Screen(Feed(), live=True)
+    stdout = screen.above(TtyFeed())  # another stream to the same screen
+    screen.show(["  block 1", "  block 2"])
+    screen.write("a log ")
     stdout.write("printed ")
-    terminal.write("line\nand another\n")
+    screen.write("line\nand another\n")
     stdout.write("out\n")
-    terminal.show(["  block 3", "  block 4"])
-    terminal.write("last\nnot ended")
-    terminal.close()
-    assert [line.rstrip() for line in screen.display] == ["a log line", "and another", "printed out", "last",
+    screen.show(["  block 3", "  block 4"])
+    screen.write("last\nnot ended")
+    screen.close()
+    assert [line.rstrip() for line in emulator.display] == ["a log line", "and another", "printed out", "last",
                                                           "not ended", "  block 3", "  block 4", ""]
-    assert terminal.above(Feed()).__class__ is Feed  # stdout to a file or a pipe is left alone
+    assert screen.above(Feed()).__class__ is Feed  # stdout to a file or a pipe is left alone
 
 
 def test_colour_and_the_live_block_follow_the_stream_and_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    class Tty(Screen):
+    class Tty(Recorder):
         def isatty(self) -> bool:
             return True
 
     monkeypatch.setenv("TERM", "xterm")
     monkeypatch.delenv("NO_COLOR", raising=False)
-    assert (use_colour(Tty()), interactive(Tty()), use_colour(Screen()), interactive(Screen())) == (
+    assert (use_colour(Tty()), interactive(Tty()), use_colour(Recorder()), interactive(Recorder())) == (
         True, True, False, False)
     monkeypatch.setenv("NO_COLOR", "")  # empty: not set (no-color.org)
     assert use_colour(Tty())

@@ -1,6 +1,6 @@
 """Live progress per step: done / failed / skipped of each step's total, elapsed time, rate and ETA.
 
-On an interactive terminal the step lines are a live block (`plait.terminal.Terminal`): redrawn
+On an interactive terminal the step lines are a live block (`plait.screen.Screen`): redrawn
 in place at most ten times a second, and once a second while nothing settles, so the elapsed
 time moves; log lines print above it. Anywhere else (a CI log, a pipe) one plain line is printed
 every `PLAIN_EVERY` seconds and a last one at the end, so a long run's log stays short. Drawing
@@ -32,7 +32,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, TextIO
 
 from plait.compiler import NodeSpec, Plan
-from plait.terminal import Terminal
+from plait.screen import Screen
 
 if TYPE_CHECKING:
     from plait.runtime.state import RunState
@@ -49,10 +49,10 @@ NAME_WIDTH = 24  # a longer step name is cut in the live block, so that its coun
 class Progress:
     """Counts settled task nodes per step and draws them (see the module docstring)."""
 
-    def __init__(self, plan: Plan, already_done: Counter, stream: TextIO | Terminal | None = None,
+    def __init__(self, plan: Plan, already_done: Counter, stream: TextIO | Screen | None = None,
                  interactive: bool | None = None, clock: Callable[[], float] = time.monotonic) -> None:
-        self.terminal = stream if isinstance(stream, Terminal) else Terminal(stream or sys.stderr, interactive)
-        self.live = self.terminal.live
+        self.screen = stream if isinstance(stream, Screen) else Screen(stream or sys.stderr, interactive)
+        self.live = self.screen.live
         self.clock = clock
         self.totals: Counter = Counter()
         self.open: Counter = Counter()  # step -> placeholders not expanded yet
@@ -117,11 +117,11 @@ class Progress:
             now = self.clock() if now is None else now
             self.last_draw = now
             if self.live:
-                self.terminal.show(self.lines(now))
+                self.screen.show(self.lines(now))
             else:
                 counts = "; ".join(f"{step} {done}{rest}" for step, done, rest in self._rows())
-                self.terminal.write(f"progress: {counts} ({self._pace(now)})\n")
-                self.terminal.flush()
+                self.screen.write(f"progress: {counts} ({self._pace(now)})\n")
+                self.screen.flush()
 
     def close(self) -> None:
         """Draw the final counts and stop drawing."""
@@ -132,7 +132,7 @@ class Progress:
         with self.lock:
             self.closed = True
         if self.live:
-            self.terminal.close()
+            self.screen.close()
 
     def lines(self, now: float) -> list[str]:
         """Return the live block's lines: one per step, its counts aligned, then elapsed time, rate and ETA."""
@@ -188,7 +188,7 @@ class Progress:
     def _tick(self) -> None:
         """Redraw once a second while nothing settles, so the elapsed time moves (live block only)."""
         while not self.stopped.wait(TICK_EVERY):
-            if self.terminal.closed:
+            if self.screen.closed:
                 return
             if self.clock() - self.last_draw >= TICK_EVERY:
                 self.draw()

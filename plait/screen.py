@@ -1,17 +1,17 @@
-"""The terminal plait prints to: colour or not, and a live block that log lines print above.
+"""The screen a run draws on: colour or not, and a live block that log lines print above.
 
 Colour is used only on a terminal, and never when `NO_COLOR` is set to anything but empty
 (no-color.org). A live block (the progress display) is drawn only on an interactive terminal:
 one that `isatty()` and whose `TERM` is not `dumb`; anywhere else (a pipe, a CI log, a file)
-`Terminal` passes what is written straight through, unchanged.
+`Screen` passes what is written straight through, unchanged.
 
 The live block
-    The block is the last lines on the screen. Everything else written through the `Terminal`
+    The block is the last lines on the screen. Everything else written through the `Screen`
     (log lines, warnings: the CLI points loguru's sink and `sys.stderr` at it while a run goes)
     is printed above it: the block is erased (cursor up over its lines, clear to the end of the
     screen), the text is written, and the block is drawn again under it. Standard output, on the
-    same screen, goes through `above`, for the same reason. So no line is ever
-    overwritten and no stale copy of the block is left behind. Lines of the block are cut to the
+    same screen, goes through `above`, for the same reason. So no line is ever overwritten and
+    no stale copy of the block is left behind. Lines of the block are cut to the
     terminal's width (a wrapped line would throw the count of lines to move up), and the block to
     its height. Text without its newline yet is held until the line ends. Lines printed in a burst
     (a `-v` run logs a line per node) are not each followed by the whole block: it is drawn again
@@ -32,7 +32,7 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TextIO
 
-__all__ = ["Terminal", "interactive", "use_colour"]
+__all__ = ["Screen", "interactive", "use_colour"]
 
 _UP, _CLEAR_BELOW = "\x1b[{}A", "\x1b[J"
 REDRAW_AFTER_TEXT = 0.1  # seconds: lines printed faster than this are not each followed by the whole block
@@ -55,7 +55,7 @@ def _isatty(stream: TextIO) -> bool:
         return False
 
 
-class Terminal:
+class Screen:
     """A text stream with a live block at its bottom (see the module docstring)."""
 
     def __init__(self, stream: TextIO, live: bool | None = None) -> None:
@@ -133,7 +133,7 @@ class Terminal:
             self.block, self.drawn = [], 0
             self.stream.flush()
 
-    def __enter__(self) -> Terminal:
+    def __enter__(self) -> Screen:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -162,7 +162,7 @@ class Terminal:
 class _Above:
     """Another stream to the terminal's screen (stdout beside stderr), whose lines print above the block."""
 
-    def __init__(self, terminal: Terminal, stream: TextIO) -> None:
+    def __init__(self, terminal: Screen, stream: TextIO) -> None:
         self.terminal = terminal
         self.stream = stream
 
