@@ -2,6 +2,9 @@
 
 Exit codes: 0 success; 1 a run that failed; 2 a bad workflow or bad arguments (a clear message
 on stderr, never a traceback). Every command is a thin `cmd_*` function over the Python API.
+
+Everything a command prints goes through `plait.terminal`: the workflow's data (items, keys,
+errors, results) reaches the terminal as text, never as control sequences.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from plait.masking import MASK, MaskedStream, mask
 from plait.plugins import PluginError, load_modules
 from plait.runtime.ledger import LedgerError
 from plait.screen import Screen, use_colour
+from plait.terminal import EscapingStream, escaped_output, log_format, raw
 from plait.workspace import state_dir
 
 if TYPE_CHECKING:
@@ -140,7 +144,7 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     for note in notes:
         print(note, file=sys.stderr)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        _write(args.output, text)
         print(f"wrote {args.output}: check it with `plait compile {args.output}`", file=sys.stderr)
     else:
         sys.stdout.write(text)
@@ -162,13 +166,18 @@ def cmd_graph(args: argparse.Namespace) -> int:
     except (GraphvizMissing, DrawingTooBig) as err:
         raise UsageError(str(err)) from err
     if args.output:
-        try:
-            Path(args.output).write_text(mask(text), encoding="utf-8")  # as stdout would show it
-        except OSError as err:
-            raise UsageError(f"cannot write '{args.output}': {err.strerror}") from err
+        _write(args.output, mask(text))  # as stdout would show it
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _write(path: str, text: str) -> None:
+    """Write an output file; a path that cannot be written is a usage error, not a traceback."""
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as err:
+        raise UsageError(f"cannot write '{path}': {err.strerror or err}; choose a writable path for -o") from err
 
 
 def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
@@ -183,9 +192,12 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
         return _dry_run(args, plan)
     start = time.monotonic()
     level = "DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"
-    try:  # while the run goes, stderr is a screen whose live progress block log lines print above
-        with Screen(sys.stderr) as screen, redirect_stderr(screen), redirect_stdout(screen.above(sys.stdout)), \
-                _terminal_log(level, screen):
+    # While the run goes, the terminal is a screen with the live progress block at its bottom: what is
+    # printed goes above it, escaped; the block itself is plait's own drawing, written raw.
+    screen = Screen(raw(sys.stderr))
+    try:
+        with screen, redirect_stderr(EscapingStream(screen)), \
+                redirect_stdout(EscapingStream(screen.above(raw(sys.stdout)))), _terminal_log(level, screen):
             result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
                                   progress=None if args.quiet else screen,
                                   scheduler_address=args.scheduler_address,
@@ -358,8 +370,7 @@ def _terminal_log(level: str, stream: TextIO | Screen) -> Iterator[None]:
     from loguru import logger
 
     logger.remove()
-    sink = logger.add(stream, level=level, format="<level>{level: <7}</level> {message}",
-                      colorize=use_colour(sys.stderr))
+    sink = logger.add(stream, level=level, format=log_format, colorize=use_colour(raw(sys.stderr)))
     logger.enable("plait")
     try:
         yield
@@ -598,13 +609,15 @@ class _PipeSafe(io.TextIOBase):
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
-    What it prints goes through `MaskedStream`, which shows the values of secret parameters as ***
-    (plait.masking) in a command's output and its error messages alike, then `_PipeSafe`.
+    What it prints is escaped (plait.terminal), then masked: the values of secret parameters are
+    shown as *** in a command's output and its error messages alike (plait.masking), then written
+    safely from broken pipes.
     """
     real = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = MaskedStream(_PipeSafe(sys.stdout)), MaskedStream(_PipeSafe(sys.stderr))
     try:
-        return _main(argv)
+        with escaped_output():
+            return _main(argv)
     finally:
         sys.stdout, sys.stderr = real
 

@@ -51,11 +51,14 @@ def hide(values: Iterable[Any]) -> None:
     global _pattern
     import shlex
 
+    from plait.terminal import escape
+
     found = {text for value in values for text in _texts(value) if text and text != MASK}  # `***`: masked already
     with _lock:
         forms = set(_forms)
         for text in found:
             shown = {text, repr(text)[1:-1], shlex.quote(text)}  # as written, in a message's !r, in a command
+            shown |= {escape(form) for form in shown}  # as the terminal shows it (plait.terminal)
             forms |= shown | {json.dumps(form)[1:-1] for form in shown}  # and each as stored inside JSON text
         forms.discard("")
         if forms == _forms:

@@ -32,6 +32,8 @@ import unicodedata
 from collections.abc import Sequence
 from typing import TextIO
 
+from plait.terminal import escape
+
 __all__ = ["Screen", "interactive", "use_colour"]
 
 _UP, _CLEAR_BELOW = "\x1b[{}A", "\x1b[J"
@@ -188,11 +190,11 @@ def _size(stream: TextIO) -> tuple[int, int]:
 def _cut(line: str, width: int) -> str:
     """Cut `line` to `width` columns (wide characters take two), ending a cut line with '…'.
 
-    Control characters (an escape sequence in a step's name) are shown as '\ufffd': they would
-    move the cursor and break the count of the block's lines.
+    Control characters (an escape sequence in a step's name) are escaped (`plait.terminal.escape`):
+    they would move the cursor and break the count of the block's lines.
     """
     used = 0
-    line = "".join("\ufffd" if unicodedata.category(char) in ("Cc", "Cf") else char for char in line)
+    line = escape(line)
     for i, char in enumerate(line):
         used += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
         if used > width:

@@ -9,9 +9,16 @@ Decisions:
   would instead `literal_eval` the text, turning the string "007" into 7.)
 - Strings that hold no `{{` or `{%` are returned as they are, without Jinja: most values in a big
   workflow are plain, and this is the hot path.
-- Shell commands render in a second environment whose every `{{ … }}` output is shell-quoted
-  (a list becomes several quoted words, a mapping one word of JSON), so an item value can never
-  become shell syntax.
+- Shell commands never hold a value in their text: each `{{ … }}` renders to a reference to an
+  environment variable that carries the value (`plait.shell_command`), written to suit where it
+  stands in the command (`plait.shell_syntax`, which also refuses the places where even a
+  reference would be code). `shell_refusals` lets the shell task refuse those at compile time.
+- Every render is bounded in size and time (`plait.template_limits`): the sandbox checks what
+  operators, calls and filters build, every loop and the output stream check a deadline, and
+  `render_limits(seconds)` sets that deadline for a block (the runtime passes a node's timeout).
+- A lone `{{ expr }}` that gives a lazy value (a generator from `map`, a `range`) is turned into
+  a list as it renders, and any undefined value inside a result fails there, with its name: a
+  value that is not data must not reach the plan or the ledger.
 - Compiled templates are cached per process by their source, so a step's template is compiled
   once, however many nodes render it.
 """
@@ -19,20 +26,23 @@ Decisions:
 from __future__ import annotations
 
 import json
-import math
 import os
 import posixpath
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
 from jinja2 import StrictUndefined, Undefined, nodes
-from jinja2.exceptions import SecurityError, TemplateError, TemplateSyntaxError
+from jinja2.exceptions import TemplateError, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
+
+from plait import template_limits as limits
+from plait.shell_template import ShellCommand, collecting_values, compile_command, position, reference_filter
+from plait.template_limits import TemplateTimeout, TemplateTooLarge, render_limits
 
 __all__ = [
     "ENVIRONMENT",
@@ -43,15 +53,20 @@ __all__ = [
     "RENDER_ERRORS",
     "RUNTIME_NAMES",
     "TEMPLATE_NAMES",
+    "ShellCommand",
     "TemplateError",
     "TemplateRefs",
     "TemplateSyntaxError",
+    "TemplateTimeout",
+    "TemplateTooLarge",
     "analyze",
     "has_template",
     "render",
+    "render_limits",
     "render_shell",
     "render_text",
     "render_value",
+    "shell_refusals",
     "template_context",
 ]
 
@@ -69,31 +84,50 @@ def _to_json(value: Any, indent: int | None = None) -> str:
 
 # What rendering a template can raise besides TemplateError: a template is user code, and its
 # expressions fail the ordinary ways (`{{ 1 / 0 }}`, `{{ 'a' + 1 }}`, a sandboxed range too long).
-RENDER_ERRORS = (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, MemoryError, RecursionError)
-
-MAX_SIZE = 10_000_000  # the longest string or list `*` may build, and about the most digits `**` may
+RENDER_ERRORS = (TemplateError, ArithmeticError, LookupError, TypeError, ValueError, MemoryError, RuntimeError,
+                 AssertionError, AttributeError)  # a filter may assert its arguments (`truncate(0)`)
 
 
 class _BoundedSandbox(SandboxedEnvironment):
-    """The sandbox, with `*` and `**` bounded: `{{ 'x' * 10**10 }}` or `{{ 9 ** 9 ** 9 }}` is refused, not run."""
+    """The sandbox, bounded in size and time at its interception points (`plait.template_limits`)."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "%", "+"})
+    code_generator_class = limits.LimitedCodeGenerator
+    concat = staticmethod(limits.bounded_concat)
+    join_values = staticmethod(limits.bounded_join)
 
     def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            for seq, count in ((left, right), (right, left)):
-                if isinstance(seq, (str, list, tuple)) and isinstance(count, int) and len(seq) * count > MAX_SIZE:
-                    raise SecurityError(f"a template tried to build a value of {len(seq) * count:,} items")
-        elif isinstance(left, (int, float)) and isinstance(right, (int, float)) and abs(left) > 1 and right > 0:
-            digits = right * math.log10(abs(left))
-            if digits > MAX_SIZE:
-                raise SecurityError(f"a template tried to compute a number of about {digits:,.0f} digits")
-        return super().call_binop(context, operator, left, right)
+        limits.check_binop(operator, left, right)
+        return limits.checked(super().call_binop(context, operator, left, right))
+
+    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        receiver = getattr(__obj, "__self__", None)
+        name = getattr(__obj, "__name__", "")
+        if isinstance(receiver, str):
+            limits.before(name, (receiver, *args), kwargs)
+        else:
+            limits.before(name if name == "generate_lorem_ipsum" else "", args, kwargs)
+        result = limits.checked(super().call(__context, __obj, *args, **kwargs))
+        if isinstance(receiver, (list, dict)):
+            limits.checked(receiver)  # grown in place: `x.extend(x)`
+        return result
+
+    def wrap_str_format(self, value: Any) -> Any:
+        wrapper = super().wrap_str_format(value)
+        if wrapper is None:
+            return None
+        fmt, is_map = value.__self__, value.__name__ == "format_map"
+
+        def bounded(*args: Any, **kwargs: Any) -> str:
+            limits.check_format(fmt, args[0] if is_map and args else args, kwargs)
+            return limits.checked(wrapper(*args, **kwargs))
+
+        return bounded
 
 
-def _make_env(finalize: Any = None) -> SandboxedEnvironment:
+def _make_env() -> SandboxedEnvironment:
     env = _BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
-                          finalize=finalize)
+                          finalize=limits.text_checked)
     env.filters.update(
         basename=posixpath.basename,
         dirname=posixpath.dirname,
@@ -102,45 +136,64 @@ def _make_env(finalize: Any = None) -> SandboxedEnvironment:
         tojson=_to_json,
         shell_quote=lambda v: shlex.quote(str(v)),
     )
+    env.filters = {name: limits.bounded_filter(name, f) for name, f in env.filters.items()}
+    env.filters["_plait_loop"] = limits.bounded_loop
+    env.filters["_plait_value"] = reference_filter
     return env
-
-
-def _shell_quote(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return " ".join(_shell_quote(v) for v in value)
-    if isinstance(value, Mapping):
-        return shlex.quote(json.dumps(value, default=str))
-    return shlex.quote("" if value is None else str(value))
 
 
 _ENV = _make_env()
 _TRIMMED_ENV = _ENV.overlay(trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=False)
-_SHELL_ENV = _make_env(finalize=_shell_quote)
 
 
 @lru_cache(maxsize=4096)
-def _compiled(source: str, shell: bool) -> Any:
-    env = _SHELL_ENV if shell else _ENV
+def _compiled(source: str) -> Any:
     match = _SINGLE_EXPRESSION.match(source)
-    if not shell and match and "{{" not in match["expr"] and "}}" not in match["expr"]:
-        return True, env.compile_expression(match["expr"], undefined_to_none=False)
-    return False, env.from_string(source)
+    if match and "{{" not in match["expr"] and "}}" not in match["expr"]:
+        return True, _ENV.compile_expression(match["expr"], undefined_to_none=False)
+    return False, _ENV.from_string(source)
 
 
 def render(source: str, context: Mapping[str, Any]) -> Any:
     """Render one template string; a lone `{{ expr }}` keeps the expression's type.
 
-    Raises jinja2's `TemplateError` (syntax, undefined name, sandbox refusal).
+    Raises jinja2's `TemplateError` (syntax, undefined name, sandbox refusal, size or time past
+    the limits).
     """
     if not has_template(source):
         return source
-    is_expression, compiled = _compiled(source, False)
+    is_expression, compiled = _compiled(source)
     if not is_expression:
-        return compiled.render(context)
-    value = compiled(**context)
+        return limits.limited(compiled.render, context)
+    return limits.limited(_evaluate, compiled, context)
+
+
+def _evaluate(expression: Any, context: Mapping[str, Any]) -> Any:
+    return _data(expression(**context))
+
+
+def _data(value: Any, depth: int = 0) -> Any:
+    """Return an expression's value as data: lazy sequences listed, undefined values failing here."""
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
     if isinstance(value, Undefined):
         value._fail_with_undefined_error()
+    if depth > 100:
+        raise TemplateTooLarge("a template built a value nested more than 100 levels deep")
+    if isinstance(value, Mapping):
+        return {k: _data(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_data(v, depth + 1) for v in value]
+    if isinstance(value, Iterable):
+        return [_data(v, depth + 1) for v in _listed(value)]
     return value
+
+
+def _listed(values: Iterable[Any]) -> Iterator[Any]:
+    for count, value in enumerate(limits.bounded_loop(values), 1):
+        if count > limits.MAX_ITEMS:
+            raise TemplateTooLarge(f"a template built more than {limits.MAX_ITEMS:,} items")
+        yield value
 
 
 def render_text(source: str, context: Mapping[str, Any], *, trim: bool = False) -> str:
@@ -151,7 +204,7 @@ def render_text(source: str, context: Mapping[str, Any], *, trim: bool = False) 
     """
     if not trim and not has_template(source):
         return source
-    return _text_template(source, trim).render(context)
+    return limits.limited(_text_template(source, trim).render, context)
 
 
 @lru_cache(maxsize=256)
@@ -159,11 +212,37 @@ def _text_template(source: str, trim: bool) -> Any:
     return (_TRIMMED_ENV if trim else _ENV).from_string(source)
 
 
-def render_shell(source: str, context: Mapping[str, Any]) -> str:
-    """Render a shell command, quoting every substituted value."""
+def render_shell(source: str, context: Mapping[str, Any]) -> ShellCommand | str:
+    """Render a shell command: its values become references, carried beside the script.
+
+    Returns the source itself when it holds no template. Raises TemplateError for a value in a
+    place `shell_refusals` names (the compiler reports those first, with their position).
+    """
     if not has_template(source):
         return source
-    return _compiled(source, True)[1].render(context)
+    template, refusals = _command(source)
+    if refusals:
+        offset, message, _ = refusals[0]
+        raise TemplateError(f"{message} (at {position(source, offset)} of the command)")
+    with collecting_values() as values:
+        script = limits.limited(template.render, context)
+    return ShellCommand(script, tuple(values))
+
+
+def shell_refusals(source: str) -> list[tuple[int, str, str]]:
+    """Return (offset in `source`, message, hint) for each value a shell command may not hold where it is.
+
+    A template that does not parse gives none here (its syntax error is reported on its own).
+    """
+    try:
+        return _command(source)[1]
+    except TemplateSyntaxError:
+        return []
+
+
+@lru_cache(maxsize=1024)
+def _command(source: str) -> tuple[Any, list[tuple[int, str, str]]]:
+    return compile_command(_ENV, source)
 
 
 def render_value(value: Any, context: Mapping[str, Any]) -> Any:

@@ -302,7 +302,8 @@ def debug_lines() -> Iterator[list[str]]:
 
 def test_shell_logs_at_most_50_lines_per_stream(ctx: TaskContext, debug_lines: list[str]) -> None:
     run("shell", {"command": "seq 1 60; echo warn >&2"}, None, ctx)
-    assert debug_lines == [f"stdout: {n}" for n in range(1, 51)] + ["stdout: … 10 more lines", "stderr: warn"]
+    assert debug_lines == ["command: seq 1 60; echo warn >&2", *(f"stdout: {n}" for n in range(1, 51)),
+                           "stdout: … 10 more lines", "stderr: warn"]
 
 
 # --- file -----------------------------------------------------------------------------------------

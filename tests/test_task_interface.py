@@ -110,14 +110,21 @@ def test_cross_field_checks(kind: str, inputs: dict[str, Any], problems: list[An
     assert get_kind(kind).check(inputs) == problems
 
 
-def test_shell_refuses_a_substitution_inside_the_commands_own_quotes() -> None:
+def test_shell_takes_values_inside_its_own_quotes_and_refuses_them_where_they_would_be_code() -> None:
     check = get_kind("shell").check
-    hint = "remove those quotes: plait quotes every substituted value itself (write `echo {{ item }}`)"
-    assert [check({"command": c}) for c in ('echo "{{ item }}"', "echo '{{ item }}'", "echo {{ item }} 'x'")] == [
-        [("command", "a {{ … }} stands inside double quotes in the command", hint)],
-        [("command", "a {{ … }} stands inside single quotes in the command", hint)],
-        [],
+    arithmetic = ("compute it in the template instead (`{{ item + 1 }}`): bash evaluates a value inside arithmetic "
+                  "as an expression, and `a[$(cmd)]` there runs cmd")
+    assert [check({"command": c}) for c in ('echo "{{ item }}"', "echo '{{ item }}'", "echo {{ item }} 'x'",
+                                             "echo $(( {{ item }} * 2 ))", "echo {{ x }}\nexit $(({{ n }}))",
+                                             "true", "echo {{ x }}")] == [
+        [], [], [],
+        [("command", "a {{ }} is inside shell arithmetic: `{{ item }}` at column 10 of the command", arithmetic)],
+        [("command", "a {{ }} is inside shell arithmetic: `{{ n }}` at line 2, column 9 of the command", arithmetic)],
+        [], [],
     ]
+    assert check({"command": "echo", "env": {"PLAIT_V1": "x", "PLAIT_VAR": "y"}}) == [
+        ("env", "the environment variable 'PLAIT_V1' is plait's own",
+         "plait passes the command's values as PLAIT_V1, PLAIT_V2, …; choose another name")]
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
 from plait.compiler.dialect import Note, is_original, translate
 from plait.compiler.draft import StepDraft
 from plait.compiler.expand import build_plan
-from plait.compiler.loader import YamlList, YamlMap, load_yaml
+from plait.compiler.loader import YamlList, YamlMap, load_yaml, read_regular_file
 from plait.compiler.params import check_params_file, read_params_file, resolve_params
 from plait.compiler.plan import Plan
 from plait.compiler.policy import check_retry_values
@@ -55,7 +55,7 @@ def read_workflow(source: str | Path) -> tuple[str, str, Path, str | None]:
         return str(source), "<string>", Path.cwd(), None
     path = Path(source)
     try:
-        data = path.read_bytes()
+        data = read_regular_file(path)
     except OSError as err:
         raise WorkflowError([Diagnostic(None, f"cannot read workflow file '{source}': {err.strerror or err}",
                                         "check the path; it is relative to the current folder")]) from err

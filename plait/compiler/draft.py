@@ -45,6 +45,11 @@ class StepDraft:
     max_failures: int | float | None = None
     allow_empty: bool = False
     description: str | None = None
+    input_files: tuple[str, ...] | None = None  # declared files each node reads (plait.compiler.tracking)
+    output_files: tuple[str, ...] | None = None  # declared files each node writes
+    code_changes: str | None = None  # "ignore": a code edit keeps finished nodes; None: they run again
+    max_parallel: int | None = None  # at most this many of the step's nodes at once
+    file_items: str | None = None  # "glob" | "lines": the items name files, tracked by content
 
     @property
     def is_batch(self) -> bool:

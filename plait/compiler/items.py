@@ -23,7 +23,7 @@ from typing import Any
 __all__ = ["MAX_ITEMS", "MAX_KEY_LENGTH", "default_key", "glob_items", "line_items", "node_id", "range_items"]
 
 MAX_KEY_LENGTH = 64
-MAX_ITEMS = 10_000_000  # a batch larger than this would not fit a plan in memory (about 1 KB a node)
+MAX_ITEMS = 2_000_000  # a range past this would not fit a plan in memory (docs/performance.md)
 _PLAIN_KEY = re.compile(r"^[^\[\]\s\x00-\x1f\x7f]+$")
 
 

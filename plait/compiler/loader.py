@@ -12,12 +12,26 @@ Safety is decided here, once:
   compose; its expanded size is measured on the shared tree (each node once) and a document
   that would expand past `MAX_EXPANDED_NODES` is refused before anything is expanded.
   A recursive alias is refused too.
+- Nesting deeper than `MAX_DEPTH` is refused where it goes too deep, before Python's recursion
+  limit is near: every later pass over the values (checks, rendering, freezing, JSON) recurses.
+- An integer literal longer than Python turns into text (`MAX_DIGITS`) is refused at its position:
+  a number that cannot be printed or stored would break the ledger later.
+- One document per file: a second `---` document is named as such, not reported as bad indentation.
 - Duplicate keys, which PyYAML silently overwrites, are errors.
 - Dates stay the strings they were written as, so every value is JSON-serialisable.
+- A character written as a surrogate pair of escapes (`"\ud83d\udca5"`, as JSON writes it) is
+  that character: PyYAML reads each escape alone, and a lone surrogate cannot be stored as UTF-8.
+
+The same loader reads `--param` values (`plait.compiler.params`), with the same bounds.
 """
 
 from __future__ import annotations
 
+import os
+import re
+import stat
+import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -25,9 +39,13 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
 
-__all__ = ["MAX_EXPANDED_NODES", "YamlList", "YamlMap", "load_yaml", "loc_of"]
+__all__ = ["MAX_DEPTH", "MAX_DIGITS", "MAX_EXPANDED_NODES", "YamlList", "YamlMap", "load_yaml", "loc_of",
+           "read_regular_file"]
 
 MAX_EXPANDED_NODES = 2_000_000
+MAX_DEPTH = 100  # nested lists and mappings; a workflow needs a handful
+_SURROGATE = re.compile("[\ud800-\udfff]")
+MAX_DIGITS = getattr(sys, "get_int_max_str_digits", lambda: 4300)() or 4300  # 0 means "no limit": keep 4300
 
 _SCALAR_TAGS = {
     "tag:yaml.org,2002:str",
@@ -70,13 +88,58 @@ def loc_of(value: Any, default: SourceLoc | None = None) -> SourceLoc | None:
     return getattr(value, "loc", default)
 
 
+def read_regular_file(path: str | Path) -> bytes:
+    """Return the bytes of a regular file; raise OSError for anything else (a FIFO, a device, a folder).
+
+    The file is opened without blocking and checked before it is read: reading a FIFO nobody
+    writes to, or `/dev/zero`, would never end.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0))
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "a device or socket"
+        raise OSError(f"it is {kind}, not a regular file")
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH at the node that goes too deep."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Node | None, index: Any) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _TooDeep(self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+class _TooDeep(Exception):
+    def __init__(self, mark: Any):
+        super().__init__()
+        self.mark = mark
+
+
 def load_yaml(text: str, filename: str) -> Any:
     """Parse `text` into values with positions; raise `WorkflowError` for bad YAML or unsafe content."""
     try:
-        loader = yaml.SafeLoader(text)  # the reader already refuses characters YAML forbids
+        loader = _Loader(text)  # the reader already refuses characters YAML forbids
         root = loader.get_single_node()
+    except _TooDeep as err:
+        raise _too_deep(filename, err.mark) from None
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
+        if "a single document" in (err.context or ""):
+            raise WorkflowError([Diagnostic(_loc(filename, mark), "the file holds several YAML documents; a second "
+                                            "one starts here", "a workflow is one document: remove this `---` and "
+                                            "what follows, or put it in a file of its own")]) from err
         raise WorkflowError([
             Diagnostic(
                 _loc(filename, mark),
@@ -92,8 +155,8 @@ def load_yaml(text: str, filename: str) -> Any:
                                         "remove it; YAML files hold printable text, tabs and newlines")]) from err
     except yaml.YAMLError as err:
         raise WorkflowError([Diagnostic(SourceLoc(filename, 1, 1), f"invalid YAML: {err}")]) from err
-    except RecursionError as err:
-        raise _too_deep(filename) from err
+    except RecursionError as err:  # MAX_DEPTH keeps the composer far from it; a deep stack of our caller's may not
+        raise _too_deep(filename, loader.get_mark()) from err
     finally:
         if "loader" in locals():
             loader.dispose()
@@ -103,14 +166,11 @@ def load_yaml(text: str, filename: str) -> Any:
                        "a workflow needs at least `name:` and `steps:`")
         ])
     _check_size(root, filename)
-    try:
-        return _Converter(loader, filename).convert(root)
-    except RecursionError as err:
-        raise _too_deep(filename) from err
+    return _Converter(loader, filename).convert(root)
 
 
-def _too_deep(filename: str) -> WorkflowError:
-    return WorkflowError([Diagnostic(SourceLoc(filename, 1, 1), "the YAML is nested too deeply to read",
+def _too_deep(filename: str, mark: Any) -> WorkflowError:
+    return WorkflowError([Diagnostic(_loc(filename, mark), f"the YAML nests deeper than {MAX_DEPTH} levels here",
                                      "a workflow needs a few levels of nesting; flatten the data")])
 
 
@@ -237,7 +297,18 @@ class _Converter:
         if node.tag not in _SCALAR_TAGS:
             self._unsafe_tag(node)
             return node.value
-        return self.loader.construct_object(node)
+        try:
+            value = self.loader.construct_object(node)
+        except ValueError:  # an integer past Python's digit limit for text (`int()` refuses it)
+            digits = sum(c.isdigit() for c in node.value)
+            self.errors.append(Diagnostic(_loc(self.filename, node.start_mark),
+                                          f"an integer of {digits:,} digits is longer than plait handles "
+                                          f"({MAX_DIGITS:,} digits)",
+                                          "quote it to keep it as text: \"123...\""))
+            return None
+        if isinstance(value, str) and _SURROGATE.search(value):  # "\ud83d\udca5" escapes, as JSON writes them
+            value = value.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")
+        return value
 
     def _unsafe_tag(self, node: Node) -> None:
         tag = node.tag.replace("tag:yaml.org,2002:", "!!")

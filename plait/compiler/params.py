@@ -5,17 +5,22 @@ as the engine plait grew from did; Python's short names are accepted too. A decl
 mapping with `type`/`default`/`description`/`choices`/`required`, or, as a shorthand, just
 the default value (its type inferred). Overrides given as text (`--param size=256`) are parsed
 by the declared type; typed overrides from the Python API are checked as they are.
+
+An `array` or `object` override given as text is YAML, read by the workflow file's own loader
+(`plait.compiler.loader.load_yaml`) with its bounds: no tags (`!!binary`, `!!set`, `!!python/…`),
+no recursive aliases or alias bombs, no nesting past `MAX_DEPTH`, no integer past `MAX_DIGITS`.
+Typed overrides are checked to be plain JSON data within the same bounds, so a parameter can
+never hold a value the ledger cannot store. Values shown in messages are cut short.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
-from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
-from plait.compiler.loader import YamlMap, load_yaml
+from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError, did_you_mean
+from plait.compiler.loader import MAX_DEPTH, MAX_DIGITS, YamlMap, load_yaml, read_regular_file
 from plait.compiler.schema import PARAM_FIELDS, check_fields, describe_type, is_type
 
 __all__ = ["PARAM_TYPES", "check_params_file", "parse_param_overrides", "read_params_file", "resolve_params"]
@@ -61,7 +66,7 @@ def resolve_params(declared: Any, overrides: Mapping[str, Any], loc: SourceLoc) 
             continue
         types = PARAM_TYPES[type_name]
         if name in overrides:
-            value, problem = _coerce(overrides[name], type_name)
+            value, problem = _coerce(overrides[name], type_name, name)
             if problem:
                 errors.append(Diagnostic(where, f"parameter '{name}': {problem}",
                                          f"'{name}' is declared as {type_name} here"))
@@ -73,12 +78,12 @@ def resolve_params(declared: Any, overrides: Mapping[str, Any], loc: SourceLoc) 
                                      f"pass --param {name}=VALUE, or give it a default"))
             continue
         if value is not None and not is_type(value, types):
-            errors.append(Diagnostic(where, f"parameter '{name}' must be {describe_type(types)}, not {value!r}",
+            errors.append(Diagnostic(where, f"parameter '{name}' must be {describe_type(types)}, not {_shown(value)}",
                                      f"'{name}' is declared as {type_name}"))
             continue
         choices = spec.get("choices") if isinstance(spec, YamlMap) and _is_declaration(spec) else None
         if choices and value not in choices:
-            errors.append(Diagnostic(where, f"parameter '{name}' must be one of {list(choices)}, not {value!r}",
+            errors.append(Diagnostic(where, f"parameter '{name}' must be one of {list(choices)}, not {_shown(value)}",
                                      did_you_mean(str(value), [str(c) for c in choices])))
             continue
         values[name] = value
@@ -127,9 +132,11 @@ def _infer_type(value: Any) -> str:
     return "string"
 
 
-def _coerce(value: Any, type_name: str) -> tuple[Any, str | None]:
-    """Parse a text override by its declared type; typed values pass through to the type check."""
-    if not isinstance(value, str) or type_name == "string":
+def _coerce(value: Any, type_name: str, name: str) -> tuple[Any, str | None]:
+    """Parse a text override by its declared type; check a typed one is plain data (the type is checked later)."""
+    if not isinstance(value, str):
+        return value, _not_plain(value)
+    if type_name == "string":
         return value, None
     text = value.strip()
     try:
@@ -137,13 +144,73 @@ def _coerce(value: Any, type_name: str) -> tuple[Any, str | None]:
             return int(text), None
         if type_name == "number":
             return (int(text) if text.lstrip("-").isdigit() else float(text)), None
-        if type_name == "boolean":
-            if text.lower() in _TRUE | _FALSE:
-                return text.lower() in _TRUE, None
-            return None, f"'{value}' is not true or false"
-        return yaml.safe_load(text), None
-    except (ValueError, yaml.YAMLError):
-        return None, f"'{value}' is not {describe_type(PARAM_TYPES[type_name])}"
+    except ValueError:
+        if text.lstrip("-").isdigit():
+            return None, f"an integer of {len(text.lstrip('-')):,} digits is longer than plait handles ({MAX_DIGITS:,})"
+        return None, f"{_shown(value)} is not {describe_type(PARAM_TYPES[type_name])}"
+    if type_name == "boolean":
+        if text.lower() in _TRUE | _FALSE:
+            return text.lower() in _TRUE, None
+        return None, f"{_shown(value)} is not true or false"
+    return _yaml_value(text, type_name, name)
+
+
+def _yaml_value(text: str, type_name: str, name: str) -> tuple[Any, str | None]:
+    """Read an `array` or `object` override as YAML, with the workflow file's loader and bounds."""
+    if not text:
+        return None, f"'' is not {describe_type(PARAM_TYPES[type_name])}"
+    try:
+        return _plain(load_yaml(text, f"--param {name}")), None
+    except WorkflowError as err:
+        first = err.errors[0]
+        where = f"line {first.loc.line}, column {first.loc.column}: " if first.loc else ""
+        return None, f"the value does not read as YAML: {where}{first.message}" + (
+            f" ({first.hint})" if first.hint else "")
+
+
+def _plain(value: Any) -> Any:
+    """Return a loaded value as plain dicts and lists (its depth is bounded by the loader)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _not_plain(value: Any) -> str | None:
+    """Return what makes a typed override unfit to store as JSON (a set, bytes, a cycle, too deep), or None."""
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    seen: set[int] = set()
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return f"the value nests deeper than {MAX_DEPTH} levels"
+        if isinstance(item, (list, tuple, dict)):
+            if id(item) in seen:
+                return "the value contains itself, or shares a part (plait keeps plain data)"
+            seen.add(id(item))
+            if isinstance(item, dict):
+                if not all(isinstance(k, str) for k in item):
+                    return "a mapping in the value has a key that is not text"
+                stack.extend((v, depth + 1) for v in item.values())
+            else:
+                stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if item and math.log10(abs(item)) >= MAX_DIGITS:
+                return f"an integer in the value is longer than plait handles ({MAX_DIGITS:,} digits)"
+        elif not (item is None or isinstance(item, (str, float, bool))):
+            return f"the value holds {type(item).__name__}, which plait cannot store: use text, numbers, " \
+                   "lists and mappings"
+    return None
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """Return `repr(value)`, cut to about `limit` characters for a message."""
+    try:
+        text = repr(value)
+    except ValueError:  # an integer past Python's digit limit for text
+        return f"an integer of more than {MAX_DIGITS:,} digits"
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
 
 
 def read_params_file(path: str) -> YamlMap:
@@ -151,10 +218,8 @@ def read_params_file(path: str) -> YamlMap:
 
     Raises WorkflowError, located in the file, when it cannot be read or is not such a mapping.
     """
-    from plait.compiler.diagnostics import WorkflowError
-
     try:
-        text = open(path, encoding="utf-8").read()  # noqa: SIM115
+        text = read_regular_file(path).decode("utf-8")
     except (OSError, UnicodeDecodeError) as err:
         reason = getattr(err, "strerror", None) or str(err)
         raise WorkflowError([Diagnostic(None, f"cannot read params file '{path}': {reason}",
@@ -190,12 +255,12 @@ def check_params_file(given: YamlMap, declared: Any) -> tuple[dict[str, Any], li
         spec = declared[name]
         choices = spec.get("choices") if _is_declaration(spec) else None
         if value is not None and not is_type(value, PARAM_TYPES[type_name]):
-            shown = "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else repr(value)
+            shown = "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else _shown(value)
             errors.append(Diagnostic(given.value_locs[name], f"parameter '{name}' must be "
                                      f"{describe_type(PARAM_TYPES[type_name])}, not {shown}", declared_at))
         elif choices and value not in choices:
             errors.append(Diagnostic(given.value_locs[name], f"parameter '{name}' must be one of {list(choices)}, "
-                                     f"not {value!r}", did_you_mean(str(value), [str(c) for c in choices])
+                                     f"not {_shown(value)}", did_you_mean(str(value), [str(c) for c in choices])
                                      or declared_at))
         if len(errors) == found:
             good[name] = value

@@ -130,6 +130,11 @@ class StepSpec:
     group_by: str | None = None  # the step whose items this one groups
     group_key: str | None = None  # the template giving each of those items its group
     on_error_template: str | None = None  # rendered for each node that fails (plait.compiler.on_error)
+    input_files: tuple[str, ...] | None = None  # files each node reads (templates of the item left): tracked
+    output_files: tuple[str, ...] | None = None  # files each node writes, in the workspace: a missing one re-runs
+    code_changes: str | None = None  # "ignore": a code edit does not re-run finished nodes
+    max_parallel: int | None = None  # at most this many of the step's nodes run at once
+    file_items: str | None = None  # "glob" | "lines": the items name files, tracked by content
 
     @property
     def fans_out(self) -> bool:
@@ -270,7 +275,8 @@ class Plan:
                    tuple(data.get("notes", ())))
 
 
-_LATER_FIELDS = ("items_loc", "group_by", "group_key", "on_error_template")  # left out when unset: older digests hold
+_LATER_FIELDS = ("items_loc", "group_by", "group_key", "on_error_template", "input_files", "output_files",
+                 "code_changes", "max_parallel", "file_items")  # left out when unset: older digests hold
 
 
 def _step_json(step: StepSpec) -> dict[str, Any]:
@@ -294,4 +300,6 @@ def _step_from_json(data: Mapping[str, Any]) -> StepSpec:
     values["config"] = freeze(values["config"])
     values["depends_on"] = tuple(values["depends_on"])
     values["after"] = tuple(values.get("after", ()))
+    for name in ("input_files", "output_files"):
+        values[name] = tuple(values[name]) if values.get(name) is not None else None
     return StepSpec(**values)

@@ -54,6 +54,12 @@ STEP_FIELDS: dict[str, Field] = {
     "on_error": Field((str,)),  # fail, continue, or a template: checked by plait.compiler.policy
     "max_failures": Field((int, str)),
     "allow_empty": Field((bool,)),
+    "input_files": Field((list, str), doc="files each node reads, relative to the workflow's folder: "
+                                          "`input_files: [data/reference.csv]`"),
+    "output_files": Field((list, str), doc="files each node writes, relative to the workspace: "
+                                           "`output_files: [\"out/{{ item }}.txt\"]`"),
+    "code_changes": Field((str,), doc="rerun (the default) or ignore"),  # checked by plait.compiler.tracking
+    "max_parallel": Field((int,), doc="how many of the step's nodes may run at once, 1 or more"),
 }
 
 DEFAULTS_FIELDS: dict[str, Field] = {

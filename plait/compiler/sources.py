@@ -138,8 +138,10 @@ def _from_mapping(draft: StepDraft, source: YamlMap, params: Mapping[str, Any], 
         elif kind == "glob":
             matches = glob_items(spec, base_dir)
             draft.items, draft.item_keys = [m[0] for m in matches], [m[1] for m in matches]
+            draft.file_items = kind
         else:
             draft.items = line_items(spec, base_dir)
+            draft.file_items = kind
     except SourceError as err:
         return [Diagnostic(where, f"step '{draft.name}': {err}", err.hint)]
     except (ValueError, OSError) as err:

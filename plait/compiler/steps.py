@@ -25,6 +25,7 @@ from plait.compiler.policy import check_policy
 from plait.compiler.schema import STEP_FIELDS, check_fields
 from plait.compiler.sources import check_group_by, check_items
 from plait.compiler.step_templates import check_templates, render_config, unknown_step
+from plait.compiler.tracking import check_tracking
 from plait.tasks.base import get_kind, kinds
 
 __all__ = ["check_step"]
@@ -65,6 +66,7 @@ def check_step(raw: YamlMap, position: int, step_names: Mapping[str, SourceLoc],
     errors += check_raw_reads(draft, raw, step_names)
     errors += render_config(draft, raw, params, base_dir)
     errors += _check_kwargs(draft, raw)
+    errors += check_tracking(draft, raw, params, base_dir)
     draft.condition = raw.get("condition") if isinstance(raw.get("condition"), str) else (
         None if raw.get("condition") in (None, True) else "{{ false }}")
     draft.key = raw.get("key")

@@ -1,88 +1,148 @@
 """Node fingerprints: what a node would compute, so resume knows when a stored result still holds.
 
-A node's fingerprint has two halves of 16 hex digits: its own (a hash of its step's signature,
-its kind, its key and item) and its upstream's (a hash of the fingerprints of the nodes it
-depends on). A step's signature hashes three parts: its configuration (task, config with params
-rendered, condition, key and items templates, for_each), its code (the source of the Python
-function it calls) and the values of the params it still reads at run time. So an edit to a
-step changes that step's nodes and everything downstream of them, and nothing else; an item
-added to a glob adds one node and changes only what depends on the whole batch. Retry policy
-and timeout are left out: changing them does not change what a node computes.
+A node's fingerprint is made of segments of 16 hex digits: its own (a hash of its step's
+signature, its kind, its key and item) and its upstream's (a hash of the fingerprints of the
+nodes it depends on); then, for a task node whose step runs Python code, `c` and the code's
+hash, and for one that reads tracked files, `f` and a hash of their contents
+(plait.runtime.tracked_files). A step's signature hashes its configuration (task, config with
+params rendered and code left out, condition, key and items templates, for_each) and the values
+of the params it still reads at run time. So an edit to a step changes that step's nodes and
+everything downstream of them, and nothing else; an item added to a glob adds one node and
+changes only what depends on the whole batch. Retry policy, timeout, max_parallel and the
+declared outputs are left out: changing them does not change what a node computes.
 
-The halves and the recorded parts (`parts`, kept per step in the ledger) let the resume decision
-say what changed (`plait.runtime.decide`): the code, which params, the config, the item, or an
-upstream node.
+Code is hashed by its syntax tree, without comments, docstrings or layout (`syntax_hash`): an
+edit that cannot change a result keeps the nodes; a step with `code_changes: ignore` compares
+fingerprints without the code segment (plait.runtime.decide). The code is a segment of its own,
+not part of the own half, for that; and a step without code keeps the fingerprints an earlier
+plait gave it (`_NO_CODE` stands where the code part was).
+
+The segments and the recorded parts (`parts`, kept per step in the ledger) let the resume
+decision say what changed (plait.runtime.decide): the code, which params, the config, the item,
+an input file, or an upstream node.
 
 A plan's basis (`basis`) hashes what all of its fingerprints follow from: the plan's digest (its
-nodes, keys, items and edges) and every step's signature. Equal bases, equal fingerprints for
-every node; the ledger keeps the basis of a plan it holds up to date, so that a resume of the
-same plan does not hash its nodes again (`plait.runtime.ledger`).
+nodes, keys, items and edges), every step's signature and code, and the size and time of every
+tracked file (`signature`). Equal bases, equal fingerprints for every node; the ledger keeps the
+basis of a plan it holds up to date, so that a resume of the same plan does not hash its nodes
+again (plait.runtime.ledger).
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import json
 import sys
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from importlib.machinery import PathFinder
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from plait.compiler import NodeSpec, StepSpec
+from plait.runtime.tracked_files import FileHashes, Tracked
 from plait.templating import TemplateError, analyze, has_template
 
-__all__ = ["NO_UPSTREAM", "Fingerprinter", "basis"]
+__all__ = ["NO_UPSTREAM", "Fingerprinter", "Segments", "basis", "syntax_hash"]
 
-SCHEME = b"plait-fingerprint-2"  # change it with the recipe of a fingerprint: no stored basis then holds
+SCHEME = b"plait-fingerprint-3"  # change it with the recipe of a fingerprint: no stored basis then holds
 NO_UPSTREAM = "0" * 16  # the upstream half of a node that depends on nothing
 
 
-class Fingerprinter:
-    """Computes node fingerprints for one plan, caching each step's signature."""
+class Segments(NamedTuple):
+    """A fingerprint's segments: own and upstream halves, and the code and files hashes when it has them."""
 
-    def __init__(self, steps: Mapping[str, StepSpec], workflow_dir: Path, params: Mapping[str, Any]):
+    own: str
+    upstream: str
+    code: str | None
+    files: str | None
+
+    @classmethod
+    def of(cls, fingerprint: str) -> Segments:
+        tail = fingerprint[32:]
+        code = tail[1:17] if tail.startswith("c") else None
+        files = tail[-16:] if tail[-17:-16] == "f" else None
+        return cls(fingerprint[:16], fingerprint[16:32], code, files)
+
+
+class Fingerprinter:
+    """Computes node fingerprints for one plan, caching what each step contributes.
+
+    `workspace` is where declared outputs are looked for; `recorded_files` loads the ledger's
+    cache of file hashes (plait.runtime.tracked_files).
+    """
+
+    def __init__(self, steps: Mapping[str, StepSpec], workflow_dir: Path, params: Mapping[str, Any], *,
+                 workspace: Path | None = None,
+                 recorded_files: Callable[[], Mapping[str, tuple[int, int, str]]] = dict) -> None:
         self.steps = steps
         self.workflow_dir = workflow_dir
         self.params = params
+        self.tracked = Tracked(steps, params, workflow_dir, workspace, FileHashes(recorded_files))
         self._parts: dict[str, dict[str, Any]] = {}
         self._signatures: dict[str, bytes] = {}
-        self._started: dict[tuple[str, str], Any] = {}  # (step, kind) -> a hash fed with its signature
+        self._codes: dict[str, str | None] = {}
+        self._started: dict[tuple[str, str], tuple[Any, str, bool]] = {}  # (step, kind) -> (hash, code, reads files)
+        self._signature: bytes | None = None
 
     def node(self, node: NodeSpec, upstream: Collection[str]) -> str:
         """Return the fingerprint of `node` given its predecessors' fingerprints."""
         started = self._started.get((node.step, node.kind))
         if started is None:
-            started = self._started[node.step, node.kind] = hashlib.sha256(self._signature(node.step))
-            started.update(node.kind.encode())
-        digest = started.copy()
+            started = self._start(node.step, node.kind)
+        own, code, reads = started
+        digest = own.copy()
         if node.key is not None:
             digest.update(_item_bytes(node.key, node.item))
-        if not upstream:
-            return digest.hexdigest()[:16] + NO_UPSTREAM
-        return digest.hexdigest()[:16] + hashlib.sha256("".join(sorted(upstream)).encode()).hexdigest()[:16]
+        fingerprint = digest.hexdigest()[:16] + (
+            hashlib.sha256("".join(sorted(upstream)).encode()).hexdigest()[:16] if upstream else NO_UPSTREAM) + code
+        return fingerprint + "f" + self.tracked.digest(node) if reads else fingerprint
+
+    def _start(self, step: str, kind: str) -> tuple[Any, str, bool]:
+        own = hashlib.sha256(self._step_signature(step))
+        own.update(kind.encode())
+        code = self.code(step) if kind == "task" else None
+        started = self._started[step, kind] = (own, "" if code is None else "c" + code,
+                                               kind == "task" and self.tracked.reads(step))
+        return started
 
     def parts(self, step: str) -> dict[str, Any]:
-        """Return the hashes of a step's signature's parts: {"config", "code", "params": {name: hash}}."""
+        """Return the hashes of a step's signature's parts: {"config", "params": {name: hash}}."""
         if step not in self._parts:
             spec = self.steps[step]
+            config = spec.config
+            if spec.task == "python" and "code" in config:  # inline code is a segment of its own
+                config = {k: v for k, v in config.items() if k != "code"}
             self._parts[step] = {
-                "config": _short([spec.task, spec.config, spec.condition, spec.key, spec.items, spec.for_each]),
-                "code": _short(self._code(spec)),
+                "config": _short([spec.task, config, spec.condition, spec.key, spec.items, spec.for_each]),
                 "params": {name: _short(value) for name, value in self._params_read(spec).items()},
             }
         return self._parts[step]
 
-    def steps_signature(self) -> bytes:
-        """Return a hash of every step's signature and the folder the steps' modules are found from."""
-        digest = hashlib.sha256(str(self.workflow_dir).encode())
-        for step in sorted(self.steps):
-            digest.update(self._signature(step))
-        return digest.digest()
+    def code(self, step: str) -> str | None:
+        """Return 16 hex digits over the syntax of a python step's code (its function's module, or inline), or None."""
+        if step not in self._codes:
+            self._codes[step] = self._code(self.steps[step])
+        return self._codes[step]
 
-    def _signature(self, step: str) -> bytes:
+    def signature(self, nodes: Iterable[NodeSpec]) -> bytes | None:
+        """Return a hash of every step's signature and code, the folder modules are found from, and the size and
+        time of every file `nodes` read; None when one of those files changed too recently to trust its time."""
+        if self._signature is None:
+            files = self.tracked.state(iter(nodes))
+            if files is None:
+                return None
+            digest = hashlib.sha256(str(self.workflow_dir).encode())
+            for step in sorted(self.steps):
+                digest.update(self._step_signature(step))
+                digest.update(str(self.code(step)).encode())
+            digest.update(files)
+            self._signature = digest.digest()
+        return self._signature
+
+    def _step_signature(self, step: str) -> bytes:
         if step not in self._signatures:
-            body = json.dumps(self.parts(step), sort_keys=True)
+            body = json.dumps({**self.parts(step), "code": _NO_CODE}, sort_keys=True)
             self._signatures[step] = hashlib.sha256(body.encode()).digest()
         return self._signatures[step]
 
@@ -103,28 +163,54 @@ class Fingerprinter:
         return {name: self.params.get(name) for name in sorted(names)}
 
     def _code(self, spec: StepSpec) -> str | None:
-        """Return a hash of the source of the module a python step's function lives in."""
-        function = spec.config.get("function") if spec.task == "python" else None
+        """Return the syntax hash of a python step's inline code, or of the module its function lives in."""
+        if spec.task != "python":
+            return None
+        inline = spec.config.get("code")
+        if isinstance(inline, str):
+            return syntax_hash(inline)
+        function = spec.config.get("function")
         if not isinstance(function, str) or ":" not in function:
             return None
         source = _module_file(function.partition(":")[0], [str(self.workflow_dir), *sys.path])
         if source is None:
-            return "missing"
+            return _short("missing")
         try:
-            return hashlib.sha256(Path(source).read_bytes()).hexdigest()
+            return syntax_hash(Path(source).read_text(encoding="utf-8", errors="surrogateescape"))
         except OSError:
-            return "unreadable"
+            return _short("unreadable")
 
 
-def basis(plan_digest: str, steps_signature: bytes) -> str:
-    """Return the basis of a plan: what every one of its node fingerprints follows from."""
-    return hashlib.sha256(SCHEME + plan_digest.encode() + steps_signature).hexdigest()
+def syntax_hash(source: str) -> str:
+    """Return 16 hex digits over Python source's syntax tree: comments, docstrings and layout left out.
+
+    Source that does not parse (a template, another language's text) is hashed as it is.
+    """
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return _short(["text", source])
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) and isinstance(
+                    body[0].value.value, str):
+                node.body = body[1:] or [ast.Pass()]
+    return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()[:16]
+
+
+def basis(plan_digest: str, signature: bytes) -> str:
+    """Return the basis of a plan: what every one of its node fingerprints follows from (`Fingerprinter.signature`)."""
+    return hashlib.sha256(SCHEME + plan_digest.encode() + signature).hexdigest()
 
 
 def _short(value: Any) -> str:
     """Return 16 hex digits of a hash over a value's canonical JSON."""
     text = json.dumps(value, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+_NO_CODE = _short(None)  # where a step's signature held its code's hash before the code became a segment
 
 
 def _item_bytes(key: Any, item: Any) -> bytes:

@@ -21,6 +21,8 @@ Decisions:
   that plan gives it. A run that finds every succeeded row's fingerprint still current writes its
   plan's basis as it starts (in the transaction that adds the new rows); any other run removes it.
   A resume of that very plan then reads only the rows that did not succeed (see `previous`).
+- The `files` table is a cache of tracked files' content hashes by size and modification time
+  (plait.runtime.tracked_files): a run writes what it learned as it ends.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ CREATE TABLE IF NOT EXISTS nodes (
     started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1,
     worker TEXT, reason TEXT, output TEXT
 );
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attempts (
     node_id TEXT NOT NULL, run_id TEXT, attempt INTEGER NOT NULL, status TEXT NOT NULL,
     started REAL, ended REAL, worker TEXT, reason TEXT, error TEXT, output TEXT
@@ -342,6 +347,20 @@ class Ledger:
     def step_parts(self) -> dict[str, Any]:
         """Return {step: the parts of its signature} as the last run that recorded them saw them."""
         return {name: json.loads(parts) for name, parts in self.db.execute("SELECT name, parts FROM steps")}
+
+    @_readable
+    def file_hashes(self) -> dict[str, tuple[int, int, str]]:
+        """Return the cache of tracked files: {path: (size, mtime_ns, hash)} (empty in a ledger from before it)."""
+        try:
+            return {row[0]: row[1:] for row in self.db.execute("SELECT path, size, mtime_ns, hash FROM files")}
+        except sqlite3.OperationalError:  # a read-only ledger of an earlier schema: no such table
+            return {}
+
+    @_writing
+    def keep_file_hashes(self, rows: Sequence[tuple[str, int, int, str]]) -> None:
+        """Record what a run learned of tracked files: (path, size, mtime_ns, hash) each."""
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
 
     @_readable
     def basis(self) -> str | None:

@@ -68,7 +68,8 @@ def dry_run(workflow: str | Path | Plan, *, workspace: str | Path | None = None,
             raise LedgerError(f"the workspace's ledger {path} belongs to workflow '{ledger.workflow()}', not "
                               f"'{plan.workflow}'; use another --workspace")
         workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
-        fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params)
+        fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params, workspace=ws.resolve(),
+                                     recorded_files=ledger.file_hashes if ledger else dict)
         held = ledger is not None and selection.everything and ledger_holds(ledger, plan, fingerprints)
         info = RunInfo(run_id="dry-run", workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
                        stop_file=os.devnull, parent_pid=os.getpid())

@@ -200,7 +200,8 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
                        f"{time.strftime('%H:%M:%S', time.localtime(moment))}: recorded as interrupted; resuming "
                        "from what it recorded")
     workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
-    fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params)
+    fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params, workspace=ws.resolve(),
+                                 recorded_files=ledger.file_hashes)
     _recover_journals(ledger, state)
     held = options.selection.everything and ledger_holds(ledger, plan, fingerprints)
     previous = ledger.previous(unfinished_only=held)
@@ -235,7 +236,7 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     parts = None if held else {step: fingerprints.parts(step) for step in plan.steps}
     rerun = [nid for nid in run_state.decisions if nid in previous]
     writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous,
-                  fingerprints.steps_signature() if current else None, parts, rerun)
+                  fingerprints.signature(plan.nodes.values()) if current else None, parts, rerun)
     return _Run(plan, log_file, backend, writer, scheduler)
 
 
@@ -260,7 +261,10 @@ def _record_end(run: _Run, status: str, *, raise_errors: bool) -> None:
     """Record how the run ended and what it did, and drain the writer; a failed write raises LedgerError if asked."""
     state = run.scheduler.state
     counts = {k: n for k, n in {**state.report.counts, "restored": state.report.restored}.items() if n}
+    learned = run.scheduler.fingerprints.tracked.hashes.learned()
     with contextlib.suppress(*(() if raise_errors else (LedgerError,))):
+        if learned:
+            run.writer.submit("keep_file_hashes", learned)
         run.writer.submit("end_run", state.info.run_id, status, counts)
         run.writer.close()
 
@@ -285,14 +289,14 @@ def _recover_journals(ledger: Ledger, state: Path) -> None:
 
 
 def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapping[str, Prior] | None,
-               steps_signature: bytes | None, step_parts: Mapping[str, Any] | None, rerun: list[str]) -> None:
+               signature: bytes | None, step_parts: Mapping[str, Any] | None, rerun: list[str]) -> None:
     """Record the run's start, on the writer thread, which also hashes the plan's digest.
 
-    `previous` None: the ledger holds the plan already (no row to add or mark). A steps signature:
-    the plan's basis is kept with it; None: the ledger's basis is removed.
+    `previous` None: the ledger holds the plan already (no row to add or mark). A signature
+    (`Fingerprinter.signature`): the plan's basis is kept with it; None: the ledger's basis is removed.
     """
     planned = [] if previous is None else [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()]
-    kept = basis(plan.digest, steps_signature) if steps_signature is not None else None
+    kept = basis(plan.digest, signature) if signature is not None else None
     ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, pid, planned, previous or {}, kept,
                      step_parts, rerun, json.dumps(plan.step_graph()))
 
@@ -321,10 +325,11 @@ def _set_aside(path: Path) -> None:
 
 def describe(total: int, summary: Mapping[str, int]) -> str:
     """Say what a run will do, by reason: '1,204 nodes: 1,180 done, 20 to retry (failed), 4 changed'."""
-    labels = (("done", "done"), ("failed", "to retry (failed)"), ("changed", "changed"), ("new", "new"),
-              ("interrupted", "interrupted"), ("pending", "not run yet"), ("forced", "forced (--rerun)"),
-              ("left out", "left out (--until)"))
-    parts = [f"{summary[k]:,} {label}" for k, label in labels if summary.get(k)]
+    labels = {"done": "done", "failed": "to retry (failed)", "changed": "changed", "output missing": "output missing",
+              "new": "new", "interrupted": "interrupted", "pending": "not run yet", "forced": "forced (--rerun)",
+              "left out": "left out (--until)"}
+    ordered = [*labels, *(k for k in summary if k not in labels)]
+    parts = [f"{summary[k]:,} {labels.get(k, k)}" for k in ordered if summary.get(k)]
     return f"{total:,} nodes: " + (", ".join(parts) if parts else "nothing to do")
 
 

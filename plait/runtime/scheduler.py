@@ -123,11 +123,14 @@ class Scheduler:
                 continue
             preds = pred[nid]
             fingerprint = fp[nid] = node_fp(node, [fp[p] for p in preds] if preds else ())
-            decision = decide(node, previous.get(nid), fingerprint, explainer)
+            prior = previous.get(nid)
+            decision = decide(node, prior, fingerprint, explainer)
             if forced and (nid in forced or (preds and not forced_run.isdisjoint(preds))):
                 forced_run.add(nid)
                 upstream = None if nid in forced else next(p for p in preds if p in forced_run)
                 decision = Decision(True, "forced", f"upstream: {upstream}" if upstream else "--rerun")
+            elif prior is not None and not decision.run and prior.fingerprint != fingerprint:
+                fp[nid] = prior.fingerprint  # only its code changed, ignored: what follows sees no change
             summary[decision.reason] += 1
             if decision.run or node.kind == "deferred":  # a deferred step lists its items again
                 state.decisions[nid] = decision

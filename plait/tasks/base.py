@@ -9,8 +9,9 @@ error record (see `plait.runtime.outcome`).
 
 Each kind also declares a field table for its `inputs`, so the compiler can check a step
 before anything runs (unknown keys, wrong types, missing fields), and says how each field is
-rendered: `value` (templates rendered, types kept), `shell` (rendered with every value
-shell-quoted), or `raw` (left alone for the handler: code, or a template it renders itself).
+rendered: `value` (templates rendered, types kept), `shell` (rendered to a `ShellCommand`,
+every value passed as data), or `raw` (left alone for the handler: code, or a template it
+renders itself).
 
 The registry lives here, apart from both compiler and runtime, because both need it: the
 compiler reads schemas, the runtime calls handlers. Users add kinds with `@plait.task("name")`.

@@ -1,8 +1,13 @@
 """The `shell` task kind: run one command with `/bin/sh` in the workspace.
 
 Decisions:
-- The command arrives rendered with every substituted value shell-quoted (the field renders as
-  "shell"), so an item such as `; rm -rf ~` stays one argument. This module adds no quoting.
+- The command arrives rendered as a `ShellCommand` (the field renders as "shell"): a script whose
+  every `{{ … }}` is a reference such as `"${PLAIT_V1}"`, and the values, which travel as
+  environment variables. No value is ever part of the text `/bin/sh` parses, so an item such as
+  `; rm -rf ~` or `$(touch x)` is data in any context: a bare word, the command's own quotes, a
+  heredoc, a comment (`plait.shell_template`). The places where even a reference would be code
+  (shell arithmetic, `eval`, `sh -c`, …) are refused at compile time (`check_inputs`, with
+  `plait.shell_syntax`). A command without templates arrives as plain text.
 - The command runs in its own session, so it and everything it starts form one process group.
   On timeout the whole group gets SIGKILL *before* the shell is reaped: killing only the shell
   (what `subprocess.run` does) leaves `cmd &` children running, holding the output pipes open.
@@ -17,13 +22,17 @@ Decisions:
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Mapping
 from typing import Any
 
+from plait.shell_template import PREFIX, ShellCommand, position
 from plait.tasks.base import Field, TaskContext, task
+from plait.templating import shell_refusals
 
 __all__ = ["FIELDS", "LOG_LINES", "CommandFailed", "check_inputs", "run_shell"]
 
@@ -33,7 +42,7 @@ TAIL_CHARS = 2000
 
 FIELDS = {
     "command": Field(types=(str,), required=True, render="shell",
-                     doc="a /bin/sh command line; substituted values are quoted for you"),
+                     doc="a /bin/sh command line; every {{ }} value reaches it as data, never as code"),
     "env": Field(types=(dict,), render="value", doc="environment variables added to plait's own"),
 }
 
@@ -55,46 +64,43 @@ class CommandFailed(Exception):
         return CommandFailed, (self.exit_code, self.stderr_tail)
 
 
+_RESERVED = re.compile(rf"^{PREFIX}\d+$")
+
+
 def check_inputs(inputs: Mapping[str, Any]) -> list[tuple[str | None, str, str | None]]:
-    """Refuse a `{{ … }}` written inside the command's own quotes.
-
-    plait quotes every substituted value itself; inside the user's double quotes that quoting
-    becomes literal text and `$(…)` in a value would run again. So a value must stand bare.
-    """
+    """Refuse a `{{ … }}` where even a reference to its value would be code, and env names plait uses."""
+    problems: list[tuple[str | None, str, str | None]] = []
     command = inputs.get("command")
-    if isinstance(command, str) and (quote := _quoted_substitution(command)):
-        return [("command", f"a {{{{ … }}}} stands inside {quote} quotes in the command",
-                 "remove those quotes: plait quotes every substituted value itself (write `echo {{ item }}`)")]
-    return []
+    if isinstance(command, str):
+        for offset, message, hint in shell_refusals(command):
+            problems.append(("command", f"{message}: {_excerpt(command, offset)}", hint))
+    env = inputs.get("env")
+    if isinstance(env, Mapping):
+        for name in env:
+            if _RESERVED.match(str(name)):
+                problems.append(("env", f"the environment variable '{name}' is plait's own",
+                                 f"plait passes the command's values as {PREFIX}1, {PREFIX}2, …; choose another name"))
+    return problems
 
 
-def _quoted_substitution(command: str) -> str | None:
-    """Return "single" or "double" when a `{{` opens inside quotes, else None."""
-    quote: str | None = None
-    i = 0
-    while i < len(command):
-        if command.startswith("{{", i):
-            if quote:
-                return "single" if quote == "'" else "double"
-            end = command.find("}}", i)
-            i = len(command) if end < 0 else end + 2
-            continue
-        char = command[i]
-        if char == "\\" and quote != "'":
-            i += 2
-            continue
-        if char in "'\"" and quote in (None, char):
-            quote = None if quote else char
-        i += 1
-    return None
+def _excerpt(command: str, offset: int) -> str:
+    """Return "`{{ x }}` at line 2, column 5 of the command" for the value at `offset`."""
+    end = command.find("}}", offset)
+    shown = command[offset:end + 2 if end >= 0 else offset + 40]
+    shown = shown if len(shown) <= 40 else shown[:39] + "…"
+    return f"`{shown}` at {position(command, offset)} of the command"
 
 
 @task("shell", fields=FIELDS, check=check_inputs, own_timeout=True)
 def run_shell(config: dict[str, Any], item: Any, ctx: TaskContext) -> dict[str, Any]:
     """Run a shell command in the workspace; return its stdout, stderr and exit code."""
     ctx.workspace.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, **_env_strings(config["env"])} if config.get("env") else None
-    exit_code, stdout, stderr = _run(config["command"], ctx, env)
+    command = config["command"]
+    if not isinstance(command, ShellCommand):
+        command = ShellCommand(command)
+    ctx.logger.debug("command: {}", command)
+    extra = {**_env_strings(config.get("env") or {}), **command.env}
+    exit_code, stdout, stderr = _run(command.script, ctx, {**os.environ, **extra} if extra else None)
     _log_lines(ctx.logger, "stdout", stdout)
     _log_lines(ctx.logger, "stderr", stderr)
     if exit_code != 0:
@@ -109,9 +115,17 @@ def _env_strings(env: Mapping[str, Any]) -> dict[str, str]:
 
 def _run(command: str, ctx: TaskContext, env: dict[str, str] | None) -> tuple[int, str, str]:
     """Run `command`; return (exit code, stdout, stderr). Raise TimeoutError after `ctx.timeout` s."""
-    with subprocess.Popen(command, shell=True, cwd=ctx.workspace, env=env, stdin=subprocess.DEVNULL,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          start_new_session=True) as process:
+    try:
+        process = subprocess.Popen(["/bin/sh", "-c", command], cwd=ctx.workspace, env=env,
+                                   stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                   text=True, start_new_session=True)
+    except OSError as err:
+        if err.errno != errno.E2BIG:
+            raise
+        size = len(command) + sum(len(k) + len(v) for k, v in (env or {}).items())
+        raise ValueError(f"the command and its values ({size:,} characters) are more than the system passes to "
+                         "a process; write large values to a file (a `file` task) and pass its path") from None
+    with process:
         try:
             stdout, stderr = process.communicate(timeout=ctx.timeout)
         except subprocess.TimeoutExpired:

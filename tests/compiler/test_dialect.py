@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,6 @@ from plait.compiler import WorkflowError, compile_text
 from plait.compiler.dialect import is_original, translate
 from plait.compiler.dialect.emit import to_yaml
 from plait.compiler.dialect.migrate import migrate
-from plait.compiler.dialect.tasks import lift_quoted
 from plait.compiler.dialect.tree import plain
 from plait.compiler.loader import load_yaml
 
@@ -96,7 +96,7 @@ def test_each_construct_becomes_plaits_own() -> None:
         },
         "steps": [
             {"name": "fetch", "task": "shell",
-             "inputs": {"command": 'echo "rows of ${PLAIT_1}"', "env": {"PLAIT_1": "{{ args.region }}"}},
+             "inputs": {"command": 'echo "rows of {{ args.region }}"'},
              "retry": {"max_attempts": 3, "delay": 0.5, "backoff": 1, "jitter": 0, "retry_on": ["Exception"]},
              "on_error": "fail"},
             {"name": "read", "task": "file", "after": ["fetch"], "inputs": {"action": "read", "path": "in.txt"}},
@@ -144,16 +144,31 @@ def test_the_translation_compiles_with_positions_in_the_original_file() -> None:
         ("report", 21, (), ("squares", "read")), ("notify", 27, ("report",), ("fetch", "read"))]
 
 
-@pytest.mark.parametrize(("command", "lifted", "env"), [
-    ("echo {{ x }}", "echo {{ x }}", {}),
-    ('echo "a {{ x }} b"', 'echo "a ${PLAIT_1} b"', {"PLAIT_1": "{{ x }}"}),
-    ("echo '{{ x }}' \"{{ y|length }}\"", "echo ''\"${PLAIT_1}\"'' \"${PLAIT_2}\"",
-     {"PLAIT_1": "{{ x }}", "PLAIT_2": "{{ y|length }}"}),
-    ('echo \\"{{ x }}', 'echo \\"{{ x }}', {}),
+@pytest.mark.parametrize(("command", "refused"), [
+    ('echo "a {{ args.x }} b"', []),
+    ("echo '{{ args.x }}' \"{{ args.y|length }}\"", []),
+    ("echo $(( {{ args.y|length }} + 1 ))", ["wf.yaml:8:16: error: step 'fetch': a {{ }} is inside shell arithmetic: "
+                                            "`{{ args.y|length }}` at column 10 of the command"]),
 ])
-def test_a_value_inside_quotes_moves_into_an_environment_variable(command: str, lifted: str,
-                                                                  env: dict[str, str]) -> None:
-    assert lift_quoted(command) == (lifted, env)
+def test_a_shell_command_is_kept_as_written_and_checked_in_the_original_file(command: str,
+                                                                              refused: list[str]) -> None:
+    text = f"""
+        name: quoted
+        params: {{x: {{default: a}}, y: {{default: [1]}}}}
+        steps:
+          - name: fetch
+            task: shell
+            inputs:
+              command: {json.dumps(command)}
+    """
+    translated = translate(load(text), {})
+    assert plain(translated.tree)["steps"][0]["inputs"] == {"command": command}
+    try:
+        compile_text(textwrap.dedent(text), "wf.yaml", Path.cwd())
+        errors = []
+    except WorkflowError as err:
+        errors = [str(e).split("\n")[0] for e in err.errors]
+    assert errors == refused
 
 
 def test_flows_pick_their_steps_in_their_order_and_the_flow_is_a_parameter() -> None:

@@ -16,9 +16,9 @@ Decisions:
   `trim_blocks`/`lstrip_blocks` and dropped the final line break, and a file's output must not change.
 - `python_function` becomes `function: module:function`; `python_module` and `python_script`
   become shell commands running `python3`.
-- `{{ }}` written inside quotes in a shell command, which plait refuses (a value there could run
-  `$(...)`), is moved into an environment variable: `echo "hi {{ x }}"` becomes `echo "hi ${PLAIT_1}"`
-  with `env: {PLAIT_1: "{{ x }}"}`. The shell expands a variable inside quotes as plain text.
+- A shell command is kept as written: plait's shell task passes every `{{ }}` value as data
+  wherever it stands, the command's own quotes included (`plait.shell_template`), and refuses at
+  compile time, in the user's file, the few places where a value would be code.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from plait.compiler.diagnostics import Diagnostic, SourceLoc
 from plait.compiler.dialect.tree import put
 from plait.compiler.loader import YamlMap
 
-__all__ = ["KINDS", "code_reads", "lift_quoted", "translate_task"]
+__all__ = ["KINDS", "code_reads", "translate_task"]
 
 # original kind -> (plait kind, {original input: plait input}, fixed plait inputs)
 _FILE = {
@@ -102,46 +102,11 @@ def _shell(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
     if isinstance(inputs.get("env"), YamlMap):  # copied: the loaded document stays as it was read
         for name, value in inputs["env"].items():
             put(env, name, value, inputs["env"])
-    if isinstance(inputs.get("command"), str):
-        command, lifted = lift_quoted(inputs["command"])
-        put(out, "command", command, inputs)
-        for name, expression in lifted.items():
-            put(env, name, expression, loc=inputs.value_locs["command"])
-    elif "command" in inputs:
+    if "command" in inputs:
         put(out, "command", inputs["command"], inputs)
     if env:
         put(out, "env", env, loc=inputs.key_locs.get("env", inputs.loc))
     return "shell", out, errors
-
-
-def lift_quoted(command: str) -> tuple[str, dict[str, str]]:
-    """Move each `{{ }}` written inside quotes into an environment variable; return (command, env)."""
-    out: list[str] = []
-    env: dict[str, str] = {}
-    quote: str | None = None
-    i = 0
-    while i < len(command):
-        if command.startswith("{{", i):
-            end = command.find("}}", i)
-            end = len(command) if end < 0 else end + 2
-            if quote:
-                name = f"PLAIT_{len(env) + 1}"
-                env[name] = command[i:end]
-                out.append(f"${{{name}}}" if quote == '"' else f"'\"${{{name}}}\"'")
-            else:
-                out.append(command[i:end])
-            i = end
-            continue
-        char = command[i]
-        if char == "\\" and quote != "'":
-            out.append(command[i:i + 2])
-            i += 2
-            continue
-        if char in "'\"" and quote in (None, char):
-            quote = None if quote else char
-        out.append(char)
-        i += 1
-    return "".join(out), env
 
 
 CODE_FUNCTION = "plait.tasks.original_code:python_code"
