@@ -19,6 +19,12 @@ Rows, and the floor each is divided by:
   only, which is checked from its summary line ("(… already done)"). Its floor is the compile
   plus the failed items' work: bare joblib on N/100 items as a whole process, less the start of
   an empty interpreter (the compile's process has started one already).
+- dry run (-n), all done [no-op resume]: `plait run --dry-run` on that workspace: it decides
+  every node as the resume does, and writes nothing.
+- no-op resume, N tracked files [compile]: a glob over N files (each node tracks its file by
+  content, behind the stat cache), run, then run again and timed; its floor is `plait compile` of
+  the same glob workflow. What tracking adds is a `stat` per file (the stat row says how long
+  N of them take, in a process of their own).
 - plait status --format json [sqlite]: on the workspace of the fresh run and its no-op resumes,
   against a script that reads (node_id, status) from that ledger and prints it as JSON: the least
   a status can do. (Dumping every column of every row is no floor: at 100,000 nodes it is slower
@@ -34,6 +40,7 @@ Rows, and the floor each is divided by:
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sqlite3
@@ -50,6 +57,7 @@ FLOORS = {
     "joblib": "bare joblib.Parallel(n_jobs=2) over the same function (whole process)",
     "compile": "`plait compile` of the same workflow (whole process)",
     "compile+work": "that compile, plus bare joblib on the failed items alone, less an empty interpreter's start",
+    "no-op resume": "`plait run` again on the same workspace when nothing is left to do (whole process)",
     "sqlite": "a script printing the ledger's {node_id: status} as JSON (whole process)",
     "sqlite-file": "an SQLite file of (node_id, status) for the same nodes",
     "failure-lines": "one line per failed node: 'work[i]: ValueError: <message>'",
@@ -87,6 +95,22 @@ steps:
       code: "result = item"
 """
 
+GLOB_WORKFLOW = """
+name: tracked
+steps:
+  - name: work
+    task: python
+    items: {glob: "files/*.txt"}
+    inputs:
+      code: "result = 1"
+"""
+
+STAT_FILES = """
+import os, sys
+for name in os.listdir("files"):
+    os.stat(os.path.join("files", name))
+"""
+
 FAIL_MESSAGE = "item {item} fails until the marker exists"
 FAILING_WORKFLOW = """
 name: partial
@@ -110,7 +134,8 @@ def measure_run(n: int, repeat: int, folder: Path) -> tuple[list[Row], list[str]
     """Return the run rows for `n` items, measured in `folder`, and notes on anything unexpected."""
     python = sys.executable
     for name, text in (("bare.py", BARE_JOBLIB), ("loop.py", PLAIN_LOOP), ("dump.py", DUMP_LEDGER),
-                       ("wf.yaml", WORKFLOW), ("fail.yaml", FAILING_WORKFLOW)):
+                       ("wf.yaml", WORKFLOW), ("fail.yaml", FAILING_WORKFLOW), ("glob.yaml", GLOB_WORKFLOW),
+                       ("stat.py", STAT_FILES)):
         (folder / name).write_text(text, encoding="utf-8")
     ws, wsf = folder / "ws", folder / "wsf"
     plait = [python, "-m", "plait.cli"]
@@ -128,6 +153,7 @@ def measure_run(n: int, repeat: int, folder: Path) -> tuple[list[Row], list[str]
     fresh = best(run, folder, repeat, before=lambda: shutil.rmtree(ws, ignore_errors=True))
     fresh_log = _log_bytes(ws)
     noop = best(run, folder, repeat)
+    dry = best([*plait, "run", "wf.yaml", "--workspace", "ws", "--dry-run", "--param", f"n={n}"], folder, repeat)
     ledger = _ledger_path(ws)
     status = best([*plait, "status", "--workspace", "ws", "--format", "json"], folder, repeat)
     dump = best([python, "dump.py", str(ledger)], folder, repeat)
@@ -136,6 +162,13 @@ def measure_run(n: int, repeat: int, folder: Path) -> tuple[list[Row], list[str]
     compiled = best([*plait, "compile", "wf.yaml", "--param", f"n={n}"], folder, repeat)
     failed_work = best([python, "bare.py", str(len(failed))], folder, repeat)
     interpreter = best([python, "-c", "pass"], folder, repeat)
+    _write_files(folder / "files", n)
+    tracked = [*plait, "run", "glob.yaml", "--workspace", "wsg", "--jobs", "2", "--quiet"]
+    run_process(tracked, folder)
+    run_process(tracked, folder)  # the second run keeps the plan's basis (plait.runtime.ledger)
+    tracked_noop = best(tracked, folder, repeat)
+    glob_compiled = best([*plait, "compile", "glob.yaml"], folder, repeat)
+    stats = best([python, "stat.py"], folder, repeat)
     failure_lines = sum(len(f"work[{i}]: ValueError: {FAIL_MESSAGE.format(item=i)}\n") for i in failed)
     t = joblib.seconds
     rows = [
@@ -143,6 +176,9 @@ def measure_run(n: int, repeat: int, folder: Path) -> tuple[list[Row], list[str]
         Row("run", "plait run --jobs 2", n, "s", fresh.seconds, "joblib", t),
         Row("run", "plait run, peak RSS", n, "B", fresh.peak_rss, "joblib", joblib.peak_rss),
         Row("run", "no-op resume", n, "s", noop.seconds, "compile", compiled.seconds),
+        Row("run", "dry run (-n), all done", n, "s", dry.seconds, "no-op resume", noop.seconds),
+        Row("run", "no-op resume, N tracked files", n, "s", tracked_noop.seconds, "compile", glob_compiled.seconds),
+        Row("run", "stat N files (a process of its own)", n, "s", stats.seconds),
         Row("run", "partial resume, 1% failed", n, "s", partial.seconds, "compile+work",
             compiled.seconds + failed_work.seconds - interpreter.seconds),
         Row("run", "plait status --format json", n, "s", status.seconds, "sqlite", dump.seconds),
@@ -150,10 +186,22 @@ def measure_run(n: int, repeat: int, folder: Path) -> tuple[list[Row], list[str]
         Row("run", "log written, all succeed", n, "B", fresh_log),
         Row("run", "log written, 1% failing", n, "B", _log_bytes(wsf), "failure-lines", failure_lines),
     ]
+    shutil.rmtree(folder / "files", ignore_errors=True)
     shutil.rmtree(wsf, ignore_errors=True)
     run_process(run_failing, folder, ok=(1,))  # the report rows read a run with its 1% of failures
     report_rows, report_notes = measure_report(n, repeat, folder, "wsf")
     return rows + report_rows, _check_partial(partial.stderr, n, len(failed)) + report_notes
+
+
+def _write_files(folder: Path, n: int) -> None:
+    """Write `n` small files, each holding its number, and make them old enough for plait to trust their times."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    old = 1_600_000_000 * 10**9
+    for i in range(n):
+        path = folder / f"{i}.txt"
+        path.write_text(str(i), encoding="utf-8")
+        os.utime(path, ns=(old, old))
 
 
 def _ledger_path(ws: Path) -> Path:

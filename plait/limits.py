@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["JOBS_PER_CORE", "MAX_RESULT_BYTES", "OUTPUT_TAIL", "TRACEBACK_CHARS", "jobs_cap"]
+__all__ = ["JOBS_PER_CORE", "MAX_RESULT_BYTES", "OUTPUT_TAIL", "TRACEBACK_CHARS", "jobs_cap", "size_text"]
 
 MAX_RESULT_BYTES = 16 * 2**20  # the most JSON a node's result may take, unless a run says otherwise
 OUTPUT_TAIL = 32_000  # the characters kept of each stream a node attempt printed: its last ones
@@ -20,3 +20,11 @@ JOBS_PER_CORE = 4  # --jobs above this many workers per core is capped, unless t
 def jobs_cap() -> int:
     """Return the most workers a run starts without being told to insist: JOBS_PER_CORE per core it may use."""
     return JOBS_PER_CORE * len(os.sched_getaffinity(0))
+
+
+def size_text(count: int) -> str:
+    """Say a number of bytes the way people read them: '16 MiB', '1.5 GiB', '300 bytes'."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if count >= scale:
+            return f"{count / scale:.3g} {unit}"
+    return f"{count} bytes"

@@ -63,6 +63,7 @@ class Refusal:
 
 _ARITHMETIC_TESTS = {"-eq", "-ne", "-lt", "-le", "-gt", "-ge"}
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[.*\])?\+?=")  # a word that assigns a variable: `a=1`, `a[2]+=x`
 _COMMAND_START = {"!", "{", "}", "then", "do", "else", "elif", "if", "while", "until", "time"}
 
 _ARGUMENT_HINT = ("pass the value as data instead: an argument (`sh -c 'echo \"$1\"' sh {{ x }}`, "
@@ -169,7 +170,8 @@ class _Scanner:
         if char == "$":
             cmd.word_started = True
             return self._dollar(text, i, cmd)
-        if char == "[" and not cmd.expect_delimiter and _NAME.match("".join(cmd.word)):
+        if char == "[" and not cmd.expect_delimiter and _NAME.match("".join(cmd.word)) and all(
+                _ASSIGNMENT.match(word) for word in cmd.words):  # `a[…]=` is an assignment; `echo a[…]` a pattern
             cmd.word.append(char)
             self.stack.append(_Frame("subscript", closer="]"))
             return i + 1

@@ -50,6 +50,8 @@ class StepDraft:
     code_changes: str | None = None  # "ignore": a code edit keeps finished nodes; None: they run again
     max_parallel: int | None = None  # at most this many of the step's nodes at once
     file_items: str | None = None  # "glob" | "lines": the items name files, tracked by content
+    params_read: set[str] = field(default_factory=set)  # the params its templates read (when compiled or run)
+    written: str | None = None  # a hash of the step as written, before params are rendered into it
 
     @property
     def is_batch(self) -> bool:

@@ -16,9 +16,12 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any
+
+from plait.terminal import escape
 
 __all__ = ["MAX_ITEMS", "MAX_KEY_LENGTH", "default_key", "glob_items", "line_items", "node_id", "range_items"]
 
@@ -36,7 +39,7 @@ def default_key(item: Any) -> str | int | float:
     """Return an item's key: itself when short and plain, else a short content hash."""
     if isinstance(item, (int, float)) and not isinstance(item, bool):
         return item
-    if isinstance(item, str) and len(item) <= MAX_KEY_LENGTH and _PLAIN_KEY.match(item):
+    if isinstance(item, str) and len(item) <= MAX_KEY_LENGTH and _PLAIN_KEY.match(item) and item.isprintable():
         return item
     return content_hash(item)
 
@@ -51,8 +54,8 @@ def check_key(key: Any) -> str | None:
     """Return why a rendered key cannot name a node, or None when it can."""
     if isinstance(key, bool) or not isinstance(key, (str, int, float)):
         return f"a key must be text or a number, not {type(key).__name__}"
-    if isinstance(key, str) and not _PLAIN_KEY.match(key):
-        return f"key {key!r} is empty or holds a space, a bracket or a control character"
+    if isinstance(key, str) and not (_PLAIN_KEY.match(key) and key.isprintable()):
+        return f"key {key!r} is empty or holds a space, a bracket or a character that is not printable"
     if isinstance(key, str) and len(key) > MAX_KEY_LENGTH:
         return f"key {key[:20]!r}… is longer than {MAX_KEY_LENGTH} characters"
     return None
@@ -72,10 +75,17 @@ def range_items(spec: Any) -> list[int]:
 
 
 def glob_items(pattern: str, base: Path) -> list[tuple[str, str]]:
-    """Return sorted (absolute path, path as matched) pairs for a glob relative to `base`."""
-    root = base if not Path(pattern).is_absolute() else Path("/")
+    """Return sorted (absolute path, path as matched) pairs for a glob relative to `base`.
+
+    The folder is resolved once, and each match joined to it as matched (a symlink among the
+    matches keeps its own name): resolving each match would cost most of a large glob's compile.
+    """
+    root = base.resolve() if not Path(pattern).is_absolute() else Path("/")
     matches = sorted(globlib.glob(pattern, root_dir=root, recursive=True))
-    return [(str((root / m).resolve()), m) for m in matches]
+    folder = str(root)
+    # A name that is not UTF-8 holds surrogateescape's lone surrogates, which no ledger or terminal takes: its
+    # key shows them escaped (`caf\\udce9.txt`), while the item keeps the name the task must open.
+    return [(os.path.normpath(os.path.join(folder, m)), escape(m)) for m in matches]
 
 
 def line_items(path: str, base: Path) -> list[str]:

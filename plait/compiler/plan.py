@@ -135,6 +135,8 @@ class StepSpec:
     code_changes: str | None = None  # "ignore": a code edit does not re-run finished nodes
     max_parallel: int | None = None  # at most this many of the step's nodes run at once
     file_items: str | None = None  # "glob" | "lines": the items name files, tracked by content
+    params_read: tuple[str, ...] | None = None  # the params its templates read: a change is said as `params`
+    written: str | None = None  # a hash of the step as written: an edit is said as `config`
 
     @property
     def fans_out(self) -> bool:
@@ -275,8 +277,9 @@ class Plan:
                    tuple(data.get("notes", ())))
 
 
+# Left out of a plan's JSON when unset, so that the digests of plans from before they were hold.
 _LATER_FIELDS = ("items_loc", "group_by", "group_key", "on_error_template", "input_files", "output_files",
-                 "code_changes", "max_parallel", "file_items")  # left out when unset: older digests hold
+                 "code_changes", "max_parallel", "file_items", "params_read", "written")
 
 
 def _step_json(step: StepSpec) -> dict[str, Any]:
@@ -300,6 +303,6 @@ def _step_from_json(data: Mapping[str, Any]) -> StepSpec:
     values["config"] = freeze(values["config"])
     values["depends_on"] = tuple(values["depends_on"])
     values["after"] = tuple(values.get("after", ()))
-    for name in ("input_files", "output_files"):
+    for name in ("input_files", "output_files", "params_read"):
         values[name] = tuple(values[name]) if values.get(name) is not None else None
     return StepSpec(**values)

@@ -79,6 +79,7 @@ def check_templates(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, Sou
             errors.append(Diagnostic(where, f"step '{draft.name}': a key cannot read {name}",
                                      "a key is made from the item alone, e.g. `key: \"{{ item | basename }}\"`"))
         errors += _scoped_names(draft, refs.names, where, context)
+        draft.params_read |= param_names if refs.names & {"params", "args"} and not refs.params else refs.params
         for param in sorted(refs.params - param_names):
             errors.append(Diagnostic(where, f"step '{draft.name}': {context} uses unknown parameter '{param}'",
                                      did_you_mean(param, param_names) or "declare it under `params:`"))

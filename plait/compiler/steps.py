@@ -12,6 +12,8 @@ The checks live beside it: `step_templates` (what templates read, params rendere
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -71,7 +73,16 @@ def check_step(raw: YamlMap, position: int, step_names: Mapping[str, SourceLoc],
         None if raw.get("condition") in (None, True) else "{{ false }}")
     draft.key = raw.get("key")
     draft.allow_empty = bool(raw.get("allow_empty", False))
+    draft.written = _written(raw)
     return draft, errors
+
+
+def _written(raw: YamlMap) -> str:
+    """Return 16 hex digits over what a step computes as written, params unrendered: what `config` changes name."""
+    fields = {k: raw.get(k) for k in ("task", "inputs", "key", "condition", "for_each", "group_by")}
+    fields["items"] = raw.get("items", raw.get("iterate_over"))  # the same items, however they are written
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _check_inputs(draft: StepDraft, raw: YamlMap) -> list[Diagnostic]:

@@ -126,13 +126,14 @@ class Explainer:
             return ["config (recorded before plait kept what a fingerprint is made of)"]
         current = self.fingerprints.parts(node.step)
         changes = []
-        before_params = recorded.get("params", {})
-        params = sorted(n for n in before_params.keys() | current["params"].keys()
-                        if before_params.get(n) != current["params"].get(n))
+        key = "reads" if "reads" in recorded else "params"  # a ledger from before "reads" was kept
+        before, now = recorded.get(key, {}), current[key]
+        params = sorted(n for n in before.keys() | now.keys() if before.get(n) != now.get(n))
         if params:
             changes.append("params: " + ", ".join(params))
-        if recorded.get("config") != current["config"]:
-            changes.append("config")
+        if recorded.get("config") != current["config"] and (
+                not params or recorded.get("written") is None or recorded["written"] != current["written"]):
+            changes.append("config")  # edited as written, or changed with no param to say why
         return changes or ["item"]
 
 

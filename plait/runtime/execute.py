@@ -54,12 +54,12 @@ from typing import Any, NamedTuple
 from loguru import logger
 
 from plait.compiler import RetryPolicy, StepSpec, resolve_on_error, thaw
-from plait.limits import MAX_RESULT_BYTES
+from plait.limits import MAX_RESULT_BYTES, size_text
 from plait.runtime import output
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, RunInterrupted, error_record
 from plait.runtime.worker import PROCESS
 from plait.tasks.base import TaskContext, get_kind
-from plait.templating import has_template, render, render_shell, render_value
+from plait.templating import has_template, render, render_limits, render_shell, render_value
 
 __all__ = ["Chunk", "ResultTooLarge", "Results", "RunInfo", "StepCall", "prepare_process",
            "run_chunk", "start_worker", "step_call"]
@@ -226,19 +226,25 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
     call, node, item, scope = chunk.calls[i], chunk.nodes[i], chunk.items[i], chunk.scopes[i]
     ctx = TaskContext(info.workspace, info.run_id, call.step, node, chunk.attempts[i], call.retry, _NodeLogger(node),
                       info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total,
-                      scope.get("group"), scope.get("parent"))
+                      scope.get("group"), scope.get("parent"), info.max_result_bytes)
     output.begin()
     try:
-        context = ctx.template_context(item) if call.templated or call.condition is not None else None
-        if call.condition is not None and not _truthy(render(call.condition, context)):
+        if call.templated or call.condition is not None:
+            with render_limits(call.timeout):  # a template that loops fails as the node's timeout would
+                context = ctx.template_context(item)
+                skip = call.condition is not None and not _truthy(render(call.condition, context))
+                config = None if skip or not call.templated else _render_config(call, context)
+        else:
+            skip, config = False, None
+        if skip:
             out.statuses[i], out.results[i] = SKIPPED, "null"
         else:
-            config = _render_config(call, context) if call.templated else \
-                dict(call.config) if call.flat else thaw(call.config)
+            if config is None:
+                config = dict(call.config) if call.flat else thaw(call.config)
             text = _json(_call(call, node, item, config, ctx))
             if len(text) > info.max_result_bytes:
-                raise ResultTooLarge(f"the result of {node} is {_size(len(text))} of JSON, more than the "
-                                     f"{_size(info.max_result_bytes)} one node may return (--max-result-size); "
+                raise ResultTooLarge(f"the result of {node} is {size_text(len(text))} of JSON, more than the "
+                                     f"{size_text(info.max_result_bytes)} one node may return (--max-result-size); "
                                      "write large data to a file in the workspace and return its path")
             out.results[i] = text
             out.statuses[i] = SUCCEEDED
@@ -291,13 +297,6 @@ def _worker() -> str:
     thread = threading.current_thread()
     return str(os.getpid()) if thread is threading.main_thread() else f"{os.getpid()}/{thread.name}"
 
-
-def _size(count: int) -> str:
-    """Say a number of bytes the way people read them: '16 MiB', '1.5 GiB', '300 bytes'."""
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if count >= scale:
-            return f"{count / scale:.3g} {unit}"
-    return f"{count} bytes"
 
 
 def _truthy(value: Any) -> bool:

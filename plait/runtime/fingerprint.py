@@ -107,15 +107,25 @@ class Fingerprinter:
         return started
 
     def parts(self, step: str) -> dict[str, Any]:
-        """Return the hashes of a step's signature's parts: {"config", "params": {name: hash}}."""
+        """Return the hashes a step's fingerprints are made of, and what tells their changes apart.
+
+        {"config": …, "params": {name: hash}} make the signature: the config with params rendered,
+        and the params read at run time. "written" (the step as written) and "reads" (every param
+        its templates read, when compiled or run) say whether a changed config is an edit of the
+        step or a param's new value (plait.runtime.decide).
+        """
         if step not in self._parts:
             spec = self.steps[step]
             config = spec.config
             if spec.task == "python" and "code" in config:  # inline code is a segment of its own
                 config = {k: v for k, v in config.items() if k != "code"}
+            at_run = self._params_read(spec)
+            reads = {**{name: self.params.get(name) for name in spec.params_read or ()}, **at_run}
             self._parts[step] = {
                 "config": _short([spec.task, config, spec.condition, spec.key, spec.items, spec.for_each]),
-                "params": {name: _short(value) for name, value in self._params_read(spec).items()},
+                "params": {name: _short(value) for name, value in at_run.items()},
+                "written": spec.written,
+                "reads": {name: _short(value) for name, value in sorted(reads.items())},
             }
         return self._parts[step]
 
@@ -142,7 +152,8 @@ class Fingerprinter:
 
     def _step_signature(self, step: str) -> bytes:
         if step not in self._signatures:
-            body = json.dumps({**self.parts(step), "code": _NO_CODE}, sort_keys=True)
+            parts = self.parts(step)
+            body = json.dumps({"config": parts["config"], "params": parts["params"], "code": _NO_CODE}, sort_keys=True)
             self._signatures[step] = hashlib.sha256(body.encode()).digest()
         return self._signatures[step]
 

@@ -22,7 +22,8 @@ Decisions:
   plan's basis as it starts (in the transaction that adds the new rows); any other run removes it.
   A resume of that very plan then reads only the rows that did not succeed (see `previous`).
 - The `files` table is a cache of tracked files' content hashes by size and modification time
-  (plait.runtime.tracked_files): a run writes what it learned as it ends.
+  (plait.runtime.tracked_files): a run writes what it learned as it ends. Paths are kept as
+  bytes, so a file name that is not UTF-8 is kept as it is.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     worker TEXT, reason TEXT, output TEXT
 );
 CREATE TABLE IF NOT EXISTS files (
-    path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL
+    path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS attempts (
     node_id TEXT NOT NULL, run_id TEXT, attempt INTEGER NOT NULL, status TEXT NOT NULL,
@@ -352,7 +353,8 @@ class Ledger:
     def file_hashes(self) -> dict[str, tuple[int, int, str]]:
         """Return the cache of tracked files: {path: (size, mtime_ns, hash)} (empty in a ledger from before it)."""
         try:
-            return {row[0]: row[1:] for row in self.db.execute("SELECT path, size, mtime_ns, hash FROM files")}
+            rows = self.db.execute("SELECT path, size, mtime_ns, hash FROM files")
+            return {path.decode("utf-8", "surrogatepass"): tuple(rest) for path, *rest in rows}
         except sqlite3.OperationalError:  # a read-only ledger of an earlier schema: no such table
             return {}
 
@@ -360,7 +362,8 @@ class Ledger:
     def keep_file_hashes(self, rows: Sequence[tuple[str, int, int, str]]) -> None:
         """Record what a run learned of tracked files: (path, size, mtime_ns, hash) each."""
         with self.db:
-            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)", rows)
+            self.db.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?)",
+                                [(path.encode("utf-8", "surrogatepass"), *rest) for path, *rest in rows])
 
     @_readable
     def basis(self) -> str | None:

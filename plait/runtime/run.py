@@ -330,7 +330,7 @@ def describe(total: int, summary: Mapping[str, int]) -> str:
               "left out": "left out (--until)"}
     ordered = [*labels, *(k for k in summary if k not in labels)]
     parts = [f"{summary[k]:,} {labels.get(k, k)}" for k in ordered if summary.get(k)]
-    return f"{total:,} nodes: " + (", ".join(parts) if parts else "nothing to do")
+    return f"{total:,} node{'' if total == 1 else 's'}: " + (", ".join(parts) if parts else "nothing to do")
 
 
 class _RunLog:

@@ -4,14 +4,16 @@
 (`plait.runtime.scheduler`): a node named by `--rerun` runs again (reason `forced`), and so does
 everything downstream of it; with `--until`, only the named steps and the steps they need run,
 and the rest of the workflow is left as the ledger has it (neither run nor counted as pending).
-A name is a step, a node id (`resize[photo1.jpg]`) or a pattern over node ids (`resize[*.png]`);
-one that matches nothing is an error with the closest name as a hint.
+A name is a step, a node id (`resize[photo1.jpg]`) or a pattern over node ids (`resize[*.png]`:
+`*` stands for any text and `?` for one character; brackets are the node id's own, not a
+character class as in a shell glob). One that matches nothing is an error with the closest
+name as a hint.
 """
 
 from __future__ import annotations
 
 import difflib
-import fnmatch
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -44,7 +46,8 @@ def select(plan: Plan, rerun: Iterable[str] = (), until: Iterable[str] = ()) -> 
         elif target in plan.nodes:
             forced.add(target)
         else:
-            matched = fnmatch.filter(plan.nodes, target)
+            pattern = _pattern(target)
+            matched = [nid for nid in plan.nodes if pattern.fullmatch(nid)]
             if not matched:
                 raise ValueError(_unknown("--rerun", target, [*plan.steps, *plan.nodes]))
             forced.update(matched)
@@ -58,6 +61,11 @@ def select(plan: Plan, rerun: Iterable[str] = (), until: Iterable[str] = ()) -> 
         graph.add_nodes_from(plan.steps)
         steps = frozenset(until).union(*(nx.ancestors(graph, step) for step in until))
     return Selection(frozenset(forced), steps)
+
+
+def _pattern(target: str) -> re.Pattern[str]:
+    """Return a pattern over node ids: `*` any text, `?` one character, everything else itself."""
+    return re.compile(re.escape(target).replace(r"\*", ".*").replace(r"\?", "."), re.DOTALL)
 
 
 def _unknown(option: str, name: str, known: list[str]) -> str:

@@ -45,6 +45,7 @@ from plait.templating import (
     render,
     template_context,
 )
+from plait.terminal import escape
 
 __all__ = ["RACY_SECONDS", "FileHashes", "Tracked"]
 
@@ -134,6 +135,7 @@ class Tracked:
         self.hashes = hashes
         self._templates = {name: _input_templates(step) for name, step in steps.items()}
         self._globs: dict[str, list[str]] = {}
+        self._folder = str(workflow_dir)
 
     def reads(self, step: str) -> bool:
         """Say whether the nodes of `step` read tracked files."""
@@ -145,10 +147,10 @@ class Tracked:
 
     def inputs(self, node: NodeSpec) -> list[str]:
         """Return the files `node` reads, as absolute paths (a glob's matches in order)."""
-        step = self.steps[node.step]
         paths = []
-        if node.kind == "task" and step.file_items is not None and isinstance(node.item, str):
-            paths.append(str(self.workflow_dir / node.item))  # a glob's item is absolute already
+        item = node.item
+        if node.kind == "task" and self.steps[node.step].file_items is not None and isinstance(item, str):
+            paths.append(item if os.path.isabs(item) else os.path.join(self._folder, item))  # a glob's is absolute
         for template in self._templates[node.step]:
             paths += self._expand(self._render(template, node))
         return paths
@@ -157,7 +159,7 @@ class Tracked:
         """Return 16 hex digits over the contents of the files `node` reads."""
         digest = hashlib.sha256()
         for path in self.inputs(node):
-            digest.update(f"{path}\x00{self.hashes.of(path)}\x00".encode())
+            digest.update(f"{path}\x00{self.hashes.of(path)}\x00".encode("utf-8", "surrogatepass"))
         return digest.hexdigest()[:16]
 
     def changed_input(self, node: NodeSpec) -> str | None:
@@ -168,7 +170,7 @@ class Tracked:
         if changed is None:
             return None
         shown = Path(changed)
-        return str(shown.relative_to(self.workflow_dir)) if shown.is_relative_to(self.workflow_dir) else changed
+        return escape(str(shown.relative_to(self.workflow_dir)) if shown.is_relative_to(self.workflow_dir) else changed)
 
     def missing_output(self, node: NodeSpec) -> str | None:
         """Return the first declared output of `node` that is not in the workspace (as written), or None."""
@@ -177,18 +179,20 @@ class Tracked:
         for template in self.steps[node.step].output_files or ():
             path = self._render(template, node)
             if not (self.workspace / path).exists():
-                return path
+                return escape(path)
         return None
 
     def state(self, nodes: Iterator[NodeSpec]) -> bytes | None:
         """Return a digest of every tracked input's path, size and time; None when one is too recent to trust."""
-        digest = hashlib.sha256()
-        for node in nodes:
-            if node.kind == "task" and self.reads(node.step):
-                for path in self.inputs(node):
-                    size, mtime = self.hashes.stat(path)
-                    digest.update(f"{path}\x00{size}\x00{mtime}\x00".encode())
-        return None if self.hashes.racy else digest.digest()
+        readers = {step for step in self.steps if self.reads(step)}
+        if not readers:
+            return b""
+        stat, inputs = self.hashes.stat, self.inputs
+        parts = [f"{path}\x00{stat(path)}\x00" for node in nodes if node.kind == "task" and node.step in readers
+                 for path in inputs(node)]
+        if self.hashes.racy:
+            return None
+        return hashlib.sha256("".join(parts).encode("utf-8", "surrogatepass")).digest()
 
     def _render(self, template: str, node: NodeSpec) -> str:
         if not has_template(template):
@@ -202,7 +206,7 @@ class Tracked:
 
     def _expand(self, path: str) -> list[str]:
         """Return a path made absolute, or a glob's sorted matches."""
-        full = str(self.workflow_dir / path)
+        full = os.path.join(self._folder, path)
         if not globlib.has_magic(path):
             return [full]
         if full not in self._globs:

@@ -34,8 +34,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+from plait.limits import MAX_RESULT_BYTES
 from plait.plugins import PluginError
 from plait.templating import template_context
+from plait.terminal import escape
 from plait.workspace import STATE_DIR, state_dir
 
 __all__ = ["ENTRY_POINTS", "Field", "TaskContext", "TaskKind", "get_kind", "kinds", "say", "task"]
@@ -98,6 +100,7 @@ class TaskContext(NamedTuple):
     total: int | None = None  # the number of items in this node's batch
     group: Mapping[str, Any] | None = None  # a group_by node's {key, items, results}
     parent: Mapping[str, Any] | None = None  # a per-parent fan-out node's parent {key, item, result}
+    max_result_bytes: int = MAX_RESULT_BYTES  # the most a node may return (--max-result-size): output past it fails
 
     @property
     def batch(self) -> str:
@@ -134,8 +137,8 @@ def say(text: str) -> None:
     """
     print(text, flush=True)
     terminal = getattr(sys.stdout, "real", None)
-    if terminal is not None:
-        print(text, file=terminal, flush=True)
+    if terminal is not None:  # a worker's terminal is the run's: data reaches it escaped (plait.terminal)
+        print(escape(text), file=terminal, flush=True)
 
 
 _REGISTRY: dict[str, TaskKind] = {}

@@ -15,8 +15,14 @@ Decisions:
 - stdin is /dev/null: a command that reads its input must not hang, or take the runner's.
 - A non-zero exit raises `CommandFailed`, which carries `exit_code` and `stderr_tail` as data
   for the error record and for `retry_on_exit_codes`; it pickles, so it crosses process pools.
+- Output is read as it comes, and is bounded by what a node may return (`--max-result-size`,
+  `ctx.max_result_bytes`): a command that prints more is killed and fails its node
+  (`OutputTooLarge`), so a command printing gigabytes costs at most that much memory, and the run
+  goes on. Bytes that are not UTF-8 are kept as Python's `surrogateescape` keeps them (the result
+  stores them as `\\udcXX` escapes), so no output fails a node for its encoding.
 - Output goes to the node's logger at DEBUG, at most `LOG_LINES` lines per stream: a chatty
-  command must not flood the log. The full text is in the result.
+  command must not flood the log. The full text is in the result, and the node's output
+  (`plait logs`) keeps the tail of each stream.
 """
 
 from __future__ import annotations
@@ -25,16 +31,20 @@ import contextlib
 import errno
 import os
 import re
+import selectors
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Mapping
-from typing import Any
+from typing import IO, Any
 
+from plait.limits import size_text
 from plait.shell_template import PREFIX, ShellCommand, position
 from plait.tasks.base import Field, TaskContext, task
 from plait.templating import shell_refusals
 
-__all__ = ["FIELDS", "LOG_LINES", "CommandFailed", "check_inputs", "run_shell"]
+__all__ = ["FIELDS", "LOG_LINES", "CommandFailed", "OutputTooLarge", "check_inputs", "run_shell"]
 
 LOG_LINES = 50
 TAIL_LINES = 20
@@ -62,6 +72,10 @@ class CommandFailed(Exception):
 
     def __reduce__(self) -> tuple[type[CommandFailed], tuple[int, str]]:
         return CommandFailed, (self.exit_code, self.stderr_tail)
+
+
+class OutputTooLarge(ValueError):
+    """A command printed more than one node may return; it was killed."""
 
 
 _RESERVED = re.compile(rf"^{PREFIX}\d+$")
@@ -101,6 +115,8 @@ def run_shell(config: dict[str, Any], item: Any, ctx: TaskContext) -> dict[str, 
     ctx.logger.debug("command: {}", command)
     extra = {**_env_strings(config.get("env") or {}), **command.env}
     exit_code, stdout, stderr = _run(command.script, ctx, {**os.environ, **extra} if extra else None)
+    sys.stdout.write(stdout)  # the node's output while plait runs it (plait.runtime.output)
+    sys.stderr.write(stderr)
     _log_lines(ctx.logger, "stdout", stdout)
     _log_lines(ctx.logger, "stderr", stderr)
     if exit_code != 0:
@@ -114,11 +130,12 @@ def _env_strings(env: Mapping[str, Any]) -> dict[str, str]:
 
 
 def _run(command: str, ctx: TaskContext, env: dict[str, str] | None) -> tuple[int, str, str]:
-    """Run `command`; return (exit code, stdout, stderr). Raise TimeoutError after `ctx.timeout` s."""
+    """Run `command`; return (exit code, stdout, stderr). Raise TimeoutError after `ctx.timeout` s, and
+    OutputTooLarge when it prints more than `ctx.max_result_bytes`."""
     try:
         process = subprocess.Popen(["/bin/sh", "-c", command], cwd=ctx.workspace, env=env,
                                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                   text=True, start_new_session=True)
+                                   start_new_session=True)
     except OSError as err:
         if err.errno != errno.E2BIG:
             raise
@@ -127,17 +144,50 @@ def _run(command: str, ctx: TaskContext, env: dict[str, str] | None) -> tuple[in
                          "a process; write large values to a file (a `file` task) and pass its path") from None
     with process:
         try:
-            stdout, stderr = process.communicate(timeout=ctx.timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(process)
-            raise TimeoutError(f"command timed out after {ctx.timeout:g} s") from None
+            stdout, stderr = _read(process, ctx.timeout, ctx.max_result_bytes)
         except BaseException:
             _kill_group(process)
             raise
-    return process.returncode, stdout, stderr
+    return process.returncode, _text(stdout), _text(stderr)
 
 
-def _kill_group(process: subprocess.Popen[str]) -> None:
+def _read(process: subprocess.Popen[bytes], timeout: float | None, limit: int) -> tuple[bytes, bytes]:
+    """Read both output pipes to their end and reap the command, within `timeout` and `limit` bytes in all."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    assert process.stdout is not None and process.stderr is not None
+    read: dict[IO[bytes], bytearray] = {process.stdout: bytearray(), process.stderr: bytearray()}
+    total = 0
+    with selectors.DefaultSelector() as selector:
+        for pipe in read:
+            selector.register(pipe, selectors.EVENT_READ)
+        while selector.get_map():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise TimeoutError(f"command timed out after {timeout:g} s")
+            for key, _ in selector.select(left):
+                chunk = os.read(key.fd, 1 << 16)
+                if not chunk:
+                    selector.unregister(key.fileobj)
+                    continue
+                read[key.fileobj] += chunk
+                total += len(chunk)
+                if total > limit:
+                    raise OutputTooLarge(f"the command printed more than {size_text(limit)}, all that one node may "
+                                         "return (--max-result-size); it was stopped. Write large output to a file "
+                                         "in the workspace (`> out.txt`) and print its path")
+    try:
+        process.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        raise TimeoutError(f"command timed out after {timeout:g} s") from None
+    return bytes(read[process.stdout]), bytes(read[process.stderr])
+
+
+def _text(data: bytes) -> str:
+    """Decode output as UTF-8, keeping any other byte as `surrogateescape` does."""
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
     """Kill the command's whole process group, then reap the shell."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from plait.tasks.base import Field, TaskContext, task
-from plait.templating import render_text
+from plait.templating import render_limits, render_text
 
 __all__ = ["FIELDS", "check_inputs", "run_template"]
 
@@ -52,7 +52,8 @@ def run_template(config: dict[str, Any], item: Any, ctx: TaskContext) -> Any:
     source = config.get("template")
     if source is None:
         source = (ctx.workflow_dir / config["template_file"]).read_text(encoding="utf-8")
-    text = render_text(source, ctx.template_context(item), trim=config.get("whitespace") == "trim")
+    with render_limits(ctx.timeout):  # the node's timeout bounds the render (10 s without one)
+        text = render_text(source, ctx.template_context(item), trim=config.get("whitespace") == "trim")
     output_file = config.get("output_file")
     if output_file is None:
         return text

@@ -1,0 +1,388 @@
+"""What runs, and why: dry runs, chosen re-runs, targets, tracked files and code fingerprints (issue 14).
+
+Through real `plait` processes on a real workspace: every reason a node runs again, as
+`plait run --dry-run --format json` gives it and as the real run then does it (what executed is
+read from an executions log the tasks append to); a dry run leaves the ledger's bytes as they
+were; `--rerun` and `--until` choose what runs, alone and with a dry run; an edited input file,
+template file or declared output re-runs exactly the nodes that read or wrote it; a comment-only
+edit of a function module re-runs nothing, and `code_changes: ignore` keeps finished nodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from reliability.harness import Runs, gate, open_gate, runs_fixture, stop_flag_raised, wait_for
+from runtime.support import RECORDER, Flow, make_flow
+
+
+@pytest.fixture
+def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
+    yield from make_flow(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Iterator[Runs]:
+    yield from runs_fixture(tmp_path)
+
+
+READER = RECORDER + '''
+    from pathlib import Path
+
+
+    def read(item, *, ctx):
+        """Read a data file."""
+        note(ctx)
+        return len(Path(item).read_text(encoding="utf-8"))
+
+
+    def check(item, *, ctx):
+        """Fail while the workspace holds fail-<item>."""
+        note(ctx)
+        if (ctx.workspace / f"fail-{item}").exists():
+            raise ValueError("asked to fail")
+        return item
+'''
+
+# A module of its own: its edits change the fingerprints of the steps whose function lives in it, only.
+WORKER = RECORDER + '''
+    def work(item=None, *, ctx):
+        """Code whose edits the tests make: a comment, a docstring, or a real change."""
+        note(ctx)
+        return 1
+'''
+
+WORKFLOW = """
+name: control
+params:
+  scale: {default: 1}
+steps:
+  - name: read
+    task: python
+    items: {glob: "data/*.txt"}
+    inputs: {function: "<rec>:read"}
+  - name: checked
+    task: python
+    items: [k]
+    on_error: continue
+    inputs: {function: "<rec>:check"}
+  - name: total
+    task: python
+    depends_on: [read]
+    inputs:
+      code: |
+        from <rec> import note
+        note(ctx)
+        result = params["scale"]
+  - name: page
+    task: template
+    items: [a, b]
+    inputs: {template_file: page.j2, output_file: "pages/{{ item }}.txt"}
+  - name: stamp
+    task: shell
+    items: [x, y]
+    output_files: "out/{{ item }}.stamp"
+    inputs:
+      command: "mkdir -p out && echo {{ item }} > out/{{ item }}.stamp && echo stamp[{{ item }}] >> executions.log"
+  - name: conf
+    task: python
+    input_files: settings.ini
+    inputs: {function: "<rec>:record"}
+  - name: scaled
+    task: python
+    items: [1, 2]
+    inputs: {code: "result = item * params['scale']"}
+  - name: coded
+    task: python
+    items: [p, q]
+    inputs: {function: "<work>:work"}
+  - name: shaped
+    task: python
+    items: [{name: m, size: 1}]
+    key: "{{ item.name }}"
+    inputs: {code: "result = item['size']"}
+  - name: said
+    task: shell
+    inputs: {command: "echo hello"}
+"""
+
+
+def _setup(flow: Flow) -> tuple[str, str]:
+    rec, work = flow.module("reader", READER), flow.module("worker", WORKER)
+    flow.write(WORKFLOW, rec=rec, work=work)
+    (flow.dir / "data").mkdir()
+    for name in "abc":
+        (flow.dir / "data" / f"{name}.txt").write_text(f"{name}\n", encoding="utf-8")
+    (flow.dir / "page.j2").write_text("page {{ item }}\n", encoding="utf-8")
+    (flow.dir / "settings.ini").write_text("level = 1\n", encoding="utf-8")
+    return rec, work
+
+
+def _run(flow: Flow, *args: str) -> str:
+    """Run the workflow for real (sequential: executions are logged in order); return stderr."""
+    done = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", *args)
+    assert done.returncode in (0, 1), done.stderr
+    return done.stderr
+
+
+def _dry(flow: Flow, *args: str) -> dict:
+    """Return the dry run's JSON."""
+    done = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "--dry-run", "--format", "json", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _reasons(dry: dict) -> dict[str, tuple[str, str | None]]:
+    return {n["id"]: (n["reason"], n["detail"]) for n in dry["would_run"]}
+
+
+def _executed(flow: Flow, before: int) -> list[str]:
+    return flow.executions()[before:]
+
+
+def _state_files(ws: Path) -> dict[str, str]:
+    """Return {name: sha256} of everything in the workspace's .plait folder (the ledger, its WAL, the lock...)."""
+    files = sorted(p for p in (ws / ".plait").iterdir() if p.is_file())
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+
+
+def test_a_dry_run_gives_each_reason_and_the_run_then_does_exactly_that(flow: Flow) -> None:
+    rec, work = _setup(flow)
+    flow.ws.mkdir()
+    (flow.ws / "fail-k").touch()
+    _run(flow)
+    assert _dry(flow)["would_run"] == [{"id": "checked[k]", "step": "checked", "reason": "failed",
+                                        "detail": "ValueError: asked to fail"}]
+    # One change of every kind.
+    (flow.ws / "fail-k").unlink()
+    (flow.dir / "data" / "a.txt").write_text("a, edited\n", encoding="utf-8")
+    (flow.dir / "data" / "d.txt").write_text("d\n", encoding="utf-8")
+    (flow.dir / "page.j2").write_text("page {{ item }}, edited\n", encoding="utf-8")
+    (flow.ws / "out" / "y.stamp").unlink()
+    (flow.dir / "settings.ini").write_text("level = 2\n", encoding="utf-8")
+    module = flow.dir / f"{work}.py"
+    module.write_text(module.read_text(encoding="utf-8").replace("return 1", "return 2"), encoding="utf-8")
+    flow.write(WORKFLOW.replace("size: 1", "size: 2").replace("echo hello", "echo hello again"), rec=rec, work=work)
+    ledger = _state_files(flow.ws)
+
+    dry = _dry(flow, "--param", "scale=3")
+
+    assert _state_files(flow.ws) == ledger  # not a byte written, no lock left behind
+    reasons = _reasons(dry)
+    assert reasons.pop("total")[1].startswith("params: scale; upstream: read[data/")
+    assert reasons == {
+        "read[data/a.txt]": ("changed", "input file: data/a.txt"),
+        "checked[k]": ("failed", "ValueError: asked to fail"),
+        "read[data/d.txt]": ("new", None),
+        "page[a]": ("changed", "input file: page.j2"),
+        "page[b]": ("changed", "input file: page.j2"),
+        "stamp[y]": ("output missing", "out/y.stamp"),
+        "conf": ("changed", "input file: settings.ini"),
+        "scaled[1]": ("changed", "params: scale"),
+        "scaled[2]": ("changed", "params: scale"),
+        "coded[p]": ("changed", "code"),
+        "coded[q]": ("changed", "code"),
+        "shaped[m]": ("changed", "item"),
+        "said": ("changed", "config"),
+    }
+    assert (dry["nodes"], dry["done"]) == (17, 3)  # read[data/b.txt], read[data/c.txt] and stamp[x] are done
+    text = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "-n", "--param", "scale=3")
+    assert text.stdout.splitlines()[0] == ("dry run of control: 17 nodes: 3 done, 1 to retry (failed), 11 changed, "
+                                           "1 output missing, 1 new; nothing was run or written")
+    assert "    output missing (1): stamp[y] (out/y.stamp)" in text.stdout.splitlines()
+
+    before = len(flow.executions())
+    stderr = _run(flow, "--param", "scale=3")
+    assert "17 nodes: 3 done, 1 to retry (failed), 11 changed, 1 output missing, 1 new" in stderr
+    ran = set(_executed(flow, before))
+    assert ran == {"read[data/a.txt]", "checked[k]", "read[data/d.txt]", "total", "stamp[y]", "conf",
+                   "coded[p]", "coded[q]"}  # the nodes that log their executions, each once
+    assert (flow.ws / "pages" / "a.txt").read_text(encoding="utf-8") == "page a, edited\n"
+    assert (flow.ws / "out" / "y.stamp").exists()
+    assert _dry(flow, "--param", "scale=3")["would_run"] == []
+    status = json.loads(flow.cli("status", "--workspace", str(flow.ws), "--format", "json").stdout)
+    assert status["nodes"]["stamp[y]"]["reason"] == "output missing: out/y.stamp"
+    assert status["nodes"]["read[data/d.txt]"]["reason"] == "new"
+
+
+def test_edits_that_cannot_change_a_result_rerun_nothing_and_a_code_edit_reruns_its_step(flow: Flow) -> None:
+    rec, work = _setup(flow)
+    _run(flow)
+    module = flow.dir / f"{work}.py"
+    source = module.read_text(encoding="utf-8")
+    assert "    return 1\n" in source
+    module.write_text(source.replace('    return 1', '    # a comment, and layout\n\n    return (1)')
+                      .replace('"""Code whose edits', '"""A docstring rewritten: code whose edits'), encoding="utf-8")
+    commented = 'code: "# a comment\\nresult = item * params[\'scale\']  # another"'
+    flow.write(WORKFLOW.replace('code: "result = item * params[\'scale\']"', commented), rec=rec, work=work)
+    assert _dry(flow)["would_run"] == []
+    before = len(flow.executions())
+    assert "16 nodes: 16 done" in _run(flow)
+    assert _executed(flow, before) == []
+
+    module.write_text(module.read_text(encoding="utf-8").replace("return (1)", "return 1 + 1"), encoding="utf-8")
+    assert _reasons(_dry(flow)) == {"coded[p]": ("changed", "code"), "coded[q]": ("changed", "code")}
+    _run(flow)
+    assert _executed(flow, before) == ["coded[p]", "coded[q]"]
+
+
+def test_code_changes_ignore_keeps_finished_nodes_and_what_follows_them(flow: Flow) -> None:
+    rec, work = flow.module("reader", READER), flow.module("worker", WORKER)
+    text = """
+        name: ignored
+        steps:
+          - name: coded
+            task: python
+            items: [p, q]
+            code_changes: <mode>
+            inputs: {function: "<work>:work"}
+          - name: after
+            task: python
+            depends_on: [coded]
+            inputs: {function: "<rec>:record"}
+    """
+    flow.write(text, rec=rec, work=work, mode="rerun")
+    _run(flow)
+    module = flow.dir / f"{work}.py"
+    module.write_text(module.read_text(encoding="utf-8").replace("return 1", "return 2"), encoding="utf-8")
+    assert set(_reasons(_dry(flow))) == {"coded[p]", "coded[q]", "after"}
+    flow.write(text, rec=rec, work=work, mode="ignore")  # said after the edit: the finished nodes stay
+    assert _dry(flow)["would_run"] == []
+    before = len(flow.executions())
+    _run(flow)
+    assert _executed(flow, before) == []
+    flow.write(text.replace("[p, q]", "[p, q, r]"), rec=rec, work=work, mode="ignore")  # a new item runs the new code
+    _run(flow)
+    assert _executed(flow, before) == ["coded[r]", "after"]
+    flow.write(text.replace("[p, q]", "[p, q, r]"), rec=rec, work=work, mode="rerun")  # back: the old code shows
+    assert _reasons(_dry(flow)) == {"coded[p]": ("changed", "code"), "coded[q]": ("changed", "code"),
+                                    "after": ("changed", "upstream: coded[p]")}
+
+
+def test_an_edited_glob_file_reruns_its_node_and_the_fan_in_and_nothing_else(flow: Flow) -> None:
+    _setup(flow)
+    _run(flow)
+    (flow.dir / "data" / "c.txt").write_text("c, longer now\n", encoding="utf-8")
+    before = len(flow.executions())
+    _run(flow)
+    assert _executed(flow, before) == ["read[data/c.txt]", "total"]
+    result = json.loads(flow.cli("status", "--workspace", str(flow.ws), "--format", "json").stdout)
+    assert result["nodes"]["read[data/c.txt]"]["reason"] == "changed: input file: data/c.txt"
+    (flow.dir / "data" / "b.txt").unlink()  # a file that goes: its node leaves the plan, the fan-in runs
+    _run(flow)
+    assert _executed(flow, before)[2:] == ["total"]
+
+
+def test_the_stat_cache_trusts_size_and_time_but_not_a_time_too_recent_to_tell(flow: Flow) -> None:
+    _setup(flow)
+    a, c = flow.dir / "data" / "a.txt", flow.dir / "data" / "c.txt"
+    past, future = 1_600_000_000 * 10**9, (int(time.time()) + 3600) * 10**9
+    os.utime(a, ns=(past, past))  # untouched for years
+    os.utime(c, ns=(future, future))  # a time plait cannot trust: as if written in the same tick as it looked
+    _run(flow)
+    for path, moment in ((a, past), (c, future)):
+        path.write_text(path.read_text(encoding="utf-8").upper(), encoding="utf-8")  # same size, new content
+        os.utime(path, ns=(moment, moment))  # and the time as it was
+    # Size and time as recorded: a.txt is trusted, not read (as git and make do); c.txt is read again.
+    assert _reasons(_dry(flow)) == {"read[data/c.txt]": ("changed", "input file: data/c.txt"),
+                                    "total": ("changed", "upstream: read[data/c.txt]")}
+    os.utime(a)  # its time moves: read again, and it did change
+    assert set(_reasons(_dry(flow))) == {"read[data/a.txt]", "read[data/c.txt]", "total"}
+
+
+def test_rerun_and_until_choose_what_runs_with_and_without_a_dry_run(flow: Flow) -> None:
+    _setup(flow)
+    _run(flow)
+    cases = {
+        ("--rerun", "read[data/a.txt]"): {"read[data/a.txt]": ("forced", "--rerun"),
+                                          "total": ("forced", "upstream: read[data/a.txt]")},
+        ("--rerun", "page"): {"page[a]": ("forced", "--rerun"), "page[b]": ("forced", "--rerun")},
+        ("--rerun", "read[*/b.*]", "--rerun", "said"): {"read[data/b.txt]": ("forced", "--rerun"),
+                                                      "total": ("forced", "upstream: read[data/b.txt]"),
+                                                      "said": ("forced", "--rerun")},
+        ("--rerun", "read", "--until", "read"): {f"read[data/{n}.txt]": ("forced", "--rerun") for n in "abc"},
+    }
+    for args, expected in cases.items():
+        assert _reasons(_dry(flow, *args)) == expected, args
+    dry = _dry(flow, "--until", "total", "--rerun", "read")
+    assert dry["left_out"] == 12  # all but read's four nodes and total
+    before = len(flow.executions())
+    _run(flow, "--rerun", "read[*/b.*]", "--rerun", "said")
+    assert _executed(flow, before) == ["read[data/b.txt]", "total"]  # said logs nothing of its own
+
+    (flow.dir / "data" / "a.txt").write_text("edited\n", encoding="utf-8")
+    (flow.dir / "settings.ini").write_text("level = 9\n", encoding="utf-8")
+    assert _reasons(_dry(flow, "--until", "read")) == {"read[data/a.txt]": ("changed", "input file: data/a.txt")}
+    before = len(flow.executions())
+    _run(flow, "--until", "read")
+    assert _executed(flow, before) == ["read[data/a.txt]"]  # not total, not conf: left for later
+    assert set(_reasons(_dry(flow))) == {"total", "conf"}
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--rerun", "raed"), "did you mean 'read'?"),
+    (("--rerun", "read[data/z.txt]"), "read[data/z.txt]"),
+    (("--until", "totl"), "did you mean 'total'?"),
+    (("--rerun", "nothing[*]"), "nothing[*]"),
+])
+def test_an_unknown_target_is_a_usage_error_with_a_did_you_mean(flow: Flow, args: tuple[str, ...],
+                                                                 message: str) -> None:
+    _setup(flow)
+    for dry in ((), ("--dry-run",)):
+        done = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), *dry, *args)
+        assert done.returncode == 2, done.stderr
+        assert message in done.stderr
+        assert "Traceback" not in done.stderr
+    assert not (flow.ws / ".plait" / "ledger.db").exists()
+
+
+def test_a_node_a_stopped_run_did_not_start_is_interrupted(flow: Flow, runs: Runs) -> None:
+    rec = flow.module("reader", READER)
+    flow.write(f"""
+        name: stopped
+        steps:
+          - name: work
+            task: python
+            items: [1, 2]
+            inputs:
+              code: |
+                from <rec> import note
+                note(ctx)
+                {gate("item == 1").replace(chr(10), chr(10) + " " * 16)}
+                result = item
+    """, rec=rec)
+    proc = runs.start("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q",
+                      cwd=flow.dir)
+    wait_for(lambda: flow.executions() or proc.poll() is not None, "the first node to start")
+    proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: stop_flag_raised(flow.ws) or proc.poll() is not None, "the run to take the signal")
+    open_gate(flow.ws)
+    assert runs.finish(proc) == 1
+    assert _reasons(_dry(flow)) == {"work[2]": ("interrupted", None)}
+
+
+def test_tracked_files_and_keys_from_names_that_are_not_utf8(flow: Flow) -> None:
+    flow.write("""
+        name: bytes
+        steps:
+          - name: size
+            task: shell
+            items: {glob: "data/*"}
+            inputs: {command: "wc -c < {{ item }}"}
+    """)
+    data = flow.dir / "data"
+    data.mkdir()
+    name = os.fsdecode(b"caf\xe9.txt")
+    (data / name).write_bytes(b"12345")
+    assert flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws)).returncode == 0
+    node = "size[data/caf\\udce9.txt]"
+    assert flow.nodes()[node]["result"]["stdout"].strip() == "5"  # the task read the file by its own name
+    (data / name).write_bytes(b"1234567")
+    assert _reasons(_dry(flow)) == {node: ("changed", "input file: data/caf\\udce9.txt")}
