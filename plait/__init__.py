@@ -6,6 +6,7 @@ plait logs through loguru and, as loguru advises for libraries, is silent until 
 the command line enables it; from Python, call `loguru.logger.enable("plait")`.
 
 Names are imported on first use (PEP 562), so `plait status` starts without the compiler or joblib.
+`plait.__version__` is the installed distribution's version (one source: pyproject.toml).
 """
 
 from __future__ import annotations
@@ -27,7 +28,20 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
+def _version() -> str:
+    """Return plait's version as installed (pyproject.toml's, through the package metadata)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("plait")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        return _version()
     if name in _WHERE:
         return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module 'plait' has no attribute '{name}'")

@@ -18,15 +18,18 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from plait.compiler.diagnostics import WorkflowError
 from plait.draw import EXPAND_SVG_MAX
 from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES
+from plait.masking import MASK, MaskedStream, mask
+from plait.plugins import PluginError, load_modules
 from plait.runtime.ledger import LedgerError
-from plait.terminal import escaped_output, log_format, raw
+from plait.screen import Screen, use_colour
+from plait.terminal import EscapingStream, escaped_output, log_format, raw
 from plait.workspace import state_dir
 
 if TYPE_CHECKING:
@@ -35,6 +38,7 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+_WHICH_WORKSPACE = "the one under runs/ that ran last"
 
 
 class UsageError(Exception):
@@ -59,11 +63,30 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
 def _plan(args: argparse.Namespace) -> Plan:
     from plait.compiler import compile_workflow
 
-    plan = compile_workflow(args.workflow, _params(args))
+    load_modules(args.plugin)
+    plan = compile_workflow(args.workflow, _params(args), params_file=args.params_file)
     if not getattr(args, "quiet", False):
         for note in plan.notes:
             print(note, file=sys.stderr)
     return plan
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the workflow format, for editors (yaml-language-server) to check files as typed."""
+    from plait.compiler.json_schema import workflow_schema
+
+    load_modules(args.plugin)
+    text = json.dumps(workflow_schema(), indent=2) + "\n"
+    if args.output:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as err:
+            raise UsageError(f"cannot write '{args.output}': {err.strerror}") from err
+        print(f"wrote {args.output}: point your editor at it with the first line "
+              f"`# yaml-language-server: $schema={args.output}`", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -143,7 +166,7 @@ def cmd_graph(args: argparse.Namespace) -> int:
     except (GraphvizMissing, DrawingTooBig) as err:
         raise UsageError(str(err)) from err
     if args.output:
-        _write(args.output, text)
+        _write(args.output, mask(text))  # as stdout would show it
     else:
         sys.stdout.write(text)
     return EXIT_OK
@@ -168,10 +191,15 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     if args.dry_run:
         return _dry_run(args, plan)
     start = time.monotonic()
+    level = "DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"
+    # While the run goes, the terminal is a screen with the live progress block at its bottom: what is
+    # printed goes above it, escaped; the block itself is plait's own drawing, written raw.
+    screen = Screen(raw(sys.stderr))
     try:
-        with _terminal_log("DEBUG" if args.verbose else "WARNING" if args.quiet else "INFO"):
+        with screen, redirect_stderr(EscapingStream(screen)), \
+                redirect_stdout(EscapingStream(screen.above(raw(sys.stdout)))), _terminal_log(level, screen):
             result = run_workflow(plan, workspace=args.workspace, jobs=args.jobs, backend=backend, fresh=args.fresh,
-                                  progress=None if args.quiet else raw(sys.stderr),
+                                  progress=None if args.quiet else screen,
                                   scheduler_address=args.scheduler_address,
                                   log_level="DEBUG" if args.verbose else "INFO",
                                   max_result_bytes=args.max_result_size, force_jobs=args.force_jobs,
@@ -219,7 +247,22 @@ def cmd_resume(args: argparse.Namespace) -> int:
         raise UsageError(f"workspace '{workspace}' has no run to resume; use `plait run WF.yaml --workspace "
                          f"{workspace}`")
     args.workspace, args.fresh = str(workspace), False
-    return cmd_run(args, compile_workflow(last["source"], json.loads(last.get("params") or "{}")))
+    load_modules(args.plugin)
+    return cmd_run(args, compile_workflow(last["source"], _resumed_params(last, args), params_file=args.params_file))
+
+
+def _resumed_params(last: dict[str, Any], args: argparse.Namespace) -> dict[str, Any]:
+    """Return the params to resume with: the last run's, less its secrets (stored as ***), then those given now.
+
+    A params file given now replaces the stored value of each name it holds; `--param` wins over both.
+    """
+    from plait.compiler.params import read_params_file
+
+    stored = {name: value for name, value in json.loads(last.get("params") or "{}").items() if value != MASK}
+    if args.params_file:
+        for name in read_params_file(args.params_file):
+            stored.pop(name, None)
+    return {**stored, **_params(args)}
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -296,24 +339,38 @@ def _run_report(workspace: Path, output: str | bool, plan: Plan) -> None:
 
 
 def _workspace(given: str | None) -> Path:
-    """Return the workspace to read: the one given, or the only one under runs/."""
+    """Return the workspace to read: the one given, else the one under runs/ that ran last (named on stderr
+    when there are several, so that nobody reads another workflow's state unawares)."""
     if given:
         return Path(given)
     found = sorted(p.parent.parent for p in Path("runs").glob("*/.plait/ledger.db"))
-    if len(found) == 1:
-        return found[0]
     if not found:
         raise UsageError("no workspace under runs/ in this folder; pass --workspace DIR")
-    raise UsageError(f"several workspaces under runs/ ({', '.join(str(p) for p in found)}); pass --workspace DIR")
+    if len(found) == 1:
+        return found[0]
+    last = max(found, key=_last_used)
+    print(f"plait: {last} ran last of the {len(found)} workspaces under runs/ ({', '.join(str(p) for p in found)}); "
+          "pass --workspace DIR for another", file=sys.stderr)
+    return last
+
+
+def _last_used(workspace: Path) -> float:
+    """Return when a run last started in `workspace`: it writes its PID to `.plait/lock` as it starts."""
+    for name in ("lock", "ledger.db"):
+        try:
+            return (state_dir(workspace) / name).stat().st_mtime
+        except OSError:
+            continue
+    return 0.0
 
 
 @contextmanager
-def _terminal_log(level: str) -> Iterator[None]:
-    """Show plait's log records from `level` up on stderr while the command runs (plait is silent otherwise)."""
+def _terminal_log(level: str, stream: TextIO | Screen) -> Iterator[None]:
+    """Show plait's log records from `level` up on `stream` while the command runs (plait is silent otherwise)."""
     from loguru import logger
 
     logger.remove()
-    sink = logger.add(raw(sys.stderr), level=level, format=log_format, colorize=sys.stderr.isatty())
+    sink = logger.add(stream, level=level, format=log_format, colorize=use_colour(raw(sys.stderr)))
     logger.enable("plait")
     try:
         yield
@@ -342,16 +399,28 @@ def _run_summary(result: Any, seconds: float) -> str:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="plait", description="Compile YAML workflows into a DAG and run them "
                                      "as parallel, resumable batches.")
+    parser.add_argument("--version", action=_Version, help="print plait's version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def plugin_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--plugin", action="append", metavar="MODULE", help="import MODULE first: it registers task "
+                       "kinds with @plait.task (importable from the current folder, or installed); repeatable")
 
     def workflow_command(name: str, func: Any, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("workflow", metavar="WF.yaml", help="the workflow file")
-        p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE", help="override a parameter")
+        param_options(p)
         p.add_argument("--flow", metavar="NAME", help="for a file of the original engine: the flow to run "
                        "(the same as --param flow=NAME)")
         p.set_defaults(func=func)
         return p
+
+    def param_options(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--param", "-p", action="append", metavar="NAME=VALUE",
+                       help="set a parameter; overrides --params-file").completer = _complete_param  # type: ignore[attr-defined]
+        p.add_argument("--params-file", metavar="FILE", help="parameters from a YAML or JSON file of NAME: VALUE, "
+                       "typed as written (as a default in the workflow is)")
+        plugin_option(p)
 
     p = workflow_command("compile", cmd_compile, "validate a workflow and print its plan")
     p.add_argument("--format", choices=("text", "json"), default="text")
@@ -364,11 +433,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help=f"draw --expand as svg even past {EXPAND_SVG_MAX:,} nodes "
                    "(Graphviz may take minutes)")
 
-    def run_options(p: argparse.ArgumentParser) -> None:
+    def run_options(p: argparse.ArgumentParser, default_workspace: str = "runs/<workflow name>") -> None:
         from plait.runtime import BACKENDS
 
         p.add_argument("--workspace", "-w", metavar="DIR", help="where the run works and keeps its state "
-                       "(default: runs/<workflow name>)")
+                       f"(default: {default_workspace})")
         p.add_argument("--jobs", "-j", type=_positive, default=2, metavar="N", help="parallel workers (default 2; "
                        f"at most {JOBS_PER_CORE} per core unless --force-jobs)")
         p.add_argument("--force-jobs", action="store_true", help="start every worker --jobs asks for, past "
@@ -397,14 +466,15 @@ def _parser() -> argparse.ArgumentParser:
     run_options(p)
     p.add_argument("--fresh", action="store_true", help="forget the workspace's ledger and start over")
     p = sub.add_parser("resume", help="resume a workspace's last run", description="resume a workspace's last run "
-                       "with the same workflow file and params")
-    run_options(p)
-    p.set_defaults(func=cmd_resume)
+                       "with the same workflow file and params (a secret parameter is never stored: give it again)")
+    run_options(p, default_workspace=_WHICH_WORKSPACE)
+    param_options(p)
+    p.set_defaults(func=cmd_resume, flow=None)
     p = workflow_command("migrate", cmd_migrate, "write a workflow of the original engine (yaml-workflow) in "
                          "plait's own form, comments kept")
     p.add_argument("-o", "--output", metavar="NEW.yaml", help="write to NEW.yaml instead of stdout")
     p = sub.add_parser("status", help="show a workspace's state", description="show a workspace's state")
-    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--workspace", "-w", metavar="DIR", help=f"the workspace (default: {_WHICH_WORKSPACE})")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("logs", help="show why a node ran, each attempt, what it printed and how it failed",
@@ -425,12 +495,45 @@ def _parser() -> argparse.ArgumentParser:
                        description="write a workspace's run report: one self-contained HTML page (the run, its "
                        "history, the steps coloured by status, a table per step, a timeline, the failures), or "
                        "the same data as JSON with a trace of one row per attempt; works while a run is going")
-    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--workspace", "-w", metavar="DIR", help=f"the workspace (default: {_WHICH_WORKSPACE})")
     p.add_argument("--format", choices=("html", "json"), default="html")
     p.add_argument("-o", "--output", metavar="FILE", help="where to write it, - for stdout (default: html to "
                    "<workspace>/.plait/report.html, json to stdout)")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("schema", help="print the JSON Schema of the workflow format (for editors)",
+                       description="print the JSON Schema of the workflow format, from the tables the compiler checks "
+                       "files with (task kinds of --plugin modules and installed plugins included); an editor with "
+                       "yaml-language-server validates and completes a workflow whose first line is "
+                       "`# yaml-language-server: $schema=FILE`")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    plugin_option(p)
+    p.set_defaults(func=cmd_schema)
     return parser
+
+
+class _Version(argparse.Action):
+    """`--version`: print the installed version (read only when asked: the metadata costs milliseconds)."""
+
+    def __init__(self, option_strings: list[str], dest: str = argparse.SUPPRESS, help: str | None = None) -> None:
+        super().__init__(option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help=help)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        import plait
+
+        print(f"plait {plait.__version__}")
+        parser.exit()
+
+
+def _complete_param(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> list[str]:
+    """Complete `--param` with `NAME=` for each parameter the workflow declares (for argcomplete)."""
+    import yaml
+
+    try:
+        with open(parsed_args.workflow, encoding="utf-8") as file:
+            declared = (yaml.safe_load(file) or {}).get("params") or {}
+    except Exception:  # completion must never fail: nothing to offer
+        return []
+    return [f"{name}=" for name in declared if isinstance(name, str) and f"{name}=".startswith(prefix)]
 
 
 def _size(text: str) -> int:
@@ -504,18 +607,28 @@ class _PipeSafe(io.TextIOBase):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code.
+
+    What it prints is escaped (plait.terminal), then masked: the values of secret parameters are
+    shown as *** in a command's output and its error messages alike (plait.masking), then written
+    safely from broken pipes.
+    """
     real = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = _PipeSafe(sys.stdout), _PipeSafe(sys.stderr)
+    sys.stdout, sys.stderr = MaskedStream(_PipeSafe(sys.stdout)), MaskedStream(_PipeSafe(sys.stderr))
     try:
-        with escaped_output():  # what is written is escaped, then written safely from broken pipes
+        with escaped_output():
             return _main(argv)
     finally:
         sys.stdout, sys.stderr = real
 
 
 def _main(argv: list[str] | None) -> int:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    if "_ARGCOMPLETE" in os.environ:  # the shell asks for completions (docs: `register-python-argcomplete plait`)
+        import argcomplete
+
+        argcomplete.autocomplete(parser)
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except WorkflowError as err:
@@ -524,7 +637,7 @@ def _main(argv: list[str] | None) -> int:
     except LedgerError as err:
         print(f"plait: error: {err}", file=sys.stderr)
         return EXIT_USAGE
-    except UsageError as err:
+    except (UsageError, PluginError) as err:
         print(f"plait: error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

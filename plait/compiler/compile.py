@@ -1,7 +1,9 @@
 """Compile a workflow file into a `Plan`: load, check everything, then expand.
 
 The compiler is pure: it reads the workflow file (and a glob's folder or a lines file) and
-returns an immutable plan; no task runs and nothing is written. A file written for the original
+returns an immutable plan; no task runs and nothing is written. Its one effect in the process:
+the values of parameters declared `secret: true` are registered to be masked in every output
+(`plait.masking`). A file written for the original
 engine is first translated into plait's own form (`plait.compiler.dialect`); the plan then
 carries the notes on what behaves differently. It checks the whole file before
 it builds anything and reports every error it can find in one `WorkflowError`, in file order,
@@ -17,13 +19,13 @@ from typing import Any
 
 import networkx as nx
 
-from plait import collector
+from plait import collector, masking
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
 from plait.compiler.dialect import Note, is_original, translate
 from plait.compiler.draft import StepDraft
 from plait.compiler.expand import build_plan
 from plait.compiler.loader import YamlList, YamlMap, load_yaml, read_regular_file
-from plait.compiler.params import resolve_params
+from plait.compiler.params import check_params_file, read_params_file, resolve_params
 from plait.compiler.plan import Plan
 from plait.compiler.policy import check_retry_values
 from plait.compiler.schema import DEFAULTS_FIELDS, RETRY_FIELDS, WORKFLOW_FIELDS, check_fields
@@ -35,10 +37,15 @@ __all__ = ["compile_text", "compile_workflow", "in_file_order", "read_workflow"]
 WORKFLOW_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def compile_workflow(source: str | Path, params: Mapping[str, Any] | None = None) -> Plan:
-    """Compile a workflow file (a path) or YAML text into a Plan. Raises WorkflowError."""
+def compile_workflow(source: str | Path, params: Mapping[str, Any] | None = None,
+                     params_file: str | Path | None = None) -> Plan:
+    """Compile a workflow file (a path) or YAML text into a Plan. Raises WorkflowError.
+
+    `params_file`: a YAML or JSON file of parameter values, checked against the workflow's
+    declarations where each value is written; `params` override it.
+    """
     text, filename, base_dir, path = read_workflow(source)
-    return compile_text(text, filename, base_dir, params, path)
+    return compile_text(text, filename, base_dir, params, path, params_file)
 
 
 def read_workflow(source: str | Path) -> tuple[str, str, Path, str | None]:
@@ -64,14 +71,15 @@ def read_workflow(source: str | Path) -> tuple[str, str, Path, str | None]:
 
 
 def compile_text(text: str, filename: str, base_dir: Path, params: Mapping[str, Any] | None = None,
-                 path: str | None = None) -> Plan:
+                 path: str | None = None, params_file: str | Path | None = None) -> Plan:
     """Compile YAML text; `base_dir` is where globs, lines files and Python modules are looked up."""
     with collector.paused():
-        return _compile(text, filename, base_dir, params, path)
+        return _compile(text, filename, base_dir, params, path, params_file)
 
 
 def _compile(text: str, filename: str, base_dir: Path, params: Mapping[str, Any] | None,
-             path: str | None) -> Plan:
+             path: str | None, params_file: str | Path | None = None) -> Plan:
+    given = read_params_file(str(params_file)) if params_file is not None else None
     doc = load_yaml(text, filename)
     start = SourceLoc(filename, 1, 1)
     if not isinstance(doc, YamlMap):
@@ -79,17 +87,22 @@ def _compile(text: str, filename: str, base_dir: Path, params: Mapping[str, Any]
                                         "start the file with `name: my-workflow`")])
     notes: list[Note] = []
     if is_original(doc):
-        translated = translate(doc, params or {})
+        translated = translate(doc, {**(given or {}), **(params or {})})
         if translated.errors:
             raise WorkflowError(in_file_order(translated.errors))
         doc, notes = translated.tree, translated.notes
     errors = check_fields(doc, WORKFLOW_FIELDS, "the workflow")
+    if given is not None:
+        good, file_errors = check_params_file(given, doc.get("params"))
+        errors += file_errors
+        params = {**good, **(params or {})}
     name = doc.get("name")
     if isinstance(name, str) and not WORKFLOW_NAME.match(name):
         errors.append(Diagnostic(doc.value_locs["name"], f"workflow name '{name}' is not allowed",
                                  "use letters, digits, - and _"))
     values, param_errors = resolve_params(doc.get("params"), params or {}, doc.key_locs.get("params", start))
     errors += param_errors
+    masking.hide(values[n] for n in _secret_params(doc.get("params")) if n in values)
     defaults = doc.get("defaults") if isinstance(doc.get("defaults"), YamlMap) else YamlMap(start)
     errors += check_fields(defaults, DEFAULTS_FIELDS, "defaults")
     if isinstance(defaults.get("retry"), YamlMap):
@@ -107,6 +120,13 @@ def _compile(text: str, filename: str, base_dir: Path, params: Mapping[str, Any]
         raise WorkflowError(in_file_order(errors))
     return build_plan(name, doc.get("description"), path, values, [drafts[s] for s in order], [str(n) for n in notes],
                       base_dir)
+
+
+def _secret_params(declared: Any) -> list[str]:
+    """Return the parameters declared `secret: true` (their values are masked in every output: plait.masking)."""
+    if not isinstance(declared, YamlMap):
+        return []
+    return [name for name, spec in declared.items() if isinstance(spec, YamlMap) and spec.get("secret") is True]
 
 
 def _without(mapping: YamlMap, key: str) -> YamlMap:

@@ -20,10 +20,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError, did_you_mean
-from plait.compiler.loader import MAX_DEPTH, MAX_DIGITS, YamlMap, load_yaml
+from plait.compiler.loader import MAX_DEPTH, MAX_DIGITS, YamlMap, load_yaml, read_regular_file
 from plait.compiler.schema import PARAM_FIELDS, check_fields, describe_type, is_type
 
-__all__ = ["PARAM_TYPES", "parse_param_overrides", "resolve_params"]
+__all__ = ["PARAM_TYPES", "check_params_file", "parse_param_overrides", "read_params_file", "resolve_params"]
 
 PARAM_TYPES: dict[str, tuple[type, ...]] = {
     "string": (str,),
@@ -211,3 +211,57 @@ def _shown(value: Any, limit: int = 60) -> str:
     except ValueError:  # an integer past Python's digit limit for text
         return f"an integer of more than {MAX_DIGITS:,} digits"
     return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def read_params_file(path: str) -> YamlMap:
+    """Load a params file (YAML, or JSON, which is YAML): a mapping of parameter names to values.
+
+    Raises WorkflowError, located in the file, when it cannot be read or is not such a mapping.
+    """
+    try:
+        text = read_regular_file(path).decode("utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise WorkflowError([Diagnostic(None, f"cannot read params file '{path}': {reason}",
+                                        "check the path; it is relative to the current folder")]) from err
+    given = load_yaml(text, path)
+    if not isinstance(given, YamlMap):
+        raise WorkflowError([Diagnostic(SourceLoc(path, 1, 1), "a params file is a mapping of parameter names to "
+                                                               "values", "write one `name: value` a line, "
+                                                                         "e.g. `size: 256`")])
+    return given
+
+
+def check_params_file(given: YamlMap, declared: Any) -> tuple[dict[str, Any], list[Diagnostic]]:
+    """Return (the good values, errors) of a params file checked against the workflow's declarations.
+
+    Each error is located where the value is given, its hint naming where it is declared.
+    A value in a file is typed as it is written, as a default in the workflow is: `size: "256"` is
+    text, and not an integer (only `--param`'s text is parsed by the declared type).
+    """
+    declared = declared if isinstance(declared, YamlMap) else YamlMap(given.loc)
+    errors: list[Diagnostic] = []
+    good: dict[str, Any] = {}
+    for name, value in given.items():
+        if name not in declared:
+            errors.append(Diagnostic(given.key_locs[name], f"unknown parameter '{name}' in the params file",
+                                     did_you_mean(str(name), declared) or _declared_hint(declared)))
+            continue
+        type_name, _, _, problems = _declaration(name, declared[name], declared.key_locs[name])
+        if problems:
+            continue  # reported where it is declared
+        found = len(errors)
+        declared_at = f"'{name}' is declared as {type_name} at {declared.key_locs[name]}"
+        spec = declared[name]
+        choices = spec.get("choices") if _is_declaration(spec) else None
+        if value is not None and not is_type(value, PARAM_TYPES[type_name]):
+            shown = "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else _shown(value)
+            errors.append(Diagnostic(given.value_locs[name], f"parameter '{name}' must be "
+                                     f"{describe_type(PARAM_TYPES[type_name])}, not {shown}", declared_at))
+        elif choices and value not in choices:
+            errors.append(Diagnostic(given.value_locs[name], f"parameter '{name}' must be one of {list(choices)}, "
+                                     f"not {_shown(value)}", did_you_mean(str(value), [str(c) for c in choices])
+                                     or declared_at))
+        if len(errors) == found:
+            good[name] = value
+    return good, errors

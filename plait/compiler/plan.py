@@ -211,13 +211,20 @@ class Plan:
     def digest(self) -> str:
         """Return a SHA-256 over the plan's canonical JSON: equal plans, equal digests.
 
+        Where the file is (its path, the positions in it) is left out: the same workflow has the
+        same digest in any checkout, named from any folder.
+
         The nodes go in as columns (every id, then every step, ...), not as one mapping a node:
         the same values, canonical all the same, but JSON-encoded several times faster, which every
         run and resume pays (docs/performance.md).
         """
         if self._digest is None:
             nodes = list(self.nodes.values())
-            body = {**self._body(nodes=False), "nodes": {
+            body = self._body(nodes=False)
+            del body["source"]  # where the plan was read from is not what it does: the same file anywhere,
+            for step in body["steps"]:  # named from any folder, has one digest (docs show it)
+                step.pop("loc"), step.pop("items_loc", None)
+            body = {**body, "nodes": {
                 "id": [n.id for n in nodes], "step": [n.step for n in nodes], "key": [n.key for n in nodes],
                 "task": [n.task for n in nodes], "kind": [n.kind for n in nodes], "item": [n.item for n in nodes],
                 "index": [n.index for n in nodes]}}

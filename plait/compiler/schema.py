@@ -89,6 +89,7 @@ PARAM_FIELDS: dict[str, Field] = {
     "description": Field((str,)),
     "choices": Field((list,)),
     "required": Field((bool,)),
+    "secret": Field((bool,), doc="true: the value reaches the tasks, and is shown as *** in every output"),
 }
 
 _TYPE_NAMES = {str: "text", int: "an integer", float: "a number", bool: "true or false",

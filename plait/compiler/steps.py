@@ -6,6 +6,7 @@ names of the other steps; how steps fit together (unknown dependencies, cycles) 
 `plait.compiler.compile` once every step is read.
 
 The checks live beside it: `step_templates` (what templates read, params rendered now),
+`code_reads` (what inline code and task-rendered templates read of other steps),
 `policy` (retry, timeout, on_error, budget) and `batch_form` (the original engine's `task: batch`).
 """
 
@@ -18,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from plait.compiler.batch_form import unwrap_batch
+from plait.compiler.code_reads import check_raw_reads
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from plait.compiler.draft import StepDraft
 from plait.compiler.loader import YamlList, YamlMap
@@ -63,6 +65,7 @@ def check_step(raw: YamlMap, position: int, step_names: Mapping[str, SourceLoc],
     errors += _check_dependencies(draft, raw, step_names)
     errors += check_policy(draft, raw, defaults, params, base_dir)
     errors += check_templates(draft, raw, step_names, param_names)
+    errors += check_raw_reads(draft, raw, step_names)
     errors += render_config(draft, raw, params, base_dir)
     errors += _check_kwargs(draft, raw)
     errors += check_tracking(draft, raw, params, base_dir)
@@ -86,7 +89,8 @@ def _check_inputs(draft: StepDraft, raw: YamlMap) -> list[Diagnostic]:
     kind = get_kind(draft.task)
     if kind is None:
         return [Diagnostic(raw.value_locs["task"], f"step '{draft.name}' has unknown task '{draft.task}'",
-                           did_you_mean(draft.task, kinds()) or f"known tasks: {', '.join(kinds())}")]
+                           did_you_mean(draft.task, kinds()) or f"known tasks: {', '.join(kinds())}; a kind of your "
+                           "own is registered by a module given as --plugin MODULE (docs/tasks.md)")]
     inputs = raw.get("inputs")
     if not isinstance(inputs, YamlMap):
         inputs = YamlMap(raw.loc)

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from plait.masking import mask
 from plait.report.data import NodeState, Report, TraceRow, collect, node_statuses
 from plait.report.page import render_html
 
@@ -34,8 +35,8 @@ def render(workspace: str | Path, fmt: str = "html", plan: Plan | None = None) -
         raise ValueError(f"report format '{fmt}' is not one of {', '.join(FORMATS)}")
     report = collect(workspace, plan)
     if fmt == "json":
-        return json.dumps(report.to_json(), default=str) + "\n"
-    return render_html(report)
+        return mask(json.dumps(report.to_json(), default=str)) + "\n"
+    return mask(render_html(report))
 
 
 def write_report(workspace: str | Path, path: str | Path, fmt: str = "html", plan: Plan | None = None) -> Path:

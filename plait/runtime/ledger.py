@@ -40,6 +40,8 @@ from json.encoder import encode_basestring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from plait.masking import mask, mask_records
+
 __all__ = ["LEDGER_NAME", "Attempt", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
 
 LEDGER_NAME = "ledger.db"
@@ -127,6 +129,7 @@ class Prior(NamedTuple):
     note: str | None = None  # why a node is pending ("interrupted"), or skipped
     error: str | None = None  # a failed node's error record, as JSON text
 
+_TEXT_COLUMNS = (4, 5, 6, 11)  # a NodeRecord's result, error, note and output
 ROWS_PER_STATEMENT = 80  # 962 parameters a statement, under SQLite's oldest limit of 999
 _UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
 
@@ -392,7 +395,7 @@ class Ledger:
             self.db.execute(_DEAD_RUNS_END)
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params, "
                             "step_graph) VALUES (?, ?, ?, ?, ?, 'running', ?, ?, ?)",
-                            (run_id, workflow, digest, pid, time.time(), source, json.dumps(params), step_graph))
+                            (run_id, workflow, digest, pid, time.time(), source, mask(json.dumps(params)), step_graph))
             self.db.executemany("INSERT INTO attempts SELECT node_id, run_id, attempts, status, started, ended, "
                                 "worker, reason, error, output FROM nodes WHERE node_id = ? AND run_id IS NOT NULL "
                                 "AND status IN ('succeeded', 'failed')", [(n,) for n in rerun])
@@ -423,6 +426,7 @@ class Ledger:
     @_writing
     def record(self, run_id: str, records: Sequence[NodeRecord]) -> None:
         """Write node outcomes in one transaction; a node recorded twice keeps its last record."""
+        records = mask_records(records, _TEXT_COLUMNS)  # secret values never reach the file (plait.masking)
         first = self._seq + 1
         self._seq += len(records)
         if _UPDATE_FROM and len({rec[0] for rec in records}) == len(records):
@@ -445,6 +449,7 @@ class Ledger:
         `outcomes`: (node, fingerprint, attempts, result JSON, started, ended, worker, output) each.
         Only nodes that have a row are recorded (a node the dead run had no row for runs again).
         """
+        outcomes = mask_records(outcomes, (3, 7))  # the result and the output
         first = self._seq + 1
         self._seq += len(outcomes)
         note = f"recovered from the journal of run {run_id}, which died before recording it"
@@ -462,7 +467,8 @@ class Ledger:
     def add_attempts(self, attempts: Sequence[Attempt]) -> None:
         """Record attempts that are not their node's last (failures that were retried)."""
         with self.db:
-            self.db.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?)", attempts)
+            self.db.executemany("INSERT INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?)",
+                                mask_records(attempts, (8, 9)))  # the error and the output
 
     @_writing
     def end_run(self, run_id: str, status: str, counts: Mapping[str, int] | None = None,

@@ -246,14 +246,14 @@ def _execute(run: _Run, options: _Options) -> RunReport:
     display = None
     if options.progress:
         display = Progress(run.plan, _done_by_step(run.plan, scheduler.state.status), options.progress)
-        scheduler.state.on_settle = display.update
+        display.attach(scheduler.state)
     try:
         with _signals_stop(scheduler):
             report = scheduler.run()
     finally:
         run.backend.close()  # a backend still opening on its thread is closed only once it is open
-    if display:
-        display.close()
+        if display:
+            display.close()  # however the run ended: the live block's clock stops
     return report
 
 

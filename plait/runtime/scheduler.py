@@ -248,6 +248,8 @@ class Scheduler:
                                   if n.id not in before.nodes or n.kind != before.nodes[n.id].kind])
         state.index(plan)
         self._decide(new)
+        if state.on_grow is not None:
+            state.on_grow([plan.nodes[join].step for join in joins], [plan.nodes[n] for n in new], state.status)
         ready = set(state.ready)
         for other in [*joins, *fed]:
             if other not in state.status and other not in ready:

@@ -22,6 +22,8 @@ State
         rng          the random source of retry jitter
         load_results reads restored nodes' results from the ledger, on demand
         on_settle    counts settled task nodes for the progress display (step, status, how many)
+        on_grow      tells the progress display what placeholders expanded into (the step of each, the new nodes,
+                     and `status`, where those the ledger has as done already are)
         log_nodes    a DEBUG line per succeeded node
     Changing:
         status       node -> final status (succeeded, failed, skipped): settled nodes only
@@ -58,7 +60,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-from plait.compiler import Plan
+from plait.compiler import NodeSpec, Plan
 from plait.runtime.decide import Decision
 from plait.runtime.execute import RunInfo, StepCall, step_call
 from plait.runtime.ledger import Attempt, NodeRecord
@@ -69,6 +71,8 @@ __all__ = ["Clock", "RunReport", "RunState", "due_retries", "interrupted", "rele
 
 # Counts settled task nodes: (step, status, how many).
 OnSettle = Callable[[str, str, int], None]
+# Tells what a placeholder expanded into: (placeholder, its step, the new nodes, the statuses so far).
+OnGrow = Callable[[list[str], list[NodeSpec], Mapping[str, str]], None]
 
 
 @dataclass
@@ -95,9 +99,9 @@ class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
     __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "failures", "fp", "in_flight",
-                 "info", "left_out", "limits", "load_results", "log_nodes", "members", "on_settle", "order", "paired",
-                 "plain", "plan", "pred", "reads_upstream", "ready", "remaining", "report", "results", "retries", "rng",
-                 "skipped_for_failure", "status", "step_calls", "stopping", "succ", "tolerated")
+                 "info", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow", "on_settle", "order",
+                 "paired", "plain", "plan", "pred", "reads_upstream", "ready", "remaining", "report", "results",
+                 "retries", "rng", "skipped_for_failure", "status", "step_calls", "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
                  clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
@@ -107,6 +111,7 @@ class RunState:
         self.rng = random.Random(seed)
         self.load_results = load_results
         self.on_settle = on_settle
+        self.on_grow: OnGrow | None = None
         self.log_nodes = log_nodes
         self.status: dict[str, str] = {}
         self.results: dict[str, str | None] = {}

@@ -15,6 +15,14 @@ renders itself).
 
 The registry lives here, apart from both compiler and runtime, because both need it: the
 compiler reads schemas, the runtime calls handlers. Users add kinds with `@plait.task("name")`.
+
+Kinds from other packages come through the entry-point group `plait.tasks`: an entry point's
+name is the kind's, its value a module that registers it with `@plait.task` (`mykind =
+"mypkg.kinds"`) or the handler itself (`mykind = "mypkg.kinds:run"`, registered with no field
+table). An entry point is loaded only when its kind is first asked for (a workflow names it), or
+all of them when the list of kinds is (a did-you-mean, `plait schema`), so installed plugins
+cost nothing to a workflow that does not use them. Worker processes need no registry: each
+step's handler travels to them by reference (module and name) and is imported there.
 """
 
 from __future__ import annotations
@@ -27,11 +35,14 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from plait.limits import MAX_RESULT_BYTES
+from plait.plugins import PluginError
 from plait.templating import template_context
 from plait.terminal import escape
 from plait.workspace import STATE_DIR, state_dir
 
-__all__ = ["Field", "TaskContext", "TaskKind", "get_kind", "kinds", "say", "task"]
+__all__ = ["ENTRY_POINTS", "Field", "TaskContext", "TaskKind", "get_kind", "kinds", "say", "task"]
+
+ENTRY_POINTS = "plait.tasks"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,15 +156,42 @@ def task(name: str, *, fields: Mapping[str, Field] | None = None, check: Check |
     return register
 
 
+_tried: set[str | None] = set()  # entry-point names looked up already (None: all of them)
+
+
 def get_kind(name: str) -> TaskKind | None:
-    """Return the registered kind called `name`, or None."""
+    """Return the registered kind called `name` (loading its entry point if one has that name), or None.
+
+    Raises PluginError when that entry point cannot be loaded.
+    """
     from plait import tasks  # noqa: F401  (registers the built-in kinds on first use)
 
+    if name not in _REGISTRY and name not in _tried and None not in _tried:
+        _load_entry_points(name)
     return _REGISTRY.get(name)
 
 
 def kinds() -> list[str]:
-    """Return the names of every registered task kind."""
+    """Return the names of every registered task kind, those of installed plugins included."""
     from plait import tasks  # noqa: F401
 
+    if None not in _tried:
+        _load_entry_points(None)
     return sorted(_REGISTRY)
+
+
+def _load_entry_points(name: str | None) -> None:
+    """Load the `plait.tasks` entry points called `name` (all of them for None). Mutates the registry."""
+    from importlib.metadata import entry_points
+
+    _tried.add(name)
+    for point in entry_points(group=ENTRY_POINTS):
+        if (name is not None and point.name != name) or point.name in _REGISTRY:
+            continue
+        try:
+            loaded = point.load()
+        except Exception as err:
+            raise PluginError(f"task kind '{point.name}' (entry point '{point.value}' of group {ENTRY_POINTS}) "
+                              f"cannot be loaded: {type(err).__name__}: {err}") from err
+        if point.name not in _REGISTRY and callable(loaded):
+            task(point.name)(loaded)

@@ -261,9 +261,10 @@ def check_answer(path: Path, text: str, code: int, out: str, err: str) -> None:
 
 
 def report(figures: dict) -> None:
-    figures["fuzz"] = (f"{TRIED['in-process']} mutated workflows compiled in-process and {TRIED['subprocess']} "
-                       f"by `plait compile` processes: {TRIED['exit 0']} exit 0, {TRIED['exit 2']} exit 2 with a "
-                       "position, no crash")
+    answers = TRIED["exit 0"] + TRIED["exit 2"]  # two a workflow in-process (compile and migrate), one a process
+    figures["fuzz"] = (f"{TRIED['in-process']} mutated workflows through `plait compile` and `plait migrate` "
+                       f"in-process and {TRIED['subprocess']} through `plait compile` processes: of their {answers} "
+                       f"answers, {TRIED['exit 0']} exit 0 and {TRIED['exit 2']} exit 2 with a position; no crash")
 
 
 def prepare(folder: Path) -> Path:

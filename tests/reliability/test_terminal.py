@@ -132,9 +132,9 @@ def test_on_a_terminal_plait_keeps_its_own_colours_and_shows_the_items_escaped(f
     data_sequences = [p for p in PAYLOADS if p in seen]
     assert data_sequences == []
     assert "\\x1b[32mrun OK: everything succeeded\\x1b[0m" in seen
-    # Only plait's own escape sequences remain: SGR colours from loguru and the progress display's redraw.
+    # Only plait's own escape sequences remain: SGR colours from loguru and the live block's redraw (clear below).
     own = seen
-    for sequence in ("\x1b[0m", "\x1b[1m", "\x1b[2K", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[34m", "\x1b[36m"):
+    for sequence in ("\x1b[0m", "\x1b[1m", "\x1b[J", "\x1b[31m", "\x1b[32m", "\x1b[33m", "\x1b[34m", "\x1b[36m"):
         own = own.replace(sequence, "")
     own = "".join(c for c in own if c != "\r")  # the terminal's own newline translation (ONLCR)
     assert raw_controls(own) <= {"\x1b"}, raw_controls(own)  # the cursor-up of the progress redraw: ESC [ nA
