@@ -23,6 +23,7 @@ State
     Changing:
         status       node -> final status (succeeded, failed, skipped): settled nodes only
         results      node -> result as JSON text (restored nodes: loaded when first read)
+        errors       node -> error record of a node that failed in this run (what `steps.X.error` shows)
         fp           node -> fingerprint
         decisions    node -> `Decision`, for every node this run decided to run
         remaining    node -> predecessors not settled yet, for the nodes waiting
@@ -89,7 +90,8 @@ class Clock(NamedTuple):
 class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
-    __slots__ = ("attempts", "buffer", "clock", "decisions", "failures", "fp", "in_flight", "info", "load_results",
+    __slots__ = ("attempts", "buffer", "clock", "decisions", "errors", "failures", "fp", "in_flight", "info",
+                 "load_results",
                  "log_nodes", "members", "on_settle", "order", "paired", "plan", "pred", "reads_upstream", "ready",
                  "remaining", "report", "results", "retries", "rng", "skipped_for_failure", "status", "step_calls",
                  "stopping", "succ", "tolerated")
@@ -105,6 +107,7 @@ class RunState:
         self.log_nodes = log_nodes
         self.status: dict[str, str] = {}
         self.results: dict[str, str | None] = {}
+        self.errors: dict[str, dict[str, Any]] = {}
         self.fp: dict[str, str] = {}
         self.decisions: dict[str, Decision] = {}
         self.remaining: dict[str, int] = {}
