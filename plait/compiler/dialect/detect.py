@@ -2,7 +2,8 @@
 
 A file is read as the original dialect when it has one thing a native file cannot have: the
 top-level keys `settings`, `flows`, `imports` or `secrets`; steps given as a mapping; a step whose
-task is one of the original's kinds (`python_code`, `read_file`, ...); an `on_error`
+task is one of the original's kinds (`python_code`, `read_file`, ...) or a kind plait does not
+have that the original's `register_task` registered in this process (or a plugin did); an `on_error`
 mapping or a number as a step's `retry`; or a parameter with the original's schema keys. A file
 with something only plait has (`defaults`, a step's `after`, `items`, `for_each`, `key`,
 `max_failures` or retry policy, the kinds `python` and `file`) is native. A file with neither is
@@ -74,5 +75,14 @@ def _original_step(step: Any) -> bool:
     task, inputs = step.get("task"), step.get("inputs")
     if task == "batch" and isinstance(inputs, dict) and ("steps" in inputs or "arg_name" in inputs):
         return True  # the original's batch, with what plait's own `task: batch` does not take
-    return ((isinstance(task, str) and task in ORIGINAL_KINDS) or isinstance(step.get("on_error"), dict)
+    return ((isinstance(task, str) and (task in ORIGINAL_KINDS or _registered_there(task)))
+            or isinstance(step.get("on_error"), dict)
             or (isinstance(step.get("retry"), int) and not isinstance(step.get("retry"), bool)))
+
+
+def _registered_there(task: str) -> bool:
+    """Return True for a kind plait does not have that the original's `register_task` (or plugins) registered."""
+    from plait.tasks.base import get_kind
+    from plait.tasks.original import find_task
+
+    return get_kind(task) is None and find_task(task) is not None

@@ -16,7 +16,7 @@ from plait.compiler.dialect.detect import ORIGINAL_KINDS
 from plait.compiler.dialect.findings import Findings
 from plait.compiler.dialect.names import bind_names, literal
 from plait.compiler.dialect.results import code_view, rewrite_reads
-from plait.compiler.dialect.tasks import CODE_FUNCTION, KINDS, translate_task
+from plait.compiler.dialect.tasks import CODE_FUNCTION, KINDS, TASK_FUNCTION, translate_task
 from plait.compiler.dialect.tree import located, map_strings, name_list, put
 from plait.compiler.loader import YamlMap
 from plait.compiler.schema import STEP_FIELDS
@@ -24,7 +24,7 @@ from plait.compiler.step_templates import template_strings
 from plait.tasks.base import get_kind
 from plait.templating import TemplateError, analyze
 
-__all__ = ["StepRules", "action_of", "in_order"]
+__all__ = ["StepRules", "action_of", "failed_test", "in_order"]
 
 _STEP_KEYS = ("name", "task", "description", "inputs", "condition", "on_error", "depends_on", "retry", "timeout")
 _ON_ERROR = ("action", "retry", "delay", "next", "message")
@@ -89,9 +89,9 @@ class StepRules(Findings):
     def _bind(self, out: YamlMap) -> None:
         """Rewrite the original's own names in the step's templates into plait's (`names.py`). Mutates `out`."""
         names = dict(self.names)
-        jumped_from = self.jump_sources.get(out.get("name"))
-        if jumped_from is not None:
-            names["error"] = (f"{{'step': {literal(jumped_from)}, 'message': {literal(_JUMP_MESSAGE % jumped_from)}}}")
+        error = self._jump_error(out.get("name"))
+        if error is not None:
+            names["error"] = error
         for key in ("items", "condition", "inputs"):
             if key in out:
                 before = out[key]
@@ -102,6 +102,21 @@ class StepRules(Findings):
                 if any(_reads(before, p) for p in self.param_names):
                     self.note(out.value_locs[key], "a parameter read at the top level ({{ name }}) is read as "
                                                    "args.name, as the original gave both", once="top-level")
+
+    def _jump_error(self, name: Any) -> str | None:
+        """Return the expression of `error` in a step that an `on_error.next` names, or None for another step.
+
+        It is `{step, message}` of the first jumping step that failed, and none when none did, as
+        the original's context held it.
+        """
+        sources = self.jump_sources.get(name)
+        if not sources:
+            return None
+        expression = "none"
+        for src in reversed(sources):
+            expression = (f"({{'step': {literal(src)}, 'message': steps.{src}.error.error}} if {failed_test(src)} "
+                          f"else {expression})")
+        return expression
 
     def _task(self, out: YamlMap, raw: YamlMap, task: str, inputs: YamlMap, kinds: Mapping[str, str],
               batch_items: Mapping[str, Any]) -> None:
@@ -125,6 +140,9 @@ class StepRules(Findings):
         native = _rewritten(native, kinds)
         if _is_code(native):
             self._code_names(native, kinds, batch_items)
+        error = self._jump_error(raw.get("name"))
+        if error is not None and native.get("function") in (CODE_FUNCTION, TASK_FUNCTION):
+            put(native["kwargs"], "error", f"{{{{ {error} }}}}", loc=raw.value_locs["task"])
         if native or "inputs" in raw:
             put(out, "inputs", native, raw, "inputs", loc=raw.key_locs.get("inputs", raw.loc))
         if kind == "template" and isinstance(native.get("template"), str):
@@ -290,8 +308,7 @@ class StepRules(Findings):
                 put(out, "max_failures", "100%", on_error, "next")
                 self.note(on_error.value_locs["next"], f"on_error.next: when this step fails, the steps up to "
                                                        f"'{on_error['next']}' are skipped and it runs, and the run "
-                                                       "succeeds, as in the original; a step that succeeds with no "
-                                                       "result (null) counts as failed here", once="next")
+                                                       "succeeds, as in the original", once="next")
         if "retry" in on_error:
             count, delay = on_error["retry"], on_error.get("delay", 0)
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
@@ -313,16 +330,18 @@ class StepRules(Findings):
         put(out, "retry", policy, where, "retry")
 
 
-_JUMP_MESSAGE = "step '%s' failed (plait status shows its error)"
-
-
 _DEFINED = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*) is (not )?defined\b")
 
 
 def _defined(text: str) -> str:
-    """Make `steps.X is defined` true only when X succeeded, as in the original (plait shows a skipped X as null)."""
-    return _DEFINED.sub(lambda m: f"(steps.{m[1]} is not defined or steps.{m[1]}.result is none)" if m[2]
-                        else f"(steps.{m[1]} is defined and steps.{m[1]}.result is not none)", text)
+    """Make `steps.X is defined` true only when X succeeded, as in the original (plait shows a skipped X too)."""
+    return _DEFINED.sub(lambda m: f"(steps.{m[1]} is not defined or steps.{m[1]}.status is defined)" if m[2]
+                        else f"(steps.{m[1]} is defined and steps.{m[1]}.status is not defined)", text)
+
+
+def failed_test(step: str) -> str:
+    """Return the template test that is true when `step` failed (its failure tolerated, as a jump's is)."""
+    return f"(steps.{step}.status is defined and steps.{step}.status == 'failed')"
 
 
 def _never_runs(condition: Any) -> bool:

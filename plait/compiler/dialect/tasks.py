@@ -55,16 +55,20 @@ def translate_task(kind: str, inputs: YamlMap, loc: SourceLoc, step: str) -> Res
     """Return (plait kind, plait inputs, errors) for an original task, or None for a kind nobody registered.
 
     A kind of the original that plait has no kind for (`fail`, `print_vars`, `http.request`...), and a
-    kind registered with the original's `register_task`, runs through `plait.tasks.original`.
+    kind registered with the original's `register_task`, runs through `plait.tasks.original`; so
+    does a kind of the original that the user registered again themselves (theirs replaced it).
     """
+    from plait.tasks.original import find_task, user_module
+
+    handler = find_task(kind)
+    if handler is not None and user_module(handler) is not None:
+        return registered(kind, inputs, loc)
     if kind in _FILE:
         return _file(kind, inputs)
-    handler = KINDS.get(kind)
-    if handler is not None:
-        return handler(inputs, loc, step)
-    from plait.tasks.original import find_task
-
-    return registered(kind, inputs, loc) if find_task(kind) is not None else None
+    translate = KINDS.get(kind)
+    if translate is not None:
+        return translate(inputs, loc, step)
+    return registered(kind, inputs, loc) if handler is not None else None
 
 
 def _unknown(inputs: YamlMap, allowed: tuple[str, ...], kind: str) -> list[Diagnostic]:
@@ -262,11 +266,20 @@ def _same(kind: str, allowed: tuple[str, ...] | None = None) -> Callable[[YamlMa
 
 
 def registered(kind: str, inputs: YamlMap, loc: SourceLoc) -> Result:
-    """Return a step of the original's kind `kind` run by `plait.tasks.original.run_task`, inputs as they are."""
+    """Return a step of the original's kind `kind` run by `plait.tasks.original.run_task`, inputs as they are.
+
+    A kind the user registered names its module, for nodes that run in another process.
+    """
+    from plait.tasks.original import find_task, user_module
+
+    handler = find_task(kind)
     out = YamlMap(inputs.loc)
     put(out, "function", TASK_FUNCTION, loc=loc)
     kwargs = YamlMap(inputs.loc)
     put(kwargs, "task", kind, loc=loc)
+    module = user_module(handler) if handler is not None else None
+    if module:
+        put(kwargs, "module", module, loc=loc)
     put(kwargs, "inputs", inputs, loc=inputs.loc)
     put(out, "kwargs", kwargs, loc=inputs.loc)
     return "python", out, []

@@ -51,7 +51,7 @@ from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
 from plait.compiler.dialect.findings import Note
 from plait.compiler.dialect.imports import with_imports
 from plait.compiler.dialect.names import TIMESTAMP, literal
-from plait.compiler.dialect.step import StepRules, action_of, in_order
+from plait.compiler.dialect.step import StepRules, action_of, failed_test, in_order
 from plait.compiler.dialect.tree import located, name_list, put
 from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.params import PARAM_TYPES
@@ -103,7 +103,7 @@ class _Translator(StepRules):
         self.workflow_name: Any = None
         self.param_names: list[str] = []
         self.names: dict[str, str] = {}
-        self.jump_sources: dict[Any, str] = {}
+        self.jump_sources: dict[Any, list[str]] = {}
 
     def run(self) -> Translation:
         doc = self.doc
@@ -333,7 +333,9 @@ class _Translator(StepRules):
                        if s.get("task") == "batch" and isinstance(s.get("inputs"), YamlMap)}
         order = [s.get("name") for s in steps if isinstance(s, YamlMap)]
         jumps = self._jumps(steps, order, every)
-        self.jump_sources = {steps[end].get("name"): src for src, (_, end) in jumps.items()}
+        self.jump_sources = {}
+        for src, (_, end) in jumps.items():
+            self.jump_sources.setdefault(steps[end].get("name"), []).append(src)
         previous: str | None = None
         for position, raw in enumerate(steps):
             if not isinstance(raw, YamlMap):
@@ -403,16 +405,17 @@ class _Translator(StepRules):
 def _guard(step: YamlMap, raw: YamlMap, passed: list[str], failed: list[str]) -> None:
     """Run `step` only when every step of `passed` succeeded and, with `failed`, one of those failed.
 
-    A failing step that jumps (`on_error.next`) has its failure tolerated, so the steps that read
-    it still run, with its result null: the condition tells the two apart. Mutates `step`.
+    A failing step that jumps (`on_error.next`) has its failure tolerated, so the steps that depend
+    on it still run: the condition tells a failure (`steps.X.status` is set) from a success.
+    Mutates `step`.
     """
     existing = step.get("depends_on") or []
     existing = [existing] if isinstance(existing, str) else list(existing)
     put(step, "depends_on", name_list([*existing, *(s for s in [*passed, *failed] if s not in existing)], raw.loc),
         raw, "name", loc=raw.loc)
-    tests = [f"steps.{s}.result is not none" for s in passed]
+    tests = [f"steps.{s}.status is not defined" for s in passed]
     if failed:
-        tests.append("(" + " or ".join(f"steps.{s}.result is none" for s in failed) + ")")
+        tests.append("(" + " or ".join(failed_test(s) for s in failed) + ")")
     test = " and ".join(tests)
     condition = step.get("condition")
     text = (f"{{% if {test} %}}{condition}{{% else %}}False{{% endif %}}" if isinstance(condition, str)
