@@ -176,7 +176,49 @@ def test_flows_pick_their_steps_in_their_order_and_the_flow_is_a_parameter() -> 
     assert (sorted(back.graph.edges), dict(back.params)) == ([("c", "a")], {"flow": "back"})
     assert sorted(every.graph.edges) == [("a", "b"), ("b", "c")]
     assert errors_of(text, flow="nope") == [
-        "wf.yaml:7:1: error: parameter 'flow' must be one of ['main', 'back', 'all'], not 'nope'"]
+        "wf.yaml:7:1: error: Flow 'nope' not found\n  hint: flows: main, back, all"]
+
+
+def test_an_on_error_the_original_read_as_fail_is_read_so_with_a_note() -> None:
+    plan = compile_text(textwrap.dedent("""
+        name: lenient
+        steps:
+          - {name: a, task: fail, on_error: oops}
+          - {name: b, task: fail, on_error: 12345}
+          - {name: c, task: fail, on_error: {retry: -5}}
+          - {name: d, task: fail, on_error: {retry: lots, delay: 1}}
+    """), "wf.yaml", Path.cwd())
+    assert [(s.name, s.on_error, s.retry.max_attempts) for s in plan.steps.values()] == [
+        ("a", "fail", 1), ("b", "fail", 1), ("c", "fail", 1), ("d", "fail", 1)]
+    assert [n for n in plan.notes if "note: on_error" in n] == [
+        "wf.yaml:4:37: note: on_error 'oops' is read as 'fail', as the original read it; write `on_error: continue`, "
+        "or a mapping with action, retry, delay, next",
+        "wf.yaml:5:37: note: on_error 12345 is read as 'fail', as the original read it; write `on_error: continue`, "
+        "or a mapping with action, retry, delay, next",
+        "wf.yaml:6:45: note: on_error.retry -5 is not a whole number, 0 or more: the step runs once (the original ran "
+        "a negative count as none, and text as its default of 3)",
+        "wf.yaml:7:45: note: on_error.retry 'lots' is not a whole number, 0 or more: the step runs once (the original "
+        "ran a negative count as none, and text as its default of 3)"]
+
+
+def test_parameters_read_and_checked_as_the_original_did() -> None:
+    text = """
+        name: params
+        params:
+          who: {required: true, minLength: 3}
+          size: {description: any value}
+        steps:
+          - name: a
+            task: echo
+            inputs: {message: "{{ args.who }} {{ args.size }} {{ args.color | default('red') }} {{ 'args.z|d(1)' }}"}
+          - {name: b, task: echo, inputs: {message: "{{ args.size | default('none') }}"}}
+    """
+    plan = compile_text(textwrap.dedent(text), "wf.yaml", Path.cwd(), {"who": "Ada", "size": 7})
+    assert (dict(plan.params), plan.steps["a"].config["message"], plan.steps["b"].config["message"]) == (
+        {"who": "Ada", "size": 7}, "Ada 7 red args.z|d(1)", 7)  # rendered at compile time: they read params only
+    assert errors_of(text, who="Al") == [
+        "wf.yaml:4:25: error: Parameter 'who' must be at least 3 characters long\n"
+        "  hint: pass a longer --param who=VALUE"]
 
 
 def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
@@ -259,6 +301,20 @@ def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
        definitions:
          - main: [a, bb]
      """, ["wf.yaml:7:17: error: flow 'main' lists unknown step 'bb'"]),
+    ("""
+     name: x
+     steps:
+       - {name: a, task: fail, on_error: {next: nowhere}}
+     """, ["wf.yaml:4:44: error: Invalid on_error.next target 'nowhere': no step has that name"]),
+    ("""
+     name: x
+     steps:
+       - {name: a, task: noop}
+     flows:
+       default: main
+       definitions:
+         - other: [a]
+     """, ["wf.yaml:6:12: error: Flow 'main' not found: the default flow is not defined\n  hint: flows: other, all"]),
 ])
 def test_what_plait_cannot_honour_is_an_error_at_its_position(text: str, messages: list[str]) -> None:
     if "flows:" in text:

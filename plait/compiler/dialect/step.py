@@ -14,7 +14,7 @@ from plait.compiler.batch_form import unwrap_batch
 from plait.compiler.diagnostics import SourceLoc, did_you_mean
 from plait.compiler.dialect.detect import ORIGINAL_KINDS
 from plait.compiler.dialect.findings import Findings
-from plait.compiler.dialect.names import bind_names, literal
+from plait.compiler.dialect.names import bind_names, fill_defaults, literal
 from plait.compiler.dialect.results import code_view, rewrite_reads
 from plait.compiler.dialect.tasks import CODE_FUNCTION, KINDS, TASK_FUNCTION, translate_task
 from plait.compiler.dialect.tree import located, map_strings, name_list, put
@@ -95,7 +95,13 @@ class StepRules(Findings):
         for key in ("items", "condition", "inputs"):
             if key in out:
                 before = out[key]
-                put(out, key, map_strings(before, lambda text: _defined(bind_names(text, names))), out, key)
+                bound = map_strings(before, lambda text: bind_names(text, names))
+                filled = map_strings(bound, lambda text: fill_defaults(text, self.param_names))
+                if filled != bound:
+                    self.note(out.value_locs[key], "args.X | default(V) of a parameter X that is neither declared nor "
+                                                   "given is V, as it was in the original (declare X to give it)",
+                              once="defaulted")
+                put(out, key, map_strings(filled, _defined), out, key)
                 if "run_number" in names and _reads(before, "run_number"):
                     self.note(out.value_locs[key], "run_number is plait's run id (plait names runs, it does not "
                                                    "number them)", once="run_number")
@@ -276,17 +282,15 @@ class StepRules(Findings):
                                "unless on_error.retry said otherwise", once="retries")
         if on_error is None:
             return
-        if isinstance(on_error, str):
-            if on_error in ("fail", "continue"):
-                put(out, "on_error", on_error, raw, "on_error")
-                if on_error == "continue":
-                    put(out, "max_failures", "100%", raw, "on_error")
-            else:
-                self.error(raw.value_locs["on_error"], f"on_error '{on_error}' is not fail or continue",
-                           "write `on_error: continue`, or a mapping with action, retry, delay, next")
-            return
         if not isinstance(on_error, YamlMap):
-            self.error(raw.value_locs["on_error"], "on_error must be fail, continue, or a mapping")
+            given = on_error if isinstance(on_error, str) else None
+            if given not in ("fail", "continue"):  # the original read anything else as fail, and so does plait
+                self.note(raw.value_locs["on_error"], f"on_error {on_error!r} is read as 'fail', as the original read "
+                                                      "it; write `on_error: continue`, or a mapping with action, "
+                                                      "retry, delay, next")
+            put(out, "on_error", "continue" if given == "continue" else "fail", raw, "on_error")
+            if given == "continue":
+                put(out, "max_failures", "100%", raw, "on_error")
             return
         for key in on_error:
             if key not in _ON_ERROR:
@@ -312,8 +316,11 @@ class StepRules(Findings):
         if "retry" in on_error:
             count, delay = on_error["retry"], on_error.get("delay", 0)
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                self.error(on_error.value_locs["retry"], "on_error.retry must be a whole number, 0 or more")
-            elif not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
+                count = 0  # the original ran a negative count as 0 retries, and text as its default
+                self.note(on_error.value_locs["retry"], f"on_error.retry {on_error['retry']!r} is not a whole number, "
+                                                        "0 or more: the step runs once (the original ran a negative "
+                                                        "count as none, and text as its default of 3)")
+            if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
                 self.error(on_error.value_locs["delay"], "on_error.delay must be a number of seconds, 0 or more")
             else:
                 self._retry(out, on_error, count, delay, on_error.value_locs["retry"])

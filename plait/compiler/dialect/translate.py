@@ -121,6 +121,9 @@ class _Translator(StepRules):
         params = self._params(doc.get("params"))
         steps = self._steps(doc.get("steps"))
         flow_steps = self._flow(doc.get("flows"), steps, params)
+        if not flow_steps and not self.errors:
+            self.error(doc.value_locs.get("steps", doc.loc), "No steps to execute: the workflow (or its flow) has no "
+                                                             "steps", "add at least one step under `steps:`")
         self.param_names = [p for p in params if isinstance(p, str) and p.isidentifier() and p not in _NOT_PARAMS]
         self.names = self._run_names()
         if "settings" in doc:
@@ -215,11 +218,14 @@ class _Translator(StepRules):
             if "default" not in declared and "required" not in declared:
                 declared["required"] = False  # the original gave an undeclared default as None
                 declared.key_locs["required"] = declared.value_locs["required"] = spec.loc
+            if "type" not in declared and "default" not in declared:  # the original took any value: the one given
+                declared["type"] = _type_of(self.overrides[name]) if name in self.overrides else "string"
+                declared.key_locs["type"] = declared.value_locs["type"] = spec.loc
             put(out, name, declared, params, name)
         return out
 
     def _length(self, name: str, spec: YamlMap, key: str) -> None:
-        """Check minLength/maxLength against the default, as the original did; note the overrides are not."""
+        """Check minLength/maxLength where the original did: the default, and a required parameter's minLength."""
         limit, default = spec[key], spec.get("default")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             self.error(spec.value_locs[key], f"parameter '{name}': {key} must be a whole number, 0 or more")
@@ -227,8 +233,13 @@ class _Translator(StepRules):
         if isinstance(default, str) and (len(default) < limit if key == "minLength" else len(default) > limit):
             self.error(spec.value_locs["default"], f"parameter '{name}': the default {default!r} breaks "
                                                    f"{key} {limit}", "change the default or the limit")
-        self.note(spec.key_locs[key], f"parameter '{name}': {key} is checked against the default only, "
-                                      "as the original engine did", once="length")
+        given = self.overrides.get(name)
+        if key == "minLength" and spec.get("required") is True and given is not None and len(str(given)) < limit:
+            self.error(spec.key_locs[key], f"Parameter '{name}' must be at least {limit} characters long",
+                       f"pass a longer --param {name}=VALUE")
+        self.note(spec.key_locs[key], f"parameter '{name}': {key} is checked against the default (and minLength "
+                                      "against the value of a required parameter), as the original engine did; "
+                                      "other values given are not checked", once="length")
 
     def _settings(self, settings: Any, loc: SourceLoc) -> None:
         if not isinstance(settings, YamlMap):
@@ -269,6 +280,12 @@ class _Translator(StepRules):
     def _flow(self, flows: Any, steps: list, params: YamlMap) -> list:
         """Return the steps of the chosen flow, in its order; declare the `flow` parameter. Mutates `params`."""
         if flows is None:
+            if self.overrides.get("flow", ALL_FLOWS) != ALL_FLOWS:
+                self.error(self.doc.loc, f"Flow '{self.overrides['flow']}' not found",
+                           "the workflow defines no flows (`flows:`); run it without --flow")
+            elif "flow" in self.overrides and "flow" not in params:  # `--flow all`, which the original took
+                put(params, "flow", located({"type": "string", "default": ALL_FLOWS, "choices": [ALL_FLOWS]},
+                                            self.doc.loc), loc=self.doc.loc)
             return steps
         loc = self.doc.key_locs["flows"]
         defined: dict[str, tuple[list, SourceLoc]] = {}
@@ -293,9 +310,9 @@ class _Translator(StepRules):
         names = [*defined, ALL_FLOWS]
         default = flows.get("default", ALL_FLOWS)
         if default not in names:
-            self.error(flows.value_locs["default"], f"the default flow '{default}' is not defined",
+            self.error(flows.value_locs["default"], f"Flow '{default}' not found: the default flow is not defined",
                        did_you_mean(str(default), names) or f"flows: {', '.join(names)}")
-            default = ALL_FLOWS
+            return steps
         if "flow" in params:
             self.error(params.key_locs["flow"], "a parameter named 'flow' clashes with the flow choice that "
                                                 "`flows:` adds", "rename the parameter")
@@ -307,8 +324,11 @@ class _Translator(StepRules):
             declared.key_locs[key] = declared.value_locs[key] = loc
         put(params, "flow", declared, self.doc, "flows")
         chosen = self.flow = self.overrides.get("flow", default)
-        if not isinstance(chosen, str) or chosen not in defined:
-            return steps  # `all`, or a value the parameter's choices refuse with their own message
+        if chosen not in names:
+            self.error(loc, f"Flow '{chosen}' not found", f"flows: {', '.join(map(str, names))}")
+            return steps
+        if chosen == ALL_FLOWS:
+            return steps
         by_name = {s["name"]: s for s in steps if isinstance(s, YamlMap) and isinstance(s.get("name"), str)}
         listed, _ = defined[chosen]
         picked = []
@@ -392,7 +412,8 @@ class _Translator(StepRules):
                 continue  # without `next:`, an error of its own (see _on_error)
             target = on_error["next"]
             if target not in order:
-                self.error(on_error.value_locs["next"], f"on_error.next names unknown step '{target}'",
+                self.error(on_error.value_locs["next"], f"Invalid on_error.next target '{target}': no step has that "
+                                                        "name",
                            did_you_mean(str(target), [o for o in order if isinstance(o, str)]) or None)
             elif order.index(target) <= position:
                 self.error(on_error.value_locs["next"], f"on_error.next jumps back to '{target}'",
