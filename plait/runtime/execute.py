@@ -75,6 +75,7 @@ class RunInfo:
     stop_file: str
     parent_pid: int
     trail: str | None = None  # the folder where local workers keep their crash trails (plait.runtime.trail)
+    run_number: int | None = None  # this run's count among the runs of the workspace's ledger, from 1
 
 
 class StepCall(NamedTuple):
@@ -205,7 +206,8 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
     started = time.time()
     call, node, item = chunk.calls[i], chunk.nodes[i], chunk.items[i]
     ctx = TaskContext(info.workspace, info.run_id, call.step, node, chunk.attempts[i], call.retry, _NodeLogger(node),
-                      info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total)
+                      info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total,
+                      info.run_number)
     try:
         context = ctx.template_context(item) if call.templated or call.condition is not None else None
         if call.condition is not None and not _truthy(render(call.condition, context)):

@@ -304,6 +304,11 @@ class Ledger:
             yield from self.db.execute(f"SELECT node_id, {column} FROM nodes WHERE node_id IN ({marks})", chunk)
 
     @_readable
+    def runs_started(self) -> int:
+        """Return how many runs this ledger has recorded (a run is recorded once it has begun)."""
+        return self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    @_readable
     def last_run(self) -> Mapping[str, Any] | None:
         """Return the newest run's row as a dict, or None."""
         cur = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1")

@@ -189,6 +189,7 @@ class Scheduler:
         state = self.state
         step = state.plan.steps[node.step]
         context = template_context(state.plan.params, steps=upstream_view(state, node), run_id=state.info.run_id,
+                                   run_number=state.info.run_number,
                                    workspace=state.info.workspace)
         try:
             items = render(step.items, context)

@@ -82,6 +82,7 @@ class TaskContext(NamedTuple):
     key: Any = None
     index: int | None = None
     total: int | None = None  # the number of items in this node's batch
+    run_number: int | None = None  # the run's count among the workspace's runs, from 1
 
     @property
     def batch(self) -> str:
@@ -99,7 +100,8 @@ class TaskContext(NamedTuple):
     def template_context(self, item: Any) -> dict[str, Any]:
         """Return the names a template of this node sees (`plait.templating.template_context`)."""
         return template_context(self.params, item=item, index=self.index, key=self.key, total=self.total,
-                                step=self.step, steps=self.steps, run_id=self.run_id, workspace=self.workspace)
+                                step=self.step, steps=self.steps, run_id=self.run_id, workspace=self.workspace,
+                                run_number=self.run_number)
 
 _REGISTRY: dict[str, TaskKind] = {}
 
