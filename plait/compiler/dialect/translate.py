@@ -160,9 +160,9 @@ class _Translator(StepRules):
         path = str(Path(file).resolve()) if file and not file.startswith("<") else ""
         name = literal(str(self.workflow_name))
         names = {param: f"args.{param}" for param in self.param_names}
-        names.update(workflow_name=name, workflow_file=literal(path), timestamp=TIMESTAMP, run_number="run.id",
+        names.update(workflow_name=name, workflow_file=literal(path), timestamp=TIMESTAMP, run_number="run.number",
                      workflow=f"{{'name': {name}, 'file': {literal(path)}, 'workspace': workspace, "
-                              f"'run_number': run.id, 'timestamp': {TIMESTAMP}}}")
+                              f"'run_number': run.number, 'timestamp': {TIMESTAMP}}}")
         return names
 
     def _secrets(self, secrets: Any, loc: SourceLoc) -> None:
@@ -389,10 +389,14 @@ class _Translator(StepRules):
         steps = list(steps)
         for raw in list(steps):
             on_error = raw.get("on_error") if isinstance(raw, YamlMap) else None
-            if not isinstance(on_error, YamlMap) or on_error.get("next") not in names or on_error["next"] in listed:
+            target = on_error.get("next") if isinstance(on_error, YamlMap) else None
+            if not isinstance(target, str) or target not in names or target in listed or \
+                    not isinstance(raw.get("name"), str):
                 continue
-            start = names.index(on_error["next"])
+            start = names.index(target)
             for extra in every[start:]:
+                if not isinstance(extra, YamlMap) or not isinstance(extra.get("name"), str):
+                    continue  # reported where the step is translated
                 if extra.get("name") in listed and extra.get("name") not in failure_only:
                     continue
                 failure_only.setdefault(extra["name"], []).append(raw["name"])
