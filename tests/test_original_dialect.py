@@ -183,6 +183,23 @@ def test_on_error_next_runs_the_target_skips_the_steps_between_and_the_run_succe
     assert result_of(tmp_path / "ws", "recover") == "recovering from risky: command exited with code 3: disk full"
 
 
+def test_run_number_counts_the_runs_of_the_workspace(tmp_path: Path) -> None:
+    write_workflow(tmp_path, """\
+        steps:
+          - {name: gate, task: shell, inputs: {command: test -f go}}
+          - name: stamp
+            task: template
+            inputs: {template: "run #{{ run_number }} of {{ workflow.run_number }}", output_file: stamp.txt}
+        """)
+    first = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert first.returncode == 1 and not (tmp_path / "ws" / "stamp.txt").exists()
+    (tmp_path / "ws" / "go").touch()
+    assert plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "ws" / "stamp.txt").read_text() == "run #2 of 2"
+    assert plait("run", "wf.yaml", "--workspace", "ws", "-q", "--fresh", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "ws" / "stamp.txt").read_text() == "run #1 of 1"
+
+
 def test_an_error_flow_target_sees_no_error_when_nothing_failed(tmp_path: Path) -> None:
     write_workflow(tmp_path, """\
         name: no-jump

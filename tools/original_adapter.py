@@ -5,7 +5,8 @@ by plait with the run's params (and flow) and run by plait in the engine's own w
 `threading` backend (so a task kind that a test registers in this process is seen). What plait
 recorded is then given back through the original's own API, and nothing more:
 - plait's ledger is written into the engine's `WorkflowState` with the state's own methods
-  (`mark_step_success`, `mark_step_failed`, `mark_step_skipped`), so `engine.state` and the
+  (`mark_step_success`, `mark_step_failed`, `mark_step_skipped`, with the original's words for
+  why a step was skipped: its condition, or the path a jump took), so `engine.state` and the
   returned `status`, `outputs` (`{step: {"result": ...}}`), `context` and `steps_state` hold plait's
   results and errors;
 - a failed run raises the original's `WorkflowError`, whose message plait's error record gives
@@ -144,6 +145,9 @@ def _write_state(engine: Any, plan: Any, flow: str | None) -> dict[str, dict[str
         state.set_flow(flow)
     steps: dict[str, dict[str, Any]] = {}
     engine.context["steps"] = {}
+    listed = engine.workflow.get("steps") or []
+    listed = [{"name": k, **v} for k, v in listed.items()] if isinstance(listed, dict) else listed
+    conditions = {s.get("name"): s.get("condition") for s in listed if isinstance(s, dict)}
     for name in plan.steps:
         node = nodes.get(name)
         if node is None:
@@ -156,8 +160,15 @@ def _write_state(engine: Any, plan: Any, flow: str | None) -> dict[str, dict[str
         elif status == "failed":
             state.mark_step_failed(name, (node["error"] or {}).get("error", ""))
         elif status == "skipped":
-            state.mark_step_skipped(name, reason=f"plait: {notes.get(name) or 'skipped'}")
+            state.mark_step_skipped(name, reason=_reason(notes.get(name), conditions.get(name)))
     return steps
+
+
+def _reason(note: str | None, condition: Any) -> str:
+    """Return the original's words for why plait skipped a step: its own condition, or the path a jump took."""
+    if note == "condition is false" and condition:
+        return f"Condition '{condition}' not met"
+    return "Workflow execution path skipped this step"  # a jump's guard, or a failure upstream
 
 
 def _exception(type_name: str | None, message: str) -> BaseException:

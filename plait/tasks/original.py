@@ -25,7 +25,8 @@ Decisions:
   registered there yet. A kind registered inside a function (a test, a notebook cell) exists in its
   own process only: its nodes need `--backend threading` or `sequential`, and say so.
 - `context` is rebuilt from the node's `TaskContext` in the original's shape: `args`, `env`,
-  `steps` (the steps this node reads), `workspace`, `workflow_name`, `run_number` (plait's run id),
+  `steps` (the steps this node reads), `workspace`, `workflow_name`, `run_number` (the run's count in its
+  workspace),
   `timestamp` (the run's start time, ISO 8601), and, in a step that an `on_error.next` names,
   `error` (`{step, message}` of the failure that jumped there, None when nothing failed).
 """
@@ -145,9 +146,9 @@ def original_context(ctx: TaskContext, name: str | None = None,
     """Return the original engine's context mapping for this node (see the module's docstring)."""
     workspace = str(ctx.workspace)
     stamp = _run_start(ctx.run_id)
-    workflow = {"name": name, "workspace": workspace, "run_number": ctx.run_id, "timestamp": stamp}
+    workflow = {"name": name, "workspace": workspace, "run_number": ctx.run_number, "timestamp": stamp}
     context: dict[str, Any] = {"args": thaw(ctx.params), "env": dict(os.environ), "steps": thaw(ctx.steps),
-                               "workspace": workspace, "workflow_name": name, "run_number": ctx.run_id,
+                               "workspace": workspace, "workflow_name": name, "run_number": ctx.run_number,
                                "timestamp": stamp, "workflow": workflow, "error": thaw(error)}
     if ctx.total is not None:
         context["batch"] = {"index": ctx.index, "total": ctx.total, "name": ctx.step}

@@ -11,7 +11,7 @@ dialect has each such name rewritten into an expression over plait's names:
 | `workflow_name` | the workflow's name, as text (the file's stem when it has no `name`) |
 | `workflow_file` | the workflow file's absolute path, as text |
 | `timestamp` | the run's start time in ISO 8601, read from `run.id` (`20261124T211809-...`) |
-| `run_number` | `run.id`: plait names runs, it does not number them (a note says so) |
+| `run_number` | `run.number`: the run's count among the runs of its workspace, from 1 (a note says so) |
 | `workflow` | a mapping of the above, with `workspace` |
 | `error` (in a step that `on_error.next` names) | `{step, message}` of the failing step |
 

@@ -103,8 +103,9 @@ class StepRules(Findings):
                               once="defaulted")
                 put(out, key, map_strings(filled, _defined), out, key)
                 if "run_number" in names and _reads(before, "run_number"):
-                    self.note(out.value_locs[key], "run_number is plait's run id (plait names runs, it does not "
-                                                   "number them)", once="run_number")
+                    self.note(out.value_locs[key], "run_number counts the runs of the workspace (plait runs again in "
+                                                   "one workspace; the original made a new one per run, numbered)",
+                              once="run_number")
                 if any(_reads(before, p) for p in self.param_names):
                     self.note(out.value_locs[key], "a parameter read at the top level ({{ name }}) is read as "
                                                    "args.name, as the original gave both", once="top-level")
