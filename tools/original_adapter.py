@@ -8,7 +8,8 @@ recorded is then given back through the original's own API, and nothing more:
   (`mark_step_success`, `mark_step_failed`, `mark_step_skipped`, with the original's words for
   why a step was skipped: its condition, or the path a jump took), so `engine.state` and the
   returned `status`, `outputs` (`{step: {"result": ...}}`), `context` and `steps_state` hold plait's
-  results and errors;
+  results (with the original's names beside plait's, `return_code` of a shell step: the dialect's
+  `results.as_original`) and errors;
 - a failed run raises the original's `WorkflowError`, whose message plait's error record gives
   ("Workflow halted at step 'X' due to unhandled error: ..."), with `original_error` rebuilt from the
   record's error type; a workflow plait refuses raises `WorkflowError` with plait's message.
@@ -129,6 +130,7 @@ def _compile(engine: Any, overrides: dict[str, Any]) -> Any:
 
 def _write_state(engine: Any, plan: Any, flow: str | None) -> dict[str, dict[str, Any]]:
     """Write what plait's ledger holds into the engine's state, step by step in the plan's order. Mutates it."""
+    from plait.compiler.dialect.results import as_original
     from plait.runtime import workflow_status
     from plait.runtime.ledger import LEDGER_NAME, Ledger, state_dir
 
@@ -148,15 +150,17 @@ def _write_state(engine: Any, plan: Any, flow: str | None) -> dict[str, dict[str
     listed = engine.workflow.get("steps") or []
     listed = [{"name": k, **v} for k, v in listed.items()] if isinstance(listed, dict) else listed
     conditions = {s.get("name"): s.get("condition") for s in listed if isinstance(s, dict)}
+    kinds = {s.get("name"): s.get("task") for s in listed if isinstance(s, dict)}
     for name in plan.steps:
         node = nodes.get(name)
         if node is None:
             continue
         status = _STATUS.get(node["status"], node["status"])
-        steps[name] = {"status": status, "error": node["error"], "result": results.get(name)}
+        result = as_original(str(kinds.get(name)), results.get(name))
+        steps[name] = {"status": status, "error": node["error"], "result": result}
         if status == "completed":
-            engine.context["steps"][name] = {"result": results.get(name)}
-            state.mark_step_success(name, {"result": results.get(name)})
+            engine.context["steps"][name] = {"result": result}
+            state.mark_step_success(name, {"result": result})
         elif status == "failed":
             state.mark_step_failed(name, (node["error"] or {}).get("error", ""))
         elif status == "skipped":

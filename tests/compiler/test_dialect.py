@@ -395,3 +395,24 @@ def test_every_value_loads_back_as_written(value: Any) -> None:
     tree = load("name: x\nvalue: 0\n")
     tree["value"] = value
     assert yaml.safe_load(to_yaml(tree, "name: x\nvalue: 0\n", [])) == {"name": "x", "value": value}
+
+
+def test_a_result_in_the_originals_shape_adds_its_names_and_keeps_plaits() -> None:
+    from plait.compiler.dialect.results import as_original
+
+    shell = {"stdout": "hi\n", "stderr": "", "exit_code": 0}
+    assert [as_original("shell", shell), as_original("python_script", shell), as_original("read_file", "text"),
+            as_original("echo", {"a": 1})] == [
+        {**shell, "return_code": 0}, {**shell, "returncode": 0}, "text", {"a": 1}]
+
+
+def test_a_noop_with_inputs_returns_the_originals_result_shape(tmp_path: Path) -> None:
+    plan = compile_text(textwrap.dedent("""
+        name: gather
+        steps:
+          - {name: keep, task: noop, inputs: {n: 2, should_fail: false}}
+          - {name: placeholder, task: noop}
+    """), "wf.yaml", tmp_path)
+    assert (dict(plan.steps["keep"].config), dict(plan.steps["placeholder"].config)) == (
+        {"should_fail": False, "processed_inputs": {"n": 2, "should_fail": False}, "task_name": "keep",
+         "task_type": "noop"}, {})

@@ -12,6 +12,8 @@ Decisions:
   So is code that opens a relative path literal (`open("out/x")`, `Path("out/x")`): the original
   changed the process's folder to the workspace around python_code (serialising every item on a
   lock); plait never changes folders, so such a path would land beside plait, not in the workspace.
+- `noop` with inputs returns what the original's returned, `{processed_inputs, task_name,
+  task_type}`: its inputs go under `processed_inputs` (plait's noop returns its inputs).
 - `template` keeps its inputs and gets `whitespace: trim`: the original rendered with Jinja's
   `trim_blocks`/`lstrip_blocks` and dropped the final line break, and a file's output must not change.
 - `python_function` becomes `function: module:function`; `python_module` and `python_script`
@@ -292,6 +294,25 @@ def _template(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
     return kind, out, errors
 
 
+def _noop(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
+    """Return plait's noop with the inputs under `processed_inputs`, so it returns the original's result shape.
+
+    A noop without inputs (a placeholder) stays one.
+    """
+    out = YamlMap(inputs.loc)
+    if not inputs:
+        return "noop", out, []
+    if "should_fail" in inputs:
+        put(out, "should_fail", inputs["should_fail"], inputs)
+    wrapped = YamlMap(inputs.loc)
+    for key in inputs:
+        put(wrapped, key, inputs[key], inputs)
+    put(out, "processed_inputs", wrapped, loc=inputs.loc)
+    put(out, "task_name", step, loc=loc)
+    put(out, "task_type", "noop", loc=loc)
+    return "noop", out, []
+
+
 KINDS: dict[str, Callable[[YamlMap, SourceLoc, str], Result]] = {
     "shell": _shell,
     "python_code": _python_code,
@@ -299,6 +320,6 @@ KINDS: dict[str, Callable[[YamlMap, SourceLoc, str], Result]] = {
     "python_module": _python_run("module"),
     "python_script": _python_run("script_path"),
     "template": _template,
-    "noop": _same("noop"),
+    "noop": _noop,
     "echo": _same("echo", ("message",)),
 }
