@@ -12,7 +12,9 @@ recorded is then given back through the original's own API, and nothing more:
   `results.as_original`) and errors;
 - a failed run raises the original's `WorkflowError`, whose message plait's error record gives
   ("Workflow halted at step 'X' due to unhandled error: ..."), with `original_error` rebuilt from the
-  record's error type; a workflow plait refuses raises `WorkflowError` with plait's message.
+  record's error type; a workflow plait refuses raises `WorkflowError` with plait's message, and
+  the state records the run as failed at `parameter_validation` (a parameter's error) or
+  `validation`, as the original recorded a run it refused.
 - `start_from` and `skip_steps` have no plait counterpart yet: a run that asks for them raises
   `WorkflowError` saying so. `resume_from` runs plait again in the same workspace (plait's resume).
 `install("native")` keeps the original's own run and only records that a run happened.
@@ -93,6 +95,9 @@ def run_on_plait(engine: Any, params: dict | None = None, resume_from: str | Non
         plan = _compile(engine, overrides)
     except WorkflowError as err:
         _record("plait", "refused", str(err))
+        first = err.errors[0].message if err.errors else str(err)
+        engine.state.mark_step_failed("parameter_validation" if "parameter" in first.lower() else "validation",
+                                      first)  # the original recorded a refused run so, and `--resume` reads it
         raise OriginalError(str(err)) from err
     result = run_workflow(plan, workspace=engine.workspace, jobs=2, backend="threading",
                           fresh=resume_from is None)

@@ -42,6 +42,10 @@ def errors_of(text: str, **params: Any) -> list[str]:
     ("name: a\nsteps: [{name: s, task: shell, on_error: {action: continue}}]", True),
     ("name: a\nsteps: [{name: s, task: shell, retry: 3}]", True),
     ("name: a\nparams: {x: {default: a, allowedValues: [a]}}\nsteps: []", True),
+    ("name: a\nparams: {x: {required: true}}\nsteps: [{name: s, task: shell}]", True),
+    ("name: a\nparams: {x: {description: any}}\nsteps: [{name: s, task: shell}]", True),
+    ("name: a\nparams: {x: {description: any, type: string}}\nsteps: [{name: s, task: shell}]", False),
+    ("name: a\nparams: {x: {}}\nsteps: [{name: s, task: shell}]", False),
     ("name: a\nsteps: [{name: s, task: [python_code]}]", False),
     ("[1, 2]", False),
 ])

@@ -3,16 +3,18 @@
 A file is read as the original dialect when it has one thing a native file cannot have: the
 top-level keys `settings`, `flows`, `imports` or `secrets`; steps given as a mapping; a step whose
 task is one of the original's kinds (`python_code`, `read_file`, ...) or a kind plait does not
-have that the original's `register_task` registered in this process (or a plugin did); an `on_error`
-mapping or a number as a step's `retry`; or a parameter with the original's schema keys. A file
-with something only plait has (`defaults`, a step's `after`, `items`, `for_each`, `key`,
-`max_failures` or retry policy, the kinds `python` and `file`) is native. A file with neither is
-read as the original's where plait's own reading would refuse it or change what it does: it has
-no `name`, a name plait does not allow (`Hello World`), or two steps or more that the list orders
-and no `depends_on` does (the original ran them one after the other; plait would run them at once).
-Otherwise it is native: the two readings run it the same way. The original's `task: batch` form
-alone does not make a file the original's: plait's own format accepts it (with `arg_name` or
-`steps` in its inputs, it does).
+have that the original's `register_task` registered in this process (or a plugin did); an
+`on_error` mapping or a number as a step's `retry`; or a parameter with the original's schema
+keys, or declared with only `required` and `description` (plait's own reading takes a mapping
+without `type` or `default` as the parameter's value). A file with something only plait has
+(`defaults`, a step's `after`, `items`, `for_each`, `key`, `max_failures` or retry policy, the
+kinds `python` and `file`) is native. A file with neither is read as the original's where
+plait's own reading would refuse it or change what it does: it has no `name`, a name plait does
+not allow (`Hello World`), or two steps or more that the list orders and no `depends_on` does
+(the original ran them one after the other; plait would run them at once). Otherwise it is
+native: the two readings run it the same way. The original's `task: batch` form alone does not
+make a file the original's: plait's own format accepts it (with `arg_name` or `steps` in its
+inputs, it does).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def is_original(doc: Any) -> bool:
     if any(key in doc for key in _TOP_MARKERS) or isinstance(doc.get("steps"), YamlMap):
         return True
     params = doc.get("params")
-    if isinstance(params, dict) and any(isinstance(p, dict) and any(k in p for k in _PARAM_MARKERS)
+    if isinstance(params, dict) and any(isinstance(p, dict) and (any(k in p for k in _PARAM_MARKERS) or _bare(p))
                                         for p in params.values()):
         return True
     steps = doc.get("steps")
@@ -58,6 +60,11 @@ def is_original(doc: Any) -> bool:
         return True  # plait's reading refuses it; the original's runs it
     listed = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
     return len(listed) > 1 and any("depends_on" not in s for s in listed[1:])
+
+
+def _bare(param: dict) -> bool:
+    """Return True for a declaration of only `required`/`description`: plait's reading takes it as the value."""
+    return bool(param) and set(param) <= {"required", "description"}
 
 
 def _native(doc: YamlMap) -> bool:
