@@ -420,3 +420,18 @@ def test_a_noop_with_inputs_returns_the_originals_result_shape(tmp_path: Path) -
     assert (dict(plan.steps["keep"].config), dict(plan.steps["placeholder"].config)) == (
         {"should_fail": False, "processed_inputs": {"n": 2, "should_fail": False}, "task_name": "keep",
          "task_type": "noop"}, {})
+
+
+@pytest.mark.parametrize(("text", "note"), [
+    ("name: ok\nsteps:\n  - {name: a, task: shell, inputs: {command: x}}\n"
+     "  - {name: b, task: shell, inputs: {command: y}}\n",
+     "wf.yaml:2:1: note: read as a file of the original engine (yaml-workflow) because its steps have no `depends_on`: "
+     "its steps run one after another, in list order. To write plait's own form instead, give each step `depends_on` "
+     "(`[]` for none): steps that do not depend on each other then run at once"),
+    ("steps:\n  - {name: a, task: shell, inputs: {command: x}}\n",
+     "wf.yaml:1:1: note: read as a file of the original engine (yaml-workflow) because it has no `name`. To write "
+     "plait's own form instead, give the workflow a name (letters, digits, - and _)"),
+])
+def test_a_file_read_as_the_originals_by_its_list_order_says_why_in_one_note(text: str, note: str) -> None:
+    plan = compile_text(text, "wf.yaml", Path.cwd())
+    assert [n for n in plan.notes if "name:" not in n and "is '" not in n] == [note]

@@ -24,7 +24,7 @@ from typing import Any
 
 from plait.compiler.loader import YamlMap
 
-__all__ = ["ORIGINAL_KINDS", "is_original"]
+__all__ = ["ORIGINAL_KINDS", "is_marked", "is_original", "read_by_order"]
 
 ORIGINAL_KINDS = frozenset({
     "python_code", "python_function", "python_module", "python_script",
@@ -44,6 +44,11 @@ def is_original(doc: Any) -> bool:
     """Return True when the loaded workflow is written in the original engine's dialect."""
     if not isinstance(doc, YamlMap):
         return False
+    return is_marked(doc) or (not _native(doc) and bool(read_by_order(doc)))
+
+
+def is_marked(doc: YamlMap) -> bool:
+    """Return True when the file has something only the original's form has (see the module's docstring)."""
     if any(key in doc for key in _TOP_MARKERS) or isinstance(doc.get("steps"), YamlMap):
         return True
     params = doc.get("params")
@@ -51,15 +56,26 @@ def is_original(doc: Any) -> bool:
                                         for p in params.values()):
         return True
     steps = doc.get("steps")
-    if isinstance(steps, list) and any(_original_step(step) for step in steps):
-        return True
-    if _native(doc):
-        return False
+    return isinstance(steps, list) and any(_original_step(step) for step in steps)
+
+
+def read_by_order(doc: YamlMap) -> list[str]:
+    """Return why a file with nothing of either form is read as the original's (nothing: it is not).
+
+    The reasons are the ones `is_original` weighs last: the file has no `name`, a name plait
+    refuses, or steps that only the list orders; each is a phrase for a note.
+    """
+    reasons = []
     name = doc.get("name")
-    if name is None or (isinstance(name, str) and not _NAME.match(name)):
-        return True  # plait's reading refuses it; the original's runs it
+    if name is None:
+        reasons.append("it has no `name`")
+    elif isinstance(name, str) and not _NAME.match(name):
+        reasons.append(f"its name '{name}' is not a plait name")
+    steps = doc.get("steps")
     listed = [s for s in steps if isinstance(s, dict)] if isinstance(steps, list) else []
-    return len(listed) > 1 and any("depends_on" not in s for s in listed[1:])
+    if len(listed) > 1 and any("depends_on" not in s for s in listed[1:]):
+        reasons.append("its steps have no `depends_on`")
+    return reasons
 
 
 def _bare(param: dict) -> bool:

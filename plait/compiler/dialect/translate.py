@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
+from plait.compiler.dialect.detect import is_marked, read_by_order
 from plait.compiler.dialect.findings import Note
 from plait.compiler.dialect.imports import with_imports
 from plait.compiler.dialect.names import TIMESTAMP, literal
@@ -114,6 +115,7 @@ class _Translator(StepRules):
             self._secrets(doc["secrets"], doc.value_locs["secrets"])
         if "imports" in doc:
             doc = self.doc = with_imports(doc, self)
+        self._by_order(doc)
         named = "name" in doc
         put(out, "name", self._name(doc), doc, "name" if named else None, loc=None if named else doc.loc)
         if "description" in doc:
@@ -136,6 +138,28 @@ class _Translator(StepRules):
         return Translation(out, notes, self.errors, self.flow)
 
     # --- the workflow ----------------------------------------------------------------------------
+
+    def _by_order(self, doc: YamlMap) -> None:
+        """Explain, in one note, why a file with nothing of either form is read as the original's, and how not to.
+
+        Such a file was most likely written for plait: the notes about the original's other
+        behaviours (its retries) would only confuse, so they are left out.
+        """
+        reasons = [] if is_marked(doc) else read_by_order(doc)
+        if not reasons:
+            return
+        ordered = "its steps have no `depends_on`" in reasons
+        fixes = [] if reasons == ["its steps have no `depends_on`"] else ["the workflow a name (letters, digits, - "
+                                                                          "and _)"]
+        if ordered:
+            fixes.append("each step `depends_on` (`[]` for none)")
+        self.note(doc.key_locs.get("steps", doc.loc), f"read as a file of the original engine (yaml-workflow) "
+                  f"because {' and '.join(reasons)}" + (": its steps run one after another, in list order" if ordered
+                                                        else "") +
+                  f". To write plait's own form instead, give {' and '.join(fixes)}" +
+                  (": steps that do not depend on each other then run at once" if ordered else ""),
+                  once="read-by-order")
+        self.noted.add("retries")
 
     def _name(self, doc: YamlMap) -> Any:
         """Return the plait name of the workflow: its `name`, or the file's stem as the original took."""
