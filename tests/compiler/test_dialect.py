@@ -272,7 +272,8 @@ def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
          inputs:
            items: [a, b]
            steps: [{name: one, task: noop}]
-     """, ["wf.yaml:8:7: error: a batch of several steps per item (`inputs.steps`) is not translated\n"
+     """, ["wf.yaml:8:7: error: a batch of several steps per item (`inputs.steps`) is not translated: the original "
+           "engine (0.9.6) did not run it either, it requires `inputs.task`\n"
            "  hint: write each inner step as a plait step: the first with `items:`, each next one with "
            "`for_each:` the one before (its nodes then follow item by item)"]),
     ("""

@@ -177,7 +177,9 @@ class StepRules(Findings):
         """
         if "steps" in inputs and "task" not in inputs:
             self.error(inputs.key_locs["steps"], "a batch of several steps per item (`inputs.steps`) is not "
-                                                 "translated", "write each inner step as a plait step: the first "
+                                                 "translated: the original engine (0.9.6) did not run it either, "
+                                                 "it requires `inputs.task`", "write each inner step as a plait "
+                                                 "step: the first "
                                                  "with `items:`, each next one with `for_each:` the one before "
                                                  "(its nodes then follow item by item)")
             return
