@@ -135,7 +135,6 @@ def _compile(engine: Any, overrides: dict[str, Any]) -> Any:
 
 def _write_state(engine: Any, plan: Any, flow: str | None) -> dict[str, dict[str, Any]]:
     """Write what plait's ledger holds into the engine's state, step by step in the plan's order. Mutates it."""
-    from plait.compiler.dialect.results import as_original
     from plait.runtime import workflow_status
     from plait.runtime.ledger import LEDGER_NAME, Ledger, state_dir
 
@@ -171,6 +170,15 @@ def _write_state(engine: Any, plan: Any, flow: str | None) -> dict[str, dict[str
         elif status == "skipped":
             state.mark_step_skipped(name, reason=_reason(notes.get(name), conditions.get(name)))
     return steps
+
+
+def as_original(kind: str, result: Any) -> Any:
+    """Return `result` with the original's names added (the dialect's `results.as_original`; as it is before it)."""
+    try:
+        from plait.compiler.dialect.results import as_original as original_shape
+    except ImportError:  # a plait from before it had one: the measurement of an older plait
+        return result
+    return original_shape(kind, result)
 
 
 def _reason(note: str | None, condition: Any) -> str:
