@@ -116,7 +116,7 @@ class StepRules(Findings):
         It is `{step, message}` of the first jumping step that failed, and none when none did, as
         the original's context held it.
         """
-        sources = self.jump_sources.get(name)
+        sources = self.jump_sources.get(name) if isinstance(name, str) else None
         if not sources:
             return None
         expression = "none"

@@ -375,11 +375,12 @@ class _Translator(StepRules):
         kinds = {s["name"]: s["task"] for s in named if isinstance(s.get("task"), str)}
         batch_items = {s["name"]: s["inputs"].get("items") for s in named
                        if s.get("task") == "batch" and isinstance(s.get("inputs"), YamlMap)}
-        order = [s.get("name") for s in steps if isinstance(s, YamlMap)]
+        order = [s.get("name") if isinstance(s, YamlMap) else None for s in steps]  # by position in `steps`
         jumps = self._jumps(steps, order, every)
         self.jump_sources = {}
         for src, (_, end) in jumps.items():
-            self.jump_sources.setdefault(steps[end].get("name"), []).append(src)
+            if isinstance(order[end], str):
+                self.jump_sources.setdefault(order[end], []).append(src)
         previous: str | None = None
         for position, raw in enumerate(steps):
             if not isinstance(raw, YamlMap):
@@ -390,7 +391,7 @@ class _Translator(StepRules):
             if "depends_on" not in raw and previous is not None:
                 put(step, "after", name_list([previous], raw.loc), raw, "name", loc=raw.loc)
             passed = [src for src, (start, end) in jumps.items() if start < position < end]
-            failed = failure_only.get(raw.get("name"), [])
+            failed = failure_only.get(raw["name"], []) if isinstance(raw.get("name"), str) else []
             if passed or failed:
                 _guard(step, raw, passed, failed)
             out.append(in_order(step))
