@@ -263,6 +263,7 @@ ENVIRONMENT = MappingProxyType(os.environ)
 def template_context(params: Mapping[str, Any], *, item: Any = None, index: int | None = None, key: Any = None,
                      total: int | None = None, step: str | None = None, steps: Mapping[str, Any] | None = None,
                      run_id: str | None = None, workspace: Any = None, workflow_dir: Any = None,
+                     run_number: int | None = None,
                      group: Mapping[str, Any] | None = None, parent: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return the names a template sees (docs/workflow-format.md lists them), in layers.
 
@@ -288,7 +289,7 @@ def template_context(params: Mapping[str, Any], *, item: Any = None, index: int 
         context["parent"] = parent
     if run_id is not None:
         context["steps"] = steps if steps is not None else {}
-        context["run"] = {"id": run_id}
+        context["run"] = {"id": run_id, "number": run_number}
         context["workspace"] = str(workspace)
         context["env"] = ENVIRONMENT
     return context

@@ -9,9 +9,9 @@ Read from README.md, docs/*.md and examples/*/README.md:
 - a line with a placeholder (`WF.yaml`, `old.yaml`, `DIR`, `[--option]`, `...`) or a cluster address is a
   synopsis: each option it shows must be one its command's `--help` lists;
 - README's Python snippet runs; the Python blocks of docs/tasks.md run (they define handlers).
-Commands run in a sandbox folder holding `examples/` (linked), the bad-workflow fixtures and
-tests/fixtures/docs/ (files that docs name but do not show whole, such as `flows/bad.yaml`);
-a workspace under /tmp/ is moved into the sandbox. Other lines of `sh` blocks (pip, pytest,
+A doc's commands run in its order, in a sandbox folder of its own holding `examples/` (linked),
+the bad-workflow fixtures and tests/fixtures/docs/ (files that docs name but do not show whole,
+such as `flows/bad.yaml`); a workspace under /tmp/ is moved into the sandbox. Other lines of `sh` blocks (pip, pytest,
 benchmarks, a Dask cluster's own commands) are not plait's and are not run here.
 """
 
@@ -91,14 +91,17 @@ RUNNABLE = [c for c in commands() if not synopsis(c)]
 SYNOPSES = [c for c in commands() if synopsis(c)]
 
 
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("docs")
+def make_sandbox(folder: Path) -> Path:
     (folder / "examples").symlink_to(ROOT / "examples")
     for path in (FIXTURES / "bad").glob("*.yaml"):
         shutil.copy(path, folder / path.name)
     shutil.copytree(FIXTURES / "docs", folder, dirs_exist_ok=True)
     return folder
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Path:
+    return make_sandbox(tmp_path)
 
 
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -114,9 +117,18 @@ def matches(expected: list[str], actual: list[str]) -> bool:
         a.startswith(e[:-1]) if e.endswith("…") else a == e for e, a in zip(expected, actual))
 
 
+DOCS_RUN = sorted({c.where.split(":")[0] for c in RUNNABLE})
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("command", RUNNABLE, ids=[c.where for c in RUNNABLE])
-def test_every_command_runs_as_the_docs_say(command: Command, sandbox: Path) -> None:
+@pytest.mark.parametrize("doc", DOCS_RUN)
+def test_every_command_runs_as_the_docs_say(doc: str, sandbox: Path) -> None:
+    """A doc's commands run in its order, in a sandbox of its own: a later command may read what an earlier made."""
+    for command in (c for c in RUNNABLE if c.where.split(":")[0] == doc):
+        check(command, sandbox)
+
+
+def check(command: Command, sandbox: Path) -> None:
     done = run(command.argv, sandbox)
     shown = " ".join(command.argv)
     if command.expected is None:

@@ -1,12 +1,15 @@
-"""Run the original engine on the workflows it ships (and its README's quick start); write `package/expected.json`.
+"""Run the original engine on the workflows it ships and those of its docs; write `package/expected.json`.
 
 `package/` holds the example workflows of yaml-workflow 0.9.6 (its `init` copies them; MIT, see
-`package/LICENSE`) that the original runs to success without a network or an API key, and its
-README's quick start. Each is run once by the original in a fresh workspace (twice for
-`complex_flow_error_handling`: as it is, and with `flaky_mode=fail`, its error flow). Recorded
-per run: the arguments, the exit code, and every file the run wrote in its workspace (not the
-original's own `logs/`, `temp/` and `.workflow_metadata.json`), with the workspace's path, dates
-and times replaced by placeholders (`normalise`), since they differ from run to run.
+`package/LICENSE`) that the original runs to success without a network or an API key, and the
+workflows of its docs' markdown that it runs so: its README's quick start and three of
+`docs/examples/cookbook.md` (`cookbook_*.yaml`, with `shared/logging.yaml`, which one imports).
+Each is run once by the original in a fresh workspace (twice for `complex_flow_error_handling`:
+as it is, and with `flaky_mode=fail`, its error flow). Recorded per run: the arguments, the exit
+code, what became of each step (completed, skipped or failed, from the original's
+`.workflow_metadata.json`), and every file the run wrote in its workspace (not the original's own
+`logs/`, `temp/` and `.workflow_metadata.json`), with the workspace's path, dates and times
+replaced by placeholders (`normalise`), since they differ from run to run.
 
     python3 -m venv /tmp/ywf-venv && /tmp/ywf-venv/bin/pip install yaml-workflow==0.9.6
     python examples/original/record_package.py /tmp/ywf-venv/bin/yaml-workflow
@@ -35,9 +38,13 @@ RUNS = {  # run name -> (workflow file, name=value arguments)
     "python_tasks": ("python_tasks.yaml", []),
     "template_tasks": ("template_tasks.yaml", []),
     "readme_quick_start": ("readme_quick_start.yaml", ["name=Alice"]),
+    "cookbook_deploy": ("cookbook_deploy.yaml", ["version=v1.2.3"]),
+    "cookbook_conditional": ("cookbook_conditional.yaml", []),
+    "cookbook_conditional_csv": ("cookbook_conditional.yaml", ["format=csv"]),
+    "cookbook_imports": ("cookbook_imports.yaml", []),
 }
 _ENGINE_FILES = ("logs", "temp", ".workflow_metadata.json", ".plait")
-_STAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?Z?|\b\d{8}T\d{6}-[0-9a-f]{6}\b")
+_STAMP = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?Z?|\b\d{8}T\d{6}-[0-9a-f]{6}\b|\b20\d{6}\b")
 
 
 def normalise(text: str, workspace: Path) -> str:
@@ -57,7 +64,10 @@ def record(engine: str, workflow: str, args: list[str]) -> dict:
     workspace = runs / "ws"
     done = subprocess.run([engine, "run", str(HERE / workflow), "--workspace", str(workspace), *args], cwd=runs,
                           capture_output=True, text=True, check=False)
-    out = {"workflow": workflow, "args": args, "exit_code": done.returncode, "files": files_of(workspace)}
+    metadata = json.loads((workspace / ".workflow_metadata.json").read_text(encoding="utf-8"))
+    steps = {name: state["status"] for name, state in metadata["execution_state"]["step_outputs"].items()}
+    out = {"workflow": workflow, "args": args, "exit_code": done.returncode, "steps": steps,
+           "files": files_of(workspace)}
     shutil.rmtree(runs)
     return out
 

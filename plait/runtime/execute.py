@@ -81,6 +81,7 @@ class RunInfo:
     trail: str | None = None  # the folder where local workers keep their crash trails (plait.runtime.trail)
     journal: str | None = None  # the folder where local workers journal what they finished (plait.runtime.journal)
     max_result_bytes: int = MAX_RESULT_BYTES
+    run_number: int | None = None  # this run's count among the runs of the workspace's ledger, from 1
 
 
 class ResultTooLarge(ValueError):
@@ -227,7 +228,7 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
     call, node, item, scope = chunk.calls[i], chunk.nodes[i], chunk.items[i], chunk.scopes[i]
     ctx = TaskContext(info.workspace, info.run_id, call.step, node, chunk.attempts[i], call.retry, _NodeLogger(node),
                       info.workflow_dir, call.timeout, info.params, steps, chunk.keys[i], chunk.indexes[i], call.total,
-                      scope.get("group"), scope.get("parent"), info.max_result_bytes)
+                      scope.get("group"), scope.get("parent"), info.max_result_bytes, info.run_number)
     output.begin()
     try:
         if call.templated or call.condition is not None:

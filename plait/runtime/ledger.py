@@ -505,6 +505,11 @@ class Ledger:
         return row[0] if row else None
 
     @_readable
+    def runs_started(self) -> int:
+        """Return how many runs this ledger has recorded (a run is recorded once it has begun)."""
+        return self.db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+
+    @_readable
     def last_run(self) -> Mapping[str, Any] | None:
         """Return the newest run's row as a dict (its counts decoded, its step graph left out), or None."""
         cur = self.db.execute("SELECT * FROM runs ORDER BY started DESC LIMIT 1")

@@ -220,7 +220,8 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
                    stop_file=str(stop_file), parent_pid=os.getpid(),
                    trail=str(trail) if options.backend.crash_trail else None,
-                   journal=str(trail) if options.backend.journal else None, max_result_bytes=options.max_result_bytes)
+                   journal=str(trail) if options.backend.journal else None, max_result_bytes=options.max_result_bytes,
+                   run_number=ledger.runs_started() + 1)
     run_state = RunState(plan, info, load_results=ledger.results, seed=options.seed,
                          log_nodes=options.log_level in ("DEBUG", "TRACE"))
     scheduler = Scheduler(run_state, dispatch=backend, submit=writer.submit, previous=previous,

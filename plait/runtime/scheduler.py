@@ -225,8 +225,8 @@ class Scheduler:
             if parent is None:
                 try:
                     context = template_context(before.params, steps=upstream_view(state, node),
-                                               run_id=state.info.run_id, workspace=state.info.workspace,
-                                               workflow_dir=state.info.workflow_dir)
+                                               run_id=state.info.run_id, run_number=state.info.run_number,
+                                               workspace=state.info.workspace, workflow_dir=state.info.workflow_dir)
                     plan = expand_deferred(plan, node.step, render_value(before.steps[node.step].items, context))
                 except (*RENDER_ERRORS, WorkflowError) as err:
                     self._not_expanded(nid, node, err)

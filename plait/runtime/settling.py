@@ -96,6 +96,7 @@ def settle(state: RunState, nid: str, status: str, result: str | None, error: di
     state.status[nid] = status
     state.results[nid] = result
     if status == FAILED:
+        state.errors[nid] = error or {"node": nid}
         _judge_failure(state, nid, node, error)
     elif status == SKIPPED and note is None:
         note = "condition is false"

@@ -28,6 +28,7 @@ State
     Changing:
         status       node -> final status (succeeded, failed, skipped): settled nodes only
         results      node -> result as JSON text (restored nodes: loaded when first read)
+        errors       node -> error record of a node that failed in this run (what `steps.X.error` shows)
         fp           node -> fingerprint
         decisions    node -> `Decision`, for every node this run decided to run
         left_out     nodes of steps a `--until` run does not run: neither run nor pending
@@ -98,10 +99,11 @@ class Clock(NamedTuple):
 class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
-    __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "failures", "fp", "in_flight",
-                 "info", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow", "on_settle", "order",
-                 "paired", "plain", "plan", "pred", "reads_upstream", "ready", "remaining", "report", "results",
-                 "retries", "rng", "skipped_for_failure", "status", "step_calls", "stopping", "succ", "tolerated")
+    __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "errors", "failures", "fp",
+                 "in_flight", "info", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow",
+                 "on_settle", "order", "paired", "plain", "plan", "pred", "reads_upstream", "ready", "remaining",
+                 "report", "results", "retries", "rng", "skipped_for_failure", "status", "step_calls", "stopping",
+                 "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
                  clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
@@ -115,6 +117,7 @@ class RunState:
         self.log_nodes = log_nodes
         self.status: dict[str, str] = {}
         self.results: dict[str, str | None] = {}
+        self.errors: dict[str, dict[str, Any]] = {}
         self.fp: dict[str, str] = {}
         self.decisions: dict[str, Decision] = {}
         self.left_out: set[str] = set()

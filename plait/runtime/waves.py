@@ -9,7 +9,10 @@ A wave is one `Chunk` whose columns list every job of every unit, unit after uni
 position of each unit's first job; the dispatcher cuts it into chunks at those positions. What
 all nodes of a step share (handler, config, policies) is one `StepCall` (`RunState.step_calls`),
 pickled once per chunk; a job adds only its node ID, item, key, index, attempt and what it sees
-of upstream steps (one shared empty view for steps that read none).
+of upstream steps (one shared empty view for steps that read none). That view is `{result}` for a
+plain step that succeeded, and `{result: null, status, error}` for one that did not (`status` is
+failed or skipped, `error` the failure's record or null), so a step that reads a tolerated
+failure can tell it from a success whose result is null.
 
 Lanes: how `max_parallel: N` holds
     The nodes of a step with `max_parallel: N` that are ready in a wave go into at most N lanes,
@@ -179,14 +182,22 @@ def upstream_view(state: RunState, node: NodeSpec) -> dict[str, Any]:
         if dep == step.for_each:
             partner = f"{dep}[{node.key}]" if node.key is not None else None
             if partner in state.status:
-                view[dep] = {"result": value(state, partner)}
+                view[dep] = _one(state, partner)
         elif dep_step.kind == "single":
-            view[dep] = {"result": value(state, dep)}
+            view[dep] = _one(state, dep)
         elif dep in state.plan.nodes:  # a join (a batch behind a join, or an expanded deferred step)
             view[dep] = {"results": value(state, dep)}
         else:
             view[dep] = {"results": [value(state, m) for m in state.members[dep]]}
     return view
+
+
+def _one(state: RunState, nid: str) -> dict[str, Any]:
+    """Return `steps.X` of one node: its result, or, when it did not succeed, also its status and error."""
+    status = state.status.get(nid)
+    if status == SUCCEEDED:
+        return {"result": value(state, nid)}
+    return {"result": None, "status": status, "error": state.errors.get(nid)}
 
 
 def value(state: RunState, nid: str) -> Any:

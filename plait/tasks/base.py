@@ -101,6 +101,7 @@ class TaskContext(NamedTuple):
     group: Mapping[str, Any] | None = None  # a group_by node's {key, items, results}
     parent: Mapping[str, Any] | None = None  # a per-parent fan-out node's parent {key, item, result}
     max_result_bytes: int = MAX_RESULT_BYTES  # the most a node may return (--max-result-size): output past it fails
+    run_number: int | None = None  # the run's count among the workspace's runs, from 1
 
     @property
     def batch(self) -> str:
@@ -127,7 +128,8 @@ class TaskContext(NamedTuple):
         """Return the names a template of this node sees (`plait.templating.template_context`)."""
         return template_context(self.params, item=item, index=self.index, key=self.key, total=self.total,
                                 step=self.step, steps=self.steps, run_id=self.run_id, workspace=self.workspace,
-                                workflow_dir=self.workflow_dir, group=self.group, parent=self.parent)
+                                workflow_dir=self.workflow_dir, group=self.group, parent=self.parent,
+                                run_number=self.run_number)
 
 def say(text: str) -> None:
     """Print `text` on the run's terminal as well as into the node's output: for a task whose job is to print.

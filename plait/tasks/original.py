@@ -16,16 +16,24 @@ Decisions:
 - A kind not registered here is looked up in the original's own registry when the original
   (`yaml_workflow`) is installed: a module that registers with `from yaml_workflow.tasks import
   register_task`, or a plugin under its `yaml_workflow.tasks` entry points (which its import
-  loads), runs unchanged. Its handler gets the original's own `TaskConfig`. A kind registered
-  in the Python process only (a test, a notebook) is seen by nodes that run in that process:
-  `--backend threading` or `sequential`; loky's workers are other processes.
+  loads), runs unchanged. Its handler gets the original's own `TaskConfig`.
+- A kind the user registered (with either decorator, from a module that is neither plait's nor the
+  original's) comes first, as it did in the original: it replaces a kind of the same name, even
+  one plait runs with its own (`echo`, `notify`).
+- Every backend sees a registered kind. The translation names the module that registered it
+  (`module`), and a node in another process (loky, Dask) imports that module when the kind is not
+  registered there yet. A kind registered inside a function (a test, a notebook cell) exists in its
+  own process only: its nodes need `--backend threading` or `sequential`, and say so.
 - `context` is rebuilt from the node's `TaskContext` in the original's shape: `args`, `env`,
-  `steps` (the steps this node reads), `workspace`, `workflow_name`, `run_number` (plait's run id),
-  `timestamp` (the run's start time, ISO 8601).
+  `steps` (the steps this node reads), `workspace`, `workflow_name`, `run_number` (the run's count in its
+  workspace),
+  `timestamp` (the run's start time, ISO 8601), and, in a step that an `on_error.next` names,
+  `error` (`{step, message}` of the failure that jumped there, None when nothing failed).
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import inspect
 import os
@@ -38,7 +46,7 @@ from jinja2 import StrictUndefined, Template
 from plait.compiler.plan import thaw
 from plait.tasks.base import TaskContext, say
 
-__all__ = ["REGISTRY", "find_task", "original_context", "register_task", "run_task"]
+__all__ = ["REGISTRY", "find_task", "original_context", "register_task", "run_task", "user_module"]
 
 REGISTRY: dict[str, Callable[..., Any]] = {}
 
@@ -54,9 +62,22 @@ def register_task(name: str | None = None) -> Callable[[Callable[..., Any]], Cal
 
 
 def find_task(kind: str) -> Callable[..., Any] | None:
-    """Return the handler of `kind`: registered here, or with the original's `register_task` when installed."""
-    if kind in REGISTRY:
-        return REGISTRY[kind]
+    """Return the handler of `kind`: the user's own first, then plait's, then the original's (see the docstring)."""
+    ours = REGISTRY.get(kind)
+    theirs = _original_registry(kind)
+    for handler in (ours, theirs):
+        if handler is not None and user_module(handler) is not None:
+            return handler
+    return ours or theirs
+
+
+def user_module(handler: Callable[..., Any]) -> str | None:
+    """Return the module that defines `handler` when it is the user's (not plait's, not the original's), else None."""
+    module = getattr(handler, "__module__", None) or ""
+    return None if module.split(".")[0] in ("plait", "yaml_workflow") else module
+
+
+def _original_registry(kind: str) -> Callable[..., Any] | None:
     if importlib.util.find_spec("yaml_workflow") is None:
         return None
     from yaml_workflow.tasks import get_task_handler  # loads the original's plugins too
@@ -65,18 +86,27 @@ def find_task(kind: str) -> Callable[..., Any] | None:
 
 
 def run_task(item: Any = None, *, task: str, ctx: TaskContext, inputs: Mapping[str, Any] | None = None,
-             step: str | None = None, name: str | None = None) -> Any:
+             step: str | None = None, name: str | None = None, module: str | None = None,
+             error: Mapping[str, Any] | None = None) -> Any:
     """Run the original engine's task kind `task` on rendered `inputs`; return its result.
 
-    A batch node gets its item first, as every `python` function does; the inputs already hold it.
+    `module` defines the kind, for a node in a process that has not imported it; `error` is what
+    an error-flow target's context holds. A batch node gets its item first, as every `python`
+    function does; the inputs already hold it.
     """
     handler = find_task(task)
+    if handler is None and module and module != "__main__":
+        importlib.import_module(module)
+        handler = find_task(task)
     if handler is None:
-        raise ValueError(f"Unknown task type: '{task}' (register it with register_task, from yaml_workflow.tasks "
-                         "or plait.tasks.original, in a module this process imports)")
+        where = f" (registered by {module} in another process: run the workflow with --backend threading, or " \
+                "register it at the top level of an importable module)" if module else \
+                " (register it with register_task, from yaml_workflow.tasks or plait.tasks.original, in a module " \
+                "this process imports)"
+        raise ValueError(f"Unknown task type: '{task}'{where}")
     inputs = thaw(inputs or {})
-    context = original_context(ctx, name)
-    if task not in REGISTRY:  # the original's own wrapper, which takes its TaskConfig
+    context = original_context(ctx, name, error)
+    if task not in REGISTRY or REGISTRY[task] is not handler:  # the original's own wrapper, which takes a TaskConfig
         from yaml_workflow.tasks.config import TaskConfig
 
         config = TaskConfig({"name": step or ctx.step, "task": task, "inputs": inputs}, context, ctx.workspace)
@@ -111,14 +141,15 @@ def call_mapped(func: Callable[..., Any], inputs: dict[str, Any], context: dict[
     return func(*positional, **kwargs)
 
 
-def original_context(ctx: TaskContext, name: str | None = None) -> dict[str, Any]:
+def original_context(ctx: TaskContext, name: str | None = None,
+                     error: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Return the original engine's context mapping for this node (see the module's docstring)."""
     workspace = str(ctx.workspace)
     stamp = _run_start(ctx.run_id)
-    workflow = {"name": name, "workspace": workspace, "run_number": ctx.run_id, "timestamp": stamp}
+    workflow = {"name": name, "workspace": workspace, "run_number": ctx.run_number, "timestamp": stamp}
     context: dict[str, Any] = {"args": thaw(ctx.params), "env": dict(os.environ), "steps": thaw(ctx.steps),
-                               "workspace": workspace, "workflow_name": name, "run_number": ctx.run_id,
-                               "timestamp": stamp, "workflow": workflow}
+                               "workspace": workspace, "workflow_name": name, "run_number": ctx.run_number,
+                               "timestamp": stamp, "workflow": workflow, "error": thaw(error)}
     if ctx.total is not None:
         context["batch"] = {"index": ctx.index, "total": ctx.total, "name": ctx.step}
     return context

@@ -79,12 +79,14 @@ def needs_own_folder(code: str) -> bool:
 
 
 def python_code(item: Any = None, *, code: str, ctx: TaskContext, names: Mapping[str, Any] | None = None,
-                result_variable: str | None = None, name: str | None = None) -> Any:
+                result_variable: str | None = None, name: str | None = None,
+                error: Mapping[str, Any] | None = None) -> Any:
     """Run the original's python_code `code` (already rendered); return its `result`.
 
-    A batch node gets its item first, as every `python` function does.
+    `error` is what an error-flow target's context holds. A batch node gets its item first, as
+    every `python` function does.
     """
-    context = original_context(ctx, name)
+    context = original_context(ctx, name, error)
     scope: dict[str, Any] = {"context": context, "args": context["args"], "env": context["env"],
                              "steps": context["steps"], "batch": context.get("batch", {}), "item": item,
                              "workspace": str(ctx.workspace), **thaw(names or {})}

@@ -42,6 +42,10 @@ def errors_of(text: str, **params: Any) -> list[str]:
     ("name: a\nsteps: [{name: s, task: shell, on_error: {action: continue}}]", True),
     ("name: a\nsteps: [{name: s, task: shell, retry: 3}]", True),
     ("name: a\nparams: {x: {default: a, allowedValues: [a]}}\nsteps: []", True),
+    ("name: a\nparams: {x: {required: true}}\nsteps: [{name: s, task: shell}]", True),
+    ("name: a\nparams: {x: {description: any}}\nsteps: [{name: s, task: shell}]", True),
+    ("name: a\nparams: {x: {description: any, type: string}}\nsteps: [{name: s, task: shell}]", False),
+    ("name: a\nparams: {x: {}}\nsteps: [{name: s, task: shell}]", False),
     ("name: a\nsteps: [{name: s, task: [python_code]}]", False),
     ("[1, 2]", False),
 ])
@@ -191,7 +195,49 @@ def test_flows_pick_their_steps_in_their_order_and_the_flow_is_a_parameter() -> 
     assert (sorted(back.graph.edges), dict(back.params)) == ([("c", "a")], {"flow": "back"})
     assert sorted(every.graph.edges) == [("a", "b"), ("b", "c")]
     assert errors_of(text, flow="nope") == [
-        "wf.yaml:7:1: error: parameter 'flow' must be one of ['main', 'back', 'all'], not 'nope'"]
+        "wf.yaml:7:1: error: Flow 'nope' not found\n  hint: flows: main, back, all"]
+
+
+def test_an_on_error_the_original_read_as_fail_is_read_so_with_a_note() -> None:
+    plan = compile_text(textwrap.dedent("""
+        name: lenient
+        steps:
+          - {name: a, task: fail, on_error: oops}
+          - {name: b, task: fail, on_error: 12345}
+          - {name: c, task: fail, on_error: {retry: -5}}
+          - {name: d, task: fail, on_error: {retry: lots, delay: 1}}
+    """), "wf.yaml", Path.cwd())
+    assert [(s.name, s.on_error, s.retry.max_attempts) for s in plan.steps.values()] == [
+        ("a", "fail", 1), ("b", "fail", 1), ("c", "fail", 1), ("d", "fail", 1)]
+    assert [n for n in plan.notes if "note: on_error" in n] == [
+        "wf.yaml:4:37: note: on_error 'oops' is read as 'fail', as the original read it; write `on_error: continue`, "
+        "or a mapping with action, retry, delay, next",
+        "wf.yaml:5:37: note: on_error 12345 is read as 'fail', as the original read it; write `on_error: continue`, "
+        "or a mapping with action, retry, delay, next",
+        "wf.yaml:6:45: note: on_error.retry -5 is not a whole number, 0 or more: the step runs once (the original ran "
+        "a negative count as none, and text as its default of 3)",
+        "wf.yaml:7:45: note: on_error.retry 'lots' is not a whole number, 0 or more: the step runs once (the original "
+        "ran a negative count as none, and text as its default of 3)"]
+
+
+def test_parameters_read_and_checked_as_the_original_did() -> None:
+    text = """
+        name: params
+        params:
+          who: {required: true, minLength: 3}
+          size: {description: any value}
+        steps:
+          - name: a
+            task: echo
+            inputs: {message: "{{ args.who }} {{ args.size }} {{ args.color | default('red') }} {{ 'args.z|d(1)' }}"}
+          - {name: b, task: echo, inputs: {message: "{{ args.size | default('none') }}"}}
+    """
+    plan = compile_text(textwrap.dedent(text), "wf.yaml", Path.cwd(), {"who": "Ada", "size": 7})
+    assert (dict(plan.params), plan.steps["a"].config["message"], plan.steps["b"].config["message"]) == (
+        {"who": "Ada", "size": 7}, "Ada 7 red args.z|d(1)", 7)  # rendered at compile time: they read params only
+    assert errors_of(text, who="Al") == [
+        "wf.yaml:4:25: error: Parameter 'who' must be at least 3 characters long\n"
+        "  hint: pass a longer --param who=VALUE"]
 
 
 def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
@@ -241,7 +287,8 @@ def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
          inputs:
            items: [a, b]
            steps: [{name: one, task: noop}]
-     """, ["wf.yaml:8:7: error: a batch of several steps per item (`inputs.steps`) is not translated\n"
+     """, ["wf.yaml:8:7: error: a batch of several steps per item (`inputs.steps`) is not translated: the original "
+           "engine (0.9.6) did not run it either, it requires `inputs.task`\n"
            "  hint: write each inner step as a plait step: the first with `items:`, each next one with "
            "`for_each:` the one before (its nodes then follow item by item)"]),
     ("""
@@ -274,6 +321,20 @@ def test_on_error_next_skips_the_steps_between_and_runs_the_target() -> None:
        definitions:
          - main: [a, bb]
      """, ["wf.yaml:7:17: error: flow 'main' lists unknown step 'bb'"]),
+    ("""
+     name: x
+     steps:
+       - {name: a, task: fail, on_error: {next: nowhere}}
+     """, ["wf.yaml:4:44: error: Invalid on_error.next target 'nowhere': no step has that name"]),
+    ("""
+     name: x
+     steps:
+       - {name: a, task: noop}
+     flows:
+       default: main
+       definitions:
+         - other: [a]
+     """, ["wf.yaml:6:12: error: Flow 'main' not found: the default flow is not defined\n  hint: flows: other, all"]),
 ])
 def test_what_plait_cannot_honour_is_an_error_at_its_position(text: str, messages: list[str]) -> None:
     if "flows:" in text:
@@ -354,3 +415,39 @@ def test_every_value_loads_back_as_written(value: Any) -> None:
     tree = load("name: x\nvalue: 0\n")
     tree["value"] = value
     assert yaml.safe_load(to_yaml(tree, "name: x\nvalue: 0\n", [])) == {"name": "x", "value": value}
+
+
+def test_a_result_in_the_originals_shape_adds_its_names_and_keeps_plaits() -> None:
+    from plait.compiler.dialect.results import as_original
+
+    shell = {"stdout": "hi\n", "stderr": "", "exit_code": 0}
+    assert [as_original("shell", shell), as_original("python_script", shell), as_original("read_file", "text"),
+            as_original("echo", {"a": 1})] == [
+        {**shell, "return_code": 0}, {**shell, "returncode": 0}, "text", {"a": 1}]
+
+
+def test_a_noop_with_inputs_returns_the_originals_result_shape(tmp_path: Path) -> None:
+    plan = compile_text(textwrap.dedent("""
+        name: gather
+        steps:
+          - {name: keep, task: noop, inputs: {n: 2, should_fail: false}}
+          - {name: placeholder, task: noop}
+    """), "wf.yaml", tmp_path)
+    assert (dict(plan.steps["keep"].config), dict(plan.steps["placeholder"].config)) == (
+        {"should_fail": False, "processed_inputs": {"n": 2, "should_fail": False}, "task_name": "keep",
+         "task_type": "noop"}, {})
+
+
+@pytest.mark.parametrize(("text", "note"), [
+    ("name: ok\nsteps:\n  - {name: a, task: shell, inputs: {command: x}}\n"
+     "  - {name: b, task: shell, inputs: {command: y}}\n",
+     "wf.yaml:2:1: note: read as a file of the original engine (yaml-workflow) because its steps have no `depends_on`: "
+     "its steps run one after another, in list order. To write plait's own form instead, give each step `depends_on` "
+     "(`[]` for none): steps that do not depend on each other then run at once"),
+    ("steps:\n  - {name: a, task: shell, inputs: {command: x}}\n",
+     "wf.yaml:1:1: note: read as a file of the original engine (yaml-workflow) because it has no `name`. To write "
+     "plait's own form instead, give the workflow a name (letters, digits, - and _)"),
+])
+def test_a_file_read_as_the_originals_by_its_list_order_says_why_in_one_note(text: str, note: str) -> None:
+    plan = compile_text(text, "wf.yaml", Path.cwd())
+    assert [n for n in plan.notes if "name:" not in n and "is '" not in n] == [note]

@@ -143,6 +143,39 @@ def test_past_the_budget_on_error_continue_runs_the_rest_and_skips_what_depends_
     assert sync.last()["all"].note == "upstream work[2] failed"  # the first untolerated failure it depends on
 
 
+SEES_FAILURE = yaml("""
+    name: sees_failure
+    steps:
+      - name: fails
+        task: python
+        on_error: continue
+        max_failures: 1
+        inputs: {code: "raise KeyError('no such row')"}
+      - name: empty
+        task: python
+        inputs: {code: "result = None"}
+      - name: unneeded
+        task: python
+        condition: "{{ false }}"
+        inputs: {code: "result = 1"}
+      - name: reads
+        task: python
+        depends_on: [fails, empty, unneeded]
+        inputs: {code: "result = {s: steps[s] for s in ('fails', 'empty', 'unneeded')}"}
+""")
+
+
+def test_a_step_sees_a_tolerated_failure_and_a_skip_apart_from_a_null_result(sync: SyncRun) -> None:
+    report, _ = sync.run(sync.compile(SEES_FAILURE))
+    seen = json.loads(sync.last()["reads"].result)
+    error = seen["fails"].pop("error")
+    assert (report.status, seen) == ("succeeded", {
+        "fails": {"result": None, "status": "failed"},
+        "empty": {"result": None},
+        "unneeded": {"result": None, "status": "skipped", "error": None}})
+    assert (error["error_type"], error["error"], error["node"]) == ("KeyError", "'no such row'", "fails")
+
+
 DEFERRED = yaml("""
     name: deferred
     steps:

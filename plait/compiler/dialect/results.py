@@ -1,7 +1,7 @@
 """Where the original engine's result shapes differ from plait's, and how reads of them are rewritten.
 
 The original wrapped some results (`read_file` gave `{path, content}`, `read_json` gave `{data}`,
-`noop` gave `{processed_inputs, ...}`, a batch gave `{processed, failed, results, stats}`) and
+a batch gave `{processed, failed, results, stats}`) and
 named a shell's exit code `return_code` (`returncode` for python_module and python_script, which
 plait runs as shell commands); plait's kinds return the value itself and `exit_code`.
 A template that reads `steps.X.result.content` is rewritten to `steps.X.result`, and so on, so the
@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["code_view", "rewrite_reads"]
+__all__ = ["FIELDS", "as_original", "code_view", "rewrite_reads"]
 
 # original kind -> {field of the original's result: what it is in plait's result, "" for the result itself}
 FIELDS: dict[str, dict[str, str]] = {
@@ -26,7 +26,6 @@ FIELDS: dict[str, dict[str, str]] = {
     "read_file": {"content": ""},
     "read_json": {"data": ""},
     "read_yaml": {"data": ""},
-    "noop": {"processed_inputs": ""},
 }
 
 _READ = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*)\.result\.([A-Za-z_][A-Za-z0-9_]*)")
@@ -46,6 +45,18 @@ def rewrite_reads(text: str, kinds: Mapping[str, str]) -> str:
         return f"steps.{step}.result" + (f".{target}" if target else "")
 
     return _READ.sub(replace, text) if "steps." in text else text
+
+
+def as_original(kind: str, result: Any) -> Any:
+    """Return plait's result of an original `kind` with the original's names added (`return_code` beside `exit_code`).
+
+    For Python callers that read a result the way the original's API gave it; a result that the
+    original wrapped (`{content}`, `{data}`) is plait's value itself, and stays so.
+    """
+    fields = FIELDS.get(kind, {})
+    if not isinstance(result, dict) or not all(target for target in fields.values()):
+        return result
+    return {**result, **{name: result[target] for name, target in fields.items() if target in result}}
 
 
 def code_view(code: str, kinds: Mapping[str, str], items: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -14,9 +14,9 @@ from plait.compiler.batch_form import unwrap_batch
 from plait.compiler.diagnostics import SourceLoc, did_you_mean
 from plait.compiler.dialect.detect import ORIGINAL_KINDS
 from plait.compiler.dialect.findings import Findings
-from plait.compiler.dialect.names import bind_names, literal
+from plait.compiler.dialect.names import bind_names, fill_defaults, literal
 from plait.compiler.dialect.results import code_view, rewrite_reads
-from plait.compiler.dialect.tasks import CODE_FUNCTION, KINDS, translate_task
+from plait.compiler.dialect.tasks import CODE_FUNCTION, KINDS, TASK_FUNCTION, translate_task
 from plait.compiler.dialect.tree import located, map_strings, name_list, put
 from plait.compiler.loader import YamlMap
 from plait.compiler.schema import STEP_FIELDS
@@ -24,7 +24,7 @@ from plait.compiler.step_templates import template_strings
 from plait.tasks.base import get_kind
 from plait.templating import TemplateError, analyze
 
-__all__ = ["StepRules", "action_of", "in_order"]
+__all__ = ["StepRules", "action_of", "failed_test", "in_order"]
 
 _STEP_KEYS = ("name", "task", "description", "inputs", "condition", "on_error", "depends_on", "retry", "timeout")
 _ON_ERROR = ("action", "retry", "delay", "next", "message")
@@ -89,20 +89,41 @@ class StepRules(Findings):
     def _bind(self, out: YamlMap) -> None:
         """Rewrite the original's own names in the step's templates into plait's (`names.py`). Mutates `out`."""
         names = dict(self.names)
-        name = out.get("name")
-        jumped_from = self.jump_sources.get(name) if isinstance(name, str) else None
-        if jumped_from is not None:
-            names["error"] = (f"{{'step': {literal(jumped_from)}, 'message': {literal(_JUMP_MESSAGE % jumped_from)}}}")
+        error = self._jump_error(out.get("name"))
+        if error is not None:
+            names["error"] = error
         for key in ("items", "condition", "inputs"):
             if key in out:
                 before = out[key]
-                put(out, key, map_strings(before, lambda text: _defined(bind_names(text, names))), out, key)
+                bound = map_strings(before, lambda text: bind_names(text, names))
+                filled = map_strings(bound, lambda text: fill_defaults(text, self.param_names))
+                if filled != bound:
+                    self.note(out.value_locs[key], "args.X | default(V) of a parameter X that is neither declared nor "
+                                                   "given is V, as it was in the original (declare X to give it)",
+                              once="defaulted")
+                put(out, key, map_strings(filled, _defined), out, key)
                 if "run_number" in names and _reads(before, "run_number"):
-                    self.note(out.value_locs[key], "run_number is plait's run id (plait names runs, it does not "
-                                                   "number them)", once="run_number")
+                    self.note(out.value_locs[key], "run_number counts the runs of the workspace (plait runs again in "
+                                                   "one workspace; the original made a new one per run, numbered)",
+                              once="run_number")
                 if any(_reads(before, p) for p in self.param_names):
                     self.note(out.value_locs[key], "a parameter read at the top level ({{ name }}) is read as "
                                                    "args.name, as the original gave both", once="top-level")
+
+    def _jump_error(self, name: Any) -> str | None:
+        """Return the expression of `error` in a step that an `on_error.next` names, or None for another step.
+
+        It is `{step, message}` of the first jumping step that failed, and none when none did, as
+        the original's context held it.
+        """
+        sources = self.jump_sources.get(name) if isinstance(name, str) else None
+        if not sources:
+            return None
+        expression = "none"
+        for src in reversed(sources):
+            expression = (f"({{'step': {literal(src)}, 'message': steps.{src}.error.error}} if {failed_test(src)} "
+                          f"else {expression})")
+        return expression
 
     def _task(self, out: YamlMap, raw: YamlMap, task: str, inputs: YamlMap, kinds: Mapping[str, str],
               batch_items: Mapping[str, Any]) -> None:
@@ -126,6 +147,9 @@ class StepRules(Findings):
         native = _rewritten(native, kinds)
         if _is_code(native):
             self._code_names(native, kinds, batch_items)
+        error = self._jump_error(raw.get("name"))
+        if error is not None and native.get("function") in (CODE_FUNCTION, TASK_FUNCTION):
+            put(native["kwargs"], "error", f"{{{{ {error} }}}}", loc=raw.value_locs["task"])
         if native or "inputs" in raw:
             put(out, "inputs", native, raw, "inputs", loc=raw.key_locs.get("inputs", raw.loc))
         if kind == "template" and isinstance(native.get("template"), str):
@@ -153,7 +177,9 @@ class StepRules(Findings):
         """
         if "steps" in inputs and "task" not in inputs:
             self.error(inputs.key_locs["steps"], "a batch of several steps per item (`inputs.steps`) is not "
-                                                 "translated", "write each inner step as a plait step: the first "
+                                                 "translated: the original engine (0.9.6) did not run it either, "
+                                                 "it requires `inputs.task`", "write each inner step as a plait "
+                                                 "step: the first "
                                                  "with `items:`, each next one with `for_each:` the one before "
                                                  "(its nodes then follow item by item)")
             return
@@ -259,17 +285,15 @@ class StepRules(Findings):
                                "unless on_error.retry said otherwise", once="retries")
         if on_error is None:
             return
-        if isinstance(on_error, str):
-            if on_error in ("fail", "continue"):
-                put(out, "on_error", on_error, raw, "on_error")
-                if on_error == "continue":
-                    put(out, "max_failures", "100%", raw, "on_error")
-            else:
-                self.error(raw.value_locs["on_error"], f"on_error '{on_error}' is not fail or continue",
-                           "write `on_error: continue`, or a mapping with action, retry, delay, next")
-            return
         if not isinstance(on_error, YamlMap):
-            self.error(raw.value_locs["on_error"], "on_error must be fail, continue, or a mapping")
+            given = on_error if isinstance(on_error, str) else None
+            if given not in ("fail", "continue"):  # the original read anything else as fail, and so does plait
+                self.note(raw.value_locs["on_error"], f"on_error {on_error!r} is read as 'fail', as the original read "
+                                                      "it; write `on_error: continue`, or a mapping with action, "
+                                                      "retry, delay, next")
+            put(out, "on_error", "continue" if given == "continue" else "fail", raw, "on_error")
+            if given == "continue":
+                put(out, "max_failures", "100%", raw, "on_error")
             return
         for key in on_error:
             if key not in _ON_ERROR:
@@ -291,13 +315,15 @@ class StepRules(Findings):
                 put(out, "max_failures", "100%", on_error, "next")
                 self.note(on_error.value_locs["next"], f"on_error.next: when this step fails, the steps up to "
                                                        f"'{on_error['next']}' are skipped and it runs, and the run "
-                                                       "succeeds, as in the original; a step that succeeds with no "
-                                                       "result (null) counts as failed here", once="next")
+                                                       "succeeds, as in the original", once="next")
         if "retry" in on_error:
             count, delay = on_error["retry"], on_error.get("delay", 0)
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                self.error(on_error.value_locs["retry"], "on_error.retry must be a whole number, 0 or more")
-            elif not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
+                count = 0  # the original ran a negative count as 0 retries, and text as its default
+                self.note(on_error.value_locs["retry"], f"on_error.retry {on_error['retry']!r} is not a whole number, "
+                                                        "0 or more: the step runs once (the original ran a negative "
+                                                        "count as none, and text as its default of 3)")
+            if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
                 self.error(on_error.value_locs["delay"], "on_error.delay must be a number of seconds, 0 or more")
             else:
                 self._retry(out, on_error, count, delay, on_error.value_locs["retry"])
@@ -314,16 +340,18 @@ class StepRules(Findings):
         put(out, "retry", policy, where, "retry")
 
 
-_JUMP_MESSAGE = "step '%s' failed (plait status shows its error)"
-
-
 _DEFINED = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*) is (not )?defined\b")
 
 
 def _defined(text: str) -> str:
-    """Make `steps.X is defined` true only when X succeeded, as in the original (plait shows a skipped X as null)."""
-    return _DEFINED.sub(lambda m: f"(steps.{m[1]} is not defined or steps.{m[1]}.result is none)" if m[2]
-                        else f"(steps.{m[1]} is defined and steps.{m[1]}.result is not none)", text)
+    """Make `steps.X is defined` true only when X succeeded, as in the original (plait shows a skipped X too)."""
+    return _DEFINED.sub(lambda m: f"(steps.{m[1]} is not defined or steps.{m[1]}.status is defined)" if m[2]
+                        else f"(steps.{m[1]} is defined and steps.{m[1]}.status is not defined)", text)
+
+
+def failed_test(step: str) -> str:
+    """Return the template test that is true when `step` failed (its failure tolerated, as a jump's is)."""
+    return f"(steps.{step}.status is defined and steps.{step}.status == 'failed')"
 
 
 def _never_runs(condition: Any) -> bool:

@@ -12,6 +12,8 @@ Decisions:
   So is code that opens a relative path literal (`open("out/x")`, `Path("out/x")`): the original
   changed the process's folder to the workspace around python_code (serialising every item on a
   lock); plait never changes folders, so such a path would land beside plait, not in the workspace.
+- `noop` with inputs returns what the original's returned, `{processed_inputs, task_name,
+  task_type}`: its inputs go under `processed_inputs` (plait's noop returns its inputs).
 - `template` keeps its inputs and gets `whitespace: trim`: the original rendered with Jinja's
   `trim_blocks`/`lstrip_blocks` and dropped the final line break, and a file's output must not change.
 - `python_function` becomes `function: module:function`; `python_module` and `python_script`
@@ -55,16 +57,20 @@ def translate_task(kind: str, inputs: YamlMap, loc: SourceLoc, step: str) -> Res
     """Return (plait kind, plait inputs, errors) for an original task, or None for a kind nobody registered.
 
     A kind of the original that plait has no kind for (`fail`, `print_vars`, `http.request`...), and a
-    kind registered with the original's `register_task`, runs through `plait.tasks.original`.
+    kind registered with the original's `register_task`, runs through `plait.tasks.original`; so
+    does a kind of the original that the user registered again themselves (theirs replaced it).
     """
+    from plait.tasks.original import find_task, user_module
+
+    handler = find_task(kind)
+    if handler is not None and user_module(handler) is not None:
+        return registered(kind, inputs, loc)
     if kind in _FILE:
         return _file(kind, inputs)
-    handler = KINDS.get(kind)
-    if handler is not None:
-        return handler(inputs, loc, step)
-    from plait.tasks.original import find_task
-
-    return registered(kind, inputs, loc) if find_task(kind) is not None else None
+    translate = KINDS.get(kind)
+    if translate is not None:
+        return translate(inputs, loc, step)
+    return registered(kind, inputs, loc) if handler is not None else None
 
 
 def _unknown(inputs: YamlMap, allowed: tuple[str, ...], kind: str) -> list[Diagnostic]:
@@ -227,11 +233,20 @@ def _same(kind: str, allowed: tuple[str, ...] | None = None) -> Callable[[YamlMa
 
 
 def registered(kind: str, inputs: YamlMap, loc: SourceLoc) -> Result:
-    """Return a step of the original's kind `kind` run by `plait.tasks.original.run_task`, inputs as they are."""
+    """Return a step of the original's kind `kind` run by `plait.tasks.original.run_task`, inputs as they are.
+
+    A kind the user registered names its module, for nodes that run in another process.
+    """
+    from plait.tasks.original import find_task, user_module
+
+    handler = find_task(kind)
     out = YamlMap(inputs.loc)
     put(out, "function", TASK_FUNCTION, loc=loc)
     kwargs = YamlMap(inputs.loc)
     put(kwargs, "task", kind, loc=loc)
+    module = user_module(handler) if handler is not None else None
+    if module:
+        put(kwargs, "module", module, loc=loc)
     put(kwargs, "inputs", inputs, loc=inputs.loc)
     put(out, "kwargs", kwargs, loc=inputs.loc)
     return "python", out, []
@@ -244,6 +259,25 @@ def _template(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
     return kind, out, errors
 
 
+def _noop(inputs: YamlMap, loc: SourceLoc, step: str) -> Result:
+    """Return plait's noop with the inputs under `processed_inputs`, so it returns the original's result shape.
+
+    A noop without inputs (a placeholder) stays one.
+    """
+    out = YamlMap(inputs.loc)
+    if not inputs:
+        return "noop", out, []
+    if "should_fail" in inputs:
+        put(out, "should_fail", inputs["should_fail"], inputs)
+    wrapped = YamlMap(inputs.loc)
+    for key in inputs:
+        put(wrapped, key, inputs[key], inputs)
+    put(out, "processed_inputs", wrapped, loc=inputs.loc)
+    put(out, "task_name", step, loc=loc)
+    put(out, "task_type", "noop", loc=loc)
+    return "noop", out, []
+
+
 KINDS: dict[str, Callable[[YamlMap, SourceLoc, str], Result]] = {
     "shell": _shell,
     "python_code": _python_code,
@@ -251,6 +285,6 @@ KINDS: dict[str, Callable[[YamlMap, SourceLoc, str], Result]] = {
     "python_module": _python_run("module"),
     "python_script": _python_run("script_path"),
     "template": _template,
-    "noop": _same("noop"),
+    "noop": _noop,
     "echo": _same("echo", ("message",)),
 }

@@ -48,10 +48,11 @@ from pathlib import Path
 from typing import Any
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, did_you_mean
+from plait.compiler.dialect.detect import is_marked, read_by_order
 from plait.compiler.dialect.findings import Note
 from plait.compiler.dialect.imports import with_imports
 from plait.compiler.dialect.names import TIMESTAMP, literal
-from plait.compiler.dialect.step import StepRules, action_of, in_order
+from plait.compiler.dialect.step import StepRules, action_of, failed_test, in_order
 from plait.compiler.dialect.tree import located, name_list, put
 from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.params import PARAM_TYPES
@@ -103,7 +104,7 @@ class _Translator(StepRules):
         self.workflow_name: Any = None
         self.param_names: list[str] = []
         self.names: dict[str, str] = {}
-        self.jump_sources: dict[Any, str] = {}
+        self.jump_sources: dict[Any, list[str]] = {}
 
     def run(self) -> Translation:
         doc = self.doc
@@ -114,6 +115,7 @@ class _Translator(StepRules):
             self._secrets(doc["secrets"], doc.value_locs["secrets"])
         if "imports" in doc:
             doc = self.doc = with_imports(doc, self)
+        self._by_order(doc)
         named = "name" in doc
         put(out, "name", self._name(doc), doc, "name" if named else None, loc=None if named else doc.loc)
         if "description" in doc:
@@ -121,6 +123,9 @@ class _Translator(StepRules):
         params = self._params(doc.get("params"))
         steps = self._steps(doc.get("steps"))
         flow_steps = self._flow(doc.get("flows"), steps, params)
+        if not flow_steps and not self.errors:
+            self.error(doc.value_locs.get("steps", doc.loc), "No steps to execute: the workflow (or its flow) has no "
+                                                             "steps", "add at least one step under `steps:`")
         self.param_names = [p for p in params if isinstance(p, str) and p.isidentifier() and p not in _NOT_PARAMS]
         self.names = self._run_names()
         if "settings" in doc:
@@ -133,6 +138,28 @@ class _Translator(StepRules):
         return Translation(out, notes, self.errors, self.flow)
 
     # --- the workflow ----------------------------------------------------------------------------
+
+    def _by_order(self, doc: YamlMap) -> None:
+        """Explain, in one note, why a file with nothing of either form is read as the original's, and how not to.
+
+        Such a file was most likely written for plait: the notes about the original's other
+        behaviours (its retries) would only confuse, so they are left out.
+        """
+        reasons = [] if is_marked(doc) else read_by_order(doc)
+        if not reasons:
+            return
+        ordered = "its steps have no `depends_on`" in reasons
+        fixes = [] if reasons == ["its steps have no `depends_on`"] else ["the workflow a name (letters, digits, - "
+                                                                          "and _)"]
+        if ordered:
+            fixes.append("each step `depends_on` (`[]` for none)")
+        self.note(doc.key_locs.get("steps", doc.loc), f"read as a file of the original engine (yaml-workflow) "
+                  f"because {' and '.join(reasons)}" + (": its steps run one after another, in list order" if ordered
+                                                        else "") +
+                  f". To write plait's own form instead, give {' and '.join(fixes)}" +
+                  (": steps that do not depend on each other then run at once" if ordered else ""),
+                  once="read-by-order")
+        self.noted.add("retries")
 
     def _name(self, doc: YamlMap) -> Any:
         """Return the plait name of the workflow: its `name`, or the file's stem as the original took."""
@@ -157,9 +184,9 @@ class _Translator(StepRules):
         path = str(Path(file).resolve()) if file and not file.startswith("<") else ""
         name = literal(str(self.workflow_name))
         names = {param: f"args.{param}" for param in self.param_names}
-        names.update(workflow_name=name, workflow_file=literal(path), timestamp=TIMESTAMP, run_number="run.id",
+        names.update(workflow_name=name, workflow_file=literal(path), timestamp=TIMESTAMP, run_number="run.number",
                      workflow=f"{{'name': {name}, 'file': {literal(path)}, 'workspace': workspace, "
-                              f"'run_number': run.id, 'timestamp': {TIMESTAMP}}}")
+                              f"'run_number': run.number, 'timestamp': {TIMESTAMP}}}")
         return names
 
     def _secrets(self, secrets: Any, loc: SourceLoc) -> None:
@@ -215,11 +242,14 @@ class _Translator(StepRules):
             if "default" not in declared and "required" not in declared:
                 declared["required"] = False  # the original gave an undeclared default as None
                 declared.key_locs["required"] = declared.value_locs["required"] = spec.loc
+            if "type" not in declared and "default" not in declared:  # the original took any value: the one given
+                declared["type"] = _type_of(self.overrides[name]) if name in self.overrides else "string"
+                declared.key_locs["type"] = declared.value_locs["type"] = spec.loc
             put(out, name, declared, params, name)
         return out
 
     def _length(self, name: str, spec: YamlMap, key: str) -> None:
-        """Check minLength/maxLength against the default, as the original did; note the overrides are not."""
+        """Check minLength/maxLength where the original did: the default, and a required parameter's minLength."""
         limit, default = spec[key], spec.get("default")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 0:
             self.error(spec.value_locs[key], f"parameter '{name}': {key} must be a whole number, 0 or more")
@@ -227,8 +257,13 @@ class _Translator(StepRules):
         if isinstance(default, str) and (len(default) < limit if key == "minLength" else len(default) > limit):
             self.error(spec.value_locs["default"], f"parameter '{name}': the default {default!r} breaks "
                                                    f"{key} {limit}", "change the default or the limit")
-        self.note(spec.key_locs[key], f"parameter '{name}': {key} is checked against the default only, "
-                                      "as the original engine did", once="length")
+        given = self.overrides.get(name)
+        if key == "minLength" and spec.get("required") is True and given is not None and len(str(given)) < limit:
+            self.error(spec.key_locs[key], f"Parameter '{name}' must be at least {limit} characters long",
+                       f"pass a longer --param {name}=VALUE")
+        self.note(spec.key_locs[key], f"parameter '{name}': {key} is checked against the default (and minLength "
+                                      "against the value of a required parameter), as the original engine did; "
+                                      "other values given are not checked", once="length")
 
     def _settings(self, settings: Any, loc: SourceLoc) -> None:
         if not isinstance(settings, YamlMap):
@@ -269,6 +304,12 @@ class _Translator(StepRules):
     def _flow(self, flows: Any, steps: list, params: YamlMap) -> list:
         """Return the steps of the chosen flow, in its order; declare the `flow` parameter. Mutates `params`."""
         if flows is None:
+            if self.overrides.get("flow", ALL_FLOWS) != ALL_FLOWS:
+                self.error(self.doc.loc, f"Flow '{self.overrides['flow']}' not found",
+                           "the workflow defines no flows (`flows:`); run it without --flow")
+            elif "flow" in self.overrides and "flow" not in params:  # `--flow all`, which the original took
+                put(params, "flow", located({"type": "string", "default": ALL_FLOWS, "choices": [ALL_FLOWS]},
+                                            self.doc.loc), loc=self.doc.loc)
             return steps
         loc = self.doc.key_locs["flows"]
         defined: dict[str, tuple[list, SourceLoc]] = {}
@@ -293,9 +334,9 @@ class _Translator(StepRules):
         names = [*defined, ALL_FLOWS]
         default = flows.get("default", ALL_FLOWS)
         if default not in names:
-            self.error(flows.value_locs["default"], f"the default flow '{default}' is not defined",
+            self.error(flows.value_locs["default"], f"Flow '{default}' not found: the default flow is not defined",
                        did_you_mean(str(default), names) or f"flows: {', '.join(names)}")
-            default = ALL_FLOWS
+            return steps
         if "flow" in params:
             self.error(params.key_locs["flow"], "a parameter named 'flow' clashes with the flow choice that "
                                                 "`flows:` adds", "rename the parameter")
@@ -307,8 +348,11 @@ class _Translator(StepRules):
             declared.key_locs[key] = declared.value_locs[key] = loc
         put(params, "flow", declared, self.doc, "flows")
         chosen = self.flow = self.overrides.get("flow", default)
-        if not isinstance(chosen, str) or chosen not in defined:
-            return steps  # `all`, or a value the parameter's choices refuse with their own message
+        if chosen not in names:
+            self.error(loc, f"Flow '{chosen}' not found", f"flows: {', '.join(map(str, names))}")
+            return steps
+        if chosen == ALL_FLOWS:
+            return steps
         by_name = {s["name"]: s for s in steps if isinstance(s, YamlMap) and isinstance(s.get("name"), str)}
         listed, _ = defined[chosen]
         picked = []
@@ -331,9 +375,12 @@ class _Translator(StepRules):
         kinds = {s["name"]: s["task"] for s in named if isinstance(s.get("task"), str)}
         batch_items = {s["name"]: s["inputs"].get("items") for s in named
                        if s.get("task") == "batch" and isinstance(s.get("inputs"), YamlMap)}
-        order = [_name(s) for s in steps if isinstance(s, YamlMap)]
+        order = [s.get("name") if isinstance(s, YamlMap) else None for s in steps]  # by position in `steps`
         jumps = self._jumps(steps, order, every)
-        self.jump_sources = {_name(steps[end]): src for src, (_, end) in jumps.items() if _name(steps[end])}
+        self.jump_sources = {}
+        for src, (_, end) in jumps.items():
+            if isinstance(order[end], str):
+                self.jump_sources.setdefault(order[end], []).append(src)
         previous: str | None = None
         for position, raw in enumerate(steps):
             if not isinstance(raw, YamlMap):
@@ -344,7 +391,7 @@ class _Translator(StepRules):
             if "depends_on" not in raw and previous is not None:
                 put(step, "after", name_list([previous], raw.loc), raw, "name", loc=raw.loc)
             passed = [src for src, (start, end) in jumps.items() if start < position < end]
-            failed = failure_only.get(_name(raw) or "", [])
+            failed = failure_only.get(raw["name"], []) if isinstance(raw.get("name"), str) else []
             if passed or failed:
                 _guard(step, raw, passed, failed)
             out.append(in_order(step))
@@ -368,13 +415,13 @@ class _Translator(StepRules):
         for raw in list(steps):
             on_error = raw.get("on_error") if isinstance(raw, YamlMap) else None
             target = on_error.get("next") if isinstance(on_error, YamlMap) else None
-            if not isinstance(target, str) or target not in names or target in listed:
+            if not isinstance(target, str) or target not in names or target in listed or \
+                    not isinstance(raw.get("name"), str):
                 continue
-            start = names.index(on_error["next"])
+            start = names.index(target)
             for extra in every[start:]:
-                if not isinstance(extra, YamlMap) or not isinstance(extra.get("name"), str) \
-                        or not isinstance(raw.get("name"), str):
-                    continue  # reported where the steps are checked
+                if not isinstance(extra, YamlMap) or not isinstance(extra.get("name"), str):
+                    continue  # reported where the step is translated
                 if extra.get("name") in listed and extra.get("name") not in failure_only:
                     continue
                 failure_only.setdefault(extra["name"], []).append(raw["name"])
@@ -394,7 +441,8 @@ class _Translator(StepRules):
                 continue  # without `next:`, an error of its own (see _on_error)
             target = on_error["next"]
             if target not in order:
-                self.error(on_error.value_locs["next"], f"on_error.next names unknown step '{target}'",
+                self.error(on_error.value_locs["next"], f"Invalid on_error.next target '{target}': no step has that "
+                                                        "name",
                            did_you_mean(str(target), [o for o in order if isinstance(o, str)]) or None)
             elif order.index(target) <= position:
                 self.error(on_error.value_locs["next"], f"on_error.next jumps back to '{target}'",
@@ -407,16 +455,17 @@ class _Translator(StepRules):
 def _guard(step: YamlMap, raw: YamlMap, passed: list[str], failed: list[str]) -> None:
     """Run `step` only when every step of `passed` succeeded and, with `failed`, one of those failed.
 
-    A failing step that jumps (`on_error.next`) has its failure tolerated, so the steps that read
-    it still run, with its result null: the condition tells the two apart. Mutates `step`.
+    A failing step that jumps (`on_error.next`) has its failure tolerated, so the steps that depend
+    on it still run: the condition tells a failure (`steps.X.status` is set) from a success.
+    Mutates `step`.
     """
     existing = step.get("depends_on") or []
     existing = [existing] if isinstance(existing, str) else list(existing)
     put(step, "depends_on", name_list([*existing, *(s for s in [*passed, *failed] if s not in existing)], raw.loc),
         raw, "name", loc=raw.loc)
-    tests = [f"steps.{s}.result is not none" for s in passed]
+    tests = [f"steps.{s}.status is not defined" for s in passed]
     if failed:
-        tests.append("(" + " or ".join(f"steps.{s}.result is none" for s in failed) + ")")
+        tests.append("(" + " or ".join(failed_test(s) for s in failed) + ")")
     test = " and ".join(tests)
     condition = step.get("condition")
     text = (f"{{% if {test} %}}{condition}{{% else %}}False{{% endif %}}" if isinstance(condition, str)
