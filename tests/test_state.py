@@ -39,8 +39,9 @@ PLANNED = [("a[0]", "a", 0, "task"), ("a[1]", "a", 1, "task"), ("a", "a", None, 
 
 def rec(node: str, status: str = "succeeded", result: object = None, *, attempts: int = 1, fp: str = "fp",
         err: dict | None = None, note: str | None = None) -> NodeRecord:
+    step, key, kind = next(p[1:] for p in PLANNED if p[0] == node)
     return NodeRecord(node, status, attempts, fp, json.dumps(result) if status == "succeeded" else None,
-                      json.dumps(err) if err else None, note, 10.0, 11.0)
+                      json.dumps(err) if err else None, note, 10.0, 11.0, step=step, key=key, kind=kind)
 
 
 def begin(ledger: Ledger, run_id: str, planned: list = PLANNED) -> None:
@@ -122,6 +123,12 @@ def test_a_basis_is_kept_by_the_run_that_gives_it_and_removed_by_any_other_or_by
     ledger.claim("wf")
     assert ledger.basis() is None
     ledger.begin_run("run-1", "wf", "d", None, {}, 1, PLANNED, {}, "basis-1")
+    assert ledger.basis() is None  # its nodes have no row yet: the ledger does not hold the plan whole
+    ledger.record("run-1", [rec(n) for n, *_ in PLANNED[:-1]])
+    ledger.end_run("run-1", "failed", basis="basis-1")
+    assert ledger.basis() is None  # b never ran
+    ledger.record("run-1", [rec("b")])
+    ledger.end_run("run-1", "succeeded", basis="basis-1")
     assert ledger.basis() == "basis-1"
     ledger.begin_run("run-2", "wf", "d", None, {}, 1, [], {}, "basis-1")  # a run of the plan the ledger holds
     assert (ledger.basis(), len(ledger.previous())) == ("basis-1", len(PLANNED))

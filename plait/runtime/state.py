@@ -215,5 +215,6 @@ def interrupted(state: RunState, nodes: Iterable[str]) -> None:
     A node a worker was running when a Ctrl-C broke the pool lands here too: it runs again on
     resume (at least once), and the ledger says why it is pending.
     """
+    specs = state.plan.nodes
     state.buffer += [NodeRecord(n, "pending", state.attempts.get(n, 0), state.fp.get(n), None, None, "interrupted",
-                                None, None) for n in nodes]
+                                None, None, step=specs[n].step, key=specs[n].key, kind=specs[n].kind) for n in nodes]
