@@ -267,9 +267,12 @@ def _resumed_params(last: dict[str, Any], args: argparse.Namespace) -> dict[str,
 def cmd_status(args: argparse.Namespace) -> int:
     """Print a workspace's state from its ledger."""
     from plait.runtime import format_status, workflow_status
+    from plait.runtime.status import write_status_json
 
-    state = workflow_status(_workspace(args.workspace))
-    print(json.dumps(state, default=str) if args.format == "json" else format_status(state))
+    if args.format == "json":
+        write_status_json(_workspace(args.workspace), sys.stdout)  # streamed: a million nodes are 80 MB of JSON
+    else:
+        print(format_status(workflow_status(_workspace(args.workspace))))
     return EXIT_OK
 
 

@@ -7,6 +7,7 @@ engine plait grew from; `plait status` prints it as JSON or text.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -18,7 +19,7 @@ import pytest
 from runtime.support import Flow, error, ledger_query, make_flow, untraced_status
 
 from plait.compiler import compile_workflow
-from plait.runtime import Ledger, LedgerError, workflow_status
+from plait.runtime import Ledger, LedgerError, status, workflow_status
 from plait.runtime.ledger import NodeRecord, Prior
 
 
@@ -270,6 +271,20 @@ def test_workflow_status_of_a_workspace_without_a_ledger_raises(tmp_path: Path) 
 
 
 # --- plait status --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 100])
+def test_plait_status_json_streams_the_text_json_dumps_gives_workflow_status(flow: Flow, chunk: int,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    shape_flow(flow)
+    flow.write(SHAPE.replace("on_error: continue", "on_error: fail"), mod=f"shape_{flow.tag}")
+    flow.run()  # failed, succeeded, retried and pending nodes (those never run have no row)
+    monkeypatch.setattr(status, "CHUNK", chunk)
+    out = io.StringIO()
+    status.write_status_json(flow.ws, out)
+    assert out.getvalue() == json.dumps(workflow_status(flow.ws)) + "\n"
+    assert len(json.loads(out.getvalue())["nodes"]) == 6
+
 
 
 def test_plait_status_json_is_workflow_status(flow: Flow) -> None:
