@@ -119,7 +119,7 @@ EAGER = '''
 
     def split(item, ctx):
         if item == "slow":  # waits until a child of "fast" has run: it cannot if children wait for every parent
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 5  # the known limit (xfail): no need to wait longer for it
             while not ctx.path("child-ran").exists():
                 if time.monotonic() > deadline:
                     raise TimeoutError("no child of split[fast] ran while split[slow] was running")

@@ -136,7 +136,8 @@ def _compile(engine: Any, overrides: dict[str, Any]) -> Any:
 def _write_state(engine: Any, plan: Any, flow: str | None) -> dict[str, dict[str, Any]]:
     """Write what plait's ledger holds into the engine's state, step by step in the plan's order. Mutates it."""
     from plait.runtime import workflow_status
-    from plait.runtime.ledger import LEDGER_NAME, Ledger, state_dir
+    from plait.runtime.ledger import LEDGER_NAME, Ledger
+    from plait.workspace import state_dir
 
     nodes = workflow_status(engine.workspace)["nodes"]
     ledger = Ledger(state_dir(Path(engine.workspace)) / LEDGER_NAME, readonly=True)
