@@ -266,13 +266,13 @@ def _resumed_params(last: dict[str, Any], args: argparse.Namespace) -> dict[str,
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print a workspace's state from its ledger."""
-    from plait.runtime import format_status, workflow_status
-    from plait.runtime.status import write_status_json
+    from plait.runtime import format_status
+    from plait.runtime.status import status_summary, write_status_json
 
     if args.format == "json":
         write_status_json(_workspace(args.workspace), sys.stdout)  # streamed: a million nodes are 80 MB of JSON
     else:
-        print(format_status(workflow_status(_workspace(args.workspace))))
+        print(format_status(status_summary(_workspace(args.workspace))))  # counted by SQLite
     return EXIT_OK
 
 

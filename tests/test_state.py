@@ -273,6 +273,18 @@ def test_workflow_status_of_a_workspace_without_a_ledger_raises(tmp_path: Path) 
 # --- plait status --------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("stop", ["continue", "fail"])
+def test_the_summary_plait_status_prints_is_counted_as_workflow_status_counts(flow: Flow, stop: str) -> None:
+    shape_flow(flow)
+    flow.write(SHAPE.replace("on_error: continue", f"on_error: {stop}"), mod=f"shape_{flow.tag}")
+    flow.run()  # failed, succeeded, retried, skipped, and (on_error: fail) nodes never run, which have no row
+    full, summary = workflow_status(flow.ws), status.status_summary(flow.ws)
+    assert {s: v["stats"] for s, v in summary["steps"].items()} == {s: v["stats"] for s, v in full["steps"].items()}
+    assert list(summary["steps"]) == list(full["steps"])
+    assert status.format_status(summary) == status.format_status(full)
+    assert len(status.format_status(full).splitlines()) == 8  # the run, the header, 4 steps, 1 failure and its line
+
+
 @pytest.mark.parametrize("chunk", [1, 2, 100])
 def test_plait_status_json_streams_the_text_json_dumps_gives_workflow_status(flow: Flow, chunk: int,
                                                                              monkeypatch: pytest.MonkeyPatch) -> None:

@@ -601,6 +601,21 @@ class Ledger:
         completion order (nodes never run last, in plan order)."""
         return self.node_rows(("node_id", "step", "key", "kind", "status", "attempts", "error", "reason"))
 
+    @_readable
+    def step_counts(self) -> list[tuple[str, int, int, int, int, int]]:
+        """Return (step, nodes, succeeded, failed, retried, skipped) of each step's task nodes that have a row, steps in
+        the order `nodes` first lists one of theirs: what a summary counts, counted by SQLite."""
+        return self.db.execute(
+            "SELECT step, count(*), sum(status = 'succeeded'), sum(status = 'failed'), sum(attempts > 1), "
+            "sum(status = 'skipped') FROM nodes WHERE in_plan = 1 AND kind != 'join' GROUP BY step "
+            "ORDER BY count(seq) = 0, min(seq), min(rowid)").fetchall()
+
+    @_readable
+    def failed_nodes(self) -> list[tuple[str, str | None]]:
+        """Return (node_id, error JSON) of the plan's failed nodes, in completion order."""
+        return self.db.execute("SELECT node_id, error FROM nodes WHERE in_plan = 1 AND status = 'failed' "
+                               "ORDER BY seq IS NULL, seq, rowid").fetchall()
+
     # Reading for reports (plait.report). A reader asks `columns` what this ledger has and names the
     # columns it wants, so it uses what newer runtimes record and still reads an older ledger.
 
