@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1,
     worker TEXT, reason TEXT, output TEXT
 );
+CREATE INDEX IF NOT EXISTS gone ON nodes (in_plan) WHERE in_plan = 0;
 CREATE TABLE IF NOT EXISTS files (
     path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL
 ) WITHOUT ROWID;
@@ -144,6 +145,9 @@ class Prior(NamedTuple):
     error: str | None = None  # a failed node's error record, as JSON text
 
 _NEVER_RAN = Prior("pending", None, True)  # a node of the kept plan that has no row
+# How many rows the plan's nodes have: all rows, less those of nodes that left the plan (the `gone` index, partial:
+# counting either reads an index, not the table).
+_IN_PLAN = "((SELECT count(*) FROM nodes) - (SELECT count(*) FROM nodes WHERE in_plan = 0))"
 _TEXT_COLUMNS = (4, 5, 6, 11)  # a NodeRecord's result, error, note and output
 ROWS_PER_STATEMENT = 60  # 962 parameters a statement, under SQLite's oldest limit of 999
 _UPSERT = sqlite3.sqlite_version_info >= (3, 24, 0)
@@ -217,8 +221,7 @@ def unfinished(path: Path) -> bool:
             if row.fetchone()[0]:
                 return True
             with contextlib.suppress(sqlite3.OperationalError):  # a ledger from before the plan table
-                row = db.execute("SELECT (SELECT count(*) FROM nodes WHERE in_plan = 1) < "
-                                 "(SELECT coalesce(sum(size), 0) FROM plan)")
+                row = db.execute(f"SELECT {_IN_PLAN} < (SELECT coalesce(sum(size), 0) FROM plan)")
                 return bool(row.fetchone()[0])  # a node of the plan without a row never ran
             return False
         finally:
@@ -388,8 +391,7 @@ class Ledger:
         has parts' nodes, every node has one: the plan is not even read then.
         """
         try:
-            rows, size = self.db.execute("SELECT (SELECT count(*) FROM nodes WHERE in_plan = 1), "
-                                         "(SELECT coalesce(sum(size), 0) FROM plan)").fetchone()
+            rows, size = self.db.execute(f"SELECT {_IN_PLAN}, (SELECT coalesce(sum(size), 0) FROM plan)").fetchone()
         except sqlite3.OperationalError:  # a read-only ledger of an earlier schema: no plan table
             return {}
         if rows >= size:
@@ -468,8 +470,8 @@ class Ledger:
 
     def _keep_basis(self, basis: str) -> None:
         """Keep the plan's basis when every node of the kept plan has a row (inside the caller's transaction)."""
-        self.db.execute("INSERT OR REPLACE INTO meta SELECT 'basis', ? WHERE (SELECT count(*) FROM nodes WHERE "
-                        "in_plan = 1) >= (SELECT coalesce(sum(size), 0) FROM plan)", (basis,))
+        self.db.execute(f"INSERT OR REPLACE INTO meta SELECT 'basis', ? WHERE {_IN_PLAN} >= "
+                        "(SELECT coalesce(sum(size), 0) FROM plan)", (basis,))
 
     @_writing
     def add_nodes(self, planned: Sequence[tuple[str, str, Any, str]]) -> None:
