@@ -143,8 +143,8 @@ class RunState:
         """Take `plan` (the run's, or the same grown by an expansion) and rebuild its lookups. Mutates."""
         self.plan = plan
         self.order = dict(zip(plan.nodes, range(len(plan.nodes))))
-        self.succ = dict(plan.graph.adjacency())
-        self.pred = dict(plan.graph.reverse(copy=False).adjacency())
+        self.succ = plan.graph._succ  # networkx's own adjacency dicts, as `DiGraph.__init__` names them: read here,
+        self.pred = plan.graph._pred  # never written (a plan's graph is frozen), so not copied
         self.members: dict[str, list[str]] = defaultdict(list)
         items = [node for node in plan.nodes.values() if node.kind == "task" and node.key is not None]
         for step, nodes in groupby(items, _STEP):  # a step's nodes are together, but for those an expansion added
