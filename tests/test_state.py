@@ -1,8 +1,9 @@
 """The ledger and the state read from it: `Ledger` directly, `workflow_status`, and `plait status`.
 
-The ledger is one SQLite file per workspace (`<ws>/.plait/ledger.db`, WAL mode), one row per node,
-written only by the run's parent process. `workflow_status` derives from it the state shape of the
-engine plait grew from; `plait status` prints it as JSON or text.
+The ledger is one SQLite file per workspace (`<ws>/.plait/ledger.db`, WAL mode), one row per node
+that settled (the kept plan answers for the others: pending), written only by the run's parent process.
+`workflow_status` derives from it the state shape of the engine plait grew from; `plait status` prints
+it as JSON or text.
 """
 
 from __future__ import annotations
