@@ -7,7 +7,7 @@ keys packed as one zlib-compressed JSON text. A plan of a million items is one p
 one statement, where a row per node cost a million inserts (and then a million updates).
 
 What a node of the kept plan without a row is, every reader says the same way: pending, never
-run (`pending_row`); `plait status`, the resume decision, `plait logs` and reports read the
+run; `plait status`, the resume decision, `plait logs` and reports read the
 rows and then these nodes (`Ledger.nodes`, `Ledger.previous`, `Ledger.node_rows`).
 
 A run replaces the kept plan as it begins; an expansion during the run appends the nodes it adds
