@@ -203,10 +203,10 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
                                   scheduler_address=args.scheduler_address,
                                   log_level="DEBUG" if args.verbose else "INFO",
                                   max_result_bytes=args.max_result_size, force_jobs=args.force_jobs,
-                                  rerun=args.rerun or (), until=args.until or ())
+                                  rerun=args.rerun or (), until=args.until or (), skip=args.skip or ())
     except BackendUnavailable as err:
         raise UsageError(str(err)) from err
-    except ValueError as err:  # --rerun or --until naming nothing
+    except ValueError as err:  # --rerun, --until or --skip naming nothing
         raise UsageError(str(err)) from err
     print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
     if args.report:
@@ -221,7 +221,8 @@ def _dry_run(args: argparse.Namespace, plan: Plan) -> int:
     if args.fresh:
         raise UsageError("--dry-run with --fresh: a fresh run runs every node; drop one of them")
     try:
-        result = dry_run(plan, workspace=args.workspace, rerun=args.rerun or (), until=args.until or ())
+        result = dry_run(plan, workspace=args.workspace, rerun=args.rerun or (), until=args.until or (),
+                         skip=args.skip or ())
     except ValueError as err:
         raise UsageError(str(err)) from err
     print(json.dumps(result.to_json()) if args.format == "json" else format_dry_run(result))
@@ -458,6 +459,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--rerun", action="append", metavar="TARGET", help="run TARGET again even if it succeeded, "
                        "and everything downstream of it: a step, a node id or a pattern (step[*.png]); repeatable")
         p.add_argument("--until", action="append", metavar="STEP", help="run only STEP and the steps it needs; "
+                       "repeatable")
+        p.add_argument("--skip", action="append", metavar="TARGET", help="do not run TARGET (a step, a node id or "
+                       "a pattern): record it skipped, as a false condition would, and run what follows it; "
                        "repeatable")
         p.add_argument("--report", nargs="?", const=True, metavar="FILE", help="write the HTML run report "
                        "when the run ends, to FILE (default: <workspace>/.plait/report.html)")
