@@ -532,9 +532,10 @@ def _complete_param(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> l
     """Complete `--param` with `NAME=` for each parameter the workflow declares (for argcomplete)."""
     import yaml
 
+    from plait.compiler.loader import read_regular_file
+
     try:
-        with open(parsed_args.workflow, encoding="utf-8") as file:
-            declared = (yaml.safe_load(file) or {}).get("params") or {}
+        declared = (yaml.safe_load(read_regular_file(parsed_args.workflow)) or {}).get("params") or {}
     except Exception:  # completion must never fail: nothing to offer
         return []
     return [f"{name}=" for name in declared if isinstance(name, str) and f"{name}=".startswith(prefix)]
