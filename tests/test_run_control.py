@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from reliability.harness import Runs, gate, open_gate, runs_fixture, stop_flag_raised, wait_for
-from runtime.support import RECORDER, Flow, make_flow
+from runtime.support import RECORDER, Flow, make_flow, plait
 
 
 @pytest.fixture
@@ -454,3 +454,20 @@ def test_skip_naming_nothing_is_a_usage_error(flow: Flow) -> None:
         done = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), *dry, "--skip", "chek")
         assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
         assert "--skip chek: no step or node of this workflow is called that; did you mean 'check'?" in done.stderr
+
+
+def test_a_tracked_input_that_is_no_regular_file_is_not_read(flow: Flow) -> None:
+    os.mkfifo(flow.dir / "feed")  # nobody writes to it: reading it to hash it would block the run
+    (flow.dir / "box").mkdir()
+    flow.write("""
+        name: fed
+        steps:
+          - name: a
+            task: python
+            input_files: [feed, box]
+            inputs: {code: "result = 1"}
+        """)
+    for args in (("-q",), ("--dry-run",)):
+        done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), *args, cwd=flow.dir, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert flow.view("status") == {"a": "succeeded"}
