@@ -1,7 +1,8 @@
 """plait: compile YAML workflows into a DAG and run them as fast, parallel, resumable local batches.
 
 The public API: `compile_workflow` (file -> Plan), `run_workflow` (Plan or file -> RunResult),
-`workflow_status` (a workspace's ledger -> state), and `task` (register a task kind).
+`workflow_status` (a workspace's ledger -> state), `task` (register a task kind) and `say` (a task's
+line for the run's terminal).
 plait logs through loguru and, as loguru advises for libraries, is silent until enabled:
 the command line enables it; from Python, call `loguru.logger.enable("plait")`.
 
@@ -22,7 +23,7 @@ _WHERE = {
     "NodeSpec": "plait.compiler", "Plan": "plait.compiler", "RetryPolicy": "plait.compiler",
     "StepSpec": "plait.compiler", "WorkflowError": "plait.compiler", "compile_workflow": "plait.compiler",
     "run_workflow": "plait.runtime", "workflow_status": "plait.runtime",
-    "TaskContext": "plait.tasks.base", "task": "plait.tasks.base",
+    "TaskContext": "plait.tasks.base", "say": "plait.tasks.base", "task": "plait.tasks.base",
 }
 
 __all__ = sorted(_WHERE)

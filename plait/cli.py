@@ -202,10 +202,10 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
                                   scheduler_address=args.scheduler_address,
                                   log_level="DEBUG" if args.verbose else "INFO",
                                   max_result_bytes=args.max_result_size, force_jobs=args.force_jobs,
-                                  rerun=args.rerun or (), until=args.until or ())
+                                  rerun=args.rerun or (), until=args.until or (), skip=args.skip or ())
     except BackendUnavailable as err:
         raise UsageError(str(err)) from err
-    except ValueError as err:  # --rerun or --until naming nothing
+    except ValueError as err:  # --rerun, --until or --skip naming nothing
         raise UsageError(str(err)) from err
     print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
     if args.report:
@@ -220,7 +220,8 @@ def _dry_run(args: argparse.Namespace, plan: Plan) -> int:
     if args.fresh:
         raise UsageError("--dry-run with --fresh: a fresh run runs every node; drop one of them")
     try:
-        result = dry_run(plan, workspace=args.workspace, rerun=args.rerun or (), until=args.until or ())
+        result = dry_run(plan, workspace=args.workspace, rerun=args.rerun or (), until=args.until or (),
+                         skip=args.skip or ())
     except ValueError as err:
         raise UsageError(str(err)) from err
     print(json.dumps(result.to_json()) if args.format == "json" else format_dry_run(result))
@@ -461,6 +462,9 @@ def _parser() -> argparse.ArgumentParser:
                        "and everything downstream of it: a step, a node id or a pattern (step[*.png]); repeatable")
         p.add_argument("--until", action="append", metavar="STEP", help="run only STEP and the steps it needs; "
                        "repeatable")
+        p.add_argument("--skip", action="append", metavar="TARGET", help="do not run TARGET (a step, a node id or "
+                       "a pattern): record it skipped, as a false condition would, and run what follows it; "
+                       "repeatable")
         p.add_argument("--report", nargs="?", const=True, metavar="FILE", help="write the HTML run report "
                        "when the run ends, to FILE (default: <workspace>/.plait/report.html)")
 
@@ -530,9 +534,10 @@ def _complete_param(prefix: str, parsed_args: argparse.Namespace, **_: Any) -> l
     """Complete `--param` with `NAME=` for each parameter the workflow declares (for argcomplete)."""
     import yaml
 
+    from plait.compiler.loader import read_regular_file
+
     try:
-        with open(parsed_args.workflow, encoding="utf-8") as file:
-            declared = (yaml.safe_load(file) or {}).get("params") or {}
+        declared = (yaml.safe_load(read_regular_file(parsed_args.workflow)) or {}).get("params") or {}
     except Exception:  # completion must never fail: nothing to offer
         return []
     return [f"{name}=" for name in declared if isinstance(name, str) and f"{name}=".startswith(prefix)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -9,6 +10,11 @@ import pytest
 from runtime.support import FIGURE
 
 from plait.cli import main
+
+
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: one worker per core this process may run on (a CPU count can name cores it may not use)."""
+    return len(os.sched_getaffinity(0))
 
 
 class CliResult(NamedTuple):

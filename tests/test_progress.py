@@ -293,18 +293,13 @@ steps:
     items: {range: [0, 12]}
     inputs:
       code: |
-        from plait.tasks.base import say
+        from plait import say
         say(f"said {item}")
         result = item
 """
 
 
-@pytest.mark.parametrize("backend", [
-    "threading",
-    pytest.param("loky", marks=pytest.mark.xfail(strict=True, reason=(
-        "say() in a loky worker writes to the worker's own stdout, the terminal, past the parent's live block: "
-        "the line is erased by the next redraw and a stale block line stays; the runtime must hand it to the "
-        "parent, as it hands log lines")))])
+@pytest.mark.parametrize("backend", ["threading", "loky"])
 def test_what_a_task_says_prints_above_the_block(tmp_path: Path, backend: str) -> None:
     (tmp_path / "wf.yaml").write_text(SAYER, encoding="utf-8")
     code, _, screen = run_on_terminal([*PLAIT, "run", "wf.yaml", "--workspace", "ws", "--backend", backend],

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from reliability.harness import Runs, gate, open_gate, runs_fixture, stop_flag_raised, wait_for
-from runtime.support import RECORDER, Flow, make_flow
+from runtime.support import RECORDER, Flow, make_flow, plait
 
 
 @pytest.fixture
@@ -386,3 +386,88 @@ def test_tracked_files_and_keys_from_names_that_are_not_utf8(flow: Flow) -> None
     assert flow.nodes()[node]["result"]["stdout"].strip() == "5"  # the task read the file by its own name
     (data / name).write_bytes(b"1234567")
     assert _reasons(_dry(flow)) == {node: ("changed", "input file: data/caf\\udce9.txt")}
+
+
+SKIPPING = RECORDER + '''
+    def seen(item=None, *, ctx):
+        """Note the execution; return what this node sees of the step before it."""
+        note(ctx)
+        return {name: view.get("status", "succeeded") for name, view in ctx.steps.items() if "result" in view}
+'''
+
+SKIP_WORKFLOW = """
+name: skipping
+steps:
+  - name: setup
+    task: python
+    inputs: {function: "<rec>:record", kwargs: {value: [a, b, c]}}
+  - name: lone
+    task: python
+    inputs: {function: "<rec>:record"}
+  - name: fetch
+    task: python
+    items: "{{ steps.setup.result }}"
+    inputs: {function: "<rec>:record", kwargs: {value: "{{ item }}"}}
+  - name: check
+    task: python
+    for_each: fetch
+    inputs: {function: "<rec>:record"}
+  - name: tidy
+    task: python
+    depends_on: [lone]
+    inputs: {function: "<rec>:seen"}
+  - name: report
+    task: python
+    depends_on: [check, tidy]
+    inputs: {function: "<rec>:record"}
+"""
+
+
+def test_skip_records_what_it_names_skipped_runs_what_follows_and_keeps_what_is_done(flow: Flow) -> None:
+    flow.write(SKIP_WORKFLOW, rec=flow.module("skipping", SKIPPING))
+    assert _reasons(_dry(flow, "--skip", "check[b]", "--skip", "lone")) == {
+        "setup": ("new", None), "lone": ("skipped", "--skip"), "fetch": ("new", None), "check": ("new", None),
+        "tidy": ("new", None), "report": ("new", None)}  # fetch and check: placeholders, their nodes grow later
+
+    _run(flow, "--skip", "lone", "--skip", "check[b]")  # a step with no predecessor, a node grown at run time
+    assert sorted(_executed(flow, 0)) == ["check[a]", "check[c]", "fetch[a]", "fetch[b]", "fetch[c]", "report",
+                                          "setup", "tidy"]
+    assert {n: s for n, s in flow.view("status").items() if s != "succeeded"} == {
+        "lone": "skipped", "check[b]": "skipped"}
+    assert flow.view("result")["tidy"] == {"lone": "skipped"}  # what follows sees it skipped, as a condition's
+    assert flow.view("note")["lone"] == "--skip"
+
+    before = len(flow.executions())
+    _run(flow, "--skip", "check[?]", "--skip", "fetch", "--skip", "setup")  # a pattern; what is done stays done
+    assert _executed(flow, before) == ["lone"]
+    assert {n: s for n, s in flow.view("status").items() if s != "succeeded"} == {"check[b]": "skipped"}
+
+    before = len(flow.executions())
+    _run(flow)  # skipped is not done: without --skip it runs
+    assert _executed(flow, before) == ["check[b]"]
+    assert [n["id"] for n in _dry(flow)["would_run"] if n["reason"] != "done"] == []  # placeholders list again
+
+
+def test_skip_naming_nothing_is_a_usage_error(flow: Flow) -> None:
+    flow.write(SKIP_WORKFLOW, rec=flow.module("skipping", SKIPPING))
+    for dry in ((), ("--dry-run",)):
+        done = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), *dry, "--skip", "chek")
+        assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
+        assert "--skip chek: no step or node of this workflow is called that; did you mean 'check'?" in done.stderr
+
+
+def test_a_tracked_input_that_is_no_regular_file_is_not_read(flow: Flow) -> None:
+    os.mkfifo(flow.dir / "feed")  # nobody writes to it: reading it to hash it would block the run
+    (flow.dir / "box").mkdir()
+    flow.write("""
+        name: fed
+        steps:
+          - name: a
+            task: python
+            input_files: [feed, box]
+            inputs: {code: "result = 1"}
+        """)
+    for args in (("-q",), ("--dry-run",)):
+        done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), *args, cwd=flow.dir, timeout=60)
+        assert done.returncode == 0, done.stderr
+    assert flow.view("status") == {"a": "succeeded"}

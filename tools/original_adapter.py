@@ -15,8 +15,9 @@ recorded is then given back through the original's own API, and nothing more:
   record's error type; a workflow plait refuses raises `WorkflowError` with plait's message, and
   the state records the run as failed at `parameter_validation` (a parameter's error) or
   `validation`, as the original recorded a run it refused.
-- `start_from` and `skip_steps` have no plait counterpart yet: a run that asks for them raises
-  `WorkflowError` saying so. `resume_from` runs plait again in the same workspace (plait's resume).
+- `skip_steps` is plait's `skip` (`--skip`), and `start_from` is `skip` of every step the flow
+  lists before it (`StepNotInFlowError` for a step the flow leaves out), as docs/migrating.md
+  says. `resume_from` runs plait again in the same workspace (plait's resume).
 `install("native")` keeps the original's own run and only records that a run happened.
 
 Either way each run is recorded (one JSON line, to the file `PLAIT_SUITE_RECORD` names) as
@@ -79,14 +80,12 @@ def run_on_plait(engine: Any, params: dict | None = None, resume_from: str | Non
                  start_from: str | None = None, skip_steps: list | None = None, flow: str | None = None,
                  max_retries: int = 3) -> dict[str, Any]:
     """Run the engine's workflow on plait; return the original's result shape (see the module's docstring)."""
+    from yaml_workflow.exceptions import StepNotInFlowError
     from yaml_workflow.exceptions import WorkflowError as OriginalError
 
     from plait.compiler import WorkflowError
     from plait.runtime import run_workflow
 
-    if start_from or skip_steps:
-        _record("plait", "refused", "start_from/skip_steps")
-        raise OriginalError("plait has no start_from or skip_steps (docs/migrating.md says what to use instead)")
     overrides = {**(params or {}), **({"flow": flow} if flow else {})}
     if params:
         engine.context.update(params)
@@ -99,8 +98,14 @@ def run_on_plait(engine: Any, params: dict | None = None, resume_from: str | Non
         engine.state.mark_step_failed("parameter_validation" if "parameter" in first.lower() else "validation",
                                       first)  # the original recorded a refused run so, and `--resume` reads it
         raise OriginalError(str(err)) from err
+    skip = list(skip_steps or [])
+    if start_from:
+        if start_from not in plan.steps:
+            _record("plait", "refused", f"start_from {start_from}")
+            raise StepNotInFlowError(start_from, flow or str(plan.params.get("flow", "default")))
+        skip += list(plan.steps)[:list(plan.steps).index(start_from)]
     result = run_workflow(plan, workspace=engine.workspace, jobs=2, backend="threading",
-                          fresh=resume_from is None)
+                          fresh=resume_from is None, skip=skip)
     steps = _write_state(engine, plan, flow if flow else plan.params.get("flow"))
     if not result.ok:
         name, error = next(((n, s["error"]) for n, s in steps.items() if s["status"] == "failed" and s["error"]),

@@ -22,6 +22,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from plait.compiler.loader import read_regular_file
 from plait.terminal import escape
 
 __all__ = ["MAX_ITEMS", "MAX_KEY_LENGTH", "default_key", "glob_items", "line_items", "node_id", "node_ids",
@@ -96,9 +97,10 @@ def glob_items(pattern: str, base: Path) -> list[tuple[str, str]]:
 
 
 def line_items(path: str, base: Path) -> list[str]:
-    """Return the non-blank, non-comment lines of a file relative to `base`. Raises OSError."""
+    """Return the non-blank, non-comment lines of a file relative to `base`. Raises OSError (a FIFO or a device
+    too: reading one could block the compile forever)."""
     try:
-        text = (base / path).read_text(encoding="utf-8")
+        text = read_regular_file(base / path).decode("utf-8")
     except OSError as err:
         raise OSError(f"cannot read lines file '{path}': {err.strerror or err}") from err
     return [s for line in text.splitlines() if (s := line.strip()) and not s.startswith("#")]

@@ -39,8 +39,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
 
-__all__ = ["MAX_DEPTH", "MAX_DIGITS", "MAX_EXPANDED_NODES", "YamlList", "YamlMap", "load_yaml", "loc_of",
-           "read_regular_file"]
+__all__ = ["MAX_DEPTH", "MAX_DIGITS", "MAX_EXPANDED_NODES", "YamlList", "YamlMap", "load_yaml", "read_regular_file"]
 
 MAX_EXPANDED_NODES = 2_000_000
 MAX_DEPTH = 100  # nested lists and mappings; a workflow needs a handful
@@ -81,11 +80,6 @@ class YamlList(list):
         super().__init__()
         self.loc = loc
         self.item_locs: list[SourceLoc] = []
-
-
-def loc_of(value: Any, default: SourceLoc | None = None) -> SourceLoc | None:
-    """Return where a loaded mapping or list stands, or `default` for a scalar."""
-    return getattr(value, "loc", default)
 
 
 def read_regular_file(path: str | Path) -> bytes:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import heapq
 import json
 import math
-import os
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
@@ -41,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from plait.processes import alive
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
 from plait.workspace import state_dir
 
@@ -229,20 +229,9 @@ def _last_run(runs: list[dict[str, Any]], nodes: _Nodes) -> dict[str, Any] | Non
     run["duration"] = end - run["started"] if end else None
     run["live"] = live
     if live and run.get("pid"):
-        run["process_gone"] = not _alive(run["pid"])
+        run["process_gone"] = not alive(run["pid"])
     run["recorded"] = sum(1 for i in nodes.tasks if nodes.run_id[i] == run["run_id"])
     return run
-
-
-def _alive(pid: int) -> bool:
-    """Return whether a process with this PID exists on this machine."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _history(runs: list[dict[str, Any]], nodes: _Nodes, attempts: list[tuple[Any, ...]],

@@ -16,6 +16,8 @@ Reasons
     interrupted  dispatched by a run that stopped before the node finished
     pending      recorded but never finished: never reached, or skipped because an upstream failed
     forced       named by `--rerun` (detail: `--rerun`), or downstream of such a node (`upstream: <node>`)
+    skipped      was to run, for one of the reasons above, but `--skip` names it (detail: `--skip`): recorded
+                 skipped when it comes up, and what follows it runs
 
 A node of a step with `code_changes: ignore` whose code alone changed is done: its fingerprint is
 compared without the code segment, and the run keeps the recorded one for it (its downstream
@@ -38,7 +40,7 @@ from plait.runtime.outcome import FAILED, SUCCEEDED
 
 __all__ = ["REASONS", "RESTORE", "Decision", "Explainer", "decide", "grows", "ledger_holds"]
 
-REASONS = ("done", "new", "failed", "changed", "output missing", "interrupted", "pending", "forced")
+REASONS = ("done", "new", "failed", "changed", "output missing", "interrupted", "pending", "forced", "skipped")
 
 
 class Decision(NamedTuple):

@@ -11,6 +11,11 @@ outcome carries nothing; a capture is made only by a node's first write. Python'
 `sys.stdout`/`sys.stderr` are captured; a child process writing to the inherited file descriptors
 is not (a shell task captures its command's output itself and writes it to `sys.stdout` and
 `sys.stderr` for the node).
+
+What a task `say`s (`plait.tasks.say`) is meant for the run's terminal too: `NodeStream.say` writes
+it there, escaped, in the process that runs the run; a worker process's terminal is not the run's
+screen (a live progress block would erase the line), so there it hands the text to `to_parent`, and
+the parent prints it with the node's outcome (`plait.runtime.worker`).
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ import io
 import json
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from plait.limits import OUTPUT_TAIL
+from plait.terminal import escape
 
 __all__ = ["Capture", "NodeStream", "begin", "end", "install", "uninstall"]
 
@@ -59,10 +66,19 @@ class Capture:
 class NodeStream(io.TextIOBase):
     """`sys.stdout` or `sys.stderr` while plait runs: a running node's writes are its own (see the module)."""
 
-    def __init__(self, name: str, real: TextIO) -> None:
+    def __init__(self, name: str, real: TextIO, to_parent: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.name = name
         self.real = real
+        self.to_parent = to_parent
+
+    def say(self, text: str) -> None:
+        """Show `text` on the run's terminal: here, escaped, or through the parent (see the module docstring)."""
+        if self.to_parent is not None:
+            self.to_parent(text)
+        else:
+            self.real.write(escape(text) + "\n")
+            self.real.flush()
 
     def write(self, text: str) -> int:
         if not getattr(_LOCAL, "active", False):
@@ -92,12 +108,14 @@ class NodeStream(io.TextIOBase):
         return getattr(self.real, "errors", None)
 
 
-def install() -> None:
-    """Make `sys.stdout` and `sys.stderr` NodeStreams (once: installing again changes nothing)."""
+def install(to_parent: Callable[[str], None] | None = None) -> None:
+    """Make `sys.stdout` and `sys.stderr` NodeStreams (once: installing again keeps them, and sets `to_parent`)."""
     for name in ("stdout", "stderr"):
         current = getattr(sys, name)
-        if not isinstance(current, NodeStream) and current is not None:
-            setattr(sys, name, NodeStream(name, current))
+        if isinstance(current, NodeStream):
+            current.to_parent = to_parent
+        elif current is not None:
+            setattr(sys, name, NodeStream(name, current, to_parent))
 
 
 def uninstall() -> None:

@@ -54,13 +54,13 @@ class DryRun:
 
 def dry_run(workflow: str | Path | Plan, *, workspace: str | Path | None = None,
             params: Mapping[str, Any] | None = None, rerun: Iterable[str] = (),
-            until: Iterable[str] = ()) -> DryRun:
+            until: Iterable[str] = (), skip: Iterable[str] = ()) -> DryRun:
     """Return what `run_workflow` would run in `workspace`, and why. Raises WorkflowError, LedgerError, ValueError."""
     from plait.runtime.run import default_workspace
 
     plan = workflow if isinstance(workflow, Plan) else compile_workflow(workflow, params)
     ws = Path(workspace) if workspace is not None else default_workspace(plan.workflow)
-    selection = select(plan, rerun, until)
+    selection = select(plan, rerun, until, skip)
     path = state_dir(ws) / LEDGER_NAME
     ledger = Ledger(path, readonly=True) if path.exists() else None
     try:

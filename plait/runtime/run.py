@@ -92,7 +92,8 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
                  backend: str = "loky", params: Mapping[str, Any] | None = None, fresh: bool = False,
                  progress: TextIO | None = None, seed: int | None = None, log_level: str = "INFO",
                  scheduler_address: str | None = None, max_result_bytes: int = MAX_RESULT_BYTES,
-                 force_jobs: bool = False, rerun: Iterable[str] = (), until: Iterable[str] = ()) -> RunResult:
+                 force_jobs: bool = False, rerun: Iterable[str] = (), until: Iterable[str] = (),
+                 skip: Iterable[str] = ()) -> RunResult:
     """Run (or resume) a workflow; return its result. Raises WorkflowError, LedgerError, ValueError.
 
     `progress` is a stream to draw live progress on (None: no progress display). The run's log file
@@ -103,7 +104,8 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
     whose result takes more than `max_result_bytes` of JSON fails (docs/reliability.md). More
     worker processes than `plait.limits.jobs_cap()` are not started unless `force_jobs`. `rerun`
     names steps, nodes or node patterns to run again with everything downstream of them, `until`
-    steps to stop at (plait.runtime.selection; ValueError for a name that matches nothing).
+    steps to stop at, `skip` steps, nodes or patterns not to run (plait.runtime.selection; ValueError
+    for a name that matches nothing).
     """
     plan = workflow if isinstance(workflow, Plan) else compile_workflow(workflow, params)
     ws = Path(workspace) if workspace is not None else default_workspace(plan.workflow)
@@ -112,7 +114,7 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
     if max_result_bytes < 1:
         raise ValueError(f"max_result_bytes must be 1 or more, not {max_result_bytes}")
     chosen = checked_backend(backend, scheduler_address)
-    selection = select(plan, rerun, until)
+    selection = select(plan, rerun, until, skip)
     if jobs > jobs_cap() and chosen.starts_processes(scheduler_address) and not force_jobs:
         logger.warning(f"{jobs} workers is more than {JOBS_PER_CORE} per core on this machine: starting "
                        f"{jobs_cap()} (insist with --force-jobs)")
@@ -337,7 +339,7 @@ def describe(total: int, summary: Mapping[str, int]) -> str:
     """Say what a run will do, by reason: '1,204 nodes: 1,180 done, 20 to retry (failed), 4 changed'."""
     labels = {"done": "done", "failed": "to retry (failed)", "changed": "changed", "output missing": "output missing",
               "new": "new", "interrupted": "interrupted", "pending": "not run yet", "forced": "forced (--rerun)",
-              "left out": "left out (--until)"}
+              "skipped": "skipped (--skip)", "left out": "left out (--until)"}
     ordered = [*labels, *(k for k in summary if k not in labels)]
     parts = [f"{summary[k]:,} {labels.get(k, k)}" for k in ordered if summary.get(k)]
     return f"{total:,} node{'' if total == 1 else 's'}: " + (", ".join(parts) if parts else "nothing to do")

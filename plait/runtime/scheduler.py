@@ -119,6 +119,7 @@ class Scheduler:
         done: list[str] = []
         waiting: list[str] = []
         steps, forced, forced_run = self.selection.steps, self.selection.forced, self.forced_run
+        skips = self.selection.skips if self.selection.skips_any else None
         for nid in nodes:
             node = nodes_of[nid]
             if steps is not None and node.step not in steps:
@@ -134,6 +135,9 @@ class Scheduler:
                 decision = Decision(True, "forced", f"upstream: {upstream}" if upstream else "--rerun")
             elif prior is not None and not decision.run and prior.fingerprint != fingerprint:
                 fp[nid] = prior.fingerprint  # only its code changed, ignored: what follows sees no change
+            if decision.run and skips is not None and skips(node):
+                decision = Decision(True, "skipped", "--skip")  # settled skipped when it comes up (next_wave)
+                state.skipping.add(nid)
             summary[decision.reason] += 1
             if decision.run or node.kind == "deferred":  # a deferred step lists its items again
                 state.decisions[nid] = decision

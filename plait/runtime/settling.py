@@ -34,6 +34,7 @@ from plait.runtime.execute import Chunk, Results
 from plait.runtime.ledger import Attempt, NodeRecord
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, retry_delay
 from plait.runtime.state import RunState, interrupted, release, retry_later
+from plait.runtime.worker import SAID
 
 __all__ = ["blocked", "settle", "settle_skip", "take"]
 
@@ -53,7 +54,10 @@ def take(state: RunState, chunk: Chunk, results: Results) -> None:
             continue  # not run (the node feeding it did not succeed), or not asked for
         state.in_flight.discard(nid)
         for level, message in results.logs.get(i, ()):
-            logger.bind(node=nid).log(level, message)
+            if level == SAID:
+                print(message, flush=True)  # what the task said, for the run's terminal (plait.runtime.output)
+            else:
+                logger.bind(node=nid).log(level, message)
         if status == NOT_STARTED:
             interrupted(state, [nid])
             continue

@@ -40,6 +40,7 @@ State
         ready        nodes whose predecessors are all settled, not dispatched yet
         retries      heap of (due, plan position, node): failed attempts waiting for their next
         in_flight    nodes dispatched in the current wave, not settled yet
+        skipping     nodes `--skip` names that were to run: settled skipped when they come up
         buffer       ledger records settled since the last hand-over to the ledger writer
         earlier_attempts  failed attempts that were retried, for the ledger's attempts table
         stopping     no new node starts: a signal, or an untolerated failure under `on_error: fail`
@@ -106,8 +107,8 @@ class RunState:
     __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "errors", "failures", "fp",
                  "in_flight", "info", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow",
                  "on_settle", "order", "paired", "plain", "plan", "pred", "reads_upstream", "ready", "remaining",
-                 "report", "results", "retries", "rng", "skipped_for_failure", "status", "step_calls", "stopping",
-                 "succ", "tolerated")
+                 "report", "results", "retries", "rng", "skipped_for_failure", "skipping", "status", "step_calls",
+                 "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
                  clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
@@ -133,6 +134,7 @@ class RunState:
         self.ready: list[str] = []
         self.retries: list[tuple[float, int, str]] = []
         self.in_flight: set[str] = set()
+        self.skipping: set[str] = set()
         self.buffer: list[tuple[Any, ...]] = []
         self.earlier_attempts: list[Attempt] = []
         self.stopping = False

@@ -29,6 +29,7 @@ from __future__ import annotations
 import glob as globlib
 import hashlib
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -77,12 +78,13 @@ class FileHashes:
         return self._recorded
 
     def stat(self, path: str) -> tuple[int, int]:
-        """Return a file's (size, modification time in ns), (-1, -1) when it cannot be read; looked at once."""
+        """Return a file's (size, modification time in ns); looked at once. (-1, -1) when it cannot be read, or is
+        no regular file (reading a FIFO or a device to hash it could block the run forever)."""
         known = self._stats.get(path)
         if known is None:
             try:
                 st = os.stat(path)
-                known = (st.st_size, st.st_mtime_ns)
+                known = (st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else (-1, -1)
             except (OSError, ValueError):
                 known = (-1, -1)
             if known[1] >= self._cutoff:

@@ -26,6 +26,8 @@ import struct
 import time
 from pathlib import Path
 
+from plait.processes import alive
+
 __all__ = ["Trail", "fence", "last_jobs", "prepare"]
 
 _RECORD = struct.Struct("<qqq")  # call, chunk index in the call, job position in the chunk
@@ -83,7 +85,7 @@ def last_jobs(folder: str | Path, call: int) -> dict[int, int]:
     for path in Path(folder).glob("[0-9]*"):
         record = _read(path)
         if record is not None and record[0] == call:
-            while _alive(int(path.name)) and time.monotonic() < deadline:
+            while alive(int(path.name)) and time.monotonic() < deadline:
                 time.sleep(0.005)
             record = _read(path)
         path.unlink(missing_ok=True)
@@ -100,18 +102,3 @@ def _read(path: Path) -> tuple[int, int, int] | None:
         return None
     record = _RECORD.unpack(data) if len(data) == _RECORD.size else None
     return record if record is not None and record[0] else None
-
-
-def _alive(pid: int) -> bool:
-    """Say whether a process lives: it exists and, where /proc says so, is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
-    except (OSError, IndexError):
-        return True
-    return state not in ("Z", "X")

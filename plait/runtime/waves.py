@@ -40,7 +40,7 @@ from typing import Any
 
 from plait.compiler import NodeSpec, node_scope
 from plait.runtime.execute import Chunk
-from plait.runtime.outcome import SUCCEEDED
+from plait.runtime.outcome import SKIPPED, SUCCEEDED
 from plait.runtime.settling import blocked, settle, settle_skip
 from plait.runtime.state import RunState
 
@@ -60,6 +60,7 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] |
     wave = Chunk([], [], [], [], [], [], [], [], [], [])
     starts: list[int] = []
     limited: dict[str, list[NodeSpec]] = {}  # a limited step's ready nodes, in the order taken: its lanes' jobs
+    skipping = state.skipping
     while state.ready and not state.stopping:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
         alone: list[NodeSpec] = []  # consecutive plain units: added together, column by column
@@ -68,13 +69,16 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] |
             if nid in state.status or nid in state.in_flight:
                 continue
             node = state.plan.nodes[nid]
-            if node.kind == "task" and not state.pred[nid] and node.step in state.plain:
+            if node.kind == "task" and not state.pred[nid] and node.step in state.plain and nid not in skipping:
                 alone.append(node)
                 continue
             _add_alone(state, wave, starts, alone)
             why = blocked(state, nid, node) if state.pred[nid] else None
             if why:
                 settle_skip(state, nid, *why)
+            elif nid in skipping:
+                now = state.clock.wall()
+                settle(state, nid, SKIPPED, None, None, now, now, note="--skip")
             elif node.kind == "join":
                 now = state.clock.wall()
                 settle(state, nid, SUCCEEDED, join_result(state, nid), None, now, now)
@@ -143,6 +147,7 @@ def _add_unit(state: RunState, wave: Chunk, nid: str, node: NodeSpec) -> None:
                 snode = state.plan.nodes[succ]
                 if (snode.kind == "task" and state.plan.steps[snode.step].for_each == step
                         and snode.step not in state.limits and succ not in state.status and succ not in state.in_flight
+                        and succ not in state.skipping
                         and all(p == feeder or state.status.get(p) == SUCCEEDED for p in state.pred[succ])):
                     _add_job(state, wave, succ, snode, len(wave.nodes) - position)
         position += 1

@@ -4,7 +4,8 @@ A worker process (loky's, or a Dask worker) runs many chunks: of one run, or, re
 of the next run the same parent starts. What it keeps between them is here and nowhere else:
 - the run it is set up for: loguru's records go to the node's outcome rather than the worker's
   stderr, and SIGINT is ignored (the parent decides how a run stops); set up once per run;
-- the log lines the node running now has emitted, handed back with its outcome;
+- the log lines the node running now has emitted, and what it `say`s (`SAID`), handed back with its
+  outcome for the parent to log or print;
 - its crash trail (`plait.runtime.trail`), mapped once per run's trail folder, and its journal
   (`plait.runtime.journal`), one per run;
 - its plumbing: the pipes it holds when a run's first chunk arrives (its backend's: loky learns
@@ -30,7 +31,9 @@ from plait.runtime import output
 from plait.runtime.journal import Journalist
 from plait.runtime.trail import Trail
 
-__all__ = ["PROCESS", "WorkerProcess"]
+__all__ = ["PROCESS", "SAID", "WorkerProcess"]
+
+SAID = "said"  # the level of a captured line that a task said (`plait.tasks.say`): printed, not logged
 
 
 class WorkerProcess:
@@ -55,7 +58,7 @@ class WorkerProcess:
         logger.enable("plait")
         if threading.current_thread() is threading.main_thread():  # signals can only be set there
             signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the parent decides
-        output.install()  # a node's prints are its own (plait.runtime.output)
+        output.install(to_parent=self._said)  # a node's prints are its own (plait.runtime.output)
         self.plumbing = _pipes()
         if not self.forks_guarded:
             os.register_at_fork(after_in_child=self._close_plumbing)
@@ -70,6 +73,9 @@ class WorkerProcess:
 
     def _capture(self, message: Any) -> None:
         self.captured.append((message.record["level"].name, message.record["message"]))
+
+    def _said(self, text: str) -> None:
+        self.captured.append((SAID, text))
 
     def take_logs(self) -> tuple[tuple[str, str], ...]:
         """Return the lines logged since the last call, and forget them."""

@@ -37,7 +37,6 @@ from typing import Any, NamedTuple
 from plait.limits import MAX_RESULT_BYTES
 from plait.plugins import PluginError
 from plait.templating import template_context
-from plait.terminal import escape
 from plait.workspace import STATE_DIR, state_dir
 
 __all__ = ["ENTRY_POINTS", "Field", "TaskContext", "TaskKind", "get_kind", "kinds", "say", "task"]
@@ -135,12 +134,13 @@ def say(text: str) -> None:
     """Print `text` on the run's terminal as well as into the node's output: for a task whose job is to print.
 
     While plait runs a node, `sys.stdout` keeps what it prints (plait.runtime.output: shown by
-    `plait logs`); `say` also writes past that capture, to the stream it stands in front of.
+    `plait logs`); `say` also shows it on the run's terminal, escaped, above a live progress block
+    (from a worker process, through the run's own process).
     """
     print(text, flush=True)
-    terminal = getattr(sys.stdout, "real", None)
-    if terminal is not None:  # a worker's terminal is the run's: data reaches it escaped (plait.terminal)
-        print(escape(text), file=terminal, flush=True)
+    show = getattr(sys.stdout, "say", None)
+    if show is not None:
+        show(text)
 
 
 _REGISTRY: dict[str, TaskKind] = {}

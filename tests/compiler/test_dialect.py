@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from plait.compiler import WorkflowError, compile_text
+from plait.compiler import WorkflowError, compile_text, compile_workflow
 from plait.compiler.dialect import is_original, translate
 from plait.compiler.dialect.emit import to_yaml
 from plait.compiler.dialect.migrate import migrate
@@ -451,3 +451,27 @@ def test_a_noop_with_inputs_returns_the_originals_result_shape(tmp_path: Path) -
 def test_a_file_read_as_the_originals_by_its_list_order_says_why_in_one_note(text: str, note: str) -> None:
     plan = compile_text(text, "wf.yaml", Path.cwd())
     assert [n for n in plan.notes if "name:" not in n and "is '" not in n] == [note]
+
+
+def test_a_batchs_max_workers_is_its_steps_max_parallel(tmp_path: Path) -> None:
+    path = tmp_path / "wf.yaml"
+    path.write_text(textwrap.dedent("""\
+        name: squares
+        steps:
+          - name: square
+            task: batch
+            inputs:
+              items: [1, 2, 3]
+              max_workers: 2
+              chunk_size: 5
+              task: {task: echo, inputs: {message: "{{ batch.item }}"}}
+          - name: unlimited
+            task: batch
+            inputs:
+              items: [1, 2]
+              task: {task: echo, inputs: {message: "{{ batch.item }}"}}
+        """), encoding="utf-8")
+    plan = compile_workflow(str(path))
+    assert (plan.steps["square"].max_parallel, plan.steps["unlimited"].max_parallel) == (2, None)
+    assert [n.split(": note: ", 1)[1] for n in plan.notes if "chunk_size" in n] == [
+        "batch chunk_size: no effect, plait dispatches the items itself, in chunks it sizes"]

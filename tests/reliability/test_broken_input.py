@@ -102,6 +102,24 @@ def test_a_workflow_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path:
                                                      "current folder\n")
 
 
+def test_a_lines_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    for name, kind in special_files(tmp_path).items():
+        text = f"name: lines\nsteps:\n  - name: a\n    task: noop\n    items: {{lines: {name}}}\n"
+        code, out, err = compile_text(tmp_path, text)  # its timeout: a FIFO nobody writes to would block
+        assert (code, out, err.splitlines()[0]) == (
+            2, "", f"workflow.yaml:5:12: error: step 'a': bad items: cannot read lines file '{name}': it is {kind}, "
+                   "not a regular file")
+
+
+def test_an_imported_file_of_the_original_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+    for name, kind in special_files(tmp_path).items():
+        text = f"imports: [{name}]\nsteps:\n  - name: a\n    task: echo\n    inputs: {{message: hi}}\n"
+        code, out, err = compile_text(tmp_path, text)  # its timeout: a FIFO nobody writes to would block
+        assert (code, out, err.splitlines()[0]) == (
+            2, "", f"workflow.yaml:1:11: error: Failed to import '{name}': it is {kind}, not a regular file: "
+                   f"{(tmp_path / name).resolve()}")
+
+
 @pytest.mark.parametrize(("items", "size"), [
     ("{range: 10000000}", "10,000,000"),
     ("{range: [0, 100000000000]}", "100,000,000,000"),

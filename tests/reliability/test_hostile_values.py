@@ -169,12 +169,11 @@ def one_gib() -> None:
     resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
 
 
-@pytest.mark.slow  # the hang is bounded by a 3 s timeout while the bug stands
 @pytest.mark.parametrize("expr", ["'x' * 10**10", "9 ** (9 ** 9)", "range(10**9) | length"])
 def test_template_arithmetic_that_would_exhaust_the_machine_is_an_error(tmp_path: Path, expr: str) -> None:
     (tmp_path / "workflow.yaml").write_text(
         "name: bomb\nsteps:\n  - name: s\n    task: file\n"
         f"    inputs: {{action: write, path: out.txt, content: \"{{{{ {expr} }}}}\"}}\n", encoding="utf-8")
-    done = run("compile", "workflow.yaml", cwd=tmp_path, timeout=3, preexec_fn=one_gib)
+    done = run("compile", "workflow.yaml", cwd=tmp_path, timeout=60, preexec_fn=one_gib)  # the timeout: a hang
     assert (done.returncode, "Traceback" in done.stderr, done.stderr.startswith("workflow.yaml:5:")) == (
         2, False, True), done.stderr

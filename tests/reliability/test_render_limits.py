@@ -98,7 +98,10 @@ def test_templates_that_would_take_gigabytes_are_located_errors_in_a_1_gib_proce
     assert (done.returncode, "Traceback" in done.stderr, done.stdout) == (2, False, ""), done.stderr
     expected = [*HUGE.values(), *LOOPS.values()]
     found = located(done.stderr)
-    assert {n: m for n, m in found.items() if not m.startswith(expected[n])} == {}
+    deadline = f"the template ran past its time budget of {template_limits.DEFAULT_SECONDS:g} s"
+    loops = range(len(HUGE), len(values))  # a loop builds step by step: on a loaded machine its deadline may come first
+    assert {n: m for n, m in found.items()
+            if not m.startswith(expected[n]) and not (n in loops and m == deadline)} == {}
     assert sorted(found) == list(range(len(values)))
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from plait.compiler.diagnostics import WorkflowError
 from plait.compiler.dialect.findings import Findings
 from plait.compiler.dialect.tree import put
-from plait.compiler.loader import YamlList, YamlMap, load_yaml
+from plait.compiler.loader import YamlList, YamlMap, load_yaml, read_regular_file
 
 __all__ = ["with_imports"]
 
@@ -40,9 +40,12 @@ def with_imports(doc: YamlMap, findings: Findings, chain: tuple[str, ...] = ()) 
             findings.error(loc, f"Circular import detected: {' -> '.join([*chain, str(target)])}")
             continue
         try:
-            text = target.read_text(encoding="utf-8")
-        except OSError:
+            text = read_regular_file(target).decode("utf-8")
+        except FileNotFoundError:
             findings.error(loc, f"Failed to import '{path}': File not found: {target}")
+            continue
+        except OSError as err:  # a FIFO or a device too: reading one could block the compile forever
+            findings.error(loc, f"Failed to import '{path}': {err.strerror or err}: {target}")
             continue
         try:
             imported = load_yaml(text, str(target))

@@ -205,10 +205,11 @@ class StepRules(Findings):
                 value = _rewritten(unwrapped[key], kinds) if key != "task" else unwrapped[key]
                 put(out, key, value, unwrapped, key)
         put(out, "key", "{{ index }}", unwrapped, "items")
-        knobs = [key for key in ("chunk_size", "max_workers") if key in inputs]
-        if knobs:
-            self.note(inputs.key_locs[knobs[0]], f"batch {' and '.join(knobs)}: no effect, plait dispatches the "
-                                                 "items itself, on `plait run --jobs N` workers", once="knobs")
+        if "max_workers" in inputs:  # at most that many items at once: plait's own limit on a step
+            put(out, "max_parallel", inputs["max_workers"], inputs, "max_workers")
+        if "chunk_size" in inputs:
+            self.note(inputs.key_locs["chunk_size"], "batch chunk_size: no effect, plait dispatches the items "
+                                                     "itself, in chunks it sizes", once="knobs")
         self.note(raw.value_locs["task"], "a failed batch item fails its step (the original recorded it and went "
                                           "on); set `max_failures` to tolerate some", once="batch")
         self.note(raw.value_locs["task"], "batch items are keyed by position (`name[0]`, `name[1]`...), since the "

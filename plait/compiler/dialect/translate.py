@@ -22,8 +22,9 @@ Decisions (each construct, and where plait's behaviour differs on purpose):
 - **batch.** `task: batch` with `inputs: {items, task: {task, inputs}}` becomes plait's `items:`
   and the inner task (unwrapped by `batch_form`, as for a native file), keyed by position
   (`key: "{{ index }}"`), since the original allowed an item twice. `arg_name: x` becomes
-  `item` (`args.x` in templates; in code, `x` is bound to the item). A failed item now fails its
-  step (a note says so; `max_failures` tolerates some).
+  `item` (`args.x` in templates; in code, `x` is bound to the item); `max_workers` becomes the
+  step's `max_parallel`. A failed item now fails its step (a note says so; `max_failures`
+  tolerates some).
 - **Templates** that read the original's wrapped results are rewritten (`results.rewrite_reads`).
 - **Parameters.** `allowedValues`/`enum` become `choices`. `minLength`/`maxLength`, which the
   original checked against the default only, are checked here against the default too; the
