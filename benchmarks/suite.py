@@ -3,9 +3,12 @@
     python -m benchmarks                 # N = 1,000, 10,000, 100,000 (compile also 1,000,000), best of 3
     python -m benchmarks --quick         # about a minute: N = 1,000, 10,000, 100,000 once, no 1,000,000
     python -m benchmarks --peers         # add Snakemake and doit (N <= 10,000) when they are installed
+    python -m benchmarks --million       # add the scale rows at N = 1,000,000 (a few minutes, about 2 GB)
     python -m benchmarks --json FILE     # where the JSON goes (default benchmarks/results/latest.json)
 
 For each N the sections run in order (compile, run, shapes, peers), each in a fresh temporary folder,
+then the efficiency rows once (real work beside joblib and xargs), then with `--million` the
+compile and the lean run rows (benchmarks/scale.py) at 1,000,000,
 and every figure is measured right beside its floor, so a machine that slows down part-way
 moves both. The table goes to stdout, progress to stderr.
 """
@@ -24,17 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import compile as compile_rows
-from benchmarks import peers, report, run, shapes
+from benchmarks import peers, report, run, scale, shapes
 from benchmarks.measure import REPO, compile_bytecode
-from benchmarks.table import Row, growth, render, render_growth
+from benchmarks.table import GROWTH_TO, Row, growth, render, render_growth
 
 __all__ = ["main"]
 
 FULL_SIZES = (1_000, 10_000, 100_000)
-COMPILE_ONLY = 1_000_000  # compile alone in the full run: a million-node run belongs in a soak test
+COMPILE_ONLY = 1_000_000  # compile alone in the full run; its run rows with --million (benchmarks/scale.py)
 QUICK_SIZES = (1_000, 10_000, 100_000)
 DEFAULT_JSON = REPO / "benchmarks" / "results" / "latest.json"
-FLOORS = {**compile_rows.FLOORS, **run.FLOORS, **report.FLOORS, **shapes.FLOORS}
+FLOORS = {**compile_rows.FLOORS, **run.FLOORS, **report.FLOORS, **shapes.FLOORS, **scale.FLOORS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = _measure(args, repeat, sizes, {name: limits[name] for name, version in found.items() if version}, notes)
     meta = _meta(args, repeat, time.perf_counter() - started, found)
     ratios = growth(rows)
+    ratios.update({f"{what} (to 1,000,000)": ratio for what, ratio in growth(rows, GROWTH_TO, COMPILE_ONLY).items()})
     print(_header(meta))
     print(render(rows, FLOORS))
     print(render_growth(ratios))
@@ -68,7 +72,7 @@ def _measure(args: argparse.Namespace, repeat: int, sizes: list[int], peer_limit
              notes: list[str]) -> list[Row]:
     """Measure every section at every size, in order; return the rows. Appends to `notes`."""
     started = time.perf_counter()
-    compile_sizes = sizes + ([COMPILE_ONLY] if not (args.quick or args.sizes) else [])
+    compile_sizes = sizes + ([COMPILE_ONLY] if args.million or not (args.quick or args.sizes) else [])
     with _stage("compile N=1", started) as folder:
         rows = compile_rows.measure_compile_floor(repeat, folder, args.source)
     for n in sorted(set(compile_sizes)):
@@ -89,6 +93,11 @@ def _measure(args: argparse.Namespace, repeat: int, sizes: list[int], peer_limit
                 peer_rows, peer_notes = peers.measure_peers(n, repeat, folder, floor, peer_limits)
             rows += peer_rows
             notes += peer_notes
+    with _stage("efficiency: sleeps and shell commands", started) as folder:
+        rows += scale.measure_efficiency(repeat, folder)
+    if args.million:
+        with _stage(f"scale N={COMPILE_ONLY:,}", started) as folder:
+            rows += scale.measure_scale(COMPILE_ONLY, 1, folder)  # once: minutes and gigabytes a time
     return rows
 
 
@@ -118,6 +127,8 @@ def _parser() -> argparse.ArgumentParser:
                                      "compile, run, resume, status, ledger and logs at N items.")
     parser.add_argument("--quick", action="store_true", help="about a minute: best of 1, no 1,000,000 compile")
     parser.add_argument("--peers", action="store_true", help="also run Snakemake and doit when installed")
+    parser.add_argument("--million", action="store_true",
+                        help="also run 1,000,000 items (compile, run, resume, status, ledger; once; about 2 GB)")
     parser.add_argument("--repeat", type=_positive, metavar="R", help="best of R runs (default 3, quick 1)")
     parser.add_argument("--sizes", type=_sizes, metavar="N,N,...", help="item counts (default 1000,10000,100000)")
     parser.add_argument("--source", choices=compile_rows.SOURCES, default="range",

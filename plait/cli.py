@@ -16,7 +16,6 @@ import json
 import os
 import sys
 import time
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from pathlib import Path
@@ -103,12 +102,12 @@ def summary(plan: Plan) -> str:
     """Return a short readable summary of a plan: steps, node counts, batches, deferred expansions."""
     from plait.compiler import thaw
 
-    counts = Counter(n.step for n in plan.nodes.values() if n.kind == "task")
+    counts = {step: n for (step, kind), n in plan.node_counts().items() if kind == "task"}  # counted, not looped
     lines = [f"workflow {plan.workflow}" + (f": {plan.description}" if plan.description else "")]
     if plan.params:
         lines.append("params: " + ", ".join(f"{k}={v!r}" for k, v in thaw(plan.params).items()))
     n_steps = len(plan.steps)
-    lines.append(f"{len(plan.nodes):,} nodes, {plan.graph.number_of_edges():,} edges, "
+    lines.append(f"{len(plan.nodes):,} nodes, {plan.edge_count:,} edges, "
                  f"{n_steps} step{'s' if n_steps != 1 else ''}:")
     width = max(len(s) for s in plan.steps)
     for step in plan.steps.values():
@@ -119,9 +118,9 @@ def summary(plan: Plan) -> str:
         elif step.kind == "deferred":
             shape = "items expanded at run time"
         elif step.group_by:
-            shape = f"{counts[step.name]:,} group{'s' if counts[step.name] != 1 else ''}"
+            shape = f"{counts.get(step.name, 0):,} group{'s' if counts.get(step.name, 0) != 1 else ''}"
         elif step.kind == "batch":
-            shape = f"batch of {counts[step.name]:,}"
+            shape = f"batch of {counts.get(step.name, 0):,}"
         else:
             shape = "1 node"
         after = [d for d in step.depends_on if d not in (step.for_each, step.group_by)]
@@ -268,10 +267,13 @@ def _resumed_params(last: dict[str, Any], args: argparse.Namespace) -> dict[str,
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print a workspace's state from its ledger."""
-    from plait.runtime import format_status, workflow_status
+    from plait.runtime import format_status
+    from plait.runtime.status import status_summary, write_status_json
 
-    state = workflow_status(_workspace(args.workspace))
-    print(json.dumps(state, default=str) if args.format == "json" else format_status(state))
+    if args.format == "json":
+        write_status_json(_workspace(args.workspace), sys.stdout)  # streamed: a million nodes are 80 MB of JSON
+    else:
+        print(format_status(status_summary(_workspace(args.workspace))))  # counted by SQLite
     return EXIT_OK
 
 

@@ -1,12 +1,14 @@
 """The ledger and the state read from it: `Ledger` directly, `workflow_status`, and `plait status`.
 
-The ledger is one SQLite file per workspace (`<ws>/.plait/ledger.db`, WAL mode), one row per node,
-written only by the run's parent process. `workflow_status` derives from it the state shape of the
-engine plait grew from; `plait status` prints it as JSON or text.
+The ledger is one SQLite file per workspace (`<ws>/.plait/ledger.db`, WAL mode), one row per node
+that settled (the kept plan answers for the others: pending), written only by the run's parent process.
+`workflow_status` derives from it the state shape of the engine plait grew from; `plait status` prints
+it as JSON or text.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
@@ -18,7 +20,7 @@ import pytest
 from runtime.support import Flow, error, ledger_query, make_flow, untraced_status
 
 from plait.compiler import compile_workflow
-from plait.runtime import Ledger, LedgerError, workflow_status
+from plait.runtime import Ledger, LedgerError, status, workflow_status
 from plait.runtime.ledger import NodeRecord, Prior
 
 
@@ -39,8 +41,9 @@ PLANNED = [("a[0]", "a", 0, "task"), ("a[1]", "a", 1, "task"), ("a", "a", None, 
 
 def rec(node: str, status: str = "succeeded", result: object = None, *, attempts: int = 1, fp: str = "fp",
         err: dict | None = None, note: str | None = None) -> NodeRecord:
+    step, key, kind = next(p[1:] for p in PLANNED if p[0] == node)
     return NodeRecord(node, status, attempts, fp, json.dumps(result) if status == "succeeded" else None,
-                      json.dumps(err) if err else None, note, 10.0, 11.0)
+                      json.dumps(err) if err else None, note, 10.0, 11.0, step=step, key=key, kind=kind)
 
 
 def begin(ledger: Ledger, run_id: str, planned: list = PLANNED) -> None:
@@ -122,6 +125,12 @@ def test_a_basis_is_kept_by_the_run_that_gives_it_and_removed_by_any_other_or_by
     ledger.claim("wf")
     assert ledger.basis() is None
     ledger.begin_run("run-1", "wf", "d", None, {}, 1, PLANNED, {}, "basis-1")
+    assert ledger.basis() is None  # its nodes have no row yet: the ledger does not hold the plan whole
+    ledger.record("run-1", [rec(n) for n, *_ in PLANNED[:-1]])
+    ledger.end_run("run-1", "failed", basis="basis-1")
+    assert ledger.basis() is None  # b never ran
+    ledger.record("run-1", [rec("b")])
+    ledger.end_run("run-1", "succeeded", basis="basis-1")
     assert ledger.basis() == "basis-1"
     ledger.begin_run("run-2", "wf", "d", None, {}, 1, [], {}, "basis-1")  # a run of the plan the ledger holds
     assert (ledger.basis(), len(ledger.previous())) == ("basis-1", len(PLANNED))
@@ -263,6 +272,32 @@ def test_workflow_status_of_a_workspace_without_a_ledger_raises(tmp_path: Path) 
 
 
 # --- plait status --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stop", ["continue", "fail"])
+def test_the_summary_plait_status_prints_is_counted_as_workflow_status_counts(flow: Flow, stop: str) -> None:
+    shape_flow(flow)
+    flow.write(SHAPE.replace("on_error: continue", f"on_error: {stop}"), mod=f"shape_{flow.tag}")
+    flow.run()  # failed, succeeded, retried, skipped, and (on_error: fail) nodes never run, which have no row
+    full, summary = workflow_status(flow.ws), status.status_summary(flow.ws)
+    assert {s: v["stats"] for s, v in summary["steps"].items()} == {s: v["stats"] for s, v in full["steps"].items()}
+    assert list(summary["steps"]) == list(full["steps"])
+    assert status.format_status(summary) == status.format_status(full)
+    assert len(status.format_status(full).splitlines()) == 8  # the run, the header, 4 steps, 1 failure and its line
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 100])
+def test_plait_status_json_streams_the_text_json_dumps_gives_workflow_status(flow: Flow, chunk: int,
+                                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    shape_flow(flow)
+    flow.write(SHAPE.replace("on_error: continue", "on_error: fail"), mod=f"shape_{flow.tag}")
+    flow.run()  # failed, succeeded, retried and pending nodes (those never run have no row)
+    monkeypatch.setattr(status, "CHUNK", chunk)
+    out = io.StringIO()
+    status.write_status_json(flow.ws, out)
+    assert out.getvalue() == json.dumps(workflow_status(flow.ws)) + "\n"
+    assert len(json.loads(out.getvalue())["nodes"]) == 6
+
 
 
 def test_plait_status_json_is_workflow_status(flow: Flow) -> None:

@@ -22,6 +22,9 @@ from pathlib import Path
 import pytest
 from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, make_flow, remove_shared_memory_of
 
+from plait.runtime import node_logs, workflow_status
+from plait.runtime.ledger import Ledger
+
 
 @pytest.fixture
 def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
@@ -532,3 +535,40 @@ def test_a_run_killed_part_way_resumes_without_running_any_recorded_node_again(f
     assert {n: executions[n] for n in recorded} == {n: 1 for n in recorded}  # none ran again
     assert {n: r["result"] for n, r in rows.items()} == {f"work[{i}]": i for i in range(300)}
     assert ledger_query(flow.ledger_path, "PRAGMA integrity_check") == [("ok",)]
+
+
+WRITES = """
+CREATE TABLE writes (node_id TEXT, what TEXT);
+CREATE TRIGGER inserted AFTER INSERT ON nodes BEGIN INSERT INTO writes VALUES (new.node_id, 'insert'); END;
+CREATE TRIGGER updated AFTER UPDATE ON nodes BEGIN INSERT INTO writes VALUES (new.node_id, 'update'); END;
+"""
+
+
+def test_a_node_gets_its_row_once_when_it_settles_and_the_plan_answers_for_the_others(flow: Flow) -> None:
+    rec = recorder(flow)
+    flow.write(STALE, mod=flow.module("first", f"from {rec} import note\n" + FIRST), rec=rec)
+    flow.ws.mkdir()
+    (flow.ws / "fail").touch()
+    Ledger(flow.ledger_path).close()  # the ledger's tables, then SQLite's own account of every row written
+    with closing(sqlite3.connect(flow.ledger_path)) as db, db:
+        db.executescript(WRITES)
+
+    assert flow.run().ok is False  # `first` fails and stops the run: `later` is never reached
+    assert ledger_query(flow.ledger_path, "SELECT node_id, what FROM writes") == [("first", "insert")]
+    assert ledger_query(flow.ledger_path, "SELECT node_id FROM nodes") == [("first",)]
+    status = workflow_status(flow.ws)  # what every reader makes of `later`: pending, never ran
+    assert (status["nodes"]["later"], status["steps"]["later"]["stats"]) == (
+        {"status": "pending", "attempts": 0, "error": None, "reason": None},
+        {"total": 1, "processed": 0, "failed": 0, "retried": 0, "skipped": 0, "pending": 1})
+    assert [(e["id"], e["status"], e["attempts"]) for e in node_logs(flow.ws, "later")] == [("later", "pending", [])]
+    dry = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "--dry-run", "--format", "json")
+    assert [(n["id"], n["reason"]) for n in json.loads(dry.stdout)["would_run"]] == [
+        ("first", "failed"), ("later", "pending")]  # not "new": the plan it was in is kept
+
+    (flow.ws / "fail").unlink()
+    assert flow.run().ok
+    assert ledger_query(flow.ledger_path, "SELECT node_id, what FROM writes ORDER BY rowid") == [
+        ("first", "insert"), ("first", "update"), ("later", "insert")]
+    assert ledger_query(flow.ledger_path, "SELECT node_id, status, reason FROM nodes ORDER BY seq") == [
+        ("first", "succeeded", "failed: OSError: told to fail"), ("later", "succeeded", "pending")]
+    assert len(basis(flow)) == 1  # every node has its row now: the ledger holds the plan whole

@@ -22,16 +22,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
-
-import networkx as nx
 
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.draft import StepDraft
+from plait.compiler.graph import node_graph
 from plait.compiler.groups import Member, assign_groups, parent_only
-from plait.compiler.items import node_id
-from plait.compiler.nodes import item_keys, make_node
-from plait.compiler.plan import NodeSpec, Plan, StepSpec, freeze
+from plait.compiler.items import node_id, node_ids
+from plait.compiler.nodes import item_keys, make_node, make_nodes
+from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec, freeze
 
 __all__ = ["build_plan", "expand_deferred", "item_keys"]
 
@@ -44,7 +44,8 @@ class _Wiring:
         self.workflow_dir = workflow_dir
         self.errors: list[Diagnostic] = []
         self.steps: dict[str, StepSpec] = {}
-        self.nodes: dict[str, NodeSpec] = {}
+        self.built: dict[str, list[NodeSpec]] = {}  # step -> its nodes, in item order
+        self.joins: dict[str, NodeSpec] = {}  # a batch step -> its join node, when a later step waits for all of it
         self.members: dict[str, list[str]] = {}  # step -> its nodes: items, per-parent placeholders, or its one node
         self.keyed: dict[str, tuple[list, list]] = {}  # a batch of task nodes known now -> (items, keys)
         self.fanned: dict[str, list] = {}  # a step of per-parent placeholders -> their keys (its parents' keys)
@@ -56,12 +57,11 @@ class _Wiring:
         spec = self.steps[draft.name] = _step_spec(draft, kind)
         if shape is None:
             ids = [draft.name]
-            self.nodes[draft.name] = make_node(spec, draft.name, "deferred" if kind == "deferred" else "task")
+            self.built[draft.name] = [make_node(spec, draft.name, "deferred" if kind == "deferred" else "task")]
         else:
             node_kind, keys, items = shape
-            ids = [node_id(draft.name, k) for k in keys]
-            for index, (nid, key, item) in enumerate(zip(ids, keys, items)):
-                self.nodes[nid] = make_node(spec, nid, node_kind, key, item, index)
+            ids = node_ids(draft.name, keys)
+            self.built[draft.name] = make_nodes(spec, node_kind, ids, keys, items)
             if node_kind == "task":
                 self.keyed[draft.name] = (items, keys)
             else:
@@ -101,7 +101,7 @@ class _Wiring:
             return None, "batch", ("task", keys, items)
         else:
             return None, "single", None
-        ids = [node_id(draft.name, k) for k in keys]
+        ids = node_ids(draft.name, keys)
         self.edges += zip(self.members[source], ids)
         return source, "batch" if node_kind == "task" else "deferred", (node_kind, keys, items)
 
@@ -140,20 +140,19 @@ class _Wiring:
             return members  # a plain step, or a step placeholder
         if len(dependents) == 1:
             return members
-        if upstream not in self.nodes:
-            self.nodes[upstream] = make_node(self.steps[upstream], upstream, "join")
+        if upstream not in self.joins:
+            self.joins[upstream] = make_node(self.steps[upstream], upstream, "join")
             self.edges += ((m, upstream) for m in members)
         return [upstream]
 
-    def ordered(self) -> dict[str, NodeSpec]:
-        """Order nodes step by step (steps in dependency order), each step's join after its items."""
-        ordered = {}
+    def ordered(self) -> FrozenDict:
+        """Return the nodes step by step (steps in dependency order), each step's join after its items."""
+        specs: list[NodeSpec] = []
         for step in self.steps:
-            for nid in self.members[step]:
-                ordered[nid] = self.nodes[nid]
-            if step in self.nodes and step not in ordered:
-                ordered[step] = self.nodes[step]
-        return ordered
+            specs += self.built[step]
+            if step in self.joins:
+                specs.append(self.joins[step])
+        return FrozenDict(zip(map(itemgetter(0), specs), specs))
 
 
 def build_plan(name: str, description: str | None, source: str | None, params: Mapping[str, Any],
@@ -164,10 +163,8 @@ def build_plan(name: str, description: str | None, source: str | None, params: M
         wiring.add(draft)
     if wiring.errors:
         raise WorkflowError(wiring.errors)
-    graph = nx.DiGraph()
-    graph.add_nodes_from(wiring.nodes)
-    graph.add_edges_from(wiring.edges)
-    return Plan(name, description, source, params, wiring.steps, wiring.ordered(), graph, tuple(notes))
+    nodes = wiring.ordered()
+    return Plan(name, description, source, params, wiring.steps, nodes, node_graph(nodes, wiring.edges), tuple(notes))
 
 
 def _step_spec(draft: StepDraft, kind: str) -> StepSpec:

@@ -18,13 +18,15 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from plait.compiler.loader import read_regular_file
 from plait.terminal import escape
 
-__all__ = ["MAX_ITEMS", "MAX_KEY_LENGTH", "default_key", "glob_items", "line_items", "node_id", "range_items"]
+__all__ = ["MAX_ITEMS", "MAX_KEY_LENGTH", "default_key", "glob_items", "line_items", "node_id", "node_ids",
+           "range_items"]
 
 MAX_KEY_LENGTH = 64
 MAX_ITEMS = 2_000_000  # a range past this would not fit a plan in memory (docs/performance.md)
@@ -34,6 +36,11 @@ _PLAIN_KEY = re.compile(r"^[^\[\]\s\x00-\x1f\x7f]+$")
 def node_id(step: str, key: Any) -> str:
     """Return the ID of an item node: `step[key]`."""
     return f"{step}[{key}]"
+
+
+def node_ids(step: str, keys: Iterable[Any]) -> list[str]:
+    """Return the IDs of a batch's item nodes, as `node_id` names each (without a call per item)."""
+    return [f"{step}[{key}]" for key in keys]
 
 
 def default_key(item: Any) -> str | int | float:

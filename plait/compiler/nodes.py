@@ -10,14 +10,15 @@ Both the compiler (`plait.compiler.expand`) and the expansions done while a plan
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from typing import Any
 
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.items import check_key, default_key
-from plait.compiler.plan import FrozenDict, NodeSpec, StepSpec, freeze
+from plait.compiler.plan import FrozenDict, NodeSpec, StepSpec, freeze, plain
 from plait.templating import RENDER_ERRORS, render, template_context
 
-__all__ = ["item_keys", "make_node"]
+__all__ = ["item_keys", "make_node", "make_nodes"]
 
 _EMPTY = FrozenDict()
 
@@ -29,6 +30,19 @@ def make_node(spec: StepSpec, nid: str, kind: str, key: Any = None, item: Any = 
     return NodeSpec(nid, spec.name, kind, "join" if kind == "join" else spec.task,
                     _EMPTY if kind == "join" else spec.config, spec.retry, spec.timeout, spec.loc, key, freeze(item),
                     index)
+
+
+def make_nodes(spec: StepSpec, kind: str, ids: Sequence[str], keys: Sequence[Any],
+               items: Sequence[Any]) -> list[NodeSpec]:
+    """Return the task or placeholder nodes of a batch: what `make_node` gives for each item, index counting from 0.
+
+    Built column by column, with no Python call per node (a million items a compile): each node is
+    the tuple of its columns, zipped.
+    """
+    frozen = items if plain(items) else list(map(freeze, items))
+    columns = zip(ids, repeat(spec.name), repeat(kind), repeat(spec.task), repeat(spec.config), repeat(spec.retry),
+                  repeat(spec.timeout), repeat(spec.loc), keys, frozen, range(len(ids)))
+    return list(map(tuple.__new__, repeat(NodeSpec), columns))
 
 
 def as_join(node: NodeSpec) -> NodeSpec:
@@ -49,6 +63,8 @@ def item_keys(step: str, items: Sequence[Any], key_template: str | None, params:
     keys = []
     if key_template is None and matched is not None and checked:
         keys = list(matched)
+    elif key_template is None and matched is None and set(map(type, items)) <= {int}:
+        keys = list(items)  # numbers name their nodes as they are (the common `range`): nothing to check
     else:
         for index, item in enumerate(items):
             if key_template is not None:
@@ -71,10 +87,18 @@ def item_keys(step: str, items: Sequence[Any], key_template: str | None, params:
                                                 "set `key:` to a template that gives a short name, e.g. "
                                                 "\"{{ item | basename }}\"")])
             keys.append(key)
-    if len({str(k) for k in keys}) != len(keys):  # 1 and "1" would both name `step[1]`
+    if _distinct(keys) != len(keys):
         seen: set = set()
         dup = next(k for k in map(str, keys) if k in seen or seen.add(k))
         raise WorkflowError([Diagnostic(None, f"step '{step}': two items have the key '{dup}'",
                                         "keys name nodes and must be unique: remove the duplicate item, "
                                         "or set `key:` to something that tells them apart")])
     return keys
+
+
+def _distinct(keys: list) -> int:
+    """Return how many node names the keys give: 1 and "1" would both name `step[1]`."""
+    kinds = set(map(type, keys))
+    if len(kinds) == 1 and kinds <= {int, str}:
+        return len(set(keys))  # keys of one kind name their nodes apart exactly when they differ
+    return len({str(k) for k in keys})

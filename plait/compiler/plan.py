@@ -37,8 +37,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -47,7 +49,7 @@ from plait.compiler.diagnostics import SourceLoc
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ["FrozenDict", "NodeSpec", "Plan", "RetryPolicy", "StepSpec", "freeze", "thaw"]
+__all__ = ["FrozenDict", "NodeSpec", "Plan", "RetryPolicy", "StepSpec", "freeze", "plain", "thaw"]
 
 PLAN_FORMAT = 1
 
@@ -81,6 +83,11 @@ def freeze(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return tuple(freeze(v) for v in value)
     return value
+
+
+def plain(values: Iterable[Any]) -> bool:
+    """Say whether every value is a plain scalar (text, a number, a boolean, null), which `freeze` leaves as it is."""
+    return set(map(type, values)) <= _SCALARS
 
 
 def thaw(value: Any) -> Any:
@@ -165,6 +172,10 @@ class NodeSpec(NamedTuple):
     index: int | None = None
 
 
+# The columns of a node the digest hashes besides its ID: kind, key, item, index (positions in NodeSpec).
+_HASHED_COLUMNS = (2, 8, 9, 10)
+
+
 class Plan:
     """An immutable compiled workflow: steps, node specs, and the dependency graph between nodes."""
 
@@ -198,6 +209,16 @@ class Plan:
         return iter(self.nodes.values())
 
     @property
+    def edge_count(self) -> int:
+        """Return how many edges the graph has (counted from networkx's successor dicts, at C speed)."""
+        return sum(map(len, self.graph._succ.values()))
+
+    def node_counts(self) -> Counter:
+        """Return how many nodes each (step, kind) has."""
+        nodes = self.nodes.values()
+        return Counter(zip(map(itemgetter(1), nodes), map(itemgetter(2), nodes)))
+
+    @property
     def deferred(self) -> list[str]:
         """Return the steps whose items are still to be expanded at run time, once each."""
         return list(dict.fromkeys(n.step for n in self.nodes.values() if n.kind == "deferred"))
@@ -209,30 +230,32 @@ class Plan:
 
     @property
     def digest(self) -> str:
-        """Return a SHA-256 over the plan's canonical JSON: equal plans, equal digests.
+        """Return a SHA-256 over what the plan is: equal plans, equal digests.
+
+        It hashes the plan's JSON without its nodes and edges (workflow, params, every step as
+        compiled), then the nodes as columns: ids, kinds, keys, items, indexes, each by its
+        `repr` (C-speed, and deterministic: the plan holds plain values and frozen mappings built
+        in file order). A node's step and task follow from its ID and kind, and the edges from
+        the steps and nodes (the compiler's wiring: a change to it changes `PLAN_FORMAT`), so
+        they add nothing. Every run and resume pays for it (docs/performance.md).
 
         Where the file is (its path, the positions in it) is left out: the same workflow has the
         same digest in any checkout, named from any folder.
-
-        The nodes go in as columns (every id, then every step, ...), not as one mapping a node:
-        the same values, canonical all the same, but JSON-encoded several times faster, which every
-        run and resume pays (docs/performance.md).
         """
         if self._digest is None:
             nodes = list(self.nodes.values())
-            body = self._body(nodes=False)
-            del body["source"]  # where the plan was read from is not what it does: the same file anywhere,
-            for step in body["steps"]:  # named from any folder, has one digest (docs show it)
+            body = self._body(nodes=False, edges=False)
+            del body["source"]  # where the plan was read from is not what it does (docs show the digest)
+            for step in body["steps"]:
                 step.pop("loc"), step.pop("items_loc", None)
-            body = {**body, "nodes": {
-                "id": [n.id for n in nodes], "step": [n.step for n in nodes], "key": [n.key for n in nodes],
-                "task": [n.task for n in nodes], "kind": [n.kind for n in nodes], "item": [n.item for n in nodes],
-                "index": [n.index for n in nodes]}}
-            text = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
-            self._digest = hashlib.sha256(text.encode()).hexdigest()
+            head = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
+            digest = hashlib.sha256(head.encode())
+            for column in (list(self.nodes), *(list(map(itemgetter(i), nodes)) for i in _HASHED_COLUMNS)):
+                digest.update(repr(column).encode("utf-8", "surrogatepass"))
+            self._digest = digest.hexdigest()
         return self._digest
 
-    def _body(self, nodes: bool = True) -> dict[str, Any]:
+    def _body(self, nodes: bool = True, edges: bool = True) -> dict[str, Any]:
         body = {
             "format": PLAN_FORMAT,
             "workflow": self.workflow,
@@ -240,8 +263,9 @@ class Plan:
             "source": self.source,
             "params": self.params,
             "steps": [_step_json(s) for s in self.steps.values()],
-            "edges": sorted([u, v] for u, v in self.graph.edges),
         }
+        if edges:
+            body["edges"] = sorted([u, v] for u, v in self.graph.edges)
         if nodes:
             body["nodes"] = [{"id": n.id, "step": n.step, "key": n.key, "task": n.task, "kind": n.kind,
                               "item": n.item, "index": n.index} for n in self.nodes.values()]
@@ -268,11 +292,9 @@ class Plan:
                 config=FrozenDict() if n["kind"] == "join" else step.config,
                 retry=step.retry, timeout=step.timeout, loc=step.loc, key=freeze(n["key"]),
                 item=freeze(n["item"]), index=n["index"])
-        import networkx as nx
+        from plait.compiler.graph import node_graph
 
-        graph = nx.DiGraph()
-        graph.add_nodes_from(nodes)
-        graph.add_edges_from(tuple(e) for e in data["edges"])
+        graph = node_graph(nodes, (tuple(e) for e in data["edges"]))
         return cls(data["workflow"], data["description"], data["source"], data["params"], steps, nodes, graph,
                    tuple(data.get("notes", ())))
 

@@ -1,6 +1,12 @@
-"""The state ledger: one SQLite database per workspace, one row per node, written only by the parent.
+"""The state ledger: one SQLite database per workspace, one row per node that settled, written only by the parent.
 
 Decisions:
+- A node's row is written once, when it settles (`record`: inserted, or updated when an earlier
+  run left one), never as a pending row when the run begins: the plan says which nodes there are.
+  The ledger keeps the last run's plan compactly (the `plan` table, plait.runtime.planned), and a
+  node of it without a row reads as pending, never run, wherever nodes are read (`previous`,
+  `nodes`, `node_rows`, `unrecorded`). One write per node instead of two halves the ledger's
+  share of a large run (docs/performance.md).
 - WAL mode, so `plait status` reads while a run writes, and `synchronous=NORMAL`: a committed
   transaction survives the process being killed at any instant (it is in the WAL); only a power
   loss may take the last transactions back, never corrupt the file.
@@ -18,9 +24,10 @@ Decisions:
   nothing recorded is deleted, and status shows only the current plan.
 - The `basis` row of `meta` says the ledger holds one plan whole and up to date: every node of
   the plan with that basis has a row, and every such row that succeeded holds the fingerprint
-  that plan gives it. A run that finds every succeeded row's fingerprint still current writes its
-  plan's basis as it starts (in the transaction that adds the new rows); any other run removes it.
-  A resume of that very plan then reads only the rows that did not succeed (see `previous`).
+  that plan gives it. A run that finds every succeeded row's fingerprint still current keeps its
+  plan's basis as it starts when every node has a row already, else as it ends if by then they
+  all have one (`_keep_basis`); any other run removes it. A resume of that very plan then reads
+  only the rows that did not succeed (see `previous`).
 - The `files` table is a cache of tracked files' content hashes by size and modification time
   (plait.runtime.tracked_files): a run writes what it learned as it ends. Paths are kept as
   bytes, so a file name that is not UTF-8 is kept as it is.
@@ -28,6 +35,7 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -41,11 +49,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from plait.masking import mask, mask_records
+from plait.runtime.planned import PLAN_TABLE, pack, unpack
 
 __all__ = ["LEDGER_NAME", "Attempt", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
 
 LEDGER_NAME = "ledger.db"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: a node has its row once it settles; the `plan` table holds the rest
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -62,6 +71,7 @@ CREATE TABLE IF NOT EXISTS nodes (
     started REAL, ended REAL, run_id TEXT, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1,
     worker TEXT, reason TEXT, output TEXT
 );
+CREATE INDEX IF NOT EXISTS gone ON nodes (in_plan) WHERE in_plan = 0;
 CREATE TABLE IF NOT EXISTS files (
     path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL
 ) WITHOUT ROWID;
@@ -69,7 +79,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     node_id TEXT NOT NULL, run_id TEXT, attempt INTEGER NOT NULL, status TEXT NOT NULL,
     started REAL, ended REAL, worker TEXT, reason TEXT, error TEXT, output TEXT
 );
-"""
+""" + PLAN_TABLE
 # Columns a ledger of an earlier schema lacks, added when a run opens it: {table: [(column, type)]}.
 _ADDED = {"runs": [("counts", "TEXT"), ("step_graph", "TEXT")],
           "nodes": [("worker", "TEXT"), ("reason", "TEXT"), ("output", "TEXT")]}
@@ -95,14 +105,19 @@ class NodeRecord(NamedTuple):
     worker: str | None = None  # who ran the attempt: a process (or thread) label
     reason: str | None = None  # why the node ran: a decision's reason, "reason: detail"
     output: str | None = None  # JSON {"stdout": tail, "stderr": tail, ...} of the attempt, None when silent
+    step: str | None = None  # the node's step, key and kind: its row is written when it settles, not before
+    key: Any = None  # (None is refused for a node without a row: the step names it)
+    kind: str = "task"
 
     @staticmethod
     def columns(node_id: Iterable[str], status: Iterable[str], attempts: Iterable[int], fingerprint: Iterable[Any],
                 result: Iterable[Any], error: Iterable[Any], note: Iterable[Any], started: Iterable[Any],
                 ended: Iterable[Any], worker: Iterable[Any], reason: Iterable[Any],
-                output: Iterable[Any]) -> Iterator[tuple[Any, ...]]:
+                output: Iterable[Any], step: Iterable[str], key: Iterable[Any],
+                kind: Iterable[str]) -> Iterator[tuple[Any, ...]]:
         """Return records zipped from columns (plain tuples in NodeRecord's field order: no object per row)."""
-        return zip(node_id, status, attempts, fingerprint, result, error, note, started, ended, worker, reason, output)
+        return zip(node_id, status, attempts, fingerprint, result, error, note, started, ended, worker, reason, output,
+                   step, key, kind)
 
 
 class Attempt(NamedTuple):
@@ -129,25 +144,34 @@ class Prior(NamedTuple):
     note: str | None = None  # why a node is pending ("interrupted"), or skipped
     error: str | None = None  # a failed node's error record, as JSON text
 
+_NEVER_RAN = Prior("pending", None, True)  # a node of the kept plan that has no row
+# How many rows the plan's nodes have: all rows, less those of nodes that left the plan (the `gone` index, partial:
+# counting either reads an index, not the table).
+_IN_PLAN = "((SELECT count(*) FROM nodes) - (SELECT count(*) FROM nodes WHERE in_plan = 0))"
 _TEXT_COLUMNS = (4, 5, 6, 11)  # a NodeRecord's result, error, note and output
-ROWS_PER_STATEMENT = 80  # 962 parameters a statement, under SQLite's oldest limit of 999
-_UPDATE_FROM = sqlite3.sqlite_version_info >= (3, 33, 0)
+ROWS_PER_STATEMENT = 60  # 962 parameters a statement, under SQLite's oldest limit of 999
+_UPSERT = sqlite3.sqlite_version_info >= (3, 24, 0)
+_OUTCOME = ("status", "attempts", "fingerprint", "result", "error", "note", "started", "ended", "worker", "reason",
+            "output", "kind", "run_id", "seq", "in_plan")
 
 
 @functools.cache
-def _insert_nodes_sql(rows: int) -> str:
-    """Return an INSERT of `rows` new node rows (node_id, step, key JSON, kind)."""
-    return "INSERT INTO nodes (node_id, step, key, kind) VALUES " + ",".join(["(?,?,?,?)"] * rows)
+def _record_sql(rows: int, quote: bool) -> str:
+    """Return the statement writing `rows` NodeRecords: each node's row inserted, or updated when it has one.
 
-
-@functools.cache
-def _record_sql(rows: int) -> str:
-    """Return an UPDATE writing `rows` NodeRecords; parameters: run_id, the first record's seq, the records."""
-    values = ",".join(f"(?,?,?,?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
-    return ("UPDATE nodes SET status = r.column2, attempts = r.column3, fingerprint = r.column4, result = r.column5, "
-            "error = r.column6, note = r.column7, started = r.column8, ended = r.column9, worker = r.column10, "
-            "reason = r.column11, output = r.column12, run_id = ?1, "
-            f"seq = ?2 + r.column13 FROM (VALUES {values}) AS r WHERE nodes.node_id = r.column1")
+    Parameters: run_id, the first record's seq, then the records. `quote`: the records hold keys as
+    they are, and SQLite writes their JSON (`json_quote`, which gives what `_key_json` does for a
+    text or a number); else they hold it already.
+    """
+    values = ",".join(f"(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
+    key = "json_quote(r.column14)" if quote else "r.column14"
+    insert = ("INSERT INTO nodes (node_id, status, attempts, fingerprint, result, error, note, started, ended, worker, "
+              "reason, output, step, key, kind, run_id, seq, in_plan) SELECT r.column1, r.column2, r.column3, "
+              "r.column4, r.column5, r.column6, r.column7, r.column8, r.column9, r.column10, r.column11, r.column12, "
+              f"r.column13, {key}, r.column15, ?1, ?2 + r.column16, 1 FROM (VALUES {values}) AS r WHERE 1")
+    if not _UPSERT:
+        return insert.replace("INSERT", "INSERT OR REPLACE", 1)
+    return insert + " ON CONFLICT (node_id) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _OUTCOME)
 
 
 def _connect_readonly(path: Path) -> sqlite3.Connection:
@@ -194,7 +218,12 @@ def unfinished(path: Path) -> bool:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
         try:
             row = db.execute("SELECT EXISTS (SELECT 1 FROM nodes WHERE in_plan = 1 AND status != 'succeeded')")
-            return bool(row.fetchone()[0])
+            if row.fetchone()[0]:
+                return True
+            with contextlib.suppress(sqlite3.OperationalError):  # a ledger from before the plan table
+                row = db.execute(f"SELECT {_IN_PLAN} < (SELECT coalesce(sum(size), 0) FROM plan)")
+                return bool(row.fetchone()[0])  # a node of the plan without a row never ran
+            return False
         finally:
             db.close()
     except sqlite3.Error:
@@ -334,15 +363,42 @@ class Ledger:
 
     @_readable
     def previous(self, unfinished_only: bool = False) -> dict[str, Prior]:
-        """Return {node_id: Prior} for every recorded node.
+        """Return {node_id: Prior} for every recorded node, and for the kept plan's nodes without a row (pending).
 
         `unfinished_only`: only the plan's rows that did not succeed, for a resume of the plan
-        whose basis the ledger holds (the rest succeeded, and their fingerprints are current).
+        whose basis the ledger holds (the rest succeeded, and their fingerprints are current), and
+        the kept plan's nodes without a row (none when it has a basis: see `begin_run`).
         """
         where = " WHERE in_plan = 1 AND status != 'succeeded'" if unfinished_only else ""
         rows = self.db.execute("SELECT node_id, status, fingerprint, in_plan = 1, note, "
                                "CASE WHEN status = 'failed' THEN error END FROM nodes" + where)
-        return {r[0]: Prior(*r[1:]) for r in rows}
+        found = {r[0]: Prior(*r[1:]) for r in rows}
+        found.update(dict.fromkeys(self.unrecorded(), _NEVER_RAN))
+        return found
+
+    def _planned(self) -> dict[str, tuple[str, Any, str]]:
+        """Return the kept plan: {node_id: (step, key, kind)} (empty in a ledger from before it was kept)."""
+        try:
+            return unpack(self.db.execute("SELECT step, kind, nodes FROM plan ORDER BY part"))
+        except sqlite3.OperationalError:  # a read-only ledger of an earlier schema: no such table
+            return {}
+
+    @_readable
+    def unrecorded(self) -> dict[str, tuple[str, Any, str]]:
+        """Return the nodes of the kept plan that have no row yet, in plan order: {node_id: (step, key, kind)}.
+
+        The rows of the plan are some of its nodes, so when there are as many rows as the plan
+        has parts' nodes, every node has one: the plan is not even read then.
+        """
+        try:
+            rows, size = self.db.execute(f"SELECT {_IN_PLAN}, (SELECT coalesce(sum(size), 0) FROM plan)").fetchone()
+        except sqlite3.OperationalError:  # a read-only ledger of an earlier schema: no plan table
+            return {}
+        if rows >= size:
+            return {}
+        planned = self._planned()
+        recorded = {nid for (nid,) in self.db.execute("SELECT node_id FROM nodes WHERE in_plan = 1")}
+        return {nid: node for nid, node in planned.items() if nid not in recorded}
 
     @_readable
     def step_parts(self) -> dict[str, Any]:
@@ -381,16 +437,18 @@ class Ledger:
                   pid: int, planned: Sequence[tuple[str, str, Any, str]], previous: Mapping[str, Prior],
                   basis: str | None = None, step_parts: Mapping[str, Any] | None = None,
                   rerun: Iterable[str] = (), step_graph: str | None = None) -> None:
-        """Record a run's start and give every planned node a row (new ones pending); mark rows that left the plan.
+        """Record a run's start and keep its plan (`planned`: node_id, step, key, kind); mark rows that left the plan.
 
-        `basis` replaces the ledger's basis (None removes it), and `step_parts` the recorded parts of
-        those steps' signatures, in the same transaction. The last record of each node in `rerun`
-        (those that run again) moves to the attempts table, so its history stays readable.
+        A node gets no row until it settles (`record`): until then the kept plan says it is pending.
+        `planned` empty: the ledger holds this plan already. `basis` replaces the ledger's basis
+        (None removes it) once every node of the plan has a row (else `end_run` keeps it, if they
+        all have one by then), and `step_parts` the recorded parts of those steps' signatures, in
+        the same transaction. The last record of each node in `rerun` (those that run again) moves
+        to the attempts table, so its history stays readable.
         """
         planned_ids = {p[0] for p in planned}
         gone = [(n,) for n, prior in previous.items() if prior.in_plan and n not in planned_ids]
         back = [(n,) for n, prior in previous.items() if not prior.in_plan and n in planned_ids]
-        new = [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned if nid not in previous]
         with self.db:
             self.db.execute(_DEAD_RUNS_END)
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params, "
@@ -400,26 +458,31 @@ class Ledger:
                                 "worker, reason, error, output FROM nodes WHERE node_id = ? AND run_id IS NOT NULL "
                                 "AND status IN ('succeeded', 'failed')", [(n,) for n in rerun])
             self.db.execute("DELETE FROM meta WHERE name = 'basis'")
-            if basis is not None:
-                self.db.execute("INSERT INTO meta VALUES ('basis', ?)", (basis,))
             parts = [(name, json.dumps(value, sort_keys=True)) for name, value in (step_parts or {}).items()]
             self.db.executemany("INSERT OR REPLACE INTO steps VALUES (?, ?)", parts)
-            for start in range(0, len(new), ROWS_PER_STATEMENT):
-                rows = new[start:start + ROWS_PER_STATEMENT]
-                self.db.execute(_insert_nodes_sql(len(rows)), list(chain.from_iterable(rows)))
+            if planned:
+                self.db.execute("DELETE FROM plan")
+                self.db.executemany("INSERT INTO plan (step, kind, size, nodes) VALUES (?, ?, ?, ?)", pack(planned))
             self.db.executemany("UPDATE nodes SET in_plan = 0 WHERE node_id = ?", gone)
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", back)
+            if basis is not None:
+                self._keep_basis(basis)
+
+    def _keep_basis(self, basis: str) -> None:
+        """Keep the plan's basis when every node of the kept plan has a row (inside the caller's transaction)."""
+        self.db.execute(f"INSERT OR REPLACE INTO meta SELECT 'basis', ? WHERE {_IN_PLAN} >= "
+                        "(SELECT coalesce(sum(size), 0) FROM plan)", (basis,))
 
     @_writing
     def add_nodes(self, planned: Sequence[tuple[str, str, Any, str]]) -> None:
-        """Add rows for nodes created during the run (a deferred step's items), keeping existing ones.
+        """Add to the kept plan the nodes created during the run (a deferred step's items), and kinds that changed
+        (a placeholder that became a join).
 
         A plan that grows as it runs is not one the ledger holds whole: its basis goes.
         """
         with self.db:
             self.db.execute("DELETE FROM meta WHERE name = 'basis'")
-            self.db.executemany("INSERT OR IGNORE INTO nodes (node_id, step, key, kind) VALUES (?, ?, ?, ?)",
-                                [(nid, step, _key_json(key), kind) for nid, step, key, kind in planned])
+            self.db.executemany("INSERT INTO plan (step, kind, size, nodes) VALUES (?, ?, ?, ?)", pack(planned))
             self.db.executemany("UPDATE nodes SET kind = ? WHERE node_id = ?", [(p[3], p[0]) for p in planned])
             self.db.executemany("UPDATE nodes SET in_plan = 1 WHERE node_id = ?", [(p[0],) for p in planned])
 
@@ -429,30 +492,29 @@ class Ledger:
         records = mask_records(records, _TEXT_COLUMNS)  # secret values never reach the file (plait.masking)
         first = self._seq + 1
         self._seq += len(records)
-        if _UPDATE_FROM and len({rec[0] for rec in records}) == len(records):
-            with self.db:
-                for start in range(0, len(records), ROWS_PER_STATEMENT):
-                    rows = records[start:start + ROWS_PER_STATEMENT]
-                    self.db.execute(_record_sql(len(rows)), [run_id, first + start, *chain.from_iterable(rows)])
-            return
-        rows = [(*rec[1:], run_id, first + i, rec[0]) for i, rec in enumerate(records)]
-        with self.db:  # the same node twice (rare), or an SQLite without UPDATE … FROM: a row per step, in order
-            self.db.executemany(
-                "UPDATE nodes SET status = ?, attempts = ?, fingerprint = ?, result = ?, error = ?, note = ?, "
-                "started = ?, ended = ?, worker = ?, reason = ?, output = ?, run_id = ?, seq = ? WHERE node_id = ?",
-                rows)
+        try:
+            self._write_records(run_id, first, records, quote=True)
+        except OverflowError:  # an integer key past SQLite's 64 bits: the keys go in as JSON text made here
+            self._write_records(run_id, first, [(*r[:13], _key_json(r[13]), *r[14:]) for r in records], quote=False)
+
+    def _write_records(self, run_id: str, first: int, records: Sequence[tuple[Any, ...]], quote: bool) -> None:
+        with self.db:  # the rows in order: a node recorded twice in one batch keeps its last record
+            for start in range(0, len(records), ROWS_PER_STATEMENT):
+                rows = records[start:start + ROWS_PER_STATEMENT]
+                self.db.execute(_record_sql(len(rows), quote), [run_id, first + start, *chain.from_iterable(rows)])
 
     @_writing
     def recover(self, run_id: str, outcomes: Sequence[tuple[Any, ...]]) -> int:
         """Record as succeeded what a dead run's journals hold, unless the ledger has it so already; return how many.
 
         `outcomes`: (node, fingerprint, attempts, result JSON, started, ended, worker, output) each.
-        Only nodes that have a row are recorded (a node the dead run had no row for runs again).
+        Only nodes of the kept plan are recorded (a node the dead run did not plan runs again).
         """
         outcomes = mask_records(outcomes, (3, 7))  # the result and the output
         first = self._seq + 1
         self._seq += len(outcomes)
         note = f"recovered from the journal of run {run_id}, which died before recording it"
+        unrecorded = self.unrecorded()
         with self.db:
             before = self.db.total_changes
             self.db.executemany(
@@ -461,6 +523,14 @@ class Ledger:
                 "WHERE node_id = ? AND NOT (status = 'succeeded' AND fingerprint IS ?)",
                 [(fp, attempts, result, started, ended, worker, output, note, run_id, first + i, node, fp)
                  for i, (node, fp, attempts, result, started, ended, worker, output) in enumerate(outcomes)])
+            self.db.executemany(
+                "INSERT OR IGNORE INTO nodes (node_id, step, key, kind, status, fingerprint, attempts, result, "
+                "started, ended, worker, output, note, run_id, seq) "
+                "VALUES (?, ?, ?, ?, 'succeeded', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(node, *_planned_columns(unrecorded[node]), fp, attempts, result, started, ended, worker, output, note,
+                  run_id, first + i)
+                 for i, (node, fp, attempts, result, started, ended, worker, output) in enumerate(outcomes)
+                 if node in unrecorded])
             return self.db.total_changes - before
 
     @_writing
@@ -472,11 +542,16 @@ class Ledger:
 
     @_writing
     def end_run(self, run_id: str, status: str, counts: Mapping[str, int] | None = None,
-                ended: float | None = None) -> None:
-        """Record how a run ended, and what it did (`counts`: nodes by final status, restored ones too)."""
+                ended: float | None = None, basis: str | None = None) -> None:
+        """Record how a run ended, and what it did (`counts`: nodes by final status, restored ones too).
+
+        `basis`: the plan's, as `begin_run` was given it: kept now if every node of the plan has a row.
+        """
         with self.db:
             self.db.execute("UPDATE runs SET ended = ?, status = ?, counts = coalesce(?, counts) WHERE run_id = ?",
                             (ended or time.time(), status, json.dumps(dict(counts)) if counts else None, run_id))
+            if basis is not None:
+                self._keep_basis(basis)
 
     @_readable
     def results(self, node_ids: Iterable[str]) -> dict[str, Any]:
@@ -525,9 +600,22 @@ class Ledger:
     @_readable
     def nodes(self) -> list[tuple[str, str, Any, str, str, int, Any, str | None]]:
         """Return (node_id, step, key, kind, status, attempts, error JSON, reason) for the plan's nodes, in
-        completion order."""
-        return self.db.execute("SELECT node_id, step, key, kind, status, attempts, error, reason FROM nodes "
-                               "WHERE in_plan = 1 "
+        completion order (nodes never run last, in plan order)."""
+        return self.node_rows(("node_id", "step", "key", "kind", "status", "attempts", "error", "reason"))
+
+    @_readable
+    def step_counts(self) -> list[tuple[str, int, int, int, int, int]]:
+        """Return (step, nodes, succeeded, failed, retried, skipped) of each step's task nodes that have a row, steps in
+        the order `nodes` first lists one of theirs: what a summary counts, counted by SQLite."""
+        return self.db.execute(
+            "SELECT step, count(*), sum(status = 'succeeded'), sum(status = 'failed'), sum(attempts > 1), "
+            "sum(status = 'skipped') FROM nodes WHERE in_plan = 1 AND kind != 'join' GROUP BY step "
+            "ORDER BY count(seq) = 0, min(seq), min(rowid)").fetchall()
+
+    @_readable
+    def failed_nodes(self) -> list[tuple[str, str | None]]:
+        """Return (node_id, error JSON) of the plan's failed nodes, in completion order."""
+        return self.db.execute("SELECT node_id, error FROM nodes WHERE in_plan = 1 AND status = 'failed' "
                                "ORDER BY seq IS NULL, seq, rowid").fetchall()
 
     # Reading for reports (plait.report). A reader asks `columns` what this ledger has and names the
@@ -556,9 +644,17 @@ class Ledger:
 
     @_readable
     def node_rows(self, columns: Sequence[str]) -> list[tuple[Any, ...]]:
-        """Return `columns` of the plan's nodes, in completion order (nodes never run last). Raises ValueError."""
-        return self.db.execute(f"SELECT {self._known('nodes', columns)} FROM nodes WHERE in_plan = 1 "
+        """Return `columns` of the plan's nodes, in completion order (nodes never run last, in plan order).
+
+        A node without a row reads as its row would be had it one: pending, no attempt. Raises ValueError.
+        """
+        rows = self.db.execute(f"SELECT {self._known('nodes', columns)} FROM nodes WHERE in_plan = 1 "
                                "ORDER BY seq IS NULL, seq, rowid").fetchall()
+        unrecorded = self.unrecorded()
+        if unrecorded:
+            picks = [_PENDING_COLUMNS.get(c, _NO_VALUE) for c in columns]
+            rows += [tuple(pick(nid, node) for pick in picks) for nid, node in unrecorded.items()]
+        return rows
 
     @_readable
     def node_attempts(self, node_ids: Sequence[str], columns: Sequence[str]) -> dict[str, list[tuple[Any, ...]]]:
@@ -594,6 +690,22 @@ class Ledger:
 # A run's last recorded moment, and the statement that ends the runs that died (run by a run that holds the workspace).
 _LAST_MOMENT = ("coalesce((SELECT max(ended) FROM nodes WHERE nodes.run_id = runs.run_id), runs.started)")
 _DEAD_RUNS_END = f"UPDATE runs SET status = 'interrupted', ended = {_LAST_MOMENT} WHERE status = 'running'"
+
+
+# What a node of the kept plan without a row reads as, column by column: (node_id, (step, key, kind)) -> value.
+_PENDING_COLUMNS: dict[str, Callable[[str, tuple[str, Any, str]], Any]] = {
+    "node_id": lambda nid, node: nid, "step": lambda nid, node: node[0],
+    "key": lambda nid, node: _key_json(node[1]), "kind": lambda nid, node: node[2],
+    "status": lambda nid, node: "pending", "attempts": lambda nid, node: 0, "in_plan": lambda nid, node: 1}
+
+
+def _NO_VALUE(nid: str, node: tuple[str, Any, str]) -> None:
+    return None
+
+
+def _planned_columns(node: tuple[str, Any, str]) -> tuple[str, str, str]:
+    """Return a kept plan's node as its row holds it: (step, key JSON, kind)."""
+    return node[0], _key_json(node[1]), node[2]
 
 
 def _key_json(key: Any) -> str:

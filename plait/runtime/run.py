@@ -176,6 +176,7 @@ class _Run:
     backend: LazyBackend
     writer: LedgerWriter
     scheduler: Scheduler
+    signature: bytes | None  # the plan's signature when the ledger is to keep its basis (see `_begin_run`)
 
 
 def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitStack) -> _Run:
@@ -238,9 +239,9 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     current = not summary.get("changed") and not grows(plan) and options.selection.steps is None
     parts = None if held else {step: fingerprints.parts(step) for step in plan.steps}
     rerun = [nid for nid in run_state.decisions if nid in previous]
-    writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous,
-                  fingerprints.signature(plan.nodes.values()) if current else None, parts, rerun)
-    return _Run(plan, log_file, backend, writer, scheduler)
+    signature = fingerprints.signature(plan.nodes.values()) if current else None
+    writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous, signature, parts, rerun)
+    return _Run(plan, log_file, backend, writer, scheduler, signature)
 
 
 def _execute(run: _Run, options: _Options) -> RunReport:
@@ -268,7 +269,7 @@ def _record_end(run: _Run, status: str, *, raise_errors: bool) -> None:
     with contextlib.suppress(*(() if raise_errors else (LedgerError,))):
         if learned:
             run.writer.submit("keep_file_hashes", learned)
-        run.writer.submit("end_run", state.info.run_id, status, counts)
+        run.writer.submit(_end_run, state.info.run_id, status, counts, run.plan, run.signature)
         run.writer.close()
 
 
@@ -295,13 +296,21 @@ def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapp
                signature: bytes | None, step_parts: Mapping[str, Any] | None, rerun: list[str]) -> None:
     """Record the run's start, on the writer thread, which also hashes the plan's digest.
 
-    `previous` None: the ledger holds the plan already (no row to add or mark). A signature
-    (`Fingerprinter.signature`): the plan's basis is kept with it; None: the ledger's basis is removed.
+    `previous` None: the ledger holds the plan already (nothing to keep or mark). A signature
+    (`Fingerprinter.signature`): the plan's basis is kept with it, now if every node of the plan has
+    a row, else by `_end_run` if they all have one then (a node gets its row when it settles); None:
+    the ledger's basis is removed.
     """
     planned = [] if previous is None else [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()]
     kept = basis(plan.digest, signature) if signature is not None else None
     ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, pid, planned, previous or {}, kept,
                      step_parts, rerun, json.dumps(plan.step_graph()))
+
+
+def _end_run(ledger: Ledger, run_id: str, status: str, counts: Mapping[str, int], plan: Plan,
+             signature: bytes | None) -> None:
+    """Record the run's end, and keep the plan's basis if every node of it has a row by now (see `_begin_run`)."""
+    ledger.end_run(run_id, status, counts, basis=basis(plan.digest, signature) if signature is not None else None)
 
 
 def _work_waiting(plan: Plan, previous: Mapping[str, Prior]) -> bool:

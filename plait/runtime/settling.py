@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 from itertools import groupby, repeat
+from operator import attrgetter
 
 from loguru import logger
 
@@ -36,6 +37,8 @@ from plait.runtime.state import RunState, interrupted, release, retry_later
 from plait.runtime.worker import SAID
 
 __all__ = ["blocked", "settle", "settle_skip", "take"]
+
+_STEP, _KEY, _KIND = attrgetter("step"), attrgetter("key"), attrgetter("kind")
 
 
 def take(state: RunState, chunk: Chunk, results: Results) -> None:
@@ -83,9 +86,11 @@ def _settle_succeeded(state: RunState, chunk: Chunk, results: Results) -> None:
     state.results.update(zip(nodes, results.results))
     state.report.counts[SUCCEEDED] += len(nodes)
     decisions = state.decisions
+    specs = list(map(state.plan.nodes.__getitem__, nodes))
     state.buffer += NodeRecord.columns(nodes, repeat(SUCCEEDED), chunk.attempts, map(state.fp.__getitem__, nodes),
                                        results.results, repeat(None), repeat(None), results.started, results.ended,
-                                       repeat(results.worker), [decisions[n].text for n in nodes], repeat(None))
+                                       repeat(results.worker), [decisions[n].text for n in nodes], repeat(None),
+                                       map(_STEP, specs), map(_KEY, specs), map(_KIND, specs))
     if state.on_settle is not None:
         for call, jobs in groupby(chunk.calls):
             state.on_settle(call.step, SUCCEEDED, sum(1 for _ in jobs))
@@ -107,7 +112,7 @@ def settle(state: RunState, nid: str, status: str, result: str | None, error: di
     state.report.counts[status] += 1
     state.buffer.append(NodeRecord(nid, status, state.attempts.get(nid, 0), state.fp.get(nid), result,
                                    json.dumps(error, default=str) if error else None, note, started, ended, worker,
-                                   _reason(state, nid), output))
+                                   _reason(state, nid), output, node.step, node.key, node.kind))
     if node.kind == "task" and state.on_settle is not None:
         state.on_settle(node.step, status, 1)
     if status == SUCCEEDED:

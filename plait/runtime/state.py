@@ -60,6 +60,8 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from plait.compiler import NodeSpec, Plan
@@ -70,6 +72,8 @@ from plait.runtime.outcome import SUCCEEDED
 
 __all__ = ["Clock", "RunReport", "RunState", "due_retries", "interrupted", "release", "restore", "retry_later",
            "wait_for_predecessors"]
+
+_STEP, _ID = attrgetter("step"), attrgetter("id")
 
 # Counts settled task nodes: (step, status, how many).
 OnSettle = Callable[[str, str, int], None]
@@ -140,13 +144,13 @@ class RunState:
     def index(self, plan: Plan) -> None:
         """Take `plan` (the run's, or the same grown by an expansion) and rebuild its lookups. Mutates."""
         self.plan = plan
-        self.order = {nid: i for i, nid in enumerate(plan.nodes)}
-        self.succ = dict(plan.graph.adjacency())
-        self.pred = dict(plan.graph.reverse(copy=False).adjacency())
+        self.order = dict(zip(plan.nodes, range(len(plan.nodes))))
+        self.succ = plan.graph._succ  # networkx's own adjacency dicts, as `DiGraph.__init__` names them: read here,
+        self.pred = plan.graph._pred  # never written (a plan's graph is frozen), so not copied
         self.members: dict[str, list[str]] = defaultdict(list)
-        for node in plan.nodes.values():
-            if node.kind == "task" and node.key is not None:
-                self.members[node.step].append(node.id)
+        items = [node for node in plan.nodes.values() if node.kind == "task" and node.key is not None]
+        for step, nodes in groupby(items, _STEP):  # a step's nodes are together, but for those an expansion added
+            self.members[step] += map(_ID, nodes)
         self.step_calls: dict[str, StepCall | None] = {
             s.name: step_call(s, len(self.members[s.name]) if s.kind != "single" else None)
             for s in plan.steps.values()}
@@ -217,5 +221,6 @@ def interrupted(state: RunState, nodes: Iterable[str]) -> None:
     A node a worker was running when a Ctrl-C broke the pool lands here too: it runs again on
     resume (at least once), and the ledger says why it is pending.
     """
+    specs = state.plan.nodes
     state.buffer += [NodeRecord(n, "pending", state.attempts.get(n, 0), state.fp.get(n), None, None, "interrupted",
-                                None, None) for n in nodes]
+                                None, None, step=specs[n].step, key=specs[n].key, kind=specs[n].kind) for n in nodes]

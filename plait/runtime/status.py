@@ -5,19 +5,27 @@ and key. For each step it also derives the state shape of the engine plait grew 
 `{processed: [keys in completion order], failed: {key: error record}, stats: {total, processed,
 failed, retried}}` (plus the counts skipped and pending). Join nodes (which run no task) count in `nodes`
 but not in a step's stats.
+
+`write_status_json` writes the same state as JSON, the very text `json.dumps(workflow_status(…))`
+gives, but streamed: the nodes are encoded and written `CHUNK` at a time as the rows are read
+(the steps, which need every row, follow them), so a million nodes never become one dict and one
+string of 80 MB, and the first bytes are out while the rest are read.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
 from plait.workspace import in_use, state_dir
 
-__all__ = ["format_status", "workflow_status"]
+__all__ = ["CHUNK", "format_status", "status_summary", "workflow_status", "write_status_json"]
+
+CHUNK = 20_000  # nodes encoded and written at a time by `write_status_json`
 
 
 def workflow_status(workspace: str | Path) -> dict[str, Any]:
@@ -29,16 +37,76 @@ def workflow_status(workspace: str | Path) -> dict[str, Any]:
 
     Raises LedgerError when the workspace has no ledger or it cannot be read.
     """
-    path = state_dir(Path(workspace)) / LEDGER_NAME
-    if not path.exists():
-        raise LedgerError(f"no plait run found in workspace '{workspace}' (no {path}); "
-                          "run `plait run WF.yaml --workspace DIR` first, or pass the right --workspace")
-    ledger = Ledger(path, readonly=True)
-    try:
-        nodes: dict[str, Any] = {}
+    with _opened(workspace) as ledger:
         steps: dict[str, Any] = {}
+        nodes: dict[str, Any] = {}
+        for chunk in _node_chunks(ledger, steps):
+            nodes.update(chunk)
+        return {"workflow": ledger.workflow(), "run": _lived(ledger, Path(workspace)), "nodes": nodes, "steps": steps}
+
+
+def write_status_json(workspace: str | Path, out: TextIO) -> None:
+    """Write `workflow_status(workspace)` to `out` as JSON (the text `json.dumps` gives it), streamed. Raises
+    LedgerError."""
+    with _opened(workspace) as ledger:
+        out.write(f'{{"workflow": {json.dumps(ledger.workflow())}, '
+                  f'"run": {json.dumps(_lived(ledger, Path(workspace)), default=str)}, "nodes": {{')
+        steps: dict[str, Any] = {}
+        first = True
+        for chunk in _node_chunks(ledger, steps):
+            if chunk:
+                text = json.dumps(chunk, default=str)[1:-1]
+                out.write(text if first else ", " + text)
+                first = False
+        out.write(f'}}, "steps": {json.dumps(steps, default=str)}}}\n')
+
+
+def status_summary(workspace: str | Path) -> dict[str, Any]:
+    """Return what `format_status` reads of `workflow_status(workspace)`, counted by SQLite: the workflow, the run,
+    each step's `stats` (its `processed` and `failed` left empty) and, in `nodes`, the failed nodes alone.
+
+    A million nodes are summed without a Python object each. Raises LedgerError.
+    """
+    with _opened(workspace) as ledger:
+        steps: dict[str, Any] = {}
+        for step, total, processed, failed, retried, skipped in ledger.step_counts():
+            steps[step] = {"processed": [], "failed": {}, "stats": {
+                "total": total, "processed": processed, "failed": failed, "retried": retried, "skipped": skipped,
+                "pending": total - processed - failed - skipped}}
+        for step, _, kind in ledger.unrecorded().values():  # never ran: pending, after every node with a row
+            if kind != "join":
+                stats = steps.setdefault(step, {"processed": [], "failed": {}, "stats": dict.fromkeys(_STATS, 0)})
+                stats["stats"]["total"] += 1
+                stats["stats"]["pending"] += 1
+        nodes = {nid: {"status": "failed", "error": json.loads(error) if error else None}
+                 for nid, error in ledger.failed_nodes()}
+        return {"workflow": ledger.workflow(), "run": _lived(ledger, Path(workspace)), "nodes": nodes, "steps": steps}
+
+
+class _opened:
+    """Open a workspace's ledger read-only for a `with` block; raise LedgerError when there is none."""
+
+    def __init__(self, workspace: str | Path) -> None:
+        path = state_dir(Path(workspace)) / LEDGER_NAME
+        if not path.exists():
+            raise LedgerError(f"no plait run found in workspace '{workspace}' (no {path}); "
+                              "run `plait run WF.yaml --workspace DIR` first, or pass the right --workspace")
+        self.ledger = Ledger(path, readonly=True)
+
+    def __enter__(self) -> Ledger:
+        return self.ledger
+
+    def __exit__(self, *exc: object) -> None:
+        self.ledger.close()
+
+
+def _node_chunks(ledger: Ledger, steps: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Yield the plan's nodes, {id: {status, attempts, error, reason}}, `CHUNK` at a time; fill `steps`. Mutates."""
+    rows = ledger.nodes()
+    for start in range(0, len(rows), CHUNK):
+        nodes: dict[str, Any] = {}
         # 100,000 rows must read in well under a second: the loop does only what each row needs.
-        for node_id, step, key_text, kind, status, attempts, error_text, reason in ledger.nodes():
+        for node_id, step, key_text, kind, status, attempts, error_text, reason in rows[start:start + CHUNK]:
             error = json.loads(error_text) if error_text else None
             nodes[node_id] = {"status": status, "attempts": attempts, "error": error, "reason": reason}
             if kind == "join":
@@ -58,9 +126,7 @@ def workflow_status(workspace: str | Path) -> dict[str, Any]:
                 stats["failed"] += 1
             else:
                 stats[status if status == "skipped" else "pending"] += 1
-        return {"workflow": ledger.workflow(), "run": _lived(ledger, Path(workspace)), "nodes": nodes, "steps": steps}
-    finally:
-        ledger.close()
+        yield nodes
 
 
 _STATS = ("total", "processed", "failed", "retried", "skipped", "pending")

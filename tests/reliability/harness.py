@@ -28,7 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from runtime.support import PLAIT, remove_shared_memory_of, untraced
+from runtime.support import PLAIT, remove_shared_memory_of, unrecorded_rows, untraced
+
+from plait.runtime.ledger import LedgerError
 
 __all__ = [
     "EFFECT",
@@ -243,8 +245,22 @@ def read_ledger(workspace: Path, sql: str, params: tuple[Any, ...] = ()) -> list
 
 
 def statuses(workspace: Path) -> dict[str, str]:
-    """Return {node ID: status} of the task nodes in the ledger (joins, which run nothing, left out)."""
-    return dict(read_ledger(workspace, "SELECT node_id, status FROM nodes WHERE kind != 'join'"))
+    """Return {node ID: status} of the task nodes in the ledger (joins, which run nothing, left out); a node of the
+    plan without a row is pending."""
+    found = dict(read_ledger(workspace, "SELECT node_id, status FROM nodes WHERE kind != 'join'"))
+    return {**found, **{n: row["status"] for n, row in never_ran(workspace).items() if row["kind"] != "join"}}
+
+
+def never_ran(workspace: Path) -> dict[str, dict[str, Any]]:
+    """Return the plan's nodes that have no row in the ledger (never ran), as pending rows."""
+    if not ledger_path(workspace).exists():
+        return {}
+    try:
+        return unrecorded_rows(ledger_path(workspace))
+    except LedgerError as err:  # a ledger being created: no tables yet
+        if "no such table" in str(err):
+            return {}
+        raise
 
 
 def succeeded(workspace: Path) -> set[str]:
@@ -256,9 +272,10 @@ def succeeded(workspace: Path) -> set[str]:
 def rows(workspace: Path) -> dict[str, tuple[str, int, Any, Any]]:
     """Return {node ID: (status, attempts, result, error record)} with the JSON decoded."""
     found = read_ledger(workspace, "SELECT node_id, status, attempts, result, error FROM nodes")
-    return {nid: (status, attempts, json.loads(result) if result else None,
-                  untraced(json.loads(error)) if error else None)
-            for nid, status, attempts, result, error in found}
+    return {**{nid: (status, attempts, json.loads(result) if result else None,
+                     untraced(json.loads(error)) if error else None)
+               for nid, status, attempts, result, error in found},
+            **{nid: (row["status"], row["attempts"], None, None) for nid, row in never_ran(workspace).items()}}
 
 
 def last_run_status(workspace: Path) -> str | None:

@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from plait.runtime import RunResult, run_workflow
+from plait.runtime.ledger import Ledger
 
 BACKENDS = ("sequential", "threading", "loky")
 
@@ -140,7 +141,8 @@ def plait(*args: str, cwd: Path, env: dict[str, str] | None = None,
 
 
 def ledger_rows(path: Path) -> dict[str, dict[str, Any]]:
-    """Return {node_id: row} for every row of a ledger, JSON columns decoded, in row order."""
+    """Return {node_id: row} for every row of a ledger, JSON columns decoded, in row order; then the plan's nodes
+    that have no row, as pending (what every reader of the ledger makes of them)."""
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         cursor = db.execute("SELECT node_id, step, key, kind, status, attempts, fingerprint, result, error, note, "
                             "started, ended, run_id, seq, in_plan FROM nodes ORDER BY rowid")
@@ -153,7 +155,20 @@ def ledger_rows(path: Path) -> dict[str, dict[str, Any]]:
             row["error"] = untraced(row["error"])
             row["in_plan"] = bool(row["in_plan"])
             rows[row.pop("node_id")] = row
-        return rows
+    for nid, row in unrecorded_rows(path).items():
+        rows[nid] = {**row, "fingerprint": None, "result": None, "error": None, "note": None, "started": None,
+                     "ended": None, "run_id": None, "seq": None, "in_plan": True}
+    return rows
+
+
+def unrecorded_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """Return {node_id: {step, key, kind, status, attempts}} of the plan's nodes that have no row (never ran)."""
+    ledger = Ledger(path, readonly=True)
+    try:
+        return {nid: {"step": step, "key": key, "kind": kind, "status": "pending", "attempts": 0}
+                for nid, (step, key, kind) in ledger.unrecorded().items()}
+    finally:
+        ledger.close()
 
 
 def ledger_query(path: Path, sql: str) -> list[tuple[Any, ...]]:

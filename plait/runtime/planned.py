@@ -1,0 +1,48 @@
+"""The plan a ledger keeps: every node of the last run's plan, packed a run of nodes at a time.
+
+A node gets its row in the ledger's `nodes` table once, when it settles (plait.runtime.ledger).
+Until then the ledger knows it only from here: the `plan` table holds the plan's nodes (id, step,
+key, kind) as parts, one part for each run of consecutive nodes of one step and kind, its ids and
+keys packed as one zlib-compressed JSON text. A plan of a million items is one part written in
+one statement, where a row per node cost a million inserts (and then a million updates).
+
+What a node of the kept plan without a row is, every reader says the same way: pending, never
+run; `plait status`, the resume decision, `plait logs` and reports read the
+rows and then these nodes (`Ledger.nodes`, `Ledger.previous`, `Ledger.node_rows`).
+
+A run replaces the kept plan as it begins; an expansion during the run appends the nodes it adds
+(and the placeholders it turns into joins: a later part overrides an earlier one for the same id).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from itertools import groupby, repeat
+from operator import itemgetter
+from typing import Any
+
+__all__ = ["PLAN_TABLE", "pack", "unpack"]
+
+PLAN_TABLE = ("CREATE TABLE IF NOT EXISTS plan (part INTEGER PRIMARY KEY, step TEXT NOT NULL, kind TEXT NOT NULL, "
+              "size INTEGER NOT NULL, nodes BLOB NOT NULL);")
+
+_STEP_KIND = itemgetter(1, 3)
+
+
+def pack(planned: Sequence[tuple[str, str, Any, str]]) -> Iterator[tuple[str, str, int, bytes]]:
+    """Yield the parts of `planned` nodes, (node_id, step, key, kind) each: (step, kind, size, packed ids and keys)."""
+    for (step, kind), run in groupby(planned, _STEP_KIND):
+        ids, _, keys, _ = zip(*run)
+        text = json.dumps([ids, keys], separators=(",", ":"))  # ASCII: a surrogate-escaped name survives
+        yield step, kind, len(ids), zlib.compress(text.encode("ascii"), 1)
+
+
+def unpack(parts: Iterable[tuple[str, str, bytes]]) -> dict[str, tuple[str, Any, str]]:
+    """Return {node_id: (step, key, kind)} from parts (step, kind, packed) in order: a later part overrides."""
+    nodes: dict[str, tuple[str, Any, str]] = {}
+    for step, kind, packed in parts:
+        ids, keys = json.loads(zlib.decompress(packed))
+        nodes.update(zip(ids, zip(repeat(step), keys, repeat(kind))))
+    return nodes
