@@ -41,13 +41,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plait.processes import alive
-from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
-from plait.workspace import state_dir
+from plait.runtime.ledger import workspace_ledger
 
 if TYPE_CHECKING:
     from plait.compiler import Plan
 
-__all__ = ["STATUSES", "NodeState", "Report", "TraceRow", "collect", "node_statuses", "open_ledger", "step_shape"]
+__all__ = ["STATUSES", "NodeState", "Report", "TraceRow", "collect", "node_statuses", "step_shape"]
 
 STATUSES = ("succeeded", "failed", "skipped", "running", "pending")
 SLOWEST = 5  # the slowest nodes listed per step
@@ -97,15 +96,6 @@ class Report:
         return {"format": 1, **data}
 
 
-def open_ledger(workspace: str | Path) -> Ledger:
-    """Open a workspace's ledger read-only. Raises LedgerError when there is none, naming the way out."""
-    path = state_dir(Path(workspace)) / LEDGER_NAME
-    if not path.exists():
-        raise LedgerError(f"no plait run found in workspace '{workspace}' (no {path}); "
-                          "run `plait run WF.yaml --workspace DIR` first, or pass the right --workspace")
-    return Ledger(path, readonly=True)
-
-
 class NodeState(NamedTuple):
     """A node as the ledger has it now: enough to colour a drawing."""
 
@@ -116,7 +106,7 @@ class NodeState(NamedTuple):
 
 def node_statuses(workspace: str | Path) -> dict[str, NodeState]:
     """Return {node_id: NodeState} for the nodes of the ledger's last plan. Raises LedgerError."""
-    ledger = open_ledger(workspace)
+    ledger = workspace_ledger(workspace)
     try:
         return {row[0]: NodeState(*row[1:]) for row in ledger.node_rows(("node_id", "step", "kind", "status"))}
     finally:
@@ -136,7 +126,7 @@ def collect(workspace: str | Path, plan: Plan | None = None) -> Report:
     The step graph's edges come from `plan` when given (the run's own, at the end of `plait run`),
     else as `_step_graph` finds them.
     """
-    ledger = open_ledger(workspace)
+    ledger = workspace_ledger(workspace)
     try:
         with ledger.snapshot():
             have = set(ledger.columns("nodes"))

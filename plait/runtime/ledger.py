@@ -50,8 +50,9 @@ from typing import Any, NamedTuple
 
 from plait.masking import mask, mask_records
 from plait.runtime.planned import PLAN_TABLE, pack, unpack
+from plait.workspace import state_dir
 
-__all__ = ["LEDGER_NAME", "Attempt", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished"]
+__all__ = ["LEDGER_NAME", "Attempt", "Ledger", "LedgerError", "NodeRecord", "Prior", "unfinished", "workspace_ledger"]
 
 LEDGER_NAME = "ledger.db"
 SCHEMA_VERSION = 3  # 3: a node has its row once it settles; the `plan` table holds the rest
@@ -232,6 +233,18 @@ def unfinished(path: Path) -> bool:
 
 class LedgerError(Exception):
     """The ledger cannot be used: corrupt, from another workflow, or not writable."""
+
+
+def workspace_ledger(workspace: str | Path) -> Ledger:
+    """Open a workspace's ledger read-only, for what reads its runs (status, logs, runs, the report).
+
+    Raises LedgerError when the workspace has none, naming the way out.
+    """
+    path = state_dir(Path(workspace)) / LEDGER_NAME
+    if not path.exists():
+        raise LedgerError(f"no plait run found in workspace '{workspace}' (no {path}); "
+                          "run `plait run WF.yaml --workspace DIR` first, or pass the right --workspace")
+    return Ledger(path, readonly=True)
 
 
 def _readable(method: Callable[..., Any]) -> Callable[..., Any]:

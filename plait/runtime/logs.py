@@ -17,22 +17,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
-from plait.workspace import in_use, state_dir
+from plait.runtime.ledger import workspace_ledger
+from plait.workspace import in_use
 
 __all__ = ["format_logs", "format_runs", "node_logs", "workspace_runs"]
 
 _ATTEMPT = ("attempt", "status", "started", "ended", "worker", "reason", "error", "output", "run_id")
 _NODE = ("node_id", "step", "kind", "status", "note", "attempts", "started", "ended", "worker", "reason", "error",
          "output", "run_id")
-
-
-def _open(workspace: str | Path) -> Ledger:
-    path = state_dir(Path(workspace)) / LEDGER_NAME
-    if not path.exists():
-        raise LedgerError(f"no plait run found in workspace '{workspace}' (no {path}); "
-                          "run `plait run WF.yaml --workspace DIR` first, or pass the right --workspace")
-    return Ledger(path, readonly=True)
 
 
 def node_logs(workspace: str | Path, target: str, *, attempt: int | None = None,
@@ -43,7 +35,7 @@ def node_logs(workspace: str | Path, target: str, *, attempt: int | None = None,
     error, output, run_id}]} with the JSON decoded; `attempt` keeps only that attempt. Raises
     LedgerError, and KeyError naming the closest node or step when `target` is neither.
     """
-    ledger = _open(workspace)
+    ledger = workspace_ledger(workspace)
     try:
         rows = [dict(zip(_NODE, row)) for row in ledger.node_rows(_NODE)]
         by_id = {row["node_id"]: row for row in rows if row["kind"] == "task"}
@@ -120,7 +112,7 @@ def format_logs(entries: list[dict[str, Any]]) -> str:
 
 def workspace_runs(workspace: str | Path) -> list[dict[str, Any]]:
     """Return every run of the workspace, oldest first: {run_id, started, ended, duration, status, counts}."""
-    ledger = _open(workspace)
+    ledger = workspace_ledger(workspace)
     try:
         runs = ledger.runs()
         held = in_use(Path(workspace))

@@ -14,14 +14,15 @@ string of 80 MB, and the first bytes are out while the rest are read.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
-from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
-from plait.workspace import in_use, state_dir
+from plait.runtime.ledger import Ledger, workspace_ledger
+from plait.workspace import in_use
 
 __all__ = ["CHUNK", "format_status", "status_summary", "workflow_status", "write_status_json"]
 
@@ -37,7 +38,7 @@ def workflow_status(workspace: str | Path) -> dict[str, Any]:
 
     Raises LedgerError when the workspace has no ledger or it cannot be read.
     """
-    with _opened(workspace) as ledger:
+    with contextlib.closing(workspace_ledger(workspace)) as ledger:
         steps: dict[str, Any] = {}
         nodes: dict[str, Any] = {}
         for chunk in _node_chunks(ledger, steps):
@@ -48,7 +49,7 @@ def workflow_status(workspace: str | Path) -> dict[str, Any]:
 def write_status_json(workspace: str | Path, out: TextIO) -> None:
     """Write `workflow_status(workspace)` to `out` as JSON (the text `json.dumps` gives it), streamed. Raises
     LedgerError."""
-    with _opened(workspace) as ledger:
+    with contextlib.closing(workspace_ledger(workspace)) as ledger:
         out.write(f'{{"workflow": {json.dumps(ledger.workflow())}, '
                   f'"run": {json.dumps(_lived(ledger, Path(workspace)), default=str)}, "nodes": {{')
         steps: dict[str, Any] = {}
@@ -67,7 +68,7 @@ def status_summary(workspace: str | Path) -> dict[str, Any]:
 
     A million nodes are summed without a Python object each. Raises LedgerError.
     """
-    with _opened(workspace) as ledger:
+    with contextlib.closing(workspace_ledger(workspace)) as ledger:
         steps: dict[str, Any] = {}
         for step, total, processed, failed, retried, skipped in ledger.step_counts():
             steps[step] = {"processed": [], "failed": {}, "stats": {
@@ -81,23 +82,6 @@ def status_summary(workspace: str | Path) -> dict[str, Any]:
         nodes = {nid: {"status": "failed", "error": json.loads(error) if error else None}
                  for nid, error in ledger.failed_nodes()}
         return {"workflow": ledger.workflow(), "run": _lived(ledger, Path(workspace)), "nodes": nodes, "steps": steps}
-
-
-class _opened:
-    """Open a workspace's ledger read-only for a `with` block; raise LedgerError when there is none."""
-
-    def __init__(self, workspace: str | Path) -> None:
-        path = state_dir(Path(workspace)) / LEDGER_NAME
-        if not path.exists():
-            raise LedgerError(f"no plait run found in workspace '{workspace}' (no {path}); "
-                              "run `plait run WF.yaml --workspace DIR` first, or pass the right --workspace")
-        self.ledger = Ledger(path, readonly=True)
-
-    def __enter__(self) -> Ledger:
-        return self.ledger
-
-    def __exit__(self, *exc: object) -> None:
-        self.ledger.close()
 
 
 def _node_chunks(ledger: Ledger, steps: dict[str, Any]) -> Iterator[dict[str, Any]]:
