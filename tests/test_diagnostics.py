@@ -23,6 +23,8 @@ from runtime.support import BACKENDS, PLAIT, Flow, ledger_query, make_flow, plai
 
 from plait.limits import OUTPUT_TAIL
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 
 @pytest.fixture
 def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:

@@ -20,6 +20,8 @@ from runtime.support import RECORDER, Flow, error, make_flow, untraced, untraced
 from plait.compiler import compile_workflow
 from plait.runtime import run_workflow, workflow_status
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 
 @pytest.fixture
 def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 

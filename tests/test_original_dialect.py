@@ -26,6 +26,8 @@ from plait.compiler.dialect import is_original
 from plait.compiler.loader import load_yaml
 from plait.runtime.ledger import Ledger
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 ORIGINAL = Path(__file__).resolve().parent.parent / "examples" / "original"
 _spec = importlib.util.spec_from_file_location("record_package", ORIGINAL / "record_package.py")
 record_package = importlib.util.module_from_spec(_spec)

@@ -22,6 +22,8 @@ import pytest
 from reliability.harness import Runs, gate, open_gate, runs_fixture, stop_flag_raised, wait_for
 from runtime.support import RECORDER, Flow, make_flow, plait
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 
 @pytest.fixture
 def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:

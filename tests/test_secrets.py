@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from runtime.support import PLAIT
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 SECRET = "tok-5ecr3t\"q'x"
 SEEN = "5ecr3t"
 

@@ -18,6 +18,8 @@ from loguru import logger
 
 from plait.tasks import TaskContext, get_kind
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 
 @pytest.fixture
 def make_ctx(tmp_path: Path) -> Callable[..., TaskContext]:

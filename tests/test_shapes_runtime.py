@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 from runtime.support import RECORDER, Flow, make_flow, untraced
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 
 @pytest.fixture
 def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:

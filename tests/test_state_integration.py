@@ -25,6 +25,8 @@ from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, ma
 from plait.runtime import node_logs, workflow_status
 from plait.runtime.ledger import Ledger
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 
 @pytest.fixture
 def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:

@@ -19,6 +19,8 @@ from runtime.support import PLAIT, ledger_query, ledger_rows, plait
 
 from plait.limits import JOBS_PER_CORE
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 BIG = """
 name: big
 steps:

@@ -16,6 +16,8 @@ import pytest
 
 from reliability.harness import run
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 GIB = 1 << 30
 ORIGINAL = ("name: old\nparams: {x: 1}\nsteps:\n  - name: a\n    task: shell\n"
             "    inputs: {command: 'echo \"{{ args.x }}\"'}\n")

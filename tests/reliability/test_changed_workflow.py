@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from runtime.support import Flow
 
 from reliability.harness import rows, run
+
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
 
 PIPELINE = """
 name: pipeline

@@ -40,6 +40,8 @@ from hypothesis import strategies as st
 from plait.cli import main
 from reliability.harness import run
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 EXAMPLES = int(os.environ.get("PLAIT_FUZZ_EXAMPLES", "200"))
 SUBPROCESS_EXAMPLES = int(os.environ.get("PLAIT_FUZZ_SUBPROCESS_EXAMPLES", "5"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,

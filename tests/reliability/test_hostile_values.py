@@ -18,6 +18,8 @@ from runtime.support import Flow, error
 
 from reliability.harness import ledger_path, rows, run
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 HOSTILE = ["; rm -rf ~", "$(touch pwned)", "`touch pwned`", "a\nb; touch pwned", "../../etc/passwd", "-n",
            "--help", "' \" \\", "$HOME", "*", "|| touch pwned &&", "", "%s%s%n", "\u202e💥 名前"]
 

@@ -41,6 +41,8 @@ from reliability.harness import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 ITEMS = 8
 
 HELD = held_workflow("held", ITEMS)

@@ -43,6 +43,8 @@ from reliability.harness import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 ITEMS = 2000
 MIN_KILLS = 10
 KILLS = 12  # after this many kills the next run is let finish

@@ -26,6 +26,8 @@ from reliability.harness import (
     succeeded,
 )
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 SMALL = """
 name: small
 steps:

@@ -21,6 +21,8 @@ from runtime.support import Flow
 
 from reliability.harness import ENV, PLAIT, integrity, run
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 ITEMS = 100_000
 
 TRIVIAL = f"""

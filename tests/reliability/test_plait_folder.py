@@ -16,6 +16,8 @@ from runtime.support import Flow
 
 from reliability.harness import Runs, integrity, open_gate, rows, run, statuses, succeeded, wait_for
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 WRITES = {
     "a file task writing the ledger": "{task: file, inputs: {action: write, path: .plait/ledger.db, content: x}}",
     "a file task deleting the lock": "{task: file, inputs: {action: delete, path: .plait/lock}}",

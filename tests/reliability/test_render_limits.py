@@ -27,6 +27,8 @@ from plait import template_limits
 from plait.templating import TemplateTimeout, render, render_limits, render_text
 from reliability.harness import ENV, rows, run
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 GIB = 1 << 30
 
 

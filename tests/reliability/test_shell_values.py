@@ -33,6 +33,8 @@ from plait.tasks.base import TaskContext, get_kind
 from plait.templating import ShellCommand, render_shell
 from reliability.harness import run
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 SUBJECT = "PLAIT_TEST_SUBJECT"  # the value again, as a variable the script compares with
 HOME = "/plait-test-home"
 

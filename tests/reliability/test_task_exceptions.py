@@ -15,6 +15,8 @@ from runtime.support import BACKENDS, Flow
 
 from reliability.harness import last_run_status, rows, run
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 HOSTILE = """
 name: hostile
 steps:

@@ -26,6 +26,8 @@ from runtime.support import Flow
 from plait.terminal import escape
 from reliability.harness import ENV, PLAIT, run
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 FAKE_OK = "\x1b[2J\x1b[H\x1b[32mrun OK: everything succeeded\x1b[0m"
 PAYLOADS = [FAKE_OK, "\x1b]0;owned title\x07", "abc\rXYZ", "ab\x08\x08\x08", "\u202edesrever\u202c", "\x9b2J",
             "zero\u200bwidth", "line\u2028separator", "bell\x07", "nel\x85", "\U000e0041tag"]

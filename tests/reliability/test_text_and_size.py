@@ -15,9 +15,12 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 from runtime.support import PLAIT, ledger_rows, plait
 
 from plait.limits import MAX_RESULT_BYTES
+
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
 
 NOT_UTF8 = [b"caf\xe9.txt", b"\xff\xfe.txt", b"ok.txt"]
 

@@ -31,6 +31,8 @@ from reliability.harness import (
     succeeded,
 )
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 CRASHES = {
     "os._exit(3)": ("import os; os._exit(3)", "EXIT(3)"),
     "segfault": ("import ctypes; ctypes.string_at(0)", "SIGSEGV(-11)"),

@@ -23,6 +23,8 @@ from reliability.harness import (
     wait_for,
 )
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 ITEMS = 8
 
 HELD = held_workflow("locked", ITEMS)  # done[f0] and done[f1] finish; the work nodes wait at the gate

@@ -22,6 +22,8 @@ from plait.cli import main
 from plait.compiler import WorkflowError, compile_workflow
 from reliability.harness import rows, run
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 LAUGHS = "\n".join(
     ["name: lol", 'a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     + [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]

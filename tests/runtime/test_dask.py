@@ -30,6 +30,8 @@ from plait.runtime import BackendUnavailable, RunResult, run_workflow
 from runtime import test_backends as contract
 from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone, untraced
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 NO_EXTRA = "the 'dask' extra (distributed) is not installed: pip install -e '.[dask]'"
 
 

@@ -39,6 +39,8 @@ from plait.runtime.trail import prepare
 from runtime.support import Flow
 from runtime.test_dask import NO_EXTRA, local_cluster
 
+pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
+
 ITEMS = 5  # nodes of `api` (the per-parent shape makes 6: two parents of three children)
 OTHERS = 4  # nodes of `other`
 
