@@ -1,13 +1,16 @@
-"""Shared test helpers: run the command line in-process and capture what it prints."""
+"""Shared test fixtures: a workflow folder (`flow`), plait processes in groups (`runs`), and the command line run
+in-process with what it prints (`cli`)."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import pytest
-from runtime.support import FIGURE
+from reliability.harness import Runs, runs_fixture
+from runtime.support import FIGURE, Flow, make_flow
 
 from plait.cli import main
 
@@ -21,6 +24,18 @@ class CliResult(NamedTuple):
     code: int
     out: str
     err: str
+
+
+@pytest.fixture
+def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
+    """A workflow folder and a workspace under tmp_path (see runtime.support.Flow)."""
+    yield from make_flow(tmp_path, monkeypatch)
+
+
+@pytest.fixture
+def runs(tmp_path: Path) -> Iterator[Runs]:
+    """Start plait processes in groups of their own; whatever is left of them is killed at teardown."""
+    yield from runs_fixture(tmp_path)
 
 
 @pytest.fixture

@@ -14,26 +14,16 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability.harness import Runs, gate, open_gate, runs_fixture, wait_for
-from runtime.support import BACKENDS, PLAIT, Flow, ledger_query, make_flow, plait
+from reliability.harness import Runs, gate, open_gate, wait_for
+from runtime.support import BACKENDS, PLAIT, Flow, ledger_query, plait
 
 from plait.limits import OUTPUT_TAIL
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
 
-
-@pytest.fixture
-def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
-    yield from make_flow(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Iterator[Runs]:
-    yield from runs_fixture(tmp_path)
 
 FAILING = """
 name: diagnosed

@@ -11,21 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from runtime.support import RECORDER, Flow, error, make_flow, untraced, untraced_status
+from runtime.support import RECORDER, Flow, error, untraced, untraced_status
 
 from plait.compiler import compile_workflow
 from plait.runtime import run_workflow, workflow_status
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
-
-
-@pytest.fixture
-def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
-    yield from make_flow(tmp_path, monkeypatch)
 
 
 def with_recorder(flow: Flow, name: str, source: str) -> str:

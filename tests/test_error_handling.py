@@ -10,20 +10,12 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-from runtime.support import RECORDER, Flow, error, make_flow, process_is_gone, untraced, untraced_status
+from runtime.support import RECORDER, Flow, error, process_is_gone, untraced, untraced_status
 
 from plait.compiler import WorkflowError
 from plait.runtime import workflow_status
-
-
-@pytest.fixture
-def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
-    yield from make_flow(tmp_path, monkeypatch)
-
 
 RAISER = '''
     import builtins

@@ -14,7 +14,6 @@ import re
 import shutil
 import sqlite3
 import subprocess
-import time
 from collections.abc import Iterator
 from contextlib import closing
 from html.parser import HTMLParser
@@ -23,6 +22,7 @@ from typing import Any
 
 import pytest
 from browser import Chromium, chromium_path
+from reliability.harness import wait_for
 from runtime.support import PLAIT, plait
 
 from plait.report import collect
@@ -255,16 +255,6 @@ steps:
 """
 
 
-def wait_for(check: Any, what: str, guard: float = 120) -> Any:
-    """Return check()'s first true value; fail after `guard` seconds without one (a hang, not a timing)."""
-    deadline = time.monotonic() + guard
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} in {guard:g} s")
-        time.sleep(0.02)
 
 
 def test_report_while_a_run_is_going(tmp_path: Path) -> None:

@@ -15,24 +15,13 @@ import json
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from reliability.harness import Runs, gate, open_gate, runs_fixture, stop_flag_raised, wait_for
-from runtime.support import RECORDER, Flow, make_flow, plait
+from reliability.harness import Runs, gate, open_gate, stop_flag_raised, wait_for
+from runtime.support import RECORDER, Flow, plait
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
-
-
-@pytest.fixture
-def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
-    yield from make_flow(tmp_path, monkeypatch)
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Iterator[Runs]:
-    yield from runs_fixture(tmp_path)
 
 
 READER = RECORDER + '''

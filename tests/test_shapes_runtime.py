@@ -9,18 +9,10 @@ so the tests count executions rather than trusting the ledger's account of them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
-from runtime.support import RECORDER, Flow, make_flow, untraced
+from runtime.support import RECORDER, Flow, untraced
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
-
-
-@pytest.fixture
-def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
-    yield from make_flow(tmp_path, monkeypatch)
 
 
 SCATTER = """

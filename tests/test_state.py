@@ -17,16 +17,11 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from runtime.support import Flow, error, ledger_query, make_flow, untraced_status
+from runtime.support import Flow, error, ledger_query, untraced_status
 
 from plait.compiler import compile_workflow
 from plait.runtime import Ledger, LedgerError, status, workflow_status
 from plait.runtime.ledger import NodeRecord, Prior
-
-
-@pytest.fixture
-def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
-    yield from make_flow(tmp_path, monkeypatch)
 
 
 @pytest.fixture
@@ -297,7 +292,6 @@ def test_plait_status_json_streams_the_text_json_dumps_gives_workflow_status(flo
     status.write_status_json(flow.ws, out)
     assert out.getvalue() == json.dumps(workflow_status(flow.ws)) + "\n"
     assert len(json.loads(out.getvalue())["nodes"]) == 6
-
 
 
 def test_plait_status_json_is_workflow_status(flow: Flow) -> None:

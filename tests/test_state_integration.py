@@ -13,24 +13,18 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections import Counter
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import pytest
-from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, make_flow, remove_shared_memory_of
+from reliability.harness import wait_for
+from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, remove_shared_memory_of
 
 from plait.runtime import node_logs, workflow_status
 from plait.runtime.ledger import Ledger
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
-
-
-@pytest.fixture
-def flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]:
-    yield from make_flow(tmp_path, monkeypatch)
 
 
 def recorder(flow: Flow) -> str:
@@ -386,12 +380,6 @@ def wait(ctx):
 '''
 
 
-def wait_for(condition: object, what: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.02)
 
 
 def test_a_second_run_on_a_busy_workspace_is_refused_naming_the_first_runs_pid(flow: Flow) -> None:

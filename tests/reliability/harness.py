@@ -131,13 +131,15 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
-def wait_for(condition: Callable[[], object], what: str, seconds: float = 60) -> None:
-    """Poll `condition` until it is true; raise AssertionError after `seconds` (a bound on a hang, not a timing)."""
+def wait_for(condition: Callable[[], Any], what: str, seconds: float = 60) -> Any:
+    """Poll `condition` until it is true and return its value; raise AssertionError after `seconds` (a bound on a
+    hang, not a timing)."""
     deadline = time.monotonic() + seconds
-    while not condition():
+    while not (value := condition()):
         if time.monotonic() > deadline:
             raise AssertionError(f"gave up after {seconds:g} s waiting for {what}")
         time.sleep(0.01)
+    return value
 
 
 def no_core_files() -> None:

@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 from joblib.externals.loky.process_executor import TerminatedWorkerError
-from reliability.harness import Runs, gate, open_gate, read_ledger, runs_fixture, wait_for
+from reliability.harness import Runs, gate, open_gate, read_ledger, wait_for
 
 from plait.compiler import RetryPolicy
 from plait.runtime import backends
@@ -43,11 +43,6 @@ pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick lo
 
 ITEMS = 5  # nodes of `api` (the per-parent shape makes 6: two parents of three children)
 OTHERS = 4  # nodes of `other`
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Iterator[Runs]:
-    yield from runs_fixture(tmp_path)
 
 
 NOTE = 'with open(ctx.workspace / "events.log", "a", encoding="utf-8") as log:\n    log.write(f"{} {{ctx.node_id}}\\n")'
