@@ -26,10 +26,10 @@ from plait.draw import EXPAND_SVG_MAX
 from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES
 from plait.masking import MASK, MaskedStream, mask
 from plait.plugins import PluginError, load_modules
-from plait.runtime.ledger import LedgerError
+from plait.runtime.ledger import LEDGER_NAME, LedgerError
 from plait.screen import Screen, use_colour
 from plait.terminal import EscapingStream, escaped_output, log_format, raw
-from plait.workspace import state_dir
+from plait.workspace import LOCK_NAME, STATE_DIR, state_dir
 
 if TYPE_CHECKING:
     from plait.compiler import Plan
@@ -234,7 +234,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from plait.runtime import Ledger
 
     workspace = _workspace(args.workspace)
-    path = state_dir(workspace) / "ledger.db"
+    path = state_dir(workspace) / LEDGER_NAME
     if not path.exists():
         raise UsageError(f"workspace '{workspace}' has no run to resume; use `plait run WF.yaml --workspace "
                          f"{workspace}`")
@@ -346,7 +346,7 @@ def _workspace(given: str | None) -> Path:
     when there are several, so that nobody reads another workflow's state unawares)."""
     if given:
         return Path(given)
-    found = sorted(p.parent.parent for p in Path("runs").glob("*/.plait/ledger.db"))
+    found = sorted(p.parent.parent for p in Path("runs").glob(f"*/{STATE_DIR}/{LEDGER_NAME}"))
     if not found:
         raise UsageError("no workspace under runs/ in this folder; pass --workspace DIR")
     if len(found) == 1:
@@ -358,8 +358,8 @@ def _workspace(given: str | None) -> Path:
 
 
 def _last_used(workspace: Path) -> float:
-    """Return when a run last started in `workspace`: it writes its PID to `.plait/lock` as it starts."""
-    for name in ("lock", "ledger.db"):
+    """Return when a run last started in `workspace`: it writes its PID to the lock file as it starts."""
+    for name in (LOCK_NAME, LEDGER_NAME):
         try:
             return (state_dir(workspace) / name).stat().st_mtime
         except OSError:
@@ -487,14 +487,14 @@ def _parser() -> argparse.ArgumentParser:
                        description="show a node's story: why it ran, each attempt (times, worker), what it printed, "
                        "its error and traceback; or every failed node of a step with --failed")
     p.add_argument("target", metavar="NODE", help="a node id (step[key]), a step, or a pattern (step[*.png])")
-    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--workspace", "-w", metavar="DIR", help=f"the workspace (default: {_WHICH_WORKSPACE})")
     p.add_argument("--attempt", type=_positive, metavar="N", help="show only attempt N of the last run that ran it")
     p.add_argument("--failed", action="store_true", help="of a step or pattern, only the nodes that failed")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_logs)
     p = sub.add_parser("runs", help="list a workspace's runs", description="list a workspace's runs: id, start, "
                        "duration, outcome and counts (a run that died is shown as interrupted)")
-    p.add_argument("--workspace", "-w", metavar="DIR", help="the workspace (default: the only one under runs/)")
+    p.add_argument("--workspace", "-w", metavar="DIR", help=f"the workspace (default: {_WHICH_WORKSPACE})")
     p.add_argument("--format", choices=("text", "json"), default="text")
     p.set_defaults(func=cmd_runs)
     p = sub.add_parser("report", help="write a workspace's run report (HTML, or JSON with a row per attempt)",

@@ -14,9 +14,10 @@ import fcntl
 import os
 from pathlib import Path
 
-__all__ = ["STATE_DIR", "in_use", "state_dir"]
+__all__ = ["LOCK_NAME", "STATE_DIR", "in_use", "state_dir"]
 
 STATE_DIR = ".plait"
+LOCK_NAME = "lock"  # in STATE_DIR: the PID of the run that holds the workspace, written as it starts
 
 
 def state_dir(workspace: Path) -> Path:

@@ -127,6 +127,9 @@ def test_plait_logs_tells_a_nodes_story_and_a_steps_failures(flow: Flow) -> None
         ("work[3]", [(2, "succeeded")])]
     failed = json.loads(plait("logs", "work", "--failed", "--format", "json", "-w", str(flow.ws), cwd=flow.dir).stdout)
     assert [(e["id"], e["attempts"][-1]["error"]["error_type"]) for e in failed] == [("work[2]", "ValueError")]
+    matched = json.loads(plait("logs", "work[?]", "--failed", "--format", "json", "-w", str(flow.ws),
+                               cwd=flow.dir).stdout)  # a pattern as --rerun reads it: its brackets are the id's
+    assert [e["id"] for e in matched] == ["work[2]"]
     unknown = plait("logs", "wrok", "-w", str(flow.ws), cwd=flow.dir)
     assert (unknown.returncode, unknown.stderr) == (
         2, "plait: error: no node or step 'wrok' in this workspace's ledger; did you mean 'work'?\n")

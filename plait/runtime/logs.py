@@ -10,14 +10,14 @@ Both read the ledger read-only, as `plait status` does, so they work while a run
 
 from __future__ import annotations
 
-import difflib
-import fnmatch
 import json
-import time
 from pathlib import Path
 from typing import Any
 
+from plait.compiler.diagnostics import did_you_mean
 from plait.runtime.ledger import workspace_ledger
+from plait.runtime.selection import node_pattern
+from plait.runtime.status import lived, moment_text
 from plait.workspace import in_use
 
 __all__ = ["format_logs", "format_runs", "node_logs", "workspace_runs"]
@@ -42,7 +42,8 @@ def node_logs(workspace: str | Path, target: str, *, attempt: int | None = None,
         if target in by_id:
             chosen = [target]
         else:
-            chosen = [n for n, row in by_id.items() if row["step"] == target or fnmatch.fnmatchcase(n, target)]
+            pattern = node_pattern(target)  # as --rerun reads it: brackets are the node id's own
+            chosen = [n for n, row in by_id.items() if row["step"] == target or pattern.fullmatch(n)]
             if not chosen:
                 raise KeyError(_unknown(target, by_id))
             if failed:
@@ -67,18 +68,13 @@ def node_logs(workspace: str | Path, target: str, *, attempt: int | None = None,
 
 
 def _unknown(target: str, nodes: dict[str, Any]) -> str:
-    names = sorted({*nodes, *(row["step"] for row in nodes.values())})
-    close = difflib.get_close_matches(target, names, n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else "give a node id (step[key]), a step, or a pattern (step[*.png])"
+    names = {*nodes, *(row["step"] for row in nodes.values())}
+    hint = did_you_mean(target, names) or "give a node id (step[key]), a step, or a pattern (step[*.png])"
     return f"no node or step '{target}' in this workspace's ledger; {hint}"
 
 
 def _json(text: str | None) -> Any:
     return json.loads(text) if text else None
-
-
-def _when(moment: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(moment)) if moment else "?"
 
 
 def format_logs(entries: list[dict[str, Any]]) -> str:
@@ -91,7 +87,7 @@ def format_logs(entries: list[dict[str, Any]]) -> str:
             lines.append("  no attempt recorded")
         for t in entry["attempts"]:
             took = f"{t['ended'] - t['started']:.3f} s" if t["started"] and t["ended"] else "?"
-            lines.append(f"  attempt {t['attempt']} (run {t['run_id']}): {t['status']}, {_when(t['started'])}, "
+            lines.append(f"  attempt {t['attempt']} (run {t['run_id']}): {t['status']}, {moment_text(t['started'])}, "
                          f"took {took}, worker {t['worker'] or '?'}")
             for stream in ("stdout", "stderr"):
                 text = (t["output"] or {}).get(stream)
@@ -114,15 +110,12 @@ def workspace_runs(workspace: str | Path) -> list[dict[str, Any]]:
     """Return every run of the workspace, oldest first: {run_id, started, ended, duration, status, counts}."""
     ledger = workspace_ledger(workspace)
     try:
-        runs = ledger.runs()
         held = in_use(Path(workspace))
         found = []
-        for run in runs:
-            status, ended = run["status"], run["ended"]
-            if status == "running" and not held:
-                status, ended = "interrupted", ledger.last_moment(run["run_id"])
+        for run in (lived(ledger, row, held) for row in ledger.runs()):
+            ended = run["ended"]
             found.append({"run_id": run["run_id"], "started": run["started"], "ended": ended,
-                          "duration": (ended - run["started"]) if ended else None, "status": status,
+                          "duration": (ended - run["started"]) if ended else None, "status": run["status"],
                           "counts": _json(run.get("counts"))})
         return found
     finally:
@@ -135,5 +128,6 @@ def format_runs(runs: list[dict[str, Any]]) -> str:
     for run in runs:
         took = f"{run['duration']:.1f} s" if run["duration"] is not None else "-"
         counts = ", ".join(f"{n:,} {k}" for k, n in (run["counts"] or {}).items()) or "-"
-        lines.append(f"  {run['run_id']:<24} {_when(run['started']):<19}  {took:>9}  {run['status']:<11}  {counts}")
+        started = moment_text(run["started"])
+        lines.append(f"  {run['run_id']:<24} {started:<19}  {took:>9}  {run['status']:<11}  {counts}")
     return "\n".join(lines)

@@ -55,7 +55,7 @@ from plait.runtime.selection import Selection, select
 from plait.runtime.state import RunReport, RunState
 from plait.runtime.trail import prepare as prepare_trail
 from plait.runtime.writer import LedgerWriter
-from plait.workspace import state_dir
+from plait.workspace import LOCK_NAME, state_dir
 
 __all__ = ["RunResult", "WorkspaceBusy", "default_workspace", "describe", "run_workflow"]
 
@@ -398,7 +398,7 @@ def _locked(ws: Path) -> Iterator[None]:
     cannot let a second run in; the file only says who holds the workspace, for the message.
     """
     state = state_dir(ws)
-    lock = state / "lock"
+    lock = state / LOCK_NAME
     try:
         state.mkdir(parents=True, exist_ok=True)
         folder = os.open(ws, os.O_RDONLY | os.O_DIRECTORY)

@@ -17,7 +17,6 @@ name as a hint.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,8 +24,9 @@ from dataclasses import dataclass, field
 import networkx as nx
 
 from plait.compiler import NodeSpec, Plan
+from plait.compiler.diagnostics import did_you_mean
 
-__all__ = ["Selection", "select"]
+__all__ = ["Selection", "node_pattern", "select"]
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ def select(plan: Plan, rerun: Iterable[str] = (), until: Iterable[str] = (), ski
     for target in rerun:
         forced.update(_nodes("--rerun", target, plan))
     skip_steps = frozenset(target for target in skip if target in plan.steps)
-    later = tuple(_pattern(target) for target in skip if target not in plan.steps and _grows(plan, target))
+    later = tuple(node_pattern(target) for target in skip if target not in plan.steps and _grows(plan, target))
     skipped = frozenset(nid for target in skip if target not in plan.steps and not _grows(plan, target)
                         for nid in _nodes("--skip", target, plan))
     until = list(until)
@@ -89,19 +89,18 @@ def _nodes(option: str, target: str, plan: Plan) -> list[str]:
         return [n.id for n in plan.nodes.values() if n.step == target]
     if target in plan.nodes:
         return [target]
-    pattern = _pattern(target)
+    pattern = node_pattern(target)
     matched = [nid for nid in plan.nodes if pattern.fullmatch(nid)]
     if not matched:
         raise ValueError(_unknown(option, target, [*plan.steps, *plan.nodes]))
     return matched
 
 
-def _pattern(target: str) -> re.Pattern[str]:
+def node_pattern(target: str) -> re.Pattern[str]:
     """Return a pattern over node ids: `*` any text, `?` one character, everything else itself."""
     return re.compile(re.escape(target).replace(r"\*", ".*").replace(r"\?", "."), re.DOTALL)
 
 
 def _unknown(option: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-    hint = f"did you mean '{close[0]}'?" if close else "name a step, a node id (step[key]) or a pattern (step[*.png])"
+    hint = did_you_mean(name, known) or "name a step, a node id (step[key]) or a pattern (step[*.png])"
     return f"{option} {name}: no step or node of this workflow is called that; {hint}"

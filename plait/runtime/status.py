@@ -24,7 +24,8 @@ from typing import Any, TextIO
 from plait.runtime.ledger import Ledger, workspace_ledger
 from plait.workspace import in_use
 
-__all__ = ["CHUNK", "format_status", "status_summary", "workflow_status", "write_status_json"]
+__all__ = ["CHUNK", "format_status", "lived", "moment_text", "status_summary", "workflow_status",
+           "write_status_json"]
 
 CHUNK = 20_000  # nodes encoded and written at a time by `write_status_json`
 
@@ -117,9 +118,15 @@ _STATS = ("total", "processed", "failed", "retried", "skipped", "pending")
 
 
 def _lived(ledger: Ledger, workspace: Path) -> dict[str, Any] | None:
-    """Return the last run's row; a run still recorded as running that no process holds died: "interrupted"."""
+    """Return the last run's row, as it lived (`lived`)."""
     run = ledger.last_run()
-    if run is None or run["status"] != "running" or in_use(workspace):
+    return None if run is None else lived(ledger, run, in_use(workspace))
+
+
+def lived(ledger: Ledger, run: dict[str, Any], held: bool) -> dict[str, Any]:
+    """Return a run's row as it lived: a run still recorded as running while no process holds its workspace
+    (`held`) died, and is "interrupted", ended at the last moment it recorded."""
+    if run["status"] != "running" or held:
         return run
     return {**run, "status": "interrupted", "ended": ledger.last_moment(run["run_id"]), "died": True}
 
@@ -131,7 +138,8 @@ def _key(text: str | None, node_id: str) -> Any:
     return int(text) if text.isdigit() else json.loads(text)
 
 
-def _moment(when: float | None) -> str:
+def moment_text(when: float | None) -> str:
+    """Return a moment as a person reads it, in local time ("?" when unknown)."""
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(when)) if when else "?"
 
 
@@ -139,7 +147,7 @@ def format_status(state: dict[str, Any], failures: int = 10) -> str:
     """Return a short text view of a status: the run, a table of steps, the first failures."""
     run = state["run"] or {}
     lines = [f"workflow {state['workflow']}: run {run.get('run_id', '-')} {run.get('status', 'never run')}"
-             + (f" (its process died without ending it; last recorded at {_moment(run['ended'])})"
+             + (f" (its process died without ending it; last recorded at {moment_text(run['ended'])})"
                 if run.get("died") else "")]
     columns = ("total", "processed", "failed", "skipped", "pending", "retried")
     width = max([len(s) for s in state["steps"]] + [4])

@@ -143,10 +143,6 @@ class Tracked:
         """Say whether the nodes of `step` read tracked files."""
         return bool(self._templates[step]) or self.steps[step].file_items is not None
 
-    def writes(self, step: str) -> bool:
-        """Say whether the nodes of `step` declare the files they write."""
-        return bool(self.steps[step].output_files)
-
     def inputs(self, node: NodeSpec) -> list[str]:
         """Return the files `node` reads, as absolute paths (a glob's matches in order)."""
         paths = []

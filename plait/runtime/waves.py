@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from itertools import repeat
 from typing import Any
 
 from plait.compiler import NodeSpec, node_scope
@@ -130,7 +131,7 @@ def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[Node
     wave.steps.extend([upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING
                        for node in alone])
     wave.feeders.extend([0] * len(ids))
-    wave.scopes.extend([_scope(state, node) for node in alone])
+    wave.scopes.extend(repeat(_NOTHING, len(ids)))  # a node with no predecessor has no group or parent
     wave.fingerprints.extend([state.fp[nid] for nid in ids])
     state.in_flight.update(ids)
     alone.clear()
