@@ -98,11 +98,21 @@ def _check_code(draft: StepDraft, code: str, where: SourceLoc, step_names: Mappi
 
 
 def _reads(tree: ast.AST) -> Iterator[tuple[str, str | None, ast.expr]]:
-    """Yield (step, "result" | "results" | None, node) for each `steps["X"]` / `steps.X` (or `ctx.steps`) read."""
+    """Yield (step, "result" | "results" | None, node) for each `steps["X"]` / `steps.X` (or `ctx.steps`) read.
+
+    The key or attribute each expression is read with is found in one walk, not one walk per read.
+    """
+    read_with: dict[int, object] = {}  # id of an expression -> the constant key or attribute it is read with
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            read_with[id(node.value)] = node.slice.value
+        elif isinstance(node, ast.Attribute):
+            read_with[id(node.value)] = node.attr
     for node in ast.walk(tree):
         step = _step_read(node)
         if step is not None:
-            yield step, _attribute_read(tree, node), node
+            attr = read_with.get(id(node))
+            yield step, attr if attr in ("result", "results") else None, node
 
 
 def _step_read(node: ast.AST) -> str | None:
@@ -118,16 +128,6 @@ def _step_read(node: ast.AST) -> str | None:
     if isinstance(base, ast.Attribute) and base.attr == "steps" and isinstance(base.value, ast.Name) and \
             base.value.id == "ctx":
         return step
-    return None
-
-
-def _attribute_read(tree: ast.AST, read: ast.expr) -> str | None:
-    """Return "result" or "results" when the step read is itself subscripted or dotted with it."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Subscript) and node.value is read and isinstance(node.slice, ast.Constant):
-            return node.slice.value if node.slice.value in ("result", "results") else None
-        if isinstance(node, ast.Attribute) and node.value is read:
-            return node.attr if node.attr in ("result", "results") else None
     return None
 
 
