@@ -37,6 +37,8 @@ import threading
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
+from plait.terminal import FilteredStream
+
 __all__ = ["MASK", "MaskedStream", "active", "hide", "mask", "mask_records"]
 
 MASK = "***"
@@ -117,15 +119,8 @@ def _patch_loguru() -> None:
     _patched = True
 
 
-class MaskedStream:
+class MaskedStream(FilteredStream):
     """A text stream that masks what is written to it, then passes it on (the CLI's stdout and stderr)."""
 
     def __init__(self, stream: TextIO) -> None:
-        self.stream = stream
-
-    def write(self, text: str) -> int:
-        self.stream.write(mask(text))
-        return len(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.stream, name)
+        super().__init__(stream, mask)

@@ -25,11 +25,11 @@ from __future__ import annotations
 
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TextIO
 
-__all__ = ["EscapingStream", "escape", "escaped_output", "log_format", "raw"]
+__all__ = ["EscapingStream", "FilteredStream", "escape", "escaped_output", "log_format", "raw"]
 
 _NOT_ASCII_PRINTABLE = re.compile(r"[^ -~]")
 
@@ -49,14 +49,16 @@ def _shown(match: re.Match[str]) -> str:
     return repr(char)[1:-1]
 
 
-class EscapingStream:
-    """A text stream that escapes what is written to it (`escape`) and passes everything else through."""
+class FilteredStream:
+    """A text stream that passes what is written to it through `change` on its way to `raw`, and everything else
+    through as it is."""
 
-    def __init__(self, stream: TextIO):
+    def __init__(self, stream: TextIO, change: Callable[[str], str]):
         self.raw = stream
+        self._change = change
 
     def write(self, text: str) -> int:
-        self.raw.write(escape(text))
+        self.raw.write(self._change(text))
         return len(text)
 
     def writelines(self, lines: Any) -> None:
@@ -65,6 +67,13 @@ class EscapingStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.raw, name)
+
+
+class EscapingStream(FilteredStream):
+    """A text stream that escapes what is written to it (`escape`)."""
+
+    def __init__(self, stream: TextIO):
+        super().__init__(stream, escape)
 
 
 def raw(stream: Any) -> Any:

@@ -17,7 +17,7 @@ What it reads. Columns are asked for by name, so a ledger without the newer ones
     attempt (1, 2, ...), status, started, ended (Unix times) are needed; worker, reason, error
     (JSON), output (JSON, as above) are read when there. A node's last attempt is its `nodes` row.
   - `runs.counts` TEXT: JSON `{status: n}` of what that run did (any keys, e.g. "restored").
-  - `runs.step_graph` TEXT: JSON, the plan's steps as `step_shape` gives them, so the step graph needs
+  - `runs.step_graph` TEXT: JSON, the plan's steps as `Plan.step_graph` gives them, so the step graph needs
     no workflow file.
 - Without them: the trace has one row per node (its last attempt) with worker "?", the timeline
   packs attempts into slots by time, an earlier run's counts are those of the nodes whose last
@@ -46,7 +46,7 @@ from plait.runtime.ledger import workspace_ledger
 if TYPE_CHECKING:
     from plait.compiler import Plan
 
-__all__ = ["STATUSES", "NodeState", "Report", "TraceRow", "collect", "node_statuses", "step_shape"]
+__all__ = ["STATUSES", "NodeState", "Report", "TraceRow", "collect", "node_statuses"]
 
 STATUSES = ("succeeded", "failed", "skipped", "running", "pending")
 SLOWEST = 5  # the slowest nodes listed per step
@@ -251,11 +251,6 @@ def _history(runs: list[dict[str, Any]], nodes: _Nodes, attempts: list[tuple[Any
     return history
 
 
-def step_shape(plan: Plan) -> list[dict[str, Any]]:
-    """Return the plan's steps and how they connect, JSON-ready: what `runs.step_graph` holds."""
-    return plan.step_graph()
-
-
 def _step_graph(plan: Plan | None, runs: list[dict[str, Any]],
                 nodes: _Nodes) -> tuple[list[tuple[str, str | None, str]], list[tuple[str, str, str]], list[str]]:
     """Return the steps as (name, task, kind), the edges between them, and notes on where they came from.
@@ -265,13 +260,14 @@ def _step_graph(plan: Plan | None, runs: list[dict[str, Any]],
     """
     notes = []
     last = runs[-1] if runs else {}
-    shape = step_shape(plan) if plan is not None else json.loads(last["step_graph"]) if last.get("step_graph") else None
+    recorded = json.loads(last["step_graph"]) if last.get("step_graph") else None
+    shape = plan.step_graph() if plan is not None else recorded
     if shape is None and last.get("source"):
         compiled, note = _compile_recorded(last)
         if compiled is None:
             notes.append(note)
         else:
-            shape = step_shape(compiled)
+            shape = compiled.step_graph()
             if compiled.digest != last.get("digest"):
                 notes.append(f"the workflow file {last['source']} changed since the run: the steps' dependencies "
                              "are drawn as the file has them now")
