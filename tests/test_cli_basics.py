@@ -1,7 +1,8 @@
 """The command line's basics: --version, shell completion, --params-file, task kinds from plugins, `plait schema`.
 
-Each runs `plait` as a user would, in a subprocess with real files; plugins run on every backend,
-since their handlers must reach worker processes.
+Each runs `plait` as a user would, with real files: in this process where a command's output is what is checked
+(runtime.support.plait), in a process of its own where what a fresh process loads is (plugins, which must reach
+the workers of every backend; entry points; shell completion).
 """
 
 from __future__ import annotations
@@ -18,14 +19,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 import yaml
-from runtime.support import PLAIT
+from runtime.support import plait, plait_process
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def plait(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PLAIT, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, **(env or {})})
 
 
 def test_version_is_the_installed_one_from_pyproject(tmp_path: Path) -> None:
@@ -59,7 +55,7 @@ def complete(line: str, cwd: Path) -> list[str]:
     out = cwd / "completions.txt"
     env = {"_ARGCOMPLETE": "1", "_ARGCOMPLETE_IFS": "\n", "COMP_LINE": line, "COMP_POINT": str(len(line)),
            "COMP_TYPE": "9", "_ARGCOMPLETE_STDOUT_FILENAME": str(out)}
-    done = plait(cwd=cwd, env=env)
+    done = plait_process(cwd=cwd, env=env)  # argcomplete ends the process it completes in
     assert done.returncode == 0, done.stderr
     return sorted(out.read_text(encoding="utf-8").split("\n"))
 
@@ -162,7 +158,8 @@ def test_a_plugin_module_given_on_the_command_line_runs_on_every_backend(tmp_pat
         pytest.importorskip("distributed", reason="the dask extra is not installed")
     (tmp_path / "shout_kinds.py").write_text(PLUGIN.format(name="shout"), encoding="utf-8")
     (tmp_path / "wf.yaml").write_text(PLUGGED.format(name="shout"), encoding="utf-8")
-    done = plait("run", "wf.yaml", "-w", "ws", "-q", "--backend", backend, "--plugin", "shout_kinds", cwd=tmp_path)
+    done = plait_process("run", "wf.yaml", "-w", "ws", "-q", "--backend", backend, "--plugin", "shout_kinds",
+                         cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     got = results(tmp_path / "ws")
     assert {node: value["text"] for node, value in got.items()} == {
@@ -179,26 +176,26 @@ def test_a_kind_comes_from_an_installed_entry_point_without_being_named(tmp_path
     (site / "whisper_kinds.py").write_text(PLUGIN.format(name="whisper"), encoding="utf-8")
     (tmp_path / "wf.yaml").write_text(PLUGGED.format(name="whisper"), encoding="utf-8")
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    done = plait("run", "wf.yaml", "-w", "ws", "-q", "--backend", "loky", cwd=tmp_path, env=env)
+    done = plait_process("run", "wf.yaml", "-w", "ws", "-q", "--backend", "loky", cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
     assert results(tmp_path / "ws")["loud[b]"]["text"] == "HI B"
-    schema = json.loads(plait("schema", cwd=tmp_path, env=env).stdout)
+    schema = json.loads(plait_process("schema", cwd=tmp_path, env=env).stdout)
     assert "whisper" in schema["properties"]["steps"]["items"]["properties"]["task"]["anyOf"][0]["enum"]
 
 
 def test_a_plugin_that_cannot_be_loaded_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "wf.yaml").write_text(PLUGGED.format(name="shout"), encoding="utf-8")
-    done = plait("compile", "wf.yaml", "--plugin", "no_such_kinds", cwd=tmp_path)
+    done = plait_process("compile", "wf.yaml", "--plugin", "no_such_kinds", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, (
         "plait: error: --plugin no_such_kinds: cannot import it: ModuleNotFoundError: No module named "
         "'no_such_kinds'\n  hint: give a module's name (mypkg.kinds for mypkg/kinds.py, not a path), importable "
         f"from the current folder ({tmp_path}) or installed\n"))
     (tmp_path / "broken_kinds.py").write_text("raise RuntimeError('half written')\n", encoding="utf-8")
-    done = plait("compile", "wf.yaml", "--plugin", "broken_kinds", cwd=tmp_path)
+    done = plait_process("compile", "wf.yaml", "--plugin", "broken_kinds", cwd=tmp_path)
     assert (done.returncode, done.stderr) == (2, (
         "plait: error: --plugin broken_kinds: cannot import it: RuntimeError: half written\n  hint: the module "
         "failed while it was imported; see it with `python -c 'import broken_kinds'`\n"))
-    done = plait("compile", "wf.yaml", cwd=tmp_path)
+    done = plait_process("compile", "wf.yaml", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.endswith("a kind of your own is registered by a module given as --plugin MODULE "
                                 "(docs/tasks.md)\n")

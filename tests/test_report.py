@@ -398,7 +398,7 @@ steps:
 @pytest.mark.slow
 def test_report_of_100000_nodes_is_small_and_opens(tmp_path: Path) -> None:
     (tmp_path / "wf.yaml").write_text(BIG, encoding="utf-8")
-    done = plait("run", "wf.yaml", "--workspace", "ws", "--quiet", "--report", "big.html", cwd=tmp_path, timeout=600)
+    done = plait("run", "wf.yaml", "--workspace", "ws", "--quiet", "--report", "big.html", cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     page_file = tmp_path / "big.html"
     size = page_file.stat().st_size

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from loguru import logger
+from runtime.support import plait
 
 from plait.tasks import TaskContext, get_kind
 
@@ -82,11 +83,6 @@ def test_code_binds_a_spread_items_fields_and_imports_beside_the_workflow(make_c
                     {"x": 2, "y": 3}, ctx)
 
     assert result == 5
-
-
-def plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plait.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
 
 
 def status(cwd: Path) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from reliability.harness import wait_for
-from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, remove_shared_memory_of
+from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, plait, remove_shared_memory_of
 
 from plait.runtime import node_logs, workflow_status
 from plait.runtime.ledger import Ledger
@@ -309,16 +309,12 @@ def test_plait_resume_reruns_the_last_runs_workflow_with_its_params(flow: Flow) 
     assert first.returncode == 1, first.stderr
     done = len(flow.executions())
     (flow.ws / "fail-2").unlink()
-    resumed = plait_run("resume", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.root)
+    resumed = plait("resume", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.root)
     assert resumed.returncode == 0, resumed.stderr
     assert sorted(flow.executions()[done:]) == ["a[2]", "b[2]", "c"]
     assert ledger_query(flow.ledger_path, "SELECT source, params, status FROM runs ORDER BY started") == [
         (str(flow.path), '{"suffix": "?"}', "failed"), (str(flow.path), '{"suffix": "?"}', "succeeded")]
     assert flow.view("result")["x"] == "?"
-
-
-def plait_run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PLAIT, *args], cwd=cwd, capture_output=True, text=True, timeout=120)
 
 
 def test_plait_resume_without_a_run_says_there_is_nothing_to_resume(flow: Flow) -> None:

@@ -183,12 +183,12 @@ def release(state: RunState, settled: Iterable[str]) -> None:
     """Count settled nodes off their successors' waits; ready those left with none. Mutates.
 
     A successor settled already (restored from the ledger, or a fused partner settled in the
-    same chunk) is left alone, and so is one still in flight.
+    same chunk) is left alone, and so is one still in flight, and one that `--until` leaves out.
     """
     status, remaining, ready, in_flight = state.status, state.remaining, state.ready, state.in_flight
-    succ = state.succ
+    succ, left_out = state.succ, state.left_out
     for node, count in Counter(s for nid in settled for s in succ[nid]).items():
-        if node in status:
+        if node in status or node in left_out:
             continue
         left = remaining[node] = remaining[node] - count
         if left == 0 and node not in in_flight:

@@ -148,7 +148,7 @@ def _add_unit(state: RunState, wave: Chunk, nid: str, node: NodeSpec) -> None:
                 snode = state.plan.nodes[succ]
                 if (snode.kind == "task" and state.plan.steps[snode.step].for_each == step
                         and snode.step not in state.limits and succ not in state.status and succ not in state.in_flight
-                        and succ not in state.skipping
+                        and succ not in state.skipping and succ not in state.left_out
                         and all(p == feeder or state.status.get(p) == SUCCEEDED for p in state.pred[succ])):
                     _add_job(state, wave, succ, snode, len(wave.nodes) - position)
         position += 1

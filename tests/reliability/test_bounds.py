@@ -15,7 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from runtime.support import PLAIT, ledger_query, ledger_rows, plait
+from runtime.support import PLAIT, ledger_query, ledger_rows, plait, plait_process
 
 from plait.limits import JOBS_PER_CORE
 
@@ -81,7 +81,7 @@ def test_workers_that_cannot_start_end_the_run_with_exit_2_not_a_hang(tmp_path: 
     (tmp_path / "wf.yaml").write_text("name: doomed\nsteps:\n  - name: s\n    task: python\n    items: [1, 2, 3]\n"
                                       "    inputs: {code: 'result = item'}\n", encoding="utf-8")
     env = {"PYTHONPATH": os.pathsep.join([str(site), os.environ.get("PYTHONPATH", "")])}
-    done = plait("run", "wf.yaml", "--workspace", "ws", "--backend", "loky", cwd=tmp_path, env=env, timeout=120)
+    done = plait_process("run", "wf.yaml", "--workspace", "ws", "--backend", "loky", cwd=tmp_path, env=env, timeout=120)
     assert done.returncode == 2, done.stderr
     assert "could not start 2 worker processes" in done.stderr
     assert "run with fewer --jobs" in done.stderr

@@ -27,6 +27,7 @@ from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk
 from plait.runtime.fingerprint import Fingerprinter
 from plait.runtime.ledger import NodeRecord, Prior
 from plait.runtime.scheduler import Scheduler
+from plait.runtime.selection import Selection
 from plait.runtime.state import Clock, RunReport, RunState
 
 
@@ -74,8 +75,9 @@ class SyncRun:
         (self.root / "flow").mkdir(parents=True, exist_ok=True)
         return compile_text(yaml, "<test>", self.root / "flow", params)
 
-    def run(self, plan: Plan, *, seed: int = 0) -> tuple[RunReport, RunState]:
-        """Run (or resume, after an earlier run) `plan`; return its report and final state."""
+    def run(self, plan: Plan, *, seed: int = 0, selection: Selection | None = None) -> tuple[RunReport, RunState]:
+        """Run (or resume, after an earlier run) `plan`, limited by `selection` (`--rerun`, `--until`, `--skip`)
+        if given; return its report and final state."""
         self.runs += 1
         self.waves = []
         info = RunInfo(run_id=f"run-{self.runs}", workspace=self.root / "ws", workflow_dir=self.root / "flow",
@@ -85,7 +87,8 @@ class SyncRun:
         fingerprints = Fingerprinter(plan.steps, info.workflow_dir, plan.params)
         scheduler = Scheduler(state, dispatch=self.dispatch, submit=self.submit, previous=self.priors(),
                               fingerprints=fingerprints, recorded_parts=dict(self.parts),
-                              fingerprints_of=lambda ids: {n: self.last()[n].fingerprint for n in ids})
+                              fingerprints_of=lambda ids: {n: self.last()[n].fingerprint for n in ids},
+                              selection=selection)
         scheduler.prepare()
         report = scheduler.run()
         self.parts = {step: fingerprints.parts(step) for step in plan.steps}

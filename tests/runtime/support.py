@@ -11,6 +11,8 @@ really on disk.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import shutil
@@ -27,6 +29,7 @@ from typing import Any
 
 import pytest
 
+from plait.cli import main
 from plait.runtime import RunResult, run_workflow
 from plait.runtime.ledger import Ledger
 
@@ -105,7 +108,7 @@ class Flow:
         return run_workflow(self.path, workspace=self.ws, **options)
 
     def cli(self, *args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-        """Run `plait ARGS...` as a real subprocess in the workflow folder."""
+        """Run `plait ARGS...` in the workflow folder (in this process: see `plait`)."""
         return plait(*args, cwd=cwd or self.dir)
 
     def nodes(self) -> dict[str, dict[str, Any]]:
@@ -133,8 +136,47 @@ def make_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]
         sys.modules.pop(module, None)
 
 
-def plait(*args: str, cwd: Path, env: dict[str, str] | None = None,
-          timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def plait(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the plait command line in this process, in `cwd`, with `env` added to the environment; return what it
+    did as `plait_process` does (never raises for an exit code).
+
+    It is the command line's own entry point (`plait.cli.main`) with its real backends (loky's workers are real
+    processes, reused from one call to the next), minus the start of an interpreter and its imports: most tests
+    check what a command decides and prints, and a fresh interpreter per command made the suite several times
+    slower. Tests of what only a whole process shows (signals, exit on a crash, stdin, a fresh import) use
+    `plait_process`. A command that hangs here is ended by the suite's timeout (pytest-timeout).
+    """
+    out, err = _Captured(), _Captured()
+    saved_env, saved_cwd, saved_path = dict(os.environ), os.getcwd(), list(sys.path)
+    os.environ.update(env or {})
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as end:  # argparse's usage errors and --help
+                code = end.code if isinstance(end.code, int) else 0 if end.code is None else 1
+    finally:
+        os.chdir(saved_cwd)
+        os.environ.clear()
+        os.environ.update(saved_env)
+        sys.path[:] = saved_path
+    return subprocess.CompletedProcess(["plait", *args], code, out.text(), err.text())
+
+
+class _Captured(io.TextIOWrapper):
+    """A text stream as a pipe to a process is: UTF-8 and not a terminal, read back whole as `.text()`."""
+
+    def __init__(self) -> None:
+        super().__init__(io.BytesIO(), encoding="utf-8", errors="surrogateescape", write_through=True)
+
+    def text(self) -> str:
+        self.flush()
+        return self.buffer.getvalue().decode("utf-8", errors="replace")  # type: ignore[attr-defined]
+
+
+def plait_process(*args: str, cwd: Path, env: dict[str, str] | None = None,
+                  timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run the plait command line as a subprocess; return what it did (never raises for an exit code)."""
     return subprocess.run([*PLAIT, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **(env or {})})

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from plait.runtime.decide import Decision
+from plait.runtime.selection import select
 from runtime.harness import SyncRun
 
 
@@ -392,3 +393,16 @@ def test_the_nodes_an_expansion_adds_to_a_limited_step_go_into_its_lanes(sync: S
 
 def test_a_changed_max_parallel_reruns_nothing(sync: SyncRun) -> None:
     assert decisions_after(sync, LIMITED, LIMITED.replace("max_parallel: 2", "max_parallel: 3")) == {}
+
+
+def test_until_runs_the_named_steps_and_what_they_need_and_leaves_what_follows_them(sync: SyncRun) -> None:
+    plan = sync.compile(CHAIN)
+    report, state = sync.run(plan, selection=select(plan, until=["a"]))
+    assert (report.status, sync.dispatched(), state.left_out) == (
+        "succeeded", [[["a[0]"], ["a[1]"], ["a[2]"]]], {"b[0]", "b[1]", "b[2]", "total"})
+    report, state = sync.run(plan, selection=select(plan, until=["b"]))  # a is done: b runs, total is left out
+    assert (report.status, sync.dispatched(), state.left_out) == (
+        "succeeded", [[["b[0]"], ["b[1]"], ["b[2]"]]], {"total"})
+    report, _ = sync.run(plan)
+    assert (report.status, sync.dispatched(), json.loads(sync.last()["total"].result)) == (
+        "succeeded", [[["total"]]], 33)
