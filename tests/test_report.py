@@ -1,6 +1,6 @@
 """The run report: `plait report` (HTML and JSON), `plait run --report`, read from real runs' ledgers.
 
-Workflows run as real `plait` processes; the report is read back as JSON (compared as whole values),
+Workflows run through the real command line; the report is read back as JSON (compared as whole values),
 parsed as HTML (it must be one file that fetches nothing), and opened from disk in headless
 Chromium (no console error, no request but the page, the steps and their counts in the DOM, a
 screenshot that is not blank). Chromium is Debian's `chromium` package, which .ci/run installs; the

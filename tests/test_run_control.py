@@ -1,6 +1,6 @@
 """What runs, and why: dry runs, chosen re-runs, targets, tracked files and code fingerprints (issue 14).
 
-Through real `plait` processes on a real workspace: every reason a node runs again, as
+Through the real command line (its entry point, with real workers) on a real workspace: every reason a node runs again, as
 `plait run --dry-run --format json` gives it and as the real run then does it (what executed is
 read from an executions log the tasks append to); a dry run leaves the ledger's bytes as they
 were; `--rerun` and `--until` choose what runs, alone and with a dry run; an edited input file,

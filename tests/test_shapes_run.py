@@ -1,6 +1,6 @@
 """The new shapes end to end: spreading a mapping item, kwargs as one template, imports beside the
 workflow, `workflow_dir` in templates, `on_error` from a template, and matrix, zip and group_by
-steps run by `plait run` in real processes, checked through the ledger and the files they write.
+steps run by `plait run` with real workers, checked through the ledger and the files they write.
 """
 
 from __future__ import annotations
