@@ -2,8 +2,9 @@
 
 Through the real command line (whole `plait` processes where a pipe or a death is the point) and the
 ledger on disk: the traceback keeps the user's frames (inline code and modules beside the workflow) and
-drops plait's and the libraries'; each attempt's output is kept, bounded, and nothing for a silent node; `plait logs` tells each attempt; a run that died is
-shown as interrupted and the next run says so; a broken pipe never changes an exit code.
+drops plait's and the libraries'; each attempt's output is kept, bounded, and nothing for a silent node;
+`plait logs` tells each attempt; a run that died is shown as interrupted and the next run says so; a
+broken pipe never changes an exit code.
 """
 
 from __future__ import annotations
