@@ -1,11 +1,12 @@
 """What runs, and why: dry runs, chosen re-runs, targets, tracked files and code fingerprints (issue 14).
 
-Through the real command line (its entry point, with real workers) on a real workspace: every reason a node runs again, as
-`plait run --dry-run --format json` gives it and as the real run then does it (what executed is
-read from an executions log the tasks append to); a dry run leaves the ledger's bytes as they
-were; `--rerun` and `--until` choose what runs, alone and with a dry run; an edited input file,
-template file or declared output re-runs exactly the nodes that read or wrote it; a comment-only
-edit of a function module re-runs nothing, and `code_changes: ignore` keeps finished nodes.
+Through the real command line (its entry point, with real workers) on a real workspace: every
+reason a node runs again, as `plait run --dry-run --format json` gives it and as the real run then
+does it (what executed is read from an executions log the tasks append to); a dry run leaves the
+ledger's bytes as they were; `--rerun` and `--until` choose what runs, alone and with a dry run; an
+edited input file, template file or declared output re-runs exactly the nodes that read or wrote it;
+a comment-only edit of a function module re-runs nothing, and `code_changes: ignore` keeps finished
+nodes.
 """
 
 from __future__ import annotations

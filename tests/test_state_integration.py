@@ -13,6 +13,8 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import textwrap
+import uuid
 from collections import Counter
 from contextlib import closing
 from pathlib import Path
@@ -21,7 +23,7 @@ import pytest
 from reliability.harness import wait_for
 from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, plait, remove_shared_memory_of
 
-from plait.runtime import node_logs, workflow_status
+from plait.runtime import node_logs, run_workflow, workflow_status
 from plait.runtime.ledger import Ledger
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
@@ -251,6 +253,38 @@ def test_editing_a_function_module_between_api_runs_runs_the_new_code(flow: Flow
     module.write_text(module.read_text().replace("VERSION = 1", "VERSION = 100"))
     assert flow.run().report.plan_summary == {"done": 1, "changed": 7}
     assert flow.view("result")["c"] == [100, 110, 120]
+
+
+@pytest.mark.parametrize("backend", ["sequential", "threading", "loky"])
+def test_workflows_whose_folders_hold_modules_of_one_name_each_run_their_own_in_one_process(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, backend: str) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    name = f"helpers_{uuid.uuid4().hex[:8]}"  # one name in both folders; no other test's
+    for folder in ("a", "b"):
+        (tmp_path / folder / "pkg").mkdir(parents=True)
+        (tmp_path / folder / f"{name}.py").write_text(f"def which(item=None):\n    return {folder!r}\n")
+        (tmp_path / folder / "pkg" / "__init__.py").write_text("")
+        (tmp_path / folder / "pkg" / "part.py").write_text(f"WHICH = {folder!r}\n")
+        (tmp_path / folder / "wf.yaml").write_text(textwrap.dedent(f"""
+            name: from-{folder}
+            steps:
+              - name: called
+                task: python
+                inputs: {{function: "{name}:which"}}
+              - name: imported
+                task: python
+                inputs: {{code: "from pkg.part import WHICH\\nresult = WHICH"}}
+            """))
+    try:
+        for folder in ("a", "b", "a"):
+            result = run_workflow(tmp_path / folder / "wf.yaml", workspace=tmp_path / f"ws-{folder}", backend=backend,
+                                  jobs=2, fresh=True)
+            assert result.ok
+            assert ledger_rows(tmp_path / f"ws-{folder}" / ".plait" / "ledger.db")["called"]["result"] == folder
+            assert ledger_rows(tmp_path / f"ws-{folder}" / ".plait" / "ledger.db")["imported"]["result"] == folder
+    finally:
+        for module in (name, "pkg", "pkg.part"):
+            sys.modules.pop(module, None)
 
 
 def test_a_file_added_to_a_glob_adds_one_node_and_reruns_only_it_and_the_fan_in(flow: Flow) -> None:

@@ -2,8 +2,8 @@
 
 Decisions:
 - `function: "module:func"` imports the module with the workflow folder first on `sys.path`, so a
-  workflow's helpers sit beside its YAML. The folder is added once and never removed (later nodes
-  import from it too); the working directory is never changed, since threads share it.
+  workflow's helpers sit beside its YAML (plait.tasks.workflow_modules: also when one process runs
+  several workflows); the working directory is never changed, since threads share it.
 - A batch node (one with a key) calls `func(item, **kwargs)`, a plain node `func(**kwargs)`; a
   function that has a parameter named `ctx` also gets the `TaskContext`. Whether it has one is
   looked up once per function, not once per node.
@@ -20,7 +20,7 @@ Decisions:
 - The source is registered with `linecache`, so a traceback through inline code shows its lines.
 - A function's module is reloaded when its file changed since this process imported it: a
   long-lived process (the API in a notebook, a reused loky worker) must run the code that the
-  node's fingerprint was computed from.
+  node's fingerprint was computed from (plait.tasks.workflow_modules).
 """
 
 from __future__ import annotations
@@ -28,16 +28,15 @@ from __future__ import annotations
 import importlib
 import inspect
 import linecache
-import os
 import re
-import sys
 from collections.abc import Callable, Mapping
 from functools import lru_cache
 from pathlib import Path
-from types import CodeType, ModuleType
+from types import CodeType
 from typing import Any
 
 from plait.tasks.base import Field, TaskContext, task
+from plait.tasks.workflow_modules import fresh, use_folder
 
 __all__ = ["FIELDS", "check_inputs", "run_python"]
 
@@ -105,23 +104,15 @@ def _kwargs(config: Mapping[str, Any], item: Any) -> dict[str, Any]:
     return {**item, **given}
 
 
-def _beside(workflow_dir: Path) -> str:
-    """Put the workflow's folder first on `sys.path` (once, for good); return it."""
-    folder = str(workflow_dir)
-    if folder not in sys.path:
-        sys.path.insert(0, folder)
-    return folder
-
-
 def _import_function(spec: str, workflow_dir: Path) -> Callable[..., Any]:
     """Return the function named by 'module:func'; raise ImportError or AttributeError naming both."""
     module_name, _, func_name = spec.partition(":")
     if not module_name or not func_name or ":" in func_name:
         raise ImportError(f"function '{spec}' is not of the form 'module:function'",
                           name=module_name or None)
-    folder = _beside(workflow_dir)
+    folder = use_folder(workflow_dir)
     try:
-        module = _fresh(importlib.import_module(module_name))
+        module = fresh(importlib.import_module(module_name))
     except ModuleNotFoundError as err:
         raise ImportError(f"cannot import module '{module_name}' for function '{func_name}': {err}"
                           f" (looked in {folder} and sys.path)", name=module_name) from err
@@ -132,30 +123,6 @@ def _import_function(spec: str, workflow_dir: Path) -> Callable[..., Any]:
     if not callable(func):
         raise TypeError(f"'{func_name}' in module '{module_name}' is {type(func).__name__}, not a function")
     return func
-
-
-_loaded: dict[str, tuple[int, int]] = {}  # module file -> (mtime_ns, size) of the source imported
-
-
-def _fresh(module: ModuleType) -> ModuleType:
-    """Reload `module` when its source file changed since this process imported it.
-
-    A long-lived process (a notebook using the API, a reused loky worker) would otherwise run the
-    old code for nodes that re-run precisely because the code changed (their fingerprint hashes it).
-    """
-    path = getattr(module, "__file__", None)
-    if not path:
-        return module
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return module
-    seen = (stat.st_mtime_ns, stat.st_size)
-    before = _loaded.setdefault(path, seen)
-    if before != seen:
-        module = importlib.reload(module)
-        _loaded[path] = seen
-    return module
 
 
 @lru_cache(maxsize=1024)
@@ -169,7 +136,7 @@ def _takes_ctx(func: Callable[..., Any]) -> bool:
 
 def _run_code(source: str, names: Mapping[str, Any] | None, item: Any, ctx: TaskContext) -> Any:
     """Run `source` in a fresh namespace, with `names` (kwargs) bound; return what it binds to `result`."""
-    _beside(ctx.workflow_dir)
+    use_folder(ctx.workflow_dir)
     namespace = ctx.template_context(item)
     if names:
         namespace.update(names)
