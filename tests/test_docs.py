@@ -17,7 +17,6 @@ benchmarks, a Dask cluster's own commands) are not plait's and are not run here.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -28,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from runtime.support import PLAIT
+from runtime.support import plait
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "examples").glob("*/README.md"))]
@@ -106,8 +105,7 @@ def sandbox(tmp_path: Path) -> Path:
 
 def run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
     argv = [re.sub(r"^/tmp/", f"{cwd}/tmp/", word) for word in argv]  # a workspace in /tmp goes in the sandbox
-    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "COLUMNS")}
-    return subprocess.run([*PLAIT, *argv[1:]], cwd=cwd, capture_output=True, text=True, timeout=300, env=env)
+    return plait(*argv[1:], cwd=cwd, unset=("NO_COLOR", "COLUMNS"))
 
 
 def matches(expected: list[str], actual: list[str]) -> bool:
@@ -142,8 +140,7 @@ def check(command: Command, sandbox: Path) -> None:
 
 @cache
 def help_text(command: str) -> str:
-    done = subprocess.run([*PLAIT, *([command] if command else []), "--help"], capture_output=True, text=True,
-                          timeout=60)
+    done = plait(*([command] if command else []), "--help", cwd=ROOT, unset=("COLUMNS",))
     assert done.returncode == 0, f"`plait {command} --help` failed: {done.stderr}"
     return done.stdout
 

@@ -21,7 +21,7 @@ import subprocess
 import sys
 import textwrap
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -136,9 +136,10 @@ def make_flow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flow]
         sys.modules.pop(module, None)
 
 
-def plait(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the plait command line in this process, in `cwd`, with `env` added to the environment; return what it
-    did as `plait_process` does (never raises for an exit code).
+def plait(*args: str, cwd: Path, env: dict[str, str] | None = None,
+          unset: Iterable[str] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the plait command line in this process, in `cwd`, with `env` added to the environment and the variables
+    `unset` names taken out of it; return what it did as `plait_process` does (never raises for an exit code).
 
     It is the command line's own entry point (`plait.cli.main`) with its real backends (loky's workers are real
     processes, reused from one call to the next), minus the start of an interpreter and its imports: most tests
@@ -149,6 +150,8 @@ def plait(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subproces
     out, err = _Captured(), _Captured()
     saved_env, saved_cwd, saved_path = dict(os.environ), os.getcwd(), list(sys.path)
     os.environ.update(env or {})
+    for name in unset:
+        os.environ.pop(name, None)
     os.chdir(cwd)
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
