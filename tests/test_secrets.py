@@ -9,12 +9,11 @@ status` in both formats, the report in both formats. Only the file a task wrote 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
-from runtime.support import PLAIT
+from runtime.support import plait as command_line
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
 
@@ -50,8 +49,7 @@ steps:
 
 
 def plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([*PLAIT, *args], cwd=cwd, capture_output=True, text=True, timeout=120,
-                          env={k: v for k, v in os.environ.items() if k != "NO_COLOR"})
+    return command_line(*args, cwd=cwd, unset=("NO_COLOR",))
 
 
 @pytest.fixture(scope="module")
