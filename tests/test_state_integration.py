@@ -85,7 +85,7 @@ def test_a_second_run_skips_every_succeeded_node(flow: Flow) -> None:
 LOADS_JOBLIB = """
 import sys
 from plait.cli import main
-code = main(["run", "workflow.yaml", "--workspace", sys.argv[1], "-q"])
+code = main(["run", "workflow.yaml", "--workspace", sys.argv[1], "-q", *sys.argv[2:]])
 print(code, "joblib" in sys.modules)
 """
 
@@ -95,17 +95,19 @@ def test_a_resume_with_nothing_to_do_does_not_load_joblib_and_one_with_work_does
     flow.ws.mkdir()
     (flow.ws / "fail-1").touch()
 
-    def resume() -> str:
-        done = subprocess.run([sys.executable, "-c", LOADS_JOBLIB, str(flow.ws)], cwd=flow.dir, capture_output=True,
-                              text=True, timeout=120)
+    def resume(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-c", LOADS_JOBLIB, str(flow.ws), *args], cwd=flow.dir,
+                              capture_output=True, text=True, timeout=120)
         return done.stdout.strip()
 
     assert resume() == "1 True"  # a fresh workspace: workers start
+    assert resume("--until", "x") == "0 False"  # a[1] failed, but x, all this run is to run, is done
     assert resume() == "1 True"  # a[1] failed: it runs again
     (flow.ws / "fail-1").unlink()
     assert resume() == "0 True"
     assert resume() == "0 False"  # everything succeeded: no worker, no joblib
     assert sorted(flow.executions()) == ["a[0]", "a[1]", "a[1]", "a[1]", "a[2]", "b[0]", "b[1]", "b[2]", "c", "x"]
+    assert resume("--until", "b") == "0 False"
 
 
 def basis(flow: Flow) -> list[tuple[str]]:

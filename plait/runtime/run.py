@@ -193,7 +193,7 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
         _set_aside(path)
     backend = LazyBackend(options.backend, options.jobs, options.scheduler_address)
     resources.callback(backend.close)
-    if options.backend.opens_early and unfinished(path):
+    if options.backend.opens_early and options.selection.steps is None and unfinished(path):
         backend.open_early()  # joblib loads and the workers boot while this process sets the run up
     ledger = Ledger(path)
     resources.callback(ledger.close)
@@ -208,7 +208,8 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     _recover_journals(ledger, state)
     held = options.selection.everything and ledger_holds(ledger, plan, fingerprints)
     previous = ledger.previous(unfinished_only=held)
-    if options.backend.opens_early and (bool(previous) if held else _work_waiting(plan, previous)):
+    if options.backend.opens_early and (bool(previous) if held else
+                                        _work_waiting(plan, previous, options.selection.steps)):
         backend.open_early()
     writer = LedgerWriter(path)
     resources.push(lambda *exc: _drain(writer))
@@ -313,12 +314,17 @@ def _end_run(ledger: Ledger, run_id: str, status: str, counts: Mapping[str, int]
     ledger.end_run(run_id, status, counts, basis=basis(plan.digest, signature) if signature is not None else None)
 
 
-def _work_waiting(plan: Plan, previous: Mapping[str, Prior]) -> bool:
-    """Guess from the ledger, before fingerprinting, whether nodes will run: some new, or some not succeeded.
+def _work_waiting(plan: Plan, previous: Mapping[str, Prior], steps: frozenset[str] | None) -> bool:
+    """Guess from the ledger, before fingerprinting, whether nodes of `steps` (None: all) will run: some new, or
+    some not succeeded.
 
-    A no-op resume says no, so it starts no workers; a changed step is not seen here (its nodes
-    then start the workers at the first wave, as without a guess).
+    A no-op resume says no, so it starts no workers, and so does an `--until` run whose steps are
+    done; a changed step is not seen here (its nodes then start the workers at the first wave, as
+    without a guess).
     """
+    if steps is not None:
+        return any(node.step in steps and (nid not in previous or previous[nid].status != "succeeded")
+                   for nid, node in plan.nodes.items())
     return any(nid not in previous for nid in plan.nodes) or any(
         prior.status != "succeeded" for prior in previous.values() if prior.in_plan)
 
