@@ -182,6 +182,7 @@ def _write(path: str, text: str) -> None:
 def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
     """Run (or resume) a workflow in a workspace."""
     from plait.runtime import BackendUnavailable, run_workflow
+    from plait.runtime.selection import SelectionError
 
     backend = args.backend or ("dask" if args.scheduler_address else "loky")
     if args.scheduler_address and backend != "dask":
@@ -205,7 +206,7 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
                                   rerun=args.rerun or (), until=args.until or (), skip=args.skip or ())
     except BackendUnavailable as err:
         raise UsageError(str(err)) from err
-    except ValueError as err:  # --rerun, --until or --skip naming nothing
+    except SelectionError as err:  # --rerun, --until or --skip naming nothing
         raise UsageError(str(err)) from err
     print(_run_summary(result, time.monotonic() - start), file=sys.stderr)
     if args.report:
@@ -216,13 +217,14 @@ def cmd_run(args: argparse.Namespace, plan: Plan | None = None) -> int:
 def _dry_run(args: argparse.Namespace, plan: Plan) -> int:
     """Print what the run would do and why; run and write nothing."""
     from plait.runtime import dry_run, format_dry_run
+    from plait.runtime.selection import SelectionError
 
     if args.fresh:
         raise UsageError("--dry-run with --fresh: a fresh run runs every node; drop one of them")
     try:
         result = dry_run(plan, workspace=args.workspace, rerun=args.rerun or (), until=args.until or (),
                          skip=args.skip or ())
-    except ValueError as err:
+    except SelectionError as err:
         raise UsageError(str(err)) from err
     print(json.dumps(result.to_json()) if args.format == "json" else format_dry_run(result))
     return EXIT_OK

@@ -26,7 +26,11 @@ import networkx as nx
 from plait.compiler import NodeSpec, Plan
 from plait.compiler.diagnostics import did_you_mean
 
-__all__ = ["Selection", "node_pattern", "select"]
+__all__ = ["Selection", "SelectionError", "node_pattern", "select"]
+
+
+class SelectionError(ValueError):
+    """A `--rerun`, `--until` or `--skip` target that matches nothing (the message names the closest name)."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +60,8 @@ class Selection:
 
 
 def select(plan: Plan, rerun: Iterable[str] = (), until: Iterable[str] = (), skip: Iterable[str] = ()) -> Selection:
-    """Resolve `--rerun` and `--skip` targets and `--until` steps against a plan. Raises ValueError naming what
-    matches nothing."""
+    """Resolve `--rerun` and `--skip` targets and `--until` steps against a plan. Raises SelectionError naming
+    what matches nothing."""
     forced: set[str] = set()
     for target in rerun:
         forced.update(_nodes("--rerun", target, plan))
@@ -68,7 +72,7 @@ def select(plan: Plan, rerun: Iterable[str] = (), until: Iterable[str] = (), ski
     until = list(until)
     for step in until:
         if step not in plan.steps:
-            raise ValueError(_unknown("--until", step, list(plan.steps)))
+            raise SelectionError(_unknown("--until", step, list(plan.steps)))
     steps = None
     if until:
         graph = nx.DiGraph((dep, s.name) for s in plan.steps.values() for dep in (*s.depends_on, *s.after))
@@ -84,7 +88,7 @@ def _grows(plan: Plan, target: str) -> bool:
 
 
 def _nodes(option: str, target: str, plan: Plan) -> list[str]:
-    """Return the nodes a target names: a step's, a node, or those a pattern matches. Raises ValueError for none."""
+    """Return the nodes a target names: a step's, a node, or those a pattern matches. Raises SelectionError for none."""
     if target in plan.steps:
         return [n.id for n in plan.nodes.values() if n.step == target]
     if target in plan.nodes:
@@ -92,7 +96,7 @@ def _nodes(option: str, target: str, plan: Plan) -> list[str]:
     pattern = node_pattern(target)
     matched = [nid for nid in plan.nodes if pattern.fullmatch(nid)]
     if not matched:
-        raise ValueError(_unknown(option, target, [*plan.steps, *plan.nodes]))
+        raise SelectionError(_unknown(option, target, [*plan.steps, *plan.nodes]))
     return matched
 
 
