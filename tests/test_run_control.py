@@ -204,6 +204,36 @@ def test_a_dry_run_gives_each_reason_and_the_run_then_does_exactly_that(flow: Fl
     assert status["nodes"]["read[data/d.txt]"]["reason"] == "new"
 
 
+def test_a_dry_run_counts_what_a_dead_runs_journals_hold_as_the_run_then_does(flow: Flow) -> None:
+    rec = flow.module("reader", READER)
+    flow.write("""
+        name: journaled
+        steps:
+          - name: checked
+            task: python
+            items: [a, b, c]
+            on_error: continue
+            inputs: {function: "<rec>:check"}
+        """, rec=rec)
+    flow.ws.mkdir()
+    for item in "bc":
+        (flow.ws / f"fail-{item}").touch()  # they fail: were they run again, they would fail again
+    _run(flow)
+    fingerprints = {n: row["fingerprint"] for n, row in flow.nodes().items()}
+    # A run that died left a journal (plait.runtime.journal) of a node it finished but did not record.
+    dead = flow.ws / ".plait" / "trail-20260101T000000-dead"
+    dead.mkdir()
+    (dead / "journal-4242").write_text(json.dumps(["checked[b]", fingerprints["checked[b]"], 1, '"b"', 1.0, 2.0,
+                                                   "w", None]) + "\n", encoding="utf-8")
+    before = _state_files(flow.ws)
+    assert _reasons(_dry(flow)) == {"checked[c]": ("failed", "ValueError: asked to fail")}
+    assert _state_files(flow.ws) == before
+    executed = len(flow.executions())
+    _run(flow)
+    assert _executed(flow, executed) == ["checked[c]"]
+    assert flow.view("status", "result")["checked[b]"] == ("succeeded", "b")
+
+
 def test_edits_that_cannot_change_a_result_rerun_nothing_and_a_code_edit_reruns_its_step(flow: Flow) -> None:
     rec, work = _setup(flow)
     _run(flow)

@@ -1,7 +1,8 @@
 """A dry run: what a run would do and why, decided exactly as the run decides it, with nothing executed or written.
 
 `dry_run` compiles the workflow, reads the workspace's ledger read-only (no lock taken, not a
-byte written), and asks the scheduler to decide every node (`Scheduler.prepare`, the one resume
+byte written) with what the journals of a run that died add to it (as the run will record them),
+and asks the scheduler to decide every node (`Scheduler.prepare`, the one resume
 decision the real run makes), with the same `--rerun` and `--until` selection. What it returns is
 what `plait run --dry-run` prints: per node that would run, its reason and detail. A deferred
 step's placeholder stands for its items, which are listed only when its upstream has run.
@@ -20,7 +21,9 @@ from plait.compiler import Plan, compile_workflow
 from plait.runtime.decide import ledger_holds
 from plait.runtime.execute import RunInfo
 from plait.runtime.fingerprint import Fingerprinter
-from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError
+from plait.runtime.journal import recover
+from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior
+from plait.runtime.outcome import SUCCEEDED
 from plait.runtime.scheduler import Scheduler
 from plait.runtime.selection import select
 from plait.runtime.state import RunState
@@ -74,8 +77,9 @@ def dry_run(workflow: str | Path | Plan, *, workspace: str | Path | None = None,
         info = RunInfo(run_id="dry-run", workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
                        stop_file=os.devnull, parent_pid=os.getpid())
         state = RunState(plan, info, load_results=ledger.results if ledger else lambda ids: {})
+        previous = _journaled(ledger.previous(unfinished_only=held), ledger, path.parent) if ledger else {}
         scheduler = Scheduler(state, dispatch=_nothing, submit=_nothing, selection=selection, held=held,
-                              previous=ledger.previous(unfinished_only=held) if ledger else {},
+                              previous=previous,
                               fingerprints=fingerprints, recorded_parts=ledger.step_parts() if ledger else {},
                               fingerprints_of=ledger.fingerprints if ledger else lambda ids: {})
         scheduler.prepare()
@@ -86,6 +90,22 @@ def dry_run(workflow: str | Path | Plan, *, workspace: str | Path | None = None,
     would_run = [{"id": nid, "step": nodes[nid].step, "reason": d.reason, "detail": d.detail}
                  for nid, d in state.decisions.items() if nodes[nid].kind != "join"]
     return DryRun(plan.workflow, len(nodes), state.report.restored, would_run, len(state.left_out))
+
+
+def _journaled(previous: dict[str, Prior], ledger: Ledger, state: Path) -> dict[str, Prior]:
+    """Return `previous` as the run will find it once it has recorded what runs that died left in their journals
+    (`Ledger.recover`, before it decides anything), without writing it: succeeded, with the journal's fingerprint,
+    for a node that has a row or is a node of the kept plan."""
+    found = [entry for folder in sorted(state.glob("trail-*")) for entry in recover(folder)]
+    if not found:
+        return previous
+    unrecorded = ledger.unrecorded()
+    previous = dict(previous)
+    for node, fingerprint, *_ in found:
+        prior = previous.get(node)
+        if prior is not None or node in unrecorded:
+            previous[node] = Prior(SUCCEEDED, fingerprint, prior.in_plan if prior is not None else True)
+    return previous
 
 
 def _nothing(*args: Any) -> Any:
