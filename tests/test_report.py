@@ -10,8 +10,10 @@ browser tests say so and skip where it is missing.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import sqlite3
 import subprocess
 from collections.abc import Iterator
@@ -282,6 +284,25 @@ def test_report_while_a_run_is_going(tmp_path: Path) -> None:
     assert run.returncode == 0, err
     report = report_json(tmp_path)
     assert (report["run"]["status"], report["run"]["live"], report["counts"]["succeeded"]) == ("succeeded", False, 4)
+
+
+def test_report_of_a_run_killed_while_going_says_its_process_is_gone(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(GATED, encoding="utf-8")
+    ws = tmp_path / "ws"
+    run = subprocess.Popen([*PLAIT, "run", "wf.yaml", "--workspace", "ws", "--backend", "threading", "--quiet"],
+                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        wait_for(lambda: (ws / "waiting").exists(), "gate node started")
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait(timeout=60)
+    with closing(sqlite3.connect(ws / ".plait" / "ledger.db")) as db, db:
+        db.execute("UPDATE runs SET pid = ?", (os.getpid(),))  # its process id, since taken by a live process
+    report = report_json(tmp_path)
+    assert (report["run"]["status"], report["run"]["live"], report["run"]["process_gone"]) == ("running", True, True)
+    page = tmp_path / "dead.html"
+    assert plait("report", "--workspace", "ws", "-o", str(page), cwd=tmp_path).returncode == 0
+    assert "No process holds its workspace now: the run (process " in page.read_text(encoding="utf-8")
 
 
 def test_report_reads_what_the_runtime_records(copy: Path) -> None:

@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from plait.processes import alive
 from plait.runtime.ledger import workspace_ledger
+from plait.workspace import in_use
 
 if TYPE_CHECKING:
     from plait.compiler import Plan
@@ -146,7 +146,7 @@ def collect(workspace: str | Path, plan: Plan | None = None) -> Report:
              "output": "output" in recorded, "traceback": any(f["traceback"] for f in failures),
              "run_counts": any(r.get("counts") is not None for r in runs)}
     return Report(
-        workflow=workflow, workspace=str(workspace), generated=time.time(), run=_last_run(runs, nodes),
+        workflow=workflow, workspace=str(workspace), generated=time.time(), run=_last_run(runs, nodes, workspace),
         counts=_ordered(Counter(nodes.status[i] for i in nodes.tasks)),
         history=_history(runs, nodes, attempts, attempt_names), steps=_step_stats(steps, nodes), edges=edges,
         failures=failures,
@@ -209,8 +209,9 @@ def _ordered(counts: Mapping[str, int]) -> dict[str, int]:
     return {**{s: counts.get(s, 0) for s in STATUSES}, **{s: n for s, n in counts.items() if s not in STATUSES}}
 
 
-def _last_run(runs: list[dict[str, Any]], nodes: _Nodes) -> dict[str, Any] | None:
-    """Return the last run's row with its duration, and whether it is still going (and its process alive)."""
+def _last_run(runs: list[dict[str, Any]], nodes: _Nodes, workspace: str | Path) -> dict[str, Any] | None:
+    """Return the last run's row with its duration, and whether it is still going (and whether its process is gone:
+    no process holds the workspace's lock, the rule of `plait status`, which a process id reused cannot fool)."""
     if not runs:
         return None
     run = {name: value for name, value in runs[-1].items() if name not in ("counts", "step_graph")}  # in history, edges
@@ -218,8 +219,8 @@ def _last_run(runs: list[dict[str, Any]], nodes: _Nodes) -> dict[str, Any] | Non
     end = run.get("ended") or (time.time() if live else None)
     run["duration"] = end - run["started"] if end else None
     run["live"] = live
-    if live and run.get("pid"):
-        run["process_gone"] = not alive(run["pid"])
+    if live:
+        run["process_gone"] = not in_use(Path(workspace))
     run["recorded"] = sum(1 for i in nodes.tasks if nodes.run_id[i] == run["run_id"])
     return run
 

@@ -86,8 +86,8 @@ def _summary(report: Report) -> str:
     rows = "".join(f"<div><dt>{esc(k)}</dt><dd{_outcome_class(k, v)}>{esc(v)}</dd></div>" for k, v in facts)
     live = ""
     if run.get("live"):
-        gone = (f" Its process ({run.get('pid')}) is no longer running: the run died without recording its end."
-                if run.get("process_gone") else " Counts are as of the time this report was written.")
+        gone = (f" No process holds its workspace now: the run (process {run.get('pid')}) died without recording "
+                "its end." if run.get("process_gone") else " Counts are as of the time this report was written.")
         live = (f'<p class="live">This run was still going when the report was written: '
                 f"{count(run.get('recorded'))} nodes recorded so far.{gone}</p>")
     nodes = sum(report.counts.values())
