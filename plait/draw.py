@@ -72,7 +72,8 @@ def draw(plan: Plan, fmt: str = "dot", expand: bool = False, states: Mapping[str
 Box = tuple[str, str, bool, "Counter[str] | None"]
 Edge = tuple[str, str, "str | None"]
 
-# The report's colours (plait.report.text.STATUS_COLOURS) and their light tints for fills.
+# The report's colours (plait.report.text.STATUS_COLOURS), drawn as borders, and their light tints as fills; a
+# pending box's border is a darker grey than the report's pending bar, which would not show on its tint.
 COLOURS = {"succeeded": "#2f9e44", "failed": "#e03131", "skipped": "#f59f00", "running": "#1c7ed6",
            "pending": "#868e96"}
 TINTS = {"succeeded": "#b2f2bb", "failed": "#ffc9c9", "skipped": "#ffec99", "running": "#a5d8ff",
