@@ -416,6 +416,7 @@ steps:
 """
 
 
+@pytest.mark.soak  # 100,000 nodes run, reported and opened in a browser
 @pytest.mark.slow
 def test_report_of_100000_nodes_is_small_and_opens(tmp_path: Path) -> None:
     (tmp_path / "wf.yaml").write_text(BIG, encoding="utf-8")

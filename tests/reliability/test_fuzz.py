@@ -290,6 +290,7 @@ def test_the_base_workflow_compiles_and_migrates(tmp_path: Path, capsys: pytest.
     assert main(["migrate", str(path)]) == 0, capsys.readouterr().err
 
 
+@pytest.mark.soak  # PLAIT_FUZZ_EXAMPLES compiles, 200 unless told
 @FUZZ
 @given(text=WORKFLOWS)
 def test_compile_of_a_mutated_workflow_exits_0_or_2_with_a_position(

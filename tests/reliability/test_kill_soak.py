@@ -65,7 +65,8 @@ steps:
 """
 
 
-@pytest.mark.slow  # 13 runs of a 2,000-node workflow on loky: about 15 s
+@pytest.mark.soak  # 13 runs of a 2,000-node workflow on loky: about 15 s
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_nothing_recorded_and_reruns_nothing_recorded(
         flow: Flow, runs: Runs, figures: dict[str, Any]) -> None:
     flow.path.write_text(SOAK, encoding="utf-8")

@@ -53,7 +53,8 @@ def run_measured(args: list[str], cwd: Path, timeout: float) -> tuple[int, str, 
     return proc.returncode, stderr, usage.ru_maxrss, time.monotonic() - started
 
 
-@pytest.mark.slow  # 100,000 nodes: about 5 s of run and 1 s of status
+@pytest.mark.soak  # 100,000 nodes: about 5 s of run and 1 s of status
+@pytest.mark.slow
 def test_a_run_of_100000_trivial_nodes_completes_and_status_answers(flow: Flow, figures: dict[str, Any]) -> None:
     flow.path.write_text(TRIVIAL, encoding="utf-8")
     code, stderr, peak_kib, seconds = run_measured(

@@ -219,7 +219,8 @@ for source in json.loads(sys.stdin.read()):
 """
 
 
-@pytest.mark.slow  # 12 processes of 20 renders each
+@pytest.mark.soak  # 12 processes of 20 renders each
+@pytest.mark.slow
 @settings(max_examples=12, deadline=None)
 @given(chains=st.lists(st.lists(_STEPS, min_size=1, max_size=4), min_size=20, max_size=20))
 def test_chains_of_growing_operations_stay_within_the_bound_or_are_refused(chains: list[list[str]]) -> None:

@@ -198,7 +198,8 @@ steps:
 """
 
 
-@pytest.mark.slow  # twelve crashes and as many loky restarts: about 3 s
+@pytest.mark.soak  # twelve crashes and as many loky restarts
+@pytest.mark.slow
 def test_in_a_crash_storm_each_culprit_runs_twice_and_is_charged_alone(flow: Flow) -> None:
     """Crash trails: the dead worker says which job it was running, so no chunk is bisected.
 
