@@ -147,7 +147,6 @@ def test_compile_prints_a_note_for_each_behaviour_that_differs(tmp_path: Path) -
         (f"workflow.yaml:{line_of('- name: extract')}:5", "a failing step runs once"),
         (f"workflow.yaml:{line_of('cp {{ args.input_csv }}')}:16", "a value that is one {{ expression }} keeps i"),
         (f"workflow.yaml:{line_of('condition:')}:16", "a condition runs its step when it renders to"),
-        (f"workflow.yaml:{line_of('message: notify failed')}:7", "on_error.message is not shown"),
     ]
 
 
@@ -182,6 +181,43 @@ def test_on_error_next_runs_the_target_skips_the_steps_between_and_the_run_succe
     assert {node: v["status"] for node, v in state["nodes"].items()} == {
         "risky": "failed", "between": "skipped", "recover": "succeeded", "finish": "succeeded"}
     assert result_of(tmp_path / "ws", "recover") == "recovering from risky: command exited with code 3: disk full"
+
+
+def test_on_error_message_is_the_failures_message_in_the_record_beside_the_exceptions_own_text(
+        tmp_path: Path) -> None:
+    write_workflow(tmp_path, """\
+        name: messages
+        steps:
+          - name: shell_fails
+            task: shell
+            inputs: {command: "exit 4"}
+            on_error: {action: continue, message: "{{ workflow_name }}: {{ error.step }} said {{ error.message }}"}
+          - name: code_fails
+            task: python_code
+            inputs: {code: "raise KeyError('sku-7')"}
+            on_error: {action: continue, message: "as the original showed it: {{ error }}"}
+          - name: message_fails
+            task: fail
+            inputs: {message: "the real cause"}
+            on_error: {action: continue, message: "{{ error.nothing.here }}"}
+        """)
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
+    errors = {node: (v["error"]["error_type"], v["error"]["error"], v["error"]["message"])
+              for node, v in state["nodes"].items()}
+    assert errors == {
+        "shell_fails": ("CommandFailed", "command exited with code 4",
+                        "messages: shell_fails said command exited with code 4"),
+        "code_fails": ("KeyError", "'sku-7'",
+                       "as the original showed it: {'step': 'code_fails', 'message': \"'sku-7'\"}"),
+        "message_fails": ("RuntimeError", "the real cause",
+                          "the real cause (failed to format custom message: UndefinedError: 'dict object' has no "
+                          "attribute 'nothing')"),
+    }
+    shown = plait("status", "--workspace", "ws", cwd=tmp_path).stdout
+    assert "  shell_fails: messages: shell_fails said command exited with code 4 [CommandFailed: command exited " \
+           "with code 4]" in shown
 
 
 def test_run_number_counts_the_runs_of_the_workspace(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ by plait with the run's params (and flow) and run by plait in the engine's own w
 recorded is then given back through the original's own API, and nothing more:
 - plait's ledger is written into the engine's `WorkflowState` with the state's own methods
   (`mark_step_success`, `mark_step_failed`, `mark_step_skipped`, with the original's words for
-  why a step was skipped: its condition, or the path a jump took), so `engine.state` and the
+  why a step was skipped: its condition, or the path a jump took; for a failed step's error, the
+  record's `message` when it has one: its on_error.message, rendered), so `engine.state` and the
   returned `status`, `outputs` (`{step: {"result": ...}}`), `context` and `steps_state` hold plait's
   results (with the original's names beside plait's, `return_code` of a shell step: the dialect's
   `results.as_original`) and errors;
@@ -171,8 +172,9 @@ def _write_state(engine: Any, plan: Any, flow: str | None) -> dict[str, dict[str
         if status == "completed":
             engine.context["steps"][name] = {"result": result}
             state.mark_step_success(name, {"result": result})
-        elif status == "failed":
-            state.mark_step_failed(name, (node["error"] or {}).get("error", ""))
+        elif status == "failed":  # the step's own words when it has them (on_error.message), as the original kept
+            error = node["error"] or {}
+            state.mark_step_failed(name, error.get("message") or error.get("error", ""))
         elif status == "skipped":
             state.mark_step_skipped(name, reason=_reason(notes.get(name), conditions.get(name)))
     return steps

@@ -29,7 +29,7 @@ __all__ = ["StepRules", "action_of", "failed_test", "in_order"]
 _STEP_KEYS = ("name", "task", "description", "inputs", "condition", "on_error", "depends_on", "retry", "timeout")
 _ON_ERROR = ("action", "retry", "delay", "next", "message")
 _STEP_ORDER = ("name", "description", "task", "depends_on", "after", "items", "key", "condition", "inputs", "retry",
-               "timeout", "on_error", "max_failures")
+               "timeout", "on_error", "max_failures", "error_message")
 _TIMEOUT_INPUT = ("shell", "python_module", "python_script")  # kinds whose inputs took a timeout
 _CODE = ("code",)  # Python, not a template: plait never renders it (a `template:` it does, at run time)
 _ORIGINAL_NAMES = {  # the original's names that no rewriting binds (see names.py for those that are)
@@ -329,8 +329,21 @@ class StepRules(Findings):
             else:
                 self._retry(out, on_error, count, delay, on_error.value_locs["retry"])
         if "message" in on_error:
-            self.note(on_error.key_locs["message"], "on_error.message is not shown: plait records the error "
-                                                    "itself (plait status, the run's log)", once="message")
+            self._message(out, raw, on_error)
+
+    def _message(self, out: YamlMap, raw: YamlMap, on_error: YamlMap) -> None:
+        """Put on_error.message as the step's `error_message`, its `error` the original's {step, message}.
+
+        Mutates `out`.
+        """
+        message = on_error["message"]
+        if not isinstance(message, str):
+            self.error(on_error.value_locs["message"], "on_error.message must be text (a template may read "
+                                                       "`error`: {step, message})")
+            return
+        names = {**self.names, "error": f"{{'step': {literal(str(raw.get('name')))}, 'message': error.error}}"}
+        text = fill_defaults(bind_names(message, names), self.param_names)
+        put(out, "error_message", text, on_error, "message")
 
     def _retry(self, out: YamlMap, where: YamlMap, count: int, delay: float, loc: SourceLoc) -> None:
         policy = YamlMap(loc)
