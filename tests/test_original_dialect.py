@@ -220,6 +220,30 @@ def test_on_error_message_is_the_failures_message_in_the_record_beside_the_excep
            "with code 4]" in shown
 
 
+def test_a_condition_reading_a_name_nothing_defines_skips_its_step_every_run_with_a_note(tmp_path: Path) -> None:
+    write_workflow(tmp_path, """\
+        name: typo
+        params:
+          flag: {type: boolean, default: true}
+        steps:
+          - name: guarded
+            task: shell
+            inputs: {command: "touch guarded_ran"}
+            condition: "{{ flga and undefined_var.foo == 'bar' }}"
+          - name: checked
+            task: shell
+            inputs: {command: "touch checked_ran"}
+            condition: "{{ flag }}"
+        """)
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    noted = plait("compile", "wf.yaml", cwd=tmp_path).stderr
+    assert "wf.yaml:8:16: note: this condition reads 'flga', 'undefined_var', which nothing defines (a typo?)" in noted
+    state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
+    assert {node: v["status"] for node, v in state["nodes"].items()} == {"guarded": "skipped", "checked": "succeeded"}
+    assert sorted(p.name for p in (tmp_path / "ws").glob("*_ran")) == ["checked_ran"]
+
+
 def test_run_number_counts_the_runs_of_the_workspace(tmp_path: Path) -> None:
     write_workflow(tmp_path, """\
         steps:

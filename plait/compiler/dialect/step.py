@@ -22,7 +22,7 @@ from plait.compiler.loader import YamlMap
 from plait.compiler.schema import STEP_FIELDS
 from plait.compiler.step_templates import template_strings
 from plait.tasks.base import get_kind
-from plait.templating import TemplateError, analyze
+from plait.templating import TEMPLATE_NAMES, TemplateError, analyze
 
 __all__ = ["StepRules", "action_of", "failed_test", "in_order"]
 
@@ -67,7 +67,7 @@ class StepRules(Findings):
                 put(out, key, raw[key], raw, key)
         task = raw.get("task")
         inputs = raw.get("inputs") if isinstance(raw.get("inputs"), YamlMap) else YamlMap(raw.loc)
-        if _never_runs(raw.get("condition")):
+        if _never_runs(raw.get("condition")) or self._undefined(raw.get("condition")):
             task, inputs = "noop", YamlMap(raw.loc)  # the original never looked at it: neither does plait
         if isinstance(task, str):
             self._task(out, raw, task, inputs, kinds, batch_items)
@@ -255,6 +255,16 @@ class StepRules(Findings):
                 put(out, key, inner[key], inner, key)  # for plait's own check to report
         return out
 
+    def _undefined(self, condition: Any) -> list[str]:
+        """Return the names a condition reads that neither plait nor the original's context ever defines."""
+        if not isinstance(condition, str) or ("{{" not in condition and "{%" not in condition):
+            return []
+        try:
+            names = analyze(condition).names
+        except TemplateError:
+            return []  # plait's own checks report it, with its position
+        return sorted(names - TEMPLATE_NAMES - self.names.keys() - _ORIGINAL_NAMES.keys())
+
     def _condition(self, out: YamlMap, raw: YamlMap, kinds: Mapping[str, str]) -> None:
         condition = raw["condition"]
         loc = raw.value_locs["condition"]
@@ -264,6 +274,13 @@ class StepRules(Findings):
                 self.note(loc, "this condition has no {{ }}, so the original never ran the step (it ran a step only "
                                "when the condition rendered to exactly 'True'); neither does plait",
                           once="never")
+            return
+        undefined = self._undefined(condition)
+        if undefined:
+            put(out, "condition", "{{ false }}", raw, "condition")
+            self.note(loc, f"this condition reads {', '.join(map(repr, undefined))}, which nothing defines (a typo?): "
+                           "it could never render, and the original skipped a step whose condition failed to render, "
+                           "so it never ran the step; neither does plait")
             return
         put(out, "condition", _rewritten(condition, kinds), raw, "condition")
         self.note(loc, "a condition runs its step when it renders to a true value (true, yes, 1, a non-empty "

@@ -17,8 +17,10 @@ Decisions (each construct, and where plait's behaviour differs on purpose):
   STEP runs either way; the failure still fails the run (exit 1) after STEP ran. `message` is
   not used (a note says so).
 - **condition.** The original ran a step when its condition rendered to exactly `True`; plait runs
-  it when the value is true (`true`, `yes`, a non-empty list...). A condition without `{{ }}` was
-  never `True` there, so the step never ran: that is refused, with a hint.
+  it when the value is true (`true`, `yes`, a non-empty list...). A condition without `{{ }}`, or
+  one that reads a name nothing defines (it never rendered, and the original skipped a step whose
+  condition failed), was never `True` there, so the step never ran: it is a `noop` that is always
+  skipped, with a note.
 - **batch.** `task: batch` with `inputs: {items, task: {task, inputs}}` becomes plait's `items:`
   and the inner task (unwrapped by `batch_form`, as for a native file), keyed by position
   (`key: "{{ index }}"`), since the original allowed an item twice. `arg_name: x` becomes
