@@ -234,14 +234,24 @@ def test_a_condition_reading_a_name_nothing_defines_skips_its_step_every_run_wit
             task: shell
             inputs: {command: "touch checked_ran"}
             condition: "{{ flag }}"
+          - name: undeclared
+            task: shell
+            inputs: {command: "touch undeclared_ran"}
+            condition: "{{ args.flga }}"
+          - name: defaulted
+            task: shell
+            inputs: {command: "touch defaulted_ran"}
+            condition: "{{ args.flga | default(true) }}"
         """)
     done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     noted = plait("compile", "wf.yaml", cwd=tmp_path).stderr
     assert "wf.yaml:8:16: note: this condition reads 'flga', 'undefined_var', which nothing defines (a typo?)" in noted
+    assert "wf.yaml:16:16: note: this condition reads 'args.flga', which nothing defines (a typo?)" in noted
     state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
-    assert {node: v["status"] for node, v in state["nodes"].items()} == {"guarded": "skipped", "checked": "succeeded"}
-    assert sorted(p.name for p in (tmp_path / "ws").glob("*_ran")) == ["checked_ran"]
+    assert {node: v["status"] for node, v in state["nodes"].items()} == {
+        "guarded": "skipped", "checked": "succeeded", "undeclared": "skipped", "defaulted": "succeeded"}
+    assert sorted(p.name for p in (tmp_path / "ws").glob("*_ran")) == ["checked_ran", "defaulted_ran"]
 
 
 def test_run_number_counts_the_runs_of_the_workspace(tmp_path: Path) -> None:

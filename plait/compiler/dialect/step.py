@@ -10,6 +10,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from jinja2 import Environment, nodes
+
 from plait.compiler.batch_form import unwrap_batch
 from plait.compiler.diagnostics import SourceLoc, did_you_mean
 from plait.compiler.dialect.detect import ORIGINAL_KINDS
@@ -36,6 +38,7 @@ _ORIGINAL_NAMES = {  # the original's names that no rewriting binds (see names.p
     "settings": "declare the setting as a parameter and read `args.NAME`",
     "error": "only a step that an on_error.next names sees the error; plait status shows every error",
 }
+_PARSER = Environment()  # to read a template's syntax tree: what it tests is defined (`_guarded`)
 _NO_KIND_HINT = ("plait runs the original's kinds and those registered with its register_task (from "
                  "yaml_workflow.tasks or plait.tasks.original); or rewrite the step with shell, python, file, "
                  "template, noop or echo")
@@ -256,14 +259,20 @@ class StepRules(Findings):
         return out
 
     def _undefined(self, condition: Any) -> list[str]:
-        """Return the names a condition reads that neither plait nor the original's context ever defines."""
+        """Return the names a condition reads that neither plait nor the original's context ever defines.
+
+        A parameter nobody declared or gave counts (`args.X`). A name that the condition also tests
+        (`X is defined`) or gives a `default` is left out: reading it did not fail in the original.
+        """
         if not isinstance(condition, str) or ("{{" not in condition and "{%" not in condition):
             return []
         try:
-            names = analyze(condition).names
+            refs = analyze(condition)
         except TemplateError:
             return []  # plait's own checks report it, with its position
-        return sorted(names - TEMPLATE_NAMES - self.names.keys() - _ORIGINAL_NAMES.keys())
+        names = refs.names - TEMPLATE_NAMES - self.names.keys() - _ORIGINAL_NAMES.keys()
+        params = {f"args.{p}" for p in refs.params - set(self.param_names) - {"flow"}}
+        return sorted((names | params) - _guarded(condition))
 
     def _condition(self, out: YamlMap, raw: YamlMap, kinds: Mapping[str, str]) -> None:
         condition = raw["condition"]
@@ -383,6 +392,21 @@ def _defined(text: str) -> str:
 def failed_test(step: str) -> str:
     """Return the template test that is true when `step` failed (its failure tolerated, as a jump's is)."""
     return f"(steps.{step}.status is defined and steps.{step}.status == 'failed')"
+
+
+def _guarded(text: str) -> set[str]:
+    """Return the names (and `args.X`) a template tests with `is defined`/`is undefined` or gives a `default`."""
+    guarded = set()
+    for node in _PARSER.parse(text).find_all((nodes.Test, nodes.Filter)):
+        subject = node.node
+        if node.name not in ("defined", "undefined", "default", "d"):
+            continue
+        if isinstance(subject, nodes.Name):
+            guarded.add(subject.name)
+        elif isinstance(subject, nodes.Getattr) and isinstance(subject.node, nodes.Name) and \
+                subject.node.name in ("args", "params"):
+            guarded.add(f"args.{subject.attr}")
+    return guarded
 
 
 def _never_runs(condition: Any) -> bool:
