@@ -254,6 +254,31 @@ def test_a_condition_reading_a_name_nothing_defines_skips_its_step_every_run_wit
     assert sorted(p.name for p in (tmp_path / "ws").glob("*_ran")) == ["checked_ran", "defaulted_ran"]
 
 
+def test_on_error_asking_for_retries_without_a_count_retries_three_times_as_the_original(tmp_path: Path) -> None:
+    write_workflow(tmp_path, """\
+        name: retries
+        steps:
+          - name: action_retry
+            task: shell
+            inputs: {command: "echo x >> a; test $(wc -l < a) -ge 4"}
+            on_error: {action: retry}
+          - name: delay_only
+            task: shell
+            inputs: {command: "echo x >> b; exit 1"}
+            on_error: {action: continue, delay: 0}
+          - name: nothing_asked
+            task: shell
+            inputs: {command: "echo x >> c; exit 1"}
+            on_error: continue
+        """)
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
+    assert {node: (v["status"], v["attempts"]) for node, v in state["nodes"].items()} == {
+        "action_retry": ("succeeded", 4), "delay_only": ("failed", 4), "nothing_asked": ("failed", 1)}
+    assert [len((tmp_path / "ws" / f).read_text().splitlines()) for f in "abc"] == [4, 4, 1]
+
+
 def test_run_number_counts_the_runs_of_the_workspace(tmp_path: Path) -> None:
     write_workflow(tmp_path, """\
         steps:

@@ -30,6 +30,7 @@ __all__ = ["StepRules", "action_of", "failed_test", "in_order"]
 
 _STEP_KEYS = ("name", "task", "description", "inputs", "condition", "on_error", "depends_on", "retry", "timeout")
 _ON_ERROR = ("action", "retry", "delay", "next", "message")
+ORIGINAL_RETRIES = 3  # the retries the original gave a failing step that did not set on_error.retry
 _STEP_ORDER = ("name", "description", "task", "depends_on", "after", "items", "key", "condition", "inputs", "retry",
                "timeout", "on_error", "max_failures", "error_message")
 _TIMEOUT_INPUT = ("shell", "python_module", "python_script")  # kinds whose inputs took a timeout
@@ -307,7 +308,7 @@ class StepRules(Findings):
         elif retry is not None:
             self.error(raw.value_locs["retry"], "a step's retry must be a number of retries",
                        "write `on_error: {retry: 3, delay: 1}`")
-        if retry is None and not (isinstance(on_error, YamlMap) and "retry" in on_error):
+        if retry is None and not (isinstance(on_error, YamlMap) and _asks_retries(on_error)):
             self.note(raw.loc, "a failing step runs once: the original retried every failing step 3 times "
                                "unless on_error.retry said otherwise", once="retries")
         if on_error is None:
@@ -328,7 +329,7 @@ class StepRules(Findings):
                            did_you_mean(key, _ON_ERROR) or f"on_error takes: {', '.join(_ON_ERROR)}")
         action = action_of(on_error)
         given = on_error.get("action")
-        if given not in (None, "fail", "continue", "next"):
+        if given not in (None, "fail", "continue", "next", "retry"):
             self.note(on_error.value_locs["action"], f"on_error.action '{given}' is read as '{action}', as the "
                                                      "original read any action but continue")
         if action == "next" and "next" not in on_error:
@@ -343,8 +344,14 @@ class StepRules(Findings):
                 self.note(on_error.value_locs["next"], f"on_error.next: when this step fails, the steps up to "
                                                        f"'{on_error['next']}' are skipped and it runs, and the run "
                                                        "succeeds, as in the original", once="next")
-        if "retry" in on_error:
-            count, delay = on_error["retry"], on_error.get("delay", 0)
+        asked = "retry" not in on_error and _asks_retries(on_error)
+        if asked:  # retries asked for without a count: the original's count, where it was the only one
+            self.note(on_error.value_locs["action" if given == "retry" else "delay"],
+                      f"on_error {'action: retry' if given == 'retry' else 'delay'} without `retry: N` retries "
+                      f"{ORIGINAL_RETRIES} times, the original's default count, then " +
+                      ("jumps" if action == "next" else "goes on" if action == "continue" else "fails"))
+        if "retry" in on_error or asked:
+            count, delay = on_error.get("retry", ORIGINAL_RETRIES), on_error.get("delay", 0)
             if not isinstance(count, int) or isinstance(count, bool) or count < 0:
                 count = 0  # the original ran a negative count as 0 retries, and text as its default
                 self.note(on_error.value_locs["retry"], f"on_error.retry {on_error['retry']!r} is not a whole number, "
@@ -353,7 +360,8 @@ class StepRules(Findings):
             if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
                 self.error(on_error.value_locs["delay"], "on_error.delay must be a number of seconds, 0 or more")
             else:
-                self._retry(out, on_error, count, delay, on_error.value_locs["retry"])
+                self._retry(out, on_error, count, delay, on_error.value_locs["retry" if "retry" in on_error else
+                                                                             "action" if given == "retry" else "delay"])
         if "message" in on_error:
             self._message(out, raw, on_error)
 
@@ -433,6 +441,11 @@ def _strings(value: Any) -> list[str]:
 def _is_code(native: YamlMap) -> bool:
     """Return True for a translated python_code step (its code is run by plait.tasks.original_code)."""
     return native.get("function") == CODE_FUNCTION and isinstance(native.get("kwargs"), YamlMap)
+
+
+def _asks_retries(on_error: YamlMap) -> bool:
+    """Return True when an on_error mapping asks for retries: a count, `action: retry`, or a delay between them."""
+    return "retry" in on_error or on_error.get("action") == "retry" or "delay" in on_error
 
 
 def action_of(on_error: YamlMap) -> str:

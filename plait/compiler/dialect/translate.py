@@ -12,10 +12,12 @@ Decisions (each construct, and where plait's behaviour differs on purpose):
   failure (`max_failures: 100%`), since the original then finished the run as a success.
   `retry: N` and `delay: S` become a retry policy of N+1 attempts, S seconds apart, on any
   error (the original retried everything). Without `retry`, the original retried every failing
-  step 3 times; plait runs it once (a note says so). `next: STEP` jumps to STEP on failure: the
+  step 3 times; plait runs it once (a note says so), unless `action: retry` or a `delay` asks
+  for retries: then 3, the original's count. `next: STEP` jumps to STEP on failure: the
   steps between are made to depend on the failing one, so they are skipped when it fails, and
-  STEP runs either way; the failure still fails the run (exit 1) after STEP ran. `message` is
-  not used (a note says so).
+  STEP runs either way; the failure is tolerated (`max_failures: 100%`), so the run succeeds
+  once STEP ran, as in the original. `message` becomes the step's `error_message`, with
+  `error` the original's `{step, message}`.
 - **condition.** The original ran a step when its condition rendered to exactly `True`; plait runs
   it when the value is true (`true`, `yes`, a non-empty list...). A condition without `{{ }}`, or
   one that reads a name nothing defines (it never rendered, and the original skipped a step whose
