@@ -57,7 +57,8 @@ from plait.compiler.dialect.detect import is_marked, read_by_order
 from plait.compiler.dialect.findings import Note
 from plait.compiler.dialect.imports import with_imports
 from plait.compiler.dialect.names import TIMESTAMP, literal
-from plait.compiler.dialect.step import StepRules, action_of, failed_test, in_order
+from plait.compiler.dialect.on_error import action_of
+from plait.compiler.dialect.step import StepRules, failed_test, in_order
 from plait.compiler.dialect.tree import located, name_list, put
 from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.params import PARAM_TYPES
