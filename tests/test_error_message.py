@@ -64,6 +64,9 @@ def test_each_failing_node_records_its_own_message_beside_the_exceptions_text(ba
     assert (tmp_path / "ws" / "tries").read_text() == "x\nx\n"
     shown = plait("status", "--workspace", "ws", cwd=tmp_path).stdout
     assert "  flaky: CommandFailed after 2 attempts, code 7 [CommandFailed: command exited with code 7]" in shown
+    logged = plait("logs", "flaky", "--workspace", "ws", cwd=tmp_path).stdout
+    assert ("    error: CommandFailed: command exited with code 7\n"
+            "    message: CommandFailed after 2 attempts, code 7\n") in logged
 
 
 def test_a_message_that_cannot_render_keeps_the_error_and_says_why(tmp_path: Path) -> None:
