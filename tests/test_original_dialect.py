@@ -147,7 +147,6 @@ def test_compile_prints_a_note_for_each_behaviour_that_differs(tmp_path: Path) -
         (f"workflow.yaml:{line_of('- name: extract')}:5", "a failing step runs once"),
         (f"workflow.yaml:{line_of('cp {{ args.input_csv }}')}:16", "a value that is one {{ expression }} keeps i"),
         (f"workflow.yaml:{line_of('condition:')}:16", "a condition runs its step when it renders to"),
-        (f"workflow.yaml:{line_of('message: notify failed')}:7", "on_error.message is not shown"),
     ]
 
 
@@ -182,6 +181,102 @@ def test_on_error_next_runs_the_target_skips_the_steps_between_and_the_run_succe
     assert {node: v["status"] for node, v in state["nodes"].items()} == {
         "risky": "failed", "between": "skipped", "recover": "succeeded", "finish": "succeeded"}
     assert result_of(tmp_path / "ws", "recover") == "recovering from risky: command exited with code 3: disk full"
+
+
+def test_on_error_message_is_the_failures_message_in_the_record_beside_the_exceptions_own_text(
+        tmp_path: Path) -> None:
+    write_workflow(tmp_path, """\
+        name: messages
+        steps:
+          - name: shell_fails
+            task: shell
+            inputs: {command: "exit 4"}
+            on_error: {action: continue, message: "{{ workflow_name }}: {{ error.step }} said {{ error.message }}"}
+          - name: code_fails
+            task: python_code
+            inputs: {code: "raise KeyError('sku-7')"}
+            on_error: {action: continue, message: "as the original showed it: {{ error }}"}
+          - name: message_fails
+            task: fail
+            inputs: {message: "the real cause"}
+            on_error: {action: continue, message: "{{ error.nothing.here }}"}
+        """)
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
+    errors = {node: (v["error"]["error_type"], v["error"]["error"], v["error"]["message"])
+              for node, v in state["nodes"].items()}
+    assert errors == {
+        "shell_fails": ("CommandFailed", "command exited with code 4",
+                        "messages: shell_fails said command exited with code 4"),
+        "code_fails": ("KeyError", "'sku-7'",
+                       "as the original showed it: {'step': 'code_fails', 'message': \"'sku-7'\"}"),
+        "message_fails": ("RuntimeError", "the real cause",
+                          "the real cause (failed to format custom message: UndefinedError: 'dict object' has no "
+                          "attribute 'nothing')"),
+    }
+    shown = plait("status", "--workspace", "ws", cwd=tmp_path).stdout
+    assert "  shell_fails: messages: shell_fails said command exited with code 4 [CommandFailed: command exited " \
+           "with code 4]" in shown
+
+
+def test_a_condition_reading_a_name_nothing_defines_skips_its_step_every_run_with_a_note(tmp_path: Path) -> None:
+    write_workflow(tmp_path, """\
+        name: typo
+        params:
+          flag: {type: boolean, default: true}
+        steps:
+          - name: guarded
+            task: shell
+            inputs: {command: "touch guarded_ran"}
+            condition: "{{ flga and undefined_var.foo == 'bar' }}"
+          - name: checked
+            task: shell
+            inputs: {command: "touch checked_ran"}
+            condition: "{{ flag }}"
+          - name: undeclared
+            task: shell
+            inputs: {command: "touch undeclared_ran"}
+            condition: "{{ args.flga }}"
+          - name: defaulted
+            task: shell
+            inputs: {command: "touch defaulted_ran"}
+            condition: "{{ args.flga | default(true) }}"
+        """)
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    noted = plait("compile", "wf.yaml", cwd=tmp_path).stderr
+    assert "wf.yaml:8:16: note: this condition reads 'flga', 'undefined_var', which nothing defines (a typo?)" in noted
+    assert "wf.yaml:16:16: note: this condition reads 'args.flga', which nothing defines (a typo?)" in noted
+    state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
+    assert {node: v["status"] for node, v in state["nodes"].items()} == {
+        "guarded": "skipped", "checked": "succeeded", "undeclared": "skipped", "defaulted": "succeeded"}
+    assert sorted(p.name for p in (tmp_path / "ws").glob("*_ran")) == ["checked_ran", "defaulted_ran"]
+
+
+def test_on_error_asking_for_retries_without_a_count_retries_three_times_as_the_original(tmp_path: Path) -> None:
+    write_workflow(tmp_path, """\
+        name: retries
+        steps:
+          - name: action_retry
+            task: shell
+            inputs: {command: "echo x >> a; test $(wc -l < a) -ge 4"}
+            on_error: {action: retry}
+          - name: delay_only
+            task: shell
+            inputs: {command: "echo x >> b; exit 1"}
+            on_error: {action: continue, delay: 0}
+          - name: nothing_asked
+            task: shell
+            inputs: {command: "echo x >> c; exit 1"}
+            on_error: continue
+        """)
+    done = plait("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
+    assert {node: (v["status"], v["attempts"]) for node, v in state["nodes"].items()} == {
+        "action_retry": ("succeeded", 4), "delay_only": ("failed", 4), "nothing_asked": ("failed", 1)}
+    assert [len((tmp_path / "ws" / f).read_text().splitlines()) for f in "abc"] == [4, 4, 1]
 
 
 def test_run_number_counts_the_runs_of_the_workspace(tmp_path: Path) -> None:

@@ -6,7 +6,8 @@ by plait with the run's params (and flow) and run by plait in the engine's own w
 recorded is then given back through the original's own API, and nothing more:
 - plait's ledger is written into the engine's `WorkflowState` with the state's own methods
   (`mark_step_success`, `mark_step_failed`, `mark_step_skipped`, with the original's words for
-  why a step was skipped: its condition, or the path a jump took), so `engine.state` and the
+  why a step was skipped: its condition, or the path a jump took; for a failed step's error, the
+  record's `message` when it has one: its on_error.message, rendered), so `engine.state` and the
   returned `status`, `outputs` (`{step: {"result": ...}}`), `context` and `steps_state` hold plait's
   results (with the original's names beside plait's, `return_code` of a shell step: the dialect's
   `results.as_original`) and errors;
@@ -17,7 +18,12 @@ recorded is then given back through the original's own API, and nothing more:
   `validation`, as the original recorded a run it refused.
 - `skip_steps` is plait's `skip` (`--skip`), and `start_from` is `skip` of every step the flow
   lists before it (`StepNotInFlowError` for a step the flow leaves out), as docs/migrating.md
-  says. `resume_from` runs plait again in the same workspace (plait's resume).
+  says. `resume_from` runs plait again in the same workspace (plait's resume: what succeeded stays
+  done), starting from that step as `start_from` does; a step the flow leaves out cannot be resumed
+  from (the original's words: "Cannot resume: step 'X' not found in workflow"). plait's resume
+  has no other condition: it does not refuse a workspace whose last run succeeded, or another flow.
+- a refusal of plait that names the flow asked for (`Flow 'X' not found`) raises the original's
+  `FlowNotFoundError`, as the original raised it for the same flow.
 `install("native")` keeps the original's own run and only records that a run happened.
 
 Either way each run is recorded (one JSON line, to the file `PLAIT_SUITE_RECORD` names) as
@@ -40,6 +46,7 @@ import yaml
 ENGINE_VAR = "PLAIT_SUITE_ENGINE"
 RECORD_VAR = "PLAIT_SUITE_RECORD"
 _STATUS = {"succeeded": "completed", "failed": "failed", "skipped": "skipped"}
+_REFUSED_AT = ("parameter_validation", "validation")  # the failed "step" a refused run records (the original's)
 
 
 def install(engine: str) -> None:
@@ -80,7 +87,7 @@ def run_on_plait(engine: Any, params: dict | None = None, resume_from: str | Non
                  start_from: str | None = None, skip_steps: list | None = None, flow: str | None = None,
                  max_retries: int = 3) -> dict[str, Any]:
     """Run the engine's workflow on plait; return the original's result shape (see the module's docstring)."""
-    from yaml_workflow.exceptions import StepNotInFlowError
+    from yaml_workflow.exceptions import FlowNotFoundError, StepNotInFlowError
     from yaml_workflow.exceptions import WorkflowError as OriginalError
 
     from plait.compiler import WorkflowError
@@ -95,15 +102,22 @@ def run_on_plait(engine: Any, params: dict | None = None, resume_from: str | Non
     except WorkflowError as err:
         _record("plait", "refused", str(err))
         first = err.errors[0].message if err.errors else str(err)
-        engine.state.mark_step_failed("parameter_validation" if "parameter" in first.lower() else "validation",
+        engine.state.mark_step_failed(_REFUSED_AT[0] if "parameter" in first.lower() else _REFUSED_AT[1],
                                       first)  # the original recorded a refused run so, and `--resume` reads it
+        if flow and first == f"Flow '{flow}' not found":
+            raise FlowNotFoundError(flow) from err
         raise OriginalError(str(err)) from err
+    if resume_from in _REFUSED_AT:  # the original's resume of a refused run started it afresh
+        resume_from = None
     skip = list(skip_steps or [])
-    if start_from:
-        if start_from not in plan.steps:
-            _record("plait", "refused", f"start_from {start_from}")
-            raise StepNotInFlowError(start_from, flow or str(plan.params.get("flow", "default")))
-        skip += list(plan.steps)[:list(plan.steps).index(start_from)]
+    start = start_from or resume_from
+    if start:
+        if start not in plan.steps:
+            _record("plait", "refused", f"{'start_from' if start_from else 'resume_from'} {start}")
+            if not start_from:
+                raise OriginalError(f"Cannot resume: step '{start}' not found in workflow")
+            raise StepNotInFlowError(start, flow or str(plan.params.get("flow", "default")))
+        skip += list(plan.steps)[:list(plan.steps).index(start)]
     result = run_workflow(plan, workspace=engine.workspace, jobs=2, backend="threading",
                           fresh=resume_from is None, skip=skip)
     steps = _write_state(engine, plan, flow if flow else plan.params.get("flow"))
@@ -171,8 +185,9 @@ def _write_state(engine: Any, plan: Any, flow: str | None) -> dict[str, dict[str
         if status == "completed":
             engine.context["steps"][name] = {"result": result}
             state.mark_step_success(name, {"result": result})
-        elif status == "failed":
-            state.mark_step_failed(name, (node["error"] or {}).get("error", ""))
+        elif status == "failed":  # the step's own words when it has them (on_error.message), as the original kept
+            error = node["error"] or {}
+            state.mark_step_failed(name, error.get("message") or error.get("error", ""))
         elif status == "skipped":
             state.mark_step_skipped(name, reason=_reason(notes.get(name), conditions.get(name)))
     return steps

@@ -150,7 +150,8 @@ def _check_steps(steps: Any, params: Mapping[str, Any], param_names: set[str], d
     if not isinstance(steps, YamlList):
         return {}
     if not steps:
-        errors.append(Diagnostic(steps.loc, "the workflow has no steps", "add at least one step under `steps:`"))
+        errors.append(Diagnostic(steps.loc, "No steps to execute: the workflow has no steps",  # the original's words
+                                 "add at least one step under `steps:`"))
     names: dict[str, SourceLoc] = {}
     for raw, loc in zip(steps, steps.item_locs):
         if not isinstance(raw, YamlMap):

@@ -42,6 +42,7 @@ class StepDraft:
     timeout: float | None = None
     on_error: str = "fail"
     on_error_template: str | None = None  # rendered per node when it fails; `on_error` is the fallback
+    error_message: str | None = None  # rendered per node when it fails, into its error record's `message`
     max_failures: int | float | None = None
     allow_empty: bool = False
     description: str | None = None

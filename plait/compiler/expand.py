@@ -176,6 +176,7 @@ def _step_spec(draft: StepDraft, kind: str) -> StepSpec:
         max_failures=draft.max_failures, allow_empty=draft.allow_empty, description=draft.description,
         items_loc=draft.items_loc if draft.deferred_items is not None else None,
         group_by=draft.group_by, group_key=draft.group_key, on_error_template=draft.on_error_template,
+        error_message=draft.error_message,
         input_files=draft.input_files, output_files=draft.output_files, code_changes=draft.code_changes,
         max_parallel=draft.max_parallel, file_items=draft.file_items,
         params_read=tuple(sorted(draft.params_read)) or None, written=draft.written)

@@ -10,8 +10,16 @@ fallback (`fail` unless `defaults:` says otherwise).
 
 The template may give `fail` or `continue`, or a boolean as GitHub's `continue-on-error` does
 (true: continue). Anything else, or a template that fails to render, means the fallback, and
-the record says why (`on_error_note`). This module imports only the templating module: a worker
-process loads it without the rest of the compiler.
+the record says why (`on_error_note`).
+
+A step's `error_message` is the failure in the user's own words: rendered in the worker when a
+node fails, with the node's names and `error` (its error record), into the record's `message`.
+The record's `error` stays the exception's own text, which is what retries, `retry_on` and the
+error flows read. A message that cannot render is the error's own text and why (the words "failed
+to format custom message" are the original engine's, where its users would search for them).
+
+This module imports only the templating module: a worker process loads it without the rest of
+the compiler.
 """
 
 from __future__ import annotations
@@ -21,7 +29,7 @@ from typing import Any
 
 from plait.templating import RENDER_ERRORS, render
 
-__all__ = ["ON_ERROR", "resolve_on_error"]
+__all__ = ["ON_ERROR", "error_message", "resolve_on_error"]
 
 ON_ERROR = ("fail", "continue")
 
@@ -45,3 +53,12 @@ def resolve_on_error(template: str, context: Mapping[str, Any], fallback: str = 
         if text in ("true", "false"):
             return ("continue" if text == "true" else "fail"), None
     return fallback, f"on_error gave {value!r}, not fail, continue, true or false"
+
+
+def error_message(template: str, context: Mapping[str, Any], record: Mapping[str, Any]) -> str:
+    """Render a step's `error_message` for a failed node whose error record is `record`; never raises."""
+    try:
+        value = render(template, {**context, "error": record})
+    except RENDER_ERRORS as err:
+        return f"{record.get('error')} (failed to format custom message: {type(err).__name__}: {err})"
+    return value if isinstance(value, str) else str(value)

@@ -137,6 +137,7 @@ class StepSpec:
     group_by: str | None = None  # the step whose items this one groups
     group_key: str | None = None  # the template giving each of those items its group
     on_error_template: str | None = None  # rendered for each node that fails (plait.compiler.on_error)
+    error_message: str | None = None  # rendered for each node that fails, into its error record's `message`
     input_files: tuple[str, ...] | None = None  # files each node reads (templates of the item left): tracked
     output_files: tuple[str, ...] | None = None  # files each node writes, in the workspace: a missing one re-runs
     code_changes: str | None = None  # "ignore": a code edit does not re-run finished nodes
@@ -301,7 +302,7 @@ class Plan:
 
 # Left out of a plan's JSON when unset, so that the digests of plans from before they were hold.
 _LATER_FIELDS = ("items_loc", "group_by", "group_key", "on_error_template", "input_files", "output_files",
-                 "code_changes", "max_parallel", "file_items", "params_read", "written")
+                 "code_changes", "max_parallel", "file_items", "params_read", "written", "error_message")
 
 
 def _step_json(step: StepSpec) -> dict[str, Any]:

@@ -52,6 +52,9 @@ STEP_FIELDS: dict[str, Field] = {
     "retry": Field((dict,)),
     "timeout": Field(_NUMBER),
     "on_error": Field((str,)),  # fail, continue, or a template: checked by plait.compiler.policy
+    "error_message": Field((str,), doc="words of your own for a failure, a template that also sees `error` (the "
+                                       "error record): `error_message: \"no price for {{ item }}: "
+                                       "{{ error.error }}\"`"),
     "max_failures": Field((int, str)),
     "allow_empty": Field((bool,)),
     "input_files": Field((list, str), doc="files each node reads, relative to the workflow's folder: "

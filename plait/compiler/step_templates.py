@@ -1,6 +1,6 @@
 """A step's templates: check what they read, and render those that read only params.
 
-Every template string in a step (inputs, items, key, condition) is parsed once here: a syntax
+Every template string in a step (inputs, items, key, condition, on_error, error_message) is parsed once here: a syntax
 error, an unknown name, an undeclared parameter or an unknown step is reported at the string's
 position. The steps a template names become the step's dependencies (`depends_on` may be left
 out). Templates that read only params are rendered now, at compile time; the rest (items, steps,
@@ -34,6 +34,7 @@ from plait.templating import (
 )
 
 __all__ = [
+    "ERROR_NAME",
     "check_templates",
     "reads_missing_param",
     "render_config",
@@ -42,6 +43,7 @@ __all__ = [
     "unknown_step",
 ]
 
+ERROR_NAME = "error"  # what `error_message` sees besides a template's usual names: the node's error record
 
 
 def unknown_step(name: str, verb: str, dep: str, step_names: Mapping[str, SourceLoc],
@@ -66,10 +68,10 @@ def check_templates(draft: StepDraft, raw: YamlMap, step_names: Mapping[str, Sou
             errors.append(Diagnostic(where, f"step '{draft.name}': template error in {context}: {err}",
                                      "check the {{ … }} and {% … %} syntax"))
             continue
-        for name in sorted(refs.names - TEMPLATE_NAMES):
+        known = TEMPLATE_NAMES | {ERROR_NAME} if context == "error_message" else TEMPLATE_NAMES
+        for name in sorted(refs.names - known):
             errors.append(Diagnostic(where, f"step '{draft.name}': {context} uses unknown name '{name}'",
-                                     did_you_mean(name, TEMPLATE_NAMES) or
-                                     f"templates see: {', '.join(sorted(TEMPLATE_NAMES))}"))
+                                     did_you_mean(name, known) or f"templates see: {', '.join(sorted(known))}"))
         if refs.names & ITEM_NAMES and not draft.is_batch:
             used = sorted(refs.names & ITEM_NAMES)[0]
             errors.append(Diagnostic(where, f"step '{draft.name}' has no items, but {context} uses '{used}'",
@@ -118,7 +120,7 @@ def _scoped_names(draft: StepDraft, names: frozenset[str], where: SourceLoc, con
 def _templates(raw: YamlMap) -> Iterator[tuple[SourceLoc, str, str]]:
     """Yield (position, text, what it is) for every template string in the step."""
     kind = get_kind(raw.get("task")) if isinstance(raw.get("task"), str) else None
-    for key in ("items", "iterate_over", "key", "condition", "on_error"):
+    for key in ("items", "iterate_over", "key", "condition", "on_error", "error_message"):
         for loc, text in template_strings(raw.get(key), raw.value_locs.get(key)):
             yield loc, text, key
     group_by = raw.get("group_by")

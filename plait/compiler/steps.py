@@ -72,6 +72,7 @@ def check_step(raw: YamlMap, position: int, step_names: Mapping[str, SourceLoc],
     draft.condition = raw.get("condition") if isinstance(raw.get("condition"), str) else (
         None if raw.get("condition") in (None, True) else "{{ false }}")
     draft.key = raw.get("key")
+    draft.error_message = raw.get("error_message") if isinstance(raw.get("error_message"), str) else None
     draft.allow_empty = bool(raw.get("allow_empty", False))
     draft.written = _written(raw)
     return draft, errors

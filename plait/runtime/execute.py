@@ -54,6 +54,7 @@ from typing import Any, NamedTuple
 from loguru import logger
 
 from plait.compiler import RetryPolicy, StepSpec, resolve_on_error, thaw
+from plait.compiler.on_error import error_message
 from plait.limits import MAX_RESULT_BYTES, size_text
 from plait.runtime import output
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, RunInterrupted, error_record
@@ -104,6 +105,7 @@ class StepCall(NamedTuple):
     total: int | None  # the number of items in the step
     on_error: str | None = None  # the step's on_error template, rendered for a node that fails
     max_parallel: int | None = None  # at most this many of the step's nodes at once: they travel in lanes (waves)
+    error_message: str | None = None  # the step's error_message template, rendered for a node that fails
 
 
 def step_call(step: StepSpec, total: int | None) -> StepCall | None:
@@ -119,7 +121,8 @@ def step_call(step: StepSpec, total: int | None) -> StepCall | None:
     templated = any(_has_template(v) for name, v in step.config.items() if modes.get(name) != "raw")
     flat = not any(isinstance(v, (Mapping, list, tuple)) for v in step.config.values())
     return StepCall(step.name, kind.handler, step.config, modes, templated, flat, step.condition, step.timeout,
-                    kind.own_timeout, step.retry, total, step.on_error_template, step.max_parallel)
+                    kind.own_timeout, step.retry, total, step.on_error_template, step.max_parallel,
+                    step.error_message)
 
 
 def _has_template(value: Any) -> bool:
@@ -259,6 +262,8 @@ def _run_node(info: RunInfo, chunk: Chunk, i: int, steps: Mapping[str, Any], out
             out.errors[i]["on_error"], note = resolve_on_error(call.on_error, ctx.template_context(item))
             if note:
                 out.errors[i]["on_error_note"] = note
+        if call.error_message is not None:  # the failure in the user's words (plait.compiler.on_error)
+            out.errors[i]["message"] = error_message(call.error_message, ctx.template_context(item), out.errors[i])
     printed = output.end()
     if printed is not None:
         out.outputs[i] = printed

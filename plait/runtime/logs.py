@@ -99,6 +99,8 @@ def format_logs(entries: list[dict[str, Any]]) -> str:
             error = t["error"]
             if error:
                 lines.append(f"    error: {error.get('error_type')}: {error.get('error')}")
+                if error.get("message"):  # the step's error_message
+                    lines.append(f"    message: {error['message']}")
                 if error.get("traceback"):
                     lines += [f"      {line}" for line in error["traceback"].rstrip("\n").split("\n")]
                 elif error.get("stderr_tail"):

@@ -140,7 +140,8 @@ def _judge_failure(state: RunState, nid: str, node: NodeSpec, error: dict | None
         logger.bind(node=nid).warning(f"{nid} failed within the step's failure budget: {error and error['error']}")
         return
     state.report.failed.append(error or {"node": nid})
-    logger.bind(node=nid).error(f"{nid} failed: {error and error['error_type']}: {error and error['error']}")
+    logger.bind(node=nid).error(f"{nid} failed: {error and error['error_type']}: {error and error['error']}"
+                                + (f" ({error['message']})" if error and error.get("message") else ""))
     if (error or {}).get("on_error", step.on_error) == "fail":  # a per-node on_error was decided where it ran
         state.stopping = True
 

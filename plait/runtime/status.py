@@ -160,6 +160,8 @@ def format_status(state: dict[str, Any], failures: int = 10) -> str:
         lines.append(f"failed nodes ({len(failed):,}):")
         for node_id, error in failed[:failures]:
             what = f"{error.get('error_type')}: {error.get('error')}" if error else "failed"
+            if error and error.get("message"):  # the step's error_message: the failure in the user's words
+                what = f"{error['message']} [{what}]"
             lines.append(f"  {node_id}: {what}")
         if len(failed) > failures:
             lines.append(f"  … and {len(failed) - failures:,} more (plait status --format json lists all)")

@@ -1,4 +1,4 @@
-"""One step of the original dialect, translated: its task, inputs, condition, on_error and retries.
+"""One step of the original dialect, translated: its task, inputs and condition (on_error: `on_error.py`).
 
 `StepRules` holds the per-step half of the translation (see `plait.compiler.dialect.translate` for
 each decision and why); the workflow-wide half (parameters, flows, list order) mixes it in.
@@ -10,11 +10,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from jinja2 import Environment, nodes
+
 from plait.compiler.batch_form import unwrap_batch
-from plait.compiler.diagnostics import SourceLoc, did_you_mean
+from plait.compiler.diagnostics import SourceLoc
 from plait.compiler.dialect.detect import ORIGINAL_KINDS
-from plait.compiler.dialect.findings import Findings
 from plait.compiler.dialect.names import bind_names, fill_defaults, literal
+from plait.compiler.dialect.on_error import ErrorRules
 from plait.compiler.dialect.results import code_view, rewrite_reads
 from plait.compiler.dialect.tasks import CODE_FUNCTION, KINDS, TASK_FUNCTION, translate_task
 from plait.compiler.dialect.tree import located, map_strings, name_list, put
@@ -22,26 +24,26 @@ from plait.compiler.loader import YamlMap
 from plait.compiler.schema import STEP_FIELDS
 from plait.compiler.step_templates import template_strings
 from plait.tasks.base import get_kind
-from plait.templating import TemplateError, analyze
+from plait.templating import TEMPLATE_NAMES, TemplateError, analyze
 
-__all__ = ["StepRules", "action_of", "failed_test", "in_order"]
+__all__ = ["StepRules", "failed_test", "in_order"]
 
 _STEP_KEYS = ("name", "task", "description", "inputs", "condition", "on_error", "depends_on", "retry", "timeout")
-_ON_ERROR = ("action", "retry", "delay", "next", "message")
 _STEP_ORDER = ("name", "description", "task", "depends_on", "after", "items", "key", "condition", "inputs", "retry",
-               "timeout", "on_error", "max_failures")
+               "timeout", "on_error", "max_failures", "error_message")
 _TIMEOUT_INPUT = ("shell", "python_module", "python_script")  # kinds whose inputs took a timeout
 _CODE = ("code",)  # Python, not a template: plait never renders it (a `template:` it does, at run time)
 _ORIGINAL_NAMES = {  # the original's names that no rewriting binds (see names.py for those that are)
     "settings": "declare the setting as a parameter and read `args.NAME`",
     "error": "only a step that an on_error.next names sees the error; plait status shows every error",
 }
+_PARSER = Environment()  # to read a template's syntax tree: what it tests is defined (`_guarded`)
 _NO_KIND_HINT = ("plait runs the original's kinds and those registered with its register_task (from "
                  "yaml_workflow.tasks or plait.tasks.original); or rewrite the step with shell, python, file, "
                  "template, noop or echo")
 
 
-class StepRules(Findings):
+class StepRules(ErrorRules):
     """Translate one step of the original dialect into plait's form (mixed into the workflow's translator)."""
 
     def _templates(self, value: Any, loc: SourceLoc) -> None:
@@ -67,7 +69,7 @@ class StepRules(Findings):
                 put(out, key, raw[key], raw, key)
         task = raw.get("task")
         inputs = raw.get("inputs") if isinstance(raw.get("inputs"), YamlMap) else YamlMap(raw.loc)
-        if _never_runs(raw.get("condition")):
+        if _never_runs(raw.get("condition")) or self._undefined(raw.get("condition")):
             task, inputs = "noop", YamlMap(raw.loc)  # the original never looked at it: neither does plait
         if isinstance(task, str):
             self._task(out, raw, task, inputs, kinds, batch_items)
@@ -255,6 +257,22 @@ class StepRules(Findings):
                 put(out, key, inner[key], inner, key)  # for plait's own check to report
         return out
 
+    def _undefined(self, condition: Any) -> list[str]:
+        """Return the names a condition reads that neither plait nor the original's context ever defines.
+
+        A parameter nobody declared or gave counts (`args.X`). A name that the condition also tests
+        (`X is defined`) or gives a `default` is left out: reading it did not fail in the original.
+        """
+        if not isinstance(condition, str) or ("{{" not in condition and "{%" not in condition):
+            return []
+        try:
+            refs = analyze(condition)
+        except TemplateError:
+            return []  # plait's own checks report it, with its position
+        names = refs.names - TEMPLATE_NAMES - self.names.keys() - _ORIGINAL_NAMES.keys()
+        params = {f"args.{p}" for p in refs.params - set(self.param_names)}
+        return sorted((names | params) - _guarded(condition))
+
     def _condition(self, out: YamlMap, raw: YamlMap, kinds: Mapping[str, str]) -> None:
         condition = raw["condition"]
         loc = raw.value_locs["condition"]
@@ -265,81 +283,17 @@ class StepRules(Findings):
                                "when the condition rendered to exactly 'True'); neither does plait",
                           once="never")
             return
+        undefined = self._undefined(condition)
+        if undefined:
+            put(out, "condition", "{{ false }}", raw, "condition")
+            self.note(loc, f"this condition reads {', '.join(map(repr, undefined))}, which nothing defines (a typo?): "
+                           "it could never render, and the original skipped a step whose condition failed to render, "
+                           "so it never ran the step; neither does plait")
+            return
         put(out, "condition", _rewritten(condition, kinds), raw, "condition")
         self.note(loc, "a condition runs its step when it renders to a true value (true, yes, 1, a non-empty "
                        "list...), and one that cannot render fails the node; the original ran the step only for "
                        "the exact text 'True', and skipped it when the condition failed", once="condition")
-
-    def _on_error(self, out: YamlMap, raw: YamlMap) -> None:
-        """Put `on_error` and the retry policy of `raw` into `out`. Mutates `out`."""
-        on_error = raw.get("on_error")
-        retry = raw.get("retry")
-        if isinstance(retry, int) and not isinstance(retry, bool):
-            self._retry(out, raw, retry, 0, raw.value_locs["retry"])
-        elif isinstance(retry, YamlMap):
-            put(out, "retry", retry, raw, "retry")  # plait's own retry policy
-        elif retry is not None:
-            self.error(raw.value_locs["retry"], "a step's retry must be a number of retries",
-                       "write `on_error: {retry: 3, delay: 1}`")
-        if retry is None and not (isinstance(on_error, YamlMap) and "retry" in on_error):
-            self.note(raw.loc, "a failing step runs once: the original retried every failing step 3 times "
-                               "unless on_error.retry said otherwise", once="retries")
-        if on_error is None:
-            return
-        if not isinstance(on_error, YamlMap):
-            given = on_error if isinstance(on_error, str) else None
-            if given not in ("fail", "continue"):  # the original read anything else as fail, and so does plait
-                self.note(raw.value_locs["on_error"], f"on_error {on_error!r} is read as 'fail', as the original read "
-                                                      "it; write `on_error: continue`, or a mapping with action, "
-                                                      "retry, delay, next")
-            put(out, "on_error", "continue" if given == "continue" else "fail", raw, "on_error")
-            if given == "continue":
-                put(out, "max_failures", "100%", raw, "on_error")
-            return
-        for key in on_error:
-            if key not in _ON_ERROR:
-                self.error(on_error.key_locs[key], f"unknown key '{key}' in on_error",
-                           did_you_mean(key, _ON_ERROR) or f"on_error takes: {', '.join(_ON_ERROR)}")
-        action = action_of(on_error)
-        given = on_error.get("action")
-        if given not in (None, "fail", "continue", "next"):
-            self.note(on_error.value_locs["action"], f"on_error.action '{given}' is read as '{action}', as the "
-                                                     "original read any action but continue")
-        if action == "next" and "next" not in on_error:
-            self.error(on_error.value_locs["action"], "on_error.action 'next' needs `next: STEP`")
-        else:
-            put(out, "on_error", "fail" if action == "fail" else "continue", on_error,
-                 "action" if "action" in on_error else "next")
-            if action == "continue":
-                put(out, "max_failures", "100%", on_error, "action")
-            if action == "next":
-                put(out, "max_failures", "100%", on_error, "next")
-                self.note(on_error.value_locs["next"], f"on_error.next: when this step fails, the steps up to "
-                                                       f"'{on_error['next']}' are skipped and it runs, and the run "
-                                                       "succeeds, as in the original", once="next")
-        if "retry" in on_error:
-            count, delay = on_error["retry"], on_error.get("delay", 0)
-            if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-                count = 0  # the original ran a negative count as 0 retries, and text as its default
-                self.note(on_error.value_locs["retry"], f"on_error.retry {on_error['retry']!r} is not a whole number, "
-                                                        "0 or more: the step runs once (the original ran a negative "
-                                                        "count as none, and text as its default of 3)")
-            if not isinstance(delay, (int, float)) or isinstance(delay, bool) or delay < 0:
-                self.error(on_error.value_locs["delay"], "on_error.delay must be a number of seconds, 0 or more")
-            else:
-                self._retry(out, on_error, count, delay, on_error.value_locs["retry"])
-        if "message" in on_error:
-            self.note(on_error.key_locs["message"], "on_error.message is not shown: plait records the error "
-                                                    "itself (plait status, the run's log)", once="message")
-
-    def _retry(self, out: YamlMap, where: YamlMap, count: int, delay: float, loc: SourceLoc) -> None:
-        policy = YamlMap(loc)
-        for key, value in (("max_attempts", count + 1), ("delay", delay), ("backoff", 1), ("jitter", 0),
-                           ("retry_on", name_list(["Exception"], loc))):
-            policy[key] = value
-            policy.key_locs[key] = policy.value_locs[key] = loc
-        put(out, "retry", policy, where, "retry")
-
 
 _DEFINED = re.compile(r"\bsteps\.([A-Za-z_][A-Za-z0-9_]*) is (not )?defined\b")
 
@@ -353,6 +307,21 @@ def _defined(text: str) -> str:
 def failed_test(step: str) -> str:
     """Return the template test that is true when `step` failed (its failure tolerated, as a jump's is)."""
     return f"(steps.{step}.status is defined and steps.{step}.status == 'failed')"
+
+
+def _guarded(text: str) -> set[str]:
+    """Return the names (and `args.X`) a template tests with `is defined`/`is undefined` or gives a `default`."""
+    guarded = set()
+    for node in _PARSER.parse(text).find_all((nodes.Test, nodes.Filter)):
+        subject = node.node
+        if node.name not in ("defined", "undefined", "default", "d"):
+            continue
+        if isinstance(subject, nodes.Name):
+            guarded.add(subject.name)
+        elif isinstance(subject, nodes.Getattr) and isinstance(subject.node, nodes.Name) and \
+                subject.node.name in ("args", "params"):
+            guarded.add(f"args.{subject.attr}")
+    return guarded
 
 
 def _never_runs(condition: Any) -> bool:
@@ -379,13 +348,6 @@ def _strings(value: Any) -> list[str]:
 def _is_code(native: YamlMap) -> bool:
     """Return True for a translated python_code step (its code is run by plait.tasks.original_code)."""
     return native.get("function") == CODE_FUNCTION and isinstance(native.get("kwargs"), YamlMap)
-
-
-def action_of(on_error: YamlMap) -> str:
-    """Return what an on_error mapping does, as the original read it: continue, next (a jump) or fail."""
-    if on_error.get("action") == "continue":
-        return "continue"
-    return "next" if "next" in on_error or on_error.get("action") == "next" else "fail"
 
 
 def in_order(step: YamlMap) -> YamlMap:

@@ -12,13 +12,17 @@ Decisions (each construct, and where plait's behaviour differs on purpose):
   failure (`max_failures: 100%`), since the original then finished the run as a success.
   `retry: N` and `delay: S` become a retry policy of N+1 attempts, S seconds apart, on any
   error (the original retried everything). Without `retry`, the original retried every failing
-  step 3 times; plait runs it once (a note says so). `next: STEP` jumps to STEP on failure: the
+  step 3 times; plait runs it once (a note says so), unless `action: retry` or a `delay` asks
+  for retries: then 3, the original's count. `next: STEP` jumps to STEP on failure: the
   steps between are made to depend on the failing one, so they are skipped when it fails, and
-  STEP runs either way; the failure still fails the run (exit 1) after STEP ran. `message` is
-  not used (a note says so).
+  STEP runs either way; the failure is tolerated (`max_failures: 100%`), so the run succeeds
+  once STEP ran, as in the original. `message` becomes the step's `error_message`, with
+  `error` the original's `{step, message}`.
 - **condition.** The original ran a step when its condition rendered to exactly `True`; plait runs
-  it when the value is true (`true`, `yes`, a non-empty list...). A condition without `{{ }}` was
-  never `True` there, so the step never ran: that is refused, with a hint.
+  it when the value is true (`true`, `yes`, a non-empty list...). A condition without `{{ }}`, or
+  one that reads a name nothing defines (it never rendered, and the original skipped a step whose
+  condition failed), was never `True` there, so the step never ran: it is a `noop` that is always
+  skipped, with a note.
 - **batch.** `task: batch` with `inputs: {items, task: {task, inputs}}` becomes plait's `items:`
   and the inner task (unwrapped by `batch_form`, as for a native file), keyed by position
   (`key: "{{ index }}"`), since the original allowed an item twice. `arg_name: x` becomes
@@ -53,7 +57,8 @@ from plait.compiler.dialect.detect import is_marked, read_by_order
 from plait.compiler.dialect.findings import Note
 from plait.compiler.dialect.imports import with_imports
 from plait.compiler.dialect.names import TIMESTAMP, literal
-from plait.compiler.dialect.step import StepRules, action_of, failed_test, in_order
+from plait.compiler.dialect.on_error import action_of
+from plait.compiler.dialect.step import StepRules, failed_test, in_order
 from plait.compiler.dialect.tree import located, name_list, put
 from plait.compiler.loader import YamlList, YamlMap
 from plait.compiler.params import PARAM_TYPES
