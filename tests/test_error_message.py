@@ -1,25 +1,20 @@
 """A step's `error_message`: a failure in the workflow's own words, rendered for each failing node.
 
-Real `plait run` processes on every kind of node that fails: a batch item, a retried node, a shell
-command; then what `plait status` records and shows, and what the compiler refuses.
+`plait run` (the real command line, with real workers) on every kind of node that fails: a batch
+item, a retried node, a shell command; then what `plait status` records and shows, and what the
+compiler refuses.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from runtime.support import plait
 
-pytestmark = pytest.mark.slow  # whole processes end to end
-
-
-def plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plait.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
+pytestmark = pytest.mark.slow  # whole runs end to end
 
 
 def write(folder: Path, text: str) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import shlex
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from runtime.support import plait, plait_process
 
 from plait.compiler import compile_workflow
 from plait.compiler.dialect import is_original
@@ -32,11 +32,6 @@ ORIGINAL = Path(__file__).resolve().parent.parent / "examples" / "original"
 _spec = importlib.util.spec_from_file_location("record_package", ORIGINAL / "record_package.py")
 record_package = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(record_package)
-
-
-def plait(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "plait.cli", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120)
 
 
 def write_workflow(folder: Path, text: str) -> None:
@@ -342,9 +337,8 @@ def test_env_is_read_where_the_node_runs_in_templates_and_code(tmp_path: Path) -
             task: python_code
             inputs: {code: "result = env['PLAIT_GREETING'].upper()"}
         """)
-    done = subprocess.run([sys.executable, "-m", "plait.cli", "run", "wf.yaml", "--workspace", "ws", "-q"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "PLAIT_GREETING": "hi there"})
+    done = plait_process("run", "wf.yaml", "--workspace", "ws", "-q", cwd=tmp_path,
+                         env={"PLAIT_GREETING": "hi there"})  # the environment its workers start with
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "ws" / "from_shell.txt").read_text() == "hi there\n"
     state = json.loads(plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path).stdout)
