@@ -97,7 +97,8 @@ def _check_inputs(draft: StepDraft, raw: YamlMap) -> list[Diagnostic]:
         inputs = YamlMap(raw.loc)
     if kind.fields is None:
         return []
-    errors = check_fields(inputs, kind.fields, f"the inputs of step '{draft.name}' (a {draft.task} task)")
+    errors = check_fields(inputs, kind.fields,
+                          f"the inputs of step '{draft.name}' ({_article(draft.task)} {draft.task} task)")
     for field_name, message, hint in kind.check(inputs) if kind.check else []:
         loc = inputs.value_locs.get(field_name) if field_name else None
         errors.append(Diagnostic(loc or raw.key_locs.get("inputs", raw.loc), f"step '{draft.name}': {message}", hint))
@@ -146,3 +147,6 @@ def _check_dependencies(draft: StepDraft, raw: YamlMap, step_names: Mapping[str,
     return errors
 
 
+def _article(word: str) -> str:
+    """Return "an" before a word that starts with a vowel letter ("an echo task"), else "a"."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
