@@ -529,8 +529,8 @@ def test_a_run_killed_part_way_resumes_without_running_any_recorded_node_again(f
 
 WRITES = """
 CREATE TABLE writes (node_id TEXT, what TEXT);
-CREATE TRIGGER inserted AFTER INSERT ON nodes BEGIN INSERT INTO writes VALUES (new.node_id, 'insert'); END;
-CREATE TRIGGER updated AFTER UPDATE ON nodes BEGIN INSERT INTO writes VALUES (new.node_id, 'update'); END;
+CREATE TRIGGER inserted AFTER INSERT ON settled BEGIN INSERT INTO writes VALUES (new.node_id, 'insert'); END;
+CREATE TRIGGER updated AFTER UPDATE ON settled BEGIN INSERT INTO writes VALUES (new.node_id, 'update'); END;
 """
 
 
