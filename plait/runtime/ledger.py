@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from plait.masking import mask, mask_records
-from plait.runtime.ledger_schema import ENDED, STATUS, emulate, label, status_code, stored_ended, upgrade
+from plait.runtime.ledger_schema import ENDED, STATUS, emulate, label, status_code, stored_ended, stored_key, upgrade
 from plait.runtime.planned import pack, unpack
 from plait.workspace import state_dir
 
@@ -143,7 +143,7 @@ def _record_sql(rows: int, quote: bool) -> str:
     hold it already. The row is kept as plait.runtime.ledger_schema says.
     """
     values = ",".join(f"(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,{position})" for position in range(rows))
-    key = "json_quote(r.column14)" if quote else "r.column14"
+    key = stored_key("r.column1", "json_quote(r.column14)" if quote else "r.column14")
     insert = ("INSERT INTO settled (node_id, status, attempts, fingerprint, result, error, note, started, ended, "
               "worker, reason, output, step, key, kind, run, seq, in_plan) "
               f"SELECT r.column1, {status_code('r.column2')}, r.column3, r.column4, r.column5, r.column6, r.column7, "
@@ -547,7 +547,8 @@ class Ledger:
                 "seq = ?10 WHERE node_id = ?11 AND NOT (status = 1 AND fingerprint IS ?1)", rows)
             self.db.executemany(
                 "INSERT OR IGNORE INTO settled (node_id, step, key, kind, status, fingerprint, attempts, result, "
-                "started, ended, worker, output, note, run, seq) VALUES (?11, ?12, ?13, nullif(?14, 'task'), 1, ?1, "
+                f"started, ended, worker, output, note, run, seq) VALUES (?11, ?12, {stored_key('?11', '?13')}, "
+                "nullif(?14, 'task'), 1, ?1, "
                 f"?2, ?3, ?4, {stored_ended('?4', '?5')}, ?6, ?7, ?8, ?9, ?10)",
                 [(*row, labels[unrecorded[row[-1]][0]], _key_json(unrecorded[row[-1]][1]), unrecorded[row[-1]][2])
                  for row in rows if row[-1] in unrecorded])

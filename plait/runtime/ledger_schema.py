@@ -7,6 +7,11 @@ A million nodes are a million rows, so each byte of a row is a megabyte of ledge
 - the status is a small number (`STATUSES`: succeeded is 1, which SQLite keeps in no bytes at
   all), the kind is NULL for `task`;
 - the fingerprint is packed (plait.runtime.fingerprint), 25 bytes where its text took 49;
+- the key is left out when the node ID says it: the number 0 when the key's JSON is the text
+  between the ID's brackets (`work[7]`, key 7), an empty blob when it is that text quoted
+  (`resize[a.jpg]`, key "a.jpg"), either kept in no bytes; SQLite checks each as the row is
+  written, against the very expression that reads it back (`KEY`), so a key always reads as
+  it was written;
 - `ended` is the microseconds after `started` (an integer of a few bytes, not a second real of 8),
   or the moment itself when there is no start;
 - the table is keyed by node ID (`WITHOUT ROWID`), so the ID is kept once, not once in the table
@@ -32,8 +37,8 @@ import sqlite3
 from plait.runtime.fingerprint import packed
 from plait.runtime.planned import PLAN_TABLE
 
-__all__ = ["ENDED", "FINGERPRINT", "SCHEMA_VERSION", "STATUS", "STATUSES", "TABLES", "emulate", "label",
-           "status_code", "stored_ended", "upgrade"]
+__all__ = ["ENDED", "FINGERPRINT", "KEY", "SCHEMA_VERSION", "STATUS", "STATUSES", "TABLES", "emulate", "label",
+           "status_code", "stored_ended", "stored_key", "upgrade"]
 
 SCHEMA_VERSION = 4  # 3: a node has its row once it settles; 4: the row kept compactly (`settled`, `labels`)
 
@@ -58,7 +63,7 @@ CREATE TABLE IF NOT EXISTS attempts (
 _SETTLED = """
 CREATE TABLE IF NOT EXISTS {db}.labels (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE);
 CREATE TABLE IF NOT EXISTS {db}.settled (
-    node_id TEXT PRIMARY KEY, step INTEGER NOT NULL, key TEXT, kind TEXT, status NOT NULL,
+    node_id TEXT PRIMARY KEY, step INTEGER NOT NULL, key, kind TEXT, status NOT NULL,
     attempts INTEGER NOT NULL DEFAULT 0, fingerprint, result TEXT, error TEXT, note TEXT, started REAL, ended,
     run INTEGER, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1, worker INTEGER, reason TEXT, output TEXT
 ) WITHOUT ROWID;
@@ -82,6 +87,18 @@ def label(number: str) -> str:
     return f"(SELECT label FROM labels WHERE id = {number})"
 
 
+def stored_key(node_id: str, key: str) -> str:
+    """Return SQL turning a key's JSON `key` into what `settled` keeps: nothing when the node ID says it."""
+    inside = _inside(node_id)
+    return (f"CASE WHEN {key} IS NULL OR {node_id} NOT GLOB '*?]' THEN {key} WHEN {key} = {inside} THEN 0 "
+            f"WHEN {key} = json_quote({inside}) THEN x'' ELSE {key} END")
+
+
+def _inside(node_id: str) -> str:
+    """Return SQL reading the text between a node ID's first `[` and its last character (a `]`)."""
+    return f"substr({node_id}, instr({node_id}, '[') + 1, length({node_id}) - instr({node_id}, '[') - 1)"
+
+
 def stored_ended(started: str, ended: str) -> str:
     """Return SQL turning a moment `ended` into what `settled` keeps: microseconds after `started`, if one."""
     return (f"CASE WHEN {started} IS NULL OR {ended} IS NULL THEN {ended} "
@@ -93,11 +110,13 @@ STATUS = "CASE status " + " ".join(f"WHEN {code} THEN '{name}'" for code, name i
          " ELSE status END"
 FINGERPRINT = ("CASE typeof(fingerprint) WHEN 'blob' THEN substr(lower(hex(fingerprint)), 1, "
                "CASE length(fingerprint) WHEN 25 THEN 49 ELSE 2 * length(fingerprint) END) ELSE fingerprint END")
+KEY = (f"CASE typeof(key) WHEN 'integer' THEN {_inside('node_id')} WHEN 'blob' THEN json_quote({_inside('node_id')}) "
+       "ELSE key END")
 ENDED = "CASE WHEN typeof(ended) = 'integer' AND started IS NOT NULL THEN started + ended / 1000000.0 ELSE ended END"
 
 _VIEW = f"""
 CREATE VIEW IF NOT EXISTS nodes AS SELECT
-    node_id, {label('step')} AS step, key, coalesce(kind, 'task') AS kind, {STATUS} AS status, attempts,
+    node_id, {label('step')} AS step, {KEY} AS key, coalesce(kind, 'task') AS kind, {STATUS} AS status, attempts,
     {FINGERPRINT} AS fingerprint, result, error, note, started, {ENDED} AS ended, {label('run')} AS run_id, seq,
     in_plan, {label('worker')} AS worker, reason, output
 FROM settled
@@ -169,7 +188,8 @@ def _copy(db: sqlite3.Connection, into: str, fingerprint: str) -> None:
     db.execute(f"""
         INSERT INTO {into}.settled (node_id, step, key, kind, status, attempts, fingerprint, result, error, note,
             started, ended, run, seq, in_plan, worker, reason, output)
-        SELECT node_id, {number('step')}, key, nullif(kind, 'task'), {status_code('status')}, attempts, {fingerprint},
+        SELECT node_id, {number('step')}, {stored_key('node_id', 'key')}, nullif(kind, 'task'),
+            {status_code('status')}, attempts, {fingerprint},
             result, error, note, started, {stored_ended('started', 'ended')}, {number('run_id')}, seq, in_plan,
             {number(column['worker'])}, {column['reason']}, {column['output']}
         FROM main.nodes""")
