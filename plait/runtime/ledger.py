@@ -627,11 +627,19 @@ class Ledger:
     @_readable
     def step_counts(self) -> list[tuple[str, int, int, int, int, int]]:
         """Return (step, nodes, succeeded, failed, retried, skipped) of each step's task nodes that have a row, steps in
-        the order `nodes` first lists one of theirs: what a summary counts, counted by SQLite."""
-        return self.db.execute(
-            f"SELECT {label('step')}, count(*), sum(status = 1), sum(status = 2), sum(attempts > 1), sum(status = 3) "
-            "FROM settled WHERE in_plan = 1 AND coalesce(kind, '') != 'join' GROUP BY step "
-            "ORDER BY count(seq) = 0, min(seq), min(node_id)").fetchall()
+        the order `nodes` first lists one of theirs: what a summary counts, counted by SQLite.
+
+        The steps are put in order here, not by SQLite: ordering by the aggregates made SQLite read
+        every row's node ID, half the time of the whole count at a million rows.
+        """
+        rows = self.db.execute(
+            f"SELECT {label('step')}, count(*), sum(status = 1), sum(status = 2), sum(attempts > 1), sum(status = 3), "
+            "min(seq), step FROM settled WHERE in_plan = 1 AND coalesce(kind, '') != 'join' GROUP BY step").fetchall()
+        unordered = [row[7] for row in rows if row[6] is None]  # no row of theirs has a seq: by their first node ID
+        firsts = dict(self.db.execute(f"SELECT step, min(node_id) FROM settled WHERE step IN "
+                                      f"({','.join(map(str, unordered))}) GROUP BY step")) if unordered else {}
+        rows.sort(key=lambda row: (row[6] is None, row[6] or 0, firsts.get(row[7], "")))
+        return [row[:6] for row in rows]
 
     @_readable
     def failed_nodes(self) -> list[tuple[str, str | None]]:
@@ -650,6 +658,23 @@ class Ledger:
             yield
         finally:
             self.db.execute("COMMIT")
+
+    def batches(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+        """Yield the rows of a query of the ledger's tables (plait.runtime.ledger_schema), `size` at a time.
+
+        For readers of many rows that build their text in SQL (plait.runtime.status). Raises LedgerError.
+        """
+        try:
+            cursor = self.db.execute(sql)
+            while batch := cursor.fetchmany(size):
+                yield batch
+        except sqlite3.DatabaseError as err:
+            raise self.damaged(err) from err
+
+    @_readable
+    def labels(self) -> dict[int, str]:
+        """Return {number: name} of the labels (the names a row's step, run and worker stand for)."""
+        return dict(self.db.execute("SELECT id, label FROM labels"))
 
     @_readable
     def columns(self, table: str) -> tuple[str, ...]:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import sqlite3
 
-from plait.runtime.fingerprint import packed
 from plait.runtime.planned import PLAN_TABLE
 
 __all__ = ["ENDED", "FINGERPRINT", "KEY", "SCHEMA_VERSION", "STATUS", "STATUSES", "TABLES", "emulate", "label",
@@ -140,6 +139,8 @@ def upgrade(db: sqlite3.Connection) -> None:
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         _create(db, "main")
         if old:
+            from plait.runtime.fingerprint import packed  # here: a reader of the ledger need not load the compiler
+
             db.create_function("plait_packed", 1, packed, deterministic=True)
             _copy(db, "main", "plait_packed(fingerprint)")
             db.execute("DROP TABLE nodes")
