@@ -12,8 +12,9 @@ A million nodes are a million rows, so each byte of a row is a megabyte of ledge
   (`resize[a.jpg]`, key "a.jpg"), either kept in no bytes; SQLite checks each as the row is
   written, against the very expression that reads it back (`KEY`), so a key always reads as
   it was written;
-- `ended` is the microseconds after `started` (an integer of a few bytes, not a second real of 8),
-  or the moment itself when there is no start;
+- `ended` is the nanoseconds after `started` (an integer of a few bytes, not a second real of 8),
+  or the moment itself when there is no start: fine enough that the moment reads back the very
+  number it was (a double of today's seconds holds them to a quarter of a microsecond);
 - the table is keyed by node ID (`WITHOUT ROWID`), so the ID is kept once, not once in the table
   and again in an index of it.
 
@@ -99,9 +100,9 @@ def _inside(node_id: str) -> str:
 
 
 def stored_ended(started: str, ended: str) -> str:
-    """Return SQL turning a moment `ended` into what `settled` keeps: microseconds after `started`, if one."""
+    """Return SQL turning a moment `ended` into what `settled` keeps: nanoseconds after `started`, if one."""
     return (f"CASE WHEN {started} IS NULL OR {ended} IS NULL THEN {ended} "
-            f"ELSE CAST(round(({ended} - {started}) * 1000000) AS INTEGER) END")
+            f"ELSE CAST(round(({ended} - {started}) * 1000000000) AS INTEGER) END")
 
 
 # A row's columns read back as they were written (the `nodes` view uses these; so do the queries of `Ledger`).
@@ -111,7 +112,7 @@ FINGERPRINT = ("CASE typeof(fingerprint) WHEN 'blob' THEN substr(lower(hex(finge
                "CASE length(fingerprint) WHEN 25 THEN 49 ELSE 2 * length(fingerprint) END) ELSE fingerprint END")
 KEY = (f"CASE typeof(key) WHEN 'integer' THEN {_inside('node_id')} WHEN 'blob' THEN json_quote({_inside('node_id')}) "
        "ELSE key END")
-ENDED = "CASE WHEN typeof(ended) = 'integer' AND started IS NOT NULL THEN started + ended / 1000000.0 ELSE ended END"
+ENDED = "CASE WHEN typeof(ended) = 'integer' AND started IS NOT NULL THEN started + ended / 1e9 ELSE ended END"
 
 _VIEW = f"""
 CREATE VIEW IF NOT EXISTS nodes AS SELECT
@@ -139,10 +140,7 @@ def upgrade(db: sqlite3.Connection) -> None:
                         db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         _create(db, "main")
         if old:
-            from plait.runtime.fingerprint import packed  # here: a reader of the ledger need not load the compiler
-
-            db.create_function("plait_packed", 1, packed, deterministic=True)
-            _copy(db, "main", "plait_packed(fingerprint)")
+            _copy(db, "main")
             db.execute("DROP TABLE nodes")
         db.execute(_VIEW)
         db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
@@ -153,14 +151,11 @@ def upgrade(db: sqlite3.Connection) -> None:
 
 
 def emulate(db: sqlite3.Connection) -> None:
-    """Let a read-only connection to a ledger of an earlier schema read it as schema 4: its rows copied into `temp`.
-
-    The fingerprints are left as text: what reads them reads them as text (`FINGERPRINT`).
-    """
+    """Let a read-only connection to a ledger of an earlier schema read it as schema 4: its rows copied into `temp`."""
     if not _nodes_table(db):
         return
     _create(db, "temp")
-    _copy(db, "temp", "fingerprint")
+    _copy(db, "temp")
     db.commit()
 
 
@@ -175,8 +170,12 @@ def _nodes_table(db: sqlite3.Connection) -> bool:
     return db.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'nodes' AND type = 'table'").fetchone() is not None
 
 
-def _copy(db: sqlite3.Connection, into: str, fingerprint: str) -> None:
-    """Copy the `nodes` table's rows into `{into}.settled`, kept as schema 4 keeps them."""
+def _copy(db: sqlite3.Connection, into: str) -> None:
+    """Copy the `nodes` table's rows into `{into}.settled`, kept as schema 4 keeps them (fingerprints packed, so a
+    resume, or a dry run, finds them current)."""
+    from plait.runtime.fingerprint import packed  # here: a reader of a schema 4 ledger need not load the compiler
+
+    db.create_function("plait_packed", 1, packed, deterministic=True)
     have = {row[1] for row in db.execute("PRAGMA main.table_info(nodes)")}
     column = {name: name if name in have else "NULL" for name in ("worker", "reason", "output")}
     db.execute(f"INSERT OR IGNORE INTO {into}.labels (label) SELECT step FROM main.nodes UNION "
@@ -190,7 +189,7 @@ def _copy(db: sqlite3.Connection, into: str, fingerprint: str) -> None:
         INSERT INTO {into}.settled (node_id, step, key, kind, status, attempts, fingerprint, result, error, note,
             started, ended, run, seq, in_plan, worker, reason, output)
         SELECT node_id, {number('step')}, {stored_key('node_id', 'key')}, nullif(kind, 'task'),
-            {status_code('status')}, attempts, {fingerprint},
+            {status_code('status')}, attempts, plait_packed(fingerprint),
             result, error, note, started, {stored_ended('started', 'ended')}, {number('run_id')}, seq, in_plan,
             {number(column['worker'])}, {column['reason']}, {column['output']}
         FROM main.nodes""")
