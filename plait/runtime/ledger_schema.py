@@ -16,7 +16,10 @@ A million nodes are a million rows, so each byte of a row is a megabyte of ledge
   or the moment itself when there is no start: fine enough that the moment reads back the very
   number it was (a double of today's seconds holds them to a quarter of a microsecond);
 - the table is keyed by node ID (`WITHOUT ROWID`), so the ID is kept once, not once in the table
-  and again in an index of it.
+  and again in an index of it. Its two indexes are partial: of the rows that left the plan
+  (`settled_gone`) and of those that did not succeed (`settled_unfinished`), what a resume reads
+  (`Ledger.previous`) and a run's first guess looks for (`unfinished`); each is empty when a
+  run of the whole plan succeeded, so a resume of it reads no row at all.
 
 The `nodes` view reads every row back as it was written, column for column (status and kind as
 text, the fingerprint as hex digits, `ended` as a moment, names for the numbers), so what reads
@@ -68,6 +71,7 @@ CREATE TABLE IF NOT EXISTS {db}.settled (
     run INTEGER, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1, worker INTEGER, reason TEXT, output TEXT
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS {db}.settled_gone ON settled (in_plan) WHERE in_plan = 0;
+CREATE INDEX IF NOT EXISTS {db}.settled_unfinished ON settled (in_plan) WHERE status != 1;
 """
 # Columns a ledger of an earlier schema lacks, added before it is upgraded: {table: [(column, type)]}.
 _ADDED = {"runs": [("counts", "TEXT"), ("step_graph", "TEXT")],
