@@ -92,10 +92,14 @@ def label(number: str) -> str:
 
 
 def stored_key(node_id: str, key: str) -> str:
-    """Return SQL turning a key's JSON `key` into what `settled` keeps: nothing when the node ID says it."""
+    """Return SQL turning a key's JSON `key` into what `settled` keeps: nothing when the node ID says it.
+
+    `CASE {key} WHEN`: SQLite works out the key (a `json_quote` as rows are recorded) once, not
+    once for each comparison.
+    """
     inside = _inside(node_id)
-    return (f"CASE WHEN {key} IS NULL OR {node_id} NOT GLOB '*?]' THEN {key} WHEN {key} = {inside} THEN 0 "
-            f"WHEN {key} = json_quote({inside}) THEN x'' ELSE {key} END")
+    return (f"CASE WHEN substr({node_id}, -1) != ']' THEN {key} "
+            f"ELSE CASE {key} WHEN {inside} THEN 0 WHEN json_quote({inside}) THEN x'' ELSE {key} END END")
 
 
 def _inside(node_id: str) -> str:
