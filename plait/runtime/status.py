@@ -7,14 +7,15 @@ failed, retried}}` (plus the counts skipped and pending). Join nodes (which run 
 but not in a step's stats.
 
 `write_status_json` writes the same state as JSON, the very text `json.dumps(workflow_status(…))`
-gives, but streamed, and made by SQLite: each node's member of `nodes` (`"id": {"status": …}`)
-is put together by the query that reads its row (`_MEMBER`), and so is each processed key's
-JSON, so Python joins texts `CHUNK` at a time rather than building a dict per node and encoding
-it. Only a row whose text SQLite cannot be trusted to write as `json.dumps` does (an error record
-to re-encode, text beyond printable ASCII or with a quote or backslash to escape) is encoded by
-Python. A million nodes never become one dict and one string of 80 MB, and the first bytes are
-out while the rest are read. `workflow_status` builds the dict in Python from the `nodes` view,
-row by row: the reference that the streamed text is tested against.
+gives, but streamed, from one sorted pass over the ledger's rows (`settled`) that gives the nodes
+and the steps both. A million nodes must not cost a dict and an encoding each: a node's member of
+`nodes` is its ID's JSON and a tail (`: {"status": …}`) made once for each (status, attempts,
+reason) and reused, so a batch of nodes without an error record is put together a column at a
+time (`_Steps.add`), and a step's whole-number keys are cut from the node IDs. Building the
+members in SQLite was measured and was slower (docs/performance.md). A million nodes never
+become one dict and one string of 80 MB, and the first bytes are out while the rest are read.
+`workflow_status` builds the dict from the `nodes` view, row by row: the plain reference the
+streamed text is tested against (tests/test_state.py).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class _Steps:
         tasks = [row for row in batch if row[5] is not None]
         self.order.update(dict.fromkeys(map(_STEP, tasks)))
         self.counts.update(zip(map(_STEP, tasks), map(_CODE, tasks)))
-        for step, group in groupby(filter(_SUCCEEDED, tasks), _STEP):
+        for step, group in groupby(filter(_succeeded, tasks), _STEP):
             rows = list(group)
             self.processed[step] += self._numbers(step, rows) or map(_processed, rows)
         return ", ".join(members)
@@ -185,7 +186,7 @@ _TAILS = 10_000  # the most tails kept at once
 _ID, _STATUS_NUMBER, _ATTEMPTS, _ERROR, _REASON, _STEP, _STORED_KEY, _CODE = (itemgetter(i) for i in range(8))
 
 
-def _SUCCEEDED(row: tuple[Any, ...]) -> bool:
+def _succeeded(row: tuple[Any, ...]) -> bool:
     return row[1] == 1
 
 
