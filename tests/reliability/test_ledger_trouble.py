@@ -129,7 +129,7 @@ ITEMS = 3000
 EFFECTS = effect_workflow("filling", ITEMS)
 
 
-@pytest.mark.parametrize("limit_kib", [64, 600])  # full before the run's nodes are recorded; full part-way
+@pytest.mark.parametrize("limit_kib", [64, 192])  # full before the run's nodes are recorded; full part-way
 def test_a_disk_that_fills_up_stops_the_run_cleanly_and_the_next_run_resumes(flow: Flow, limit_kib: int,
                                                                             figures: dict) -> None:
     """RLIMIT_FSIZE makes writes past `limit_kib` fail as a full disk would (EFBIG; Python ignores SIGXFSZ)."""
