@@ -294,6 +294,54 @@ def test_plait_status_json_streams_the_text_json_dumps_gives_workflow_status(flo
     assert len(json.loads(out.getvalue())["nodes"]) == 6
 
 
+TRICKY = r"""
+    name: tricky
+    steps:
+      - name: each
+        task: python
+        items: ["café", "a\"b", "back\\slash", "tab\there", "del\x7f", 0, 10, -3, 2.5, "12", "plain", "x]y"]
+        on_error: continue
+        inputs:
+          code: |
+            if item in ("plain", 10):
+                raise ValueError(f"no {item} é")
+            result = item
+      - name: after
+        task: python
+        for_each: each
+        inputs: {code: "result = 1"}
+      - name: total
+        task: python
+        depends_on: [each]
+        inputs: {code: "result = 2"}
+      - name: gate
+        task: python
+        on_error: fail
+        inputs: {code: "raise ValueError('shut')"}
+      - name: later
+        task: python
+        depends_on: [gate]
+        inputs: {code: "result = 3"}
+"""
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_plait_status_json_writes_what_json_dumps_writes_of_ids_and_keys_to_escape(flow: Flow, chunk: int,
+                                                                                   monkeypatch: pytest.MonkeyPatch
+                                                                                   ) -> None:
+    flow.write(TRICKY)
+    flow.run()  # non-ASCII, quoted, escaped and numeric keys; failed, skipped and never-run nodes
+    monkeypatch.setattr(status, "CHUNK", chunk)
+    out = io.StringIO()
+    status.write_status_json(flow.ws, out)
+    state = workflow_status(flow.ws)
+    assert out.getvalue() == json.dumps(state) + "\n"
+    processed = state["steps"]["each"]["processed"]  # a key with a tab, DEL or bracket is a hash of its item
+    assert (processed[:3], processed[5:9], len(processed), sorted(state["steps"]["each"]["failed"])) == (
+        ["café", 'a"b', "back\\slash"], [0, -3, 2.5, "12"], 10, ["10", "plain"])
+    assert {n: state["nodes"][n]["status"] for n in ("gate", "later")} == {"gate": "failed", "later": "pending"}
+
+
 def test_plait_status_json_is_workflow_status(flow: Flow) -> None:
     shape_flow(flow)
     flow.run()

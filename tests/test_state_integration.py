@@ -6,6 +6,7 @@ counts executions instead of trusting the ledger's own account of them.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -131,6 +132,30 @@ def test_a_resume_of_a_plan_the_ledger_holds_writes_the_same_fingerprints_as_a_f
     third = flow.run()  # fingerprints every node again, and finds every one as recorded
     assert (third.report.plan_summary, len(flow.executions()) - done) == ({"done": 8}, 0)
     assert (flow.view("fingerprint"), basis(flow)) == (fingerprints, kept)
+
+
+def test_a_resume_with_every_node_done_reports_and_records_what_a_resume_deciding_every_node_does(flow: Flow) -> None:
+    chain(flow)
+    assert flow.run().ok
+    kept = basis(flow)
+
+    def resume() -> tuple[object, ...]:
+        done = len(flow.executions())
+        shown = io.StringIO()
+        result = flow.run(progress=shown)
+        report = result.report
+        [(counts,)] = ledger_query(flow.ledger_path, "SELECT counts FROM runs ORDER BY started DESC LIMIT 1")
+        progress = re.sub(r"\(.*\)", "", shown.getvalue().splitlines()[-1])  # the last line, without its time
+        return (report.status, dict(report.counts), report.restored, report.plan_summary, report.failed,
+                json.loads(counts), progress, len(flow.executions()) - done, basis(flow))
+
+    held = resume()  # the ledger holds the plan, every node done: nothing is decided node by node
+    with closing(sqlite3.connect(flow.ledger_path)) as db, db:
+        db.execute("DELETE FROM meta WHERE name = 'basis'")
+    decided = resume()  # every node fingerprinted and decided again
+    assert held == decided == ("succeeded", {"succeeded": 8}, 8, {"done": 8}, [], {"succeeded": 8, "restored": 8},
+                               held[6], 0, kept)
+    assert held[6].startswith("progress: a 3/3 done; b 3/3 done")
 
 
 STALE = """
@@ -561,8 +586,8 @@ def test_a_run_killed_part_way_resumes_without_running_any_recorded_node_again(f
 
 WRITES = """
 CREATE TABLE writes (node_id TEXT, what TEXT);
-CREATE TRIGGER inserted AFTER INSERT ON nodes BEGIN INSERT INTO writes VALUES (new.node_id, 'insert'); END;
-CREATE TRIGGER updated AFTER UPDATE ON nodes BEGIN INSERT INTO writes VALUES (new.node_id, 'update'); END;
+CREATE TRIGGER inserted AFTER INSERT ON settled BEGIN INSERT INTO writes VALUES (new.node_id, 'insert'); END;
+CREATE TRIGGER updated AFTER UPDATE ON settled BEGIN INSERT INTO writes VALUES (new.node_id, 'update'); END;
 """
 
 

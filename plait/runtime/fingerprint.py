@@ -4,8 +4,14 @@ A node's fingerprint is made of segments of 16 hex digits: its own (a hash of it
 signature, its kind, its key and item) and its upstream's (a hash of the fingerprints of the
 nodes it depends on); then, for a task node whose step runs Python code, `c` and the code's
 hash, and for one that reads tracked files, `f` and a hash of their contents
-(plait.runtime.tracked_files). A step's signature hashes its configuration (task, config with
-params rendered and code left out, condition, key and items templates, for_each) and the values
+(plait.runtime.tracked_files). That text is what the ledger's readers see; the run holds and the
+ledger stores it packed (`Fingerprinter.node` returns bytes): the text's hex digits two to a byte,
+and a last `0` digit added when their count is odd, 16 to 33 bytes instead of 32 to 66 characters,
+and made without writing hex at all. `fingerprint_text` and `packed` turn one into the other, and a
+value that is not such a text (a fingerprint of an older plait) stays a text.
+
+A step's signature hashes its configuration (task, config with params rendered and code left
+out, condition, key and items templates, for_each) and the values
 of the params it still reads at run time. So an edit to a step changes that step's nodes and
 everything downstream of them, and nothing else; an item added to a glob adds one node and
 changes only what depends on the whole batch. Retry policy, timeout, max_parallel and the
@@ -33,6 +39,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
+import re
 import sys
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from importlib.machinery import PathFinder
@@ -43,10 +50,13 @@ from plait.compiler import NodeSpec, StepSpec
 from plait.runtime.tracked_files import FileHashes, Tracked
 from plait.templating import TemplateError, analyze, has_template
 
-__all__ = ["NO_UPSTREAM", "Fingerprinter", "Segments", "basis", "syntax_hash"]
+__all__ = ["NO_UPSTREAM", "Fingerprint", "Fingerprinter", "Segments", "basis", "fingerprint_text", "packed",
+           "syntax_hash"]
 
 SCHEME = b"plait-fingerprint-3"  # change it with the recipe of a fingerprint: no stored basis then holds
-NO_UPSTREAM = "0" * 16  # the upstream half of a node that depends on nothing
+NO_UPSTREAM = bytes(8)  # the upstream half of a node that depends on nothing: 16 zero digits, packed
+Fingerprint = bytes | str  # packed; a text only when it is no fingerprint of this recipe (an older plait's)
+_ODD = 25  # the bytes of a packed fingerprint whose text has an odd count of digits (one tail segment: 49)
 
 
 class Segments(NamedTuple):
@@ -58,7 +68,8 @@ class Segments(NamedTuple):
     files: str | None
 
     @classmethod
-    def of(cls, fingerprint: str) -> Segments:
+    def of(cls, fingerprint: Fingerprint) -> Segments:
+        fingerprint = fingerprint_text(fingerprint)
         tail = fingerprint[32:]
         code = tail[1:17] if tail.startswith("c") else None
         files = tail[-16:] if tail[-17:-16] == "f" else None
@@ -82,27 +93,33 @@ class Fingerprinter:
         self._parts: dict[str, dict[str, Any]] = {}
         self._signatures: dict[str, bytes] = {}
         self._codes: dict[str, str | None] = {}
-        self._started: dict[tuple[str, str], tuple[Any, str, bool]] = {}  # (step, kind) -> (hash, code, reads files)
+        self._started: dict[tuple[str, str], tuple[Any, str, bytes, bool]] = {}  # (step, kind) -> (hash, code text,
+        # the code segment packed, reads files)
         self._signature: bytes | None = None
 
-    def node(self, node: NodeSpec, upstream: Collection[str]) -> str:
-        """Return the fingerprint of `node` given its predecessors' fingerprints."""
+    def node(self, node: NodeSpec, upstream: Collection[Fingerprint]) -> bytes:
+        """Return the fingerprint of `node`, packed, given its predecessors' fingerprints.
+
+        The upstream half hashes the predecessors' fingerprints as text, as it did when they
+        were kept as text, so a ledger of an earlier plait still matches.
+        """
         started = self._started.get((node.step, node.kind))
         if started is None:
             started = self._start(node.step, node.kind)
-        own, code, reads = started
+        own, code, tail, reads = started
         digest = own.copy()
         if node.key is not None:
             digest.update(_item_bytes(node.key, node.item))
-        fingerprint = digest.hexdigest()[:16] + (
-            hashlib.sha256("".join(sorted(upstream)).encode()).hexdigest()[:16] if upstream else NO_UPSTREAM) + code
-        return fingerprint + "f" + self.tracked.digest(node) if reads else fingerprint
+        head = digest.digest()[:8] + (hashlib.sha256("".join(sorted(map(fingerprint_text, upstream))).encode())
+                                      .digest()[:8] if upstream else NO_UPSTREAM)
+        return head + packed_digits(code + "f" + self.tracked.digest(node)) if reads else head + tail
 
-    def _start(self, step: str, kind: str) -> tuple[Any, str, bool]:
+    def _start(self, step: str, kind: str) -> tuple[Any, str, bytes, bool]:
         own = hashlib.sha256(self._step_signature(step))
         own.update(kind.encode())
         code = self.code(step) if kind == "task" else None
-        started = self._started[step, kind] = (own, "" if code is None else "c" + code,
+        text = "" if code is None else "c" + code
+        started = self._started[step, kind] = (own, text, packed_digits(text),
                                                kind == "task" and self.tracked.reads(step))
         return started
 
@@ -208,6 +225,30 @@ def syntax_hash(source: str) -> str:
                     body[0].value.value, str):
                 node.body = body[1:] or [ast.Pass()]
     return hashlib.sha256(ast.dump(tree, annotate_fields=False).encode()).hexdigest()[:16]
+
+
+def fingerprint_text(fingerprint: Fingerprint) -> str:
+    """Return a fingerprint as text (its hex digits: what the ledger's readers see); a text as it is."""
+    if type(fingerprint) is str:
+        return fingerprint
+    text = fingerprint.hex()
+    return text[:-1] if len(fingerprint) == _ODD else text
+
+
+def packed(text: Fingerprint) -> Fingerprint:
+    """Return a fingerprint's text packed (see the module docstring); a text that is none stays as it is."""
+    if type(text) is str and _FINGERPRINT.fullmatch(text):
+        return packed_digits(text)
+    return text
+
+
+def packed_digits(digits: str) -> bytes:
+    """Return hex digits two to a byte, with a `0` digit added to an odd count."""
+    return bytes.fromhex(digits + "0" if len(digits) & 1 else digits)
+
+
+# The text of a fingerprint of this recipe: own and upstream halves, then a code segment, a files one, or both.
+_FINGERPRINT = re.compile("[0-9a-f]{32}(?:c[0-9a-f]{16})?(?:f[0-9a-f]{16})?")
 
 
 def basis(plan_digest: str, signature: bytes) -> str:

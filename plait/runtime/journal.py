@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from plait.runtime.fingerprint import fingerprint_text, packed
+
 __all__ = ["JOURNAL_SECONDS", "Journalist", "recover"]
 
 JOURNAL_SECONDS = 0.1
@@ -75,15 +77,17 @@ def _new_lines(slot: list[Any]) -> Iterator[str]:
     chunk, results, done, journaled = slot
     for i in range(journaled, done):
         if results.statuses[i] == "succeeded":
-            yield json.dumps([chunk.nodes[i], chunk.fingerprints[i], chunk.attempts[i], results.results[i],
-                              results.started[i], results.ended[i], results.worker, results.outputs.get(i)]) + "\n"
+            fingerprint = fingerprint_text(chunk.fingerprints[i])
+            yield json.dumps([chunk.nodes[i], fingerprint, chunk.attempts[i], results.results[i], results.started[i],
+                              results.ended[i], results.worker, results.outputs.get(i)]) + "\n"
     slot[3] = done
 
 
 def recover(folder: Path) -> Iterator[tuple[Any, ...]]:
     """Yield (node, fingerprint, attempts, result JSON, started, ended, worker, output) from a dead run's journals.
 
-    A line cut short by the kill is left out.
+    A line holds the fingerprint as text; it is yielded packed, as the run holds it. A line cut
+    short by the kill is left out.
     """
     for path in sorted(folder.glob(f"{PREFIX}*")):
         try:
@@ -96,4 +100,4 @@ def recover(folder: Path) -> Iterator[tuple[Any, ...]]:
             except ValueError:
                 continue
             if isinstance(entry, list) and len(entry) == 8:
-                yield tuple(entry)
+                yield (entry[0], packed(entry[1]), *entry[2:])

@@ -6,6 +6,10 @@ key, kind) as parts, one part for each run of consecutive nodes of one step and 
 keys packed as one zlib-compressed JSON text. A plan of a million items is one part written in
 one statement, where a row per node cost a million inserts (and then a million updates).
 
+A part says no more than it must: its ids are left out when each is `step[key]` (an item's, as
+the compiler names it), and keys that count up by one (`items: {range: N}`) are kept as their
+first and the one past their last. A million items of a range are a few bytes, not megabytes.
+
 What a node of the kept plan without a row is, every reader says the same way: pending, never
 run; `plait status`, the resume decision, `plait logs` and reports read the
 rows and then these nodes (`Ledger.nodes`, `Ledger.previous`, `Ledger.node_rows`).
@@ -18,7 +22,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby, repeat
 from operator import itemgetter
 from typing import Any
@@ -35,7 +39,15 @@ def pack(planned: Sequence[tuple[str, str, Any, str]]) -> Iterator[tuple[str, st
     """Yield the parts of `planned` nodes, (node_id, step, key, kind) each: (step, kind, size, packed ids and keys)."""
     for (step, kind), run in groupby(planned, _STEP_KIND):
         ids, _, keys, _ = zip(*run)
-        text = json.dumps([ids, keys], separators=(",", ":"))  # ASCII: a surrogate-escaped name survives
+        part: dict[str, Any] = {}
+        if ids != tuple(map(_item_id(step), keys)):
+            part["ids"] = ids
+        first = keys[0]
+        if type(first) is int and set(map(type, keys)) == {int} and keys == tuple(range(first, first + len(keys))):
+            part["range"] = [first, first + len(keys)]
+        else:
+            part["keys"] = keys
+        text = json.dumps(part, separators=(",", ":"))  # ASCII: a surrogate-escaped name survives
         yield step, kind, len(ids), zlib.compress(text.encode("ascii"), 1)
 
 
@@ -43,6 +55,15 @@ def unpack(parts: Iterable[tuple[str, str, bytes]]) -> dict[str, tuple[str, Any,
     """Return {node_id: (step, key, kind)} from parts (step, kind, packed) in order: a later part overrides."""
     nodes: dict[str, tuple[str, Any, str]] = {}
     for step, kind, packed in parts:
-        ids, keys = json.loads(zlib.decompress(packed))
+        part = json.loads(zlib.decompress(packed))
+        if isinstance(part, list):  # as a ledger of schema 3 packed it: [ids, keys]
+            part = {"ids": part[0], "keys": part[1]}
+        keys = part["keys"] if "keys" in part else range(*part["range"])
+        ids = part["ids"] if "ids" in part else map(_item_id(step), keys)
         nodes.update(zip(ids, zip(repeat(step), keys, repeat(kind))))
     return nodes
+
+
+def _item_id(step: str) -> Callable[[Any], str]:
+    """Return what names an item of `step` by its key: `step[key]`."""
+    return f"{step.replace('{', '{{').replace('}', '}}')}[{{}}]".format

@@ -48,7 +48,7 @@ from plait.runtime.fingerprint import Fingerprinter, basis
 from plait.runtime.journal import recover
 from plait.runtime.lazy_backend import LazyBackend
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior, unfinished
-from plait.runtime.outcome import RunInterrupted
+from plait.runtime.outcome import SUCCEEDED, RunInterrupted
 from plait.runtime.progress import Progress
 from plait.runtime.scheduler import Scheduler
 from plait.runtime.selection import Selection, select
@@ -145,7 +145,9 @@ def _run_locked(plan: Plan, ws: Path, options: _Options) -> RunResult:
             _open        the run's log file; the ledger (set aside first with --fresh); the backend,
                          opened early on a thread when work is waiting; fingerprints and what the
                          ledger holds; the ledger writer; the crash trail; the scheduler, which
-                         decides every node (`prepare`); the run's start recorded
+                         decides every node (`prepare`), unless the ledger holds this very plan
+                         with every node done (`_all_done`: nothing to decide); the run's start
+                         recorded
             _execute     the scheduler's loop under the signal handlers, with the progress display
             _close       the run's end recorded (as interrupted or failed if it raised), the writer
                          drained; then, whatever happened, every resource `_open` took, in reverse
@@ -175,7 +177,9 @@ class _Run:
     log_file: Path
     backend: LazyBackend
     writer: LedgerWriter
-    scheduler: Scheduler
+    scheduler: Scheduler | None  # None: every node is done already, and `report` says so (`_all_done`)
+    report: RunReport  # the scheduler's, or the one of a run with nothing to do
+    fingerprints: Fingerprinter
     signature: bytes | None  # the plan's signature when the ledger is to keep its basis (see `_begin_run`)
 
 
@@ -221,6 +225,12 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
         resources.callback(shutil.rmtree, trail, ignore_errors=True)
     stop_file = state / f"stop-{run_id}"
     resources.callback(stop_file.unlink, missing_ok=True)
+    if held and not previous:  # the ledger holds this very plan, and no node of it is left to run
+        report = _all_done(run_id, plan)
+        logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), report.plan_summary)}")
+        signature = fingerprints.signature(plan.nodes.values())
+        writer.submit(_begin_run, run_id, plan, os.getpid(), None, signature, None, [])
+        return _Run(plan, log_file, backend, writer, None, report, fingerprints, signature)
     info = RunInfo(run_id=run_id, workspace=ws.resolve(), workflow_dir=workflow_dir, params=plan.params,
                    stop_file=str(stop_file), parent_pid=os.getpid(),
                    trail=str(trail) if options.backend.crash_trail else None,
@@ -242,7 +252,19 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     rerun = [nid for nid in run_state.decisions if nid in previous]
     signature = fingerprints.signature(plan.nodes.values()) if current else None
     writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous, signature, parts, rerun)
-    return _Run(plan, log_file, backend, writer, scheduler, signature)
+    return _Run(plan, log_file, backend, writer, scheduler, scheduler.report, fingerprints, signature)
+
+
+def _all_done(run_id: str, plan: Plan) -> RunReport:
+    """Return the report of a run whose every node the ledger has as done with its fingerprint current: what the
+    scheduler would report having restored them all, without deciding a million nodes one by one to say so.
+
+    The ledger holding the plan's basis says that every node has a row whose fingerprint is the
+    one this plan gives it (plait.runtime.ledger); with no row left that did not succeed, every
+    node is done. A plan that grows, declares outputs, or runs a selection is never held.
+    """
+    done = len(plan.nodes)
+    return RunReport(run_id, counts=Counter({SUCCEEDED: done}), restored=done, plan_summary={"done": done})
 
 
 def _execute(run: _Run, options: _Options) -> RunReport:
@@ -250,9 +272,14 @@ def _execute(run: _Run, options: _Options) -> RunReport:
     scheduler = run.scheduler
     display = None
     if options.progress:
-        display = Progress(run.plan, _done_by_step(run.plan, scheduler.state.status), options.progress)
-        display.attach(scheduler.state)
+        done = _done_by_step(run.plan, scheduler.state.status) if scheduler else Counter(
+            {step: n for (step, kind), n in run.plan.node_counts().items() if kind == "task"})
+        display = Progress(run.plan, done, options.progress)
+        if scheduler:
+            display.attach(scheduler.state)
     try:
+        if scheduler is None:
+            return run.report
         with _signals_stop(scheduler):
             report = scheduler.run()
     finally:
@@ -264,13 +291,13 @@ def _execute(run: _Run, options: _Options) -> RunReport:
 
 def _record_end(run: _Run, status: str, *, raise_errors: bool) -> None:
     """Record how the run ended and what it did, and drain the writer; a failed write raises LedgerError if asked."""
-    state = run.scheduler.state
-    counts = {k: n for k, n in {**state.report.counts, "restored": state.report.restored}.items() if n}
-    learned = run.scheduler.fingerprints.tracked.hashes.learned()
+    report = run.report
+    counts = {k: n for k, n in {**report.counts, "restored": report.restored}.items() if n}
+    learned = run.fingerprints.tracked.hashes.learned()
     with contextlib.suppress(*(() if raise_errors else (LedgerError,))):
         if learned:
             run.writer.submit("keep_file_hashes", learned)
-        run.writer.submit(_end_run, state.info.run_id, status, counts, run.plan, run.signature)
+        run.writer.submit(_end_run, report.run_id, status, counts, run.plan, run.signature)
         run.writer.close()
 
 

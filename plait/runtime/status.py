@@ -7,9 +7,15 @@ failed, retried}}` (plus the counts skipped and pending). Join nodes (which run 
 but not in a step's stats.
 
 `write_status_json` writes the same state as JSON, the very text `json.dumps(workflow_status(…))`
-gives, but streamed: the nodes are encoded and written `CHUNK` at a time as the rows are read
-(the steps, which need every row, follow them), so a million nodes never become one dict and one
-string of 80 MB, and the first bytes are out while the rest are read.
+gives, but streamed, from one sorted pass over the ledger's rows (`settled`) that gives the nodes
+and the steps both. A million nodes must not cost a dict and an encoding each: a node's member of
+`nodes` is its ID's JSON and a tail (`: {"status": …}`) made once for each (status, attempts,
+reason) and reused, so a batch of nodes without an error record is put together a column at a
+time (`_Steps.add`), and a step's whole-number keys are cut from the node IDs. Building the
+members in SQLite was measured and was slower (docs/performance.md). A million nodes never
+become one dict and one string of 80 MB, and the first bytes are out while the rest are read.
+`workflow_status` builds the dict from the `nodes` view, row by row: the plain reference the
+streamed text is tested against (tests/test_state.py).
 """
 
 from __future__ import annotations
@@ -17,11 +23,16 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+from collections import Counter, defaultdict
 from collections.abc import Iterator
+from itertools import groupby
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, TextIO
 
 from plait.runtime.ledger import Ledger, workspace_ledger
+from plait.runtime.ledger_schema import STATUSES
 from plait.workspace import in_use
 
 __all__ = ["CHUNK", "format_status", "lived", "moment_text", "status_summary", "workflow_status",
@@ -50,17 +61,142 @@ def workflow_status(workspace: str | Path) -> dict[str, Any]:
 def write_status_json(workspace: str | Path, out: TextIO) -> None:
     """Write `workflow_status(workspace)` to `out` as JSON (the text `json.dumps` gives it), streamed. Raises
     LedgerError."""
-    with contextlib.closing(workspace_ledger(workspace)) as ledger:
+    with contextlib.closing(workspace_ledger(workspace)) as ledger, ledger.snapshot():
         out.write(f'{{"workflow": {json.dumps(ledger.workflow())}, '
                   f'"run": {json.dumps(_lived(ledger, Path(workspace)), default=str)}, "nodes": {{')
-        steps: dict[str, Any] = {}
-        first = True
-        for chunk in _node_chunks(ledger, steps):
-            if chunk:
-                text = json.dumps(chunk, default=str)[1:-1]
-                out.write(text if first else ", " + text)
-                first = False
-        out.write(f'}}, "steps": {json.dumps(steps, default=str)}}}\n')
+        steps = _Steps(ledger.labels())
+        separator = ""
+        for batch in ledger.batches(_NODES, CHUNK):
+            out.write(separator + steps.add(batch))
+            separator = ", "
+        unrecorded = ledger.unrecorded()
+        names = list(unrecorded)
+        for start in range(0, len(names), CHUNK):
+            out.write(separator + ", ".join([encode_basestring_ascii(nid) + _NEVER_RAN
+                                             for nid in names[start:start + CHUNK]]))
+            separator = ", "
+        for step, _, kind in unrecorded.values():  # never ran: pending, after every node with a row
+            if kind != "join":
+                steps.never_ran(step)
+        out.write(f'}}, "steps": {steps.json()}}}\n')
+
+
+class _Steps:
+    """The `steps` of a status, gathered from the rows as `_NODES` gives them, a batch at a time; and the nodes'
+    members of `nodes`, as `json.dumps` writes them."""
+
+    def __init__(self, labels: dict[int, str]) -> None:
+        self.labels = labels
+        self.numbers = {name: number for number, name in labels.items()}
+        self.order: dict[int | str, None] = {}  # steps in the order their first task node comes
+        self.counts: Counter = Counter()  # (step, status number * 2 + retried) -> nodes
+        self.processed: dict[int | str, list[str]] = defaultdict(list)  # step -> its processed keys' JSON
+        self.failed: dict[int | str, dict[str, Any]] = defaultdict(dict)  # step -> {key: error}
+        self.pending: Counter = Counter()  # step -> nodes never run
+        self.tails: dict[tuple[Any, ...], str] = {}  # (status, attempts, reason) -> a member's text after the ID
+
+    def add(self, batch: list[tuple[Any, ...]]) -> str:
+        """Count a batch of rows (node ID, status, attempts, error, reason, task step, stored key, count code), and
+        return their members of `nodes` joined.
+
+        A member is the node ID's JSON and a tail made once for each (status, attempts, reason)
+        (`tails`); so the usual batch, of nodes without an error record, is put together a column
+        at a time, with no Python per row.
+        """
+        tails = self.tails
+        if len(tails) > _TAILS:  # reasons that name a node ("changed: upstream: a[1]") are many
+            tails.clear()
+        if any(map(_ERROR, batch)) or _FAILED in map(_STATUS_NUMBER, batch):
+            members = [self._member(row) for row in batch]
+        else:
+            kinds = list(zip(map(_STATUS_NUMBER, batch), map(_ATTEMPTS, batch), map(_REASON, batch)))
+            for kind in set(kinds).difference(tails):
+                tails[kind] = _tail(*kind, None)
+            members = list(map(str.__add__, map(encode_basestring_ascii, map(_ID, batch)), map(tails.__getitem__,
+                                                                                                   kinds)))
+        tasks = [row for row in batch if row[5] is not None]
+        self.order.update(dict.fromkeys(map(_STEP, tasks)))
+        self.counts.update(zip(map(_STEP, tasks), map(_CODE, tasks)))
+        for step, group in groupby(filter(_succeeded, tasks), _STEP):
+            rows = list(group)
+            self.processed[step] += self._numbers(step, rows) or map(_processed, rows)
+        return ", ".join(members)
+
+    def _member(self, row: tuple[Any, ...]) -> str:
+        """Return a node's member of `nodes`; note a failed task node's error."""
+        node_id, status, attempts, error_text, reason, step, key, _ = row
+        error = json.loads(error_text) if error_text else None
+        if step is not None and status == _FAILED:
+            self.failed[step][str(_stored_key(node_id, key))] = error
+        return encode_basestring_ascii(node_id) + _tail(status, attempts, reason, error)
+
+    def _numbers(self, step: int, rows: list[tuple[Any, ...]]) -> list[str]:
+        """Return the JSON of succeeded nodes' keys that are whole numbers their IDs say, taken from the IDs a
+        column at a time; [] unless every one of `rows` has such a key."""
+        if set(map(type, map(_STORED_KEY, rows))) != {int}:
+            return []
+        start = len(self.labels[step]) + 1  # an item's ID is `step[key]`
+        texts = [row[0][start:-1] for row in rows]
+        return texts if all(map(str.isdigit, texts)) else []  # JSON has no leading zeros: the digits are the JSON
+
+    def never_ran(self, name: str) -> None:
+        """Count a task node of step `name` that has no row: pending."""
+        step = self.numbers.get(name, name)
+        self.order[step] = None
+        self.pending[step] += 1
+
+    def json(self) -> str:
+        """Return the steps as `json.dumps` writes them."""
+        parts = []
+        for step in self.order:
+            counts = [self.counts[step, code] for code in range(2 * len(_STATUS))]
+            by_status = [counts[2 * status] + counts[2 * status + 1] for status in _STATUS]
+            stats = {"total": sum(counts) + self.pending[step], "processed": by_status[1], "failed": by_status[2],
+                     "retried": sum(counts[1::2]), "skipped": by_status[3]}
+            stats["pending"] = stats["total"] - stats["processed"] - stats["failed"] - stats["skipped"]
+            name = self.labels[step] if type(step) is int else step
+            parts.append(f'{encode_basestring_ascii(name)}: {{"processed": [{", ".join(self.processed[step])}], '
+                         f'"failed": {json.dumps(self.failed[step], default=str)}, "stats": {json.dumps(stats)}}}')
+        return "{" + ", ".join(parts) + "}"
+
+
+def _tail(status: Any, attempts: int, reason: str | None, error: Any) -> str:
+    """Return what follows a node's ID in its member of `nodes`, as `json.dumps` writes it."""
+    value = {"status": _STATUS.get(status, status), "attempts": attempts, "error": error, "reason": reason}
+    return ": " + json.dumps(value, default=str)
+
+
+def _processed(row: tuple[Any, ...]) -> str:
+    """Return a succeeded node's key as `processed` lists it, in JSON, from its row's node ID and stored key."""
+    return json.dumps(_stored_key(row[0], row[6]))
+
+
+def _stored_key(node_id: str, key: Any) -> Any:
+    """Return a node's key from its stored form (plait.runtime.ledger_schema), as `_key` reads a key's JSON."""
+    if type(key) is int:  # the text between the ID's brackets is the key's JSON
+        return _key(node_id[node_id.index("[") + 1:-1], node_id)
+    if type(key) is bytes:  # that text is the key
+        return node_id[node_id.index("[") + 1:-1]
+    return _key(key, node_id)
+
+
+_STATUS = dict(enumerate(STATUSES))  # status number -> text (a status that is no number is kept as text)
+_FAILED = STATUSES.index("failed")
+_TAILS = 10_000  # the most tails kept at once
+_ID, _STATUS_NUMBER, _ATTEMPTS, _ERROR, _REASON, _STEP, _STORED_KEY, _CODE = (itemgetter(i) for i in range(8))
+
+
+def _succeeded(row: tuple[Any, ...]) -> bool:
+    return row[1] == 1
+
+
+# The plan's rows in completion order: (node ID, status number, attempts, error, reason, the step of a task node,
+# its stored key (plait.runtime.ledger_schema), what its step's stats count it as: status number * 2 + retried).
+_NODES = ("SELECT node_id, status, attempts, error, reason, iif(t, step, NULL), key, "
+          "iif(t, iif(status IN (1, 2, 3), status, 0) * 2 + (attempts > 1), NULL) FROM "
+          "(SELECT *, coalesce(kind, '') != 'join' AS t FROM settled WHERE in_plan = 1) "
+          "ORDER BY seq IS NULL, seq, node_id")
+_NEVER_RAN = ': {"status": "pending", "attempts": 0, "error": null, "reason": null}'
 
 
 def status_summary(workspace: str | Path) -> dict[str, Any]:
@@ -80,8 +216,9 @@ def status_summary(workspace: str | Path) -> dict[str, Any]:
                 stats = steps.setdefault(step, {"processed": [], "failed": {}, "stats": dict.fromkeys(_STATS, 0)})
                 stats["stats"]["total"] += 1
                 stats["stats"]["pending"] += 1
+        failed = any(step["stats"]["failed"] for step in steps.values())  # else no need to look for them
         nodes = {nid: {"status": "failed", "error": json.loads(error) if error else None}
-                 for nid, error in ledger.failed_nodes()}
+                 for nid, error in (ledger.failed_nodes() if failed else ())}
         return {"workflow": ledger.workflow(), "run": _lived(ledger, Path(workspace)), "nodes": nodes, "steps": steps}
 
 

@@ -13,6 +13,11 @@ before any other write. The timer runs on this thread, so an outcome is committe
 A write that fails (a full disk, a read-only file) stops further writes and is raised in the main
 thread at the next submission or at `close`, so a run never goes on believing it records what it
 does not.
+
+At most `MOST_WAITING` outcomes wait for the writer: a run of a million trivial items settles
+them faster than SQLite inserts rows on two busy cores, and the records queued behind the writer
+were hundreds of megabytes of the parent's memory. Past that, `submit` waits for the writer to
+commit, and the run goes on at the pace its ledger keeps.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from typing import Any
 
 from plait.runtime.ledger import Ledger, LedgerError, NodeRecord
 
-__all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "LedgerWriter"]
+__all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "MOST_WAITING", "LedgerWriter"]
 
 FLUSH_EVERY = 2000
 FLUSH_SECONDS = 0.1
+MOST_WAITING = 100_000  # outcomes queued or batched, not yet committed, before `submit` waits
 
 
 class LedgerWriter:
@@ -41,6 +47,8 @@ class LedgerWriter:
         self._error: BaseException | None = None  # the first failed write; later writes are skipped
         self._reported = False
         self._opened = threading.Event()
+        self._waiting = 0  # outcomes submitted and not yet committed (or dropped after a failed write)
+        self._committed = threading.Condition()
         self._thread = threading.Thread(target=self._loop, args=(path,), name="plait-ledger-writer", daemon=True)
         self._thread.start()
         self._opened.wait()
@@ -53,7 +61,23 @@ class LedgerWriter:
         of a 100,000-node plan) while the scheduler's thread gets on with the run.
         """
         self._raise()
+        if method == "record":
+            self._make_room(len(args[1]))
         self._queue.put((method, args))
+
+    def _make_room(self, count: int) -> None:
+        """Count `count` more outcomes waiting; first wait while too many do (the writer commits, or stops)."""
+        with self._committed:
+            while self._waiting > MOST_WAITING and self._error is None and self._thread.is_alive():
+                self._committed.wait(0.1)  # a timeout: a signal to the main thread is handled meanwhile
+            self._waiting += count
+        self._raise()
+
+    def _done(self, count: int) -> None:
+        """Count `count` outcomes committed (or given up on); wake a submission waiting for room."""
+        with self._committed:
+            self._waiting -= count
+            self._committed.notify_all()
 
     def close(self) -> None:
         """Finish every queued write, stop the thread, and raise LedgerError if a write failed."""
@@ -78,7 +102,7 @@ class LedgerWriter:
             self._opened.set()
             return
         self._opened.set()
-        batch = _Batch(ledger)
+        batch = _Batch(ledger, self._done)
         try:
             while True:
                 try:
@@ -106,13 +130,15 @@ class LedgerWriter:
                 write(*args)
             except Exception as err:
                 self._error = err
+                self._done(0)  # a submission waiting for room sees the error
 
 
 class _Batch:
     """Outcomes waiting to be committed together."""
 
-    def __init__(self, ledger: Ledger):
+    def __init__(self, ledger: Ledger, done: Callable[[int], None]):
         self.ledger = ledger
+        self.done = done  # told how many outcomes each commit took
         self.run_id: str | None = None
         self.rows: list[NodeRecord] = []
         self.since = 0.0
@@ -132,4 +158,7 @@ class _Batch:
     def commit(self) -> None:
         if self.rows:
             rows, self.rows = self.rows, []
-            self.ledger.record(self.run_id, rows)
+            try:
+                self.ledger.record(self.run_id, rows)
+            finally:
+                self.done(len(rows))

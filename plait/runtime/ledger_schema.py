@@ -1,0 +1,203 @@
+"""How the ledger keeps a node's row: compactly, in `settled`, read through the `nodes` view; older ledgers upgraded.
+
+A million nodes are a million rows, so each byte of a row is a megabyte of ledger. A row of the
+`settled` table (schema 4) keeps nothing that repeats from row to row as text:
+- the step, the run and the worker are numbers that stand for their names in `labels` (a run ID
+  alone was 22 bytes a row);
+- the status is a small number (`STATUSES`: succeeded is 1, which SQLite keeps in no bytes at
+  all), the kind is NULL for `task`;
+- the fingerprint is packed (plait.runtime.fingerprint), 25 bytes where its text took 49;
+- the key is left out when the node ID says it: the number 0 when the key's JSON is the text
+  between the ID's brackets (`work[7]`, key 7), an empty blob when it is that text quoted
+  (`resize[a.jpg]`, key "a.jpg"), either kept in no bytes; SQLite checks each as the row is
+  written, against the very expression that reads it back (`KEY`), so a key always reads as
+  it was written;
+- `ended` is the nanoseconds after `started` (an integer of a few bytes, not a second real of 8),
+  or the moment itself when there is no start: fine enough that the moment reads back the very
+  number it was (a double of today's seconds holds them to a quarter of a microsecond);
+- the table is keyed by node ID (`WITHOUT ROWID`), so the ID is kept once, not once in the table
+  and again in an index of it. Its two indexes are partial: of the rows that left the plan
+  (`settled_gone`) and of those that did not succeed (`settled_unfinished`), what a resume reads
+  (`Ledger.previous`) and a run's first guess looks for (`unfinished`); each is empty when a
+  run of the whole plan succeeded, so a resume of it reads no row at all.
+
+The `nodes` view reads every row back as it was written, column for column (status and kind as
+text, the fingerprint as hex digits, `ended` as a moment, names for the numbers), so what reads
+nodes by name (reports, `plait logs`, a user's own SQL) reads a schema 4 ledger as an older one.
+Queries that read a million rows (status, the resume decision) read `settled` itself.
+
+A ledger of schema 1 to 3 kept a row as text in a `nodes` table. A run that opens one for writing
+upgrades it in one transaction (`upgrade`): the rows are copied into `settled` as above, the table
+dropped and the view made, so nothing recorded changes meaning; its fingerprints are packed, so the
+next resume finds them current. A reader of one that no run has upgraded yet (`plait status` on an
+old workspace, which only reads) copies its rows into temporary tables of the same shape
+(`emulate`), so every query is written once, for schema 4.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from plait.runtime.planned import PLAN_TABLE
+
+__all__ = ["ENDED", "FINGERPRINT", "KEY", "SCHEMA_VERSION", "STATUS", "STATUSES", "TABLES", "emulate", "label",
+           "status_code", "stored_ended", "stored_key", "upgrade"]
+
+SCHEMA_VERSION = 4  # 3: a node has its row once it settles; 4: the row kept compactly (`settled`, `labels`)
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, workflow TEXT NOT NULL, digest TEXT NOT NULL, pid INTEGER,
+    started REAL NOT NULL, ended REAL, status TEXT NOT NULL, source TEXT, params TEXT,
+    counts TEXT, step_graph TEXT
+);
+CREATE TABLE IF NOT EXISTS steps (name TEXT PRIMARY KEY, parts TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS files (
+    path BLOB PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, hash TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS attempts (
+    node_id TEXT NOT NULL, run_id TEXT, attempt INTEGER NOT NULL, status TEXT NOT NULL,
+    started REAL, ended REAL, worker TEXT, reason TEXT, error TEXT, output TEXT
+);
+""" + PLAN_TABLE
+
+# The node rows, in the `main` schema or (`emulate`) the `temp` one. `{db}` names which.
+_SETTLED = """
+CREATE TABLE IF NOT EXISTS {db}.labels (id INTEGER PRIMARY KEY, label TEXT NOT NULL UNIQUE);
+CREATE TABLE IF NOT EXISTS {db}.settled (
+    node_id TEXT PRIMARY KEY, step INTEGER NOT NULL, key, kind TEXT, status NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0, fingerprint, result TEXT, error TEXT, note TEXT, started REAL, ended,
+    run INTEGER, seq INTEGER, in_plan INTEGER NOT NULL DEFAULT 1, worker INTEGER, reason TEXT, output TEXT
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS {db}.settled_gone ON settled (in_plan) WHERE in_plan = 0;
+CREATE INDEX IF NOT EXISTS {db}.settled_unfinished ON settled (in_plan) WHERE status != 1;
+"""
+# Columns a ledger of an earlier schema lacks, added before it is upgraded: {table: [(column, type)]}.
+_ADDED = {"runs": [("counts", "TEXT"), ("step_graph", "TEXT")],
+          "nodes": [("worker", "TEXT"), ("reason", "TEXT"), ("output", "TEXT")]}
+
+STATUSES = ("pending", "succeeded", "failed", "skipped")  # a status is kept as its place here
+
+
+def status_code(text: str) -> str:
+    """Return SQL turning the status text `text` (an SQL expression) into its number; another text stays text."""
+    cases = " ".join(f"WHEN '{name}' THEN {code}" for code, name in enumerate(STATUSES))
+    return f"CASE {text} {cases} ELSE {text} END"
+
+
+def label(number: str) -> str:
+    """Return SQL reading the name a label's number (an SQL expression) stands for."""
+    return f"(SELECT label FROM labels WHERE id = {number})"
+
+
+def stored_key(node_id: str, key: str) -> str:
+    """Return SQL turning a key's JSON `key` into what `settled` keeps: nothing when the node ID says it.
+
+    `CASE {key} WHEN`: SQLite works out the key (a `json_quote` as rows are recorded) once, not
+    once for each comparison.
+    """
+    inside = _inside(node_id)
+    return (f"CASE WHEN substr({node_id}, -1) != ']' THEN {key} "
+            f"ELSE CASE {key} WHEN {inside} THEN 0 WHEN json_quote({inside}) THEN x'' ELSE {key} END END")
+
+
+def _inside(node_id: str) -> str:
+    """Return SQL reading the text between a node ID's first `[` and its last character (a `]`)."""
+    return f"substr({node_id}, instr({node_id}, '[') + 1, length({node_id}) - instr({node_id}, '[') - 1)"
+
+
+def stored_ended(started: str, ended: str) -> str:
+    """Return SQL turning a moment `ended` into what `settled` keeps: nanoseconds after `started`, if one."""
+    return (f"CASE WHEN {started} IS NULL OR {ended} IS NULL THEN {ended} "
+            f"ELSE CAST(round(({ended} - {started}) * 1000000000) AS INTEGER) END")
+
+
+# A row's columns read back as they were written (the `nodes` view uses these; so do the queries of `Ledger`).
+STATUS = "CASE status " + " ".join(f"WHEN {code} THEN '{name}'" for code, name in enumerate(STATUSES)) + \
+         " ELSE status END"
+FINGERPRINT = ("CASE typeof(fingerprint) WHEN 'blob' THEN substr(lower(hex(fingerprint)), 1, "
+               "CASE length(fingerprint) WHEN 25 THEN 49 ELSE 2 * length(fingerprint) END) ELSE fingerprint END")
+KEY = (f"CASE typeof(key) WHEN 'integer' THEN {_inside('node_id')} WHEN 'blob' THEN json_quote({_inside('node_id')}) "
+       "ELSE key END")
+ENDED = "CASE WHEN typeof(ended) = 'integer' AND started IS NOT NULL THEN started + ended / 1e9 ELSE ended END"
+
+_VIEW = f"""
+CREATE VIEW IF NOT EXISTS nodes AS SELECT
+    node_id, {label('step')} AS step, {KEY} AS key, coalesce(kind, 'task') AS kind, {STATUS} AS status, attempts,
+    {FINGERPRINT} AS fingerprint, result, error, note, started, {ENDED} AS ended, {label('run')} AS run_id, seq,
+    in_plan, {label('worker')} AS worker, reason, output
+FROM settled
+"""
+
+
+def upgrade(db: sqlite3.Connection) -> None:
+    """Give a ledger opened for writing the tables of this schema, upgrading one of an earlier schema.
+
+    One transaction: a ledger is upgraded whole or not at all.
+    """
+    db.executescript(TABLES)  # each CREATE ... IF NOT EXISTS: a ledger that has them keeps them
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        old = _nodes_table(db)
+        for table, added in _ADDED.items():
+            if table == "runs" or old:
+                have = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+                for column, kind in added:
+                    if column not in have:
+                        db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        _create(db, "main")
+        if old:
+            _copy(db, "main")
+            db.execute("DROP TABLE nodes")
+        db.execute(_VIEW)
+        db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+
+
+def emulate(db: sqlite3.Connection) -> None:
+    """Let a read-only connection to a ledger of an earlier schema read it as schema 4: its rows copied into `temp`."""
+    if not _nodes_table(db):
+        return
+    _create(db, "temp")
+    _copy(db, "temp")
+    db.commit()
+
+
+def _create(db: sqlite3.Connection, into: str) -> None:
+    for statement in _SETTLED.format(db=into).split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _nodes_table(db: sqlite3.Connection) -> bool:
+    """Say whether the ledger keeps its rows in a `nodes` table (schemas 1 to 3), not in `settled`."""
+    return db.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'nodes' AND type = 'table'").fetchone() is not None
+
+
+def _copy(db: sqlite3.Connection, into: str) -> None:
+    """Copy the `nodes` table's rows into `{into}.settled`, kept as schema 4 keeps them (fingerprints packed, so a
+    resume, or a dry run, finds them current)."""
+    from plait.runtime.fingerprint import packed  # here: a reader of a schema 4 ledger need not load the compiler
+
+    db.create_function("plait_packed", 1, packed, deterministic=True)
+    have = {row[1] for row in db.execute("PRAGMA main.table_info(nodes)")}
+    column = {name: name if name in have else "NULL" for name in ("worker", "reason", "output")}
+    db.execute(f"INSERT OR IGNORE INTO {into}.labels (label) SELECT step FROM main.nodes UNION "
+               f"SELECT run_id FROM main.nodes WHERE run_id IS NOT NULL UNION "
+               f"SELECT {column['worker']} FROM main.nodes WHERE {column['worker']} IS NOT NULL")
+
+    def number(name: str) -> str:
+        return f"(SELECT id FROM {into}.labels WHERE label = {name})"
+
+    db.execute(f"""
+        INSERT INTO {into}.settled (node_id, step, key, kind, status, attempts, fingerprint, result, error, note,
+            started, ended, run, seq, in_plan, worker, reason, output)
+        SELECT node_id, {number('step')}, {stored_key('node_id', 'key')}, nullif(kind, 'task'),
+            {status_code('status')}, attempts, plait_packed(fingerprint),
+            result, error, note, started, {stored_ended('started', 'ended')}, {number('run_id')}, seq, in_plan,
+            {number(column['worker'])}, {column['reason']}, {column['output']}
+        FROM main.nodes""")
