@@ -49,7 +49,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from loguru import logger
 
@@ -61,6 +61,9 @@ from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, RunIn
 from plait.runtime.worker import PROCESS
 from plait.tasks.base import TaskContext, get_kind
 from plait.templating import has_template, render, render_limits, render_shell, render_value
+
+if TYPE_CHECKING:
+    from plait.runtime.fingerprint import Fingerprint
 
 __all__ = ["Chunk", "ResultTooLarge", "Results", "RunInfo", "StepCall", "prepare_process",
            "run_chunk", "start_worker", "step_call"]
@@ -145,7 +148,7 @@ class Chunk(NamedTuple):
     steps: list[Mapping[str, Any]]  # upstream results, as templates see them under `steps`
     feeders: list[int]  # in a fused chain: how many jobs back the job feeding this one is (0: none)
     scopes: list[Mapping[str, Any]]  # `group` or `parent` a job's templates see (plait.compiler.scopes)
-    fingerprints: list[str]  # each job's fingerprint, for the worker's journal (plait.runtime.journal)
+    fingerprints: list[Fingerprint]  # each job's fingerprint, for the worker's journal (plait.runtime.journal)
 
     def cut(self, start: int, stop: int) -> Chunk:
         """Return jobs [start, stop) as a chunk of their own (cut at unit boundaries only)."""

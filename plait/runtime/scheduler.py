@@ -46,7 +46,7 @@ from loguru import logger
 from plait.compiler import NodeSpec, WorkflowError, expand_deferred, expand_parents, parent_of
 from plait.runtime.decide import Decision, Explainer, decide
 from plait.runtime.execute import Chunk, Results, RunInfo
-from plait.runtime.fingerprint import Fingerprinter
+from plait.runtime.fingerprint import Fingerprint, Fingerprinter
 from plait.runtime.ledger import Prior
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
 from plait.runtime.selection import Selection
@@ -69,7 +69,7 @@ class Scheduler:
 
     def __init__(self, state: RunState, *, dispatch: Dispatch, submit: Submit, previous: Mapping[str, Prior],
                  fingerprints: Fingerprinter, recorded_parts: Mapping[str, Any],
-                 fingerprints_of: Callable[[Iterable[str]], Mapping[str, str | None]], held: bool = False,
+                 fingerprints_of: Callable[[Iterable[str]], Mapping[str, Fingerprint | None]], held: bool = False,
                  selection: Selection | None = None) -> None:
         """`previous`: what the ledger holds of each node; with `held`, only of those that did not succeed
         (the ledger holds this very plan, up to date: the rest are done, and `fingerprints_of` reads

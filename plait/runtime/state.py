@@ -62,13 +62,16 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import groupby
 from operator import attrgetter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from plait.compiler import NodeSpec, Plan
 from plait.runtime.decide import Decision
 from plait.runtime.execute import RunInfo, StepCall, step_call
 from plait.runtime.ledger import Attempt, NodeRecord
 from plait.runtime.outcome import SUCCEEDED
+
+if TYPE_CHECKING:
+    from plait.runtime.fingerprint import Fingerprint
 
 __all__ = ["Clock", "RunReport", "RunState", "due_retries", "interrupted", "release", "restore", "retry_later",
            "wait_for_predecessors"]
@@ -123,7 +126,7 @@ class RunState:
         self.status: dict[str, str] = {}
         self.results: dict[str, str | None] = {}
         self.errors: dict[str, dict[str, Any]] = {}
-        self.fp: dict[str, str] = {}
+        self.fp: dict[str, Fingerprint] = {}
         self.decisions: dict[str, Decision] = {}
         self.left_out: set[str] = set()
         self.remaining: dict[str, int] = {}
