@@ -136,6 +136,26 @@ def test_plait_logs_tells_a_nodes_story_and_a_steps_failures(flow: Flow) -> None
         2, "plait: error: no node or step 'wrok' in this workspace's ledger; did you mean 'work'?\n")
 
 
+def test_plait_logs_of_a_node_that_never_ran_says_so(flow: Flow) -> None:
+    flow.write("""
+        name: halfway
+        steps:
+          - name: first
+            task: python
+            items: [1, 2]
+            inputs: {code: "result = item"}
+          - name: later
+            task: python
+            depends_on: [first]
+            inputs: {code: "result = 0"}
+        """)
+    assert plait("run", "workflow.yaml", "-w", str(flow.ws), "--until", "first", "-q", cwd=flow.dir).returncode == 0
+    story = json.loads(plait("logs", "later", "--format", "json", "-w", str(flow.ws), cwd=flow.dir).stdout)
+    assert [(e["id"], e["status"], e["attempts"]) for e in story] == [("later", "pending", [])]
+    done = plait("logs", "first[2]", "-w", str(flow.ws), cwd=flow.dir)
+    assert done.stdout.startswith("first[2]: succeeded; ran because: new\n"), done.stdout
+
+
 def test_plait_runs_lists_each_run_with_its_outcome_and_counts(flow: Flow) -> None:
     run_failing(flow)
     flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "-q")

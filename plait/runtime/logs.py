@@ -37,11 +37,13 @@ def node_logs(workspace: str | Path, target: str, *, attempt: int | None = None,
     """
     ledger = workspace_ledger(workspace)
     try:
-        rows = [dict(zip(_NODE, row)) for row in ledger.node_rows(_NODE)]
-        by_id = {row["node_id"]: row for row in rows if row["kind"] == "task"}
-        if target in by_id:
+        one = ledger.node_row(target, _NODE)
+        if one is not None and one[_NODE.index("kind")] == "task":  # a node named: its row alone is read
+            by_id = {target: dict(zip(_NODE, one))}
             chosen = [target]
         else:
+            rows = [dict(zip(_NODE, row)) for row in ledger.node_rows(_NODE)]
+            by_id = {row["node_id"]: row for row in rows if row["kind"] == "task"}
             pattern = node_pattern(target)  # as --rerun reads it: brackets are the node id's own
             chosen = [n for n, row in by_id.items() if row["step"] == target or pattern.fullmatch(n)]
             if not chosen:
