@@ -299,7 +299,8 @@ TRICKY = r"""
     steps:
       - name: each
         task: python
-        items: ["café", "a\"b", "back\\slash", "tab\there", "del\x7f", 0, 10, -3, 2.5, "12", "plain", "x]y"]
+        items: ["café", "a\"b", "back\\slash", "tab\there", "del\x7f", 0, 10, -3, 2.5, "12", "plain", "x]y",
+                0.30000000000000004]
         on_error: continue
         inputs:
           code: |
@@ -337,8 +338,8 @@ def test_plait_status_json_writes_what_json_dumps_writes_of_ids_and_keys_to_esca
     state = workflow_status(flow.ws)
     assert out.getvalue() == json.dumps(state) + "\n"
     processed = state["steps"]["each"]["processed"]  # a key with a tab, DEL or bracket is a hash of its item
-    assert (processed[:3], processed[5:9], len(processed), sorted(state["steps"]["each"]["failed"])) == (
-        ["café", 'a"b', "back\\slash"], [0, -3, 2.5, "12"], 10, ["10", "plain"])
+    assert (processed[:3], processed[5:9], processed[-1], len(processed), sorted(state["steps"]["each"]["failed"])) == (
+        ["café", 'a"b', "back\\slash"], [0, -3, 2.5, "12"], 0.30000000000000004, 11, ["10", "plain"])
     assert {n: state["nodes"][n]["status"] for n in ("gate", "later")} == {"gate": "failed", "later": "pending"}
 
 

@@ -496,10 +496,14 @@ class Ledger:
         """Write node outcomes in one transaction; a node recorded twice keeps its last record."""
         records = mask_records(records, _TEXT_COLUMNS)  # secret values never reach the file (plait.masking)
         first = self._next_seqs(len(records))
-        try:
-            self._write_records(run_id, first, records, quote=True)
-        except OverflowError:  # an integer key past SQLite's 64 bits: the keys go in as JSON text made here
-            self._write_records(run_id, first, [(*r[:13], _key_json(r[13]), *r[14:]) for r in records], quote=False)
+        if all(type(key) in _SQL_QUOTED for key in map(itemgetter(13), records)):
+            try:
+                self._write_records(run_id, first, records, quote=True)
+                return
+            except OverflowError:  # an integer key past SQLite's 64 bits: its JSON is made here, as below
+                pass
+        # Keys whose JSON SQLite's json_quote would not write as `_key_json` does (a float's 17 digits, a mapping).
+        self._write_records(run_id, first, [(*r[:13], _key_json(r[13]), *r[14:]) for r in records], quote=False)
 
     def _write_records(self, run_id: str, first: int, records: Sequence[tuple[Any, ...]], quote: bool) -> None:
         with self._transaction():  # the rows in order: a node recorded twice in one batch keeps its last record
@@ -763,6 +767,9 @@ _PENDING_COLUMNS: dict[str, Callable[[str, tuple[str, Any, str]], Any]] = {
 
 def _NO_VALUE(nid: str, node: tuple[str, Any, str]) -> None:
     return None
+
+
+_SQL_QUOTED = (int, str, type(None))  # keys whose JSON SQLite's json_quote writes as `_key_json` does
 
 
 def _key_json(key: Any) -> str:
