@@ -39,7 +39,10 @@ State
         skipped_for_failure  nodes skipped because an upstream failed (not by their condition)
         ready        nodes whose predecessors are all settled, not dispatched yet
         retries      heap of (due, plan position, node): failed attempts waiting for their next
-        in_flight    nodes dispatched in the current wave, not settled yet
+        in_flight    nodes dispatched in a call still running, not settled yet
+        calls        call number -> `Dispatched`: what each running call has not brought back yet, and its
+                     lanes (calls may overlap: `plait.runtime.calls`)
+        lanes        limited step -> its lanes in the running calls: a new wave deals only the lanes left
         skipping     nodes `--skip` names that were to run: settled skipped when they come up
         buffer       ledger records settled since the last hand-over to the ledger writer
         earlier_attempts  failed attempts that were retried, for the ledger's attempts table
@@ -70,8 +73,8 @@ from plait.runtime.execute import RunInfo, StepCall, step_call
 from plait.runtime.ledger import Attempt, NodeRecord
 from plait.runtime.outcome import SUCCEEDED
 
-__all__ = ["Clock", "RunReport", "RunState", "due_retries", "interrupted", "release", "restore", "retry_later",
-           "wait_for_predecessors"]
+__all__ = ["Clock", "Dispatched", "RunReport", "RunState", "due_retries", "interrupted", "release", "restore",
+           "retry_later", "wait_for_predecessors"]
 
 _STEP, _ID = attrgetter("step"), attrgetter("id")
 
@@ -101,11 +104,18 @@ class Clock(NamedTuple):
     sleep: Callable[[float], None] = time.sleep
 
 
+class Dispatched(NamedTuple):
+    """What one running call holds: its nodes not brought back yet, and its lanes per limited step."""
+
+    waiting: set[str]
+    lanes: Counter
+
+
 class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
-    __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "errors", "failures", "fp",
-                 "in_flight", "info", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow",
+    __slots__ = ("attempts", "buffer", "calls", "clock", "decisions", "earlier_attempts", "errors", "failures", "fp",
+                 "in_flight", "info", "lanes", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow",
                  "on_settle", "order", "paired", "plain", "plan", "pred", "reads_upstream", "ready", "remaining",
                  "report", "results", "retries", "rng", "skipped_for_failure", "skipping", "status", "step_calls",
                  "stopping", "succ", "tolerated")
@@ -134,6 +144,8 @@ class RunState:
         self.ready: list[str] = []
         self.retries: list[tuple[float, int, str]] = []
         self.in_flight: set[str] = set()
+        self.calls: dict[int, Dispatched] = {}
+        self.lanes: Counter = Counter()
         self.skipping: set[str] = set()
         self.buffer: list[tuple[Any, ...]] = []
         self.earlier_attempts: list[Attempt] = []

@@ -20,10 +20,13 @@ Lanes: how `max_parallel: N` holds
     jobs that follow no feeder, and the dispatcher sends it whole as one chunk, whose jobs run one
     after another in one worker (`plait.runtime.chunks`). So at most N of the step's nodes run at
     once, on any backend, with no lock, semaphore or waiting worker: the other workers take the
-    wave's other chunks meanwhile. Waves never overlap, so the bound holds for the whole run; a
-    retried node, and the nodes an expansion adds (deferred or per-parent), are ready in a later
-    wave and go into that wave's lanes. A limited step's node never rides in another's unit, nor
-    carries partners of its own: a partner would run more than N at once, or hold a lane back.
+    wave's other chunks meanwhile. Waves may overlap (`plait.runtime.calls`), so the bound holds
+    for the whole run by counting each step's lanes in the running calls (`RunState.lanes`): a
+    new wave deals a step's nodes only into the lanes left free, and with none free they stay
+    ready until a call that holds one ends. A retried node, and the nodes an expansion adds
+    (deferred or per-parent), are ready in a later wave and go into its lanes. A limited step's
+    node never rides in another's unit, nor carries partners of its own: a partner would run more
+    than N at once, or hold a lane back.
     Lanes come at the end of the wave's columns (the dispatcher sends them first: they are the
     long chunks). The price: a lane's outcomes come back when its last node ends (a worker
     journals what it finished meanwhile, `plait.runtime.journal`), and nodes of uneven length can
@@ -35,9 +38,10 @@ Every function here takes the `RunState` it reads and changes.
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Mapping
 from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from plait.compiler import NodeSpec, node_scope
 from plait.runtime.execute import Chunk
@@ -45,7 +49,7 @@ from plait.runtime.outcome import SKIPPED, SUCCEEDED
 from plait.runtime.settling import blocked, settle, settle_skip
 from plait.runtime.state import RunState
 
-__all__ = ["join_result", "next_wave", "upstream_view", "value"]
+__all__ = ["Wave", "join_result", "next_wave", "upstream_view", "value"]
 
 _NOTHING: dict[str, Any] = {}
 
@@ -53,14 +57,25 @@ _NOTHING: dict[str, Any] = {}
 Expand = Callable[[list[tuple[str, NodeSpec]]], None]
 
 
-def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] | None:
+class Wave(NamedTuple):
+    """The jobs of one dispatch, and where its units start."""
+
+    jobs: Chunk
+    starts: list[int]  # the position of each unit's first job
+    lanes: int  # how many of the last units are lanes
+    lanes_of: Counter  # limited step -> how many of those lanes are its
+
+
+def next_wave(state: RunState, expand: Expand) -> Wave | None:
     """Settle joins, expansions and skips in place; return the wave of task nodes to dispatch (None: none). Mutates.
 
-    The wave is (jobs, the position of each unit's first job, how many of the last units are lanes).
+    A limited step's nodes go into the lanes its running calls leave free; with none free they
+    stay ready for a later wave.
     """
     wave = Chunk([], [], [], [], [], [], [], [], [], [])
     starts: list[int] = []
     limited: dict[str, list[NodeSpec]] = {}  # a limited step's ready nodes, in the order taken: its lanes' jobs
+    held: list[str] = []  # ready nodes of limited steps whose every lane is in a running call
     skipping = state.skipping
     while state.ready and not state.stopping:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
@@ -86,6 +101,9 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] |
             elif node.kind == "deferred":
                 placeholders.append((nid, node))
             elif node.step in state.limits:
+                if state.lanes[node.step] >= state.limits[node.step]:
+                    held.append(nid)
+                    continue
                 limited.setdefault(node.step, []).append(node)
                 state.in_flight.add(nid)  # taken: a lane of this wave holds it
             else:
@@ -94,22 +112,24 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] |
         _add_alone(state, wave, starts, alone)
         if placeholders:
             expand(placeholders)  # their new nodes are ready in the next pass of this loop
-    lanes = _add_lanes(state, wave, starts, limited) if limited else 0
-    return (wave, starts, lanes) if starts else None
+    state.ready += held
+    lanes_of = _add_lanes(state, wave, starts, limited) if limited else Counter()
+    return Wave(wave, starts, lanes_of.total(), lanes_of) if starts else None
 
 
-def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[str, list[NodeSpec]]) -> int:
-    """Append each limited step's ready nodes to `wave` as at most `max_parallel` lanes; return how many. Mutates."""
-    count = 0
+def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[str, list[NodeSpec]]) -> Counter:
+    """Append each limited step's ready nodes to `wave` in the lanes it has free; return how many per step. Mutates."""
+    lanes_of: Counter = Counter()
     for step, nodes in limited.items():
         nodes.sort(key=lambda node: state.order[node.id])
-        lanes = min(state.limits[step], len(nodes))
+        lanes = min(state.limits[step] - state.lanes[step], len(nodes))
         for lane in range(lanes):
             starts.append(len(wave.nodes))
             for node in nodes[lane::lanes]:
                 _add_job(state, wave, node.id, node, 0)
-        count += lanes
-    return count
+        lanes_of[step] = lanes
+    state.lanes += lanes_of
+    return lanes_of
 
 
 def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[NodeSpec]) -> None:
