@@ -228,7 +228,7 @@ class Scheduler:
         self._flush()  # joins and skips settled while the wave was formed
         jobs, starts, lanes = wave.jobs, wave.starts, wave.lanes
         number = self.calls.start(lambda drained: self.dispatch(state.info, jobs, starts, lanes, drained))
-        state.calls[number] = Dispatched(set(jobs.nodes), wave.lanes_of)
+        state.calls[number] = Dispatched(set(jobs.nodes), wave.lane_nodes())
 
     def _take(self, event: Event | None) -> None:
         """Settle what a call sent: an outcome, or its end; raise the error it failed with. Mutates."""
@@ -242,24 +242,31 @@ class Scheduler:
             return
         chunk, results = event.chunk, event.results
         take(state, chunk, results)
-        waiting = state.calls[event.call].waiting
-        if None in results.statuses:  # a fused node whose feeder did not succeed is still the call's to bring back
-            waiting.difference_update(n for n, status in zip(chunk.nodes, results.statuses) if status is not None)
-        else:
-            waiting.difference_update(chunk.nodes)
+        call = state.calls[event.call]
+        back = (chunk.nodes if None not in results.statuses  # else a fused node whose feeder did not succeed
+                else [n for n, status in zip(chunk.nodes, results.statuses) if status is not None])  # is still out
+        call.waiting.difference_update(back)
+        if chunk.calls[0].max_parallel is not None:
+            for step, left in call.lanes:
+                if left:
+                    left.difference_update(back)
+                    if not left:  # the lane is back: its step may have another
+                        state.lanes[step] -= 1
         if state.stopping:
             self._raise_stop_flag()
         self._flush()
 
     def _ended(self, number: int) -> None:
-        """Close the books of a call that ended: free its lanes, decide the nodes it did not bring back. Mutates.
+        """Close the books of a call that ended: free its lanes still out, decide the nodes not brought back. Mutates.
 
         A fused node whose feeder failed (or that was not started) came back without an outcome:
         once its dependencies are settled it is decided like any other ready node.
         """
         state = self.state
         call = state.calls.pop(number)
-        state.lanes -= call.lanes
+        for step, left in call.lanes:
+            if left:
+                state.lanes[step] -= 1
         unsettled = sorted((n for n in call.waiting if n in state.in_flight and n not in state.status),
                            key=state.order.__getitem__)
         state.in_flight.difference_update(unsettled)

@@ -42,7 +42,8 @@ State
         in_flight    nodes dispatched in a call still running, not settled yet
         calls        call number -> `Dispatched`: what each running call has not brought back yet, and its
                      lanes (calls may overlap: `plait.runtime.calls`)
-        lanes        limited step -> its lanes in the running calls: a new wave deals only the lanes left
+        lanes        limited step -> its lanes in flight (not all their nodes back): a new wave deals only the
+                     lanes left
         skipping     nodes `--skip` names that were to run: settled skipped when they come up
         buffer       ledger records settled since the last hand-over to the ledger writer
         earlier_attempts  failed attempts that were retried, for the ledger's attempts table
@@ -105,10 +106,10 @@ class Clock(NamedTuple):
 
 
 class Dispatched(NamedTuple):
-    """What one running call holds: its nodes not brought back yet, and its lanes per limited step."""
+    """What one running call holds: its nodes not brought back yet, and its lanes' (step, nodes not back yet)."""
 
     waiting: set[str]
-    lanes: Counter
+    lanes: list[tuple[str, set[str]]]
 
 
 class RunState:

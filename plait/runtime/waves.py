@@ -23,7 +23,7 @@ Lanes: how `max_parallel: N` holds
     wave's other chunks meanwhile. Waves may overlap (`plait.runtime.calls`), so the bound holds
     for the whole run by counting each step's lanes in the running calls (`RunState.lanes`): a
     new wave deals a step's nodes only into the lanes left free, and with none free they stay
-    ready until a call that holds one ends. A retried node, and the nodes an expansion adds
+    ready until a lane comes back. A retried node, and the nodes an expansion adds
     (deferred or per-parent), are ready in a later wave and go into its lanes. A limited step's
     node never rides in another's unit, nor carries partners of its own: a partner would run more
     than N at once, or hold a lane back.
@@ -38,7 +38,6 @@ Every function here takes the `RunState` it reads and changes.
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable, Mapping
 from itertools import repeat
 from typing import Any, NamedTuple
@@ -63,7 +62,12 @@ class Wave(NamedTuple):
     jobs: Chunk
     starts: list[int]  # the position of each unit's first job
     lanes: int  # how many of the last units are lanes
-    lanes_of: Counter  # limited step -> how many of those lanes are its
+
+    def lane_nodes(self) -> list[tuple[str, set[str]]]:
+        """Return each lane's step and nodes."""
+        ends = [*self.starts[len(self.starts) - self.lanes + 1:], len(self.jobs.nodes)]
+        return [(self.jobs.calls[start].step, set(self.jobs.nodes[start:end]))
+                for start, end in zip(self.starts[len(self.starts) - self.lanes:], ends)] if self.lanes else []
 
 
 def next_wave(state: RunState, expand: Expand) -> Wave | None:
@@ -113,13 +117,13 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
         if placeholders:
             expand(placeholders)  # their new nodes are ready in the next pass of this loop
     state.ready += held
-    lanes_of = _add_lanes(state, wave, starts, limited) if limited else Counter()
-    return Wave(wave, starts, lanes_of.total(), lanes_of) if starts else None
+    lanes = _add_lanes(state, wave, starts, limited) if limited else 0
+    return Wave(wave, starts, lanes) if starts else None
 
 
-def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[str, list[NodeSpec]]) -> Counter:
-    """Append each limited step's ready nodes to `wave` in the lanes it has free; return how many per step. Mutates."""
-    lanes_of: Counter = Counter()
+def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[str, list[NodeSpec]]) -> int:
+    """Append each limited step's ready nodes to `wave` in the lanes it has free; return how many. Mutates."""
+    count = 0
     for step, nodes in limited.items():
         nodes.sort(key=lambda node: state.order[node.id])
         lanes = min(state.limits[step] - state.lanes[step], len(nodes))
@@ -127,9 +131,9 @@ def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[st
             starts.append(len(wave.nodes))
             for node in nodes[lane::lanes]:
                 _add_job(state, wave, node.id, node, 0)
-        lanes_of[step] = lanes
-    state.lanes += lanes_of
-    return lanes_of
+        state.lanes[step] += lanes
+        count += lanes
+    return count
 
 
 def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[NodeSpec]) -> None:
