@@ -54,10 +54,12 @@ class FakeClock:
 
 @dataclass
 class Wave:
-    """One dispatch: when it happened, and each unit's nodes (a fused chain is one unit)."""
+    """One dispatch: when it happened, each unit's nodes (a fused chain is one unit), and how many nodes had
+    come back before it (`SyncRun.settled`)."""
 
     at: float
     units: list[list[str]]
+    after: int = 0
 
 
 @dataclass
@@ -108,8 +110,12 @@ class SyncRun:
         whose workers see the stop file.
         """
         chunks = list(cut_wave(wave, starts, ChunkSizer(workers=1), lanes))  # nothing measured: one unit each
-        self.waves.append(Wave(self.clock.now, [chunk.nodes for chunk in chunks]))
+        self.waves.append(Wave(self.clock.now, [chunk.nodes for chunk in chunks], len(self.settled)))
         drained()
+        return self.outcomes(info, chunks)
+
+    def outcomes(self, info: RunInfo, chunks: list[Chunk]) -> Iterator[tuple[Chunk, Results]]:
+        """Run each chunk when its outcome is asked for, and note its nodes as come back."""
         for chunk in chunks:
             results = run_chunk(info, chunk)
             self.settled += chunk.nodes
