@@ -1,10 +1,12 @@
 """Executor backends: joblib runs the waves the scheduler hands it.
 
-The scheduler never sees joblib: it gets a `dispatch(info, wave, starts)` function that yields
-(chunk, results) pairs as chunks of the wave finish. `open_backend` builds it over one
-`joblib.Parallel` kept open for the whole run (its workers are reused from wave to wave), with
-`return_as="generator_unordered"`; the wave travels in chunks of many jobs each, sized as they go
-(`plait.runtime.chunks`), so 100,000 trivial nodes cost a few dozen joblib calls, not 100,000.
+The scheduler never sees joblib: it gets a `dispatch(info, wave, starts, lanes, drained)` function
+that yields (chunk, results) pairs as chunks of the wave finish. `open_backend` builds it over
+`joblib.Parallel` objects kept open for the whole run, with `return_as="generator_unordered"`, all
+over the same workers (reused from wave to wave); waves may be dispatched from several threads at
+once (`plait.runtime.calls`), each call on a `Parallel` of its own (`_Dispatcher`). The wave travels
+in chunks of many jobs each, sized as they go (`plait.runtime.chunks`), so 100,000 trivial nodes
+cost a few dozen joblib calls, not 100,000.
 
 `sequential` runs in this process (for debugging and for tests that step through), `threading`
 in threads of this process, `loky` (the default) in worker processes, and `dask` on a Dask

@@ -1,26 +1,29 @@
 """The scheduler: decide which nodes run, dispatch them in waves, settle outcomes, hand records to the ledger.
 
 Lifecycle: `prepare` (decide every node: restore it from the ledger, or make it wait for its
-predecessors) -> `run` (wave after wave until every node is settled or the run stops) -> the
-`RunReport`. All run state is one `RunState` (`plait.runtime.state`); wave forming
+predecessors) -> `run` (waves dispatched as calls, their outcomes settled, until every node is
+settled or the run stops) -> the `RunReport`. All run state is one `RunState`
+(`plait.runtime.state`), changed only in the scheduler's thread; wave forming
 (`plait.runtime.waves`) and settling (`plait.runtime.settling`) are functions of it. The
 scheduler does not know joblib: it is handed a `dispatch` function (`plait.runtime.backends`
-builds one over joblib; tests hand it a fake one and a fake clock).
+builds one over joblib; tests hand it a fake one and a fake clock), and `calls`, which run each
+dispatch in this thread or on a thread of its own (`plait.runtime.calls`).
 
 Task selection policy
     joblib cannot add work to a `Parallel` call that is running, so plait dispatches in waves:
     every node that is ready (all its dependencies settled) goes into one wave, ordered by plan
-    order, and the wave's outcomes stream back unordered and are settled as they arrive. Nodes
-    made ready by a wave go into the next one. Two things keep waves from holding work back:
+    order, dispatched as one call, and its outcomes stream back unordered and are settled as they
+    arrive. The nodes they make ready go into the next wave, which, where the backend lets calls
+    overlap (loky, threading), is dispatched as soon as every call in flight has handed all its
+    chunks to the workers, while those calls run on: a parent's children start while its
+    siblings still run. Two things keep waves from holding work back further:
     - Per-item chains are fused: when `b` runs `for_each: a`, `b[k]` rides in the same dispatch
       unit as `a[k]` (when its other dependencies are already settled) and starts the moment
       `a[k]` succeeds, in the same worker, without waiting for the rest of `a`. Chains of any
       length fuse (`a[k] -> b[k] -> c[k]`).
     - Joins, deferred expansions and skips are settled in the parent at once, not dispatched.
     A step's `max_parallel: N` is kept by wave forming: its nodes travel in at most N lanes, each
-    one chunk run in one worker, while the other workers take the rest (`plait.runtime.waves`).
-    A node that depends on another one of the same wave across steps (not through for_each)
-    waits for the wave to end: that is the price of joblib's fixed calls, paid only there.
+    one chunk run in one worker, counted across the calls in flight (`plait.runtime.waves`).
 
 Retries
     A failed attempt that the retry policy allows again is put on a timer (delay, backoff,
