@@ -15,7 +15,9 @@ State
         limits       step -> its `max_parallel`, for the steps that set one (their nodes run in lanes)
         plain        steps whose nodes neither carry partners nor run in lanes: a root node of one is a
                      unit of one job, added to a wave in bulk
-        reads_upstream  steps that read upstream results (`depends_on` not empty)
+        reads_upstream  steps that see upstream results under `steps` (a step it depends on other than the one
+                     it sees as `group` or `parent`)
+        scoped       steps whose nodes see a `group` or a `parent` (group_by, per-parent fan-out)
     Constant for the run:
         info         the `RunInfo` every node shares
         clock        monotonic time, wall time, and waiting (a fake one in tests)
@@ -118,8 +120,8 @@ class RunState:
     __slots__ = ("attempts", "buffer", "calls", "clock", "decisions", "earlier_attempts", "errors", "failures", "fp",
                  "in_flight", "info", "lanes", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow",
                  "on_settle", "order", "paired", "plain", "plan", "pred", "reads_upstream", "ready", "remaining",
-                 "report", "results", "retries", "rng", "skipped_for_failure", "skipping", "status", "step_calls",
-                 "stopping", "succ", "tolerated")
+                 "report", "results", "retries", "rng", "scoped", "skipped_for_failure", "skipping", "status",
+                 "step_calls", "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
                  clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
@@ -170,7 +172,9 @@ class RunState:
         self.paired = {s.for_each for s in plan.steps.values() if s.for_each}
         self.limits = {s.name: s.max_parallel for s in plan.steps.values() if s.max_parallel is not None}
         self.plain = plan.steps.keys() - self.paired - self.limits.keys()
-        self.reads_upstream = {s.name for s in plan.steps.values() if s.depends_on}
+        self.reads_upstream = {s.name for s in plan.steps.values()
+                               if any(d != s.group_by and not (s.fans_out and d == s.for_each) for d in s.depends_on)}
+        self.scoped = {s.name for s in plan.steps.values() if s.group_by is not None or s.fans_out}
 
     def result_text(self, nid: str) -> str | None:
         """Return a settled node's result as JSON text, reading a restored node's from the ledger once."""
