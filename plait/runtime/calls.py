@@ -22,9 +22,16 @@ When a new call may start
     through the `drained` callback it is given (from whatever thread feeds its backend).
 
 Events
-    `next` returns one `Event` at a time: an outcome (a chunk and its results), the end of a
-    call, or a call's failure (the exception the dispatch raised, re-raised in the scheduler's
-    thread by the caller).
+    `next` returns one `Event` at a time: an outcome (a chunk and its results), that a call is
+    drained (threads only: a new call may start now), the end of a call, or a call's failure
+    (the exception the dispatch raised, which the scheduler raises in its own thread).
+
+Why threads, and not one call fed as nodes become ready
+    joblib asks for a call's next chunk from its callback thread, holding its lock: an input
+    that waited there for new nodes would stall the results of the call itself. Submitting
+    chunks to the executors without `Parallel` would leave joblib's backends (and Dask's fixes in
+    `plait.runtime.dask_backend`) behind. A second `Parallel` call on the same workers costs a few
+    milliseconds, and a call starts only once those in flight are drained, so there are few.
 """
 
 from __future__ import annotations
