@@ -105,7 +105,8 @@ def open_backend(backend: Backend, n_jobs: int, *, scheduler_address: str | None
     extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if backend.own_workers else {}
     with _joblib_backend(backend, n_jobs, scheduler_address) as (joblib_backend, prepare):
         dispatcher = _Dispatcher(partial(Parallel, n_jobs=backend.workers(n_jobs), return_as="generator_unordered",
-                                         batch_size=1, **extra), joblib_backend, prepare, n_jobs)
+                                         batch_size=1, **extra), joblib_backend, prepare, n_jobs,
+                                 renew=backend.own_workers)
         try:
             if extra:
                 with dispatcher.parallel() as parallel:
@@ -186,17 +187,19 @@ class _Dispatcher:
     Concurrency
         Each wave's dispatch may run on a thread of its own (`plait.runtime.calls`), and joblib runs
         one call at a time per `Parallel`: a call takes an idle `Parallel` or opens one, all over the
-        same workers. A `Parallel` that was idle or running when a worker died may hold a broken
-        executor, so it is not used again (`losses` counts deaths; each `Parallel` is tagged with
-        the count it started with). Worker-loss bookkeeping (the fence, the trails) is done under
-        one lock, each call for its own number; and a suspect runs alone (`_call(alone=True)`)
-        only once no other call is in flight, and no other call starts until it is back: a death
-        then is its own.
+        same workers. Under loky, a `Parallel` that was idle or running when a worker died may hold
+        a broken executor, so it is not used again (`losses` counts deaths; each `Parallel` is
+        tagged with the count it started with); under Dask the one client goes on, and a new
+        `Parallel` would only probe a cluster that may be losing workers. Worker-loss bookkeeping
+        (the fence, the trails) is done under one lock, each call for its own number; and a
+        suspect runs alone (`_call(alone=True)`) only once no other call is in flight, and no
+        other call starts until it is back: a death then is its own.
     """
 
     def __init__(self, make: Callable[..., Parallel], joblib_backend: Callable[[], Any], prepare: Prepare,
-                 workers: int) -> None:
+                 workers: int, *, renew: bool = False) -> None:
         self.make = make
+        self.renew = renew  # replace a Parallel that saw a worker die (loky's executor breaks; Dask's client not)
         self.joblib_backend = joblib_backend
         self.prepare = prepare
         self.prepared: set[str] = set()
@@ -220,7 +223,7 @@ class _Dispatcher:
             losses = self.losses
             while self.idle:
                 parallel, seen = self.idle.pop()
-                if seen == losses:
+                if seen == losses or not self.renew:
                     break
             else:
                 parallel = self.make(backend=self.joblib_backend())
