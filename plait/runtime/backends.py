@@ -242,9 +242,10 @@ class _Dispatcher:
         with self.lock:
             self.closed = True
             running = list(self.running)
-        for parallel in running:  # their dispatches end with the error the abort raises, which nobody reads
+        for parallel in running:  # as joblib aborts a call itself, but leaving no executor to start again
+            parallel._managed_backend = False
             with contextlib.suppress(Exception):
-                parallel._backend.abort_everything(ensure_ready=False)
+                parallel._abort()  # its callbacks stop at once, and the call's thread ends, read by nobody
         for parallel in self.opened:
             with contextlib.suppress(Exception):
                 parallel.__exit__(None, None, None)
