@@ -90,7 +90,8 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
                 continue
             node = state.plan.nodes[nid]
             if (node.kind == "task" and node.step in state.plain and nid not in skipping
-                    and all(status.get(p) == SUCCEEDED for p in state.pred[nid])):  # (an expansion renews pred)
+                    and (not state.pred[nid]  # (read anew: an expansion renews it)
+                         or all(status.get(p) == SUCCEEDED for p in state.pred[nid]))):
                 alone.append(node)  # nothing to fuse, no lane, nothing upstream that failed
                 continue
             _add_alone(state, wave, starts, alone, parents)
