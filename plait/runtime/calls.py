@@ -30,8 +30,8 @@ Why threads, and not one call fed as nodes become ready
     joblib asks for a call's next chunk from its callback thread, holding its lock: an input
     that waited there for new nodes would stall the results of the call itself. Submitting
     chunks to the executors without `Parallel` would leave joblib's backends (and Dask's fixes in
-    `plait.runtime.dask_backend`) behind. A second `Parallel` call on the same workers costs a few
-    milliseconds, and a call starts only once those in flight are drained, so there are few.
+    `plait.runtime.dask_backend`) behind. A `Parallel` call has a fixed cost (docs/performance.md),
+    and a call starts only once those in flight are drained, so there are few.
 """
 
 from __future__ import annotations
