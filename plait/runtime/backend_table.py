@@ -39,8 +39,11 @@ class Backend:
         return self.own_workers or (self.cluster and scheduler_address is None)
 
     def calls(self, jobs: int) -> int:
-        """Return how many calls may run at once with `--jobs`: one, unless its calls overlap."""
-        return max(2, jobs) if self.overlaps and not self.one_worker else 1
+        """Return how many calls may run at once with `--jobs`: one, unless its calls overlap on several workers.
+
+        (joblib runs a call of one job in the calling thread: two such calls would run two nodes at once.)
+        """
+        return jobs if self.overlaps and not self.one_worker and jobs > 1 else 1
 
     def workers(self, jobs: int) -> int:
         """Return `Parallel`'s n_jobs for `--jobs`: -1 lets a cluster's size decide."""
