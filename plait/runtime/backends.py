@@ -12,7 +12,7 @@ cost a few dozen joblib calls, not 100,000.
 in threads of this process, `loky` (the default) in worker processes, and `dask` on a Dask
 cluster through joblib's `dask` backend (`plait.runtime.dask_backend` connects to one, or starts a
 `LocalCluster`). Every backend goes through the same `Parallel` and the same `dispatch`; only
-what `Parallel` is given differs.
+what `Parallel` is given differs (`plait.runtime.shared_workers`).
 
 Worker loss
     A worker process that dies (a segfault, `os._exit`) makes joblib abort the whole call, dropping
@@ -51,11 +51,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from multiprocessing import resource_tracker
-from multiprocessing.pool import ThreadPool
 from typing import Any
 
 from joblib import Parallel, delayed
-from joblib._parallel_backends import ThreadingBackend
 from joblib.externals.loky.process_executor import BrokenProcessPool
 from loguru import logger
 
@@ -63,13 +61,11 @@ from plait.runtime.backend_table import Backend, BackendUnavailable
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
+from plait.runtime.shared_workers import Prepare, shared_workers
 from plait.runtime.trail import fence, last_jobs
 from plait.runtime.worker import PROCESS
 
 __all__ = ["WorkerCrashed", "WorkerLost", "open_backend"]
-
-Prepare = Callable[[RunInfo], None] | None  # a backend's set-up for a run, before its first wave
-
 
 class WorkerCrashed(OSError):
     """The worker process running a node died."""
@@ -103,7 +99,7 @@ def open_backend(backend: Backend, n_jobs: int, *, scheduler_address: str | None
     """
     # Worker processes started for the run ignore Ctrl-C (the parent decides) and watch for the parent's death.
     extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if backend.own_workers else {}
-    with _joblib_backend(backend, n_jobs, scheduler_address) as (joblib_backend, prepare):
+    with shared_workers(backend, n_jobs, scheduler_address) as (joblib_backend, prepare):
         dispatcher = _Dispatcher(partial(Parallel, n_jobs=backend.workers(n_jobs), return_as="generator_unordered",
                                          batch_size=1, **extra), joblib_backend, prepare, n_jobs,
                                  renew=backend.own_workers)
@@ -137,48 +133,6 @@ def _start_workers(parallel: Parallel, workers: int) -> None:
             from err
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-
-
-@contextmanager
-def _joblib_backend(backend: Backend, n_jobs: int,
-                    scheduler_address: str | None) -> Iterator[tuple[Callable[[], Any], Prepare]]:
-    """Yield how to make what a `Parallel` takes as `backend` (one each), and how to prepare the backend for a run.
-
-    Every `Parallel` of the run shares the same workers: loky's reusable executor, one pool of
-    `n_jobs` threads (`_SharedThreads`), or the one cluster's client.
-    """
-    if backend.cluster:
-        from plait.runtime.dask_backend import dask_backend
-
-        with dask_backend(n_jobs, scheduler_address) as cluster:
-            yield (lambda: cluster), cluster.prepare
-    elif backend.joblib_name == "threading" and n_jobs > 1:
-        pool = ThreadPool(n_jobs)
-        try:
-            yield partial(_SharedThreads, pool), None
-        finally:
-            pool.close()
-            pool.terminate()
-    else:
-        yield (lambda: backend.joblib_name), None
-
-
-class _SharedThreads(ThreadingBackend):
-    """joblib's threading backend over the run's one pool of threads, which every `Parallel` of the run shares.
-
-    joblib gives each `Parallel` a pool of its own: calls that overlap would run twice `--jobs`
-    nodes at once. The pool is the run's, closed by `_joblib_backend`, not by a `Parallel`.
-    """
-
-    def __init__(self, pool: ThreadPool) -> None:
-        super().__init__()
-        self._shared = pool
-
-    def _get_pool(self) -> ThreadPool:
-        return self._shared
-
-    def terminate(self) -> None:
-        """Leave the shared pool to the run."""
 
 
 class _Dispatcher:
