@@ -190,7 +190,7 @@ class _Growth:
 
     def _own(self, side: str, nid: str) -> dict:
         table = self.graph._succ if side == "succ" else self.graph._pred
-        if (side, nid) not in self.owned:
+        if (side, nid) not in self.owned and nid not in self.new:  # a new node's dicts are this graph's own
             table[nid] = dict(table.get(nid, {}))
             self.owned.add((side, nid))
         return table[nid]
@@ -223,7 +223,7 @@ class _Growth:
             self.unlink(p, placeholder)
         feeds = [self._own("succ", p) for p in inbound]
         joined = self._own("pred", placeholder)
-        graph, owned = self.graph, self.owned
+        graph = self.graph
         for node in new:  # the hot path: a new node's own dicts are built whole, not edge by edge
             nid = node.id
             into: dict = {}
@@ -232,13 +232,12 @@ class _Growth:
             out = {placeholder: {}}
             joined[nid] = out[placeholder]
             graph._node[nid], graph._pred[nid], graph._succ[nid] = {}, into, out
-            owned.update((("pred", nid), ("succ", nid)))
+            self.new[nid] = node
             if partner is not None:
                 self.link(node_id(partner, node.key), nid)
             if members is not None:
                 for m in members[nid]:
                     self.link(m, nid)
-            self.new[nid] = node
         self.added[placeholder] = list(new)
         if old_node.key is None and all(n.kind == "task" for n in new):
             self.steps[old_node.step] = dataclasses.replace(self.steps[old_node.step], kind="batch")
@@ -264,8 +263,9 @@ class _Growth:
                     self.group(succ, new, [self.parent_view(n, partner=True) for n in new])
             elif node.kind == "task" and spec.group_by == step and not whole and tasks:
                 self.unlink(placeholder, succ)  # a group node takes the parent's children as members
-                for n in new:
-                    self.link(n.id, succ)
+                members, succs = self._own("pred", succ), self.graph._succ
+                for n in new:  # new nodes: their dicts are this graph's own already
+                    members[n.id] = succs[n.id][succ] = {}
 
     def group(self, placeholder: str, members: Sequence[NodeSpec], parents: list[dict] | None) -> None:
         """Give group_by placeholder `placeholder` one node per group of `members`, each fed by its own. Mutates."""

@@ -25,28 +25,32 @@ from plait.compiler.plan import Plan
 __all__ = ["group_view", "node_scope", "parent_of", "parent_view"]
 
 Value = Callable[[str], Any]  # node id -> its result (None when it did not succeed)
+Values = Callable[[list[str]], list[Any]]  # node ids -> their results, in one go (the runtime parses them at once)
 _NONE: Mapping[str, Any] = MappingProxyType({})
 
 
-def node_scope(plan: Plan, nid: str, value: Value, order: Mapping[str, int] | None = None) -> Mapping[str, Any]:
+def node_scope(plan: Plan, nid: str, value: Value, order: Mapping[str, int] | None = None,
+               values: Values | None = None) -> Mapping[str, Any]:
     """Return the extra names node `nid` sees: {"group": ...}, {"parent": ...}, or an empty mapping.
 
     `order` maps node IDs to their place in the plan (the runtime has it); without it, a group's
-    members are ordered by a scan of the plan.
+    members are ordered by a scan of the plan. `values` reads a group's results in one go.
     """
     node = plan.nodes[nid]
     spec = plan.steps[node.step]
     if node.kind != "task":
         return _NONE
     if spec.group_by is not None:
-        return {"group": group_view(plan, nid, value, order)}
+        return {"group": group_view(plan, nid, value, order, values)}
     if spec.fans_out:
         return {"parent": parent_view(plan, nid, value)}
     return _NONE
 
 
-def group_view(plan: Plan, nid: str, value: Value, order: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """Return {key, items, results} of group node `nid`, its members in item order."""
+def group_view(plan: Plan, nid: str, value: Value, order: Mapping[str, int] | None = None,
+               values: Values | None = None) -> dict[str, Any]:
+    """Return {key, items, results} of group node `nid`, its members in item order (results read by `values`,
+    when given, else by `value` one by one)."""
     node = plan.nodes[nid]
     grouped = plan.steps[node.step].group_by
     members = [p for p in plan.graph.predecessors(nid)
@@ -55,7 +59,8 @@ def group_view(plan: Plan, nid: str, value: Value, order: Mapping[str, int] | No
         wanted = set(members)
         order = {m: i for i, m in enumerate(n for n in plan.nodes if n in wanted)}
     members.sort(key=order.__getitem__)
-    return {"key": node.key, "items": [plan.nodes[m].item for m in members], "results": [value(m) for m in members]}
+    results = values(members) if values is not None else [value(m) for m in members]
+    return {"key": node.key, "items": [plan.nodes[m].item for m in members], "results": results}
 
 
 def parent_view(plan: Plan, nid: str, value: Value) -> dict[str, Any]:

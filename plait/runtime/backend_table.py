@@ -30,6 +30,7 @@ class Backend:
     opens_early: bool  # worth opening on a thread while the run is set up (workers take a while to boot)
     journal: bool = True  # its workers can journal what they finish into the run's folder (all on this machine)
     one_worker: bool = False  # runs one job at a time whatever --jobs says
+    overlaps: bool = False  # calls may run at once on its workers, each on a thread (plait.runtime.calls)
     cluster: bool = False  # may run on a cluster at a scheduler address
     needs: str | None = None  # the module it needs, from plait's extra of the same name
 
@@ -37,14 +38,22 @@ class Backend:
         """Say whether `--jobs` starts that many processes on this machine (loky's, or a local cluster's)."""
         return self.own_workers or (self.cluster and scheduler_address is None)
 
+    def calls(self, jobs: int) -> int:
+        """Return how many calls may run at once with `--jobs`: one, unless its calls overlap on several workers.
+
+        (joblib runs a call of one job in the calling thread: two such calls would run two nodes at once.)
+        """
+        return jobs if self.overlaps and not self.one_worker and jobs > 1 else 1
+
     def workers(self, jobs: int) -> int:
         """Return `Parallel`'s n_jobs for `--jobs`: -1 lets a cluster's size decide."""
         return 1 if self.one_worker else -1 if self.cluster else jobs
 
 
 BACKENDS: dict[str, Backend] = {
-    "loky": Backend("loky", "loky", own_workers=True, crash_trail=True, opens_early=True),
-    "threading": Backend("threading", "threading", own_workers=False, crash_trail=False, opens_early=False),
+    "loky": Backend("loky", "loky", own_workers=True, crash_trail=True, opens_early=True, overlaps=True),
+    "threading": Backend("threading", "threading", own_workers=False, crash_trail=False, opens_early=False,
+                         overlaps=True),
     "sequential": Backend("sequential", "sequential", own_workers=False, crash_trail=False, opens_early=False,
                           one_worker=True),
     "dask": Backend("dask", "dask", own_workers=False, crash_trail=False, opens_early=False, journal=False,

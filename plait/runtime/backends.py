@@ -1,16 +1,18 @@
 """Executor backends: joblib runs the waves the scheduler hands it.
 
-The scheduler never sees joblib: it gets a `dispatch(info, wave, starts)` function that yields
-(chunk, results) pairs as chunks of the wave finish. `open_backend` builds it over one
-`joblib.Parallel` kept open for the whole run (its workers are reused from wave to wave), with
-`return_as="generator_unordered"`; the wave travels in chunks of many jobs each, sized as they go
-(`plait.runtime.chunks`), so 100,000 trivial nodes cost a few dozen joblib calls, not 100,000.
+The scheduler never sees joblib: it gets a `dispatch(info, wave, starts, lanes, drained)` function
+that yields (chunk, results) pairs as chunks of the wave finish. `open_backend` builds it over
+`joblib.Parallel` objects kept open for the whole run, with `return_as="generator_unordered"`, all
+over the same workers (reused from wave to wave); waves may be dispatched from several threads at
+once (`plait.runtime.calls`), each call on a `Parallel` of its own (`_Dispatcher`). The wave travels
+in chunks of many jobs each, sized as they go (`plait.runtime.chunks`), so 100,000 trivial nodes
+cost a few dozen joblib calls, not 100,000.
 
 `sequential` runs in this process (for debugging and for tests that step through), `threading`
 in threads of this process, `loky` (the default) in worker processes, and `dask` on a Dask
 cluster through joblib's `dask` backend (`plait.runtime.dask_backend` connects to one, or starts a
 `LocalCluster`). Every backend goes through the same `Parallel` and the same `dispatch`; only
-what `Parallel` is given differs.
+what `Parallel` is given differs (`plait.runtime.shared_workers`).
 
 Worker loss
     A worker process that dies (a segfault, `os._exit`) makes joblib abort the whole call, dropping
@@ -37,10 +39,13 @@ Worker loss
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import os
 import re
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -56,13 +61,11 @@ from plait.runtime.backend_table import Backend, BackendUnavailable
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
+from plait.runtime.shared_workers import Prepare, shared_workers
 from plait.runtime.trail import fence, last_jobs
 from plait.runtime.worker import PROCESS
 
 __all__ = ["WorkerCrashed", "WorkerLost", "open_backend"]
-
-Prepare = Callable[[RunInfo], None] | None  # a backend's set-up for a run, before its first wave
-
 
 class WorkerCrashed(OSError):
     """The worker process running a node died."""
@@ -91,16 +94,22 @@ def open_backend(backend: Backend, n_jobs: int, *, scheduler_address: str | None
     """Yield a dispatch function running units on `backend` (checked by `backend_table.backend`) with `n_jobs` workers.
 
     For a cluster backend, `scheduler_address` names the cluster to use (else a LocalCluster of
-    `n_jobs` workers lives as long as this context). Raises BackendUnavailable.
+    `n_jobs` workers lives as long as this context). Closing it while calls run aborts them.
+    Raises BackendUnavailable.
     """
     # Worker processes started for the run ignore Ctrl-C (the parent decides) and watch for the parent's death.
     extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if backend.own_workers else {}
-    with _joblib_backend(backend, n_jobs, scheduler_address) as (joblib_backend, prepare), \
-            Parallel(n_jobs=backend.workers(n_jobs), backend=joblib_backend, return_as="generator_unordered",
-                     batch_size=1, **extra) as parallel:
-        if extra:
-            _start_workers(parallel, n_jobs)
-        yield _Dispatcher(parallel, prepare, n_jobs).dispatch
+    with shared_workers(backend, n_jobs, scheduler_address) as (joblib_backend, prepare):
+        dispatcher = _Dispatcher(partial(Parallel, n_jobs=backend.workers(n_jobs), return_as="generator_unordered",
+                                         batch_size=1, **extra), joblib_backend, prepare, n_jobs,
+                                 renew=backend.own_workers)
+        try:
+            if extra:
+                with dispatcher.parallel() as parallel:
+                    _start_workers(parallel, n_jobs)
+            yield dispatcher.dispatch
+        finally:
+            dispatcher.close()
 
 
 def _start_workers(parallel: Parallel, workers: int) -> None:
@@ -126,56 +135,113 @@ def _start_workers(parallel: Parallel, workers: int) -> None:
         signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-@contextmanager
-def _joblib_backend(backend: Backend, n_jobs: int, scheduler_address: str | None) -> Iterator[tuple[Any, Prepare]]:
-    """Yield what `Parallel` takes as `backend`, and how to prepare the backend for a run."""
-    if backend.cluster:
-        from plait.runtime.dask_backend import dask_backend
-
-        with dask_backend(n_jobs, scheduler_address) as cluster:
-            yield cluster, cluster.prepare
-    else:
-        yield backend.joblib_name, None
-
-
 class _Dispatcher:
-    """Run waves on one open `Parallel` in chunks, recovering from worker loss (see the module docstring)."""
+    """Run waves in chunks on `Parallel` calls that may overlap, recovering from worker loss (see the module docstring).
 
-    def __init__(self, parallel: Parallel, prepare: Prepare, workers: int) -> None:
-        self.parallel = parallel
+    Concurrency
+        Each wave's dispatch may run on a thread of its own (`plait.runtime.calls`), and joblib runs
+        one call at a time per `Parallel`: a call takes an idle `Parallel` or opens one, all over the
+        same workers. Under loky, a `Parallel` that was idle or running when a worker died may hold
+        a broken executor, so it is not used again (`losses` counts deaths; each `Parallel` is
+        tagged with the count it started with); under Dask the one client goes on, and a new
+        `Parallel` would only probe a cluster that may be losing workers. Worker-loss bookkeeping
+        (the fence, the trails) is done under one lock, each call for its own number; and a
+        suspect runs alone (`_call(alone=True)`) only once no other call is in flight, and no
+        other call starts until it is back: a death then is its own.
+    """
+
+    def __init__(self, make: Callable[..., Parallel], joblib_backend: Callable[[], Any], prepare: Prepare,
+                 workers: int, *, renew: bool = False) -> None:
+        self.make = make
+        self.renew = renew  # replace a Parallel that saw a worker die (loky's executor breaks; Dask's client not)
+        self.joblib_backend = joblib_backend
         self.prepare = prepare
         self.prepared: set[str] = set()
-        self.calls = 0
-        self.sizer = ChunkSizer(workers)
+        self.workers = workers
+        self.per_job: float | None = None  # the last measure of a job's time, for the next wave's chunks
+        self.numbers = itertools.count(1)  # calls are numbered from 1 (a trail's 0 means no call)
+        self.lock = threading.Lock()  # the pools of Parallels, preparing, and the worker-loss bookkeeping
+        self.gate = threading.Condition()  # calls in flight, and a suspect running alone
+        self.in_flight = 0
+        self.alone = False
+        self.losses = 0
+        self.idle: list[tuple[Parallel, int]] = []  # Parallels not running a call, with the losses they started at
+        self.running: set[Parallel] = set()
+        self.opened: list[Parallel] = []
+        self.closed = False
 
-    def dispatch(self, info: RunInfo, wave: Chunk, starts: list[int], lanes: int) -> Iterator[tuple[Chunk, Results]]:
+    @contextmanager
+    def parallel(self) -> Iterator[Parallel]:
+        """Lend a `Parallel` no call is running on: an idle one opened since the last worker loss, or a new one."""
+        with self.lock:
+            losses = self.losses
+            while self.idle:
+                parallel, seen = self.idle.pop()
+                if seen == losses or not self.renew:
+                    break
+            else:
+                parallel = self.make(backend=self.joblib_backend())
+                parallel.__enter__()
+                self.opened.append(parallel)
+            self.running.add(parallel)
+        try:
+            yield parallel
+        finally:
+            with self.lock:
+                self.running.discard(parallel)
+                self.idle.append((parallel, losses))
+
+    def close(self) -> None:
+        """Abort the calls still running (the run was cut short), and close every `Parallel`. Mutates."""
+        with self.lock:
+            self.closed = True
+            running = list(self.running)
+        for parallel in running:  # as joblib aborts a call itself, but leaving no executor to start again
+            parallel._managed_backend = False
+            with contextlib.suppress(Exception):
+                parallel._abort()  # its callbacks stop at once, and the call's thread ends, read by nobody
+        for parallel in self.opened:
+            with contextlib.suppress(Exception):
+                parallel.__exit__(None, None, None)
+
+    def dispatch(self, info: RunInfo, wave: Chunk, starts: list[int], lanes: int,
+                 drained: Callable[[], None] = lambda: None) -> Iterator[tuple[Chunk, Results]]:
         """Yield (chunk, its results) as chunks of the wave finish; a lost worker's suspects run again.
 
         `starts` holds the position of each unit's first job in the wave; the last `lanes` units
-        are lanes (`plait.runtime.waves`), each sent whole.
+        are lanes (`plait.runtime.waves`), each sent whole. `drained` is called once every chunk
+        of the wave has been handed to joblib.
         """
-        if self.prepare is not None and info.run_id not in self.prepared:
-            self.prepare(info)
-            self.prepared.add(info.run_id)
-        self.sizer.new_wave()
-        unsent: Iterator[Chunk] = cut_wave(wave, starts, self.sizer, lanes)
+        if self.prepare is not None:
+            with self.lock:
+                if info.run_id not in self.prepared:
+                    self.prepare(info)
+                    self.prepared.add(info.run_id)
+        sizer = ChunkSizer(self.workers, self.per_job)
+        unsent: Iterator[Chunk] = _then(cut_wave(wave, starts, sizer, lanes), drained)
         while True:
             sent: list[Chunk] = []
             returned: set[int] = set()
+            call = next(self.numbers)
             try:
-                for index, results in self._call(info, unsent, sent):
+                for index, results in self._call(call, info, unsent, sent):
                     returned.add(index)
-                    self.sizer.measure(results)
+                    sizer.measure(results)
+                    self.per_job = sizer.per_job
                     yield sent[index], results
                 return
             except _LOST as err:
+                if self.closed:
+                    raise
                 suspects = {index: chunk for index, chunk in enumerate(sent) if index not in returned}
                 logger.warning(f"a worker died ({_reason(err)}); {sum(len(c.nodes) for c in suspects.values()):,} "
                                "node(s) that had not come back run again")
                 marks: dict[int, int] = {}
-                if info.trail:  # no worker starts another job of this call; then, which job each was on
-                    fence(info.trail, self.calls)
-                    marks = last_jobs(info.trail, self.calls)
+                with self.lock:
+                    self.losses += 1
+                    if info.trail:  # no worker starts another job of this call; then, which job each was on
+                        fence(info.trail, call)
+                        marks = last_jobs(info.trail, call)
                 running = {index: marks[index] for index in suspects if index in marks}
                 if not running and suspects:  # no trail says which job: the oldest chunk is the likeliest
                     running = {min(suspects): None}
@@ -192,32 +258,54 @@ class _Dispatcher:
                 for unit in alone:
                     yield from self._alone(info, unit)
 
-    def _call(self, info: RunInfo, chunks: Iterator[Chunk], sent: list[Chunk]) -> Iterator[tuple[int, Results]]:
-        """Run chunks in one `Parallel` call; yield (index in `sent`, results) as each finishes.
+    def _call(self, call: int, info: RunInfo, chunks: Iterator[Chunk], sent: list[Chunk], *,
+              alone: bool = False) -> Iterator[tuple[int, Results]]:
+        """Run chunks in one `Parallel` call numbered `call`; yield (index in `sent`, results) as each finishes.
 
         joblib takes the chunks from `chunks` as workers free up (from its callback thread), and
-        each is appended to `sent` as it is taken. After a worker died, the reused `Parallel` may
+        each is appended to `sent` as it is taken. After a worker died, a reused `Parallel` may
         hand back, from its next call, a result of the call it aborted: calls are numbered, and a
         result of another call is dropped (its chunk was a suspect, so it runs again or already did).
+        `alone`: wait until no other call is in flight, and hold off the others until this one ends.
         """
-        self.calls += 1
-        call = self.calls
 
         def tasks() -> Iterator[Any]:
             for chunk in chunks:
                 sent.append(chunk)
                 yield delayed(_run_tagged)(call, len(sent) - 1, info, chunk)
 
-        for tag, index, results in self.parallel(tasks()):
-            if tag == call:
-                yield index, results
+        with self._slot(alone), self.parallel() as parallel:
+            for tag, index, results in parallel(tasks()):
+                if tag == call:
+                    yield index, results
+
+    @contextmanager
+    def _slot(self, alone: bool) -> Iterator[None]:
+        """Hold a place among the calls in flight; `alone`, the only place, taken once the others are back."""
+        with self.gate:
+            while self.alone or (alone and self.in_flight):
+                self.gate.wait()
+            self.in_flight += 1
+            self.alone = alone
+        try:
+            yield
+        finally:
+            with self.gate:
+                self.in_flight -= 1
+                if alone:
+                    self.alone = False
+                self.gate.notify_all()
 
     def _alone(self, info: RunInfo, chunk: Chunk) -> Iterator[tuple[Chunk, Results]]:
         """Run one suspect chunk alone; while it kills its worker again, halve it until the culprit is alone."""
         try:
-            for _, results in self._call(info, iter([chunk]), []):
+            for _, results in self._call(next(self.numbers), info, iter([chunk]), [], alone=True):
                 yield chunk, results
         except _LOST as err:
+            if self.closed:
+                raise
+            with self.lock:
+                self.losses += 1
             starts = [i for i, back in enumerate(chunk.feeders) if back == 0]
             if len(starts) > 1:
                 middle = starts[len(starts) // 2]
@@ -239,13 +327,23 @@ class _Dispatcher:
                 steps = {**chain.steps[i], chain.calls[i - back].step: {"result": passed[i - back]}}
                 job = job._replace(steps=[steps], feeders=[0])
             try:
-                [(_, results)] = list(self._call(info, iter([job]), []))
+                [(_, results)] = list(self._call(next(self.numbers), info, iter([job]), [], alone=True))
             except _LOST as err:
+                if self.closed:
+                    raise
+                with self.lock:
+                    self.losses += 1
                 yield job, _crashed(job, err)
                 return
             if results.statuses[0] in (SUCCEEDED, SKIPPED):
                 passed[i] = json.loads(results.results[0])
             yield job, results
+
+
+def _then(chunks: Iterator[Chunk], done: Callable[[], None]) -> Iterator[Chunk]:
+    """Yield `chunks`, then call `done` (when the one asking for chunks asks past the last)."""
+    yield from chunks
+    done()
 
 
 def _around(chunk: Chunk, job: int | None) -> tuple[Chunk, Chunk, Chunk]:

@@ -43,13 +43,11 @@ MOST_JOBS = 4000
 class ChunkSizer:
     """Sizes chunks from the node times measured so far (see the module docstring)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, per_job: float | None = None) -> None:
+        """One sizer per wave: it probes again (a new wave may hold another step's slower nodes), from
+        `per_job`, the time a job took in the waves before, when there were any."""
         self.workers = max(1, workers)
-        self.per_job: float | None = None  # seconds a job takes, averaged over the chunks measured
-        self.ramp = 1
-
-    def new_wave(self) -> None:
-        """Probe again: a new wave may hold another step's slower nodes. Mutates."""
+        self.per_job = per_job  # seconds a job takes, averaged over the chunks measured
         self.ramp = 1
 
     def measure(self, results: Results) -> None:

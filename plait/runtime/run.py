@@ -42,6 +42,7 @@ from plait.limits import JOBS_PER_CORE, MAX_RESULT_BYTES, jobs_cap
 from plait.runtime import output
 from plait.runtime.backend_table import Backend
 from plait.runtime.backend_table import backend as checked_backend
+from plait.runtime.calls import calls_for
 from plait.runtime.decide import grows, ledger_holds
 from plait.runtime.execute import RunInfo
 from plait.runtime.fingerprint import Fingerprinter, basis
@@ -240,7 +241,8 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
                          log_nodes=options.log_level in ("DEBUG", "TRACE"))
     scheduler = Scheduler(run_state, dispatch=backend, submit=writer.submit, previous=previous,
                           fingerprints=fingerprints, recorded_parts={} if held else ledger.step_parts(),
-                          fingerprints_of=ledger.fingerprints, held=held, selection=options.selection)
+                          fingerprints_of=ledger.fingerprints, held=held, selection=options.selection,
+                          calls=calls_for(options.backend.calls(options.jobs)))
     resources.enter_context(collector.during_run())
     output.install()  # nodes running in this process (sequential, threading) have their prints captured
     resources.callback(output.uninstall)

@@ -1,26 +1,29 @@
 """The scheduler: decide which nodes run, dispatch them in waves, settle outcomes, hand records to the ledger.
 
 Lifecycle: `prepare` (decide every node: restore it from the ledger, or make it wait for its
-predecessors) -> `run` (wave after wave until every node is settled or the run stops) -> the
-`RunReport`. All run state is one `RunState` (`plait.runtime.state`); wave forming
+predecessors) -> `run` (waves dispatched as calls, their outcomes settled, until every node is
+settled or the run stops) -> the `RunReport`. All run state is one `RunState`
+(`plait.runtime.state`), changed only in the scheduler's thread; wave forming
 (`plait.runtime.waves`) and settling (`plait.runtime.settling`) are functions of it. The
 scheduler does not know joblib: it is handed a `dispatch` function (`plait.runtime.backends`
-builds one over joblib; tests hand it a fake one and a fake clock).
+builds one over joblib; tests hand it a fake one and a fake clock), and `calls`, which run each
+dispatch in this thread or on a thread of its own (`plait.runtime.calls`).
 
 Task selection policy
     joblib cannot add work to a `Parallel` call that is running, so plait dispatches in waves:
     every node that is ready (all its dependencies settled) goes into one wave, ordered by plan
-    order, and the wave's outcomes stream back unordered and are settled as they arrive. Nodes
-    made ready by a wave go into the next one. Two things keep waves from holding work back:
+    order, dispatched as one call, and its outcomes stream back unordered and are settled as they
+    arrive. The nodes they make ready go into the next wave, which, where the backend lets calls
+    overlap (loky, threading), is dispatched as soon as every call in flight has handed all its
+    chunks to the workers, while those calls run on: a parent's children start while its
+    siblings still run. Two things keep waves from holding work back further:
     - Per-item chains are fused: when `b` runs `for_each: a`, `b[k]` rides in the same dispatch
       unit as `a[k]` (when its other dependencies are already settled) and starts the moment
       `a[k]` succeeds, in the same worker, without waiting for the rest of `a`. Chains of any
       length fuse (`a[k] -> b[k] -> c[k]`).
     - Joins, deferred expansions and skips are settled in the parent at once, not dispatched.
     A step's `max_parallel: N` is kept by wave forming: its nodes travel in at most N lanes, each
-    one chunk run in one worker, while the other workers take the rest (`plait.runtime.waves`).
-    A node that depends on another one of the same wave across steps (not through for_each)
-    waits for the wave to end: that is the price of joblib's fixed calls, paid only there.
+    one chunk run in one worker, counted across the calls in flight (`plait.runtime.waves`).
 
 Retries
     A failed attempt that the retry policy allows again is put on a timer (delay, backoff,
@@ -44,6 +47,7 @@ from typing import Any
 from loguru import logger
 
 from plait.compiler import NodeSpec, WorkflowError, expand_deferred, expand_parents, parent_of
+from plait.runtime.calls import DRAINED, ENDED, RAISED, Event, InlineCalls, ThreadedCalls
 from plait.runtime.decide import Decision, Explainer, decide
 from plait.runtime.execute import Chunk, Results, RunInfo
 from plait.runtime.fingerprint import Fingerprint, Fingerprinter
@@ -51,15 +55,23 @@ from plait.runtime.ledger import Prior
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
 from plait.runtime.selection import Selection
 from plait.runtime.settling import settle, take
-from plait.runtime.state import RunReport, RunState, due_retries, interrupted, restore, wait_for_predecessors
-from plait.runtime.waves import next_wave, upstream_view, value
+from plait.runtime.state import (
+    Dispatched,
+    RunReport,
+    RunState,
+    due_retries,
+    interrupted,
+    restore,
+    wait_for_predecessors,
+)
+from plait.runtime.waves import Wave, next_wave, upstream_view, value
 from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
 
-# Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes) and yields
-# (chunk, results) as chunks finish.
-Dispatch = Callable[[RunInfo, Chunk, list[int], int], Iterable[tuple[Chunk, Results]]]
+# Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes, a callback to call once
+# every chunk is handed to the backend) and yields (chunk, results) as chunks finish.
+Dispatch = Callable[[RunInfo, Chunk, list[int], int, Callable[[], None]], Iterable[tuple[Chunk, Results]]]
 # Hands ledger writes to the writer: ("record", run_id, records) or ("add_nodes", rows).
 Submit = Callable[..., None]
 
@@ -70,13 +82,16 @@ class Scheduler:
     def __init__(self, state: RunState, *, dispatch: Dispatch, submit: Submit, previous: Mapping[str, Prior],
                  fingerprints: Fingerprinter, recorded_parts: Mapping[str, Any],
                  fingerprints_of: Callable[[Iterable[str]], Mapping[str, Fingerprint | None]], held: bool = False,
-                 selection: Selection | None = None) -> None:
+                 selection: Selection | None = None, calls: InlineCalls | ThreadedCalls | None = None) -> None:
         """`previous`: what the ledger holds of each node; with `held`, only of those that did not succeed
         (the ledger holds this very plan, up to date: the rest are done, and `fingerprints_of` reads
         theirs). `recorded_parts`: each step's signature parts as the ledger last recorded them.
-        `selection`: nodes forced to run again and the steps the run is limited to (plait.runtime.selection)."""
+        `selection`: nodes forced to run again and the steps the run is limited to (plait.runtime.selection).
+        `calls`: where the waves' calls run and how many at once (`plait.runtime.calls`; by default one at a
+        time, in this thread)."""
         self.state = state
         self.dispatch = dispatch
+        self.calls = calls or InlineCalls()
         self.submit = submit
         self.previous = previous
         self.fingerprints = fingerprints
@@ -155,19 +170,29 @@ class Scheduler:
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> RunReport:
-        """Run until every node is settled or the run is stopped; return the report. Mutates."""
-        state = self.state
+        """Run until every node is settled or the run is stopped; return the report. Mutates.
+
+        The loop: start a call for the nodes that are ready whenever the calls in flight allow one
+        (`plait.runtime.calls`), take the next event of a call and settle it, and when no call is in
+        flight wait for the next retry, or end.
+        """
+        state, calls = self.state, self.calls
         try:
-            while not state.stopping:
-                due_retries(state)
-                wave = next_wave(state, self._expand)
-                if wave:
-                    self._run_wave(*wave)
-                elif state.retries:
+            while True:
+                if not state.stopping:
+                    due_retries(state)
+                    wave = next_wave(state, self._expand) if calls.may_start() else None
+                    if wave is not None:
+                        self._start(wave)
+                        continue
+                if calls.busy:
+                    self._take(calls.next(self._until_retry()))
+                elif state.retries and not state.stopping:
                     self._wait_for(state.retries[0][0])
                 else:
                     break
         finally:
+            calls.close()
             self._flush()
         report = state.report
         pending = len(state.plan.nodes) - len(state.status) - len(state.left_out)
@@ -193,21 +218,65 @@ class Scheduler:
         while not self.state.stopping and clock.monotonic() < due:
             clock.sleep(min(0.05, max(0.0, due - clock.monotonic())))
 
-    def _run_wave(self, wave: Chunk, starts: list[int], lanes: int) -> None:
+    def _until_retry(self) -> float | None:
+        """Return how long the next event may be waited for: until the next retry is due (None: no retry waits)."""
+        state = self.state
+        if not state.retries or state.stopping:
+            return None
+        return max(0.0, state.retries[0][0] - state.clock.monotonic())
+
+    def _start(self, wave: Wave) -> None:
+        """Dispatch a wave as a call of its own, and note what it holds. Mutates."""
         state = self.state
         self._flush()  # joins and skips settled while the wave was formed
-        for chunk, results in self.dispatch(state.info, wave, starts, lanes):
-            take(state, chunk, results)
-            if state.stopping:
-                self._raise_stop_flag()
-            self._flush()
-        # A fused node whose feeder failed (or that was not started) came back without an outcome:
-        # once its dependencies are settled it is decided like any other ready node.
-        unsettled = [n for n in state.in_flight if n not in state.status]
+        jobs, starts, lanes = wave.jobs, wave.starts, wave.lanes
+        number = self.calls.start(lambda drained: self.dispatch(state.info, jobs, starts, lanes, drained))
+        state.calls[number] = Dispatched(set(jobs.nodes), wave.lane_nodes())
+
+    def _take(self, event: Event | None) -> None:
+        """Settle what a call sent: an outcome, or its end; raise the error it failed with. Mutates."""
+        if event is None or event.kind == DRAINED:
+            return  # a retry may be due, or a new call may start
+        state = self.state
+        if event.kind == RAISED:
+            raise event.error
+        if event.kind == ENDED:
+            self._ended(event.call)
+            return
+        chunk, results = event.chunk, event.results
+        take(state, chunk, results)
+        call = state.calls[event.call]
+        back = (chunk.nodes if None not in results.statuses  # else a fused node whose feeder did not succeed
+                else [n for n, status in zip(chunk.nodes, results.statuses) if status is not None])  # is still out
+        call.waiting.difference_update(back)
+        if chunk.calls[0].max_parallel is not None:
+            for step, left in call.lanes:
+                if left:
+                    left.difference_update(back)
+                    if not left:  # the lane is back: its step may have another
+                        state.lanes[step] -= 1
+        if state.stopping:
+            self._raise_stop_flag()
+        self._flush()
+
+    def _ended(self, number: int) -> None:
+        """Close the books of a call that ended: free its lanes still out, decide the nodes not brought back. Mutates.
+
+        A fused node whose feeder failed (or that was not started) came back without an outcome:
+        once its dependencies are settled it is decided like any other ready node.
+        """
+        state = self.state
+        call = state.calls.pop(number)
+        for step, left in call.lanes:
+            if left:
+                state.lanes[step] -= 1
+        unsettled = sorted((n for n in call.waiting if n in state.in_flight and n not in state.status),
+                           key=state.order.__getitem__)
+        state.in_flight.difference_update(unsettled)
         state.ready += [n for n in unsettled if state.remaining.get(n) == 0]
         if state.stopping:
             interrupted(state, unsettled)
-        state.in_flight.clear()
+        self._flush()
 
     def _expand(self, placeholders: list[tuple[str, NodeSpec]]) -> None:
         """Expand the placeholders a wave found ready, now that what they wait for has run; decide the new nodes.

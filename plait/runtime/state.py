@@ -15,7 +15,9 @@ State
         limits       step -> its `max_parallel`, for the steps that set one (their nodes run in lanes)
         plain        steps whose nodes neither carry partners nor run in lanes: a root node of one is a
                      unit of one job, added to a wave in bulk
-        reads_upstream  steps that read upstream results (`depends_on` not empty)
+        reads_upstream  steps that see upstream results under `steps` (a step it depends on other than the one
+                     it sees as `group` or `parent`)
+        scoped       steps whose nodes see a `group` or a `parent` (group_by, per-parent fan-out)
     Constant for the run:
         info         the `RunInfo` every node shares
         clock        monotonic time, wall time, and waiting (a fake one in tests)
@@ -39,7 +41,11 @@ State
         skipped_for_failure  nodes skipped because an upstream failed (not by their condition)
         ready        nodes whose predecessors are all settled, not dispatched yet
         retries      heap of (due, plan position, node): failed attempts waiting for their next
-        in_flight    nodes dispatched in the current wave, not settled yet
+        in_flight    nodes dispatched in a call still running, not settled yet
+        calls        call number -> `Dispatched`: what each running call has not brought back yet, and its
+                     lanes (calls may overlap: `plait.runtime.calls`)
+        lanes        limited step -> its lanes in flight (not all their nodes back): a new wave deals only the
+                     lanes left
         skipping     nodes `--skip` names that were to run: settled skipped when they come up
         buffer       ledger records settled since the last hand-over to the ledger writer
         earlier_attempts  failed attempts that were retried, for the ledger's attempts table
@@ -73,8 +79,8 @@ from plait.runtime.outcome import SUCCEEDED
 if TYPE_CHECKING:
     from plait.runtime.fingerprint import Fingerprint
 
-__all__ = ["Clock", "RunReport", "RunState", "due_retries", "interrupted", "release", "restore", "retry_later",
-           "wait_for_predecessors"]
+__all__ = ["Clock", "Dispatched", "RunReport", "RunState", "due_retries", "interrupted", "release", "restore",
+           "retry_later", "wait_for_predecessors"]
 
 _STEP, _ID = attrgetter("step"), attrgetter("id")
 
@@ -104,14 +110,21 @@ class Clock(NamedTuple):
     sleep: Callable[[float], None] = time.sleep
 
 
+class Dispatched(NamedTuple):
+    """What one running call holds: its nodes not brought back yet, and its lanes' (step, nodes not back yet)."""
+
+    waiting: set[str]
+    lanes: list[tuple[str, set[str]]]
+
+
 class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
-    __slots__ = ("attempts", "buffer", "clock", "decisions", "earlier_attempts", "errors", "failures", "fp",
-                 "in_flight", "info", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow",
+    __slots__ = ("attempts", "buffer", "calls", "clock", "decisions", "earlier_attempts", "errors", "failures", "fp",
+                 "in_flight", "info", "lanes", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow",
                  "on_settle", "order", "paired", "plain", "plan", "pred", "reads_upstream", "ready", "remaining",
-                 "report", "results", "retries", "rng", "skipped_for_failure", "skipping", "status", "step_calls",
-                 "stopping", "succ", "tolerated")
+                 "report", "results", "retries", "rng", "scoped", "skipped_for_failure", "skipping", "status",
+                 "step_calls", "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
                  clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
@@ -137,6 +150,8 @@ class RunState:
         self.ready: list[str] = []
         self.retries: list[tuple[float, int, str]] = []
         self.in_flight: set[str] = set()
+        self.calls: dict[int, Dispatched] = {}
+        self.lanes: Counter = Counter()
         self.skipping: set[str] = set()
         self.buffer: list[tuple[Any, ...]] = []
         self.earlier_attempts: list[Attempt] = []
@@ -160,7 +175,9 @@ class RunState:
         self.paired = {s.for_each for s in plan.steps.values() if s.for_each}
         self.limits = {s.name: s.max_parallel for s in plan.steps.values() if s.max_parallel is not None}
         self.plain = plan.steps.keys() - self.paired - self.limits.keys()
-        self.reads_upstream = {s.name for s in plan.steps.values() if s.depends_on}
+        self.reads_upstream = {s.name for s in plan.steps.values()
+                               if any(d != s.group_by and not (s.fans_out and d == s.for_each) for d in s.depends_on)}
+        self.scoped = {s.name for s in plan.steps.values() if s.group_by is not None or s.fans_out}
 
     def result_text(self, nid: str) -> str | None:
         """Return a settled node's result as JSON text, reading a restored node's from the ledger once."""

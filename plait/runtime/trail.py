@@ -66,31 +66,43 @@ def prepare(folder: Path) -> None:
 
 
 def fence(folder: str | Path, call: int) -> None:
-    """Fence off call `call` and every call before it: no worker starts another of their jobs."""
+    """Fence off call `call` and every call before it: no worker starts another of their jobs.
+
+    The fence only rises: calls that broke together may be fenced in any order (the caller does it
+    under one lock), and a later call that runs on is never fenced by an earlier one's loss.
+    """
     with open(Path(folder) / FENCE, "r+b") as file:
-        file.write(_FENCE.pack(call))
+        if _FENCE.unpack(file.read(_FENCE.size))[0] < call:
+            file.seek(0)
+            file.write(_FENCE.pack(call))
 
 
 def last_jobs(folder: str | Path, call: int) -> dict[int, int]:
-    """Return {chunk: job} for the workers that were on call `call` when its pool broke; forget every trail.
+    """Return {chunk: job} for the workers that were on call `call` when its pool broke, and forget their trails.
 
     loky takes every worker of a broken pool down with the one that died, but not at once: a
     worker still running may yet reach (and run) a culprit. So each worker that was on the call
     is waited for, a second at most, and its record read once it is gone: its last. (A worker that
     loky stopped before it reached a culprit points at an innocent job, which then runs alone and
-    succeeds.) A worker that died before its first job left no record.
+    succeeds.) A worker that died before its first job left no record, and is forgotten. The
+    trails of other calls stay: calls overlap, and those that broke together are each read for
+    their own, in any order.
     """
     deadline = time.monotonic() + WAIT_FOR_EXIT
     found: dict[int, int] = {}
     for path in Path(folder).glob("[0-9]*"):
         record = _read(path)
+        pid = int(path.name)
         if record is not None and record[0] == call:
-            while alive(int(path.name)) and time.monotonic() < deadline:
+            while alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.005)
             record = _read(path)
-        path.unlink(missing_ok=True)
-        if record is not None and record[0] == call:
-            found[record[1]] = record[2]
+            if record is not None and record[0] == call:
+                found[record[1]] = record[2]
+                path.unlink(missing_ok=True)
+                continue
+        if record is None and not alive(pid):
+            path.unlink(missing_ok=True)  # a worker that died before its first job
     return found
 
 

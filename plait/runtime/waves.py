@@ -20,10 +20,13 @@ Lanes: how `max_parallel: N` holds
     jobs that follow no feeder, and the dispatcher sends it whole as one chunk, whose jobs run one
     after another in one worker (`plait.runtime.chunks`). So at most N of the step's nodes run at
     once, on any backend, with no lock, semaphore or waiting worker: the other workers take the
-    wave's other chunks meanwhile. Waves never overlap, so the bound holds for the whole run; a
-    retried node, and the nodes an expansion adds (deferred or per-parent), are ready in a later
-    wave and go into that wave's lanes. A limited step's node never rides in another's unit, nor
-    carries partners of its own: a partner would run more than N at once, or hold a lane back.
+    wave's other chunks meanwhile. Waves may overlap (`plait.runtime.calls`), so the bound holds
+    for the whole run by counting each step's lanes in the running calls (`RunState.lanes`): a
+    new wave deals a step's nodes only into the lanes left free, and with none free they stay
+    ready until a lane comes back. A retried node, and the nodes an expansion adds
+    (deferred or per-parent), are ready in a later wave and go into its lanes. A limited step's
+    node never rides in another's unit, nor carries partners of its own: a partner would run more
+    than N at once, or hold a lane back.
     Lanes come at the end of the wave's columns (the dispatcher sends them first: they are the
     long chunks). The price: a lane's outcomes come back when its last node ends (a worker
     journals what it finished meanwhile, `plait.runtime.journal`), and nodes of uneven length can
@@ -36,8 +39,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from itertools import repeat
-from typing import Any
+from typing import Any, NamedTuple
 
 from plait.compiler import NodeSpec, node_scope
 from plait.runtime.execute import Chunk
@@ -45,7 +47,7 @@ from plait.runtime.outcome import SKIPPED, SUCCEEDED
 from plait.runtime.settling import blocked, settle, settle_skip
 from plait.runtime.state import RunState
 
-__all__ = ["join_result", "next_wave", "upstream_view", "value"]
+__all__ = ["Wave", "join_result", "next_wave", "upstream_view", "value"]
 
 _NOTHING: dict[str, Any] = {}
 
@@ -53,15 +55,32 @@ _NOTHING: dict[str, Any] = {}
 Expand = Callable[[list[tuple[str, NodeSpec]]], None]
 
 
-def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] | None:
+class Wave(NamedTuple):
+    """The jobs of one dispatch, and where its units start."""
+
+    jobs: Chunk
+    starts: list[int]  # the position of each unit's first job
+    lanes: int  # how many of the last units are lanes
+
+    def lane_nodes(self) -> list[tuple[str, set[str]]]:
+        """Return each lane's step and nodes."""
+        ends = [*self.starts[len(self.starts) - self.lanes + 1:], len(self.jobs.nodes)]
+        return [(self.jobs.calls[start].step, set(self.jobs.nodes[start:end]))
+                for start, end in zip(self.starts[len(self.starts) - self.lanes:], ends)] if self.lanes else []
+
+
+def next_wave(state: RunState, expand: Expand) -> Wave | None:
     """Settle joins, expansions and skips in place; return the wave of task nodes to dispatch (None: none). Mutates.
 
-    The wave is (jobs, the position of each unit's first job, how many of the last units are lanes).
+    A limited step's nodes go into the lanes its running calls leave free; with none free they
+    stay ready for a later wave.
     """
     wave = Chunk([], [], [], [], [], [], [], [], [], [])
     starts: list[int] = []
     limited: dict[str, list[NodeSpec]] = {}  # a limited step's ready nodes, in the order taken: its lanes' jobs
-    skipping = state.skipping
+    held: list[str] = []  # ready nodes of limited steps whose every lane is in a running call
+    parents: dict[str, Mapping[str, Any]] = {}  # parent -> the `parent` view its children in this wave share
+    skipping, status = state.skipping, state.status
     while state.ready and not state.stopping:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
         alone: list[NodeSpec] = []  # consecutive plain units: added together, column by column
@@ -70,10 +89,12 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] |
             if nid in state.status or nid in state.in_flight:
                 continue
             node = state.plan.nodes[nid]
-            if node.kind == "task" and not state.pred[nid] and node.step in state.plain and nid not in skipping:
-                alone.append(node)
+            if (node.kind == "task" and node.step in state.plain and nid not in skipping
+                    and (not state.pred[nid]  # (read anew: an expansion renews it)
+                         or all(status.get(p) == SUCCEEDED for p in state.pred[nid]))):
+                alone.append(node)  # nothing to fuse, no lane, nothing upstream that failed
                 continue
-            _add_alone(state, wave, starts, alone)
+            _add_alone(state, wave, starts, alone, parents)
             why = blocked(state, nid, node) if state.pred[nid] else None
             if why:
                 settle_skip(state, nid, *why)
@@ -86,37 +107,44 @@ def next_wave(state: RunState, expand: Expand) -> tuple[Chunk, list[int], int] |
             elif node.kind == "deferred":
                 placeholders.append((nid, node))
             elif node.step in state.limits:
+                if state.lanes[node.step] >= state.limits[node.step]:
+                    held.append(nid)
+                    continue
                 limited.setdefault(node.step, []).append(node)
                 state.in_flight.add(nid)  # taken: a lane of this wave holds it
             else:
                 starts.append(len(wave.nodes))
-                _add_unit(state, wave, nid, node)
-        _add_alone(state, wave, starts, alone)
+                _add_unit(state, wave, nid, node, parents)
+        _add_alone(state, wave, starts, alone, parents)
         if placeholders:
             expand(placeholders)  # their new nodes are ready in the next pass of this loop
-    lanes = _add_lanes(state, wave, starts, limited) if limited else 0
-    return (wave, starts, lanes) if starts else None
+    state.ready += held
+    lanes = _add_lanes(state, wave, starts, limited, parents) if limited else 0
+    return Wave(wave, starts, lanes) if starts else None
 
 
-def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[str, list[NodeSpec]]) -> int:
-    """Append each limited step's ready nodes to `wave` as at most `max_parallel` lanes; return how many. Mutates."""
+def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[str, list[NodeSpec]],
+               parents: dict[str, Mapping[str, Any]]) -> int:
+    """Append each limited step's ready nodes to `wave` in the lanes it has free; return how many. Mutates."""
     count = 0
     for step, nodes in limited.items():
         nodes.sort(key=lambda node: state.order[node.id])
-        lanes = min(state.limits[step], len(nodes))
+        lanes = min(state.limits[step] - state.lanes[step], len(nodes))
         for lane in range(lanes):
             starts.append(len(wave.nodes))
             for node in nodes[lane::lanes]:
-                _add_job(state, wave, node.id, node, 0)
+                _add_job(state, wave, node.id, node, 0, parents)
+        state.lanes[step] += lanes
         count += lanes
     return count
 
 
-def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[NodeSpec]) -> None:
-    """Append units of one job each (no predecessor, nothing to fuse) to `wave` in bulk, and empty `alone`. Mutates.
+def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[NodeSpec],
+               parents: dict[str, Mapping[str, Any]]) -> None:
+    """Append units of one job each (nothing to fuse, no lane) to `wave` in bulk, and empty `alone`. Mutates.
 
     The same columns `_add_job` fills, a list comprehension per column, so a wave of a first
-    step's items is formed without a Python call per node.
+    step's items, or of a parent's children, is formed without many Python calls per node.
     """
     if not alone:
         return
@@ -131,15 +159,15 @@ def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[Node
     wave.steps.extend([upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING
                        for node in alone])
     wave.feeders.extend([0] * len(ids))
-    wave.scopes.extend(repeat(_NOTHING, len(ids)))  # a node with no predecessor has no group or parent
+    wave.scopes.extend([_scope(state, node, parents) if node.step in state.scoped else _NOTHING for node in alone])
     wave.fingerprints.extend([state.fp[nid] for nid in ids])
     state.in_flight.update(ids)
     alone.clear()
 
 
-def _add_unit(state: RunState, wave: Chunk, nid: str, node: NodeSpec) -> None:
+def _add_unit(state: RunState, wave: Chunk, nid: str, node: NodeSpec, parents: dict[str, Mapping[str, Any]]) -> None:
     """Append the unit rooted at `nid` to `wave`: the node plus its fusable per-item chain. Mutates."""
-    _add_job(state, wave, nid, node, 0)
+    _add_job(state, wave, nid, node, 0, parents)
     position = len(wave.nodes) - 1
     while position < len(wave.nodes):
         feeder, step = wave.nodes[position], wave.calls[position].step
@@ -150,11 +178,12 @@ def _add_unit(state: RunState, wave: Chunk, nid: str, node: NodeSpec) -> None:
                         and snode.step not in state.limits and succ not in state.status and succ not in state.in_flight
                         and succ not in state.skipping and succ not in state.left_out
                         and all(p == feeder or state.status.get(p) == SUCCEEDED for p in state.pred[succ])):
-                    _add_job(state, wave, succ, snode, len(wave.nodes) - position)
+                    _add_job(state, wave, succ, snode, len(wave.nodes) - position, parents)
         position += 1
 
 
-def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int) -> None:
+def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int,
+             parents: dict[str, Mapping[str, Any]]) -> None:
     """Append one job to `wave`; `back` is how many jobs back its feeder is (0: none). Mutates."""
     wave.nodes.append(nid)
     wave.calls.append(state.step_calls[node.step])
@@ -164,17 +193,28 @@ def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int) 
     wave.attempts.append(state.attempts.get(nid, 0) + 1)
     wave.steps.append(upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING)
     wave.feeders.append(back)
-    wave.scopes.append(_scope(state, node))
+    wave.scopes.append(_scope(state, node, parents))
     wave.fingerprints.append(state.fp[nid])
     state.in_flight.add(nid)
 
 
-def _scope(state: RunState, node: NodeSpec) -> Mapping[str, Any]:
-    """Return the `group` or `parent` a node of a group_by or per-parent fan-out step sees (else nothing)."""
+def _scope(state: RunState, node: NodeSpec, parents: dict[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+    """Return the `group` or `parent` a node of a group_by or per-parent fan-out step sees (else nothing).
+
+    The children of one parent share one `parent` view (`parents`, for one wave: read and
+    parsed once, pickled once per chunk); a group's results are parsed in one go.
+    """
     step = state.plan.steps[node.step]
-    if step.group_by is None and not step.fans_out:
+    if node.step not in state.scoped:
         return _NOTHING
-    return node_scope(state.plan, node.id, lambda nid: value(state, nid), state.order)
+    if step.group_by is not None:
+        return node_scope(state.plan, node.id, lambda nid: value(state, nid), state.order,
+                          lambda members: _results(state, members))
+    parent = next(p for p in state.pred[node.id] if state.plan.nodes[p].step == step.for_each)
+    view = parents.get(parent)
+    if view is None:
+        view = parents[parent] = node_scope(state.plan, node.id, lambda nid: value(state, nid))
+    return view
 
 
 def upstream_view(state: RunState, node: NodeSpec) -> dict[str, Any]:
@@ -214,7 +254,16 @@ def value(state: RunState, nid: str) -> Any:
 
 def join_result(state: RunState, nid: str) -> str:
     """Return a join's result as JSON text: its members' results in item order, null for those that did not succeed."""
-    members = state.members[nid] or sorted(state.pred[nid], key=state.order.__getitem__)
+    return _results_text(state, state.members[nid] or sorted(state.pred[nid], key=state.order.__getitem__))
+
+
+def _results(state: RunState, members: list[str]) -> list[Any]:
+    """Return the results of `members` as values, None for those that did not succeed: one parse for them all."""
+    return json.loads(_results_text(state, members))
+
+
+def _results_text(state: RunState, members: list[str]) -> str:
+    """Return the results of `members` as one JSON list, null for those that did not succeed."""
     missing = [m for m in members if m not in state.results and state.status.get(m) == SUCCEEDED]
     if missing:
         state.results.update({k: json.dumps(v) for k, v in state.load_results(missing).items()})

@@ -25,7 +25,7 @@ from plait.compiler import (
     parent_of,
     parent_view,
 )
-from plait.templating import render_value, template_context
+from plait.templating import TemplateError, render, render_each, render_value, template_context
 
 
 def compile_text(text: str, **params: object) -> Plan:
@@ -332,6 +332,30 @@ def test_cli_compile_and_graph_show_groups(tmp_path: Path, cli) -> None:
         "  n1 ==>|per item| n2",
         "  n2 --> n3",
     ]
+
+
+@pytest.mark.parametrize("source", [
+    "{{ item // 100 }}", "{{ item.sample }}", "{{ item.sample | upper }}-{{ index }}", "{{ batch.total - index }}",
+    "{{ [item.sample, params.n] }}", "{{ range(item.n) | list }}", "{{ x if x is defined else key }}", "plain",
+    "{{ workflow_dir | basename }}",
+])
+def test_render_each_gives_what_render_gives_each_context(source: str) -> None:
+    items = [{"sample": "A", "n": 2}, {"sample": "b", "n": 0}, {"sample": "C", "n": 3}]
+    contexts = [template_context({"n": 7}, item=item, index=i, key=f"k{i}", total=3, step="s", workflow_dir="/w/f")
+                for i, item in enumerate(items)]
+    if source == "{{ item // 100 }}":
+        contexts = [{**context, "item": 100 * i + 7} for i, context in enumerate(contexts)]
+    contexts.append({**contexts[0], "x": 5})  # a name one context has and the others lack
+
+    assert list(render_each(source, contexts)) == [render(source, context) for context in contexts]
+
+
+def test_render_each_raises_at_the_context_that_fails() -> None:
+    contexts = [{"item": {"sample": "A"}}, {"item": {}}, {"item": {"sample": "C"}}]
+    rendered = render_each("{{ item.sample }}", contexts)
+    assert next(rendered) == "A"
+    with pytest.raises(TemplateError, match="'dict object' has no attribute 'sample'"):
+        next(rendered)
 
 
 def test_group_keys_that_would_name_one_node_twice_are_refused() -> None:

@@ -269,3 +269,66 @@ def test_a_worker_that_dies_leaving_a_forked_child_does_not_make_the_run_wait_fo
     assert {n: s for n, (s, *_) in rows(flow.ws).items()} == {
         **{f"work[{i}]": "succeeded" for i in range(8) if i != 3}, "work[3]": "failed"}
     assert rows(flow.ws)["work[3]"][3]["error_type"] == "WorkerCrashed"
+
+
+# Each node appends its ID to effects/<ID with "/" as "~">.log, so executions are counted per node.
+NOTE_EXECUTION = '''
+with open(ctx.workspace / "effects" / (ctx.node_id.replace("/", "~") + ".log"), "a", encoding="utf-8") as log:
+    log.write(ctx.node_id + "\\n")
+'''
+
+OVERLAPPING = f"""
+name: overlapping
+steps:
+  - name: split
+    task: python
+    items: [fast, slow]
+    on_error: continue
+    inputs:
+      code: |
+{textwrap.indent(NOTE_EXECUTION.strip(), " " * 8)}
+        import time
+        deadline = time.monotonic() + 30  # on its first execution split[slow] runs until loky kills it
+        while item == "slow" and (ctx.workspace / "effects" / "split[slow].log").read_text().count("\\n") == 1 \\
+                and time.monotonic() < deadline:
+            time.sleep(0.01)
+        result = [0, 1]
+  - name: process
+    task: python
+    for_each: split
+    items: "{{{{ parent.result }}}}"
+    on_error: continue
+    inputs:
+      code: |
+{textwrap.indent(NOTE_EXECUTION.strip(), " " * 8)}
+        import os
+        if ctx.node_id == "process[fast/0]":
+            os._exit(3)
+        result = item
+"""
+
+
+@pytest.mark.slow  # a crash that breaks two calls, each culprit confirmed alone: a few seconds
+def test_a_crash_that_breaks_two_overlapping_calls_charges_only_its_culprit(flow: Flow) -> None:
+    """split[fast]'s children run in a call of their own while split[slow] still runs in the first one;
+    process[fast/0] kills its worker, and loky fails both calls. Each call reads its own crash trail:
+    split[slow], the innocent in flight, runs again uncharged; process[fast/0] is charged alone."""
+    flow.path.write_text(OVERLAPPING, encoding="utf-8")
+    (flow.ws / "effects").mkdir(parents=True)
+    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "loky", "--jobs", "2", "-q",
+               cwd=flow.dir, preexec_fn=no_core_files)
+    message = "the worker process died while running process[fast/0]: EXIT(3)"
+    assert (done.returncode, "Traceback (most recent call last)" in done.stderr) == (1, False), done.stderr
+    assert rows(flow.ws) == {
+        "split[fast]": ("succeeded", 1, [0, 1], None),
+        "split[slow]": ("succeeded", 1, [0, 1], None),
+        "process[fast]": ("skipped", 0, None, None),  # the joins the placeholders became: one member failed
+        "process[slow]": ("succeeded", 0, [0, 1], None),
+        "process[fast/0]": ("failed", 1, None, error("process[fast/0]", "WorkerCrashed", message, item=0,
+                                                      retryable=True)),
+        "process[fast/1]": ("succeeded", 1, 1, None),
+        "process[slow/0]": ("succeeded", 1, 0, None),
+        "process[slow/1]": ("succeeded", 1, 1, None),
+    }
+    assert effect_counts(flow.ws) == {"split[fast]": 1, "split[slow]": 2, "process[fast/0]": 2, "process[fast/1]": 1,
+                                      "process[slow/0]": 1, "process[slow/1]": 1}

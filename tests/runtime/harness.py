@@ -8,7 +8,9 @@ unpredictable:
   stamped with the time it happened, so backoff is asserted as numbers, not measured;
 - the ledger is a list: every record the scheduler hands the writer is kept in order
   (`records`), and a resume reads its priors from the records of the runs before it;
-- dispatch keeps each wave's units (`waves`), so fusing, pipelining and lanes are seen as data.
+- dispatch keeps each wave's units (`waves`), so fusing, pipelining and lanes are seen as data;
+- calls run in this thread (`InlineCalls`): one at a time, or, with `overlap`, up to that many at
+  once, their outcomes taken one per call in turn, so overlapping waves happen in a fixed order.
 A whole run takes milliseconds, and its outcome is compared as values.
 """
 
@@ -16,12 +18,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from plait.compiler import Plan, compile_text
+from plait.runtime.calls import InlineCalls
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk
 from plait.runtime.fingerprint import Fingerprinter
@@ -52,10 +55,12 @@ class FakeClock:
 
 @dataclass
 class Wave:
-    """One dispatch: when it happened, and each unit's nodes (a fused chain is one unit)."""
+    """One dispatch: when it happened, each unit's nodes (a fused chain is one unit), and how many nodes had
+    come back before it (`SyncRun.settled`)."""
 
     at: float
     units: list[list[str]]
+    after: int = 0
 
 
 @dataclass
@@ -69,6 +74,8 @@ class SyncRun:
     waves: list[Wave] = field(default_factory=list)  # the last run's dispatches
     parts: dict[str, Any] = field(default_factory=dict)  # each step's signature parts, as last recorded
     runs: int = 0
+    overlap: int = 1  # how many calls may run at once
+    settled: list[str] = field(default_factory=list)  # the last run's nodes, in the order their outcomes came back
 
     def compile(self, yaml: str, params: dict[str, Any] | None = None) -> Plan:
         """Compile workflow text, with the harness's folder as the workflow's (for helper modules)."""
@@ -80,6 +87,7 @@ class SyncRun:
         if given; return its report and final state."""
         self.runs += 1
         self.waves = []
+        self.settled = []
         info = RunInfo(run_id=f"run-{self.runs}", workspace=self.root / "ws", workflow_dir=self.root / "flow",
                        params=plan.params, stop_file=str(self.root / f"stop-{self.runs}"), parent_pid=os.getpid())
         info.workspace.mkdir(exist_ok=True)
@@ -88,24 +96,32 @@ class SyncRun:
         scheduler = Scheduler(state, dispatch=self.dispatch, submit=self.submit, previous=self.priors(),
                               fingerprints=fingerprints, recorded_parts=dict(self.parts),
                               fingerprints_of=lambda ids: {n: self.last()[n].fingerprint for n in ids},
-                              selection=selection)
+                              selection=selection, calls=InlineCalls(self.overlap))
         scheduler.prepare()
         report = scheduler.run()
         self.parts = {step: fingerprints.parts(step) for step in plan.steps}
         return report, state
 
-    def dispatch(self, info: RunInfo, wave: Chunk, starts: list[int], lanes: int) -> Iterator[tuple[Chunk, Results]]:
+    def dispatch(self, info: RunInfo, wave: Chunk, starts: list[int], lanes: int,
+                 drained: Callable[[], None]) -> Iterator[tuple[Chunk, Results]]:
         """Run a wave here, one unit per chunk, in the order the dispatcher sends them (lanes first, each whole);
-        remember its units and when it went.
+        remember its units and when it went. Every chunk is cut at once, so the call is drained at once.
 
         Each chunk checks the run's stop file before its first job (`run_chunk` always does), so a
         stop raised while one unit settles leaves the units after it unstarted, as in a real run
         whose workers see the stop file.
         """
         chunks = list(cut_wave(wave, starts, ChunkSizer(workers=1), lanes))  # nothing measured: one unit each
-        self.waves.append(Wave(self.clock.now, [chunk.nodes for chunk in chunks]))
+        self.waves.append(Wave(self.clock.now, [chunk.nodes for chunk in chunks], len(self.settled)))
+        drained()
+        return self.outcomes(info, chunks)
+
+    def outcomes(self, info: RunInfo, chunks: list[Chunk]) -> Iterator[tuple[Chunk, Results]]:
+        """Run each chunk when its outcome is asked for, and note its nodes as come back."""
         for chunk in chunks:
-            yield chunk, run_chunk(info, chunk)
+            results = run_chunk(info, chunk)
+            self.settled += chunk.nodes
+            yield chunk, results
 
     def submit(self, method: str, *args: Any) -> None:
         """Take what the scheduler hands the ledger writer."""

@@ -55,6 +55,25 @@ def held(gate_name: str, first_attempt_fails: bool = False) -> str:
     return textwrap.indent(body, " " * 8)
 
 
+# `first` ends once the ledger has every failed first attempt of `api`: the failures are settled (their retries
+# due) before `other` is ready, so the retries and `other` are ready together, as in one wave, however the
+# outcomes of the calls in flight arrive (plait.runtime.calls).
+AFTER_FAILURES = textwrap.indent(textwrap.dedent(f"""\
+    import sqlite3, time
+    ledger = ctx.workspace / ".plait" / "ledger.db"
+    deadline = time.monotonic() + 60  # a bound on a hang, not a timing
+    while time.monotonic() < deadline:
+        try:
+            with sqlite3.connect(f"file:{{ledger}}?mode=ro", uri=True) as db:
+                if db.execute("SELECT count(*) FROM attempts WHERE node_id LIKE 'api[%'").fetchone()[0] == {ITEMS}:
+                    break
+        except sqlite3.OperationalError:
+            pass
+        time.sleep(0.01)
+    result = 0
+    """), " " * 4)
+
+
 def first_step(lines: str) -> str:
     """Return a quick step `first` (its keys below `task`): `other` runs after it, `api` may read it."""
     return f"  - name: first\n    task: python\n{textwrap.indent(lines, ' ' * 4)}\n"
@@ -67,7 +86,7 @@ def workflow(shape: str, limit: int) -> str:
     """
     first = {
         "items": "",
-        "retried": first_step('inputs: {code: "result = 0"}'),
+        "retried": first_step(f"inputs:\n  code: |\n{AFTER_FAILURES}"),
         "deferred": first_step(f'inputs: {{code: "result = list(range({ITEMS}))"}}'),
         "per-parent": first_step('items: [x, y]\ninputs: {code: "result = [0, 1, 2]"}'),
     }[shape]
@@ -167,6 +186,12 @@ class BreakingParallel:
     def __init__(self) -> None:
         self.calls: list[list[list[str]]] = []
 
+    def __enter__(self) -> BreakingParallel:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
     def __call__(self, tasks: Iterator[Any]) -> list[tuple[int, int, Results]]:
         taken = [args for _, args, _ in tasks]  # delayed(_run_tagged)(call, index, info, chunk)
         self.calls.append([chunk.nodes for *_, chunk in taken])
@@ -191,7 +216,8 @@ def test_what_is_left_of_a_lane_after_a_worker_died_runs_again_as_one_chunk(tmp_
     prepare(tmp_path / "trail")  # the trail folder, with its fence
     info = RunInfo("run", tmp_path, tmp_path, {}, str(tmp_path / "stop"), os.getpid(), trail=str(tmp_path / "trail"))
     parallel = BreakingParallel()
-    done = backends._Dispatcher(parallel, None, workers=2).dispatch(info, wave, [0, 1, 2], 1)
+    done = backends._Dispatcher(lambda backend: parallel, lambda: "loky", None, workers=2).dispatch(
+        info, wave, [0, 1, 2], 1)
     assert sorted(n for chunk, _ in done for n in chunk.nodes) == sorted(nodes)
     assert parallel.calls == [
         [["api[0]", "api[1]", "api[2]", "api[3]"], ["other[0]"], ["other[1]"]],  # the lane first, whole; then broke

@@ -406,3 +406,62 @@ def test_until_runs_the_named_steps_and_what_they_need_and_leaves_what_follows_t
     report, _ = sync.run(plan)
     assert (report.status, sync.dispatched(), json.loads(sync.last()["total"].result)) == (
         "succeeded", [[["total"]]], 33)
+
+
+# --- calls that overlap (plait.runtime.calls): the harness takes one outcome from each call in flight in turn --
+
+FAN_OUT = yaml("""
+    name: fan_out
+    steps:
+      - name: split
+        task: python
+        items: [a, b]
+        inputs: {code: "result = [0, 1]"}
+      - name: part
+        task: python
+        for_each: split
+        items: "{{ parent.result }}"
+        inputs: {code: "result = parent['key'] + str(item)"}
+      - name: gather
+        task: python
+        group_by: {step: part, key: "{{ parent.key }}"}
+        inputs: {code: "result = group['results']"}
+""")
+
+
+def test_a_parents_children_are_dispatched_as_soon_as_it_is_back_while_its_sibling_is_not(tmp_path: Path) -> None:
+    sync = SyncRun(tmp_path, overlap=2)
+    report, _ = sync.run(sync.compile(FAN_OUT))
+    assert sync.settled == ["split[a]", "split[b]", "part[a/0]", "part[a/1]", "part[b/0]", "part[b/1]", "gather[a]",
+                            "gather[b]"]
+    assert (report.status, [(wave.after, wave.units) for wave in sync.waves]) == ("succeeded", [
+        (0, [["split[a]"], ["split[b]"]]),
+        (1, [["part[a/0]"], ["part[a/1]"]]),  # split[a] is back, split[b] not yet: its call is still in flight
+        (3, [["part[b/0]"], ["part[b/1]"]]),  # once the first call ended: two calls at most
+        (5, [["gather[a]"]]),  # its own group only: part[b/1] is not back yet
+        (7, [["gather[b]"]]),
+    ])
+    assert {n: json.loads(r.result) for n, r in sync.last().items() if n.startswith("gather")} == {
+        "gather[a]": ["a0", "a1"], "gather[b]": ["b0", "b1"]}
+
+
+def test_one_call_at_a_time_keeps_waves_apart(sync: SyncRun) -> None:
+    report, _ = sync.run(sync.compile(FAN_OUT))
+    assert (report.status, [(wave.after, wave.units) for wave in sync.waves]) == ("succeeded", [
+        (0, [["split[a]"], ["split[b]"]]),
+        (2, [["part[a/0]"], ["part[a/1]"], ["part[b/0]"], ["part[b/1]"]]),
+        (6, [["gather[a]"], ["gather[b]"]]),
+    ])
+
+
+def test_a_limited_step_takes_a_new_lane_only_when_one_of_its_lanes_is_back(tmp_path: Path) -> None:
+    sync = SyncRun(tmp_path, overlap=3)
+    limited = FAN_OUT.replace("  - name: gather", "    max_parallel: 1\n  - name: gather")
+    report, _ = sync.run(sync.compile(limited))
+    assert (report.status, [(wave.after, wave.units) for wave in sync.waves]) == ("succeeded", [
+        (0, [["split[a]"], ["split[b]"]]),
+        (1, [["part[a/0]", "part[a/1]"]]),
+        # split[b]'s children were ready at 2, but the step's one lane was out until part[a/...] came back
+        (4, [["part[b/0]", "part[b/1]"], ["gather[a]"]]),
+        (6, [["gather[b]"]]),
+    ])
