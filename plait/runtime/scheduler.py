@@ -273,7 +273,7 @@ class Scheduler:
         unsettled = sorted((n for n in call.waiting if n in state.in_flight and n not in state.status),
                            key=state.order.__getitem__)
         state.in_flight.difference_update(unsettled)
-        state.ready += [n for n in unsettled if state.remaining.get(n) == 0]
+        state.ready += [n for n in unsettled if state.remaining.get(n, 0) == 0]  # a root node has no count: 0
         if state.stopping:
             interrupted(state, unsettled)
         self._flush()

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from plait.runtime.decide import Decision
+from plait.runtime.execute import Chunk, Results, RunInfo
 from plait.runtime.selection import select
 from runtime.harness import SyncRun
 
@@ -465,3 +467,26 @@ def test_a_limited_step_takes_a_new_lane_only_when_one_of_its_lanes_is_back(tmp_
         (4, [["part[b/0]", "part[b/1]"], ["gather[a]"]]),
         (6, [["gather[b]"]]),
     ])
+
+
+class Dropping(SyncRun):
+    """A run whose dispatch never brings `dropped`'s first chunk back, as a call cut short by a worker's death
+    whose suspects another call ran may (plait.runtime.backends)."""
+
+    dropped = "a[1]"
+
+    def outcomes(self, info: RunInfo, chunks: list[Chunk]) -> Iterator[tuple[Chunk, Results]]:
+        for chunk in chunks:
+            if self.dropped in chunk.nodes:
+                self.dropped = ""
+                continue
+            yield from super().outcomes(info, [chunk])
+
+
+def test_a_node_a_call_ended_without_is_run_again_root_or_not(tmp_path: Path) -> None:
+    for dropped in ("a[1]", "total"):  # a root node (its unit with b[1]), and one with predecessors
+        sync = Dropping(tmp_path / dropped)
+        sync.dropped = dropped
+        report, _ = sync.run(sync.compile(CHAIN))
+        assert (report.status, dict(report.counts)) == ("succeeded", {"succeeded": 7}), dropped
+        assert json.loads(sync.last()["total"].result) == 33, dropped
