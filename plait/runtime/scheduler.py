@@ -62,6 +62,7 @@ from plait.runtime.state import (
     due_retries,
     interrupted,
     restore,
+    run_again,
     wait_for_predecessors,
 )
 from plait.runtime.waves import Wave, next_wave, upstream_view, value
@@ -273,9 +274,10 @@ class Scheduler:
         unsettled = sorted((n for n in call.waiting if n in state.in_flight and n not in state.status),
                            key=state.order.__getitem__)
         state.in_flight.difference_update(unsettled)
-        state.ready += [n for n in unsettled if state.remaining.get(n, 0) == 0]  # a root node has no count: 0
         if state.stopping:
             interrupted(state, unsettled)
+        else:
+            run_again(state, unsettled)
         self._flush()
 
     def _expand(self, placeholders: list[tuple[str, NodeSpec]]) -> None:

@@ -33,7 +33,7 @@ from plait.compiler import NodeSpec
 from plait.runtime.execute import Chunk, Results
 from plait.runtime.ledger import Attempt, NodeRecord
 from plait.runtime.outcome import FAILED, NOT_STARTED, SKIPPED, SUCCEEDED, retry_delay
-from plait.runtime.state import RunState, interrupted, release, retry_later
+from plait.runtime.state import RunState, interrupted, release, retry_later, run_again
 from plait.runtime.worker import SAID
 
 __all__ = ["blocked", "settle", "settle_skip", "take"]
@@ -58,8 +58,11 @@ def take(state: RunState, chunk: Chunk, results: Results) -> None:
                 print(message, flush=True)  # what the task said, for the run's terminal (plait.runtime.output)
             else:
                 logger.bind(node=nid).log(level, message)
-        if status == NOT_STARTED:
-            interrupted(state, [nid])
+        if status == NOT_STARTED:  # the run is stopping, or its call was fenced off after a worker died
+            if state.stopping:
+                interrupted(state, [nid])
+            else:
+                run_again(state, [nid])
             continue
         attempt = state.attempts[nid] = chunk.attempts[i]
         error, printed = results.errors.get(i), results.outputs.get(i)

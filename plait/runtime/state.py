@@ -80,7 +80,7 @@ if TYPE_CHECKING:
     from plait.runtime.fingerprint import Fingerprint
 
 __all__ = ["Clock", "Dispatched", "RunReport", "RunState", "due_retries", "interrupted", "release", "restore",
-           "retry_later", "wait_for_predecessors"]
+           "retry_later", "run_again", "wait_for_predecessors"]
 
 _STEP, _ID = attrgetter("step"), attrgetter("id")
 
@@ -233,6 +233,12 @@ def due_retries(state: RunState) -> None:
     now = state.clock.monotonic()
     while state.retries and state.retries[0][0] <= now:
         state.ready.append(heapq.heappop(state.retries)[2])
+
+
+def run_again(state: RunState, nodes: Iterable[str]) -> None:
+    """Ready again dispatched nodes that did not run though the run goes on (their call was fenced off after a
+    worker died, or ended without them): each at once, or once its predecessors not yet settled are. Mutates."""
+    state.ready += [n for n in nodes if state.remaining.get(n, 0) == 0]  # a root node has no count: 0
 
 
 def interrupted(state: RunState, nodes: Iterable[str]) -> None:

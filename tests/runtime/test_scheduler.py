@@ -16,6 +16,7 @@ import pytest
 
 from plait.runtime.decide import Decision
 from plait.runtime.execute import Chunk, Results, RunInfo
+from plait.runtime.outcome import NOT_STARTED
 from plait.runtime.selection import select
 from runtime.harness import SyncRun
 
@@ -490,3 +491,30 @@ def test_a_node_a_call_ended_without_is_run_again_root_or_not(tmp_path: Path) ->
         report, _ = sync.run(sync.compile(CHAIN))
         assert (report.status, dict(report.counts)) == ("succeeded", {"succeeded": 7}), dropped
         assert json.loads(sync.last()["total"].result) == 33, dropped
+
+
+class Fenced(SyncRun):
+    """A run whose dispatch brings `fenced`'s first chunk back not started, as a call a worker's death fenced off
+    does (plait.runtime.trail) while the run goes on."""
+
+    fenced = "a[1]"
+
+    def outcomes(self, info: RunInfo, chunks: list[Chunk]) -> Iterator[tuple[Chunk, Results]]:
+        for chunk in chunks:
+            if self.fenced in chunk.nodes:
+                self.fenced = ""
+                now = [0.0] * len(chunk.nodes)
+                yield chunk, Results([NOT_STARTED] * len(chunk.nodes), [None] * len(chunk.nodes), now, now, {}, {}, {},
+                                     "w")
+                continue
+            yield from super().outcomes(info, [chunk])
+
+
+def test_nodes_their_fenced_off_call_did_not_start_run_again_while_the_run_goes_on(tmp_path: Path) -> None:
+    for fenced in ("a[1]", "total"):
+        sync = Fenced(tmp_path / fenced)
+        sync.fenced = fenced
+        report, _ = sync.run(sync.compile(CHAIN))
+        assert (report.status, dict(report.counts)) == ("succeeded", {"succeeded": 7}), fenced
+        assert {n: r.attempts for n, r in sync.last().items()} == dict.fromkeys(
+            ["a[0]", "b[0]", "a[1]", "b[1]", "a[2]", "b[2]", "total"], 1), fenced
