@@ -39,7 +39,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import NamedTuple
 
 from plait.runtime.execute import Chunk, Results
@@ -62,13 +62,14 @@ class Event(NamedTuple):
     error: BaseException | None = None
 
 
-class InlineCalls:
-    """Calls iterated in this thread, one outcome at a time from each in turn (see the module docstring)."""
+class _Calls:
+    """What both kinds of calls keep: how many may run, their numbers, those in flight and those drained."""
 
-    def __init__(self, most: int = 1) -> None:
-        self.most = most
+    running: Collection[int]
+
+    def __init__(self, most: int) -> None:
+        self.most = max(1, most)
         self.numbers = itertools.count(1)
-        self.running: dict[int, Iterator[tuple[Chunk, Results]]] = {}  # in the order they are taken from
         self.drained: set[int] = set()
 
     @property
@@ -79,6 +80,14 @@ class InlineCalls:
     def may_start(self) -> bool:
         """Whether a new call may start now: every call in flight is drained, and fewer than `most` run."""
         return len(self.running) < self.most and self.drained.issuperset(self.running)
+
+
+class InlineCalls(_Calls):
+    """Calls iterated in this thread, one outcome at a time from each in turn (see the module docstring)."""
+
+    def __init__(self, most: int = 1) -> None:
+        super().__init__(most)
+        self.running: dict[int, Iterator[tuple[Chunk, Results]]] = {}  # in the order they are taken from
 
     def start(self, call: Call) -> int:
         """Start `call`; return its number. Mutates."""
@@ -110,24 +119,13 @@ class InlineCalls:
         self.running.clear()
 
 
-class ThreadedCalls:
+class ThreadedCalls(_Calls):
     """Calls run on threads of their own, their events on one queue (see the module docstring)."""
 
     def __init__(self, most: int) -> None:
-        self.most = max(1, most)
-        self.numbers = itertools.count(1)
+        super().__init__(most)
         self.running: set[int] = set()
-        self.drained: set[int] = set()
         self.events: queue.SimpleQueue[Event] = queue.SimpleQueue()
-
-    @property
-    def busy(self) -> bool:
-        """Whether a call is in flight."""
-        return bool(self.running)
-
-    def may_start(self) -> bool:
-        """Whether a new call may start now: every call in flight is drained, and fewer than `most` run."""
-        return len(self.running) < self.most and self.drained.issuperset(self.running)
 
     def start(self, call: Call) -> int:
         """Start `call` on a thread of its own; return its number. Mutates."""
