@@ -259,13 +259,25 @@ steps:
 
 
 
-def test_report_while_a_run_is_going(tmp_path: Path) -> None:
-    (tmp_path / "wf.yaml").write_text(GATED, encoding="utf-8")
-    ws = tmp_path / "ws"
+def start_gated(folder: Path) -> subprocess.Popen[str]:
+    """Start a run of GATED in `folder` (a process group of its own); return once its gate node is waiting."""
+    (folder / "wf.yaml").write_text(GATED, encoding="utf-8")
     run = subprocess.Popen([*PLAIT, "run", "wf.yaml", "--workspace", "ws", "--backend", "threading", "--quiet"],
-                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                           cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
     try:
-        wait_for(lambda: (ws / "waiting").exists(), "gate node started")
+        wait_for(lambda: (folder / "ws" / "waiting").exists(), "gate node started")
+    except BaseException:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.communicate(timeout=60)
+        raise
+    return run
+
+
+def test_report_while_a_run_is_going(tmp_path: Path) -> None:
+    ws = tmp_path / "ws"
+    run = start_gated(tmp_path)
+    try:
 
         # Outcomes are written in batches: read (through the API, cheaply) until the first step's are in.
         wait_for(lambda: collect(ws).counts["succeeded"] == 3, "record of the first step")
@@ -287,15 +299,10 @@ def test_report_while_a_run_is_going(tmp_path: Path) -> None:
 
 
 def test_report_of_a_run_killed_while_going_says_its_process_is_gone(tmp_path: Path) -> None:
-    (tmp_path / "wf.yaml").write_text(GATED, encoding="utf-8")
     ws = tmp_path / "ws"
-    run = subprocess.Popen([*PLAIT, "run", "wf.yaml", "--workspace", "ws", "--backend", "threading", "--quiet"],
-                           cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    try:
-        wait_for(lambda: (ws / "waiting").exists(), "gate node started")
-    finally:
-        os.killpg(run.pid, signal.SIGKILL)
-        run.wait(timeout=60)
+    run = start_gated(tmp_path)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.communicate(timeout=60)
     with closing(sqlite3.connect(ws / ".plait" / "ledger.db")) as db, db:
         db.execute("UPDATE runs SET pid = ?", (os.getpid(),))  # its process id, since taken by a live process
     report = report_json(tmp_path)
