@@ -22,8 +22,9 @@ from pathlib import Path
 
 import pytest
 from reliability.harness import wait_for
-from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, plait, remove_shared_memory_of
+from runtime.support import PLAIT, RECORDER, Flow, ledger_query, ledger_rows, plait, remove_shared_memory_of, untraced
 
+from plait.compiler import compile_text
 from plait.runtime import node_logs, run_workflow, workflow_status
 from plait.runtime.ledger import Ledger
 
@@ -312,6 +313,24 @@ def test_workflows_whose_folders_hold_modules_of_one_name_each_run_their_own_in_
     finally:
         for module in (name, "pkg", "pkg.part"):
             sys.modules.pop(module, None)
+
+
+def test_a_plan_compiled_from_text_runs_from_the_folder_it_was_compiled_for(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    name = f"beside_{uuid.uuid4().hex[:8]}"
+    (tmp_path / "flow").mkdir()
+    (tmp_path / "flow" / f"{name}.py").write_text("def answer(item=None):\n    return 42\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")  # not the folder the module is in
+    text = f"name: texted\nsteps:\n  - name: ask\n    task: python\n    inputs: {{function: {name}:answer}}\n"
+    plan = compile_text(text, "<text>", tmp_path / "flow")
+    try:
+        result = run_workflow(plan, workspace=tmp_path / "ws", backend="sequential")
+    finally:
+        sys.modules.pop(name, None)
+    assert result.ok, untraced(result.report.failed)
+    assert ledger_rows(tmp_path / "ws" / ".plait" / "ledger.db")["ask"]["result"] == 42
 
 
 def test_a_file_added_to_a_glob_adds_one_node_and_reruns_only_it_and_the_fan_in(flow: Flow) -> None:

@@ -164,7 +164,8 @@ def build_plan(name: str, description: str | None, source: str | None, params: M
     if wiring.errors:
         raise WorkflowError(wiring.errors)
     nodes = wiring.ordered()
-    return Plan(name, description, source, params, wiring.steps, nodes, node_graph(nodes, wiring.edges), tuple(notes))
+    return Plan(name, description, source, params, wiring.steps, nodes, node_graph(nodes, wiring.edges), tuple(notes),
+                workflow_dir)
 
 
 def _step_spec(draft: StepDraft, kind: str) -> StepSpec:

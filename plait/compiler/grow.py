@@ -314,7 +314,7 @@ class _Growth:
         out_ids += ids[start:]
         out_specs += specs[start:]
         return Plan(old.workflow, old.description, old.source, old.params, self.steps,
-                    FrozenDict(zip(out_ids, out_specs)), self.graph, old.notes)
+                    FrozenDict(zip(out_ids, out_specs)), self.graph, old.notes, old.workflow_dir)
 
 
 def _copy_on_write(graph: nx.DiGraph) -> nx.DiGraph:

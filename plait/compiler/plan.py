@@ -180,14 +180,17 @@ _HASHED_COLUMNS = (2, 8, 9, 10)
 class Plan:
     """An immutable compiled workflow: steps, node specs, and the dependency graph between nodes."""
 
-    __slots__ = ("_digest", "description", "graph", "nodes", "notes", "params", "source", "steps", "workflow")
+    __slots__ = ("_digest", "_folder", "description", "graph", "nodes", "notes", "params", "source", "steps",
+                 "workflow")
 
     def __init__(self, workflow: str, description: str | None, source: str | None, params: Mapping[str, Any],
                  steps: Mapping[str, StepSpec], nodes: Mapping[str, NodeSpec], graph: nx.DiGraph,
-                 notes: tuple[str, ...] = ()):
+                 notes: tuple[str, ...] = (), workflow_dir: str | Path | None = None):
         self.workflow = workflow
         self.description = description
         self.source = source
+        # Where the compiler looked up globs, lines files and modules: the runtime runs from the same folder.
+        self._folder = str(workflow_dir or (Path(source).parent if source else Path.cwd()))
         self.params = freeze(params)
         self.steps: Mapping[str, StepSpec] = steps if type(steps) is FrozenDict else FrozenDict(steps)
         self.nodes: Mapping[str, NodeSpec] = nodes if type(nodes) is FrozenDict else FrozenDict(nodes)
@@ -226,8 +229,9 @@ class Plan:
 
     @property
     def workflow_dir(self) -> Path:
-        """Return the folder the workflow reads from: its file's, or the current folder for text."""
-        return Path(self.source).parent if self.source else Path.cwd()
+        """Return the folder the workflow reads from: the one it was compiled for (its file's, or the folder given
+        with its text), at compile time and at run time alike."""
+        return Path(self._folder)
 
     @property
     def digest(self) -> str:

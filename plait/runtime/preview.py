@@ -70,7 +70,7 @@ def dry_run(workflow: str | Path | Plan, *, workspace: str | Path | None = None,
         if ledger is not None and ledger.workflow() not in (None, plan.workflow):
             raise LedgerError(f"the workspace's ledger {path} belongs to workflow '{ledger.workflow()}', not "
                               f"'{plan.workflow}'; use another --workspace")
-        workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
+        workflow_dir = plan.workflow_dir
         fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params, workspace=ws.resolve(),
                                      recorded_files=ledger.file_hashes if ledger else dict)
         held = ledger is not None and selection.everything and ledger_holds(ledger, plan, fingerprints)

@@ -207,7 +207,7 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
         logger.warning(f"the last run {dead} died without ending (killed, or its machine stopped) after "
                        f"{time.strftime('%H:%M:%S', time.localtime(moment))}: recorded as interrupted; resuming "
                        "from what it recorded")
-    workflow_dir = Path(plan.source).parent if plan.source else Path.cwd()
+    workflow_dir = plan.workflow_dir
     fingerprints = Fingerprinter(plan.steps, workflow_dir, plan.params, workspace=ws.resolve(),
                                  recorded_files=ledger.file_hashes)
     _recover_journals(ledger, state)
