@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 70  # 70: EX_SOFTWARE, a bug in plait itself
 _WHICH_WORKSPACE = "the one under runs/ that ran last"
 
 
@@ -652,6 +652,22 @@ def _main(argv: list[str] | None) -> int:
     except KeyboardInterrupt:
         print("plait: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:  # a bug in plait: said in one line, its traceback kept in a file for the report
+        print(f"plait: internal error: {type(err).__name__}: {err}\n  hint: this is a bug in plait, not in your "
+              f"workflow; what the run recorded is kept (plait status shows it). The traceback is in "
+              f"{_keep_traceback()}: please report it", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _keep_traceback() -> str:
+    """Write the exception being handled, masked, to a file of its own in the temporary folder; return its path."""
+    import tempfile
+    import traceback
+
+    fd, path = tempfile.mkstemp(prefix="plait-internal-error-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as file:
+        file.write(mask(traceback.format_exc()))
+    return path
 
 
 if __name__ == "__main__":

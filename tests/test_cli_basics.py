@@ -12,14 +12,18 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import textwrap
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
 import yaml
 from runtime.support import plait, plait_process
+
+import plait.cli as cli_module
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -286,3 +290,20 @@ def test_status_without_a_workspace_reads_the_one_that_ran_last_and_says_so(tmp_
                            "pass --workspace DIR for another\n")
     usage = " ".join(plait("resume", "--help", cwd=tmp_path).stdout.split())
     assert "(default: the one under runs/ that ran last)" in usage
+
+
+def test_a_bug_in_plait_is_one_line_with_a_hint_and_its_traceback_kept_in_a_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cli: Any) -> None:
+    def broken(args: Any) -> int:
+        return {}["missing"]  # what a bug looks like: an exception plait does not expect
+
+    monkeypatch.setattr(cli_module, "cmd_compile", broken)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the file goes in the test's folder
+    done = cli("compile", "wf.yaml")
+    first, hint = done.err.splitlines()
+    assert (done.code, done.out, first) == (70, "", "plait: internal error: KeyError: 'missing'")
+    kept = re.search(r"The traceback is in (\S+): please report it$", hint)
+    assert hint.startswith("  hint: this is a bug in plait, not in your workflow;") and kept, hint
+    assert Path(kept.group(1)).parent == tmp_path
+    traceback_text = Path(kept.group(1)).read_text(encoding="utf-8")
+    assert traceback_text.startswith("Traceback (most recent call last):") and "in broken" in traceback_text
