@@ -104,22 +104,20 @@ def test_a_workflow_path_that_is_not_a_regular_file_is_refused_at_once(tmp_path:
                                                      "current folder\n")
 
 
-def test_a_lines_file_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("text", "error"), [
+    ("name: lines\nsteps:\n  - name: a\n    task: noop\n    items: {{lines: {name}}}\n",
+     "workflow.yaml:5:12: error: step 'a': bad items: cannot read lines file '{name}': it is {kind}, not a regular "
+     "file"),
+    ("imports: [{name}]\nsteps:\n  - name: a\n    task: echo\n    inputs: {{message: hi}}\n",
+     "workflow.yaml:1:11: error: Failed to import '{name}': it is {kind}, not a regular file: {path}"),
+], ids=["lines file", "original's import"])
+def test_a_file_the_compile_reads_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path, text: str,
+                                                                                 error: str) -> None:
     for name, kind in special_files(tmp_path).items():
-        text = f"name: lines\nsteps:\n  - name: a\n    task: noop\n    items: {{lines: {name}}}\n"
-        code, out, err = compile_text(tmp_path, text)  # its timeout: a FIFO nobody writes to would block
+        # compile_text's timeout: reading a FIFO nobody writes to would block
+        code, out, err = compile_text(tmp_path, text.format(name=name))
         assert (code, out, err.splitlines()[0]) == (
-            2, "", f"workflow.yaml:5:12: error: step 'a': bad items: cannot read lines file '{name}': it is {kind}, "
-                   "not a regular file")
-
-
-def test_an_imported_file_of_the_original_that_is_not_a_regular_file_is_refused_at_once(tmp_path: Path) -> None:
-    for name, kind in special_files(tmp_path).items():
-        text = f"imports: [{name}]\nsteps:\n  - name: a\n    task: echo\n    inputs: {{message: hi}}\n"
-        code, out, err = compile_text(tmp_path, text)  # its timeout: a FIFO nobody writes to would block
-        assert (code, out, err.splitlines()[0]) == (
-            2, "", f"workflow.yaml:1:11: error: Failed to import '{name}': it is {kind}, not a regular file: "
-                   f"{(tmp_path / name).resolve()}")
+            2, "", error.format(name=name, kind=kind, path=(tmp_path / name).resolve()))
 
 
 @pytest.mark.parametrize(("items", "size"), [
