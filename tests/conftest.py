@@ -10,9 +10,7 @@ from typing import Any, NamedTuple
 
 import pytest
 from reliability.harness import Runs, runs_fixture
-from runtime.support import FIGURE, Flow, make_flow
-
-from plait.cli import main
+from runtime.support import FIGURE, Flow, make_flow, plait
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
@@ -39,14 +37,13 @@ def runs(tmp_path: Path) -> Iterator[Runs]:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliResult]:
-    """Return a function that runs `plait ARGS...` in-process and returns (exit code, stdout, stderr)."""
+def cli() -> Callable[..., CliResult]:
+    """Return a function that runs `plait ARGS...` in-process, in the current folder (runtime.support.plait), and
+    returns (exit code, stdout, stderr)."""
 
     def run(*argv: str) -> CliResult:
-        capsys.readouterr()  # start from empty buffers
-        code = main(list(argv))
-        out, err = capsys.readouterr()
-        return CliResult(code, out, err)
+        done = plait(*argv, cwd=Path.cwd())
+        return CliResult(done.returncode, done.stdout, done.stderr)
 
     return run
 
