@@ -69,8 +69,9 @@ class StepRules(ErrorRules):
                 put(out, key, raw[key], raw, key)
         task = raw.get("task")
         inputs = raw.get("inputs") if isinstance(raw.get("inputs"), YamlMap) else YamlMap(raw.loc)
-        if _never_runs(raw.get("condition")) or self._undefined(raw.get("condition")):
-            task, inputs = "noop", YamlMap(raw.loc)  # the original never looked at it: neither does plait
+        if "task" in raw and (_never_runs(raw.get("condition")) or self._undefined(raw.get("condition"))):
+            # the original skipped it, after refusing a step without a task (as plait's own check does)
+            task, inputs = "noop", YamlMap(raw.loc)
         if isinstance(task, str):
             self._task(out, raw, task, inputs, kinds, batch_items)
         elif "task" in raw:
