@@ -195,8 +195,15 @@ class _Backend(DaskDistributedBackend):
     def effective_n_jobs(self, n_jobs: int) -> int:
         # Never 1: joblib runs a call with one job in this process, not on the cluster (and a node that
         # kills its process would kill plait). A cluster of one worker thread, or of two while one
-        # restarts, just queues.
-        return max(2, super().effective_n_jobs(n_jobs))
+        # restarts, just queues. With no worker alive, joblib would wait for one by running a probe task,
+        # which a node still running from an aborted call can kill along with its worker (a KilledWorker
+        # that is no node's failure): waiting for a worker to join runs nothing.
+        if not self.client.ncores():
+            try:
+                self.client.wait_for_workers(1, timeout=self.wait_for_workers_timeout)
+            except (TimeoutError, asyncio.TimeoutError) as err:  # the same class from Python 3.11 on
+                raise _no_workers(self.wait_for_workers_timeout) from err
+        return max(2, sum(self.client.ncores().values()))
 
     def submit(self, func: Any, callback: Callable[[Any], None] | None = None) -> Future:
         future = super().submit(func, callback)
@@ -248,11 +255,15 @@ def _in_plait_words(error: BaseException) -> BaseException:
         last = getattr(getattr(error, "last_worker", None), "address", "?")
         return WorkerLost(f"{error.allowed_failures + 1} Dask worker(s) died running it, the last {last}")
     if isinstance(error, NoWorkerError):
-        return BackendUnavailable(f"the Dask cluster had no worker for {NO_WORKERS_SECONDS} s: its workers died and "
-                                  "could not be started again (out of memory? a limit on processes?); run again to "
-                                  "resume, with fewer --jobs or another --backend")
+        return _no_workers(NO_WORKERS_SECONDS)
     return BackendUnavailable(f"the Dask cluster could not run plait's task ({type(error).__name__}: {error}); "
                               f"plait must be installed on every worker, the same version as here ({DOCS})")
+
+
+def _no_workers(seconds: float) -> BackendUnavailable:
+    return BackendUnavailable(f"the Dask cluster had no worker for {seconds:g} s: its workers died and could not be "
+                              "started again (out of memory? a limit on processes?); run again to resume, with fewer "
+                              "--jobs or another --backend")
 
 
 class _PrepareWorker(WorkerPlugin):

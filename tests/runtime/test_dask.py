@@ -276,6 +276,42 @@ def test_a_node_that_kills_its_workers_fails_alone_after_its_retries_and_the_res
     assert flow.executions().count("c[1]") >= 2  # killed its worker once, then ran again and succeeded
 
 
+class EveryWorkerRestarting:
+    """A stand-in for a client whose workers are all restarting: a task sent now could die with them."""
+
+    def __init__(self, joins: bool) -> None:
+        self.joins = joins
+        self.cores: dict[str, int] = {}
+        self.waited: list[tuple[int, float]] = []
+
+    def ncores(self) -> dict[str, int]:
+        return dict(self.cores)
+
+    def wait_for_workers(self, n: int, timeout: float) -> None:
+        self.waited.append((n, timeout))
+        if not self.joins:
+            raise TimeoutError
+        self.cores = {"tcp://127.0.0.1:40001": 1}
+
+    def submit(self, *args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"a task was sent to a cluster with no worker: {args}")
+
+
+@pytest.mark.parametrize("joins", [True, False], ids=["a worker joins", "none joins"])
+def test_a_call_made_while_every_worker_restarts_waits_for_one_without_sending_a_task(joins: bool) -> None:
+    pytest.importorskip("distributed", reason=NO_EXTRA)
+    from plait.runtime.dask_backend import _Backend
+
+    backend = object.__new__(_Backend)  # its client is the stand-in; nothing else of it is used
+    backend.client = client = EveryWorkerRestarting(joins)  # type: ignore[assignment]
+    backend.wait_for_workers_timeout = 60.0
+    if joins:
+        assert (backend.effective_n_jobs(2), client.waited) == (2, [(1, 60.0)])
+    else:
+        with pytest.raises(BackendUnavailable, match=r"^the Dask cluster had no worker for 60 s: its workers died"):
+            backend.effective_n_jobs(2)
+
+
 # --- checks before dispatch, on a cluster plait did not start --------------------------------------
 
 
