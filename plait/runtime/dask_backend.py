@@ -27,8 +27,9 @@ Worker loss
     (the `CommClosedError`s behind it never reach the client, nor a result lost with the worker,
     which is computed again); only a task that has been on `allowed-failures` + 1 workers that all
     died fails, with `KilledWorker`. plait's LocalCluster allows 1 (a task fails when the second
-    worker running it dies), and fails a task that waited `NO_WORKERS_SECONDS` with no worker
-    alive (`NoWorkerError`, then BackendUnavailable: never a run waiting forever); a cluster of
+    worker running it dies), keeps every nanny for the whole run (it starts its worker again,
+    however long that takes: `LOCAL_CONFIG`), and fails a task that waited `NO_WORKERS_SECONDS`
+    with no worker alive (`NoWorkerError`, then BackendUnavailable: never a run waiting forever); a cluster of
     someone else's keeps its own settings
     (`distributed.scheduler.allowed-failures`, 3 by default). So an external kill (OOM killer,
     preemption) costs a re-run and nothing else, and a node that kills every worker it lands on
@@ -81,6 +82,13 @@ LOCAL_SCHEDULER = {"dashboard": False, "dashboard_address": "127.0.0.1:0", "allo
 # plait's LocalCluster fails a task that waited this long with no worker alive (its workers died and
 # their nannies could not start them again): the run ends with BackendUnavailable instead of waiting forever.
 NO_WORKERS_SECONDS = 60
+# Dask settings while plait's LocalCluster runs. A LocalCluster closes the nanny of a worker missing from
+# the scheduler `lost-worker-timeout` after it died (15 s by default), for good; a node that kills every
+# worker it lands on makes that likely on a loaded machine, and the cluster then runs out of workers.
+# Here a nanny lives as long as the run: it starts its worker again, and NO_WORKERS_SECONDS bounds a
+# cluster that gets none back.
+LOCAL_CONFIG = {"distributed.scheduler.no-workers-timeout": f"{NO_WORKERS_SECONDS}s",
+                "distributed.deploy.lost-worker-timeout": "1 day"}
 DOCS = "see docs/scaling.md"
 
 
@@ -103,14 +111,15 @@ def dask_backend(n_jobs: int, scheduler_address: str | None) -> Iterator[_Backen
 def _client(n_jobs: int, address: str | None) -> Iterator[Client]:
     """Yield a client of the cluster at `address`, or of a LocalCluster started (and closed) here."""
     if address is None:
-        cluster = _local_cluster(n_jobs)
-        logger.info(f"running nodes on a local Dask cluster of {n_jobs} worker process(es) at "
-                    f"{cluster.scheduler_address}")
-        try:
-            with Client(cluster, set_as_default=False) as client:
-                yield client
-        finally:
-            cluster.close()
+        with dask.config.set(LOCAL_CONFIG):  # read by the cluster while it runs, not only as it starts
+            cluster = _local_cluster(n_jobs)
+            logger.info(f"running nodes on a local Dask cluster of {n_jobs} worker process(es) at "
+                        f"{cluster.scheduler_address}")
+            try:
+                with Client(cluster, set_as_default=False) as client:
+                    yield client
+            finally:
+                cluster.close()
         return
     try:
         client = Client(address, set_as_default=False)
@@ -129,10 +138,8 @@ def _local_cluster(n_workers: int) -> LocalCluster:
     main = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None  # inherited by the workers
     try:
-        with dask.config.set({"distributed.scheduler.no-workers-timeout": f"{NO_WORKERS_SECONDS}s"}):
-            return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                dashboard_address=None, silence_logs=logging.CRITICAL,
-                                scheduler_kwargs=LOCAL_SCHEDULER)
+        return LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                            dashboard_address=None, silence_logs=logging.CRITICAL, scheduler_kwargs=LOCAL_SCHEDULER)
     except (OSError, RuntimeError) as err:
         raise BackendUnavailable(f"cannot start a local Dask cluster of {n_workers} workers ({str(err).rstrip('.')}); "
                                  "from a Python script, run it under `if __name__ == \"__main__\":` "

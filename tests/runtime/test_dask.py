@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -144,6 +144,25 @@ def test_run_backend_dask_without_an_address_starts_a_local_cluster_and_closes_i
     while not all(map(process_is_gone, pids)) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert all(map(process_is_gone, pids)), "the run's LocalCluster workers outlived it"
+
+
+@pytest.mark.slow
+def test_plaits_local_cluster_starts_a_worker_again_however_long_it_stays_dead() -> None:
+    dask = pytest.importorskip("dask", reason=NO_EXTRA)
+    pytest.importorskip("distributed", reason=NO_EXTRA)
+    from plait.runtime.dask_backend import _client
+
+    # Dask's own setting would close the nanny of a worker missing for 0.1 s: its restart takes longer
+    with dask.config.set({"distributed.deploy.lost-worker-timeout": "0.1s"}), _client(2, None) as client:
+        client.wait_for_workers(2, timeout=60)
+        [first, *_] = client.scheduler_info()["workers"]
+        with suppress(Exception):  # the worker dies before it answers
+            client.run(os._exit, 3, workers=[first])
+        deadline = time.monotonic() + 60  # a hang bound, not a timing: the scheduler sees the death soon
+        while first in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert first not in client.scheduler_info()["workers"]
+        client.wait_for_workers(2, timeout=60)  # its nanny started it again
 
 
 def test_without_the_dask_extra_backend_dask_exits_2_naming_the_extra(flow: Flow, cli: Callable[..., Any],
