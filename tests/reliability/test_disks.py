@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from runtime.support import Flow
+from runtime.support import Flow, plait
 
 from reliability.harness import integrity, rows, run, succeeded
 
@@ -126,14 +126,14 @@ def test_status_reads_an_intact_ledger_on_a_read_only_disk_and_a_run_there_says_
     flow.path.write_text(FILLING.replace(f"range: {ITEMS}", "range: 5").replace("item == 2000", "False"),
                          encoding="utf-8")
     (source / "ws").mkdir()
-    done = run("run", "workflow.yaml", "--workspace", str(source / "ws"), "--backend", "sequential", "--param",
-               f"flags={source}", "-q", cwd=flow.dir)
+    done = plait("run", "workflow.yaml", "--workspace", str(source / "ws"), "--backend", "sequential", "--param",
+                 f"flags={source}", "-q", cwd=flow.dir)
     assert done.returncode == 0, done.stderr
-    status = run("status", "--workspace", str(view / "ws"), "--format", "json", cwd=flow.dir)
+    status = plait("status", "--workspace", str(view / "ws"), "--format", "json", cwd=flow.dir)
     assert status.returncode == 0, status.stderr
     assert '"work[4]": {"status": "succeeded"' in status.stdout
-    again = run("run", "workflow.yaml", "--workspace", str(view / "ws"), "--backend", "sequential", "--param",
-                f"flags={source}", "-q", cwd=flow.dir)
+    again = plait("run", "workflow.yaml", "--workspace", str(view / "ws"), "--backend", "sequential", "--param",
+                  f"flags={source}", "-q", cwd=flow.dir)
     assert again.returncode == 2, again.stderr
     assert "Traceback" not in again.stderr and "damaged" not in again.stderr, again.stderr
     assert "Read-only file system" in again.stderr or "read-only" in again.stderr, again.stderr

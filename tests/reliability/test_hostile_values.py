@@ -1,8 +1,9 @@
 """Hostile values: items never become shell syntax, file paths never leave the workspace, templates never
 reach Python internals.
 
-The runs are real `plait run` processes with HOME set to a folder of the test's (holding a canary
-file), so a command that did run `rm -rf ~` or `touch pwned` would show, and harm nothing.
+The runs are `plait run` commands (in-process: their shell tasks are real processes) with HOME set to
+a folder of the test's (holding a canary file), so a command that did run `rm -rf ~` or `touch pwned`
+would show, and harm nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from runtime.support import Flow, error
+from runtime.support import Flow, error, plait
 
 from reliability.harness import ledger_path, rows, run
 
@@ -40,8 +41,8 @@ def test_hostile_items_reach_a_shell_command_as_one_literal_argument_each(flow: 
         "command": "mkdir -p out && printf '%s\\n' {{ item }} > out/{{ index }}.txt"}}]}
     flow.path.write_text(yaml.safe_dump(workflow, allow_unicode=True), encoding="utf-8")
     env = home(tmp_path)
-    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir,
-               env=env)
+    done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir,
+                 env=env)
     assert done.returncode == 0, done.stderr
     written = {int(p.stem): p.read_text(encoding="utf-8") for p in (flow.ws / "out").iterdir()}
     assert written == {i: value + "\n" for i, value in enumerate(HOSTILE)}
@@ -54,8 +55,8 @@ def test_hostile_items_inside_quotes_of_the_users_own_do_not_run_either(flow: Fl
     workflow = {"name": "quoted", "steps": [{"name": "echo", "task": "shell", "items": ["$(touch pwned)"],
                                              "inputs": {"command": quoted}}]}
     flow.path.write_text(yaml.safe_dump(workflow), encoding="utf-8")
-    run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir,
-        env=home(tmp_path))
+    plait("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir,
+          env=home(tmp_path))
     assert pwned(tmp_path) == []  # refused at compile, or run as text: either way `touch pwned` never runs
 
 
@@ -91,7 +92,7 @@ def test_file_tasks_refuse_paths_that_leave_the_workspace_and_write_nothing_outs
             on_error: continue
             inputs: {{action: copy, path: inside.txt, to: ../outside/copied.txt}}
     """)
-    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir)
+    done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir)
     assert done.returncode == 1, done.stderr
     root = flow.ws.resolve()
 
@@ -150,12 +151,12 @@ def test_templates_cannot_reach_python_internals(flow: Flow) -> None:
     """Every case fails at compile (with its position) or its node fails with SecurityError or UndefinedError."""
     cases = {f"s{i}-{j}": (expr, place) for i, expr in enumerate(INTERNALS) for j, place in enumerate(PLACES)}
     flow.path.write_text(sandbox_workflow(cases), encoding="utf-8")
-    compiled = run("compile", "workflow.yaml", cwd=flow.dir)
+    compiled = plait("compile", "workflow.yaml", cwd=flow.dir)
     refused = set(re.findall(r"^workflow\.yaml:\d+:\d+: error: step '([^']+)'", compiled.stderr, re.MULTILINE))
     assert (compiled.returncode, "Traceback" in compiled.stderr) == (2 if refused else 0, False), compiled.stderr
 
     flow.path.write_text(sandbox_workflow({n: c for n, c in cases.items() if n not in refused}), encoding="utf-8")
-    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir)
+    done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir)
     printed = everything_printed(flow, compiled.stdout, compiled.stderr, done.stdout, done.stderr)
     assert ([leak for leak in LEAKS if leak in printed], "Traceback" in printed) == ([], False), printed
     outcome = {name: "refused at compile" for name in refused}

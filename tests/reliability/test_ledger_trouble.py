@@ -13,7 +13,7 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
-from runtime.support import Flow
+from runtime.support import Flow, plait
 
 from reliability.harness import (
     effect_counts,
@@ -79,8 +79,8 @@ def test_a_ledger_with_damaged_pages_is_refused_with_a_hint(flow: Flow) -> None:
     data = bytearray(ledger.read_bytes())
     data[(root - 1) * page_size:root * page_size] = b"\xff" * page_size  # the nodes table's root page
     ledger.write_bytes(bytes(data))
-    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "-q", cwd=flow.dir)
-    status = run("status", "--workspace", str(flow.ws), cwd=flow.dir)
+    done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), "-q", cwd=flow.dir)
+    status = plait("status", "--workspace", str(flow.ws), cwd=flow.dir)
     expected = damaged(ledger).format("database disk image is malformed")
     assert [(done.returncode, done.stderr), (status.returncode, status.stderr)] == [(2, expected), (2, expected)]
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 
 import pytest
-from runtime.support import Flow
+from runtime.support import Flow, plait
 
 from reliability.harness import Runs, integrity, open_gate, rows, run, statuses, succeeded, wait_for
 
@@ -47,7 +47,7 @@ steps:
     flow.ws.mkdir()
     (flow.ws / "data.txt").write_text("data", encoding="utf-8")
     os.symlink(".plait", flow.ws / "link")
-    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir)
+    done = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q")
     assert done.returncode == 1, done.stderr
     status, _, _, error = rows(flow.ws)["touch"]
     assert (status, error["error_type"]) == ("failed", "PermissionError"), error
@@ -81,7 +81,7 @@ steps:
 @pytest.mark.parametrize("backend", ["sequential", "loky"])
 def test_a_ledger_deleted_or_replaced_under_a_run_ends_it_loudly(flow: Flow, command: str, backend: str) -> None:
     flow.path.write_text(REPLACED % command, encoding="utf-8")
-    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", backend, "-q", cwd=flow.dir)
+    done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", backend, "-q", cwd=flow.dir)
     assert done.returncode == 2, done.stderr
     assert done.stderr.splitlines()[-1] == (
         f"plait: error: writing the ledger failed: {flow.ws / '.plait' / 'ledger.db'} was deleted or replaced while "

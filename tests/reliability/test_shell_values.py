@@ -27,11 +27,10 @@ import yaml
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from loguru import logger
-from runtime.support import Flow
+from runtime.support import Flow, plait
 
 from plait.tasks.base import TaskContext, get_kind
 from plait.templating import ShellCommand, render_shell
-from reliability.harness import run
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
 
@@ -134,8 +133,8 @@ def test_values_run_through_plait_run_in_every_context(flow: Flow, tmp_path: Pat
                          SCRIPT.replace("{{ v }}", "{{ item }}"),
                          "env": {SUBJECT: "{{ item }}", "HOME": HOME}}}]
     flow.path.write_text(yaml.safe_dump({"name": "contexts", "steps": steps}, allow_unicode=True), encoding="utf-8")
-    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-v", cwd=flow.dir,
-               env={"HOME": str(home)})
+    done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-v", cwd=flow.dir,
+                 env={"HOME": str(home)})
     assert done.returncode == 0, done.stderr
     for index, value in enumerate(HOSTILE):
         check_the_shell_saw_exactly(flow.ws / "out" / str(index), value)
@@ -218,7 +217,7 @@ def test_every_place_where_a_value_would_be_code_is_refused_at_compile_with_its_
     steps = [{"name": f"s{n}", "task": "shell", "items": ["x"], "inputs": {"command": command}}
              for n, command in enumerate([*REFUSED, *ALLOWED])]
     flow.path.write_text(json.dumps({"name": "refused", "steps": steps}, indent=1), encoding="utf-8")
-    done = run("compile", "workflow.yaml", cwd=flow.dir)
+    done = plait("compile", "workflow.yaml", cwd=flow.dir)
     assert (done.returncode, "Traceback" in done.stderr) == (2, False), done.stderr
     lines = done.stderr.splitlines()
     found = {}
@@ -237,13 +236,13 @@ def test_the_allowed_commands_run_and_the_position_of_a_refusal_is_exact(flow: F
     steps = [{"name": f"s{n}", "task": "shell", "items": ["$(touch PWNED)"], "inputs": {"command": command}}
              for n, command in enumerate(ALLOWED)]
     flow.path.write_text(json.dumps({"name": "allowed", "steps": steps}, indent=1), encoding="utf-8")
-    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir)
+    done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q", cwd=flow.dir)
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in flow.ws.iterdir()) == [".plait", "out-0"]
     assert (flow.ws / "out-0").read_text() == "$(touch PWNED)"
     flow.path.write_text("name: where\nsteps:\n  - name: s\n    task: shell\n    items: [1]\n    inputs:\n"
                          "      command: |\n        echo start\n        echo $(( 2 * {{ item }} ))\n",
                          encoding="utf-8")
-    done = run("compile", "workflow.yaml", cwd=flow.dir)
+    done = plait("compile", "workflow.yaml", cwd=flow.dir)
     assert done.stderr.splitlines()[0] == ("workflow.yaml:7:16: error: step 's': a {{ }} is inside shell arithmetic: "
                                            "`{{ item }}` at line 2, column 14 of the command")

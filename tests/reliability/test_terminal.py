@@ -21,10 +21,10 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from runtime.support import Flow
+from runtime.support import Flow, plait
 
 from plait.terminal import escape
-from reliability.harness import ENV, PLAIT, run
+from reliability.harness import ENV, PLAIT
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
 
@@ -68,9 +68,9 @@ def hostile_flow(flow: Flow) -> None:
 
 def test_everything_plait_prints_about_hostile_items_is_escaped(flow: Flow) -> None:
     hostile_flow(flow)
-    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-v", cwd=flow.dir)
-    status = run("status", "--workspace", str(flow.ws), cwd=flow.dir)
-    status_json = run("status", "--workspace", str(flow.ws), "--format", "json", cwd=flow.dir)
+    done = plait("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-v", cwd=flow.dir)
+    status = plait("status", "--workspace", str(flow.ws), cwd=flow.dir)
+    status_json = plait("status", "--workspace", str(flow.ws), "--format", "json", cwd=flow.dir)
     printed = {"run": done.stdout + done.stderr, "status": status.stdout + status.stderr,
                "status json": status_json.stdout + status_json.stderr}
     assert {name: raw_controls(text) for name, text in printed.items()} == {name: set() for name in printed}
@@ -87,15 +87,15 @@ def test_compile_errors_and_argument_errors_are_escaped(tmp_path: Path) -> None:
     (tmp_path / "workflow.yaml").write_text(
         'name: t\nsteps:\n  - name: a\n    task: noop\n    depends_on: ["\\e[2J\\e]0;title\\a"]\n'
         '  - name: b\n    task: "noo\\rp\\u202e"\n', encoding="utf-8")
-    compiled = run("compile", "workflow.yaml", cwd=tmp_path)
-    bad_param = run("compile", "workflow.yaml", "--param", "\x1b[2J=1", cwd=tmp_path)
-    bad_option = run("run", "workflow.yaml", "--backend", "\x1b[31mloky", cwd=tmp_path)
+    compiled = plait("compile", "workflow.yaml", cwd=tmp_path)
+    bad_param = plait("compile", "workflow.yaml", "--param", "\x1b[2J=1", cwd=tmp_path)
+    bad_option = plait("run", "workflow.yaml", "--backend", "\x1b[31mloky", cwd=tmp_path)
     outputs = [compiled, bad_param, bad_option]
     assert [(d.returncode, raw_controls(d.stdout + d.stderr)) for d in outputs] == [(2, set())] * 3
     assert "'noo\\rp\\u202e'" in compiled.stderr  # the unknown task, named in its error
     (tmp_path / "workflow.yaml").write_text(
         'name: t\nsteps:\n  - name: a\n    task: noop\n    depends_on: ["\\e[2J\\e]0;title\\a"]\n', encoding="utf-8")
-    unknown = run("compile", "workflow.yaml", cwd=tmp_path)
+    unknown = plait("compile", "workflow.yaml", cwd=tmp_path)
     assert (unknown.returncode, unknown.stderr.splitlines()[0]) == (
         2, "workflow.yaml:5:18: error: step 'a' depends on unknown step '\\x1b[2J\\x1b]0;title\\x07'")
     assert "\\x1b[31mloky" in bad_option.stderr

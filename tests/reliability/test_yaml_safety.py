@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from runtime.support import plait
 
 from plait.cli import main
 from plait.compiler import WorkflowError, compile_workflow
@@ -94,7 +95,7 @@ def test_tags_anywhere_are_refused_by_plait_run_before_anything_runs(tmp_path: P
         "  - name: a\n    task: shell\n    items: !!python/object/apply:os.system [touch pwned-items]\n"
         "    inputs: {command: touch ran}\n"
         "  - !!python/object/apply:os.system [touch pwned-step]\n", encoding="utf-8")
-    done = run("run", "workflow.yaml", "--workspace", "ws", cwd=tmp_path)
+    done = plait("run", "workflow.yaml", "--workspace", "ws", cwd=tmp_path)
     lines = [line for line in done.stderr.splitlines() if ": error: " in line]
     assert (done.returncode, lines) == (2, [
         "workflow.yaml:3:8: error: YAML tag '!!python/object/apply:os.system' is not allowed",
@@ -162,11 +163,11 @@ def test_a_hostile_param_value_is_a_clear_error_within_a_memory_cap(tmp_path: Pa
 def test_a_param_value_that_reads_runs_and_the_ledger_stores_it(tmp_path: Path) -> None:
     (tmp_path / "workflow.yaml").write_text(PARAMS, encoding="utf-8")
     value = "[2001-01-01, {a: &x [1, 2]}, *x, 1e3, ~, 'quoted', 0x1F, [[[[deep]]]]]"
-    done = run("run", "workflow.yaml", "--workspace", "ws", "--param", f"v={value}", "--param", "o={k: v}",
-               cwd=tmp_path, timeout=60)
+    done = plait("run", "workflow.yaml", "--workspace", "ws", "--param", f"v={value}", "--param", "o={k: v}",
+                 cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     expected = ["2001-01-01", {"a": [1, 2]}, [1, 2], "1e3", None, "quoted", 31, [[[["deep"]]]]]  # YAML 1.1: 1e3 is text
-    status = run("status", "--workspace", "ws", "--format", "json", cwd=tmp_path, timeout=60)
+    status = plait("status", "--workspace", "ws", "--format", "json", cwd=tmp_path)
     assert (status.returncode, json.loads(status.stdout)["nodes"]["show"]["status"]) == (0, "succeeded")
     assert rows(tmp_path / "ws") == {"show": ("succeeded", 1, {"v": expected, "o": {"k": "v"}}, None)}
 
