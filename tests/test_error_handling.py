@@ -256,22 +256,25 @@ def test_a_python_attempt_past_its_timeout_is_recorded_as_timeouterror(flow: Flo
             time.sleep(item)
             return item
     ''')
+    # nap[0] has a second to import its module and return at once, even on a loaded machine; nap[600] would take
+    # ten minutes (on threading its abandoned threads sleep on, harmlessly)
     flow.write("""
         name: sleepy
         steps:
           - name: nap
             task: python
-            items: [0, 2]
-            timeout: 0.3
+            items: [0, 600]
+            timeout: 1
             retry: {max_attempts: 2, delay: 0}
             on_error: continue
             inputs: {function: "<mod>:nap"}
     """, mod=f"sleepy_{flow.tag}")
     result = flow.run(backend=backend)
-    message = "node nap[2] timed out after 0.3 s" + (" (abandoned, still running)" if backend == "threading" else "")
-    record = error("nap[2]", "TimeoutError", message, item=2, attempt=2, retryable=True)
+    message = "node nap[600] timed out after 1 s" + (" (abandoned, still running)" if backend == "threading" else "")
+    record = error("nap[600]", "TimeoutError", message, item=600, attempt=2, retryable=True)
     assert untraced(result.report.failed) == [record]
-    assert flow.view("status", "attempts", "result") == {"nap[0]": ("succeeded", 1, 0), "nap[2]": ("failed", 2, None)}
+    assert flow.view("status", "attempts", "result") == {"nap[0]": ("succeeded", 1, 0),
+                                                         "nap[600]": ("failed", 2, None)}
 
 
 def test_a_shell_command_past_its_timeout_is_killed_with_its_children(flow: Flow) -> None:
