@@ -40,7 +40,7 @@ def work(item, ctx):
     if item == "broken":
         raise ValueError("broken for good")
     if item == "slow":
-        time.sleep(2)
+        time.sleep(60)  # past its timeout of 1 s, which leaves the others time to spare on a loaded machine
     return item.upper()
 '''
 
@@ -52,7 +52,7 @@ def test_injected_failures_through_the_api_and_the_cli(flow: Flow) -> None:
           - name: work
             task: python
             items: [ok, flaky, broken, slow]
-            timeout: 0.5
+            timeout: 1
             retry: {max_attempts: 2, delay: 0.05}
             on_error: continue
             inputs: {function: "<mod>:work"}
@@ -64,7 +64,7 @@ def test_injected_failures_through_the_api_and_the_cli(flow: Flow) -> None:
             task: shell
             inputs: {command: "echo independent"}
     """, mod=with_recorder(flow, "injected", INJECTED))
-    timeout = error("work[slow]", "TimeoutError", "node work[slow] timed out after 0.5 s", item="slow", attempt=2,
+    timeout = error("work[slow]", "TimeoutError", "node work[slow] timed out after 1 s", item="slow", attempt=2,
                     retryable=True)
     broken = error("work[broken]", "ValueError", "broken for good", item="broken")
     expected = {
@@ -86,7 +86,7 @@ def test_injected_failures_through_the_api_and_the_cli(flow: Flow) -> None:
     cli = flow.cli("run", "workflow.yaml", "--workspace", str(cli_ws), "--backend", "loky", "--jobs", "2", "-q")
     assert cli.returncode == 1, cli.stderr
     assert "work[broken]: ValueError: broken for good" in cli.stderr
-    assert "work[slow]: TimeoutError: node work[slow] timed out after 0.5 s" in cli.stderr
+    assert "work[slow]: TimeoutError: node work[slow] timed out after 1 s" in cli.stderr
     assert {n: {"status": v["status"], "attempts": v["attempts"], "error": v["error"]}
             for n, v in untraced_status(workflow_status(cli_ws))["nodes"].items()} == {
         n: {"status": s, "attempts": a, "error": e} for n, (s, a, _, e, _) in expected.items()}
