@@ -18,6 +18,12 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return len(os.sched_getaffinity(0))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Start the long tests first (soak, then slow): dealt out last, one of them would run alone at the end while
+    the other workers idle. The order of the rest is kept."""
+    items.sort(key=lambda item: (item.get_closest_marker("soak") is None, item.get_closest_marker("slow") is None))
+
+
 class CliResult(NamedTuple):
     code: int
     out: str
