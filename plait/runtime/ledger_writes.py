@@ -89,6 +89,8 @@ class LedgerWrites(LedgerFile):
         self._seq: int | None = None  # the last seq written: read when a first outcome is (a scan of every row)
         self._label_ids: dict[str, int] = {}  # the labels known to be in the ledger: {name: number}
         super().__init__(path, readonly)
+        if not _UPSERT and not readonly:  # a REPLACE deletes the row it replaces: its step's counts must see it go
+            self.db.execute("PRAGMA recursive_triggers = ON")
 
     def _next_seqs(self, count: int) -> int:
         """Take `count` seqs for outcomes about to be written; return the first."""
