@@ -10,6 +10,7 @@ sees the same moment of a run that is writing.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -29,12 +30,24 @@ class ReportReads(LedgerFile):
 
     @contextmanager
     def snapshot(self) -> Iterator[None]:
-        """Read in one transaction: every query inside sees the same moment of a run that is writing."""
-        self.db.execute("BEGIN")
+        """Read in one transaction: every query inside sees the same moment of a run that is writing.
+
+        Raises LedgerError; when a read inside failed, ends the transaction quietly and lets that error through.
+        """
+        try:
+            self.db.execute("BEGIN")
+        except sqlite3.DatabaseError as err:
+            raise self.damaged(err) from err
         try:
             yield
-        finally:
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                self.db.rollback()  # it read only: nothing to keep
+            raise
+        try:
             self.db.execute("COMMIT")
+        except sqlite3.DatabaseError as err:
+            raise self.damaged(err) from err
 
     def batches(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
         """Yield the rows of a query of the ledger's tables (plait.runtime.ledger_schema), `size` at a time.
