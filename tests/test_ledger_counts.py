@@ -97,14 +97,19 @@ def test_the_counts_kept_are_the_rows_counts_whatever_writes_the_rows(operations
 def test_a_step_whose_first_row_is_recorded_again_is_listed_where_its_next_row_puts_it(tmp_path: Path) -> None:
     ledger = Ledger(tmp_path / "ledger.db")
     ledger.begin_run("run-1", "wf", "d", None, {}, 1, PLANNED, {})
-    for node in ("a[0]", "b[0]", "a[1]", "c"):
+    for node in ("a[0]", "b[0]", "a[1]", "c", "b[1]"):
         record(ledger, "run-1", node, "succeeded", 1)
     assert [row[0] for row in ledger.step_counts()] == ["a", "b", "c"]
     record(ledger, "run-1", "a[0]", "failed", 2)  # a's first row now comes after b's: its least seq is a[1]'s
     with closing(sqlite3.connect(ledger.path)) as db:
         assert db.execute("SELECT first FROM tally WHERE step = (SELECT id FROM labels WHERE label = 'a')"
                           ).fetchone() == (None,)  # not known beside the rows: looked for among them
-    assert ledger.step_counts() == [("b", 1, 1, 0, 0, 0), ("a", 2, 1, 1, 1, 0), ("c", 1, 1, 0, 0, 0)]
+    assert ledger.step_counts() == [("b", 2, 2, 0, 0, 0), ("a", 2, 1, 1, 1, 0), ("c", 1, 1, 0, 0, 0)]
+    assert ledger.step_counts() == counted_from_rows(ledger.path)
+    ledger.add_nodes([("b[0]", "b", 0, "task")])  # a row rewritten as it was (a growth adds nodes that have rows)
+    with closing(sqlite3.connect(ledger.path)) as db:
+        assert db.execute("SELECT first FROM tally WHERE step = (SELECT id FROM labels WHERE label = 'b')"
+                          ).fetchone() == (2,)  # still known: b[0] keeps its seq
     assert ledger.step_counts() == counted_from_rows(ledger.path)
     ledger.close()
 

@@ -27,8 +27,8 @@ skipped, of the plan's task nodes) in the very statement that writes it, so the 
 roll back with the rows, whoever writes them (a run, the recovery of a dead run's journals, an
 older plait on a ledger this one upgraded): `plait status` reads a row a step, not a million
 (plait.runtime.ledger). A step's `first` is the least `seq` of its counted rows, the order the
-steps are listed in; a delete or update of the row that held it leaves it NULL, unknown, and
-the reader then finds it among the rows. A ledger upgraded to schema 5 gets its tally counted
+steps are listed in; when the row that held it goes, or is written again with a new seq (or
+leaves the step's counts), it is left NULL, unknown, and the reader finds it among the rows. A ledger upgraded to schema 5 gets its tally counted
 from its rows in the upgrade's transaction.
 
 The `nodes` view reads every row back as it was written, column for column (status and kind as
@@ -103,19 +103,25 @@ def _count(row: str) -> str:
             "first = CASE WHEN nodes = 0 THEN excluded.first ELSE min(first, coalesce(excluded.first, first)) END;")
 
 
-def _uncount(row: str) -> str:
-    """Return SQL taking row `row` (OLD) out of its step's counts, if it was counted."""
+def _uncount(row: str, stays: str = "0") -> str:
+    """Return SQL taking row `row` (OLD) out of its step's counts, if it was counted; the least seq stays known when
+    the row did not hold it, or when `stays` (SQL: the row is rewritten, counted still, in its step, with its seq)."""
     parts = ", ".join(f"{c} = {c} - ({part.format(row=row)})" for c, part in zip(_TALLY_COLUMNS.split(", "), _PARTS))
     counted = COUNTED.replace("in_plan", f"{row}.in_plan").replace("kind", f"{row}.kind")
-    return (f"UPDATE tally SET {parts}, first = CASE WHEN {row}.seq IS NULL OR first < {row}.seq THEN first END "
-            f"WHERE step = {row}.step AND {counted};")
+    return (f"UPDATE tally SET {parts}, first = CASE WHEN {row}.seq IS NULL OR first < {row}.seq OR {stays} "
+            f"THEN first END WHERE step = {row}.step AND {counted};")
+
+
+# An update that leaves a row counted in its step with its seq (its kind or in_plan written again as they were, a
+# retried attempt's status) leaves the step's least seq as it was.
+_STAYS = "(NEW.step = OLD.step AND NEW.seq = OLD.seq AND NEW.in_plan = 1 AND NEW.kind IS NOT 'join')"
 
 
 _TRIGGERS = (
     f"CREATE TRIGGER tally_insert AFTER INSERT ON settled BEGIN {_count('NEW')} END",
     f"CREATE TRIGGER tally_delete AFTER DELETE ON settled BEGIN {_uncount('OLD')} END",
     "CREATE TRIGGER tally_update AFTER UPDATE OF step, status, attempts, seq, in_plan, kind ON settled "
-    f"BEGIN {_uncount('OLD')} {_count('NEW')} END",
+    f"BEGIN {_uncount('OLD', _STAYS)} {_count('NEW')} END",
 )
 
 # Columns a ledger of an earlier schema lacks, added before it is upgraded: {table: [(column, type)]}.
