@@ -28,8 +28,8 @@ roll back with the rows, whoever writes them (a run, the recovery of a dead run'
 older plait on a ledger this one upgraded): `plait status` reads a row a step, not a million
 (plait.runtime.ledger). A step's `first` is the least `seq` of its counted rows, the order the
 steps are listed in; when the row that held it goes, or is written again with a new seq (or
-leaves the step's counts), it is left NULL, unknown, and the reader finds it among the rows. A ledger upgraded to schema 5 gets its tally counted
-from its rows in the upgrade's transaction.
+leaves the step's counts), it is left NULL, unknown, and the reader finds it among the rows. A
+ledger upgraded to schema 5 gets its tally counted from its rows in the upgrade's transaction.
 
 The `nodes` view reads every row back as it was written, column for column (status and kind as
 text, the fingerprint as hex digits, `ended` as a moment, names for the numbers), so what reads
