@@ -29,9 +29,9 @@ import json
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from itertools import groupby
+from itertools import groupby, repeat
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from operator import itemgetter
+from operator import getitem, itemgetter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -71,7 +71,8 @@ def write_status_json(workspace: str | Path, out: TextIO) -> None:
         steps = _Steps(ledger.labels())
         separator = ""
         for batch in ledger.batches(_NODES, CHUNK):
-            out.write(separator + steps.add(batch))
+            out.write(separator)  # apart: the batch's text is megabytes, not copied again
+            out.write(steps.add(batch))
             separator = ", "
         unrecorded = ledger.unrecorded()
         names = list(unrecorded)
@@ -105,20 +106,31 @@ class _Steps:
         if len(tails) > _TAILS:  # reasons that name a node ("changed: upstream: a[1]") are many
             tails.clear()
         if any(map(_ERROR, batch)) or _FAILED in map(_STATUS_NUMBER, batch):
-            members = [self._member(row) for row in batch]
+            text = ", ".join([self._member(row) for row in batch])
             succeeded = [row for row in batch if row[1] == 1]
         else:  # the rows that name a step succeeded
-            kinds = list(zip(map(_STATUS_NUMBER, batch), map(_ATTEMPTS, batch), map(_REASON, batch)))
-            for kind in set(kinds).difference(tails):
-                tails[kind] = _tail(*kind, None)
-            members = list(map(str.__add__, map(encode_basestring_ascii, map(_ID, batch)), map(tails.__getitem__,
-                                                                                                   kinds)))
+            text = self._members(batch)
             succeeded = batch
         for step, group in groupby(succeeded, _STEP):
             if step is not None:
                 rows = list(group)
                 self.processed[step] += self._numbers(step, rows) or map(_processed, rows)
-        return ", ".join(members)
+        return text
+
+    def _members(self, batch: list[tuple[Any, ...]]) -> str:
+        """Return the members of `nodes` of rows without an error record, joined: when they all have one tail (a run's
+        items, as a rule), the IDs joined by it, with no string made per row."""
+        tails = self.tails
+        ids = map(encode_basestring_ascii, map(_ID, batch))
+        columns = [list(map(get, batch)) for get in (_STATUS_NUMBER, _ATTEMPTS, _REASON)]
+        kind = batch[0][1], batch[0][2], batch[0][4]
+        if all(column.count(value) == len(batch) for column, value in zip(columns, kind)):
+            tail = tails.get(kind) or tails.setdefault(kind, _tail(*kind, None))
+            return (tail + ", ").join(ids) + tail
+        kinds = list(zip(*columns))
+        for kind in set(kinds).difference(tails):
+            tails[kind] = _tail(*kind, None)
+        return ", ".join(map(str.__add__, ids, map(tails.__getitem__, kinds)))
 
     def _member(self, row: tuple[Any, ...]) -> str:
         """Return a node's member of `nodes`; note a failed task node's error."""
@@ -134,7 +146,7 @@ class _Steps:
         if set(map(type, map(_STORED_KEY, rows))) != {int}:
             return []
         start = len(self.labels[step]) + 1  # an item's ID is `step[key]`
-        texts = [row[0][start:-1] for row in rows]
+        texts = list(map(getitem, map(_ID, rows), repeat(slice(start, -1))))
         return texts if all(map(str.isdigit, texts)) else []  # JSON has no leading zeros: the digits are the JSON
 
     def json(self, stats: dict[str, dict[str, int]]) -> str:
