@@ -13,11 +13,11 @@ ledger keeps beside the rows (`Ledger.step_counts`), as `plait status` prints th
 same transaction. A million nodes must not cost a dict and an encoding each: a node's member of
 `nodes` is its ID's JSON and a tail (`: {"status": …}`) made once for each (status, attempts,
 reason) and reused, so a batch of nodes without an error record is put together a column at a
-time (`_Steps.add`), and a step's whole-number keys are cut from the node IDs. Every column the
-sorted pass reads is carried through SQLite's sort for every row, so it reads no more than these
-(docs/performance.md). Building the
-members in SQLite was measured and was slower (docs/performance.md). A million nodes never
-become one dict and one string of 80 MB, and the first bytes are out while the rest are read.
+time (`_Steps.add`; a batch of one tail is its IDs joined by it), and a step's whole-number keys
+are cut from the node IDs. Every column the sorted pass reads is carried through SQLite's sort
+for every row, so it reads no more than these. Building the members in SQLite was measured and
+was slower (docs/performance.md). A million nodes never become one dict and one string of 80 MB,
+and the first bytes are out while the rest are read.
 `workflow_status` builds the dict from the `nodes` view, row by row: the plain reference the
 streamed text is tested against (tests/test_state.py).
 """
