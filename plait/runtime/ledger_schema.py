@@ -21,6 +21,16 @@ A million nodes are a million rows, so each byte of a row is a megabyte of ledge
   (`Ledger.previous`) and a run's first guess looks for (`unfinished`); each is empty when a
   run of the whole plan succeeded, so a resume of it reads no row at all.
 
+Each step's counts are kept beside the rows, in the `tally` table, by triggers on `settled`: a
+row inserted, updated or deleted changes its step's counts (nodes, succeeded, failed, retried,
+skipped, of the plan's task nodes) in the very statement that writes it, so the counts commit or
+roll back with the rows, whoever writes them (a run, the recovery of a dead run's journals, an
+older plait on a ledger this one upgraded): `plait status` reads a row a step, not a million
+(plait.runtime.ledger). A step's `first` is the least `seq` of its counted rows, the order the
+steps are listed in; when the row that held it goes, or is written again with a new seq (or
+leaves the step's counts), it is left NULL, unknown, and the reader finds it among the rows. A
+ledger upgraded to schema 5 gets its tally counted from its rows in the upgrade's transaction.
+
 The `nodes` view reads every row back as it was written, column for column (status and kind as
 text, the fingerprint as hex digits, `ended` as a moment, names for the numbers), so what reads
 nodes by name (reports, `plait logs`, a user's own SQL) reads a schema 4 ledger as an older one.
@@ -40,10 +50,10 @@ import sqlite3
 
 from plait.runtime.planned import PLAN_TABLE
 
-__all__ = ["ENDED", "FINGERPRINT", "KEY", "SCHEMA_VERSION", "STATUS", "STATUSES", "TABLES", "emulate", "label",
-           "status_code", "stored_ended", "stored_key", "upgrade"]
+__all__ = ["COUNTED", "ENDED", "FINGERPRINT", "KEY", "SCHEMA_VERSION", "STATUS", "STATUSES", "TABLES", "emulate",
+           "has_tally", "label", "status_code", "stored_ended", "stored_key", "upgrade"]
 
-SCHEMA_VERSION = 4  # 3: a node has its row once it settles; 4: the row kept compactly (`settled`, `labels`)
+SCHEMA_VERSION = 5  # 3: a node has its row once it settles; 4: the row kept compactly (`settled`, `labels`); 5: `tally`
 
 TABLES = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -73,6 +83,47 @@ CREATE TABLE IF NOT EXISTS {db}.settled (
 CREATE INDEX IF NOT EXISTS {db}.settled_gone ON settled (in_plan) WHERE in_plan = 0;
 CREATE INDEX IF NOT EXISTS {db}.settled_unfinished ON settled (in_plan) WHERE status != 1;
 """
+# Each step's counts of the plan's task nodes (`COUNTED` rows), kept by triggers in the transaction writing the rows.
+# A row's part of its step's counts is taken back as it leaves (`_uncount`) and added as it comes (`_count`); the least
+# seq stays known while rows come (a row without a seq leaves it as it is) and while a row that did not hold it leaves.
+COUNTED = "in_plan = 1 AND kind IS NOT 'join'"
+_TALLY_COLUMNS = "nodes, succeeded, failed, retried, skipped"
+_TALLY = "CREATE TABLE IF NOT EXISTS tally (step INTEGER PRIMARY KEY, {columns}, first INTEGER)".format(
+    columns=", ".join(f"{column} INTEGER NOT NULL" for column in _TALLY_COLUMNS.split(", ")))
+_PARTS = ("1", "{row}.status = 1", "{row}.status = 2", "{row}.attempts > 1", "{row}.status = 3")
+
+
+def _count(row: str) -> str:
+    """Return SQL adding row `row` (NEW or OLD) to its step's counts, if it is counted."""
+    values = ", ".join(part.format(row=row) for part in _PARTS)
+    counted = COUNTED.replace("in_plan", f"{row}.in_plan").replace("kind", f"{row}.kind")
+    sums = ", ".join(f"{c} = {c} + excluded.{c}" for c in _TALLY_COLUMNS.split(", "))
+    return (f"INSERT INTO tally (step, {_TALLY_COLUMNS}, first) SELECT {row}.step, {values}, {row}.seq "
+            f"WHERE {counted} ON CONFLICT (step) DO UPDATE SET {sums}, "
+            "first = CASE WHEN nodes = 0 THEN excluded.first ELSE min(first, coalesce(excluded.first, first)) END;")
+
+
+def _uncount(row: str, stays: str = "0") -> str:
+    """Return SQL taking row `row` (OLD) out of its step's counts, if it was counted; the least seq stays known when
+    the row did not hold it, or when `stays` (SQL: the row is rewritten, counted still, in its step, with its seq)."""
+    parts = ", ".join(f"{c} = {c} - ({part.format(row=row)})" for c, part in zip(_TALLY_COLUMNS.split(", "), _PARTS))
+    counted = COUNTED.replace("in_plan", f"{row}.in_plan").replace("kind", f"{row}.kind")
+    return (f"UPDATE tally SET {parts}, first = CASE WHEN {row}.seq IS NULL OR first < {row}.seq OR {stays} "
+            f"THEN first END WHERE step = {row}.step AND {counted};")
+
+
+# An update that leaves a row counted in its step with its seq (its kind or in_plan written again as they were, a
+# retried attempt's status) leaves the step's least seq as it was.
+_STAYS = "(NEW.step = OLD.step AND NEW.seq = OLD.seq AND NEW.in_plan = 1 AND NEW.kind IS NOT 'join')"
+
+
+_TRIGGERS = (
+    f"CREATE TRIGGER tally_insert AFTER INSERT ON settled BEGIN {_count('NEW')} END",
+    f"CREATE TRIGGER tally_delete AFTER DELETE ON settled BEGIN {_uncount('OLD')} END",
+    "CREATE TRIGGER tally_update AFTER UPDATE OF step, status, attempts, seq, in_plan, kind ON settled "
+    f"BEGIN {_uncount('OLD', _STAYS)} {_count('NEW')} END",
+)
+
 # Columns a ledger of an earlier schema lacks, added before it is upgraded: {table: [(column, type)]}.
 _ADDED = {"runs": [("counts", "TEXT"), ("step_graph", "TEXT")],
           "nodes": [("worker", "TEXT"), ("reason", "TEXT"), ("output", "TEXT")]}
@@ -150,12 +201,30 @@ def upgrade(db: sqlite3.Connection) -> None:
         if old:
             _copy(db, "main")
             db.execute("DROP TABLE nodes")
+        if not has_tally(db):
+            _count_all(db)
         db.execute(_VIEW)
         db.execute("INSERT OR REPLACE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
         db.commit()
     except BaseException:
         db.rollback()
         raise
+
+
+def has_tally(db: sqlite3.Connection) -> bool:
+    """Say whether the ledger keeps its steps' counts (schema 5); one that does not is counted from its rows."""
+    return db.execute("SELECT 1 FROM main.sqlite_master WHERE name = 'tally'").fetchone() is not None
+
+
+def _count_all(db: sqlite3.Connection) -> None:
+    """Count each step's rows into a new `tally`, then keep it counted (the triggers): inside the upgrade's
+    transaction."""
+    db.execute(_TALLY)
+    db.execute(f"INSERT INTO tally (step, {_TALLY_COLUMNS}, first) SELECT step, count(*), sum(status = 1), "
+               f"sum(status = 2), sum(attempts > 1), sum(status = 3), min(seq) FROM settled WHERE {COUNTED} "
+               "GROUP BY step")
+    for trigger in _TRIGGERS:
+        db.execute(trigger)
 
 
 def emulate(db: sqlite3.Connection) -> None:

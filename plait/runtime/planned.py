@@ -12,7 +12,8 @@ first and the one past their last. A million items of a range are a few bytes, n
 
 What a node of the kept plan without a row is, every reader says the same way: pending, never
 run; `plait status`, the resume decision, `plait logs` and reports read the
-rows and then these nodes (`Ledger.nodes`, `Ledger.previous`, `Ledger.node_rows`).
+rows and then these nodes (`unrecorded`, which `Ledger.nodes`, `Ledger.previous` and
+`Ledger.node_rows` read).
 
 A run replaces the kept plan as it begins; an expansion during the run appends the nodes it adds
 (and the placeholders it turns into joins: a later part overrides an earlier one for the same id).
@@ -21,17 +22,21 @@ A run replaces the kept plan as it begins; an expansion during the run appends t
 from __future__ import annotations
 
 import json
+import sqlite3
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import groupby, repeat
 from operator import itemgetter
 from typing import Any
 
-__all__ = ["PLAN_TABLE", "pack", "unpack"]
+__all__ = ["IN_PLAN", "PLAN_TABLE", "pack", "unpack", "unrecorded"]
 
 PLAN_TABLE = ("CREATE TABLE IF NOT EXISTS plan (part INTEGER PRIMARY KEY, step TEXT NOT NULL, kind TEXT NOT NULL, "
               "size INTEGER NOT NULL, nodes BLOB NOT NULL);")
 
+# How many rows the plan's nodes have: all rows, less those of nodes that left the plan (the `gone` index, partial:
+# counting either reads an index, not the table).
+IN_PLAN = "((SELECT count(*) FROM settled) - (SELECT count(*) FROM settled WHERE in_plan = 0))"
 _STEP_KIND = itemgetter(1, 3)
 
 
@@ -67,3 +72,20 @@ def unpack(parts: Iterable[tuple[str, str, bytes]]) -> dict[str, tuple[str, Any,
 def _item_id(step: str) -> Callable[[Any], str]:
     """Return what names an item of `step` by its key: `step[key]`."""
     return f"{step.replace('{', '{{').replace('}', '}}')}[{{}}]".format
+
+
+def unrecorded(db: sqlite3.Connection) -> dict[str, tuple[str, Any, str]]:
+    """Return the nodes of the ledger's kept plan that have no row yet, in plan order: {node_id: (step, key, kind)}.
+
+    The rows of the plan are some of its nodes, so when there are as many rows as the plan
+    has parts' nodes, every node has one: the plan is not even read then.
+    """
+    try:
+        rows, size = db.execute(f"SELECT {IN_PLAN}, (SELECT coalesce(sum(size), 0) FROM plan)").fetchone()
+    except sqlite3.OperationalError:  # a read-only ledger of an earlier schema: no plan table
+        return {}
+    if rows >= size:
+        return {}
+    planned = unpack(db.execute("SELECT step, kind, nodes FROM plan ORDER BY part"))
+    recorded = {nid for (nid,) in db.execute("SELECT node_id FROM settled WHERE in_plan = 1")}
+    return {nid: node for nid, node in planned.items() if nid not in recorded}

@@ -86,7 +86,8 @@ def _settle_succeeded(state: RunState, chunk: Chunk, results: Results) -> None:
     nodes = chunk.nodes
     state.in_flight.difference_update(nodes)
     state.status.update(dict.fromkeys(nodes, SUCCEEDED))
-    state.results.update(zip(nodes, results.results))
+    if any(map(state.succ.__getitem__, nodes)):  # no node reads a leaf's result: the ledger keeps it, memory need not
+        state.results.update(zip(nodes, results.results))
     state.report.counts[SUCCEEDED] += len(nodes)
     decisions = state.decisions
     specs = list(map(state.plan.nodes.__getitem__, nodes))
@@ -106,7 +107,8 @@ def settle(state: RunState, nid: str, status: str, result: str | None, error: di
     """Make `nid` final: judge a failure, record it, count it, and release its dependents. Mutates."""
     node = state.plan.nodes[nid]
     state.status[nid] = status
-    state.results[nid] = result
+    if state.succ[nid]:  # a result some node reads (a leaf's is in the ledger alone)
+        state.results[nid] = result
     if status == FAILED:
         state.errors[nid] = error or {"node": nid}
         _judge_failure(state, nid, node, error)

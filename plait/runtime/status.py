@@ -8,12 +8,16 @@ but not in a step's stats.
 
 `write_status_json` writes the same state as JSON, the very text `json.dumps(workflow_status(…))`
 gives, but streamed, from one sorted pass over the ledger's rows (`settled`) that gives the nodes
-and the steps both. A million nodes must not cost a dict and an encoding each: a node's member of
+and each step's `processed` and `failed`; the steps' `stats`, and their order, are the counts the
+ledger keeps beside the rows (`Ledger.step_counts`), as `plait status` prints them, read in the
+same transaction. A million nodes must not cost a dict and an encoding each: a node's member of
 `nodes` is its ID's JSON and a tail (`: {"status": …}`) made once for each (status, attempts,
 reason) and reused, so a batch of nodes without an error record is put together a column at a
-time (`_Steps.add`), and a step's whole-number keys are cut from the node IDs. Building the
-members in SQLite was measured and was slower (docs/performance.md). A million nodes never
-become one dict and one string of 80 MB, and the first bytes are out while the rest are read.
+time (`_Steps.add`; a batch of one tail is its IDs joined by it), and a step's whole-number keys
+are cut from the node IDs. Every column the sorted pass reads is carried through SQLite's sort
+for every row, so it reads no more than these. Building the members in SQLite was measured and
+was slower (docs/performance.md). A million nodes never become one dict and one string of 80 MB,
+and the first bytes are out while the rest are read.
 `workflow_status` builds the dict from the `nodes` view, row by row: the plain reference the
 streamed text is tested against (tests/test_state.py).
 """
@@ -23,11 +27,11 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
-from itertools import groupby
+from itertools import groupby, repeat
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from operator import itemgetter
+from operator import getitem, itemgetter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -67,7 +71,8 @@ def write_status_json(workspace: str | Path, out: TextIO) -> None:
         steps = _Steps(ledger.labels())
         separator = ""
         for batch in ledger.batches(_NODES, CHUNK):
-            out.write(separator + steps.add(batch))
+            out.write(separator)  # apart: the batch's text is megabytes, not copied again
+            out.write(steps.add(batch))
             separator = ", "
         unrecorded = ledger.unrecorded()
         names = list(unrecorded)
@@ -75,29 +80,23 @@ def write_status_json(workspace: str | Path, out: TextIO) -> None:
             out.write(separator + ", ".join([encode_basestring_ascii(nid) + _NEVER_RAN
                                              for nid in names[start:start + CHUNK]]))
             separator = ", "
-        for step, _, kind in unrecorded.values():  # never ran: pending, after every node with a row
-            if kind != "join":
-                steps.never_ran(step)
-        out.write(f'}}, "steps": {steps.json()}}}\n')
+        out.write(f'}}, "steps": {steps.json(_step_stats(ledger, unrecorded))}}}\n')
 
 
 class _Steps:
-    """The `steps` of a status, gathered from the rows as `_NODES` gives them, a batch at a time; and the nodes'
-    members of `nodes`, as `json.dumps` writes them."""
+    """The `processed` and `failed` of each step, gathered from the rows as `_NODES` gives them, a batch at a time;
+    and the nodes' members of `nodes`, as `json.dumps` writes them."""
 
     def __init__(self, labels: dict[int, str]) -> None:
         self.labels = labels
         self.numbers = {name: number for number, name in labels.items()}
-        self.order: dict[int | str, None] = {}  # steps in the order their first task node comes
-        self.counts: Counter = Counter()  # (step, status number * 2 + retried) -> nodes
         self.processed: dict[int | str, list[str]] = defaultdict(list)  # step -> its processed keys' JSON
         self.failed: dict[int | str, dict[str, Any]] = defaultdict(dict)  # step -> {key: error}
-        self.pending: Counter = Counter()  # step -> nodes never run
         self.tails: dict[tuple[Any, ...], str] = {}  # (status, attempts, reason) -> a member's text after the ID
 
     def add(self, batch: list[tuple[Any, ...]]) -> str:
-        """Count a batch of rows (node ID, status, attempts, error, reason, task step, stored key, count code), and
-        return their members of `nodes` joined.
+        """Note a batch of rows (node ID, status, attempts, error, reason, the step of a task node that succeeded or
+        failed, stored key), and return their members of `nodes` joined.
 
         A member is the node ID's JSON and a tail made once for each (status, attempts, reason)
         (`tails`); so the usual batch, of nodes without an error record, is put together a column
@@ -107,24 +106,35 @@ class _Steps:
         if len(tails) > _TAILS:  # reasons that name a node ("changed: upstream: a[1]") are many
             tails.clear()
         if any(map(_ERROR, batch)) or _FAILED in map(_STATUS_NUMBER, batch):
-            members = [self._member(row) for row in batch]
-        else:
-            kinds = list(zip(map(_STATUS_NUMBER, batch), map(_ATTEMPTS, batch), map(_REASON, batch)))
-            for kind in set(kinds).difference(tails):
-                tails[kind] = _tail(*kind, None)
-            members = list(map(str.__add__, map(encode_basestring_ascii, map(_ID, batch)), map(tails.__getitem__,
-                                                                                                   kinds)))
-        tasks = [row for row in batch if row[5] is not None]
-        self.order.update(dict.fromkeys(map(_STEP, tasks)))
-        self.counts.update(zip(map(_STEP, tasks), map(_CODE, tasks)))
-        for step, group in groupby(filter(_succeeded, tasks), _STEP):
-            rows = list(group)
-            self.processed[step] += self._numbers(step, rows) or map(_processed, rows)
-        return ", ".join(members)
+            text = ", ".join([self._member(row) for row in batch])
+            succeeded = [row for row in batch if row[1] == 1]
+        else:  # the rows that name a step succeeded
+            text = self._members(batch)
+            succeeded = batch
+        for step, group in groupby(succeeded, _STEP):
+            if step is not None:
+                rows = list(group)
+                self.processed[step] += self._numbers(step, rows) or map(_processed, rows)
+        return text
+
+    def _members(self, batch: list[tuple[Any, ...]]) -> str:
+        """Return the members of `nodes` of rows without an error record, joined: when they all have one tail (a run's
+        items, as a rule), the IDs joined by it, with no string made per row."""
+        tails = self.tails
+        ids = map(encode_basestring_ascii, map(_ID, batch))
+        columns = [list(map(get, batch)) for get in (_STATUS_NUMBER, _ATTEMPTS, _REASON)]
+        kind = batch[0][1], batch[0][2], batch[0][4]
+        if all(column.count(value) == len(batch) for column, value in zip(columns, kind)):
+            tail = tails.get(kind) or tails.setdefault(kind, _tail(*kind, None))
+            return (tail + ", ").join(ids) + tail
+        kinds = list(zip(*columns))
+        for kind in set(kinds).difference(tails):
+            tails[kind] = _tail(*kind, None)
+        return ", ".join(map(str.__add__, ids, map(tails.__getitem__, kinds)))
 
     def _member(self, row: tuple[Any, ...]) -> str:
         """Return a node's member of `nodes`; note a failed task node's error."""
-        node_id, status, attempts, error_text, reason, step, key, _ = row
+        node_id, status, attempts, error_text, reason, step, key = row
         error = json.loads(error_text) if error_text else None
         if step is not None and status == _FAILED:
             self.failed[step][str(_stored_key(node_id, key))] = error
@@ -136,27 +146,16 @@ class _Steps:
         if set(map(type, map(_STORED_KEY, rows))) != {int}:
             return []
         start = len(self.labels[step]) + 1  # an item's ID is `step[key]`
-        texts = [row[0][start:-1] for row in rows]
+        texts = list(map(getitem, map(_ID, rows), repeat(slice(start, -1))))
         return texts if all(map(str.isdigit, texts)) else []  # JSON has no leading zeros: the digits are the JSON
 
-    def never_ran(self, name: str) -> None:
-        """Count a task node of step `name` that has no row: pending."""
-        step = self.numbers.get(name, name)
-        self.order[step] = None
-        self.pending[step] += 1
-
-    def json(self) -> str:
-        """Return the steps as `json.dumps` writes them."""
+    def json(self, stats: dict[str, dict[str, int]]) -> str:
+        """Return the steps as `json.dumps` writes them, with their `stats` (`_step_stats`), in its order."""
         parts = []
-        for step in self.order:
-            counts = [self.counts[step, code] for code in range(2 * len(_STATUS))]
-            by_status = [counts[2 * status] + counts[2 * status + 1] for status in _STATUS]
-            stats = {"total": sum(counts) + self.pending[step], "processed": by_status[1], "failed": by_status[2],
-                     "retried": sum(counts[1::2]), "skipped": by_status[3]}
-            stats["pending"] = stats["total"] - stats["processed"] - stats["failed"] - stats["skipped"]
-            name = self.labels[step] if type(step) is int else step
+        for name, counts in stats.items():
+            step = self.numbers.get(name, name)
             parts.append(f'{encode_basestring_ascii(name)}: {{"processed": [{", ".join(self.processed[step])}], '
-                         f'"failed": {json.dumps(self.failed[step], default=str)}, "stats": {json.dumps(stats)}}}')
+                         f'"failed": {json.dumps(self.failed[step], default=str)}, "stats": {json.dumps(counts)}}}')
         return "{" + ", ".join(parts) + "}"
 
 
@@ -183,19 +182,13 @@ def _stored_key(node_id: str, key: Any) -> Any:
 _STATUS = dict(enumerate(STATUSES))  # status number -> text (a status that is no number is kept as text)
 _FAILED = STATUSES.index("failed")
 _TAILS = 10_000  # the most tails kept at once
-_ID, _STATUS_NUMBER, _ATTEMPTS, _ERROR, _REASON, _STEP, _STORED_KEY, _CODE = (itemgetter(i) for i in range(8))
+_ID, _STATUS_NUMBER, _ATTEMPTS, _ERROR, _REASON, _STEP, _STORED_KEY = (itemgetter(i) for i in range(7))
 
 
-def _succeeded(row: tuple[Any, ...]) -> bool:
-    return row[1] == 1
-
-
-# The plan's rows in completion order: (node ID, status number, attempts, error, reason, the step of a task node,
-# its stored key (plait.runtime.ledger_schema), what its step's stats count it as: status number * 2 + retried).
-_NODES = ("SELECT node_id, status, attempts, error, reason, iif(t, step, NULL), key, "
-          "iif(t, iif(status IN (1, 2, 3), status, 0) * 2 + (attempts > 1), NULL) FROM "
-          "(SELECT *, coalesce(kind, '') != 'join' AS t FROM settled WHERE in_plan = 1) "
-          "ORDER BY seq IS NULL, seq, node_id")
+# The plan's rows in completion order: (node ID, status number, attempts, error, reason, the step of a task node that
+# succeeded or failed, its stored key (plait.runtime.ledger_schema)).
+_NODES = ("SELECT node_id, status, attempts, error, reason, iif(status IN (1, 2) AND kind IS NOT 'join', step, NULL), "
+          "key FROM settled WHERE in_plan = 1 ORDER BY seq IS NULL, seq, node_id")
 _NEVER_RAN = ': {"status": "pending", "attempts": 0, "error": null, "reason": null}'
 
 
@@ -205,21 +198,28 @@ def status_summary(workspace: str | Path) -> dict[str, Any]:
 
     A million nodes are summed without a Python object each. Raises LedgerError.
     """
-    with contextlib.closing(workspace_ledger(workspace)) as ledger:
-        steps: dict[str, Any] = {}
-        for step, total, processed, failed, retried, skipped in ledger.step_counts():
-            steps[step] = {"processed": [], "failed": {}, "stats": {
-                "total": total, "processed": processed, "failed": failed, "retried": retried, "skipped": skipped,
-                "pending": total - processed - failed - skipped}}
-        for step, _, kind in ledger.unrecorded().values():  # never ran: pending, after every node with a row
-            if kind != "join":
-                stats = steps.setdefault(step, {"processed": [], "failed": {}, "stats": dict.fromkeys(_STATS, 0)})
-                stats["stats"]["total"] += 1
-                stats["stats"]["pending"] += 1
-        failed = any(step["stats"]["failed"] for step in steps.values())  # else no need to look for them
+    with contextlib.closing(workspace_ledger(workspace)) as ledger, ledger.snapshot():
+        stats = _step_stats(ledger, ledger.unrecorded())
+        steps = {step: {"processed": [], "failed": {}, "stats": counts} for step, counts in stats.items()}
+        failed = any(counts["failed"] for counts in stats.values())  # else no need to look for them
         nodes = {nid: {"status": "failed", "error": json.loads(error) if error else None}
                  for nid, error in (ledger.failed_nodes() if failed else ())}
         return {"workflow": ledger.workflow(), "run": _lived(ledger, Path(workspace)), "nodes": nodes, "steps": steps}
+
+
+def _step_stats(ledger: Ledger, unrecorded: dict[str, tuple[str, Any, str]]) -> dict[str, dict[str, int]]:
+    """Return {step: its `stats`} in the order `workflow_status` lists the steps: those with rows as the ledger counts
+    them (`Ledger.step_counts`), then those of the kept plan's task nodes without a row (pending)."""
+    stats: dict[str, dict[str, int]] = {}
+    for step, total, processed, failed, retried, skipped in ledger.step_counts():
+        stats[step] = {"total": total, "processed": processed, "failed": failed, "retried": retried,
+                       "skipped": skipped, "pending": total - processed - failed - skipped}
+    for step, _, kind in unrecorded.values():  # never ran: pending, after every node with a row
+        if kind != "join":
+            counts = stats.setdefault(step, dict.fromkeys(_STATS, 0))
+            counts["total"] += 1
+            counts["pending"] += 1
+    return stats
 
 
 def _node_chunks(ledger: Ledger, steps: dict[str, Any]) -> Iterator[dict[str, Any]]:
