@@ -9,7 +9,9 @@ Decisions:
 - `use_folder` keeps the folder of the workflow being run first on `sys.path`. When the folder
   first on it changes, the modules that another workflow's folder gave this process are forgotten
   (with their submodules), so that the next import finds this workflow's own. Folders change
-  rarely (once per workflow, not once per node), so a node pays one comparison.
+  rarely (once per workflow, not once per node), so a node pays one comparison. The change is
+  made under a lock, and the folder goes first only once the forgetting is done: a node on
+  another thread (the threading backend) that finds its folder first imports nothing stale.
 - `fresh` reloads a module whose source file changed since this process imported it: nodes re-run
   precisely because their code changed (their fingerprint hashes it), and must run the new code.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -26,17 +29,20 @@ __all__ = ["fresh", "use_folder"]
 
 _folders: set[str] = set()  # the workflow folders this process put on sys.path
 _loaded: dict[str, tuple[int, int]] = {}  # module file -> (mtime_ns, size) of the source imported
+_changing = threading.Lock()  # held while the folder first on sys.path changes
 
 
 def use_folder(workflow_dir: Path) -> str:
     """Put the workflow's folder first on `sys.path`, forgetting modules of other workflows' folders; return it."""
     folder = str(workflow_dir)
     if sys.path[:1] != [folder]:
-        if folder in sys.path:
-            sys.path.remove(folder)
-        sys.path.insert(0, folder)
-        _forget_modules_of(_folders - {folder})
-        _folders.add(folder)
+        with _changing:
+            if sys.path[:1] != [folder]:
+                _forget_modules_of(_folders - {folder})
+                if folder in sys.path:
+                    sys.path.remove(folder)
+                sys.path.insert(0, folder)
+                _folders.add(folder)
     return folder
 
 
