@@ -65,7 +65,7 @@ class Grown(NamedTuple):
     new: list[NodeSpec]  # the nodes added, in plan order (so in dependency order)
     joins: list[str]  # the placeholders that became joins
     fed: list[str]  # nodes that were in the plan before and now wait for new nodes too (a group's new members)
-    parents: dict[str, str]  # a fan-out's new child -> its parent
+    parents: dict[str, list[str]]  # a parent -> its new children
     failed: dict[str, WorkflowError]  # placeholders whose items were bad, left as they were
 
 
@@ -142,7 +142,7 @@ def grow_parents(plan: Plan, results: Mapping[str, Any], step: str | None = None
                 try:
                     children = _children(plan, plan.steps[plan.nodes[placeholder].step], node, view)
                     growth.replace(placeholder, children)
-                    growth.parents.update(dict.fromkeys([child.id for child in children], parent))
+                    growth.parents[parent] = [child.id for child in children]
                 except WorkflowError as err:
                     failed[placeholder] = err
         return growth.grown(failed)
@@ -217,20 +217,25 @@ class _Growth:
         self.owned: set[tuple[str, str]] = set()  # (side, node) whose adjacency dict is this graph's own
         self.steps: dict[str, StepSpec] = dict(plan.steps)
         self.added: dict[str, list[NodeSpec]] = {}  # placeholder -> the nodes it became
-        self.new: dict[str, NodeSpec] = {}
+        self._new: dict[str, NodeSpec] = {}  # the new nodes by ID, made when asked for (`node`)
         self.shared: dict[int, dict] = {}  # id -> an adjacency dict new siblings share (kept: its id stays its own)
         self.fed: dict[str, None] = {}  # nodes of the old plan given new predecessors (a group's new members)
-        self.parents: dict[str, str] = {}  # a fan-out's new child -> its parent
+        self.parents: dict[str, list[str]] = {}  # a parent -> its new children
 
     def node(self, nid: str) -> NodeSpec:
-        return self.new.get(nid) or self.old.nodes[nid]
+        """Return node `nid`, of the old plan or new."""
+        found = self.old.nodes.get(nid) or self._new.get(nid)
+        if found is None:  # rarely asked (a fan-out over what grew with it): no map of the new ones kept meanwhile
+            self._new = {n.id: n for added in self.added.values() for n in added}
+            found = self._new[nid]
+        return found
 
     def _own(self, side: str, nid: str) -> dict:
         """Return node `nid`'s adjacency dict on `side`, made its own first: copied from the old graph's, or from
         the one its siblings share."""
         table = self.graph._succ if side == "succ" else self.graph._pred
-        if nid in self.new:  # a new node's dicts are this graph's, but siblings share theirs until one writes
-            adjacency = table[nid]
+        if nid not in self.old.nodes and nid in table:  # a new node's dicts are this graph's, but siblings share
+            adjacency = table[nid]  # theirs until one writes
             if id(adjacency) in self.shared:
                 adjacency = table[nid] = dict(adjacency)
             return adjacency
@@ -264,7 +269,6 @@ class _Growth:
         for p in before:
             self.unlink(p, placeholder)
         ids = [node.id for node in new]
-        self.new.update(zip(ids, new))  # first: a new node's dicts are this graph's own (`_own`)
         graph = self.graph
         # The hot path, a parent's hundreds of children: the new nodes have the same edges, so they share
         # one dict a side (`_own` copies it for a node that gets an edge of its own), set by C-level calls.
@@ -283,7 +287,7 @@ class _Growth:
             for nid in ids:
                 for m in members[nid]:
                     self.link(m, nid)
-        self.added[placeholder] = list(new)
+        self.added[placeholder] = list(new)  # before a node of it is asked for (`node`)
         if old_node.key is None and set(map(_KIND, new)) <= _TASK:
             self.steps[old_node.step] = dataclasses.replace(self.steps[old_node.step], kind="batch")
         self._follow(placeholder, list(new))

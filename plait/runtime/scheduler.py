@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,9 @@ from plait.runtime.waves import Wave, next_wave, upstream_view, value
 from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
+
+_ID = attrgetter("id")
+_PLANNED = attrgetter("id", "step", "key", "kind")  # a node as the ledger's kept plan lists it
 
 # Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes, a callback to call once
 # every chunk is handed to the backend) and yields (chunk, results) as chunks finish.
@@ -167,8 +171,10 @@ class Scheduler:
         status, remaining, ready = state.status, state.remaining, state.ready
         for nid in waiting:  # once every done node is settled, so that none is waited for (wait_for_predecessors)
             preds = pred[nid]
-            left = remaining[nid] = len(preds) - sum(map(status.__contains__, preds))
-            if not left:
+            left = len(preds) - sum(map(status.__contains__, preds))
+            if left:
+                remaining[nid] = left
+            else:  # all settled, as a fan-out's children are: no count kept, none of them settles again
                 ready.append(nid)
         return summary
 
@@ -326,11 +332,13 @@ class Scheduler:
         new = [n for g in grown for n in g.new]
         joins = [j for g in grown for j in g.joins]
         fed = sorted({n for g in grown for n in g.fed}.difference(n.id for n in new))
-        self.submit("add_nodes", [(n.id, n.step, n.key, n.kind) for n in new]
-                    + [(j, plan.nodes[j].step, plan.nodes[j].key, "join") for j in joins])
-        state.grow(plan, new, {child: parent for g in grown for child, parent in g.parents.items()})
+        self.submit("add_nodes", [*map(_PLANNED, new), *map(_PLANNED, map(plan.nodes.__getitem__, joins))])
+        for g in grown:
+            for parent, children in g.parents.items():
+                state.parents.update(dict.fromkeys(children, parent))
+        state.grow(plan, new)
         joins.sort(key=state.order.__getitem__)
-        self._decide([n.id for n in new])
+        self._decide(list(map(_ID, new)))
         if state.on_grow is not None:
             state.on_grow([plan.nodes[join].step for join in joins], new, state.status)
         ready = set(state.ready)

@@ -18,7 +18,8 @@ State
         reads_upstream  steps that see upstream results under `steps` (a step it depends on other than the one
                      it sees as `group` or `parent`)
         scoped       steps whose nodes see a `group` or a `parent` (group_by, per-parent fan-out)
-        parents      a per-parent fan-out's child -> its parent (children are only ever added by a growth)
+        parents      a per-parent fan-out's child -> its parent (children are only ever added by a growth,
+                     whose account names their parents: the scheduler adds them)
     Constant for the run:
         info         the `RunInfo` every node shares
         clock        monotonic time, wall time, and waiting (a fake one in tests)
@@ -166,14 +167,12 @@ class RunState:
         self.parents: dict[str, str] = {}
         self._take(plan, [node for node in plan.nodes.values() if node.kind == "task" and node.key is not None])
 
-    def grow(self, plan: Plan, new: list[NodeSpec], parents: Mapping[str, str]) -> None:
-        """Take `plan`, the run's grown by `new` nodes (in plan order; `parents`: each new fan-out child's parent),
-        and update the lookups by them. Mutates.
+    def grow(self, plan: Plan, new: list[NodeSpec]) -> None:
+        """Take `plan`, the run's grown by `new` nodes (in plan order), and update the lookups by them. Mutates.
 
         Positions are taken anew (the new nodes are spliced in before their placeholders: one
         C-level pass); a step's members are merged with its new ones; the rest is per step.
         """
-        self.parents.update(parents)
         self._take(plan, [node for node in new if node.kind == "task" and node.key is not None])
 
     def _take(self, plan: Plan, items: list[NodeSpec]) -> None:
@@ -230,7 +229,7 @@ def release(state: RunState, settled: Iterable[str]) -> None:
     for node, count in Counter(chain.from_iterable(map(succ.__getitem__, settled))).items():
         if node in status or node in left_out:
             continue
-        left = remaining[node] = remaining[node] - count
+        left = remaining[node] = remaining.get(node, 0) - count  # (a node readied with none left keeps no count)
         if left == 0 and node not in in_flight:
             ready.append(node)
 

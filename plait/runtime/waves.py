@@ -40,6 +40,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from itertools import filterfalse
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from plait.compiler import NodeSpec, node_scope
@@ -51,6 +52,7 @@ from plait.runtime.state import RunState
 __all__ = ["Wave", "join_result", "next_wave", "upstream_view", "value"]
 
 _NOTHING: dict[str, Any] = {}
+_STEP = attrgetter("step")
 _ALL_SUCCEEDED = frozenset({SUCCEEDED})  # what every predecessor of a node in a bulk unit has settled as
 
 # Expands placeholder nodes (id, node) found ready together, now that what each waits for has settled.
@@ -160,7 +162,7 @@ def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[Node
     wave.steps.extend([upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING
                        for node in alone])
     wave.feeders.extend([0] * len(ids))
-    wave.scopes.extend([_scope(state, node, parents) if node.step in state.scoped else _NOTHING for node in alone])
+    wave.scopes.extend(_scopes(state, alone, ids, parents))
     wave.fingerprints.extend([state.fp[nid] for nid in ids])
     state.in_flight.update(ids)
     alone.clear()
@@ -197,6 +199,25 @@ def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int,
     wave.scopes.append(_scope(state, node, parents))
     wave.fingerprints.append(state.fp[nid])
     state.in_flight.add(nid)
+
+
+def _scopes(state: RunState, nodes: list[NodeSpec], ids: list[str],
+            parents: dict[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Return what each of `nodes` (IDs `ids`) sees as `group` or `parent` (`_scope`). Mutates `parents`.
+
+    The children of a grown fan-out, a parent's hundreds a wave, find their views in C-level
+    passes over the columns: their parents (`RunState.parents`), each parent's view made once.
+    """
+    if state.scoped.isdisjoint(map(_STEP, nodes)):
+        return [_NOTHING] * len(nodes)
+    owners = list(map(state.parents.get, ids))
+    for parent, child in dict(zip(owners, ids)).items():
+        if parent is not None and parent not in parents:
+            parents[parent] = node_scope(state.plan, child, lambda nid: value(state, nid))
+    views = list(map(parents.get, owners))
+    if None not in views:
+        return views
+    return [view if view is not None else _scope(state, node, parents) for view, node in zip(views, nodes)]
 
 
 def _scope(state: RunState, node: NodeSpec, parents: dict[str, Mapping[str, Any]]) -> Mapping[str, Any]:
