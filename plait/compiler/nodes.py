@@ -16,7 +16,7 @@ from typing import Any
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.items import check_key, default_key
 from plait.compiler.plan import FrozenDict, NodeSpec, StepSpec, freeze, plain
-from plait.templating import RENDER_ERRORS, render, template_context
+from plait.templating import RENDER_ERRORS, item_contexts, render_each
 
 __all__ = ["item_keys", "make_node", "make_nodes"]
 
@@ -66,12 +66,13 @@ def item_keys(step: str, items: Sequence[Any], key_template: str | None, params:
     elif key_template is None and matched is None and set(map(type, items)) <= {int}:
         keys = list(items)  # numbers name their nodes as they are (the common `range`): nothing to check
     else:
+        rendered = render_each(key_template, item_contexts(
+            params, zip(items, range(total), repeat(None), repeat(parent)), total=total, step=step,
+            workflow_dir=workflow_dir)) if key_template is not None else None
         for index, item in enumerate(items):
-            if key_template is not None:
-                context = template_context(params, item=item, index=index, total=total, step=step,
-                                           workflow_dir=workflow_dir, parent=parent)
+            if rendered is not None:
                 try:
-                    key = render(key_template, context)
+                    key = next(rendered)
                 except RENDER_ERRORS as err:
                     raise WorkflowError([Diagnostic(None, f"step '{step}': the key of item {index} does not render: "
                                                           f"{err}", "the key template sees item, index, batch and "
