@@ -72,6 +72,7 @@ __all__ = [
     "template_context",
 ]
 
+_SCALAR_DATA = frozenset({str, int, float, bool, type(None)})  # what `_data` gives back as it is
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>.*)\}\}$", re.DOTALL)
 
 
@@ -218,6 +219,8 @@ def _data(value: Any, depth: int = 0) -> Any:
     if isinstance(value, Mapping):
         return {k: _data(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if set(map(type, value)) <= _SCALAR_DATA:  # a list of numbers or texts, as `range(n) | list` gives
+            return list(value)
         return [_data(v, depth + 1) for v in value]
     if isinstance(value, Iterable):
         return [_data(v, depth + 1) for v in _listed(value)]
