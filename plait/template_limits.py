@@ -151,6 +151,7 @@ def checked(value: Any) -> Any:
 
 
 _CONTAINERS = (list, tuple, dict)
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _nested_items(value: list[Any] | tuple[Any, ...] | dict[Any, Any]) -> int:
@@ -159,7 +160,10 @@ def _nested_items(value: list[Any] | tuple[Any, ...] | dict[Any, Any]) -> int:
     while stack and count <= MAX_ITEMS:
         item = stack.pop()
         count += len(item)
-        stack.extend(v for v in (item.values() if isinstance(item, dict) else item) if isinstance(v, _CONTAINERS))
+        values = item.values() if isinstance(item, dict) else item
+        if set(map(type, values)) <= _SCALARS:
+            continue  # numbers and texts (a `range(n) | list`): nothing nested, found in one C-level pass
+        stack.extend(v for v in values if isinstance(v, _CONTAINERS))
     return count
 
 

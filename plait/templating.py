@@ -61,6 +61,7 @@ __all__ = [
     "TemplateTooLarge",
     "analyze",
     "has_template",
+    "item_contexts",
     "render",
     "render_each",
     "render_limits",
@@ -71,6 +72,7 @@ __all__ = [
     "template_context",
 ]
 
+_SCALAR_DATA = frozenset({str, int, float, bool, type(None)})  # what `_data` gives back as it is
 _SINGLE_EXPRESSION = re.compile(r"^\{\{(?P<expr>.*)\}\}$", re.DOTALL)
 
 
@@ -217,6 +219,8 @@ def _data(value: Any, depth: int = 0) -> Any:
     if isinstance(value, Mapping):
         return {k: _data(v, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if set(map(type, value)) <= _SCALAR_DATA:  # a list of numbers or texts, as `range(n) | list` gives
+            return list(value)
         return [_data(v, depth + 1) for v in value]
     if isinstance(value, Iterable):
         return [_data(v, depth + 1) for v in _listed(value)]
@@ -327,6 +331,24 @@ def template_context(params: Mapping[str, Any], *, item: Any = None, index: int 
         context["workspace"] = str(workspace)
         context["env"] = ENVIRONMENT
     return context
+
+
+def item_contexts(params: Mapping[str, Any], items: Iterable[tuple[Any, int | None, Any, Mapping[str, Any] | None]],
+                  *, total: int | None, step: str, workflow_dir: Any = None) -> Iterator[dict[str, Any]]:
+    """Yield `template_context(params, item=, index=, key=, total=, step=, workflow_dir=, parent=)` for each
+    (item, index, key, parent) of a step's items: a copy of one base with the item's names set.
+
+    For the templates the compiler renders once per item (a key, a group key), with `render_each`:
+    the base's names are worked out once, not once per item.
+    """
+    base = template_context(params, step=step, total=total, workflow_dir=workflow_dir)
+    for item, index, key, parent in items:
+        context = base.copy()
+        context["item"], context["index"], context["key"] = item, index, key
+        context["batch"] = {"item": item, "index": index, "total": total, "name": step}
+        if parent is not None:
+            context["parent"] = parent
+        yield context
 
 
 PARAM_NAMES = frozenset(template_context({}, workflow_dir=""))

@@ -12,7 +12,8 @@ from typing import Any
 _WHERE = {
     "compile_text": "compile", "compile_workflow": "compile", "read_workflow": "compile",
     "Diagnostic": "diagnostics", "SourceLoc": "diagnostics", "WorkflowError": "diagnostics",
-    "expand_deferred": "expand", "expand_parent": "grow", "expand_parents": "grow",
+    "expand_deferred": "expand", "expand_parent": "grow", "expand_parents": "grow", "Grown": "grow",
+    "grow_parents": "grow", "grow_step": "grow",
     "group_view": "scopes", "node_scope": "scopes", "parent_of": "scopes", "parent_view": "scopes",
     "resolve_on_error": "on_error",
     "parse_param_overrides": "params",

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from plait.compiler.items import MAX_ITEMS, MAX_KEY_LENGTH, check_key, content_hash
-from plait.compiler.plan import FrozenDict, freeze
+from plait.compiler.plan import FrozenDict, freeze, plain
 
 __all__ = ["MATRIX_HINT", "MATRIX_LISTS", "ZIP_HINT", "SourceError", "joined_key", "matrix_items", "value_text",
            "zip_items"]
@@ -35,6 +35,7 @@ MATRIX_LISTS = ("include", "exclude")  # keys of `matrix:` that are not axes
 MATRIX_HINT = "a matrix is `{matrix: {AXIS: [values], ..., include: [{...}], exclude: [{...}]}}`"
 ZIP_HINT = "zip takes values position by position: give every list the same length, or use `matrix:` for every " \
            "combination"
+_INT = frozenset({int})
 
 
 class SourceError(ValueError):
@@ -99,8 +100,8 @@ def matrix_items(axes: Mapping[str, Sequence[Any]], include: Sequence[Mapping[st
 
 def _product(names: list[str], axes: list[list[Any]]) -> tuple[list[FrozenDict], list[Any]]:
     """Return the plain cross product's items and keys: the hot path, each value's text worked out once."""
-    frozen = [[freeze(v) for v in values] for values in axes]
-    items = [FrozenDict(zip(names, combo)) for combo in itertools.product(*frozen)]
+    frozen = [list(values) if plain(values) else [freeze(v) for v in values] for values in axes]
+    items = list(map(FrozenDict, map(zip, itertools.repeat(names), itertools.product(*frozen))))
     return items, _joined_keys(items, frozen, lambda texts: itertools.product(*texts))
 
 
@@ -109,12 +110,12 @@ def _joined_keys(items: list[FrozenDict], columns: list[list[Any]], rows: Any) -
 
     `rows(texts)` lays the columns' texts out in item order (a product, or position by position).
     """
-    texts = [list(map(str, values)) if all(type(v) is int for v in values) else [value_text(v) for v in values]
+    texts = [list(map(str, values)) if set(map(type, values)) <= _INT else [value_text(v) for v in values]
              for values in columns]
-    if not all(t is not None for values in texts for t in values):
+    if any(None in values for values in texts):
         return [joined_key(item) for item in items]
-    keys = ["-".join(parts) for parts in rows(texts)]
-    widest = sum(max((len(t) for t in values), default=0) for values in texts) + len(columns) - 1  # type: ignore[arg-type]
+    keys = list(map("-".join, rows(texts)))
+    widest = sum(max(map(len, values), default=0) for values in texts) + len(columns) - 1  # type: ignore[arg-type]
     if widest > MAX_KEY_LENGTH:
         keys = [k if len(k) <= MAX_KEY_LENGTH else content_hash(item) for k, item in zip(keys, items)]
     return keys
@@ -140,8 +141,8 @@ def zip_items(lists: Mapping[str, Sequence[Any]]) -> tuple[list[FrozenDict], lis
         shown = ", ".join(f"'{n}' has {k}" for n, k in lengths.items())
         raise SourceError(f"zip lists differ in length: {shown}", ZIP_HINT)
     names = list(lists)
-    frozen = [[freeze(v) for v in lists[n]] for n in names]
-    items = [FrozenDict(zip(names, row)) for row in zip(*frozen)]
+    frozen = [list(lists[n]) if plain(lists[n]) else [freeze(v) for v in lists[n]] for n in names]
+    items = list(map(FrozenDict, map(zip, itertools.repeat(names), zip(*frozen))))
     return items, _joined_keys(items, frozen, lambda texts: zip(*texts))
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
+from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
@@ -29,7 +30,7 @@ from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.draft import StepDraft
 from plait.compiler.graph import node_graph
 from plait.compiler.groups import Member, assign_groups, parent_only
-from plait.compiler.items import node_id, node_ids
+from plait.compiler.items import node_ids
 from plait.compiler.nodes import item_keys, make_node, make_nodes
 from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec, freeze
 
@@ -83,7 +84,9 @@ class _Wiring:
             if groups is None:
                 return None, "deferred", None
             keys = list(groups)
-            self.edges += ((self.members[source][m], node_id(draft.name, g)) for g in keys for m in groups[g])
+            members = self.members[source]
+            for group, nid in zip(keys, node_ids(draft.name, keys)):  # each group's edges by C-level passes
+                self.edges += zip(map(members.__getitem__, groups[group]), repeat(nid))
             return source, "batch", ("task", keys, keys)
         if draft.for_each in self.keyed:
             items, keys = self.keyed[draft.for_each]

@@ -6,7 +6,9 @@ where a fan-in over the whole of S would make every group wait for every item. T
 renders once per item of S with that item's names (`item`, `index`, `key`, `batch`, params), and
 `parent` (key, item) when S fans out per parent. Groups come in the order of their first member,
 members in item order, so the plan is the same under any hash seed. The key template is rendered
-for every member in one go (`render_each`), which spares Jinja most of its set-up per render.
+for every member in one go (`render_each` over `item_contexts`), which spares Jinja most of its
+set-up per render; a key that is a number needs no check, and whether two keys would name one
+node is checked once per group, not per member.
 
 The groups are worked out when S's items are known: at compile time for a static S; when S
 expands for a deferred S; and for a step that fans out per parent, at compile time when the key
@@ -21,7 +23,7 @@ from typing import Any, NamedTuple
 
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.items import check_key
-from plait.templating import ITEM_NAMES, RENDER_ERRORS, TemplateError, analyze, render_each, template_context
+from plait.templating import ITEM_NAMES, RENDER_ERRORS, TemplateError, analyze, item_contexts, render_each
 
 __all__ = ["Member", "assign_groups", "parent_only"]
 
@@ -51,10 +53,8 @@ def assign_groups(step: str, grouped: str, key_template: str, members: Sequence[
     left for the caller to give (where the key template is written).
     """
     groups: dict[Any, list[int]] = {}
-    names: dict[str, Any] = {}  # str(key) -> key: 1 and "1" would both name `step[1]`
-    total = len(members)
-    contexts = (template_context(params, item=member.item, index=member.index, key=member.key, total=total,
-                                 step=grouped, workflow_dir=workflow_dir, parent=member.parent) for member in members)
+    contexts = item_contexts(params, ((m.item, m.index, m.key, m.parent) for m in members), total=len(members),
+                             step=grouped, workflow_dir=workflow_dir)
     keys = render_each(key_template, contexts)
     for position, member in enumerate(members):
         try:
@@ -64,16 +64,22 @@ def assign_groups(step: str, grouped: str, key_template: str, members: Sequence[
                                                   f"render: {err}",
                                             "the group key sees the grouped item (item, index, key, batch), params, "
                                             "and parent's key and item when that step fans out")]) from err
-        problem = check_key(key)
+        problem = check_key(key) if type(key) is not int else None  # a number names its node as it is
         if problem:
             raise WorkflowError([Diagnostic(None, f"step '{step}': the group key of {grouped}[{member.key}]: {problem}",
                                             "the group key names a node: make it short text or a number, e.g. "
                                             "\"{{ item.sample }}\"")])
+        group = groups.get(key)
+        if group is None:
+            groups[key] = [position]
+        else:
+            group.append(position)
+    names: dict[str, Any] = {}  # str(key) -> key: 1 and "1" would both name `step[1]`
+    for key in groups:
         text = str(key)
-        if text in names and names[text] != key:
+        if text in names:
             raise WorkflowError([Diagnostic(None, f"step '{step}': group keys {names[text]!r} and {key!r} would both "
                                                   f"name node {step}[{text}]",
                                             "make the group key give one type, e.g. \"{{ item.sample | string }}\"")])
         names[text] = key
-        groups.setdefault(key, []).append(position)
     return groups

@@ -24,31 +24,58 @@ One growth, whichever the entry point:
 New nodes go just before the placeholder they came from, so the plan's order stays topological.
 Errors are `WorkflowError`s located at the step's items, for the runtime to record as the
 placeholder's failure.
+
+A growth is built as columns, as the compiler builds a `range` step: a parent's children are
+zipped from their ids, keys and items (`make_nodes`), and their adjacency dicts are made by
+C-level calls over those columns rather than edge by edge. The runtime takes the grown plan with
+an account of the growth (`Grown`: the new nodes in plan order, the placeholders turned joins,
+the nodes already there that the new ones feed), so that it updates its lookups by what was
+added rather than by a scan of the whole plan (`grow_parents`, `grow_step`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from operator import attrgetter
+from typing import Any, NamedTuple
 
 import networkx as nx
 
 from plait import collector
 from plait.compiler.combine import SourceError
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
+from plait.compiler.graph import EMPTY
 from plait.compiler.groups import Member, assign_groups, parent_only
-from plait.compiler.items import node_id
-from plait.compiler.nodes import as_join, item_keys, make_node
+from plait.compiler.items import node_id, node_ids
+from plait.compiler.nodes import as_join, item_keys, make_node, make_nodes
 from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec
 from plait.compiler.sources import deferred_source_items
 from plait.templating import RENDER_ERRORS, render_value, template_context
 
-__all__ = ["expand_parent", "expand_parents", "expand_step"]
+__all__ = ["Grown", "expand_parent", "expand_parents", "expand_step", "grow_parents", "grow_step"]
+
+_KIND, _TASK = attrgetter("kind"), frozenset({"task"})
+
+
+class Grown(NamedTuple):
+    """A grown plan and the account of its growth: what a runtime updates its lookups by."""
+
+    plan: Plan
+    new: list[NodeSpec]  # the nodes added, in plan order (so in dependency order)
+    joins: list[str]  # the placeholders that became joins
+    fed: list[str]  # nodes that were in the plan before and now wait for new nodes too (a group's new members)
+    parents: dict[str, list[str]]  # a parent -> its new children
+    failed: dict[str, WorkflowError]  # placeholders whose items were bad, left as they were
 
 
 def expand_step(plan: Plan, step: str, items: Any) -> Plan:
     """Return `plan` with step placeholder `step` expanded (see `plait.compiler.expand.expand_deferred`)."""
+    return grow_step(plan, step, items).plan
+
+
+def grow_step(plan: Plan, step: str, items: Any) -> Grown:
+    """Expand step placeholder `step` as `expand_step` does; return the grown plan with its account."""
     spec = plan.steps.get(step)
     node = plan.nodes.get(step)
     if spec is not None and spec.fans_out:
@@ -67,12 +94,11 @@ def expand_step(plan: Plan, step: str, items: Any) -> Plan:
             grouped = plan.steps[spec.group_by]
             members = [n for n in plan.nodes.values() if n.step == grouped.name and n.kind == "task"]
             growth.group(step, members, [growth.parent_view(m) for m in members] if grouped.fans_out else None)
-            return growth.plan()
+            return growth.grown({})
         new_items, keys = _items(spec, items, f"step '{step}': its items")
         own = _keys(spec, new_items, keys, plan)
-        growth.replace(step, [make_node(spec, node_id(step, k), "task", k, item, i)
-                              for i, (k, item) in enumerate(zip(own, new_items))])
-        return growth.plan()
+        growth.replace(step, make_nodes(spec, "task", node_ids(step, own), own, new_items))
+        return growth.grown({})
 
 
 def expand_parent(plan: Plan, parent: str, result: Any, step: str | None = None) -> Plan:
@@ -100,6 +126,12 @@ def expand_parents(plan: Plan, results: Mapping[str, Any],
     runtime to record as failed). A plan is copied once per call, so a runtime that expands every
     parent that finished in a wave together pays for the copy once.
     """
+    grown = grow_parents(plan, results, step)
+    return grown.plan, grown.failed
+
+
+def grow_parents(plan: Plan, results: Mapping[str, Any], step: str | None = None) -> Grown:
+    """Expand the placeholders waiting on finished parents as `expand_parents` does; return the account too."""
     with collector.paused():
         growth = _Growth(plan)
         failed: dict[str, WorkflowError] = {}
@@ -108,10 +140,12 @@ def expand_parents(plan: Plan, results: Mapping[str, Any],
             view = {"key": node.key, "item": node.item, "result": result}
             for placeholder in _waiting(plan, node, step):
                 try:
-                    growth.replace(placeholder, _children(plan, plan.steps[plan.nodes[placeholder].step], node, view))
+                    children = _children(plan, plan.steps[plan.nodes[placeholder].step], node, view)
+                    growth.replace(placeholder, children)
+                    growth.parents[parent] = [child.id for child in children]
                 except WorkflowError as err:
                     failed[placeholder] = err
-        return growth.plan(), failed
+        return growth.grown(failed)
 
 
 def _waiting(plan: Plan, parent: NodeSpec, step: str | None) -> list[str]:
@@ -137,8 +171,8 @@ def _children(plan: Plan, spec: StepSpec, parent: NodeSpec, view: Mapping[str, A
                      "the items of a fan-out see parent (key, item, result) and params") from err
     new_items, keys = _items(spec, rendered, what, "{{ parent.result }}")
     own = _keys(spec, new_items, keys, plan, view)
-    return [make_node(spec, node_id(spec.name, f"{parent.key}/{k}"), "task", f"{parent.key}/{k}", item, i)
-            for i, (k, item) in enumerate(zip(own, new_items))]
+    keys = [f"{parent.key}/{k}" for k in own]
+    return make_nodes(spec, "task", node_ids(spec.name, keys), keys, new_items)
 
 
 def _items(spec: StepSpec, rendered: Any, what: str,
@@ -183,14 +217,29 @@ class _Growth:
         self.owned: set[tuple[str, str]] = set()  # (side, node) whose adjacency dict is this graph's own
         self.steps: dict[str, StepSpec] = dict(plan.steps)
         self.added: dict[str, list[NodeSpec]] = {}  # placeholder -> the nodes it became
-        self.new: dict[str, NodeSpec] = {}
+        self._new: dict[str, NodeSpec] = {}  # the new nodes by ID, made when asked for (`node`)
+        self.shared: dict[int, dict] = {}  # id -> an adjacency dict new siblings share (kept: its id stays its own)
+        self.fed: dict[str, None] = {}  # nodes of the old plan given new predecessors (a group's new members)
+        self.parents: dict[str, list[str]] = {}  # a parent -> its new children
 
     def node(self, nid: str) -> NodeSpec:
-        return self.new.get(nid) or self.old.nodes[nid]
+        """Return node `nid`, of the old plan or new."""
+        found = self.old.nodes.get(nid) or self._new.get(nid)
+        if found is None:  # rarely asked (a fan-out over what grew with it): no map of the new ones kept meanwhile
+            self._new = {n.id: n for added in self.added.values() for n in added}
+            found = self._new[nid]
+        return found
 
     def _own(self, side: str, nid: str) -> dict:
+        """Return node `nid`'s adjacency dict on `side`, made its own first: copied from the old graph's, or from
+        the one its siblings share."""
         table = self.graph._succ if side == "succ" else self.graph._pred
-        if (side, nid) not in self.owned and nid not in self.new:  # a new node's dicts are this graph's own
+        if nid not in self.old.nodes and nid in table:  # a new node's dicts are this graph's, but siblings share
+            adjacency = table[nid]  # theirs until one writes
+            if id(adjacency) in self.shared:
+                adjacency = table[nid] = dict(adjacency)
+            return adjacency
+        if (side, nid) not in self.owned:
             table[nid] = dict(table.get(nid, {}))
             self.owned.add((side, nid))
         return table[nid]
@@ -198,10 +247,8 @@ class _Growth:
     def link(self, u: str, v: str) -> None:
         for nid in (u, v):
             if nid not in self.graph._node:
-                self.graph._node[nid] = {}
-        data: dict = {}
-        self._own("succ", u)[v] = data
-        self._own("pred", v)[u] = data
+                self.graph._node[nid] = EMPTY
+        self._own("succ", u)[v] = self._own("pred", v)[u] = EMPTY
 
     def unlink(self, u: str, v: str) -> None:
         self._own("succ", u).pop(v, None)
@@ -221,25 +268,27 @@ class _Growth:
         inbound = [p for p in before if p not in skip]
         for p in before:
             self.unlink(p, placeholder)
-        feeds = [self._own("succ", p) for p in inbound]
-        joined = self._own("pred", placeholder)
+        ids = [node.id for node in new]
         graph = self.graph
-        for node in new:  # the hot path: a new node's own dicts are built whole, not edge by edge
-            nid = node.id
-            into: dict = {}
-            for p, feed in zip(inbound, feeds):
-                into[p] = feed[nid] = {}
-            out = {placeholder: {}}
-            joined[nid] = out[placeholder]
-            graph._node[nid], graph._pred[nid], graph._succ[nid] = {}, into, out
-            self.new[nid] = node
-            if partner is not None:
-                self.link(node_id(partner, node.key), nid)
-            if members is not None:
+        # The hot path, a parent's hundreds of children: the new nodes have the same edges, so they share
+        # one dict a side (`_own` copies it for a node that gets an edge of its own), set by C-level calls.
+        into, out = dict.fromkeys(inbound, EMPTY), {placeholder: EMPTY}
+        self.shared.update({id(into): into, id(out): out})
+        graph._node.update(dict.fromkeys(ids, EMPTY))
+        graph._pred.update(dict.fromkeys(ids, into))
+        graph._succ.update(dict.fromkeys(ids, out))
+        for p in inbound:
+            self._own("succ", p).update(dict.fromkeys(ids, EMPTY))
+        self._own("pred", placeholder).update(dict.fromkeys(ids, EMPTY))
+        if partner is not None:
+            for node in new:
+                self.link(node_id(partner, node.key), node.id)
+        if members is not None:
+            for nid in ids:
                 for m in members[nid]:
                     self.link(m, nid)
-        self.added[placeholder] = list(new)
-        if old_node.key is None and all(n.kind == "task" for n in new):
+        self.added[placeholder] = list(new)  # before a node of it is asked for (`node`)
+        if old_node.key is None and set(map(_KIND, new)) <= _TASK:
             self.steps[old_node.step] = dataclasses.replace(self.steps[old_node.step], kind="batch")
         self._follow(placeholder, list(new))
 
@@ -247,7 +296,7 @@ class _Growth:
         """Grow what follows `placeholder`'s step: for_each followers, groups, group nodes waiting on it. Mutates."""
         step = self.old.nodes[placeholder].step
         whole = self.old.nodes[placeholder].key is None
-        tasks = all(n.kind == "task" for n in new)
+        tasks = set(map(_KIND, new)) <= _TASK
         for succ in list(self.graph.successors(placeholder)):
             node = self.old.nodes[succ]
             spec = self.steps[node.step]
@@ -263,9 +312,12 @@ class _Growth:
                     self.group(succ, new, [self.parent_view(n, partner=True) for n in new])
             elif node.kind == "task" and spec.group_by == step and not whole and tasks:
                 self.unlink(placeholder, succ)  # a group node takes the parent's children as members
-                members, succs = self._own("pred", succ), self.graph._succ
-                for n in new:  # new nodes: their dicts are this graph's own already
-                    members[n.id] = succs[n.id][succ] = {}
+                ids = [n.id for n in new]
+                self._own("pred", succ).update(dict.fromkeys(ids, EMPTY))
+                succs = self.graph._succ
+                for nid in ids:  # the new nodes of one placeholder: they gain the same edge, so a shared dict may stay
+                    succs[nid][succ] = EMPTY
+                self.fed[succ] = None
 
     def group(self, placeholder: str, members: Sequence[NodeSpec], parents: list[dict] | None) -> None:
         """Give group_by placeholder `placeholder` one node per group of `members`, each fed by its own. Mutates."""
@@ -290,8 +342,14 @@ class _Growth:
             parent = next(self.node(p) for p in self.graph.predecessors(node.id) if self.node(p).step == parent_step)
         return {"key": parent.key, "item": parent.item}
 
-    def plan(self) -> Plan:
-        """Return the grown plan: each placeholder's new nodes spliced in just before it, which is now a join."""
+    def grown(self, failed: dict[str, WorkflowError]) -> Grown:
+        """Return the grown plan (`plan`) with the account of this growth."""
+        plan, new = self.plan()
+        return Grown(plan, new, list(self.added), [n for n in self.fed if n not in self.added], self.parents, failed)
+
+    def plan(self) -> tuple[Plan, list[NodeSpec]]:
+        """Return the grown plan, each placeholder's new nodes spliced in just before it, which is now a join,
+        and the new nodes in their plan order."""
         old = self.old
         ids, specs = list(old.nodes), list(old.nodes.values())
         if len(self.added) > 8:
@@ -301,9 +359,11 @@ class _Growth:
             positions = sorted(ids.index(p) for p in self.added)
         out_ids: list[str] = []
         out_specs: list[NodeSpec] = []
+        new: list[NodeSpec] = []
         start = 0
         for at in positions:
             grown = self.added[ids[at]]
+            new += grown
             out_ids += ids[start:at]
             out_ids += [n.id for n in grown]
             out_ids.append(ids[at])
@@ -314,7 +374,7 @@ class _Growth:
         out_ids += ids[start:]
         out_specs += specs[start:]
         return Plan(old.workflow, old.description, old.source, old.params, self.steps,
-                    FrozenDict(zip(out_ids, out_specs)), self.graph, old.notes, old.workflow_dir)
+                    FrozenDict(zip(out_ids, out_specs)), self.graph, old.notes, old.workflow_dir), new
 
 
 def _copy_on_write(graph: nx.DiGraph) -> nx.DiGraph:

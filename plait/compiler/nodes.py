@@ -15,12 +15,14 @@ from typing import Any
 
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.items import check_key, default_key
-from plait.compiler.plan import FrozenDict, NodeSpec, StepSpec, freeze, plain
-from plait.templating import RENDER_ERRORS, render, template_context
+from plait.compiler.plan import FrozenDict, NodeSpec, StepSpec, freeze
+from plait.templating import RENDER_ERRORS, item_contexts, render_each
 
 __all__ = ["item_keys", "make_node", "make_nodes"]
 
 _EMPTY = FrozenDict()
+_FROZEN = frozenset({str, int, float, bool, type(None), FrozenDict})  # what `freeze` gives back as it is (a
+# FrozenDict is made of frozen values: a matrix's or a zip's items)
 
 
 def make_node(spec: StepSpec, nid: str, kind: str, key: Any = None, item: Any = None,
@@ -39,7 +41,7 @@ def make_nodes(spec: StepSpec, kind: str, ids: Sequence[str], keys: Sequence[Any
     Built column by column, with no Python call per node (a million items a compile): each node is
     the tuple of its columns, zipped.
     """
-    frozen = items if plain(items) else list(map(freeze, items))
+    frozen = items if set(map(type, items)) <= _FROZEN else list(map(freeze, items))
     columns = zip(ids, repeat(spec.name), repeat(kind), repeat(spec.task), repeat(spec.config), repeat(spec.retry),
                   repeat(spec.timeout), repeat(spec.loc), keys, frozen, range(len(ids)))
     return list(map(tuple.__new__, repeat(NodeSpec), columns))
@@ -66,12 +68,13 @@ def item_keys(step: str, items: Sequence[Any], key_template: str | None, params:
     elif key_template is None and matched is None and set(map(type, items)) <= {int}:
         keys = list(items)  # numbers name their nodes as they are (the common `range`): nothing to check
     else:
+        rendered = render_each(key_template, item_contexts(
+            params, zip(items, range(total), repeat(None), repeat(parent)), total=total, step=step,
+            workflow_dir=workflow_dir)) if key_template is not None else None
         for index, item in enumerate(items):
-            if key_template is not None:
-                context = template_context(params, item=item, index=index, total=total, step=step,
-                                           workflow_dir=workflow_dir, parent=parent)
+            if rendered is not None:
                 try:
-                    key = render(key_template, context)
+                    key = next(rendered)
                 except RENDER_ERRORS as err:
                     raise WorkflowError([Diagnostic(None, f"step '{step}': the key of item {index} does not render: "
                                                           f"{err}", "the key template sees item, index, batch and "

@@ -51,16 +51,17 @@ def group_view(plan: Plan, nid: str, value: Value, order: Mapping[str, int] | No
                values: Values | None = None) -> dict[str, Any]:
     """Return {key, items, results} of group node `nid`, its members in item order (results read by `values`,
     when given, else by `value` one by one)."""
-    node = plan.nodes[nid]
+    nodes = plan.nodes
+    node = nodes[nid]
     grouped = plan.steps[node.step].group_by
-    members = [p for p in plan.graph.predecessors(nid)
-               if plan.nodes[p].step == grouped and plan.nodes[p].kind == "task"]
+    members = [m.id for m in map(nodes.__getitem__, plan.graph.predecessors(nid))
+               if m.step == grouped and m.kind == "task"]
     if order is None:
         wanted = set(members)
-        order = {m: i for i, m in enumerate(n for n in plan.nodes if n in wanted)}
+        order = {m: i for i, m in enumerate(n for n in nodes if n in wanted)}
     members.sort(key=order.__getitem__)
     results = values(members) if values is not None else [value(m) for m in members]
-    return {"key": node.key, "items": [plan.nodes[m].item for m in members], "results": results}
+    return {"key": node.key, "items": [nodes[m].item for m in members], "results": results}
 
 
 def parent_view(plan: Plan, nid: str, value: Value) -> dict[str, Any]:

@@ -96,6 +96,7 @@ class Fingerprinter:
         self._started: dict[tuple[str, str], tuple[Any, str, bytes, bool]] = {}  # (step, kind) -> (hash, code text,
         # the code segment packed, reads files)
         self._signature: bytes | None = None
+        self._upstream: tuple[Collection[Fingerprint] | None, bytes] = (None, NO_UPSTREAM)  # the last upstream half
 
     def node(self, node: NodeSpec, upstream: Collection[Fingerprint]) -> bytes:
         """Return the fingerprint of `node`, packed, given its predecessors' fingerprints.
@@ -110,8 +111,14 @@ class Fingerprinter:
         digest = own.copy()
         if node.key is not None:
             digest.update(_item_bytes(node.key, node.item))
-        head = digest.digest()[:8] + (hashlib.sha256("".join(sorted(map(fingerprint_text, upstream))).encode())
-                                      .digest()[:8] if upstream else NO_UPSTREAM)
+        if not upstream:
+            half = NO_UPSTREAM
+        elif upstream == self._upstream[0]:  # the children of one parent, decided in a row, share theirs
+            half = self._upstream[1]
+        else:
+            half = hashlib.sha256("".join(sorted(map(fingerprint_text, upstream))).encode()).digest()[:8]
+            self._upstream = (upstream, half)
+        head = digest.digest()[:8] + half
         return head + packed_digits(code + "f" + self.tracked.digest(node)) if reads else head + tail
 
     def _start(self, step: str, kind: str) -> tuple[Any, str, bytes, bool]:

@@ -175,9 +175,8 @@ class LedgerWrites(LedgerFile):
         with self.db:
             self.db.execute("DELETE FROM meta WHERE name = 'basis'")
             self.db.executemany("INSERT INTO plan (step, kind, size, nodes) VALUES (?, ?, ?, ?)", pack(planned))
-            self.db.executemany("UPDATE settled SET kind = nullif(?, 'task') WHERE node_id = ?",
+            self.db.executemany("UPDATE settled SET kind = nullif(?, 'task'), in_plan = 1 WHERE node_id = ?",
                                 [(p[3], p[0]) for p in planned])
-            self.db.executemany("UPDATE settled SET in_plan = 1 WHERE node_id = ?", [(p[0],) for p in planned])
 
     @writing
     def record(self, run_id: str, records: Sequence[NodeRecord]) -> None:

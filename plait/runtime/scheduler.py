@@ -41,12 +41,13 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
-from plait.compiler import NodeSpec, WorkflowError, expand_deferred, expand_parents, parent_of
+from plait.compiler import Grown, NodeSpec, WorkflowError, grow_parents, grow_step, parent_of
 from plait.runtime.calls import DRAINED, ENDED, RAISED, Event, InlineCalls, ThreadedCalls
 from plait.runtime.decide import Decision, Explainer, decide
 from plait.runtime.execute import Chunk, Results, RunInfo
@@ -69,6 +70,9 @@ from plait.runtime.waves import Wave, next_wave, upstream_view, value
 from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
+
+_ID = attrgetter("id")
+_PLANNED = attrgetter("id", "step", "key", "kind")  # a node as the ledger's kept plan lists it
 
 # Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes, a callback to call once
 # every chunk is handed to the backend) and yields (chunk, results) as chunks finish.
@@ -164,8 +168,14 @@ class Scheduler:
             else:
                 done.append(nid)
         restore(state, done)
-        for nid in waiting:  # once every done node is settled, so that none is waited for
-            wait_for_predecessors(state, nid)
+        status, remaining, ready = state.status, state.remaining, state.ready
+        for nid in waiting:  # once every done node is settled, so that none is waited for (wait_for_predecessors)
+            preds = pred[nid]
+            left = len(preds) - sum(map(status.__contains__, preds))
+            if left:
+                remaining[nid] = left
+            else:  # all settled, as a fan-out's children are: no count kept, none of them settles again
+                ready.append(nid)
         return summary
 
     # -- the loop ---------------------------------------------------------------------------
@@ -288,12 +298,13 @@ class Scheduler:
         parent's result (`plait.compiler.grow`). Either becomes the join of what it expanded into;
         nodes already in the plan that the new ones feed (a group gathering new members) wait for
         them too. Bad items fail the placeholder with the compiler's located error. The parents
-        of one fan-out step that finished together grow the plan once (`expand_parents`), and the
-        run's lookups are rebuilt once per wave, not once per parent. Mutates.
+        of one fan-out step that finished together grow the plan once (`grow_parents`), and the
+        run's lookups are updated by what the growths of a wave added (`RunState.grow`), from the
+        growths' own account of it rather than a scan of the whole plan. Mutates.
         """
         state = self.state
         before = state.plan
-        plan = before
+        grown: list[Grown] = []
         parents: dict[str, dict[str, Any]] = {}  # per-parent fan-out step -> {parent: its result}
         for nid, node in placeholders:
             parent = parent_of(before, nid)
@@ -302,7 +313,8 @@ class Scheduler:
                     context = template_context(before.params, steps=upstream_view(state, node),
                                                run_id=state.info.run_id, run_number=state.info.run_number,
                                                workspace=state.info.workspace, workflow_dir=state.info.workflow_dir)
-                    plan = expand_deferred(plan, node.step, render_value(before.steps[node.step].items, context))
+                    plan = grown[-1].plan if grown else before
+                    grown.append(grow_step(plan, node.step, render_value(before.steps[node.step].items, context)))
                 except (*RENDER_ERRORS, WorkflowError) as err:
                     self._not_expanded(nid, node, err)
             elif state.status.get(parent) != SUCCEEDED:
@@ -311,20 +323,24 @@ class Scheduler:
             else:
                 parents.setdefault(node.step, {})[parent] = value(state, parent)
         for step, results in parents.items():
-            plan, failed = expand_parents(plan, results, step=step)
-            for nid, err in failed.items():
-                self._not_expanded(nid, plan.nodes[nid], err)
-        if plan is before:
+            grown.append(grow_parents(grown[-1].plan if grown else before, results, step=step))
+            for nid, err in grown[-1].failed.items():
+                self._not_expanded(nid, before.nodes[nid], err)
+        if not grown or not any(g.new or g.joins for g in grown):
             return
-        new = [n.id for n in plan.nodes.values() if n.id not in before.nodes]
-        joins = [n.id for n in plan.nodes.values() if n.kind == "join" and before.nodes.get(n.id, n).kind == "deferred"]
-        fed = sorted({s for n in new for s in plan.graph.successors(n) if s in before.nodes} - set(joins))
-        self.submit("add_nodes", [(n.id, n.step, n.key, n.kind) for n in plan.nodes.values()
-                                  if n.id not in before.nodes or n.kind != before.nodes[n.id].kind])
-        state.index(plan)
-        self._decide(new)
+        plan = grown[-1].plan
+        new = [n for g in grown for n in g.new]
+        joins = [j for g in grown for j in g.joins]
+        fed = sorted({n for g in grown for n in g.fed}.difference(n.id for n in new))
+        self.submit("add_nodes", [*map(_PLANNED, new), *map(_PLANNED, map(plan.nodes.__getitem__, joins))])
+        for g in grown:
+            for parent, children in g.parents.items():
+                state.parents.update(dict.fromkeys(children, parent))
+        state.grow(plan, new)
+        joins.sort(key=state.order.__getitem__)
+        self._decide(list(map(_ID, new)))
         if state.on_grow is not None:
-            state.on_grow([plan.nodes[join].step for join in joins], [plan.nodes[n] for n in new], state.status)
+            state.on_grow([plan.nodes[join].step for join in joins], new, state.status)
         ready = set(state.ready)
         for other in [*joins, *fed]:
             if other not in state.status and other not in ready:

@@ -5,7 +5,7 @@ The scheduler (`plait.runtime.scheduler`), wave forming (`plait.runtime.waves`) 
 `local.py` passes its `state`. Nothing else holds run state, and only this process changes it.
 
 State
-    Constant for a plan (rebuilt by `RunState.index` when an expansion grows the plan):
+    Constant for a plan (updated by `RunState.grow` by what an expansion adds to the plan):
         plan         the plan being run
         order        node -> position in the plan: waves and retries go in plan order
         succ, pred   node -> {successor or predecessor: {}} (networkx's own adjacency dicts)
@@ -18,6 +18,8 @@ State
         reads_upstream  steps that see upstream results under `steps` (a step it depends on other than the one
                      it sees as `group` or `parent`)
         scoped       steps whose nodes see a `group` or a `parent` (group_by, per-parent fan-out)
+        parents      a per-parent fan-out's child -> its parent (children are only ever added by a growth,
+                     whose account names their parents: the scheduler adds them)
     Constant for the run:
         info         the `RunInfo` every node shares
         clock        monotonic time, wall time, and waiting (a fake one in tests)
@@ -66,7 +68,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import groupby
+from itertools import chain, groupby
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -122,9 +124,9 @@ class RunState:
 
     __slots__ = ("attempts", "buffer", "calls", "clock", "decisions", "earlier_attempts", "errors", "failures", "fp",
                  "in_flight", "info", "lanes", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow",
-                 "on_settle", "order", "paired", "plain", "plan", "pred", "reads_upstream", "ready", "remaining",
-                 "report", "results", "retries", "rng", "scoped", "skipped_for_failure", "skipping", "status",
-                 "step_calls", "stopping", "succ", "tolerated")
+                 "on_settle", "order", "paired", "parents", "plain", "plan", "pred", "reads_upstream", "ready",
+                 "remaining", "report", "results", "retries", "rng", "scoped", "skipped_for_failure", "skipping",
+                 "status", "step_calls", "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
                  clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
@@ -160,15 +162,32 @@ class RunState:
         self.index(plan)
 
     def index(self, plan: Plan) -> None:
-        """Take `plan` (the run's, or the same grown by an expansion) and rebuild its lookups. Mutates."""
+        """Take the run's `plan` and build its lookups. Mutates."""
+        self.members: dict[str, list[str]] = defaultdict(list)
+        self.parents: dict[str, str] = {}
+        self._take(plan, [node for node in plan.nodes.values() if node.kind == "task" and node.key is not None])
+
+    def grow(self, plan: Plan, new: list[NodeSpec]) -> None:
+        """Take `plan`, the run's grown by `new` nodes (in plan order), and update the lookups by them. Mutates.
+
+        Positions are taken anew (the new nodes are spliced in before their placeholders: one
+        C-level pass); a step's members are merged with its new ones; the rest is per step.
+        """
+        self._take(plan, [node for node in new if node.kind == "task" and node.key is not None])
+
+    def _take(self, plan: Plan, items: list[NodeSpec]) -> None:
+        """Take `plan` and add its item nodes `items` (in plan order) to the members. Mutates."""
         self.plan = plan
-        self.order = dict(zip(plan.nodes, range(len(plan.nodes))))
+        self.order = order = dict(zip(plan.nodes, range(len(plan.nodes))))
         self.succ = plan.graph._succ  # networkx's own adjacency dicts, as `DiGraph.__init__` names them: read here,
         self.pred = plan.graph._pred  # never written (a plan's graph is frozen), so not copied
-        self.members: dict[str, list[str]] = defaultdict(list)
-        items = [node for node in plan.nodes.values() if node.kind == "task" and node.key is not None]
         for step, nodes in groupby(items, _STEP):  # a step's nodes are together, but for those an expansion added
-            self.members[step] += map(_ID, nodes)
+            members = self.members[step]
+            last = order[members[-1]] if members else -1
+            start = len(members)
+            members += map(_ID, nodes)
+            if last > order[members[start]]:
+                members.sort(key=order.__getitem__)  # new ones among the old: two sorted runs, merged
         self.step_calls: dict[str, StepCall | None] = {
             s.name: step_call(s, len(self.members[s.name]) if s.kind != "single" else None)
             for s in plan.steps.values()}
@@ -207,17 +226,18 @@ def release(state: RunState, settled: Iterable[str]) -> None:
     """
     status, remaining, ready, in_flight = state.status, state.remaining, state.ready, state.in_flight
     succ, left_out = state.succ, state.left_out
-    for node, count in Counter(s for nid in settled for s in succ[nid]).items():
+    for node, count in Counter(chain.from_iterable(map(succ.__getitem__, settled))).items():
         if node in status or node in left_out:
             continue
-        left = remaining[node] = remaining[node] - count
+        left = remaining[node] = remaining.get(node, 0) - count  # (a node readied with none left keeps no count)
         if left == 0 and node not in in_flight:
             ready.append(node)
 
 
 def wait_for_predecessors(state: RunState, nid: str) -> None:
     """Make a node that is to run wait for its predecessors not yet settled, or ready it. Mutates."""
-    waiting = sum(1 for p in state.pred[nid] if p not in state.status)
+    preds = state.pred[nid]
+    waiting = len(preds) - sum(map(state.status.__contains__, preds))
     state.remaining[nid] = waiting
     if waiting == 0:
         state.ready.append(nid)

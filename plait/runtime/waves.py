@@ -39,6 +39,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from itertools import filterfalse
+from operator import attrgetter
 from typing import Any, NamedTuple
 
 from plait.compiler import NodeSpec, node_scope
@@ -50,6 +52,8 @@ from plait.runtime.state import RunState
 __all__ = ["Wave", "join_result", "next_wave", "upstream_view", "value"]
 
 _NOTHING: dict[str, Any] = {}
+_STEP = attrgetter("step")
+_ALL_SUCCEEDED = frozenset({SUCCEEDED})  # what every predecessor of a node in a bulk unit has settled as
 
 # Expands placeholder nodes (id, node) found ready together, now that what each waits for has settled.
 Expand = Callable[[list[tuple[str, NodeSpec]]], None]
@@ -90,8 +94,7 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
                 continue
             node = state.plan.nodes[nid]
             if (node.kind == "task" and node.step in state.plain and nid not in skipping
-                    and (not state.pred[nid]  # (read anew: an expansion renews it)
-                         or all(status.get(p) == SUCCEEDED for p in state.pred[nid]))):
+                    and _ALL_SUCCEEDED.issuperset(map(status.get, state.pred[nid]))):  # (read anew: a growth renews it)
                 alone.append(node)  # nothing to fuse, no lane, nothing upstream that failed
                 continue
             _add_alone(state, wave, starts, alone, parents)
@@ -159,7 +162,7 @@ def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[Node
     wave.steps.extend([upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING
                        for node in alone])
     wave.feeders.extend([0] * len(ids))
-    wave.scopes.extend([_scope(state, node, parents) if node.step in state.scoped else _NOTHING for node in alone])
+    wave.scopes.extend(_scopes(state, alone, ids, parents))
     wave.fingerprints.extend([state.fp[nid] for nid in ids])
     state.in_flight.update(ids)
     alone.clear()
@@ -198,19 +201,40 @@ def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int,
     state.in_flight.add(nid)
 
 
+def _scopes(state: RunState, nodes: list[NodeSpec], ids: list[str],
+            parents: dict[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Return what each of `nodes` (IDs `ids`) sees as `group` or `parent` (`_scope`). Mutates `parents`.
+
+    The children of a grown fan-out, a parent's hundreds a wave, find their views in C-level
+    passes over the columns: their parents (`RunState.parents`), each parent's view made once.
+    """
+    if state.scoped.isdisjoint(map(_STEP, nodes)):
+        return [_NOTHING] * len(nodes)
+    owners = list(map(state.parents.get, ids))
+    for parent, child in dict(zip(owners, ids)).items():
+        if parent is not None and parent not in parents:
+            parents[parent] = node_scope(state.plan, child, lambda nid: value(state, nid))
+    views = list(map(parents.get, owners))
+    if None not in views:
+        return views
+    return [view if view is not None else _scope(state, node, parents) for view, node in zip(views, nodes)]
+
+
 def _scope(state: RunState, node: NodeSpec, parents: dict[str, Mapping[str, Any]]) -> Mapping[str, Any]:
     """Return the `group` or `parent` a node of a group_by or per-parent fan-out step sees (else nothing).
 
     The children of one parent share one `parent` view (`parents`, for one wave: read and
     parsed once, pickled once per chunk); a group's results are parsed in one go.
     """
-    step = state.plan.steps[node.step]
-    if node.step not in state.scoped:
-        return _NOTHING
-    if step.group_by is not None:
-        return node_scope(state.plan, node.id, lambda nid: value(state, nid), state.order,
-                          lambda members: _results(state, members))
-    parent = next(p for p in state.pred[node.id] if state.plan.nodes[p].step == step.for_each)
+    parent = state.parents.get(node.id)  # a child the run grew: its parent is known
+    if parent is None:
+        if node.step not in state.scoped:
+            return _NOTHING
+        step = state.plan.steps[node.step]
+        if step.group_by is not None:
+            return node_scope(state.plan, node.id, lambda nid: value(state, nid), state.order,
+                              lambda members: _results(state, members))
+        parent = next(p for p in state.pred[node.id] if state.plan.nodes[p].step == step.for_each)  # grown before
     view = parents.get(parent)
     if view is None:
         view = parents[parent] = node_scope(state.plan, node.id, lambda nid: value(state, nid))
@@ -254,7 +278,7 @@ def value(state: RunState, nid: str) -> Any:
 
 def join_result(state: RunState, nid: str) -> str:
     """Return a join's result as JSON text: its members' results in item order, null for those that did not succeed."""
-    return _results_text(state, state.members[nid] or sorted(state.pred[nid], key=state.order.__getitem__))
+    return _results_text(state, state.members.get(nid) or sorted(state.pred[nid], key=state.order.__getitem__))
 
 
 def _results(state: RunState, members: list[str]) -> list[Any]:
@@ -264,8 +288,14 @@ def _results(state: RunState, members: list[str]) -> list[Any]:
 
 def _results_text(state: RunState, members: list[str]) -> str:
     """Return the results of `members` as one JSON list, null for those that did not succeed."""
-    missing = [m for m in members if m not in state.results and state.status.get(m) == SUCCEEDED]
-    if missing:
-        state.results.update({k: json.dumps(v) for k, v in state.load_results(missing).items()})
-    parts = [state.results.get(m) if state.status.get(m) == SUCCEEDED else None for m in members]
-    return "[" + ",".join(p if p is not None else "null" for p in parts) + "]"
+    status, results = state.status, state.results
+    missing = [m for m in filterfalse(results.__contains__, members) if status.get(m) == SUCCEEDED]
+    if missing:  # restored nodes: their results are read from the ledger once
+        results.update({k: json.dumps(v) for k, v in state.load_results(missing).items()})
+    if _ALL_SUCCEEDED.issuperset(map(status.get, members)):  # the common case, in C-level passes
+        parts = list(map(results.get, members))
+    else:
+        parts = [results.get(m) if status.get(m) == SUCCEEDED else None for m in members]
+    if None in parts:
+        parts = [p if p is not None else "null" for p in parts]
+    return "[" + ",".join(parts) + "]"

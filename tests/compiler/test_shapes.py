@@ -21,11 +21,12 @@ from plait.compiler import (
     expand_parent,
     expand_parents,
     group_view,
+    grow_parents,
     node_scope,
     parent_of,
     parent_view,
 )
-from plait.templating import TemplateError, render, render_each, render_value, template_context
+from plait.templating import TemplateError, item_contexts, render, render_each, render_value, template_context
 
 
 def compile_text(text: str, **params: object) -> Plan:
@@ -350,6 +351,15 @@ def test_render_each_gives_what_render_gives_each_context(source: str) -> None:
     assert list(render_each(source, contexts)) == [render(source, context) for context in contexts]
 
 
+def test_item_contexts_are_what_template_context_gives_each_item() -> None:
+    rows = [({"sample": "A"}, 0, "A", None), (7, 1, 7, {"key": "p", "item": "p.txt"}), (None, 2, None, None)]
+    made = list(item_contexts({"n": 7}, rows, total=3, step="s", workflow_dir=Path("/w/f")))
+    assert made == [template_context({"n": 7}, item=item, index=index, key=key, total=3, step="s",
+                                     workflow_dir=Path("/w/f"), parent=parent) for item, index, key, parent in rows]
+    assert [list(context) for context in made] == [list(template_context({}, item=1, step="s", workflow_dir="/w",
+                                                                         parent=row[3])) for row in rows]
+
+
 def test_render_each_raises_at_the_context_that_fails() -> None:
     contexts = [{"item": {"sample": "A"}}, {"item": {}}, {"item": {"sample": "C"}}]
     rendered = render_each("{{ item.sample }}", contexts)
@@ -455,6 +465,30 @@ def test_expand_parent_gives_the_parent_its_own_children_and_its_group_their_res
         "group": {"key": "a.txt", "items": [0, 1, 2], "results": [None, "one", None]}}
     assert plan.nodes["process[a.txt]"].kind == "deferred"  # the input plan is untouched
     assert edges(plan) == edges(compile_text(SCATTER)) and plan.to_json() == compile_text(SCATTER).to_json()
+
+
+def test_grow_parents_grows_as_expand_parent_does_and_accounts_for_what_it_added() -> None:
+    """The account the runtime updates its lookups by: the new nodes in plan order, the placeholders turned
+    joins, the nodes already there that now wait for new ones, each parent's children; the children's
+    adjacency, shared while the growth runs, is each node's own where a later link gave it an edge."""
+    plan = compile_text(SCATTER)
+    results = {"split[b.txt]": {"chunks": [0]}, "split[a.txt]": {"chunks": [0, 1]}}
+
+    grown = grow_parents(plan, results, "process")
+
+    one_by_one = expand_parent(expand_parent(plan, "split[b.txt]", results["split[b.txt]"]), "split[a.txt]",
+                               results["split[a.txt]"])
+    assert (node_rows(grown.plan), edges(grown.plan)) == (node_rows(one_by_one), edges(one_by_one))
+    assert ([n.id for n in grown.new], grown.joins, grown.fed, grown.parents, grown.failed) == (
+        ["process[a.txt/0]", "process[a.txt/1]", "process[b.txt/0]", "check[a.txt/0]", "check[a.txt/1]",
+         "check[b.txt/0]"],
+        ["process[b.txt]", "check[b.txt]", "process[a.txt]", "check[a.txt]"],
+        ["gather[b.txt]", "gather[a.txt]"],
+        {"split[b.txt]": ["process[b.txt/0]"], "split[a.txt]": ["process[a.txt/0]", "process[a.txt/1]"]},
+        {})
+    assert [n.id for n in grown.new] == [n for n in grown.plan.nodes if n not in plan.nodes]
+    assert {n: dict(grown.plan.graph._pred[n]) for n in ("check[a.txt/0]", "check[a.txt/1]")} == {
+        "check[a.txt/0]": {"process[a.txt/0]": {}}, "check[a.txt/1]": {"process[a.txt/1]": {}}}
 
 
 def test_fan_out_key_template_names_each_child_under_its_parent() -> None:

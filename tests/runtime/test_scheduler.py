@@ -448,6 +448,45 @@ def test_a_parents_children_are_dispatched_as_soon_as_it_is_back_while_its_sibli
         "gather[a]": ["a0", "a1"], "gather[b]": ["b0", "b1"]}
 
 
+LATE_PARENT = yaml("""
+    name: late_parent
+    steps:
+      - name: split
+        task: python
+        items: [a, b]
+        retry: {max_attempts: 2, delay: 1, retry_on: [OSError]}
+        inputs:
+          code: |
+            if item == "a" and ctx.attempt == 1:
+                raise OSError("not yet")
+            result = [0, 1]
+      - name: part
+        task: python
+        for_each: split
+        items: "{{ parent.result }}"
+        inputs: {code: "result = parent['key'] + str(item)"}
+      - name: total
+        task: python
+        depends_on: [part]
+        inputs: {code: "result = steps['part']['results']"}
+""")
+
+
+def test_a_fan_outs_results_keep_plan_order_when_a_later_parent_grows_first(tmp_path: Path) -> None:
+    """split[a] is retried, so split[b]'s children are added to the plan first; the run's members of `part`
+    (what `steps.part.results` lists) are merged into plan order, not kept in the order they grew."""
+    sync = SyncRun(tmp_path, overlap=2)
+    report, _ = sync.run(sync.compile(LATE_PARENT))
+    assert (report.status, [(wave.after, wave.units) for wave in sync.waves]) == ("succeeded", [
+        (0, [["split[a]"], ["split[b]"]]),
+        (2, [["part[b/0]"], ["part[b/1]"]]),  # split[a] failed its first attempt: b's children grew first
+        (4, [["split[a]"]]),
+        (5, [["part[a/0]"], ["part[a/1]"]]),
+        (7, [["total"]]),
+    ])
+    assert json.loads(sync.last()["total"].result) == ["a0", "a1", "b0", "b1"]
+
+
 def test_one_call_at_a_time_keeps_waves_apart(sync: SyncRun) -> None:
     report, _ = sync.run(sync.compile(FAN_OUT))
     assert (report.status, [(wave.after, wave.units) for wave in sync.waves]) == ("succeeded", [
