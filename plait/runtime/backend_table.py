@@ -57,7 +57,7 @@ BACKENDS: dict[str, Backend] = {
     "sequential": Backend("sequential", "sequential", own_workers=False, crash_trail=False, opens_early=False,
                           one_worker=True),
     "dask": Backend("dask", "dask", own_workers=False, crash_trail=False, opens_early=False, journal=False,
-                    cluster=True, needs="distributed"),
+                    overlaps=True, cluster=True, needs="distributed"),
 }
 
 

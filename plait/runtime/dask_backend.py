@@ -12,8 +12,12 @@ Where the cluster comes from
     Ctrl-C reaches only plait, which stops gently (running nodes finish) as it does on loky.
 
 joblib's dask backend, and one fix
-    `Parallel` gets `_Backend`: joblib's `DaskDistributedBackend` over plait's own client, passed
-    as an instance rather than through ambient `parallel_config` state. In joblib 1.6, when Dask
+    Each `Parallel` gets a `_Backend` of its own (`_Backend.sibling`): joblib's
+    `DaskDistributedBackend` over plait's one client, passed as an instance rather than through
+    ambient `parallel_config` state. So a run's calls overlap on Dask as on loky (a parent's
+    children start in a call of their own while its siblings still run, `plait.runtime.calls`):
+    each call's futures and completion callbacks are its backend's, and the cluster runs the
+    tasks of every call at once. A task that Dask fails fails only the call it belongs to. In joblib 1.6, when Dask
     itself fails a task (rather than the function raising: `KilledWorker`, a task a worker cannot
     unpickle), the error lands on a future that joblib never reads, and the call waits forever.
     `_Backend` hands such errors to joblib's completion callback too, in plait's words:
@@ -240,6 +244,17 @@ class _Backend(DaskDistributedBackend):
         for pending in (getattr(self, "_results", None), getattr(self, "_callbacks", None)):
             if pending is not None:
                 pending.clear()
+
+    def sibling(self) -> _Backend:
+        """Return a backend over the same client, for another `Parallel`.
+
+        joblib keeps a call's futures, and the `Parallel` it reports to, on its backend: calls that
+        overlap (`plait.runtime.calls`) each need one of their own. The client, and so the cluster,
+        its workers and the plugins `prepare` registered, are shared.
+        """
+        other = _Backend(client=self.client, wait_for_workers_timeout=self.wait_for_workers_timeout)
+        other.shared = self.shared
+        return other
 
     def prepare(self, info: RunInfo) -> None:
         """Prepare every worker, present and future, for this run's units; check what they see. Mutates."""

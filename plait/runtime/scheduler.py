@@ -14,7 +14,7 @@ Task selection policy
     every node that is ready (all its dependencies settled) goes into one wave, ordered by plan
     order, dispatched as one call, and its outcomes stream back unordered and are settled as they
     arrive. The nodes they make ready go into the next wave, which, where the backend lets calls
-    overlap (loky, threading), is dispatched as soon as every call in flight has handed all its
+    overlap (loky, threading, dask), is dispatched as soon as every call in flight has handed all its
     chunks to the workers, while those calls run on: a parent's children start while its
     siblings still run. Two things keep waves from holding work back further:
     - Per-item chains are fused: when `b` runs `for_each: a`, `b[k]` rides in the same dispatch

@@ -6,8 +6,8 @@ A run's calls may overlap (`plait.runtime.calls`), each on a `Parallel` of its o
   gets the one executor of `--jobs` worker processes;
 - threading: joblib gives each `Parallel` a pool of threads of its own; `SharedThreads` hands
   every one of them the run's one pool of `--jobs` threads;
-- dask: the one backend over the cluster's client (its calls do not overlap:
-  `plait.runtime.backend_table`).
+- dask: a backend each (joblib keeps a call's futures on it), all over the cluster's one client
+  (`plait.runtime.dask_backend`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def shared_workers(backend: Backend, n_jobs: int,
         from plait.runtime.dask_backend import dask_backend
 
         with dask_backend(n_jobs, scheduler_address) as cluster:
-            yield (lambda: cluster), cluster.prepare
+            yield cluster.sibling, cluster.prepare
     elif backend.joblib_name == "threading" and n_jobs > 1:
         pool = ThreadPool(n_jobs)
         try:

@@ -122,6 +122,44 @@ def test_run_with_a_scheduler_address_runs_every_node_on_that_cluster(flow: Flow
     assert worker_plugins(cluster) == []  # the cluster is someone else's: plait leaves nothing registered there
 
 
+# split[slow] runs until process[fast/0] has run (a file it writes says so), or 30 s: its children can run only
+# while split[slow]'s call still runs if calls overlap on the cluster.
+OVERLAPPING = """
+    name: overlapping
+    steps:
+      - name: split
+        task: python
+        items: [fast, slow]
+        inputs:
+          code: |
+            import time
+            ran = ctx.workspace / "process-fast-0.ran"
+            deadline = time.monotonic() + 30
+            while item == "slow" and not ran.exists() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            result = {"children": [0, 1], "saw a child run": ran.exists()}
+      - name: process
+        task: python
+        for_each: split
+        items: "{{ parent.result.children }}"
+        inputs:
+          code: |
+            if ctx.node_id == "process[fast/0]":
+                (ctx.workspace / "process-fast-0.ran").touch()
+            result = item
+"""
+
+
+def test_a_parents_children_run_on_the_cluster_while_its_siblings_call_still_runs(dask_flow: DaskFlow) -> None:
+    dask_flow.write(OVERLAPPING)
+    assert dask_flow.run(backend="dask", jobs=2).report.status == "succeeded"
+    assert dask_flow.view("result") == {
+        "split[fast]": {"children": [0, 1], "saw a child run": False},
+        "split[slow]": {"children": [0, 1], "saw a child run": True},
+        "process[fast/0]": 0, "process[fast/1]": 1, "process[fast]": [0, 1],
+        "process[slow/0]": 0, "process[slow/1]": 1, "process[slow]": [0, 1]}
+
+
 def worker_plugins(address: str) -> list[str]:
     """Return the names of the worker plugins plait registered on the cluster at `address`."""
     from distributed import Client
