@@ -129,8 +129,11 @@ class _BoundedSandbox(SandboxedEnvironment):
 
 
 def _make_env() -> SandboxedEnvironment:
+    # Not optimized: Jinja's optimizer folds a constant expression (`'x' | batch(1000000, 'z') | list`)
+    # as it compiles, outside the render's deadline, and writes the value into the template's Python
+    # source, which Python then compiles: about 1.5 KB a list item, a million items past a gigabyte.
     env = _BoundedSandbox(undefined=StrictUndefined, keep_trailing_newline=True, autoescape=False,
-                          finalize=limits.text_checked)
+                          finalize=limits.text_checked, optimized=False)
     env.filters.update(
         basename=posixpath.basename,
         dirname=posixpath.dirname,

@@ -64,6 +64,9 @@ HUGE = {
     "('a' * 5000000).join(['b'] * 100)": "a template tried to build a value with join() of 500,000,100",
     "range(100000) | join('x' * 1000)": "a template tried to build a value with join() of 100,000,000",
     "namespace(s='x').s * 3000000000": "a template tried to build a value of 3,000,000,000 characters",
+    # a constant expression: Jinja's optimizer would fold it as it compiles, a gigabyte of Python source
+    "((('x' | batch(1000000, 'z') | list | string) | truncate(1000000)) | batch(1, 'z') | list | string)":
+        "a template tried to build the text of a value of 10,000,001 characters",
 }
 LOOPS = {  # statements: each builds its way past a bound step by step
     "{% set ns = namespace(s='x') %}{% for i in range(64) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}":
