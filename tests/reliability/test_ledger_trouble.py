@@ -16,14 +16,17 @@ import pytest
 from runtime.support import Flow, plait
 
 from reliability.harness import (
+    Runs,
     effect_counts,
     effect_workflow,
     integrity,
     ledger_path,
+    open_gate,
     rows,
     run,
     statuses,
     succeeded,
+    wait_for,
 )
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
@@ -126,30 +129,38 @@ def test_a_ledger_path_taken_by_a_folder_is_refused(flow: Flow) -> None:
 
 
 ITEMS = 3000
-EFFECTS = effect_workflow("filling", ITEMS)
 
 
 PART_WAY_KIB = 320  # room for the run's start and some of its 3,000 rows (a ledger of 3,000 nodes is about 340 KB)
+FIRST = 100  # items that run before the others may, so that their rows are committed while the disk has room
 
 
 @pytest.mark.parametrize("limit_kib", [64, PART_WAY_KIB])  # full before the run's nodes are recorded; full part-way
-def test_a_disk_that_fills_up_stops_the_run_cleanly_and_the_next_run_resumes(flow: Flow, limit_kib: int,
+def test_a_disk_that_fills_up_stops_the_run_cleanly_and_the_next_run_resumes(flow: Flow, runs: Runs, limit_kib: int,
                                                                             figures: dict) -> None:
-    """RLIMIT_FSIZE makes writes past `limit_kib` fail as a full disk would (EFBIG; Python ignores SIGXFSZ)."""
-    flow.path.write_text(EFFECTS, encoding="utf-8")
+    """RLIMIT_FSIZE makes writes past `limit_kib` fail as a full disk would (EFBIG; Python ignores SIGXFSZ).
+
+    Part-way, the items past the first FIRST wait at a gate until the first rows are committed: one
+    transaction of all 3,000 would not fit, and the run would record none, however the writer's
+    timer cut its transactions."""
+    flow.path.write_text(effect_workflow("filling", ITEMS, held=f"item >= {FIRST}"), encoding="utf-8")
     (flow.ws / "effects").mkdir(parents=True)
 
     def small_disk() -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit_kib * 1024, limit_kib * 1024))
 
     command = ("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "sequential", "-q")
-    full = run(*command, cwd=flow.dir, preexec_fn=small_disk)
-    assert (full.returncode, "Traceback" in full.stderr) == (2, False), full.stderr
-    assert full.stderr.splitlines()[-1].startswith("plait: error: writing the ledger failed: "), full.stderr
+    full = runs.start(*command, cwd=flow.dir, preexec_fn=small_disk)
+    if limit_kib == PART_WAY_KIB:
+        wait_for(lambda: succeeded(flow.ws), "the first items' rows committed")
+    open_gate(flow.ws)
+    code, stderr = runs.finish(full), runs.stderr(full)
+    assert (code, "Traceback" in stderr) == (2, False), stderr
+    assert stderr.splitlines()[-1].startswith("plait: error: writing the ledger failed: "), stderr
     recorded, ran = succeeded(flow.ws), effect_counts(flow.ws)
     assert recorded <= set(ran)
     if limit_kib == PART_WAY_KIB:
-        assert 0 < len(recorded) < ITEMS, "the disk was not full part-way: choose another PART_WAY_KIB"
+        assert len(recorded) < ITEMS, "the disk held the whole run: choose a smaller PART_WAY_KIB"
 
     again = run(*command, cwd=flow.dir)
     assert again.returncode == 0, again.stderr
