@@ -17,9 +17,10 @@ joblib's dask backend, and one fix
     ambient `parallel_config` state. So a run's calls overlap on Dask as on loky (a parent's
     children start in a call of their own while its siblings still run, `plait.runtime.calls`):
     each call's futures and completion callbacks are its backend's, and the cluster runs the
-    tasks of every call at once. A task that Dask fails fails only the call it belongs to. In joblib 1.6, when Dask
-    itself fails a task (rather than the function raising: `KilledWorker`, a task a worker cannot
-    unpickle), the error lands on a future that joblib never reads, and the call waits forever.
+    tasks of every call at once. A task that Dask fails fails only the call it belongs to. In
+    joblib 1.6, when Dask itself fails a task (rather than the function raising: `KilledWorker`,
+    a task a worker cannot unpickle), the error lands on a future that joblib never reads, and
+    the call waits forever.
     `_Backend` hands such errors to joblib's completion callback too, in plait's words:
     `KilledWorker` becomes `WorkerLost` (so `backends` charges it with the suspects/culprit logic
     it applies to loky's `TerminatedWorkerError`); any other, and a cancelled task (the scheduler
@@ -33,11 +34,11 @@ Worker loss
     died fails, with `KilledWorker`. plait's LocalCluster allows 1 (a task fails when the second
     worker running it dies), keeps every nanny for the whole run (it starts its worker again,
     however long that takes: `LOCAL_CONFIG`), and fails a task that waited `NO_WORKERS_SECONDS`
-    with no worker alive (`NoWorkerError`, then BackendUnavailable: never a run waiting forever); a cluster of
-    someone else's keeps its own settings
-    (`distributed.scheduler.allowed-failures`, 3 by default). So an external kill (OOM killer,
-    preemption) costs a re-run and nothing else, and a node that kills every worker it lands on
-    ends as a `WorkerCrashed` failure, which its retry policy may retry.
+    with no worker alive (`NoWorkerError`, then BackendUnavailable: never a run waiting forever);
+    a cluster of someone else's keeps its own settings (`distributed.scheduler.allowed-failures`,
+    3 by default). So an external kill (OOM killer, preemption) costs a re-run and nothing else,
+    and a node that kills every worker it lands on ends as a `WorkerCrashed` failure, which its
+    retry policy may retry.
 
 Preparing workers
     Nodes run on a worker's task threads, where `signal.signal` is refused, so execute's per-process
