@@ -288,7 +288,7 @@ steps:
       code: |
 {textwrap.indent(NOTE_EXECUTION.strip(), " " * 8)}
         import time
-        deadline = time.monotonic() + 30  # on its first execution split[slow] runs until loky kills it
+        deadline = time.monotonic() + 120  # a hang bound: on its first execution split[slow] runs until loky kills it
         while item == "slow" and (ctx.workspace / "effects" / "split[slow].log").read_text().count("\\n") == 1 \\
                 and time.monotonic() < deadline:
             time.sleep(0.01)

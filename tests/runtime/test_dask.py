@@ -122,8 +122,8 @@ def test_run_with_a_scheduler_address_runs_every_node_on_that_cluster(flow: Flow
     assert worker_plugins(cluster) == []  # the cluster is someone else's: plait leaves nothing registered there
 
 
-# split[slow] runs until process[fast/0] has run (a file it writes says so), or 30 s: its children can run only
-# while split[slow]'s call still runs if calls overlap on the cluster.
+# split[slow] runs until process[fast/0] has run (a file it writes says so), or 120 s (a hang bound): its children
+# can run only while split[slow]'s call still runs if calls overlap on the cluster.
 OVERLAPPING = """
     name: overlapping
     steps:
@@ -134,7 +134,7 @@ OVERLAPPING = """
           code: |
             import time
             ran = ctx.workspace / "process-fast-0.ran"
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 120
             while item == "slow" and not ran.exists() and time.monotonic() < deadline:
                 time.sleep(0.01)
             result = {"children": [0, 1], "saw a child run": ran.exists()}
