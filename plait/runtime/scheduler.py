@@ -168,14 +168,7 @@ class Scheduler:
             else:
                 done.append(nid)
         restore(state, done)
-        status, remaining, ready = state.status, state.remaining, state.ready
-        for nid in waiting:  # once every done node is settled, so that none is waited for (wait_for_predecessors)
-            preds = pred[nid]
-            left = len(preds) - sum(map(status.__contains__, preds))
-            if left:
-                remaining[nid] = left
-            else:  # all settled, as a fan-out's children are: no count kept, none of them settles again
-                ready.append(nid)
+        wait_for_predecessors(state, waiting)  # once every done node is settled, so that none is waited for
         return summary
 
     # -- the loop ---------------------------------------------------------------------------
@@ -342,9 +335,7 @@ class Scheduler:
         if state.on_grow is not None:
             state.on_grow([plan.nodes[join].step for join in joins], new, state.status)
         ready = set(state.ready)
-        for other in [*joins, *fed]:
-            if other not in state.status and other not in ready:
-                wait_for_predecessors(state, other)
+        wait_for_predecessors(state, [n for n in [*joins, *fed] if n not in state.status and n not in ready])
         for join in joins:
             logger.bind(node=join).info(f"{plan.nodes[join].step}: expanded into {len(state.pred[join]):,} nodes")
 

@@ -234,13 +234,17 @@ def release(state: RunState, settled: Iterable[str]) -> None:
             ready.append(node)
 
 
-def wait_for_predecessors(state: RunState, nid: str) -> None:
-    """Make a node that is to run wait for its predecessors not yet settled, or ready it. Mutates."""
-    preds = state.pred[nid]
-    waiting = len(preds) - sum(map(state.status.__contains__, preds))
-    state.remaining[nid] = waiting
-    if waiting == 0:
-        state.ready.append(nid)
+def wait_for_predecessors(state: RunState, nodes: Iterable[str]) -> None:
+    """Make each node that is to run wait for its predecessors not yet settled, or ready it (a node readied keeps no
+    count: a million of a fan-out's children would keep a million zeros). Mutates."""
+    pred, status, remaining, ready = state.pred, state.status, state.remaining, state.ready
+    for nid in nodes:
+        preds = pred[nid]
+        left = len(preds) - sum(map(status.__contains__, preds))
+        if left:
+            remaining[nid] = left
+        else:
+            ready.append(nid)
 
 
 def retry_later(state: RunState, nid: str, wait: float) -> None:
