@@ -18,10 +18,27 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     return len(os.sched_getaffinity(0))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Start the long tests first (soak, then slow): dealt out last, one of them would run alone at the end while
-    the other workers idle. The order of the rest is kept."""
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Leave the soak tests out unless asked for (`soak_left_out`), and start the long tests first.
+
+    Long tests start first (soak, then slow): dealt out last, one of them would run alone at the end while the other
+    workers idle. The order of the rest is kept.
+    """
+    if soak_left_out(config):
+        soak = [item for item in items if item.get_closest_marker("soak")]
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if not item.get_closest_marker("soak")]
     items.sort(key=lambda item: (item.get_closest_marker("soak") is None, item.get_closest_marker("slow") is None))
+
+
+def soak_left_out(config: pytest.Config) -> bool:
+    """Whether this session leaves out the soak tests: a plain `python -m pytest` does.
+
+    The soak tests (the promises tested at volume: random SIGKILLs, fuzzing, a crash storm, 100,000-node runs) run
+    when asked for: by a marker expression (`-m soak`, as CI does after the suite, or `-m "not slow"` which has
+    none of them anyway), or by naming their files or folders on the command line.
+    """
+    return not config.option.markexpr and config.args_source != pytest.Config.ArgsSource.ARGS
 
 
 class CliResult(NamedTuple):
@@ -67,6 +84,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if soak_left_out(terminalreporter.config):
+        terminalreporter.write_line("the soak tests were left out: `python -m pytest -m soak` runs them (CI does)")
     if FIGURES:
         terminalreporter.section("reliability figures")
         for name, value in FIGURES.items():
