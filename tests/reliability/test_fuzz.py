@@ -29,6 +29,7 @@ import copy
 import os
 import re
 import resource
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -156,7 +157,7 @@ VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.di
 HUGE = st.sampled_from([list(range(2000)), [f"file-{i}.txt" for i in range(2000)],
                         {f"k{i}": i for i in range(1000)}, "x" * 100_000]).map(copy.deepcopy)  # mutated later
 
-TRIED = {"in-process": 0, "subprocess": 0, "exit 0": 0, "exit 2": 0}
+TRIED: Counter[str] = Counter()  # cases tried and their answers, by way (in-process or subprocess), in this process
 
 
 def places(data: Any, path: tuple = ()) -> list[tuple]:
@@ -247,11 +248,11 @@ WORKFLOWS = structure_mutations() | text_mutations()
 POSITIONED = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+): error: ")
 
 
-def check_answer(path: Path, text: str, code: int, out: str, err: str) -> None:
+def check_answer(path: Path, text: str, code: int, out: str, err: str, way: str) -> None:
     """Exit 0, or exit 2 with a first line `FILE:LINE:COL: error:` inside the file; no traceback anywhere."""
     assert "Traceback" not in out + err, err
     assert code in (0, 2), (code, err)
-    TRIED[f"exit {code}"] += 1
+    TRIED[f"{way} exit {code}"] += 1
     if code == 0:
         assert out.startswith(("workflow ", "# Migrated by `plait migrate`")), out
         return
@@ -262,11 +263,18 @@ def check_answer(path: Path, text: str, code: int, out: str, err: str) -> None:
     assert 1 <= int(found["line"]) <= text.count("\n") + 2 and int(found["col"]) >= 1, first
 
 
-def report(figures: dict) -> None:
-    answers = TRIED["exit 0"] + TRIED["exit 2"]  # two a workflow in-process (compile and migrate), one a process
-    figures["fuzz"] = (f"{TRIED['in-process']} mutated workflows through `plait compile` and `plait migrate` "
-                       f"in-process and {TRIED['subprocess']} through `plait compile` processes: of their {answers} "
-                       f"answers, {TRIED['exit 0']} exit 0 and {TRIED['exit 2']} exit 2 with a position; no crash")
+def report(figures: dict, way: str) -> None:
+    """Record this worker's count of the fuzz cases tried `way`, under a figure of its own: the two fuzz tests may run
+    in different processes (xdist's workers, or the suite and its soak run), and each counts only its own cases."""
+    if way == "in-process":
+        answers = 2 * TRIED["in-process"]  # `plait compile` and `plait migrate` on each
+        figures["fuzz, in-process"] = (f"{TRIED['in-process']} mutated workflows through `plait compile` and `plait "
+                                       f"migrate` in-process: of their {answers} answers, {TRIED['in-process exit 0']}"
+                                       f" exit 0 and {TRIED['in-process exit 2']} exit 2 with a position; no crash")
+    else:
+        figures["fuzz, processes"] = (f"{TRIED['subprocess']} mutated workflows through `plait compile` processes: "
+                                      f"{TRIED['subprocess exit 0']} exit 0 and {TRIED['subprocess exit 2']} exit 2 "
+                                      "with a position; no crash")
 
 
 def prepare(folder: Path) -> Path:
@@ -302,10 +310,10 @@ def test_compile_of_a_mutated_workflow_exits_0_or_2_with_a_position(
     for command in ("compile", "migrate"):
         code = main([command, str(path)])
         out, err = capsys.readouterr()
-        check_answer(path, text, code, out, err)
+        check_answer(path, text, code, out, err, "in-process")
     assert listing(tmp_path) == before  # compiling and migrating to stdout write nothing
     TRIED["in-process"] += 1
-    report(figures)
+    report(figures, "in-process")
 
 
 @settings(max_examples=SUBPROCESS_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -315,9 +323,9 @@ def test_plait_compile_process_on_a_mutated_workflow_exits_0_or_2_with_a_positio
     path = prepare(tmp_path)
     path.write_text(text, encoding="utf-8")
     done = run("compile", str(path), cwd=tmp_path, timeout=60)
-    check_answer(path, text, done.returncode, done.stdout, done.stderr)
+    check_answer(path, text, done.returncode, done.stdout, done.stderr, "subprocess")
     TRIED["subprocess"] += 1
-    report(figures)
+    report(figures, "subprocess")
 
 
 # -- what the fuzzer found, and crashes kept out of it ---------------------------------------------
