@@ -308,6 +308,7 @@ def crash(item, ctx):
 '''
 
 
+@pytest.mark.soak  # a crash storm: Dask restarts a worker for each of the 6 or more deaths, a second or more each
 @pytest.mark.slow
 def test_a_node_that_kills_its_workers_fails_alone_after_its_retries_and_the_rest_complete(flow: Flow) -> None:
     pytest.importorskip("distributed", reason=NO_EXTRA)
