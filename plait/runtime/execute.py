@@ -329,6 +329,8 @@ def _render_config(call: StepCall, context: Mapping[str, Any]) -> dict[str, Any]
 
 
 def _call(call: StepCall, node: str, item: Any, config: dict[str, Any], ctx: TaskContext) -> Any:
+    if isinstance(item, (dict, list, tuple)):  # a plan's item is immutable and shared: the task gets its own copy
+        item = thaw(item)
     if call.timeout is None or call.own_timeout:
         return call.handler(config, item, ctx)
     if threading.current_thread() is threading.main_thread():

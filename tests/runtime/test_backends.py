@@ -237,3 +237,65 @@ class TestBackendContract:
         assert (first.ok, second.ok, second.report.restored, second.report.counts) == (
             True, True, 12, {"succeeded": 15})  # the 3 deferred steps re-expand
         assert (state(flow), flow.executions()) == (before, ["list"])
+
+    def test_a_task_may_change_its_item_and_the_change_stays_its_own(self, flow: Flow, backend: str) -> None:
+        """An item reaches a task as plain dicts and lists, its own copy: changing it fails nothing, and no other
+        node, later attempt or template sees the change (the plan itself is immutable, and threads share it)."""
+        flow.write(OWN_ITEMS, mod=flow.module("own_items", OWN_ITEM_HELPERS))
+        result = flow.run(backend=backend, jobs=2)
+        assert (result.ok, result.report.counts) == (True, {"succeeded": 7}), untraced(result.report.failed)
+        mapping, listed = {"n": 1, "tags": ["a"]}, [1, [2]]
+        assert flow.view("attempts", "result") == {
+            "code[m]": (2, [{"n": 1, "tags": ["a", "seen"], "seen": 2}, "dict", "list", "fresh"]),
+            "code[l]": (2, [[1, [2, 0], "seen"], "list", "list", "fresh"]),
+            "call[m]": (1, [{"n": 1, "tags": ["a", "called"]}, "dict", "list"]),
+            "call[l]": (1, [[1, [2, "called"]], "list", "list"]),
+            "after[m]": (1, [mapping, "m"]), "after[l]": (1, [listed, "l"]),
+            "all[all]": (1, [mapping, listed]),
+        }
+
+
+OWN_ITEM_HELPERS = '''
+def change(item):
+    inner = item["tags"] if isinstance(item, dict) else item[1]
+    inner.append("called")
+    return [item, type(item).__name__, type(inner).__name__]
+'''
+
+# Code changes its item in place, and its first attempt fails after that, so the retry shows whether it got a
+# fresh copy; a function does the same; a for_each over code and a group of call's items then read the items.
+OWN_ITEMS = """
+    name: own
+    steps:
+      - name: code
+        task: python
+        items: [{n: 1, tags: [a]}, [1, [2]]]
+        key: "{{ 'm' if item is mapping else 'l' }}"
+        retry: {max_attempts: 2, delay: 0, retry_on: [RuntimeError]}
+        inputs:
+          code: |
+            inner = item["tags"] if isinstance(item, dict) else item[1]
+            fresh = "fresh" if inner in (["a"], [2]) else "changed"
+            if isinstance(item, dict):
+                item["seen"] = ctx.attempt
+                inner.append("seen")
+            else:
+                inner.append(0)
+                item.append("seen")
+            if ctx.attempt == 1:
+                raise RuntimeError("after changing the item")
+            result = [item, type(item).__name__, type(inner).__name__, fresh]
+      - name: call
+        task: python
+        items: [{n: 1, tags: [a]}, [1, [2]]]
+        key: "{{ 'm' if item is mapping else 'l' }}"
+        inputs: {function: "<mod>:change"}
+      - name: after
+        task: python
+        for_each: code
+        inputs: {code: "result = [item, ctx.key]"}
+      - name: all
+        task: python
+        group_by: {step: call, key: "all"}
+        inputs: {code: "result = group['items']"}
+"""
