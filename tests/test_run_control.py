@@ -204,6 +204,72 @@ def test_a_dry_run_gives_each_reason_and_the_run_then_does_exactly_that(flow: Fl
     assert status["nodes"]["read[data/d.txt]"]["reason"] == "new"
 
 
+SPLITTER = RECORDER + '''
+    from pathlib import Path
+
+
+    def split(item, *, ctx):
+        """A file's chunk count: one chunk a line."""
+        note(ctx)
+        return len(Path(item).read_text(encoding="utf-8").splitlines())
+
+
+    def chunk(item, *, ctx, path):
+        note(ctx)
+        return f"{Path(path).name}/{item}"
+
+
+    def gather(key, *, ctx, parts):
+        note(ctx)
+        return parts
+'''
+
+
+@pytest.mark.parametrize("edited", ["a.txt", "c.txt"])
+def test_a_dry_run_of_a_fan_out_counts_each_done_parents_children_as_done(flow: Flow, edited: str) -> None:
+    """A done parent's placeholder is done (its children come back from the ledger): the dry run names only what
+    runs, and counts as the run does, which then runs exactly those nodes and the edited file's children."""
+    mod = flow.module("splitter", SPLITTER)
+    (flow.dir / "data").mkdir()
+    for name, lines in {"a.txt": 2, "b.txt": 1, "c.txt": 3}.items():
+        (flow.dir / "data" / name).write_text("x\n" * lines, encoding="utf-8")
+    flow.write("""
+        name: fanned
+        steps:
+          - name: split
+            task: python
+            items: {glob: "data/*.txt"}
+            key: "{{ item | basename }}"
+            inputs: {function: "<mod>:split"}
+          - name: chunk
+            task: python
+            for_each: split
+            items: {range: "{{ parent.result }}"}
+            inputs: {function: "<mod>:chunk", kwargs: {path: "{{ parent.item }}"}}
+          - name: gather
+            task: python
+            group_by: {step: chunk, key: "{{ parent.key }}"}
+            inputs: {function: "<mod>:gather", kwargs: {parts: "{{ group.results }}"}}
+    """, mod=mod)
+    _run(flow)
+    (flow.dir / "data" / edited).write_text("y\n" * 4, encoding="utf-8")
+
+    dry = _dry(flow)
+    assert _reasons(dry) == {f"split[{edited}]": ("changed", f"input file: data/{edited}"),
+                             f"chunk[{edited}]": ("changed", f"upstream: split[{edited}]"),
+                             f"gather[{edited}]": ("changed", f"upstream: chunk[{edited}]")}
+    assert (dry["nodes"], dry["done"]) == (9, 6)
+    text = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "-n").stdout.splitlines()
+    assert text[0] == "dry run of fanned: 9 nodes: 6 done, 3 changed; nothing was run or written"
+    assert not any("done (" in line for line in text)  # done nodes are counted, not listed
+
+    before = len(flow.executions())
+    assert "fanned: 9 nodes: 6 done, 3 changed" in _run(flow)
+    assert sorted(_executed(flow, before)) == sorted([f"split[{edited}]", f"gather[{edited}]",
+                                                      *(f"chunk[{edited}/{i}]" for i in range(4))])
+    assert _dry(flow)["would_run"] == []
+
+
 def test_a_dry_run_counts_what_a_dead_runs_journals_hold_as_the_run_then_does(flow: Flow) -> None:
     rec = flow.module("reader", READER)
     flow.write("""

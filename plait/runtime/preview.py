@@ -82,14 +82,15 @@ def dry_run(workflow: str | Path | Plan, *, workspace: str | Path | None = None,
                               previous=previous,
                               fingerprints=fingerprints, recorded_parts=ledger.step_parts() if ledger else {},
                               fingerprints_of=ledger.fingerprints if ledger else lambda ids: {})
-        scheduler.prepare()
+        summary = scheduler.prepare()
     finally:
         if ledger is not None:
             ledger.close()
     nodes = plan.nodes
+    # A deferred step's placeholder has a decision even when done (it lists its items again, from the ledger).
     would_run = [{"id": nid, "step": nodes[nid].step, "reason": d.reason, "detail": d.detail}
-                 for nid, d in state.decisions.items() if nodes[nid].kind != "join"]
-    return DryRun(plan.workflow, len(nodes), state.report.restored, would_run, len(state.left_out))
+                 for nid, d in state.decisions.items() if d.run and nodes[nid].kind != "join"]
+    return DryRun(plan.workflow, len(nodes), summary.get("done", 0), would_run, len(state.left_out))
 
 
 def _journaled(previous: dict[str, Prior], ledger: Ledger, state: Path) -> dict[str, Prior]:
