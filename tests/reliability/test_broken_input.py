@@ -3,7 +3,8 @@
 Several YAML documents in one file are named as such; nesting too deep is reported where it goes
 too deep; `-o` into a missing folder is a usage error; a workflow path that is a FIFO, a device or a
 folder is refused at once; a range too big for a plan is refused at its position in a process
-capped at 1 GiB.
+capped at 1 GiB. What could hang or take the memory of the process that runs it (deep nesting, a FIFO, a huge
+range) runs in a `plait` process of its own, capped at 1 GiB; the rest runs the command line in-process.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import resource
 from pathlib import Path
 
 import pytest
+from runtime.support import plait
 
 from reliability.harness import run
 
@@ -28,8 +30,16 @@ def one_gib() -> None:
 
 
 def compile_text(tmp_path: Path, text: str, *args: str, timeout: float = 20) -> tuple[int, str, str]:
+    """`plait compile` of `text` in a process capped at 1 GiB, given `timeout` seconds."""
     (tmp_path / "workflow.yaml").write_text(text, encoding="utf-8")
     done = run("compile", "workflow.yaml", *args, cwd=tmp_path, timeout=timeout, preexec_fn=one_gib)
+    return done.returncode, done.stdout, done.stderr
+
+
+def compile_here(tmp_path: Path, text: str) -> tuple[int, str, str]:
+    """`plait compile` of `text`, in-process."""
+    (tmp_path / "workflow.yaml").write_text(text, encoding="utf-8")
+    done = plait("compile", "workflow.yaml", cwd=tmp_path)
     return done.returncode, done.stdout, done.stderr
 
 
@@ -37,14 +47,14 @@ def compile_text(tmp_path: Path, text: str, *args: str, timeout: float = 20) -> 
                          ids=["mapping", "list", "empty"])
 def test_several_documents_are_named_as_such_where_the_second_starts(tmp_path: Path, second: str) -> None:
     text = "name: one\nsteps:\n  - name: a\n    task: noop\n" + second
-    assert compile_text(tmp_path, text) == (2, "", (
+    assert compile_here(tmp_path, text) == (2, "", (
         "workflow.yaml:5:1: error: the file holds several YAML documents; a second one starts here\n"
         "  hint: a workflow is one document: remove this `---` and what follows, or put it in a file of its own\n"))
 
 
 def test_one_document_with_a_leading_separator_and_an_end_marker_is_fine(tmp_path: Path) -> None:
     text = "---\nname: one\nsteps:\n  - name: a\n    task: noop\n...\n"
-    assert compile_text(tmp_path, text)[0] == 0
+    assert compile_here(tmp_path, text)[0] == 0
 
 
 def block_nesting(depth: int) -> str:
@@ -69,7 +79,7 @@ def test_nesting_too_deep_is_reported_where_it_goes_too_deep(tmp_path: Path, tex
 
 def test_nesting_of_100_levels_is_fine(tmp_path: Path) -> None:
     text = "name: deep\nsteps:\n  - name: a\n    task: noop\n    inputs: {v: " + "[" * 95 + "]" * 95 + "}\n"
-    assert compile_text(tmp_path, text)[0] == 0
+    assert compile_here(tmp_path, text)[0] == 0
 
 
 @pytest.mark.parametrize("command", ["migrate", "graph"])
@@ -81,7 +91,7 @@ def test_nesting_of_100_levels_is_fine(tmp_path: Path) -> None:
 def test_an_output_path_that_cannot_be_written_is_a_usage_error(tmp_path: Path, command: str, output: str,
                                                                 reason: str) -> None:
     (tmp_path / "workflow.yaml").write_text(ORIGINAL, encoding="utf-8")
-    done = run(command, "workflow.yaml", "-o", output, cwd=tmp_path, timeout=30)
+    done = plait(command, "workflow.yaml", "-o", output, cwd=tmp_path)
     assert (done.returncode, "Traceback" in done.stderr, done.stderr.splitlines()[-1]) == (
         2, False, f"plait: error: cannot write '{output}': {reason}; choose a writable path for -o")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["workflow.yaml"]
