@@ -63,6 +63,10 @@ def test_spread_calls_the_function_with_the_items_fields(make_ctx: Callable[...,
     ({"spread": True, "kwargs": {"y": 1}}, {"x": 1, "y": 2},
      "argument 'y' is both a field of the item and in inputs.kwargs; keep one"),
     ({"kwargs": [1, 2]}, 1, "inputs.kwargs gave list, not a mapping of argument names"),
+    ({"kwargs": {"x": 1, "y": 2}}, {"x": 1, "y": 2},
+     "add() got multiple values for argument 'x': a batch node calls calc_wrong:add(item, **kwargs), so the item "
+     "is its first argument; with `spread: true` a mapping item's fields are the keyword arguments instead"),
+    ({"kwargs": {"x": 1}}, 5, "add() got multiple values for argument 'x'"),  # not a mapping: nothing to spread
 ])
 def test_spread_and_kwargs_mistakes_are_clear_type_errors(make_ctx: Callable[..., TaskContext], tmp_path: Path,
                                                           config: dict, item: Any, message: str) -> None:
@@ -72,6 +76,16 @@ def test_spread_and_kwargs_mistakes_are_clear_type_errors(make_ctx: Callable[...
         python({"function": "calc_wrong:add", **config}, item, make_ctx())
 
     assert str(caught.value) == message
+
+
+def test_a_type_error_raised_inside_the_function_is_its_own(make_ctx: Callable[..., TaskContext],
+                                                           tmp_path: Path) -> None:
+    (tmp_path / "flow" / "calc_inner.py").write_text(CALC + "\n\ndef twice(item):\n    return add(1, x=item['x'])\n")
+
+    with pytest.raises(TypeError) as caught:
+        python({"function": "calc_inner:twice"}, {"x": 1}, make_ctx())
+
+    assert str(caught.value) == "add() got multiple values for argument 'x'"  # no hint: the call itself was right
 
 
 def test_code_binds_a_spread_items_fields_and_imports_beside_the_workflow(make_ctx: Callable[..., TaskContext],

@@ -82,8 +82,21 @@ def run_python(config: dict[str, Any], item: Any, ctx: TaskContext) -> Any:
     if _takes_ctx(func):
         kwargs["ctx"] = ctx
     if ctx.key is not None and not config.get("spread"):
-        return func(item, **kwargs)
+        try:
+            return func(item, **kwargs)
+        except TypeError as err:
+            raise _item_named_twice(err, config["function"], item) from None
     return func(**kwargs)
+
+
+def _item_named_twice(err: TypeError, function: str, item: Any) -> TypeError:
+    """Return `err`, with a hint when calling the function itself failed because a mapping item's field is also a
+    keyword argument (`kwargs: "{{ item }}"`, Airflow's `expand_kwargs` written without `spread`)."""
+    raised_by_the_call = err.__traceback__ is not None and err.__traceback__.tb_next is None
+    if not (raised_by_the_call and isinstance(item, Mapping) and "multiple values for argument" in str(err)):
+        return err
+    return TypeError(f"{err}: a batch node calls {function}(item, **kwargs), so the item is its first argument; "
+                     "with `spread: true` a mapping item's fields are the keyword arguments instead")
 
 
 def _kwargs(config: Mapping[str, Any], item: Any) -> dict[str, Any]:
