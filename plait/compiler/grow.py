@@ -46,7 +46,7 @@ from plait import collector
 from plait.compiler.combine import SourceError
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.graph import EMPTY
-from plait.compiler.groups import Member, assign_groups, parent_only
+from plait.compiler.groups import Members, assign_groups, parent_only
 from plait.compiler.items import node_id, node_ids
 from plait.compiler.nodes import as_join, item_keys, make_node, make_nodes
 from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec
@@ -322,7 +322,7 @@ class _Growth:
     def group(self, placeholder: str, members: Sequence[NodeSpec], parents: list[dict] | None) -> None:
         """Give group_by placeholder `placeholder` one node per group of `members`, each fed by its own. Mutates."""
         spec = self.steps[self.old.nodes[placeholder].step]
-        seen = [Member(m.key, m.item, m.index, parents[i] if parents else None) for i, m in enumerate(members)]
+        seen = Members([m.key for m in members], [m.item for m in members], [m.index for m in members], parents)
         try:
             groups = assign_groups(spec.name, spec.group_by, spec.group_key, seen, self.old.params,
                                    self.old.workflow_dir)
