@@ -130,8 +130,12 @@ class Scheduler:
         state.report.plan_summary = dict(+summary)
         return dict(state.report.plan_summary)
 
-    def _decide(self, nodes: Iterable[str]) -> Counter:
+    def _decide(self, nodes: list[str]) -> Counter:
         """Fingerprint and decide nodes in plan order: restore the done, make the rest wait or ready. Mutates."""
+        if nodes and self.selection.everything and self.previous.keys().isdisjoint(nodes):
+            summary = self._decide_new(nodes)
+            if summary is not None:
+                return summary
         state, previous, explainer = self.state, self.previous, self.explainer
         fp, pred, nodes_of = state.fp, state.pred, state.plan.nodes
         node_fp = self.fingerprints.node
@@ -170,6 +174,28 @@ class Scheduler:
         restore(state, done)
         wait_for_predecessors(state, waiting)  # once every done node is settled, so that none is waited for
         return summary
+
+    def _decide_new(self, nodes: list[str]) -> Counter | None:
+        """Decide nodes the ledger has never seen, in a run that selects nothing (a fresh run, a growth's new nodes):
+        what `_decide` does for them, with no Python per node but its fingerprint. Mutates.
+
+        With no prior, `decide` gives every node the one decision (new, run); should it ever not
+        run such a node, this returns None, having only fingerprinted them, and `_decide` decides
+        them one by one.
+        """
+        state = self.state
+        fp, node_fp = state.fp, self.fingerprints.node
+        specs = list(map(state.plan.nodes.__getitem__, nodes))
+        preds = list(map(state.pred.__getitem__, nodes))
+        for nid, node, before in zip(nodes, specs, preds):  # in plan order: a node's predecessors come first
+            fp[nid] = node_fp(node, [fp[p] for p in before] if before else ())
+        decision = decide(specs[0], None, fp[nodes[0]], self.explainer)
+        if not decision.run:
+            return None
+        state.decisions.update(dict.fromkeys(nodes, decision))
+        state.ready += [nid for nid, before in zip(nodes, preds) if not before]
+        wait_for_predecessors(state, [nid for nid, before in zip(nodes, preds) if before])
+        return Counter({decision.reason: len(nodes)})
 
     # -- the loop ---------------------------------------------------------------------------
 
