@@ -74,10 +74,6 @@ __all__ = ["Dispatch", "Scheduler"]
 _ID = attrgetter("id")
 _PLANNED = attrgetter("id", "step", "key", "kind")  # a node as the ledger's kept plan lists it
 
-# With MANY_PLACEHOLDERS or more placeholders ready in a wave, 1 / FIRST_SHARE of them grow first (`_expand`).
-MANY_PLACEHOLDERS = 16
-FIRST_SHARE = 4
-
 # Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes, a callback to call once
 # every chunk is handed to the backend) and yields (chunk, results) as chunks finish.
 Dispatch = Callable[[RunInfo, Chunk, list[int], int, Callable[[], None]], Iterable[tuple[Chunk, Results]]]
@@ -108,7 +104,6 @@ class Scheduler:
         self.selection = selection or Selection()
         self.held = held and self.selection.everything  # forcing or leaving out needs every node decided
         self.forced_run: set[str] = set()  # nodes forced to run, the targets and everything downstream of them
-        self.later: list[tuple[str, NodeSpec]] = []  # ready placeholders left to grow once a wave started (`_expand`)
         self.explainer = Explainer(fingerprints, recorded_parts, lambda nid: list(state.pred[nid]),
                                    state.decisions.__contains__)
 
@@ -215,9 +210,6 @@ class Scheduler:
         try:
             while True:
                 if not state.stopping:
-                    if self.later:  # placeholders a wave left to grow once it started (`_expand`)
-                        later, self.later = self.later, []
-                        self._grow(later)
                     due_retries(state)
                     wave = next_wave(state, self._expand) if calls.may_start() else None
                     if wave is not None:
@@ -318,22 +310,7 @@ class Scheduler:
         self._flush()
 
     def _expand(self, placeholders: list[tuple[str, NodeSpec]]) -> None:
-        """Expand the placeholders a wave found ready (`_grow`); many of them, a share first.
-
-        The wave waits for its nodes, and a growth and its new nodes' decisions take the
-        scheduler a few microseconds a node (a fan-out's parents that finished together: 100,000
-        children): the first `1 / FIRST_SHARE` of the placeholders grow now, so that their nodes
-        start the workers sooner, and the rest once that wave is started (`run`), while it runs;
-        their nodes go in the next wave. Mutates.
-        """
-        if len(placeholders) >= MANY_PLACEHOLDERS:
-            first = len(placeholders) // FIRST_SHARE
-            placeholders, later = placeholders[:first], placeholders[first:]
-            self.later += later
-        self._grow(placeholders)
-
-    def _grow(self, placeholders: list[tuple[str, NodeSpec]]) -> None:
-        """Expand placeholders found ready, now that what they wait for has run; decide the new nodes.
+        """Expand the placeholders a wave found ready, now that what they wait for has run; decide the new nodes.
 
         A deferred step's placeholder expands into the step's items, rendered from its upstream
         results; a per-parent placeholder (`process[a.txt]`) into that parent's children, from the
