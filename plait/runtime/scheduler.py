@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -193,8 +194,11 @@ class Scheduler:
         if not decision.run:
             return None
         state.decisions.update(dict.fromkeys(nodes, decision))
-        state.ready += [nid for nid, before in zip(nodes, preds) if not before]
-        wait_for_predecessors(state, [nid for nid, before in zip(nodes, preds) if before])
+        if state.status.keys() >= set(chain.from_iterable(preds)):  # a growth's children: their parents are done
+            state.ready += nodes
+        else:
+            state.ready += [nid for nid, before in zip(nodes, preds) if not before]
+            wait_for_predecessors(state, [nid for nid, before in zip(nodes, preds) if before])
         return Counter({decision.reason: len(nodes)})
 
     # -- the loop ---------------------------------------------------------------------------
@@ -348,9 +352,9 @@ class Scheduler:
         if not grown or not any(g.new or g.joins for g in grown):
             return
         plan = grown[-1].plan
-        new = [n for g in grown for n in g.new]
+        new = grown[0].new if len(grown) == 1 else [n for g in grown for n in g.new]
         joins = [j for g in grown for j in g.joins]
-        fed = sorted({n for g in grown for n in g.fed}.difference(n.id for n in new))
+        fed = sorted({n for g in grown for n in g.fed}.difference(map(_ID, new)))
         self.submit("add_nodes", [*map(_PLANNED, new), *map(_PLANNED, map(plan.nodes.__getitem__, joins))])
         for g in grown:
             for parent, children in g.parents.items():
@@ -360,8 +364,9 @@ class Scheduler:
         self._decide(list(map(_ID, new)))
         if state.on_grow is not None:
             state.on_grow([plan.nodes[join].step for join in joins], new, state.status)
-        ready = set(state.ready)
-        wait_for_predecessors(state, [n for n in [*joins, *fed] if n not in state.status and n not in ready])
+        waiting = [n for n in [*joins, *fed] if n not in state.status]
+        ready = set(waiting).intersection(state.ready) if waiting else ()  # (not a set of every ready node)
+        wait_for_predecessors(state, [n for n in waiting if n not in ready])
         fanned: dict[str, list[int]] = {}  # a fan-out step -> [placeholders grown, their nodes]: one line for them all
         for join in joins:
             node = plan.nodes[join]
