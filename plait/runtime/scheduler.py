@@ -188,8 +188,12 @@ class Scheduler:
         fp, node_fp = state.fp, self.fingerprints.node
         specs = list(map(state.plan.nodes.__getitem__, nodes))
         preds = list(map(state.pred.__getitem__, nodes))
+        last: Any = None
+        upstream: Any = ()
         for nid, node, before in zip(nodes, specs, preds):  # in plan order: a node's predecessors come first
-            fp[nid] = node_fp(node, [fp[p] for p in before] if before else ())
+            if before is not last:  # (siblings share one dict of predecessors: a growth's children, one list)
+                last, upstream = before, [fp[p] for p in before] if before else ()
+            fp[nid] = node_fp(node, upstream)
         decision = decide(specs[0], None, fp[nodes[0]], self.explainer)
         if not decision.run:
             return None
