@@ -6,9 +6,9 @@ where a fan-in over the whole of S would make every group wait for every item. T
 renders once per item of S with that item's names (`item`, `index`, `key`, `batch`, params), and
 `parent` (key, item) when S fans out per parent. Groups come in the order of their first member,
 members in item order, so the plan is the same under any hash seed. The key template is rendered
-for every member in one go (`render_items`), which spares Jinja most of its set-up per render,
-from the members' columns (`Members`); a key that is a number needs no check, and whether two keys would name one
-node is checked once per group, not per member.
+for every member in one go (`render_items`, over the members' columns, `Members`), which spares
+Jinja most of its set-up per render; a key that is a number needs no check, and whether two keys
+would name one node is checked once per group, not per member.
 
 The groups are worked out when S's items are known: at compile time for a static S; when S
 expands for a deferred S; and for a step that fans out per parent, at compile time when the key
