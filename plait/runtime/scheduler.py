@@ -381,7 +381,7 @@ class Scheduler:
                 tally[0] += 1
                 tally[1] += len(state.pred[join])
         for step, (placeholders, grew) in fanned.items():
-            logger.info(f"{step}: {placeholders:,} placeholders expanded into {grew:,} nodes")
+            logger.info(f"{step}: {placeholders:,} of its placeholders expanded into {grew:,} nodes")
 
     def _not_expanded(self, nid: str, node: NodeSpec, err: Exception) -> None:
         """Fail a placeholder whose items could not be listed, with the compiler's located error. Mutates."""
