@@ -64,6 +64,7 @@ __all__ = [
     "check_binop",
     "check_format",
     "checked",
+    "deadlines",
     "limited",
     "render_limits",
     "text_checked",
@@ -93,6 +94,10 @@ class _Limits:
         self.seconds = seconds
         self.deadline = time.monotonic() + seconds
 
+    def restart(self) -> None:
+        """Start the clock again: the deadline is `seconds` from now."""
+        self.deadline = time.monotonic() + self.seconds
+
 
 _LIMITS: ContextVar[_Limits | None] = ContextVar("plait_render_limits", default=None)
 
@@ -120,6 +125,28 @@ def limited(func: Callable[..., Any], *args: Any) -> Any:
         return func(*args)
     finally:
         _LIMITS.reset(token)
+
+
+@contextmanager
+def deadlines() -> Iterator[Callable[[], None]]:
+    """Bound a series of renders in the block, each by a deadline of its own: call what this gives before each.
+
+    One bound is set for the series and its clock restarted per render, where `limited` would
+    set a bound per render. Under limits set already (a node's), the series keeps them.
+    """
+    if _LIMITS.get() is not None:
+        yield _keep
+        return
+    own = _Limits(DEFAULT_SECONDS)
+    token = _LIMITS.set(own)
+    try:
+        yield own.restart
+    finally:
+        _LIMITS.reset(token)
+
+
+def _keep() -> None:
+    """Leave the current deadline as it is."""
 
 
 def tick() -> None:

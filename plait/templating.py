@@ -53,6 +53,7 @@ __all__ = [
     "RENDER_ERRORS",
     "RUNTIME_NAMES",
     "TEMPLATE_NAMES",
+    "ItemRenderError",
     "ShellCommand",
     "TemplateError",
     "TemplateRefs",
@@ -61,9 +62,8 @@ __all__ = [
     "TemplateTooLarge",
     "analyze",
     "has_template",
-    "item_contexts",
     "render",
-    "render_each",
+    "render_items",
     "render_limits",
     "render_shell",
     "render_text",
@@ -178,37 +178,57 @@ def _evaluate(expression: Any, context: Mapping[str, Any]) -> Any:
     return _data(expression(**context))
 
 
-def render_each(source: str, contexts: Iterable[Mapping[str, Any]]) -> Iterator[Any]:
-    """Render one template once per context, in order, giving what `render` gives each, for less.
+class ItemRenderError(Exception):
+    """A template that did not render for one row of `render_items`: the row's `position`, and the `error` that
+    `render` would have raised (also the exception's cause)."""
 
-    Most of a lone expression's render is Jinja building a fresh context from the template's
-    globals (a ChainMap, read key by key); here one Jinja context is made and refilled for each
-    render. Each render keeps its own deadline. For per-item templates the compiler renders
-    thousands of times (a group key). Raises as `render` does, when the failing context comes.
+    def __init__(self, position: int, error: Exception) -> None:
+        super().__init__(f"row {position}: {error}")
+        self.position = position
+        self.error = error
+
+
+def render_items(source: str, params: Mapping[str, Any],
+                 rows: Iterable[tuple[Any, int | None, Any, Mapping[str, Any] | None]], *, total: int | None,
+                 step: str, workflow_dir: Any = None) -> list[Any]:
+    """Return what `render` gives for each (item, index, key, parent) row of a step's items, in order, for less.
+
+    Each row renders as with `template_context(params, item=, index=, key=, total=, step=,
+    workflow_dir=, parent=)`. For the templates the compiler renders once per item (a key, a group
+    key), thousands of times: most of a lone `{{ expr }}`'s render through `render` is Jinja
+    building a fresh context from the template's globals (a ChainMap, read key by key) and setting
+    up the render's bound. Here one Jinja context holds what every row shares (globals, params,
+    `workflow_dir`) and a row's own names are its variables, which Jinja looks up first; `batch`
+    is built only for a template that reads it. Each row's render has a deadline of its own (one
+    bound for the series, its clock restarted per row: `template_limits.deadlines`). Raises
+    `ItemRenderError` for the first row that fails, with what `render` raises for it.
     """
     if not has_template(source):
-        for _ in contexts:
-            yield source
-        return
+        return [source for _ in rows]
     is_expression, compiled = _compiled(source)
-    if not is_expression:
-        for context in contexts:
-            yield limits.limited(compiled.render, context)
-        return
-    template = compiled._template  # the `{% set result = expr %}` template `compile_expression` made
-    shared = dict(template.globals)
-    jinja_context = template.new_context({})
-    for context in contexts:
-        yield limits.limited(_refill_and_evaluate, template.root_render_func, jinja_context, shared, context)
-
-
-def _refill_and_evaluate(run: Any, jinja_context: Any, shared: dict[str, Any], context: Mapping[str, Any]) -> Any:
-    jinja_context.parent = {**shared, **context}
-    jinja_context.vars = {}
-    jinja_context.exported_vars = set()
-    for _ in run(jinja_context):
-        pass
-    return _data(jinja_context.vars["result"])
+    template = compiled._template if is_expression else compiled  # `{% set result = expr %}`, for an expression
+    context = template.new_context(template_context(params, workflow_dir=workflow_dir))
+    root, concat = template.root_render_func, _ENV.concat
+    with_batch = "batch" in analyze(source).names
+    rendered: list[Any] = []
+    with limits.deadlines() as restart:
+        for position, (item, index, key, parent) in enumerate(rows):
+            names = {"item": item, "index": index, "key": key}
+            if with_batch:
+                names["batch"] = {"item": item, "index": index, "total": total, "name": step}
+            if parent is not None:
+                names["parent"] = parent
+            context.vars = names
+            restart()
+            try:
+                if is_expression:
+                    next(root(context), None)  # the generator yields nothing: one step runs it to the end
+                    rendered.append(_data(names["result"]))
+                else:
+                    rendered.append(concat(root(context)))
+            except RENDER_ERRORS as err:
+                raise ItemRenderError(position, err) from err
+    return rendered
 
 
 def _data(value: Any, depth: int = 0) -> Any:
@@ -334,24 +354,6 @@ def template_context(params: Mapping[str, Any], *, item: Any = None, index: int 
         context["workspace"] = str(workspace)
         context["env"] = ENVIRONMENT
     return context
-
-
-def item_contexts(params: Mapping[str, Any], items: Iterable[tuple[Any, int | None, Any, Mapping[str, Any] | None]],
-                  *, total: int | None, step: str, workflow_dir: Any = None) -> Iterator[dict[str, Any]]:
-    """Yield `template_context(params, item=, index=, key=, total=, step=, workflow_dir=, parent=)` for each
-    (item, index, key, parent) of a step's items: a copy of one base with the item's names set.
-
-    For the templates the compiler renders once per item (a key, a group key), with `render_each`:
-    the base's names are worked out once, not once per item.
-    """
-    base = template_context(params, step=step, total=total, workflow_dir=workflow_dir)
-    for item, index, key, parent in items:
-        context = base.copy()
-        context["item"], context["index"], context["key"] = item, index, key
-        context["batch"] = {"item": item, "index": index, "total": total, "name": step}
-        if parent is not None:
-            context["parent"] = parent
-        yield context
 
 
 PARAM_NAMES = frozenset(template_context({}, workflow_dir=""))

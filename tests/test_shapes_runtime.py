@@ -9,6 +9,8 @@ so the tests count executions rather than trusting the ledger's account of them.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from runtime.support import RECORDER, Flow, untraced
 
@@ -91,6 +93,37 @@ def test_a_failed_child_reruns_alone_and_only_its_groups_gather_runs_again(flow:
     assert flow.view("status")["process[a/1]"] == "succeeded"
     assert sorted(flow.executions()[before:]) == ["gather[a]", "process[a/1]", "report"]
     assert flow.view("result")["gather[a]"] == ["a0", "a1", "a2"]
+
+
+INLINE_SCATTER = """
+    name: scatter
+    steps:
+      - name: split
+        task: python
+        items: [a, b, c]
+        inputs: {code: "result = [0, 1, 2] if item == 'a' else [0, 1]"}
+      - name: process
+        task: python
+        for_each: split
+        items: "{{ parent.result }}"
+        inputs: {code: "result = item"}
+    """
+
+
+@pytest.mark.parametrize("backend", ["sequential", "loky"])
+def test_the_parents_grown_together_take_one_line_of_the_runs_log(flow: Flow, backend: str) -> None:
+    """A thousand parents finishing together would otherwise write a thousand lines (and flushes) to the log."""
+    flow.write(INLINE_SCATTER)
+
+    done = flow.cli("run", str(flow.path), "--workspace", str(flow.ws), "--backend", backend, "--quiet")
+
+    assert done.returncode == 0, done.stderr
+    (log,) = (flow.ws / ".plait" / "logs").glob("*.log")
+    text = log.read_text(encoding="utf-8")
+    grown = re.findall(r"\| - +\| process: (\d+) of its placeholders expanded into (\d+) nodes$", text, re.MULTILINE)
+    assert grown, text
+    assert [sum(map(int, column)) for column in zip(*grown)] == [3, 7]  # in one line or more, as the parents came back
+    assert len(grown) <= 3 and "expanded" not in "".join(line for line in text.splitlines() if "process[" in line)
 
 
 CHILD_BEFORE_SIBLING = """

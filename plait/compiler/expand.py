@@ -29,7 +29,7 @@ from typing import Any
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.draft import StepDraft
 from plait.compiler.graph import node_graph
-from plait.compiler.groups import Member, assign_groups, parent_only
+from plait.compiler.groups import Members, assign_groups, parent_only
 from plait.compiler.items import node_ids
 from plait.compiler.nodes import item_keys, make_node, make_nodes
 from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec, freeze
@@ -113,13 +113,13 @@ class _Wiring:
         grouped = draft.group_by
         if grouped in self.keyed:
             items, keys = self.keyed[grouped]
-            members = [Member(k, item, i) for i, (k, item) in enumerate(zip(keys, items))]
+            members = Members(keys, items, range(len(keys)))
         elif grouped in self.fanned and self.steps[grouped].fans_out and parent_only(draft.group_key):
             parent_items, parent_keys = self.keyed.get(self.steps[grouped].for_each, ([], []))
             if len(parent_keys) != len(self.fanned[grouped]):
                 return None  # a fan-out over a fan-out: its parents are known only at run time
-            members = [Member(k, None, i, {"key": k, "item": item})
-                       for i, (k, item) in enumerate(zip(parent_keys, parent_items))]
+            members = Members(parent_keys, [None] * len(parent_keys), range(len(parent_keys)),
+                              [{"key": k, "item": item} for k, item in zip(parent_keys, parent_items)])
         else:
             return None
         try:

@@ -46,7 +46,7 @@ from plait import collector
 from plait.compiler.combine import SourceError
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.graph import EMPTY
-from plait.compiler.groups import Member, assign_groups, parent_only
+from plait.compiler.groups import Members, assign_groups, parent_only
 from plait.compiler.items import node_id, node_ids
 from plait.compiler.nodes import as_join, item_keys, make_node, make_nodes
 from plait.compiler.plan import FrozenDict, NodeSpec, Plan, StepSpec
@@ -135,12 +135,13 @@ def grow_parents(plan: Plan, results: Mapping[str, Any], step: str | None = None
     with collector.paused():
         growth = _Growth(plan)
         failed: dict[str, WorkflowError] = {}
+        folder = plan.workflow_dir  # (a new Path each time it is asked for)
         for parent, result in results.items():
             node = plan.nodes[parent]
             view = {"key": node.key, "item": node.item, "result": result}
             for placeholder in _waiting(plan, node, step):
                 try:
-                    children = _children(plan, plan.steps[plan.nodes[placeholder].step], node, view)
+                    children = _children(plan, plan.steps[plan.nodes[placeholder].step], node, view, folder)
                     growth.replace(placeholder, children)
                     growth.parents[parent] = [child.id for child in children]
                 except WorkflowError as err:
@@ -160,17 +161,18 @@ def _waiting(plan: Plan, parent: NodeSpec, step: str | None) -> list[str]:
     return sorted(found, key=lambda s: plan.nodes[s].step)
 
 
-def _children(plan: Plan, spec: StepSpec, parent: NodeSpec, view: Mapping[str, Any]) -> list[NodeSpec]:
-    """Return a parent's children in fan-out step `spec`, from its items rendered with `parent`."""
+def _children(plan: Plan, spec: StepSpec, parent: NodeSpec, view: Mapping[str, Any], folder: Any) -> list[NodeSpec]:
+    """Return a parent's children in fan-out step `spec`, from its items rendered with `parent` (`folder`: the
+    plan's `workflow_dir`)."""
     what = f"step '{spec.name}': the items of parent {parent.id}"
-    context = template_context(plan.params, parent=view, workflow_dir=plan.workflow_dir)
+    context = template_context(plan.params, parent=view, workflow_dir=folder)
     try:
         rendered = render_value(spec.items, context)
     except RENDER_ERRORS as err:
         raise _error(spec, f"{what} do not render: {err}",
                      "the items of a fan-out see parent (key, item, result) and params") from err
     new_items, keys = _items(spec, rendered, what, "{{ parent.result }}")
-    own = _keys(spec, new_items, keys, plan, view)
+    own = _keys(spec, new_items, keys, plan, view, folder)
     keys = [f"{parent.key}/{k}" for k in own]
     return make_nodes(spec, "task", node_ids(spec.name, keys), keys, new_items)
 
@@ -190,10 +192,11 @@ def _items(spec: StepSpec, rendered: Any, what: str,
     return items, keys
 
 
-def _keys(spec: StepSpec, items: list, keys: list | None, plan: Plan, parent: Mapping[str, Any] | None = None) -> list:
+def _keys(spec: StepSpec, items: list, keys: list | None, plan: Plan, parent: Mapping[str, Any] | None = None,
+          folder: Any = None) -> list:
     try:
         return item_keys(spec.name, items, spec.key, plan.params, keys, checked=keys is not None,
-                         workflow_dir=plan.workflow_dir, parent=parent)
+                         workflow_dir=folder if folder is not None else plan.workflow_dir, parent=parent)
     except WorkflowError as err:
         raise WorkflowError([dataclasses.replace(e, loc=spec.items_loc or spec.loc) for e in err.errors]) from err
 
@@ -322,7 +325,7 @@ class _Growth:
     def group(self, placeholder: str, members: Sequence[NodeSpec], parents: list[dict] | None) -> None:
         """Give group_by placeholder `placeholder` one node per group of `members`, each fed by its own. Mutates."""
         spec = self.steps[self.old.nodes[placeholder].step]
-        seen = [Member(m.key, m.item, m.index, parents[i] if parents else None) for i, m in enumerate(members)]
+        seen = Members([m.key for m in members], [m.item for m in members], [m.index for m in members], parents)
         try:
             groups = assign_groups(spec.name, spec.group_by, spec.group_key, seen, self.old.params,
                                    self.old.workflow_dir)

@@ -16,7 +16,7 @@ from typing import Any
 from plait.compiler.diagnostics import Diagnostic, WorkflowError
 from plait.compiler.items import check_key, default_key
 from plait.compiler.plan import FrozenDict, NodeSpec, StepSpec, freeze
-from plait.templating import RENDER_ERRORS, item_contexts, render_each
+from plait.templating import ItemRenderError, render_items
 
 __all__ = ["item_keys", "make_node", "make_nodes"]
 
@@ -68,17 +68,18 @@ def item_keys(step: str, items: Sequence[Any], key_template: str | None, params:
     elif key_template is None and matched is None and set(map(type, items)) <= {int}:
         keys = list(items)  # numbers name their nodes as they are (the common `range`): nothing to check
     else:
-        rendered = render_each(key_template, item_contexts(
-            params, zip(items, range(total), repeat(None), repeat(parent)), total=total, step=step,
-            workflow_dir=workflow_dir)) if key_template is not None else None
+        rendered = None
+        if key_template is not None:
+            try:
+                rendered = render_items(key_template, params, zip(items, range(total), repeat(None), repeat(parent)),
+                                        total=total, step=step, workflow_dir=workflow_dir)
+            except ItemRenderError as failed:
+                raise WorkflowError([Diagnostic(None, f"step '{step}': the key of item {failed.position} does not "
+                                                      f"render: {failed.error}", "the key template sees item, index, "
+                                                                                 "batch and params")]) from failed.error
         for index, item in enumerate(items):
             if rendered is not None:
-                try:
-                    key = next(rendered)
-                except RENDER_ERRORS as err:
-                    raise WorkflowError([Diagnostic(None, f"step '{step}': the key of item {index} does not render: "
-                                                          f"{err}", "the key template sees item, index, batch and "
-                                                                    "params")]) from err
+                key = rendered[index]
             elif matched is None and type(item) is int:
                 keys.append(item)  # a number names its node as it is (the common `range`): nothing to check
                 continue

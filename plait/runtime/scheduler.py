@@ -41,6 +41,7 @@ from __future__ import annotations
 import contextlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from itertools import chain
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,12 @@ class Scheduler:
         state.report.plan_summary = dict(+summary)
         return dict(state.report.plan_summary)
 
-    def _decide(self, nodes: Iterable[str]) -> Counter:
+    def _decide(self, nodes: list[str]) -> Counter:
         """Fingerprint and decide nodes in plan order: restore the done, make the rest wait or ready. Mutates."""
+        if nodes and self.selection.everything and self.previous.keys().isdisjoint(nodes):
+            summary = self._decide_new(nodes)
+            if summary is not None:
+                return summary
         state, previous, explainer = self.state, self.previous, self.explainer
         fp, pred, nodes_of = state.fp, state.pred, state.plan.nodes
         node_fp = self.fingerprints.node
@@ -170,6 +175,35 @@ class Scheduler:
         restore(state, done)
         wait_for_predecessors(state, waiting)  # once every done node is settled, so that none is waited for
         return summary
+
+    def _decide_new(self, nodes: list[str]) -> Counter | None:
+        """Decide nodes the ledger has never seen, in a run that selects nothing (a fresh run, a growth's new nodes):
+        what `_decide` does for them, with no Python per node but its fingerprint. Mutates.
+
+        With no prior, `decide` gives every node the one decision (new, run); should it ever not
+        run such a node, this returns None, having only fingerprinted them, and `_decide` decides
+        them one by one.
+        """
+        state = self.state
+        fp, node_fp = state.fp, self.fingerprints.node
+        specs = list(map(state.plan.nodes.__getitem__, nodes))
+        preds = list(map(state.pred.__getitem__, nodes))
+        last: Any = None
+        upstream: Any = ()
+        for nid, node, before in zip(nodes, specs, preds):  # in plan order: a node's predecessors come first
+            if before is not last:  # (siblings share one dict of predecessors: a growth's children, one list)
+                last, upstream = before, [fp[p] for p in before] if before else ()
+            fp[nid] = node_fp(node, upstream)
+        decision = decide(specs[0], None, fp[nodes[0]], self.explainer)
+        if not decision.run:
+            return None
+        state.decisions.update(dict.fromkeys(nodes, decision))
+        if state.status.keys() >= set(chain.from_iterable(preds)):  # a growth's children: their parents are done
+            state.ready += nodes
+        else:
+            state.ready += [nid for nid, before in zip(nodes, preds) if not before]
+            wait_for_predecessors(state, [nid for nid, before in zip(nodes, preds) if before])
+        return Counter({decision.reason: len(nodes)})
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -322,9 +356,9 @@ class Scheduler:
         if not grown or not any(g.new or g.joins for g in grown):
             return
         plan = grown[-1].plan
-        new = [n for g in grown for n in g.new]
+        new = grown[0].new if len(grown) == 1 else [n for g in grown for n in g.new]
         joins = [j for g in grown for j in g.joins]
-        fed = sorted({n for g in grown for n in g.fed}.difference(n.id for n in new))
+        fed = sorted({n for g in grown for n in g.fed}.difference(map(_ID, new)))
         self.submit("add_nodes", [*map(_PLANNED, new), *map(_PLANNED, map(plan.nodes.__getitem__, joins))])
         for g in grown:
             for parent, children in g.parents.items():
@@ -334,10 +368,20 @@ class Scheduler:
         self._decide(list(map(_ID, new)))
         if state.on_grow is not None:
             state.on_grow([plan.nodes[join].step for join in joins], new, state.status)
-        ready = set(state.ready)
-        wait_for_predecessors(state, [n for n in [*joins, *fed] if n not in state.status and n not in ready])
+        waiting = [n for n in [*joins, *fed] if n not in state.status]
+        ready = set(waiting).intersection(state.ready) if waiting else ()  # (not a set of every ready node)
+        wait_for_predecessors(state, [n for n in waiting if n not in ready])
+        fanned: dict[str, list[int]] = {}  # a fan-out step -> [placeholders grown, their nodes]: one line for them all
         for join in joins:
-            logger.bind(node=join).info(f"{plan.nodes[join].step}: expanded into {len(state.pred[join]):,} nodes")
+            node = plan.nodes[join]
+            if node.key is None:
+                logger.bind(node=join).info(f"{node.step}: expanded into {len(state.pred[join]):,} nodes")
+            else:
+                tally = fanned.setdefault(node.step, [0, 0])
+                tally[0] += 1
+                tally[1] += len(state.pred[join])
+        for step, (placeholders, grew) in fanned.items():
+            logger.info(f"{step}: {placeholders:,} of its placeholders expanded into {grew:,} nodes")
 
     def _not_expanded(self, nid: str, node: NodeSpec, err: Exception) -> None:
         """Fail a placeholder whose items could not be listed, with the compiler's located error. Mutates."""

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from itertools import filterfalse
+from itertools import chain, filterfalse
 from operator import attrgetter
 from typing import Any, NamedTuple
 
@@ -52,7 +52,8 @@ from plait.runtime.state import RunState
 __all__ = ["Wave", "join_result", "next_wave", "upstream_view", "value"]
 
 _NOTHING: dict[str, Any] = {}
-_STEP = attrgetter("step")
+_STEP, _KIND = attrgetter("step"), attrgetter("kind")
+_TASKS = frozenset({"task"})
 _ALL_SUCCEEDED = frozenset({SUCCEEDED})  # what every predecessor of a node in a bulk unit has settled as
 
 # Expands placeholder nodes (id, node) found ready together, now that what each waits for has settled.
@@ -87,12 +88,15 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
     skipping, status = state.skipping, state.status
     while state.ready and not state.stopping:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
+        specs = list(map(state.plan.nodes.__getitem__, batch))
+        if _all_alone(state, batch, specs):
+            _add_alone(state, wave, starts, specs, parents)
+            continue
         alone: list[NodeSpec] = []  # consecutive plain units: added together, column by column
         placeholders: list[tuple[str, NodeSpec]] = []  # expanded together, once the batch is seen
-        for nid in batch:
+        for nid, node in zip(batch, specs):
             if nid in state.status or nid in state.in_flight:
                 continue
-            node = state.plan.nodes[nid]
             if (node.kind == "task" and node.step in state.plain and nid not in skipping
                     and _ALL_SUCCEEDED.issuperset(map(status.get, state.pred[nid]))):  # (read anew: a growth renews it)
                 alone.append(node)  # nothing to fuse, no lane, nothing upstream that failed
@@ -124,6 +128,18 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
     state.ready += held
     lanes = _add_lanes(state, wave, starts, limited, parents) if limited else 0
     return Wave(wave, starts, lanes) if starts else None
+
+
+def _all_alone(state: RunState, batch: list[str], specs: list[NodeSpec]) -> bool:
+    """Say whether every node of `batch` (nodes `specs`) is a unit of one job to add in bulk, checked by C-level
+    passes: each once, none settled or taken, a task of a plain step, not skipped, its predecessors all succeeded
+    (a first step's items, or a parent's children, the most of a big wave)."""
+    status = state.status
+    return (_TASKS.issuperset(map(_KIND, specs)) and state.plain.issuperset(map(_STEP, specs))
+            and status.keys().isdisjoint(batch) and state.in_flight.isdisjoint(batch)
+            and state.skipping.isdisjoint(batch)
+            and _ALL_SUCCEEDED.issuperset(map(status.get, chain.from_iterable(map(state.pred.__getitem__, batch))))
+            and len(set(batch)) == len(batch))
 
 
 def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[str, list[NodeSpec]],

@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import textwrap
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 import plait
+from plait import template_limits
 from plait.compiler import (
     Plan,
     WorkflowError,
@@ -26,7 +28,7 @@ from plait.compiler import (
     parent_of,
     parent_view,
 )
-from plait.templating import TemplateError, item_contexts, render, render_each, render_value, template_context
+from plait.templating import ItemRenderError, TemplateError, render, render_items, render_value, template_context
 
 
 def compile_text(text: str, **params: object) -> Plan:
@@ -337,35 +339,50 @@ def test_cli_compile_and_graph_show_groups(tmp_path: Path, cli) -> None:
 
 @pytest.mark.parametrize("source", [
     "{{ item // 100 }}", "{{ item.sample }}", "{{ item.sample | upper }}-{{ index }}", "{{ batch.total - index }}",
-    "{{ [item.sample, params.n] }}", "{{ range(item.n) | list }}", "{{ x if x is defined else key }}", "plain",
-    "{{ workflow_dir | basename }}",
+    "{{ [item.sample, params.n] }}", "{{ range(item.n) | list }}", "{{ parent.key if parent is defined else key }}",
+    "plain", "{{ workflow_dir | basename }}", "{% set n = item.n %}{{ n }}{% for i in range(n) %}.{% endfor %}",
+    "{{ batch }}", "{{ dict(a=key) }}",
 ])
-def test_render_each_gives_what_render_gives_each_context(source: str) -> None:
-    items = [{"sample": "A", "n": 2}, {"sample": "b", "n": 0}, {"sample": "C", "n": 3}]
-    contexts = [template_context({"n": 7}, item=item, index=i, key=f"k{i}", total=3, step="s", workflow_dir="/w/f")
-                for i, item in enumerate(items)]
+def test_render_items_gives_what_render_gives_each_item(source: str) -> None:
+    rows = [({"sample": "A", "n": 2}, 0, "k0", None), ({"sample": "b", "n": 0}, 1, "k1", {"key": "p", "item": 3}),
+            ({"sample": "C", "n": 3}, 2, "k2", None)]
     if source == "{{ item // 100 }}":
-        contexts = [{**context, "item": 100 * i + 7} for i, context in enumerate(contexts)]
-    contexts.append({**contexts[0], "x": 5})  # a name one context has and the others lack
+        rows = [(100 * i + 7, *row[1:]) for i, row in enumerate(rows)]
+    contexts = [template_context({"n": 7}, item=item, index=index, key=key, total=3, step="s", workflow_dir="/w/f",
+                                 parent=parent) for item, index, key, parent in rows]
 
-    assert list(render_each(source, contexts)) == [render(source, context) for context in contexts]
+    rendered = render_items(source, {"n": 7}, rows, total=3, step="s", workflow_dir="/w/f")
 
-
-def test_item_contexts_are_what_template_context_gives_each_item() -> None:
-    rows = [({"sample": "A"}, 0, "A", None), (7, 1, 7, {"key": "p", "item": "p.txt"}), (None, 2, None, None)]
-    made = list(item_contexts({"n": 7}, rows, total=3, step="s", workflow_dir=Path("/w/f")))
-    assert made == [template_context({"n": 7}, item=item, index=index, key=key, total=3, step="s",
-                                     workflow_dir=Path("/w/f"), parent=parent) for item, index, key, parent in rows]
-    assert [list(context) for context in made] == [list(template_context({}, item=1, step="s", workflow_dir="/w",
-                                                                         parent=row[3])) for row in rows]
+    assert rendered == [render(source, context) for context in contexts]
 
 
-def test_render_each_raises_at_the_context_that_fails() -> None:
-    contexts = [{"item": {"sample": "A"}}, {"item": {}}, {"item": {"sample": "C"}}]
-    rendered = render_each("{{ item.sample }}", contexts)
-    assert next(rendered) == "A"
-    with pytest.raises(TemplateError, match="'dict object' has no attribute 'sample'"):
-        next(rendered)
+def test_render_items_raises_at_the_row_that_fails() -> None:
+    rows = [({"sample": "A"}, 0, None, None), ({}, 1, None, None), ({"sample": "C"}, 2, None, None)]
+    with pytest.raises(ItemRenderError) as failed:
+        render_items("{{ item.sample }}", {}, rows, total=3, step="s")
+    assert failed.value.position == 1
+    assert isinstance(failed.value.error, TemplateError)
+    assert str(failed.value.error) == "'dict object' has no attribute 'sample'"
+
+
+def test_render_items_gives_each_row_a_deadline_of_its_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each row may take most of the budget (0.15 s of 0.2 here, on a clock the rows move): one deadline for all the
+    rows would fail the second; the row that takes more than the budget fails."""
+    now = [0.0]
+
+    def spend(seconds: float) -> float:
+        now[0] += seconds
+        return seconds
+
+    monkeypatch.setattr(template_limits, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    monkeypatch.setattr(template_limits, "DEFAULT_SECONDS", 0.2)
+    rows = [(spend, 0.15, None, None)] * 4 + [(spend, 0.3, None, None)]
+    assert render_items("{{ item(index) ~ '' }}", {}, rows[:4], total=4, step="s") == ["0.15"] * 4
+    with pytest.raises(ItemRenderError) as failed:
+        render_items("{{ item(index) ~ '' }}", {}, rows, total=5, step="s")
+    assert failed.value.position == 4
+    assert isinstance(failed.value.error, template_limits.TemplateTimeout)
+    assert str(failed.value.error) == "the template ran past its time budget of 0.2 s"
 
 
 def test_group_keys_that_would_name_one_node_twice_are_refused() -> None:
