@@ -6,7 +6,11 @@ node that is ready becomes a unit: itself, plus the per-item partners that can r
 `a[k] -> b[k] -> c[k]` runs in one worker without waiting for the rest of `a`.
 
 A wave is one `Chunk` whose columns list every job of every unit, unit after unit, plus the
-position of each unit's first job; the dispatcher cuts it into chunks at those positions. What
+position of each unit's first job; the dispatcher cuts it into chunks at those positions. A wave
+takes at most about `MOST_IN_A_WAVE` jobs (whole units), the first in plan order; the rest stay ready
+for the next wave, which starts as soon as this one's chunks are all handed to the workers
+(`plait.runtime.calls`). A wave of a million ready nodes held ten columns of a million entries
+each, and as many in its running call's books, for the whole of the run (docs/performance.md). What
 all nodes of a step share (handler, config, policies) is one `StepCall` (`RunState.step_calls`),
 pickled once per chunk; a job adds only its node ID, item, key, index, attempt and what it sees
 of upstream steps (one shared empty view for steps that read none). That view is `{result}` for a
@@ -49,7 +53,9 @@ from plait.runtime.outcome import SKIPPED, SUCCEEDED
 from plait.runtime.settling import blocked, settle, settle_skip
 from plait.runtime.state import RunState
 
-__all__ = ["Wave", "join_result", "next_wave", "upstream_view", "value"]
+__all__ = ["MOST_IN_A_WAVE", "Wave", "join_result", "next_wave", "upstream_view", "value"]
+
+MOST_IN_A_WAVE = 100_000  # a wave's jobs, past which the nodes ready wait for the next wave (a unit is never cut)
 
 _NOTHING: dict[str, Any] = {}
 _STEP = attrgetter("step")
@@ -85,11 +91,16 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
     held: list[str] = []  # ready nodes of limited steps whose every lane is in a running call
     parents: dict[str, Mapping[str, Any]] = {}  # parent -> the `parent` view its children in this wave share
     skipping, status = state.skipping, state.status
-    while state.ready and not state.stopping:
+    full = False  # the wave holds `MOST_IN_A_WAVE` jobs: the nodes left stay ready for the next
+    while state.ready and not state.stopping and not full:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
         alone: list[NodeSpec] = []  # consecutive plain units: added together, column by column
         placeholders: list[tuple[str, NodeSpec]] = []  # expanded together, once the batch is seen
-        for nid in batch:
+        for position, nid in enumerate(batch):
+            if len(alone) + len(wave.nodes) >= MOST_IN_A_WAVE:
+                state.ready += batch[position:]
+                full = True
+                break
             if nid in state.status or nid in state.in_flight:
                 continue
             node = state.plan.nodes[nid]
