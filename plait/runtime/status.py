@@ -16,7 +16,11 @@ reason) and reused, so a batch of nodes without an error record is put together 
 time (`_Steps.add`; a batch of one tail is its IDs joined by it), and a step's whole-number keys
 are cut from the node IDs. Every column the sorted pass reads is carried through SQLite's sort
 for every row, so it reads no more than these. Building the members in SQLite was measured and
-was slower (docs/performance.md). A million nodes never become one dict and one string of 80 MB,
+was slower (docs/performance.md). When most rows are of one kind (a step's items that succeeded
+at their first attempt for one reason, as a run of a million items leaves them: `_by_kind`), the
+sorted pass reads their IDs alone, as one text SQLite joins, and the few rows of other kinds are
+read whole, unsorted, and put in their places; a batch of plain IDs then becomes its members and
+its keys by replacing the separators in its text. A million nodes never become one dict and one string of 80 MB,
 and the first bytes are out while the rest are read.
 `workflow_status` builds the dict from the `nodes` view, row by row: the plain reference the
 streamed text is tested against (tests/test_state.py).
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -37,6 +42,7 @@ from typing import Any, TextIO
 
 from plait.runtime.ledger import Ledger, workspace_ledger
 from plait.runtime.ledger_schema import STATUSES
+from plait.runtime.planned import IN_PLAN
 from plait.workspace import in_use
 
 __all__ = ["CHUNK", "format_status", "lived", "moment_text", "status_summary", "workflow_status",
@@ -70,9 +76,10 @@ def write_status_json(workspace: str | Path, out: TextIO) -> None:
                   f'"run": {json.dumps(_lived(ledger, Path(workspace)), default=str)}, "nodes": {{')
         steps = _Steps(ledger.labels())
         separator = ""
-        for batch in ledger.batches(_NODES, CHUNK):
+        members = _by_kind(ledger, steps)
+        for text in members if members is not None else map(steps.add, ledger.batches(_NODES, CHUNK)):
             out.write(separator)  # apart: the batch's text is megabytes, not copied again
-            out.write(steps.add(batch))
+            out.write(text)
             separator = ", "
         unrecorded = ledger.unrecorded()
         names = list(unrecorded)
@@ -81,6 +88,31 @@ def write_status_json(workspace: str | Path, out: TextIO) -> None:
                                              for nid in names[start:start + CHUNK]]))
             separator = ", "
         out.write(f'}}, "steps": {steps.json(_step_stats(ledger, unrecorded))}}}\n')
+
+
+def _by_kind(ledger: Ledger, steps: _Steps) -> Iterator[str] | None:
+    """Return the members of `nodes` in completion order, a batch at a time, when most rows are of one kind (a step's
+    items that succeeded at the first attempt for one reason, keyed as their IDs say); else None.
+
+    The sorted pass then reads one text: the IDs in completion order joined by SQLite, and the
+    rows of other kinds are read whole, unsorted, and put in their places (`_Steps.in_order`). A
+    million rows of a run's items came back as a million tuples of seven columns, carried through
+    SQLite's sort; their IDs as one text take a third of the time (docs/performance.md). A ledger
+    of many kinds (rows of several steps, reasons that name a node) is read as before, by `_NODES`.
+    """
+    first = next(ledger.batches(_FIRST, 1), None)
+    if not first:
+        return None
+    kind = first[0]
+    ((total,),) = next(ledger.batches(_TOTAL, 1))
+    most = total // 4
+    others = [row for batch in ledger.batches(_OTHERS, CHUNK, (*kind, most + 1)) for row in batch]
+    if len(others) > most:
+        return None
+    ((text,),) = next(ledger.batches(_IDS, 1))
+    if text.count(_APART) != total - 1:  # an ID holds the separator: read as before
+        return None
+    return steps.in_order(text, {row[0]: row for row in others}, kind)
 
 
 class _Steps:
@@ -117,6 +149,50 @@ class _Steps:
                 self.processed[step] += self._numbers(step, rows) or map(_processed, rows)
         return text
 
+    def in_order(self, text: str, others: dict[str, tuple[Any, ...]], kind: tuple[int, str | None]) -> Iterator[str]:
+        """Yield the members of `nodes`, `CHUNK` at a time, of the rows whose IDs `text` lists in completion order
+        (joined by `_APART`): of the common `kind` (step, reason), or of another with its row in `others`.
+
+        With no other, a batch of IDs that JSON writes as they are (printable ASCII, no quote or
+        backslash) is written by replacing the separators in its text, and its keys, when they are
+        whole numbers, are cut out of it the same way: no string is made per node.
+        """
+        step, reason = kind
+        tail = _tail(1, 1, reason, None)
+        if others:
+            ids = text.split(_APART)
+            for other, run in groupby(ids, others.__contains__):
+                nodes = list(run)
+                for start in range(0, len(nodes), CHUNK):
+                    part = nodes[start:start + CHUNK]
+                    yield self.add([others[nid] for nid in part]) if other else self._common(part, step, tail)
+            return
+        prefix = self.labels[step] + "["
+        start = 0
+        while start < len(text):
+            end = text.find(_APART, start + CHUNK * 16)  # about `CHUNK` IDs of a dozen characters
+            end = len(text) if end < 0 else end
+            part = text[start:end]
+            start = end + 1
+            if not _PLAIN.fullmatch(part):
+                yield self._common(part.split(_APART), step, tail)
+                continue
+            keys = part.replace("]" + _APART + prefix, ", ")
+            if keys.startswith(prefix) and keys.endswith("]") and _NUMBERS.fullmatch(keys, len(prefix), len(keys) - 1):
+                self.processed[step].append(keys[len(prefix):-1])
+            else:
+                self.processed[step] += self._keys(part.split(_APART), step)
+            yield '"' + part.replace(_APART, f'"{tail}, "') + '"' + tail
+
+    def _common(self, ids: list[str], step: int, tail: str) -> str:
+        """Return the members of `nodes` of rows of the common kind (`in_order`) given by ID; note their keys."""
+        self.processed[step] += self._keys(ids, step)
+        return (tail + ", ").join(map(encode_basestring_ascii, ids)) + tail
+
+    def _keys(self, ids: list[str], step: int) -> list[str]:
+        """Return the JSON of the keys of nodes of `step` that succeeded, from their IDs (a stored key of 0)."""
+        return self._numbers_of(step, ids) or [json.dumps(_stored_key(nid, 0)) for nid in ids]
+
     def _members(self, batch: list[tuple[Any, ...]]) -> str:
         """Return the members of `nodes` of rows without an error record, joined: when they all have one tail (a run's
         items, as a rule), the IDs joined by it, with no string made per row."""
@@ -145,8 +221,13 @@ class _Steps:
         column at a time; [] unless every one of `rows` has such a key."""
         if set(map(type, map(_STORED_KEY, rows))) != {int}:
             return []
+        return self._numbers_of(step, list(map(_ID, rows)))
+
+    def _numbers_of(self, step: int, ids: list[str]) -> list[str]:
+        """Return the JSON of the keys of nodes of `step` whose IDs say them (a stored key of 0), when every one is a
+        whole number; else []."""
         start = len(self.labels[step]) + 1  # an item's ID is `step[key]`
-        texts = list(map(getitem, map(_ID, rows), repeat(slice(start, -1))))
+        texts = list(map(getitem, ids, repeat(slice(start, -1))))
         return texts if all(map(str.isdigit, texts)) else []  # JSON has no leading zeros: the digits are the JSON
 
     def json(self, stats: dict[str, dict[str, int]]) -> str:
@@ -190,6 +271,21 @@ _ID, _STATUS_NUMBER, _ATTEMPTS, _ERROR, _REASON, _STEP, _STORED_KEY = (itemgette
 _NODES = ("SELECT node_id, status, attempts, error, reason, iif(status IN (1, 2) AND kind IS NOT 'join', step, NULL), "
           "key FROM settled WHERE in_plan = 1 ORDER BY seq IS NULL, seq, node_id")
 _NEVER_RAN = ': {"status": "pending", "attempts": 0, "error": null, "reason": null}'
+
+# The common kind of row (`_by_kind`): a task node of step ?1 that succeeded at its first attempt for reason ?2, keyed
+# as its ID says (a stored key of 0, plait.runtime.ledger_schema); `_FIRST` finds one, in the table's order; `_OTHERS`
+# reads at most ?3 rows of other kinds.
+_KIND = ("step = ?1 AND status = 1 AND attempts = 1 AND error IS NULL AND kind IS NULL AND key IS 0 "
+         "AND reason IS ?2")
+_FIRST = ("SELECT step, reason FROM settled WHERE in_plan = 1 AND status = 1 AND attempts = 1 AND error IS NULL "
+          "AND kind IS NULL AND key IS 0 LIMIT 1")
+_TOTAL = f"SELECT {IN_PLAN}"
+_OTHERS = _NODES.replace(" ORDER BY seq IS NULL, seq, node_id", f" AND NOT ({_KIND}) LIMIT ?3")
+_APART = "\x01"  # between the IDs of `_IDS`
+_IDS = ("SELECT group_concat(node_id, char(1)) FROM (SELECT node_id FROM settled WHERE in_plan = 1 "
+        "ORDER BY seq IS NULL, seq, node_id)")
+_PLAIN = re.compile(r"[ !#-\[\]-~\x01]*")  # IDs that JSON writes as they are, quoted, and the separator
+_NUMBERS = re.compile(r"[0-9]+(, [0-9]+)*")  # whole numbers' JSON, joined
 
 
 def status_summary(workspace: str | Path) -> dict[str, Any]:
