@@ -405,7 +405,7 @@ def test_plait_status_json_of_rows_all_of_one_kind_is_what_json_dumps_writes(
     flow.run()  # a resume of it all done: its rows stay of the first run's kind, and the resume records none
     text, queries = _status_json_reading(flow, monkeypatch, chunk)
     state = workflow_status(flow.ws)
-    assert (text, status._IDS in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, False)
+    assert (text, status._IDS_BY_SEQ in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, False)
     assert state["steps"]["many"]["processed"] == list(range(40))
 
 

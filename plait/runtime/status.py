@@ -109,7 +109,7 @@ def _by_kind(ledger: Ledger, steps: _Steps) -> Iterator[str] | None:
     others = [row for batch in ledger.batches(_OTHERS, CHUNK, (*kind, most + 1)) for row in batch]
     if len(others) > most:
         return None
-    ((text,),) = next(ledger.batches(_IDS, 1))
+    ((text,),) = next(ledger.batches(_IDS if others else _IDS_BY_SEQ, 1))  # no other: no row without a seq
     if text.count(_APART) != total - 1:  # an ID holds the separator: read as before
         return None
     return steps.in_order(text, {row[0]: row for row in others}, kind)
@@ -273,10 +273,10 @@ _NODES = ("SELECT node_id, status, attempts, error, reason, iif(status IN (1, 2)
 _NEVER_RAN = ': {"status": "pending", "attempts": 0, "error": null, "reason": null}'
 
 # The common kind of row (`_by_kind`): a task node of step ?1 that succeeded at its first attempt for reason ?2, keyed
-# as its ID says (a stored key of 0, plait.runtime.ledger_schema); `_FIRST` finds one, in the table's order; `_OTHERS`
-# reads at most ?3 rows of other kinds.
+# as its ID says (a stored key of 0, plait.runtime.ledger_schema), with a seq; `_FIRST` finds one, in the table's
+# order; `_OTHERS` reads at most ?3 rows of other kinds.
 _KIND = ("step = ?1 AND status = 1 AND attempts = 1 AND error IS NULL AND kind IS NULL AND key IS 0 "
-         "AND reason IS ?2")
+         "AND reason IS ?2 AND seq IS NOT NULL")
 _FIRST = ("SELECT step, reason FROM settled WHERE in_plan = 1 AND status = 1 AND attempts = 1 AND error IS NULL "
           "AND kind IS NULL AND key IS 0 LIMIT 1")
 _TOTAL = f"SELECT {IN_PLAN}"
@@ -284,6 +284,7 @@ _OTHERS = _NODES.replace(" ORDER BY seq IS NULL, seq, node_id", f" AND NOT ({_KI
 _APART = "\x01"  # between the IDs of `_IDS`
 _IDS = ("SELECT group_concat(node_id, char(1)) FROM (SELECT node_id FROM settled WHERE in_plan = 1 "
         "ORDER BY seq IS NULL, seq, node_id)")
+_IDS_BY_SEQ = _IDS.replace("seq IS NULL, ", "")  # the same order when every row has a seq: a fifth less to sort
 _PLAIN = re.compile(r"[ !#-\[\]-~\x01]*")  # IDs that JSON writes as they are, quoted, and the separator
 _NUMBERS = re.compile(r"[0-9]+(, [0-9]+)*")  # whole numbers' JSON, joined
 
