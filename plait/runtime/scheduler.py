@@ -12,7 +12,7 @@ dispatch in this thread or on a thread of its own (`plait.runtime.calls`).
 Task selection policy
     joblib cannot add work to a `Parallel` call that is running, so plait dispatches in waves:
     every node that is ready (all its dependencies settled) goes into one wave, ordered by plan
-    order (up to `plait.runtime.waves.MOST_IN_A_WAVE` jobs; the rest into the next), dispatched
+    order (up to `plait.runtime.waves.MOST_IN_A_WAVE` of them; the rest into the next), dispatched
     as one call, and its outcomes stream back unordered and are settled as they arrive. The
     nodes they make ready go into the next wave, which, where the backend lets calls
     overlap (loky, threading, dask), is dispatched as soon as every call in flight has handed all its

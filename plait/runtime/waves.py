@@ -7,11 +7,13 @@ node that is ready becomes a unit: itself, plus the per-item partners that can r
 
 A wave is one `Chunk` whose columns list every job of every unit, unit after unit, plus the
 position of each unit's first job; the dispatcher cuts it into chunks at those positions. A wave
-takes at most about `MOST_IN_A_WAVE` jobs (whole units), the first in plan order; the rest stay ready
-for the next wave, which starts as soon as this one's chunks are all handed to the workers
-(`plait.runtime.calls`). A wave of a million ready nodes held ten columns of a million entries
-each, and as many in its running call's books, for the whole of the run (docs/performance.md). What
-all nodes of a step share (handler, config, policies) is one `StepCall` (`RunState.step_calls`),
+takes at most `MOST_IN_A_WAVE` of the ready nodes (each with the partners that ride with it), the
+first in plan order; the rest stay ready for the next wave, which starts as soon as this one's
+chunks are all handed to the workers (`plait.runtime.calls`). A wave of a million ready nodes held
+ten columns of a million entries each, and as many in its running call's books, for the whole of
+the run (docs/performance.md).
+
+What all nodes of a step share (handler, config, policies) is one `StepCall` (`RunState.step_calls`),
 pickled once per chunk; a job adds only its node ID, item, key, index, attempt and what it sees
 of upstream steps (one shared empty view for steps that read none). That view is `{result}` for a
 plain step that succeeded, and `{result: null, status, error}` for one that did not (`status` is
@@ -55,7 +57,7 @@ from plait.runtime.state import RunState
 
 __all__ = ["MOST_IN_A_WAVE", "Wave", "join_result", "next_wave", "upstream_view", "value"]
 
-MOST_IN_A_WAVE = 100_000  # a wave's jobs, past which the nodes ready wait for the next wave (a unit is never cut)
+MOST_IN_A_WAVE = 100_000  # ready nodes a wave takes (each with its fused partners); the rest wait for the next
 
 _NOTHING: dict[str, Any] = {}
 _STEP = attrgetter("step")
@@ -91,16 +93,15 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
     held: list[str] = []  # ready nodes of limited steps whose every lane is in a running call
     parents: dict[str, Mapping[str, Any]] = {}  # parent -> the `parent` view its children in this wave share
     skipping, status = state.skipping, state.status
-    full = False  # the wave holds `MOST_IN_A_WAVE` jobs: the nodes left stay ready for the next
-    while state.ready and not state.stopping and not full:
+    taken = 0  # ready nodes taken: past `MOST_IN_A_WAVE`, the nodes left stay ready for the next wave
+    while state.ready and not state.stopping and taken < MOST_IN_A_WAVE:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
+        if taken + len(batch) > MOST_IN_A_WAVE:
+            state.ready, batch = batch[MOST_IN_A_WAVE - taken:], batch[:MOST_IN_A_WAVE - taken]
+        taken += len(batch)
         alone: list[NodeSpec] = []  # consecutive plain units: added together, column by column
         placeholders: list[tuple[str, NodeSpec]] = []  # expanded together, once the batch is seen
-        for position, nid in enumerate(batch):
-            if len(alone) + len(wave.nodes) >= MOST_IN_A_WAVE:
-                state.ready += batch[position:]
-                full = True
-                break
+        for nid in batch:
             if nid in state.status or nid in state.in_flight:
                 continue
             node = state.plan.nodes[nid]

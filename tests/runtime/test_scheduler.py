@@ -560,7 +560,7 @@ def test_nodes_their_fenced_off_call_did_not_start_run_again_while_the_run_goes_
             ["a[0]", "b[0]", "a[1]", "b[1]", "a[2]", "b[2]", "total"], 1), fenced
 
 
-def test_a_wave_takes_at_most_its_bound_of_jobs_in_plan_order_and_the_rest_follow_in_later_waves(
+def test_a_wave_takes_at_most_its_bound_of_ready_nodes_in_plan_order_and_the_rest_follow_in_later_waves(
         sync: SyncRun, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(waves, "MOST_IN_A_WAVE", 3)
     report, _ = sync.run(sync.compile(yaml("""
@@ -580,9 +580,9 @@ def test_a_wave_takes_at_most_its_bound_of_jobs_in_plan_order_and_the_rest_follo
             inputs: {code: "result = item"}
     """)))
     assert (report.status, sync.dispatched()) == ("succeeded", [
-        [["a[0]", "b[0]"], ["a[1]", "b[1]"]],  # a unit is never cut: two units of two jobs reach the bound
-        [["a[2]", "b[2]"], ["a[3]", "b[3]"]],
-        [["c[0]"], ["c[1]"], ["c[2]"]],  # three jobs each: the bound
+        [["a[0]", "b[0]"], ["a[1]", "b[1]"], ["a[2]", "b[2]"]],  # three ready nodes, each with its partner
+        [["a[3]", "b[3]"], ["c[0]"], ["c[1]"]],
+        [["c[2]"]],
     ])
     assert {n: json.loads(r.result) for n, r in sync.last().items()} == {
         **{f"a[{i}]": i for i in range(4)}, **{f"b[{i}]": 2 * i for i in range(4)}, **{f"c[{i}]": i for i in range(3)}}
