@@ -105,7 +105,7 @@ def _by_kind(ledger: Ledger, steps: _Steps) -> Iterator[str] | None:
         return None
     kind = first[0]
     ((total,),) = next(ledger.batches(_TOTAL, 1))
-    most = total // 4
+    most = total // _MOST_OTHERS
     others = [row for batch in ledger.batches(_OTHERS, CHUNK, (*kind, most + 1)) for row in batch]
     if len(others) > most:
         return None
@@ -282,6 +282,8 @@ _FIRST = ("SELECT step, reason FROM settled WHERE in_plan = 1 AND status = 1 AND
 _TOTAL = f"SELECT {IN_PLAN}"
 _OTHERS = _NODES.replace(" ORDER BY seq IS NULL, seq, node_id", f" AND NOT ({_KIND}) LIMIT ?3")
 _APART = "\x01"  # between the IDs of `_IDS`
+_MOST_OTHERS = 16  # `_by_kind` reads at most one row in this many whole before it gives up: a ledger of many kinds
+# pays that scan and no more
 _IDS = ("SELECT group_concat(node_id, char(1)) FROM (SELECT node_id FROM settled WHERE in_plan = 1 "
         "ORDER BY seq IS NULL, seq, node_id)")
 _IDS_BY_SEQ = _IDS.replace("seq IS NULL, ", "")  # the same order when every row has a seq: a fifth less to sort
