@@ -348,7 +348,7 @@ MOSTLY_ONE_KIND = r"""
     steps:
       - name: many
         task: python
-        items: {range: 40}
+        items: {range: 200}
         retry: {max_attempts: 2, delay: 0, retry_on: [OSError]}
         on_error: continue
         inputs:
@@ -387,7 +387,7 @@ def _status_json_reading(flow: Flow, monkeypatch: pytest.MonkeyPatch, chunk: int
 def test_plait_status_json_of_rows_mostly_of_one_kind_is_what_json_dumps_writes(
         flow: Flow, chunk: int, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
     flow.write(MOSTLY_ONE_KIND.replace("KEYS", key))
-    flow.run()  # 40 items: 2 retried, 1 failed; keys that are numbers, a list, a quote, a mapping
+    flow.run()  # 200 items: 2 retried, 1 failed; keys that are numbers, a list, a quote, a mapping (10 of 207 rows)
     text, queries = _status_json_reading(flow, monkeypatch, chunk)
     state = workflow_status(flow.ws)
     assert text == json.dumps(state) + "\n"
@@ -406,12 +406,12 @@ def test_plait_status_json_of_rows_all_of_one_kind_is_what_json_dumps_writes(
     text, queries = _status_json_reading(flow, monkeypatch, chunk)
     state = workflow_status(flow.ws)
     assert (text, status._IDS_BY_SEQ in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, False)
-    assert state["steps"]["many"]["processed"] == list(range(40))
+    assert state["steps"]["many"]["processed"] == list(range(200))
 
 
 def test_plait_status_json_reads_every_row_whole_when_an_id_holds_the_ids_separator(
         ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    planned = [(f"w[{i}]", "w", i, "task") for i in range(8)] + [("odd\x01one", "odd", None, "task")]
+    planned = [(f"w[{i}]", "w", i, "task") for i in range(40)] + [("odd\x01one", "odd", None, "task")]
     ledger.begin_run("run-1", "wf", "d", None, {}, 1, planned, {})
     ledger.record("run-1", [NodeRecord(nid, "succeeded", 1, "fp", "1", None, None, 10.0, 11.0, reason="new", step=step,
                                        key=key, kind=kind) for nid, step, key, kind in planned])
