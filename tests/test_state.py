@@ -12,6 +12,7 @@ import io
 import json
 import os
 import sqlite3
+import textwrap
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -366,6 +367,10 @@ MOSTLY_ONE_KIND = r"""
 """
 
 
+def yaml_text(text: str) -> str:
+    return textwrap.dedent(text)
+
+
 def _status_json_reading(flow: Flow, monkeypatch: pytest.MonkeyPatch, chunk: int) -> tuple[str, list[str]]:
     """Return `write_status_json`'s text for the flow's workspace and the queries it read the rows with."""
     monkeypatch.setattr(status, "CHUNK", chunk)
@@ -407,6 +412,29 @@ def test_plait_status_json_of_rows_all_of_one_kind_is_what_json_dumps_writes(
     state = workflow_status(flow.ws)
     assert (text, status._IDS_BY_SEQ in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, False)
     assert state["steps"]["many"]["processed"] == list(range(200))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_plait_status_json_of_two_steps_of_one_kind_each_completed_in_turn_is_what_json_dumps_writes(
+        flow: Flow, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow.write(yaml_text("""
+        name: pairs
+        steps:
+          - name: a
+            task: python
+            items: {range: 30}
+            inputs: {code: "result = item"}
+          - name: b
+            task: python
+            for_each: a
+            inputs: {code: "result = steps['a']['result'] + 1"}
+    """))
+    flow.run()  # b[k] rides with a[k]: the two steps' rows alternate in completion order
+    text, queries = _status_json_reading(flow, monkeypatch, chunk)
+    state = workflow_status(flow.ws)
+    assert (text, status._IDS_BY_SEQ in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, False)
+    assert list(state["nodes"])[:4] == ["a[0]", "b[0]", "a[1]", "b[1]"]
+    assert (state["steps"]["a"]["processed"], state["steps"]["b"]["processed"]) == (list(range(30)), list(range(30)))
 
 
 def test_plait_status_json_reads_every_row_whole_when_an_id_holds_the_ids_separator(

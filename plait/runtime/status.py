@@ -16,12 +16,13 @@ reason) and reused, so a batch of nodes without an error record is put together 
 time (`_Steps.add`; a batch of one tail is its IDs joined by it), and a step's whole-number keys
 are cut from the node IDs. Every column the sorted pass reads is carried through SQLite's sort
 for every row, so it reads no more than these. Building the members in SQLite was measured and
-was slower (docs/performance.md). When most rows are of one kind (a step's items that succeeded
-at their first attempt for one reason, as a run of a million items leaves them: `_by_kind`), the
-sorted pass reads their IDs alone, as one text SQLite joins, and the few rows of other kinds are
-read whole, unsorted, and put in their places; a batch of plain IDs then becomes its members and
-its keys by replacing the separators in its text. A million nodes never become one dict and one string of 80 MB,
-and the first bytes are out while the rest are read.
+was slower (docs/performance.md). When most rows are of their step's common kind (its items that
+succeeded at their first attempt for one reason, as a run of a million items leaves them:
+`_by_kind`), the sorted pass reads the IDs alone, as one text SQLite joins, and the few rows of
+other kinds are read whole, unsorted, and put in their places; with one step and no other, a
+batch of plain IDs becomes its members and its keys by replacing the separators in its text. A
+million nodes never become one dict and one string of 80 MB, and the first bytes are out while
+the rest are read.
 `workflow_status` builds the dict from the `nodes` view, row by row: the plain reference the
 streamed text is tested against (tests/test_state.py).
 """
@@ -91,28 +92,36 @@ def write_status_json(workspace: str | Path, out: TextIO) -> None:
 
 
 def _by_kind(ledger: Ledger, steps: _Steps) -> Iterator[str] | None:
-    """Return the members of `nodes` in completion order, a batch at a time, when most rows are of one kind (a step's
-    items that succeeded at the first attempt for one reason, keyed as their IDs say); else None.
+    """Return the members of `nodes` in completion order, a batch at a time, when most rows are of their step's common
+    kind (items that succeeded at the first attempt for one reason, keyed as their IDs say); else None.
 
     The sorted pass then reads one text: the IDs in completion order joined by SQLite, and the
     rows of other kinds are read whole, unsorted, and put in their places (`_Steps.in_order`). A
     million rows of a run's items came back as a million tuples of seven columns, carried through
     SQLite's sort; their IDs as one text take a third of the time (docs/performance.md). A ledger
-    of many kinds (rows of several steps, reasons that name a node) is read as before, by `_NODES`.
+    of many kinds (reasons that name a node, retries, failures) is read as before, by `_NODES`.
     """
-    first = next(ledger.batches(_FIRST, 1), None)
-    if not first:
+    kinds: dict[int, str | None] = {}  # step -> the reason of its common kind
+    for step in ledger.counted_steps():
+        name = steps.labels[step]
+        found = next(ledger.batches(_FIRST, 1, (name + "[", name + _PAST_BRACKET, step)), None)
+        if found:
+            kinds[step] = found[0][0]
+    if not kinds:
         return None
-    kind = first[0]
     ((total,),) = next(ledger.batches(_TOTAL, 1))
     most = total // _MOST_OTHERS
-    others = [row for batch in ledger.batches(_OTHERS, CHUNK, (*kind, most + 1)) for row in batch]
+    cases = " ".join(["WHEN ? THEN reason IS ? AND node_id > ? AND node_id < ?"] * len(kinds))
+    values = [value for step, reason in kinds.items()
+              for value in (step, reason, steps.labels[step] + "[", steps.labels[step] + _PAST_BRACKET)]
+    others = [row for batch in ledger.batches(_OTHERS.format(cases=cases), CHUNK, (*values, most + 1))
+              for row in batch]
     if len(others) > most:
         return None
     ((text,),) = next(ledger.batches(_IDS if others else _IDS_BY_SEQ, 1))  # no other: no row without a seq
     if text.count(_APART) != total - 1:  # an ID holds the separator: read as before
         return None
-    return steps.in_order(text, {row[0]: row for row in others}, kind)
+    return steps.in_order(text, {row[0]: row for row in others}, kinds)
 
 
 class _Steps:
@@ -149,24 +158,34 @@ class _Steps:
                 self.processed[step] += self._numbers(step, rows) or map(_processed, rows)
         return text
 
-    def in_order(self, text: str, others: dict[str, tuple[Any, ...]], kind: tuple[int, str | None]) -> Iterator[str]:
+    def in_order(self, text: str, others: dict[str, tuple[Any, ...]], kinds: dict[int, str | None]) -> Iterator[str]:
         """Yield the members of `nodes`, `CHUNK` at a time, of the rows whose IDs `text` lists in completion order
-        (joined by `_APART`): of the common `kind` (step, reason), or of another with its row in `others`.
+        (joined by `_APART`): of their step's common kind (`kinds`: step -> reason; an ID `step[key]`), or of
+        another with its row in `others`.
 
-        With no other, a batch of IDs that JSON writes as they are (printable ASCII, no quote or
-        backslash) is written by replacing the separators in its text, and its keys, when they are
-        whole numbers, are cut out of it the same way: no string is made per node.
+        With one step and no other, a batch of IDs that JSON writes as they are (printable ASCII, no
+        quote or backslash) is written by replacing the separators in its text, and its keys, when
+        they are whole numbers, are cut out of it the same way: no string is made per node.
         """
-        step, reason = kind
-        tail = _tail(1, 1, reason, None)
-        if others:
+        tails = {step: _tail(1, 1, reason, None) for step, reason in kinds.items()}
+        if others or len(kinds) > 1:
+            steps = {self.labels[step] + "[": step for step in kinds}  # an ID's `step[` -> its step
             ids = text.split(_APART)
-            for other, run in groupby(ids, others.__contains__):
-                nodes = list(run)
-                for start in range(0, len(nodes), CHUNK):
-                    part = nodes[start:start + CHUNK]
-                    yield self.add([others[nid] for nid in part]) if other else self._common(part, step, tail)
+            for start in range(0, len(ids), CHUNK):
+                part = ids[start:start + CHUNK]
+                prefixes = [None if nid in others else nid[:nid.index("[") + 1] for nid in part]
+                if None in prefixes:  # rows of other kinds among them: every row of the batch as `_NODES` reads it
+                    yield self.add([others[nid] if prefix is None else
+                                    (nid, 1, 1, None, kinds[steps[prefix]], steps[prefix], 0)
+                                    for nid, prefix in zip(part, prefixes)])
+                    continue
+                for prefix in dict.fromkeys(prefixes):  # each step's keys, in order
+                    self.processed[steps[prefix]] += self._keys(
+                        [nid for nid, of in zip(part, prefixes) if of == prefix], steps[prefix])
+                tail = {prefix: tails[step] for prefix, step in steps.items()}
+                yield ", ".join(map(str.__add__, map(encode_basestring_ascii, part), map(tail.__getitem__, prefixes)))
             return
+        ((step, tail),) = tails.items()
         prefix = self.labels[step] + "["
         start = 0
         while start < len(text):
@@ -272,15 +291,17 @@ _NODES = ("SELECT node_id, status, attempts, error, reason, iif(status IN (1, 2)
           "key FROM settled WHERE in_plan = 1 ORDER BY seq IS NULL, seq, node_id")
 _NEVER_RAN = ': {"status": "pending", "attempts": 0, "error": null, "reason": null}'
 
-# The common kind of row (`_by_kind`): a task node of step ?1 that succeeded at its first attempt for reason ?2, keyed
-# as its ID says (a stored key of 0, plait.runtime.ledger_schema), with a seq; `_FIRST` finds one, in the table's
-# order; `_OTHERS` reads at most ?3 rows of other kinds.
-_KIND = ("step = ?1 AND status = 1 AND attempts = 1 AND error IS NULL AND kind IS NULL AND key IS 0 "
-         "AND reason IS ?2 AND seq IS NOT NULL")
-_FIRST = ("SELECT step, reason FROM settled WHERE in_plan = 1 AND status = 1 AND attempts = 1 AND error IS NULL "
-          "AND kind IS NULL AND key IS 0 LIMIT 1")
+# A step's common kind of row (`_by_kind`): a task node of the step that succeeded at its first attempt, for the
+# reason the first such row of the step gives, keyed as its ID says (a stored key of 0, plait.runtime.ledger_schema:
+# the ID is `step[key]`, which `_FIRST` seeks by the range of IDs `step[…`), with a seq. `_OTHERS` reads at most ?
+# (its last parameter) rows of no step's common kind; `{cases}`: a `WHEN step THEN` of each kind, its reason and IDs.
+_COMMON = "status = 1 AND attempts = 1 AND error IS NULL AND kind IS NULL AND key IS 0 AND seq IS NOT NULL"
+_FIRST = (f"SELECT reason FROM settled WHERE node_id > ? AND node_id < ? AND step = ? AND in_plan = 1 AND {_COMMON} "
+          "LIMIT 1")
+_PAST_BRACKET = "\\"  # the character after `[`: the IDs `step[…` sort between `step[` and `step\`
 _TOTAL = f"SELECT {IN_PLAN}"
-_OTHERS = _NODES.replace(" ORDER BY seq IS NULL, seq, node_id", f" AND NOT ({_KIND}) LIMIT ?3")
+_OTHERS = _NODES.replace(" ORDER BY seq IS NULL, seq, node_id",
+                         f" AND NOT ({_COMMON} AND CASE step {{cases}} ELSE 0 END) LIMIT ?")
 _APART = "\x01"  # between the IDs of `_IDS`
 _MOST_OTHERS = 16  # `_by_kind` reads at most one row in this many whole before it gives up: a ledger of many kinds
 # pays that scan and no more
