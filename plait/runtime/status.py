@@ -169,21 +169,22 @@ class _Steps:
         """
         tails = {step: _tail(1, 1, reason, None) for step, reason in kinds.items()}
         if others or len(kinds) > 1:
-            steps = {self.labels[step] + "[": step for step in kinds}  # an ID's `step[` -> its step
+            step_of = {self.labels[step] + "[": step for step in kinds}  # an ID's `step[` -> its step
+            tail_of = {prefix: tails[step] for prefix, step in step_of.items()}
             ids = text.split(_APART)
             for start in range(0, len(ids), CHUNK):
                 part = ids[start:start + CHUNK]
                 prefixes = [None if nid in others else nid[:nid.index("[") + 1] for nid in part]
                 if None in prefixes:  # rows of other kinds among them: every row of the batch as `_NODES` reads it
                     yield self.add([others[nid] if prefix is None else
-                                    (nid, 1, 1, None, kinds[steps[prefix]], steps[prefix], 0)
+                                    (nid, 1, 1, None, kinds[step_of[prefix]], step_of[prefix], 0)
                                     for nid, prefix in zip(part, prefixes)])
                     continue
                 for prefix in dict.fromkeys(prefixes):  # each step's keys, in order
-                    self.processed[steps[prefix]] += self._keys(
-                        [nid for nid, of in zip(part, prefixes) if of == prefix], steps[prefix])
-                tail = {prefix: tails[step] for prefix, step in steps.items()}
-                yield ", ".join(map(str.__add__, map(encode_basestring_ascii, part), map(tail.__getitem__, prefixes)))
+                    self.processed[step_of[prefix]] += self._keys(
+                        [nid for nid, of in zip(part, prefixes) if of == prefix], step_of[prefix])
+                members = map(str.__add__, map(encode_basestring_ascii, part), map(tail_of.__getitem__, prefixes))
+                yield ", ".join(members)
             return
         ((step, tail),) = tails.items()
         prefix = self.labels[step] + "["
@@ -303,8 +304,9 @@ _TOTAL = f"SELECT {IN_PLAN}"
 _OTHERS = _NODES.replace(" ORDER BY seq IS NULL, seq, node_id",
                          f" AND NOT ({_COMMON} AND CASE step {{cases}} ELSE 0 END) LIMIT ?")
 _APART = "\x01"  # between the IDs of `_IDS`
-_MOST_OTHERS = 16  # `_by_kind` reads at most one row in this many whole before it gives up: a ledger of many kinds
-# pays that scan and no more
+# `_by_kind` reads at most one row in this many of other kinds before it gives up: a ledger of many kinds pays that
+# scan and no more.
+_MOST_OTHERS = 16
 _IDS = ("SELECT group_concat(node_id, char(1)) FROM (SELECT node_id FROM settled WHERE in_plan = 1 "
         "ORDER BY seq IS NULL, seq, node_id)")
 _IDS_BY_SEQ = _IDS.replace("seq IS NULL, ", "")  # the same order when every row has a seq: a fifth less to sort
