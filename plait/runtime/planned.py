@@ -45,7 +45,8 @@ def pack(planned: Iterable[tuple[str, str, Any, str]]) -> Iterator[tuple[str, st
     """Yield the parts of `planned` nodes, (node_id, step, key, kind) each: (step, kind, size, packed ids and keys).
 
     A part of a million items is compared with what it would say, not built twice: the IDs its
-    keys give and the range its keys count are made one at a time (a tuple of each was 100 MB).
+    keys give and the range its keys count are made one at a time, not as tuples beside it
+    (docs/performance.md).
     """
     for (step, kind), run in groupby(planned, _STEP_KIND):
         rows = list(run)

@@ -98,7 +98,7 @@ def _by_kind(ledger: Ledger, steps: _Steps) -> Iterator[str] | None:
     The sorted pass then reads one text: the IDs in completion order joined by SQLite, and the
     rows of other kinds are read whole, unsorted, and put in their places (`_Steps.in_order`). A
     million rows of a run's items came back as a million tuples of seven columns, carried through
-    SQLite's sort; their IDs as one text take a third of the time (docs/performance.md). A ledger
+    SQLite's sort; their IDs as one text take a fraction of that (docs/performance.md). A ledger
     of many kinds (reasons that name a node, retries, failures) is read as before, by `_NODES`.
     """
     kinds: dict[int, str | None] = {}  # step -> the reason of its common kind

@@ -37,7 +37,7 @@ from typing import Any
 
 from plait.runtime.ledger import Ledger, LedgerError, NodeRecord
 
-__all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "MOST_WAITING", "MOST_WAITING_BYTES", "LedgerWriter", "text_bytes"]
+__all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "MOST_WAITING", "MOST_WAITING_BYTES", "LedgerWriter"]
 
 FLUSH_EVERY = 2000
 FLUSH_SECONDS = 0.1
@@ -51,7 +51,7 @@ _RESULT, _OUTPUT = itemgetter(4), itemgetter(11)  # a NodeRecord's result and ou
 _Job = tuple[str | Callable[..., None], tuple[Any, ...], int]
 
 
-def text_bytes(records: Sequence[tuple[Any, ...]]) -> int:
+def _text_bytes(records: Sequence[tuple[Any, ...]]) -> int:
     """Return how many characters of results and captured output `records` (NodeRecords) hold."""
     return len("".join(filter(None, chain(map(_RESULT, records), map(_OUTPUT, records)))))
 
@@ -65,7 +65,7 @@ class LedgerWriter:
         self._reported = False
         self._opened = threading.Event()
         self._waiting = 0  # outcomes submitted and not yet committed (or dropped after a failed write)
-        self._waiting_bytes = 0  # the characters of their results and output (`text_bytes`)
+        self._waiting_bytes = 0  # the characters of their results and output (`_text_bytes`)
         self._committed = threading.Condition()
         self._thread = threading.Thread(target=self._loop, args=(path,), name="plait-ledger-writer", daemon=True)
         self._thread.start()
@@ -81,7 +81,7 @@ class LedgerWriter:
         self._raise()
         size = 0
         if method == "record":
-            size = text_bytes(args[1])
+            size = _text_bytes(args[1])
             self._make_room(len(args[1]), size)
         self._queue.put((method, args, size))
 
