@@ -37,7 +37,7 @@ from collections import defaultdict
 from collections.abc import Iterator
 from itertools import groupby, repeat
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from operator import getitem, itemgetter
+from operator import getitem, is_, itemgetter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -175,16 +175,15 @@ class _Steps:
             for start in range(0, len(ids), CHUNK):
                 part = ids[start:start + CHUNK]
                 prefixes = [None if nid in others else nid[:nid.index("[") + 1] for nid in part]
-                if None in prefixes:  # rows of other kinds among them: every row of the batch as `_NODES` reads it
-                    yield self.add([others[nid] if prefix is None else
-                                    (nid, 1, 1, None, kinds[step_of[prefix]], step_of[prefix], 0)
-                                    for nid, prefix in zip(part, prefixes)])
+                if None not in prefixes:
+                    yield self._kinds(part, prefixes, step_of, tail_of)
                     continue
-                for prefix in dict.fromkeys(prefixes):  # each step's keys, in order
-                    self.processed[step_of[prefix]] += self._keys(
-                        [nid for nid, of in zip(part, prefixes) if of == prefix], step_of[prefix])
-                members = map(str.__add__, map(encode_basestring_ascii, part), map(tail_of.__getitem__, prefixes))
-                yield ", ".join(members)
+                texts = []  # runs of rows of the common kinds, and of rows of others, in turn
+                for other, run in groupby(zip(part, prefixes, map(is_, prefixes, repeat(None))), _IS_OTHER):
+                    run_ids, run_prefixes, _ = map(list, zip(*run))
+                    texts.append(self.add([others[nid] for nid in run_ids]) if other
+                                 else self._kinds(run_ids, run_prefixes, step_of, tail_of))
+                yield ", ".join(texts)
             return
         ((step, tail),) = tails.items()
         prefix = self.labels[step] + "["
@@ -203,6 +202,14 @@ class _Steps:
             else:
                 self.processed[step] += self._keys(part.split(_APART), step)
             yield '"' + part.replace(_APART, f'"{tail}, "') + '"' + tail
+
+    def _kinds(self, ids: list[str], prefixes: list[str], step_of: dict[str, int], tail_of: dict[str, str]) -> str:
+        """Return the members of `nodes` of rows of their steps' common kinds given by ID (and its `step[`, a key of
+        `step_of` and `tail_of`); note their keys, each step's in order."""
+        for prefix in dict.fromkeys(prefixes):
+            self.processed[step_of[prefix]] += self._keys(
+                [nid for nid, of in zip(ids, prefixes) if of == prefix] if len(step_of) > 1 else ids, step_of[prefix])
+        return ", ".join(map(str.__add__, map(encode_basestring_ascii, ids), map(tail_of.__getitem__, prefixes)))
 
     def _common(self, ids: list[str], step: int, tail: str) -> str:
         """Return the members of `nodes` of rows of the common kind (`in_order`) given by ID; note their keys."""
@@ -310,6 +317,7 @@ _MOST_OTHERS = 16
 _IDS = ("SELECT group_concat(node_id, char(1)) FROM (SELECT node_id FROM settled WHERE in_plan = 1 "
         "ORDER BY seq IS NULL, seq, node_id)")
 _IDS_BY_SEQ = _IDS.replace("seq IS NULL, ", "")  # the same order when every row has a seq: a fifth less to sort
+_IS_OTHER = itemgetter(2)  # of (ID, its `step[` or None, whether None) in `_Steps.in_order`: a row of another kind
 _PLAIN = re.compile(r"[ !#-\[\]-~\x01]*")  # IDs that JSON writes as they are, quoted, and the separator
 _NUMBERS = re.compile(r"[0-9]+(, [0-9]+)*")  # whole numbers' JSON, joined
 
