@@ -33,11 +33,12 @@ import contextlib
 import json
 import re
 import time
-from collections import defaultdict
+from bisect import bisect_left
+from collections import Counter, defaultdict
 from collections.abc import Iterator
-from itertools import groupby, repeat
+from itertools import compress, groupby, repeat
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
-from operator import getitem, is_, itemgetter
+from operator import getitem, itemgetter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -101,12 +102,12 @@ def _by_kind(ledger: Ledger, steps: _Steps) -> Iterator[str] | None:
     SQLite's sort; their IDs as one text take a fraction of that (docs/performance.md). A ledger
     of many kinds (reasons that name a node, retries, failures) is read as before, by `_NODES`.
     """
-    kinds: dict[int, str | None] = {}  # step -> the reason of its common kind
+    kinds: dict[int, str | None] = {}  # step -> the reason of its common kind: the most of its first rows give
     for step in ledger.counted_steps():
         name = steps.labels[step]
-        found = next(ledger.batches(_FIRST, 1, (name + "[", name + _PAST_BRACKET, step)), None)
+        found = next(ledger.batches(_FIRST, _SAMPLE, (name + "[", name + _PAST_BRACKET, step, _SAMPLE)), None)
         if found:
-            kinds[step] = found[0][0]
+            kinds[step] = Counter(map(_ID, found)).most_common(1)[0][0]
     if not kinds:
         return None
     ((total,),) = next(ledger.batches(_TOTAL, 1))
@@ -169,20 +170,20 @@ class _Steps:
         """
         tails = {step: _tail(1, 1, reason, None) for step, reason in kinds.items()}
         if others or len(kinds) > 1:
+            ids = text.split(_APART)
+            at = list(compress(range(len(ids)), map(others.__contains__, ids)))  # where the rows of others are
             step_of = {self.labels[step] + "[": step for step in kinds}  # an ID's `step[` -> its step
             tail_of = {prefix: tails[step] for prefix, step in step_of.items()}
-            ids = text.split(_APART)
             for start in range(0, len(ids), CHUNK):
-                part = ids[start:start + CHUNK]
-                prefixes = [None if nid in others else nid[:nid.index("[") + 1] for nid in part]
-                if None not in prefixes:
-                    yield self._kinds(part, prefixes, step_of, tail_of)
-                    continue
+                end = min(start + CHUNK, len(ids))
                 texts = []  # runs of rows of the common kinds, and of rows of others, in turn
-                for other, run in groupby(zip(part, prefixes, map(is_, prefixes, repeat(None))), _IS_OTHER):
-                    run_ids, run_prefixes, _ = map(list, zip(*run))
-                    texts.append(self.add([others[nid] for nid in run_ids]) if other
-                                 else self._kinds(run_ids, run_prefixes, step_of, tail_of))
+                for first, last in _runs(at[bisect_left(at, start):bisect_left(at, end)]):
+                    if first > start:
+                        texts.append(self._kinds(ids[start:first], step_of, tail_of))
+                    texts.append(self.add([others[nid] for nid in ids[first:last]]))
+                    start = last
+                if start < end:
+                    texts.append(self._kinds(ids[start:end], step_of, tail_of))
                 yield ", ".join(texts)
             return
         ((step, tail),) = tails.items()
@@ -203,12 +204,16 @@ class _Steps:
                 self.processed[step] += self._keys(part.split(_APART), step)
             yield '"' + part.replace(_APART, f'"{tail}, "') + '"' + tail
 
-    def _kinds(self, ids: list[str], prefixes: list[str], step_of: dict[str, int], tail_of: dict[str, str]) -> str:
-        """Return the members of `nodes` of rows of their steps' common kinds given by ID (and its `step[`, a key of
-        `step_of` and `tail_of`); note their keys, each step's in order."""
+    def _kinds(self, ids: list[str], step_of: dict[str, int], tail_of: dict[str, str]) -> str:
+        """Return the members of `nodes` of rows of their steps' common kinds given by ID (`step_of` and `tail_of`:
+        an ID's `step[` -> its step, its tail); note their keys, each step's in order."""
+        if len(step_of) == 1:
+            ((step, tail),) = zip(step_of.values(), tail_of.values())
+            return self._common(ids, step, tail)
+        prefixes = [nid[:nid.index("[") + 1] for nid in ids]
         for prefix in dict.fromkeys(prefixes):
-            self.processed[step_of[prefix]] += self._keys(
-                [nid for nid, of in zip(ids, prefixes) if of == prefix] if len(step_of) > 1 else ids, step_of[prefix])
+            self.processed[step_of[prefix]] += self._keys([nid for nid, of in zip(ids, prefixes) if of == prefix],
+                                                          step_of[prefix])
         return ", ".join(map(str.__add__, map(encode_basestring_ascii, ids), map(tail_of.__getitem__, prefixes)))
 
     def _common(self, ids: list[str], step: int, tail: str) -> str:
@@ -267,6 +272,13 @@ class _Steps:
         return "{" + ", ".join(parts) + "}"
 
 
+def _runs(positions: list[int]) -> Iterator[tuple[int, int]]:
+    """Yield the runs of consecutive numbers in sorted `positions`, each as (first, one past its last)."""
+    for _, run in groupby(enumerate(positions), lambda pair: pair[1] - pair[0]):
+        numbers = [number for _, number in run]
+        yield numbers[0], numbers[-1] + 1
+
+
 def _tail(status: Any, attempts: int, reason: str | None, error: Any) -> str:
     """Return what follows a node's ID in its member of `nodes`, as `json.dumps` writes it."""
     value = {"status": _STATUS.get(status, status), "attempts": attempts, "error": error, "reason": reason}
@@ -300,12 +312,14 @@ _NODES = ("SELECT node_id, status, attempts, error, reason, iif(status IN (1, 2)
 _NEVER_RAN = ': {"status": "pending", "attempts": 0, "error": null, "reason": null}'
 
 # A step's common kind of row (`_by_kind`): a task node of the step that succeeded at its first attempt, for the
-# reason the first such row of the step gives, keyed as its ID says (a stored key of 0, plait.runtime.ledger_schema:
-# the ID is `step[key]`, which `_FIRST` seeks by the range of IDs `step[…`), with a seq. `_OTHERS` reads at most ?
-# (its last parameter) rows of no step's common kind; `{cases}`: a `WHEN step THEN` of each kind, its reason and IDs.
+# reason most of the first such rows of the step give (a resume's reruns say why each ran), keyed as its ID says (a
+# stored key of 0, plait.runtime.ledger_schema: the ID is `step[key]`, which `_FIRST` seeks by the range of IDs
+# `step[…`), with a seq. `_OTHERS` reads at most ? (its last parameter) rows of no step's common kind; `{cases}`: a
+# `WHEN step THEN` of each kind, its reason and IDs.
 _COMMON = "status = 1 AND attempts = 1 AND error IS NULL AND kind IS NULL AND key IS 0 AND seq IS NOT NULL"
 _FIRST = (f"SELECT reason FROM settled WHERE node_id > ? AND node_id < ? AND step = ? AND in_plan = 1 AND {_COMMON} "
-          "LIMIT 1")
+          "LIMIT ?")
+_SAMPLE = 256  # a step's first rows of its common kind whose most frequent reason is the kind's
 _PAST_BRACKET = "\\"  # the character after `[`: the IDs `step[…` sort between `step[` and `step\`
 _TOTAL = f"SELECT {IN_PLAN}"
 _OTHERS = _NODES.replace(" ORDER BY seq IS NULL, seq, node_id",
@@ -317,7 +331,6 @@ _MOST_OTHERS = 16
 _IDS = ("SELECT group_concat(node_id, char(1)) FROM (SELECT node_id FROM settled WHERE in_plan = 1 "
         "ORDER BY seq IS NULL, seq, node_id)")
 _IDS_BY_SEQ = _IDS.replace("seq IS NULL, ", "")  # the same order when every row has a seq: a fifth less to sort
-_IS_OTHER = itemgetter(2)  # of (ID, its `step[` or None, whether None) in `_Steps.in_order`: a row of another kind
 _PLAIN = re.compile(r"[ !#-\[\]-~\x01]*")  # IDs that JSON writes as they are, quoted, and the separator
 _NUMBERS = re.compile(r"[0-9]+(, [0-9]+)*")  # whole numbers' JSON, joined
 
