@@ -3,7 +3,7 @@
     python -m benchmarks                 # N = 1,000, 10,000, 100,000 (compile also 1,000,000), best of 3
     python -m benchmarks --quick         # about a minute: N = 1,000, 10,000, 100,000 once, no 1,000,000
     python -m benchmarks --peers         # add Snakemake and doit (N <= 10,000) when they are installed
-    python -m benchmarks --million       # add the scale rows at N = 1,000,000 (a few minutes, about 2 GB)
+    python -m benchmarks --million       # add the scale rows at N = 1,000,000 (a few minutes, about 1 GB)
     python -m benchmarks --json FILE     # where the JSON goes (default benchmarks/results/latest.json)
 
 For each N the sections run in order (compile, run, shapes, peers), each in a fresh temporary folder,
@@ -128,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--quick", action="store_true", help="about a minute: best of 1, no 1,000,000 compile")
     parser.add_argument("--peers", action="store_true", help="also run Snakemake and doit when installed")
     parser.add_argument("--million", action="store_true",
-                        help="also run 1,000,000 items (compile, run, resume, status, ledger; once; about 2 GB)")
+                        help="also run 1,000,000 items (compile, run, resume, status, ledger; once; about 1 GB)")
     parser.add_argument("--repeat", type=_positive, metavar="R", help="best of R runs (default 3, quick 1)")
     parser.add_argument("--sizes", type=_sizes, metavar="N,N,...", help="item counts (default 1000,10000,100000)")
     parser.add_argument("--source", choices=compile_rows.SOURCES, default="range",

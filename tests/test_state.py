@@ -12,6 +12,7 @@ import io
 import json
 import os
 import sqlite3
+import textwrap
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -341,6 +342,116 @@ def test_plait_status_json_writes_what_json_dumps_writes_of_ids_and_keys_to_esca
     assert (processed[:3], processed[5:9], processed[-1], len(processed), sorted(state["steps"]["each"]["failed"])) == (
         ["café", 'a"b', "back\\slash"], [0, -3, 2.5, "12"], 0.30000000000000004, 11, ["10", "plain"])
     assert {n: state["nodes"][n]["status"] for n in ("gate", "later")} == {"gate": "failed", "later": "pending"}
+
+
+MOSTLY_ONE_KIND = r"""
+    name: mostly
+    steps:
+      - name: many
+        task: python
+        items: {range: 200}
+        retry: {max_attempts: 2, delay: 0, retry_on: [OSError]}
+        on_error: continue
+        inputs:
+          code: |
+            if item in (7, 23) and ctx.attempt == 1:
+                raise OSError(f"{item} fails once")
+            if item == 31:
+                raise ValueError("31 fails")
+            result = item
+      - name: odd
+        task: python
+        items: [-3, 2.5, 0.30000000000000004, true, null, [1, "x"], KEYS]
+        on_error: continue
+        inputs: {code: "result = 1"}
+"""
+
+
+def yaml_text(text: str) -> str:
+    return textwrap.dedent(text)
+
+
+def _status_json_reading(flow: Flow, monkeypatch: pytest.MonkeyPatch, chunk: int) -> tuple[str, list[str]]:
+    """Return `write_status_json`'s text for the flow's workspace and the queries it read the rows with."""
+    monkeypatch.setattr(status, "CHUNK", chunk)
+    queries: list[str] = []
+    batches = Ledger.batches
+
+    def seen(self: Ledger, sql: str, *args: object) -> Iterator[list[tuple[object, ...]]]:
+        queries.append(sql)
+        return batches(self, sql, *args)
+
+    monkeypatch.setattr(Ledger, "batches", seen)
+    out = io.StringIO()
+    status.write_status_json(flow.ws, out)
+    return out.getvalue(), queries
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+@pytest.mark.parametrize("key", ['"a\\"b"', '{"k": "é"}'])
+def test_plait_status_json_of_rows_mostly_of_one_kind_is_what_json_dumps_writes(
+        flow: Flow, chunk: int, key: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow.write(MOSTLY_ONE_KIND.replace("KEYS", key))
+    flow.run()  # 200 items: 2 retried, 1 failed; keys that are numbers, a list, a quote, a mapping (10 of 207 rows)
+    text, queries = _status_json_reading(flow, monkeypatch, chunk)
+    state = workflow_status(flow.ws)
+    assert text == json.dumps(state) + "\n"
+    assert (status._IDS in queries, status._NODES in queries) == (True, False)  # the IDs in one text, the few whole
+    assert (state["steps"]["many"]["processed"][:3], sorted(state["steps"]["many"]["failed"])) == ([0, 1, 2], ["31"])
+    assert {n: state["nodes"][n]["attempts"] for n in ("many[6]", "many[7]", "many[23]")} == {
+        "many[6]": 1, "many[7]": 2, "many[23]": 2}
+
+
+@pytest.mark.parametrize("chunk", [1, 1000])
+def test_plait_status_json_of_rows_all_of_one_kind_is_what_json_dumps_writes(
+        flow: Flow, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow.write(MOSTLY_ONE_KIND.split("      - name: odd")[0].replace("(7, 23)", "()").replace("item == 31", "False"))
+    flow.run()
+    flow.run()  # a resume of it all done: its rows stay of the first run's kind, and the resume records none
+    text, queries = _status_json_reading(flow, monkeypatch, chunk)
+    state = workflow_status(flow.ws)
+    assert (text, status._IDS_BY_SEQ in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, False)
+    assert state["steps"]["many"]["processed"] == list(range(200))
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1000])
+def test_plait_status_json_of_two_steps_of_one_kind_each_completed_in_turn_is_what_json_dumps_writes(
+        flow: Flow, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow.write(yaml_text("""
+        name: pairs
+        steps:
+          - name: a
+            task: python
+            items: {range: 30}
+            inputs: {code: "result = item"}
+          - name: b
+            task: python
+            for_each: a
+            inputs: {code: "result = steps['a']['result'] + 1"}
+    """))
+    flow.run()  # b[k] rides with a[k]: the two steps' rows alternate in completion order
+    text, queries = _status_json_reading(flow, monkeypatch, chunk)
+    state = workflow_status(flow.ws)
+    assert (text, status._IDS_BY_SEQ in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, False)
+    assert list(state["nodes"])[:4] == ["a[0]", "b[0]", "a[1]", "b[1]"]
+    assert (state["steps"]["a"]["processed"], state["steps"]["b"]["processed"]) == (list(range(30)), list(range(30)))
+
+
+def test_plait_status_json_reads_every_row_whole_when_an_id_holds_the_ids_separator(
+        ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    planned = [(f"w[{i}]", "w", i, "task") for i in range(40)] + [("odd\x01one", "odd", None, "task")]
+    ledger.begin_run("run-1", "wf", "d", None, {}, 1, planned, {})
+    ledger.record("run-1", [NodeRecord(nid, "succeeded", 1, "fp", "1", None, None, 10.0, 11.0, reason="new", step=step,
+                                       key=key, kind=kind) for nid, step, key, kind in planned])
+    ledger.end_run("run-1", "succeeded")
+    queries: list[str] = []
+    batches = Ledger.batches
+    monkeypatch.setattr(Ledger, "batches", lambda self, sql, *args: queries.append(sql) or batches(self, sql, *args))
+    out = io.StringIO()
+    status.write_status_json(tmp_path, out)
+    state = workflow_status(tmp_path)
+    assert (out.getvalue(), status._IDS in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, True)
+    assert list(state["nodes"])[-1] == "odd\x01one"
 
 
 def test_plait_status_json_is_workflow_status(flow: Flow) -> None:

@@ -220,20 +220,19 @@ class _Dispatcher:
         sizer = ChunkSizer(self.workers, self.per_job)
         unsent: Iterator[Chunk] = _then(cut_wave(wave, starts, sizer, lanes), drained)
         while True:
-            sent: list[Chunk] = []
-            returned: set[int] = set()
+            sent: list[Chunk | None] = []  # a chunk that came back is forgotten: a million jobs' columns need not wait
             call = next(self.numbers)
             try:
                 for index, results in self._call(call, info, unsent, sent):
-                    returned.add(index)
                     sizer.measure(results)
                     self.per_job = sizer.per_job
-                    yield sent[index], results
+                    chunk, sent[index] = sent[index], None
+                    yield chunk, results
                 return
             except _LOST as err:
                 if self.closed:
                     raise
-                suspects = {index: chunk for index, chunk in enumerate(sent) if index not in returned}
+                suspects = {index: chunk for index, chunk in enumerate(sent) if chunk is not None}
                 logger.warning(f"a worker died ({_reason(err)}); {sum(len(c.nodes) for c in suspects.values()):,} "
                                "node(s) that had not come back run again")
                 marks: dict[int, int] = {}
@@ -258,7 +257,7 @@ class _Dispatcher:
                 for unit in alone:
                     yield from self._alone(info, unit)
 
-    def _call(self, call: int, info: RunInfo, chunks: Iterator[Chunk], sent: list[Chunk], *,
+    def _call(self, call: int, info: RunInfo, chunks: Iterator[Chunk], sent: list[Chunk | None], *,
               alone: bool = False) -> Iterator[tuple[int, Results]]:
         """Run chunks in one `Parallel` call numbered `call`; yield (index in `sent`, results) as each finishes.
 

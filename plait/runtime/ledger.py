@@ -199,6 +199,14 @@ class Ledger(LedgerWrites, ReportReads):
         return self.node_rows(("node_id", "step", "key", "kind", "status", "attempts", "error", "reason"))
 
     @readable
+    def counted_steps(self) -> list[int]:
+        """Return the numbers of the steps with task nodes that have a row, as the ledger counts them (its `tally`);
+        [] for a ledger of an earlier schema, which keeps no counts."""
+        if not has_tally(self.db):
+            return []
+        return [step for (step,) in self.db.execute("SELECT step FROM tally WHERE nodes > 0")]
+
+    @readable
     def step_counts(self) -> list[tuple[str, int, int, int, int, int]]:
         """Return (step, nodes, succeeded, failed, retried, skipped) of each step's task nodes that have a row, steps in
         the order `nodes` first lists one of theirs: what a summary counts.

@@ -49,13 +49,13 @@ class ReportReads(LedgerFile):
         except sqlite3.DatabaseError as err:
             raise self.damaged(err) from err
 
-    def batches(self, sql: str, size: int) -> Iterator[list[tuple[Any, ...]]]:
+    def batches(self, sql: str, size: int, parameters: Sequence[Any] = ()) -> Iterator[list[tuple[Any, ...]]]:
         """Yield the rows of a query of the ledger's tables (plait.runtime.ledger_schema), `size` at a time.
 
         For readers of many rows that build their text in SQL (plait.runtime.status). Raises LedgerError.
         """
         try:
-            cursor = self.db.execute(sql)
+            cursor = self.db.execute(sql, parameters)
             while batch := cursor.fetchmany(size):
                 yield batch
         except sqlite3.DatabaseError as err:

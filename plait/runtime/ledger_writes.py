@@ -126,7 +126,7 @@ class LedgerWrites(LedgerFile):
 
     @writing
     def begin_run(self, run_id: str, workflow: str, digest: str, source: str | None, params: Mapping[str, Any],
-                  pid: int, planned: Sequence[tuple[str, str, Any, str]], previous: Mapping[str, Prior],
+                  pid: int, planned: Iterable[tuple[str, str, Any, str]], previous: Mapping[str, Prior],
                   basis: str | None = None, step_parts: Mapping[str, Any] | None = None,
                   rerun: Iterable[str] = (), step_graph: str | None = None) -> None:
         """Record a run's start and keep its plan (`planned`: node_id, step, key, kind); mark rows that left the plan.
@@ -136,11 +136,16 @@ class LedgerWrites(LedgerFile):
         (None removes it) once every node of the plan has a row (else `end_run` keeps it, if they
         all have one by then), and `step_parts` the recorded parts of those steps' signatures, in
         the same transaction. The last record of each node in `rerun` (those that run again) moves
-        to the attempts table, so its history stays readable.
+        to the attempts table, so its history stays readable. `planned` may be an iterator when
+        `previous` is empty (a first run: no row to mark), so a million nodes are not listed twice.
         """
-        planned_ids = {p[0] for p in planned}
-        gone = [(n,) for n, prior in previous.items() if prior.in_plan and n not in planned_ids]
-        back = [(n,) for n, prior in previous.items() if not prior.in_plan and n in planned_ids]
+        gone: list[tuple[str]] = []
+        back: list[tuple[str]] = []
+        if previous:
+            planned = list(planned)
+            planned_ids = {p[0] for p in planned}
+            gone = [(n,) for n, prior in previous.items() if prior.in_plan and n not in planned_ids]
+            back = [(n,) for n, prior in previous.items() if not prior.in_plan and n in planned_ids]
         with self.db:
             self.db.execute(_DEAD_RUNS_END)
             self.db.execute("INSERT INTO runs (run_id, workflow, digest, pid, started, status, source, params, "

@@ -24,9 +24,9 @@ from __future__ import annotations
 import json
 import sqlite3
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from itertools import groupby, repeat
-from operator import itemgetter
+from collections.abc import Callable, Iterable, Iterator
+from itertools import count, groupby, repeat
+from operator import eq, itemgetter, ne
 from typing import Any
 
 __all__ = ["IN_PLAN", "PLAN_TABLE", "pack", "unpack", "unrecorded"]
@@ -38,17 +38,25 @@ PLAN_TABLE = ("CREATE TABLE IF NOT EXISTS plan (part INTEGER PRIMARY KEY, step T
 # counting either reads an index, not the table).
 IN_PLAN = "((SELECT count(*) FROM settled) - (SELECT count(*) FROM settled WHERE in_plan = 0))"
 _STEP_KIND = itemgetter(1, 3)
+_ID, _KEY = itemgetter(0), itemgetter(2)
 
 
-def pack(planned: Sequence[tuple[str, str, Any, str]]) -> Iterator[tuple[str, str, int, bytes]]:
-    """Yield the parts of `planned` nodes, (node_id, step, key, kind) each: (step, kind, size, packed ids and keys)."""
+def pack(planned: Iterable[tuple[str, str, Any, str]]) -> Iterator[tuple[str, str, int, bytes]]:
+    """Yield the parts of `planned` nodes, (node_id, step, key, kind) each: (step, kind, size, packed ids and keys).
+
+    A part of a million items is compared with what it would say, not built twice: the IDs its
+    keys give and the range its keys count are made one at a time, not as tuples beside it
+    (docs/performance.md).
+    """
     for (step, kind), run in groupby(planned, _STEP_KIND):
-        ids, _, keys, _ = zip(*run)
+        rows = list(run)
+        ids, keys = list(map(_ID, rows)), list(map(_KEY, rows))
+        del rows
         part: dict[str, Any] = {}
-        if ids != tuple(map(_item_id(step), keys)):
+        if any(map(ne, ids, map(_item_id(step), keys))):
             part["ids"] = ids
         first = keys[0]
-        if type(first) is int and set(map(type, keys)) == {int} and keys == tuple(range(first, first + len(keys))):
+        if type(first) is int and set(map(type, keys)) == {int} and all(map(eq, keys, count(first))):
             part["range"] = [first, first + len(keys)]
         else:
             part["keys"] = keys

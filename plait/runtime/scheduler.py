@@ -12,8 +12,9 @@ dispatch in this thread or on a thread of its own (`plait.runtime.calls`).
 Task selection policy
     joblib cannot add work to a `Parallel` call that is running, so plait dispatches in waves:
     every node that is ready (all its dependencies settled) goes into one wave, ordered by plan
-    order, dispatched as one call, and its outcomes stream back unordered and are settled as they
-    arrive. The nodes they make ready go into the next wave, which, where the backend lets calls
+    order (up to `plait.runtime.waves.MOST_IN_A_WAVE` of them; the rest into the next), dispatched
+    as one call, and its outcomes stream back unordered and are settled as they arrive. The
+    nodes they make ready go into the next wave, which, where the backend lets calls
     overlap (loky, threading, dask), is dispatched as soon as every call in flight has handed all its
     chunks to the workers, while those calls run on: a parent's children start while its
     siblings still run. Two things keep waves from holding work back further:

@@ -16,8 +16,13 @@ reason) and reused, so a batch of nodes without an error record is put together 
 time (`_Steps.add`; a batch of one tail is its IDs joined by it), and a step's whole-number keys
 are cut from the node IDs. Every column the sorted pass reads is carried through SQLite's sort
 for every row, so it reads no more than these. Building the members in SQLite was measured and
-was slower (docs/performance.md). A million nodes never become one dict and one string of 80 MB,
-and the first bytes are out while the rest are read.
+was slower (docs/performance.md). When most rows are of their step's common kind (its items that
+succeeded at their first attempt for one reason, as a run of a million items leaves them:
+`_by_kind`), the sorted pass reads the IDs alone, as one text SQLite joins, and the few rows of
+other kinds are read whole, unsorted, and put in their places; with one step and no other, a
+batch of plain IDs becomes its members and its keys by replacing the separators in its text. A
+million nodes never become one dict and one string of 80 MB, and the first bytes are out while
+the rest are read.
 `workflow_status` builds the dict from the `nodes` view, row by row: the plain reference the
 streamed text is tested against (tests/test_state.py).
 """
@@ -26,10 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import time
-from collections import defaultdict
+from bisect import bisect_left
+from collections import Counter, defaultdict
 from collections.abc import Iterator
-from itertools import groupby, repeat
+from itertools import compress, groupby, repeat
 from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from operator import getitem, itemgetter
 from pathlib import Path
@@ -37,6 +44,7 @@ from typing import Any, TextIO
 
 from plait.runtime.ledger import Ledger, workspace_ledger
 from plait.runtime.ledger_schema import STATUSES
+from plait.runtime.planned import IN_PLAN
 from plait.workspace import in_use
 
 __all__ = ["CHUNK", "format_status", "lived", "moment_text", "status_summary", "workflow_status",
@@ -70,9 +78,10 @@ def write_status_json(workspace: str | Path, out: TextIO) -> None:
                   f'"run": {json.dumps(_lived(ledger, Path(workspace)), default=str)}, "nodes": {{')
         steps = _Steps(ledger.labels())
         separator = ""
-        for batch in ledger.batches(_NODES, CHUNK):
+        members = _by_kind(ledger, steps)
+        for text in members if members is not None else map(steps.add, ledger.batches(_NODES, CHUNK)):
             out.write(separator)  # apart: the batch's text is megabytes, not copied again
-            out.write(steps.add(batch))
+            out.write(text)
             separator = ", "
         unrecorded = ledger.unrecorded()
         names = list(unrecorded)
@@ -81,6 +90,39 @@ def write_status_json(workspace: str | Path, out: TextIO) -> None:
                                              for nid in names[start:start + CHUNK]]))
             separator = ", "
         out.write(f'}}, "steps": {steps.json(_step_stats(ledger, unrecorded))}}}\n')
+
+
+def _by_kind(ledger: Ledger, steps: _Steps) -> Iterator[str] | None:
+    """Return the members of `nodes` in completion order, a batch at a time, when most rows are of their step's common
+    kind (items that succeeded at the first attempt for one reason, keyed as their IDs say); else None.
+
+    The sorted pass then reads one text: the IDs in completion order joined by SQLite, and the
+    rows of other kinds are read whole, unsorted, and put in their places (`_Steps.in_order`). A
+    million rows of a run's items came back as a million tuples of seven columns, carried through
+    SQLite's sort; their IDs as one text take a fraction of that (docs/performance.md). A ledger
+    of many kinds (reasons that name a node, retries, failures) is read as before, by `_NODES`.
+    """
+    kinds: dict[int, str | None] = {}  # step -> the reason of its common kind: the most of its first rows give
+    for step in ledger.counted_steps():
+        name = steps.labels[step]
+        found = next(ledger.batches(_FIRST, _SAMPLE, (name + "[", name + _PAST_BRACKET, step, _SAMPLE)), None)
+        if found:
+            kinds[step] = Counter(map(_ID, found)).most_common(1)[0][0]
+    if not kinds:
+        return None
+    ((total,),) = next(ledger.batches(_TOTAL, 1))
+    most = total // _MOST_OTHERS
+    cases = " ".join(["WHEN ? THEN reason IS ? AND node_id > ? AND node_id < ?"] * len(kinds))
+    values = [value for step, reason in kinds.items()
+              for value in (step, reason, steps.labels[step] + "[", steps.labels[step] + _PAST_BRACKET)]
+    others = [row for batch in ledger.batches(_OTHERS.format(cases=cases), CHUNK, (*values, most + 1))
+              for row in batch]
+    if len(others) > most:
+        return None
+    ((text,),) = next(ledger.batches(_IDS if others else _IDS_BY_SEQ, 1))  # no other: no row without a seq
+    if text.count(_APART) != total - 1:  # an ID holds the separator: read as before
+        return None
+    return steps.in_order(text, {row[0]: row for row in others}, kinds)
 
 
 class _Steps:
@@ -117,6 +159,72 @@ class _Steps:
                 self.processed[step] += self._numbers(step, rows) or map(_processed, rows)
         return text
 
+    def in_order(self, text: str, others: dict[str, tuple[Any, ...]], kinds: dict[int, str | None]) -> Iterator[str]:
+        """Yield the members of `nodes`, `CHUNK` at a time, of the rows whose IDs `text` lists in completion order
+        (joined by `_APART`): of their step's common kind (`kinds`: step -> reason; an ID `step[key]`), or of
+        another with its row in `others`.
+
+        With one step and no other, a batch of IDs that JSON writes as they are (printable ASCII, no
+        quote or backslash) is written by replacing the separators in its text, and its keys, when
+        they are whole numbers, are cut out of it the same way: no string is made per node.
+        """
+        tails = {step: _tail(1, 1, reason, None) for step, reason in kinds.items()}
+        if others or len(kinds) > 1:
+            ids = text.split(_APART)
+            at = list(compress(range(len(ids)), map(others.__contains__, ids)))  # where the rows of others are
+            step_of = {self.labels[step] + "[": step for step in kinds}  # an ID's `step[` -> its step
+            tail_of = {prefix: tails[step] for prefix, step in step_of.items()}
+            for start in range(0, len(ids), CHUNK):
+                end = min(start + CHUNK, len(ids))
+                texts = []  # runs of rows of the common kinds, and of rows of others, in turn
+                for first, last in _runs(at[bisect_left(at, start):bisect_left(at, end)]):
+                    if first > start:
+                        texts.append(self._kinds(ids[start:first], step_of, tail_of))
+                    texts.append(self.add([others[nid] for nid in ids[first:last]]))
+                    start = last
+                if start < end:
+                    texts.append(self._kinds(ids[start:end], step_of, tail_of))
+                yield ", ".join(texts)
+            return
+        ((step, tail),) = tails.items()
+        prefix = self.labels[step] + "["
+        start = 0
+        while start < len(text):
+            end = text.find(_APART, start + CHUNK * 16)  # about `CHUNK` IDs of a dozen characters
+            end = len(text) if end < 0 else end
+            part = text[start:end]
+            start = end + 1
+            if not _PLAIN.fullmatch(part):
+                yield self._common(part.split(_APART), step, tail)
+                continue
+            keys = part.replace("]" + _APART + prefix, ", ")
+            if keys.startswith(prefix) and keys.endswith("]") and _NUMBERS.fullmatch(keys, len(prefix), len(keys) - 1):
+                self.processed[step].append(keys[len(prefix):-1])
+            else:
+                self.processed[step] += self._keys(part.split(_APART), step)
+            yield '"' + part.replace(_APART, f'"{tail}, "') + '"' + tail
+
+    def _kinds(self, ids: list[str], step_of: dict[str, int], tail_of: dict[str, str]) -> str:
+        """Return the members of `nodes` of rows of their steps' common kinds given by ID (`step_of` and `tail_of`:
+        an ID's `step[` -> its step, its tail); note their keys, each step's in order."""
+        if len(step_of) == 1:
+            ((step, tail),) = zip(step_of.values(), tail_of.values())
+            return self._common(ids, step, tail)
+        prefixes = [nid[:nid.index("[") + 1] for nid in ids]
+        for prefix in dict.fromkeys(prefixes):
+            self.processed[step_of[prefix]] += self._keys([nid for nid, of in zip(ids, prefixes) if of == prefix],
+                                                          step_of[prefix])
+        return ", ".join(map(str.__add__, map(encode_basestring_ascii, ids), map(tail_of.__getitem__, prefixes)))
+
+    def _common(self, ids: list[str], step: int, tail: str) -> str:
+        """Return the members of `nodes` of rows of the common kind (`in_order`) given by ID; note their keys."""
+        self.processed[step] += self._keys(ids, step)
+        return (tail + ", ").join(map(encode_basestring_ascii, ids)) + tail
+
+    def _keys(self, ids: list[str], step: int) -> list[str]:
+        """Return the JSON of the keys of nodes of `step` that succeeded, from their IDs (a stored key of 0)."""
+        return self._numbers_of(step, ids) or [json.dumps(_stored_key(nid, 0)) for nid in ids]
+
     def _members(self, batch: list[tuple[Any, ...]]) -> str:
         """Return the members of `nodes` of rows without an error record, joined: when they all have one tail (a run's
         items, as a rule), the IDs joined by it, with no string made per row."""
@@ -145,8 +253,13 @@ class _Steps:
         column at a time; [] unless every one of `rows` has such a key."""
         if set(map(type, map(_STORED_KEY, rows))) != {int}:
             return []
+        return self._numbers_of(step, list(map(_ID, rows)))
+
+    def _numbers_of(self, step: int, ids: list[str]) -> list[str]:
+        """Return the JSON of the keys of nodes of `step` whose IDs say them (a stored key of 0), when every one is a
+        whole number; else []."""
         start = len(self.labels[step]) + 1  # an item's ID is `step[key]`
-        texts = list(map(getitem, map(_ID, rows), repeat(slice(start, -1))))
+        texts = list(map(getitem, ids, repeat(slice(start, -1))))
         return texts if all(map(str.isdigit, texts)) else []  # JSON has no leading zeros: the digits are the JSON
 
     def json(self, stats: dict[str, dict[str, int]]) -> str:
@@ -157,6 +270,13 @@ class _Steps:
             parts.append(f'{encode_basestring_ascii(name)}: {{"processed": [{", ".join(self.processed[step])}], '
                          f'"failed": {json.dumps(self.failed[step], default=str)}, "stats": {json.dumps(counts)}}}')
         return "{" + ", ".join(parts) + "}"
+
+
+def _runs(positions: list[int]) -> Iterator[tuple[int, int]]:
+    """Yield the runs of consecutive numbers in sorted `positions`, each as (first, one past its last)."""
+    for _, run in groupby(enumerate(positions), lambda pair: pair[1] - pair[0]):
+        numbers = [number for _, number in run]
+        yield numbers[0], numbers[-1] + 1
 
 
 def _tail(status: Any, attempts: int, reason: str | None, error: Any) -> str:
@@ -190,6 +310,29 @@ _ID, _STATUS_NUMBER, _ATTEMPTS, _ERROR, _REASON, _STEP, _STORED_KEY = (itemgette
 _NODES = ("SELECT node_id, status, attempts, error, reason, iif(status IN (1, 2) AND kind IS NOT 'join', step, NULL), "
           "key FROM settled WHERE in_plan = 1 ORDER BY seq IS NULL, seq, node_id")
 _NEVER_RAN = ': {"status": "pending", "attempts": 0, "error": null, "reason": null}'
+
+# A step's common kind of row (`_by_kind`): a task node of the step that succeeded at its first attempt, for the
+# reason most of the first such rows of the step give (a resume's reruns say why each ran), keyed as its ID says (a
+# stored key of 0, plait.runtime.ledger_schema: the ID is `step[key]`, which `_FIRST` seeks by the range of IDs
+# `step[…`), with a seq. `_OTHERS` reads at most ? (its last parameter) rows of no step's common kind; `{cases}`: a
+# `WHEN step THEN` of each kind, its reason and IDs.
+_COMMON = "status = 1 AND attempts = 1 AND error IS NULL AND kind IS NULL AND key IS 0 AND seq IS NOT NULL"
+_FIRST = (f"SELECT reason FROM settled WHERE node_id > ? AND node_id < ? AND step = ? AND in_plan = 1 AND {_COMMON} "
+          "LIMIT ?")
+_SAMPLE = 256  # a step's first rows of its common kind whose most frequent reason is the kind's
+_PAST_BRACKET = "\\"  # the character after `[`: the IDs `step[…` sort between `step[` and `step\`
+_TOTAL = f"SELECT {IN_PLAN}"
+_OTHERS = _NODES.replace(" ORDER BY seq IS NULL, seq, node_id",
+                         f" AND NOT ({_COMMON} AND CASE step {{cases}} ELSE 0 END) LIMIT ?")
+_APART = "\x01"  # between the IDs of `_IDS`
+# `_by_kind` reads at most one row in this many of other kinds before it gives up: a ledger of many kinds pays that
+# scan and no more.
+_MOST_OTHERS = 16
+_IDS = ("SELECT group_concat(node_id, char(1)) FROM (SELECT node_id FROM settled WHERE in_plan = 1 "
+        "ORDER BY seq IS NULL, seq, node_id)")
+_IDS_BY_SEQ = _IDS.replace("seq IS NULL, ", "")  # the same order when every row has a seq: a fifth less to sort
+_PLAIN = re.compile(r"[ !#-\[\]-~\x01]*")  # IDs that JSON writes as they are, quoted, and the separator
+_NUMBERS = re.compile(r"[0-9]+(, [0-9]+)*")  # whole numbers' JSON, joined
 
 
 def status_summary(workspace: str | Path) -> dict[str, Any]:

@@ -6,8 +6,14 @@ node that is ready becomes a unit: itself, plus the per-item partners that can r
 `a[k] -> b[k] -> c[k]` runs in one worker without waiting for the rest of `a`.
 
 A wave is one `Chunk` whose columns list every job of every unit, unit after unit, plus the
-position of each unit's first job; the dispatcher cuts it into chunks at those positions. What
-all nodes of a step share (handler, config, policies) is one `StepCall` (`RunState.step_calls`),
+position of each unit's first job; the dispatcher cuts it into chunks at those positions. A wave
+takes at most `MOST_IN_A_WAVE` of the ready nodes (each with the partners that ride with it), the
+first in plan order; the rest stay ready for the next wave, which starts as soon as this one's
+chunks are all handed to the workers (`plait.runtime.calls`). A wave of a million ready nodes held
+ten columns of a million entries each, and as many in its running call's books, for the whole of
+the run (docs/performance.md).
+
+What all nodes of a step share (handler, config, policies) is one `StepCall` (`RunState.step_calls`),
 pickled once per chunk; a job adds only its node ID, item, key, index, attempt and what it sees
 of upstream steps (one shared empty view for steps that read none). That view is `{result}` for a
 plain step that succeeded, and `{result: null, status, error}` for one that did not (`status` is
@@ -49,7 +55,9 @@ from plait.runtime.outcome import SKIPPED, SUCCEEDED
 from plait.runtime.settling import blocked, settle, settle_skip
 from plait.runtime.state import RunState
 
-__all__ = ["Wave", "join_result", "next_wave", "upstream_view", "value"]
+__all__ = ["MOST_IN_A_WAVE", "Wave", "join_result", "next_wave", "upstream_view", "value"]
+
+MOST_IN_A_WAVE = 100_000  # ready nodes a wave takes (each with its fused partners); the rest wait for the next
 
 _NOTHING: dict[str, Any] = {}
 _STEP, _KIND = attrgetter("step"), attrgetter("kind")
@@ -86,8 +94,12 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
     held: list[str] = []  # ready nodes of limited steps whose every lane is in a running call
     parents: dict[str, Mapping[str, Any]] = {}  # parent -> the `parent` view its children in this wave share
     skipping, status = state.skipping, state.status
-    while state.ready and not state.stopping:
+    taken = 0  # ready nodes taken: past `MOST_IN_A_WAVE`, the nodes left stay ready for the next wave
+    while state.ready and not state.stopping and taken < MOST_IN_A_WAVE:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
+        if taken + len(batch) > MOST_IN_A_WAVE:
+            state.ready, batch = batch[MOST_IN_A_WAVE - taken:], batch[:MOST_IN_A_WAVE - taken]
+        taken += len(batch)
         specs = list(map(state.plan.nodes.__getitem__, batch))
         if _all_alone(state, batch, specs):
             _add_alone(state, wave, starts, specs, parents)

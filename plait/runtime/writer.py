@@ -14,10 +14,13 @@ A write that fails (a full disk, a read-only file) stops further writes and is r
 thread at the next submission or at `close`, so a run never goes on believing it records what it
 does not.
 
-At most `MOST_WAITING` outcomes wait for the writer: a run of a million trivial items settles
-them faster than SQLite inserts rows on two busy cores, and the records queued behind the writer
-were hundreds of megabytes of the parent's memory. Past that, `submit` waits for the writer to
-commit, and the run goes on at the pace its ledger keeps.
+At most `MOST_WAITING` outcomes, holding at most `MOST_WAITING_BYTES` of results and captured
+output, wait for the writer: a run of a million trivial items settles them faster than SQLite
+inserts rows on two busy cores, and the records queued behind the writer were hundreds of
+megabytes of the parent's memory; a few thousand nodes of large results would be gigabytes. Past
+either bound, `submit` waits for the writer to commit, and the run goes on at the pace its ledger
+keeps. The count is the bound a run of trivial items meets (the writer's pace, not a size, holds
+it back); the text is weighed as records are handed over (a C-level pass over two columns).
 """
 
 from __future__ import annotations
@@ -25,29 +28,44 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from functools import partial
+from itertools import chain
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
 from plait.runtime.ledger import Ledger, LedgerError, NodeRecord
 
-__all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "MOST_WAITING", "LedgerWriter"]
+__all__ = ["FLUSH_EVERY", "FLUSH_SECONDS", "MOST_WAITING", "MOST_WAITING_BYTES", "LedgerWriter"]
 
 FLUSH_EVERY = 2000
 FLUSH_SECONDS = 0.1
-MOST_WAITING = 100_000  # outcomes queued or batched, not yet committed, before `submit` waits
+MOST_WAITING = 20_000  # outcomes queued or batched, not yet committed, before `submit` waits
+MOST_WAITING_BYTES = 64 * 2**20  # characters of their results and output, likewise
+
+_RESULT, _OUTPUT = itemgetter(4), itemgetter(11)  # a NodeRecord's result and output
+
+
+# A write queued: (method, its arguments, the characters of the outcomes it records).
+_Job = tuple[str | Callable[..., None], tuple[Any, ...], int]
+
+
+def _text_bytes(records: Sequence[tuple[Any, ...]]) -> int:
+    """Return how many characters of results and captured output `records` (NodeRecords) hold."""
+    return len("".join(filter(None, chain(map(_RESULT, records), map(_OUTPUT, records)))))
 
 
 class LedgerWriter:
     """Applies `Ledger` write methods in order on a background thread."""
 
     def __init__(self, path: Path):
-        self._queue: queue.SimpleQueue[tuple[str | Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()  # None: the end
         self._error: BaseException | None = None  # the first failed write; later writes are skipped
         self._reported = False
         self._opened = threading.Event()
         self._waiting = 0  # outcomes submitted and not yet committed (or dropped after a failed write)
+        self._waiting_bytes = 0  # the characters of their results and output (`_text_bytes`)
         self._committed = threading.Condition()
         self._thread = threading.Thread(target=self._loop, args=(path,), name="plait-ledger-writer", daemon=True)
         self._thread.start()
@@ -61,22 +79,29 @@ class LedgerWriter:
         of a 100,000-node plan) while the scheduler's thread gets on with the run.
         """
         self._raise()
+        size = 0
         if method == "record":
-            self._make_room(len(args[1]))
-        self._queue.put((method, args))
+            size = _text_bytes(args[1])
+            self._make_room(len(args[1]), size)
+        self._queue.put((method, args, size))
 
-    def _make_room(self, count: int) -> None:
-        """Count `count` more outcomes waiting; first wait while too many do (the writer commits, or stops)."""
+    def _make_room(self, count: int, size: int) -> None:
+        """Count `count` more outcomes of `size` characters waiting; first wait while too many do, or too much (the
+        writer commits, or stops)."""
         with self._committed:
-            while self._waiting > MOST_WAITING and self._error is None and self._thread.is_alive():
+            while ((self._waiting > MOST_WAITING or self._waiting_bytes > MOST_WAITING_BYTES)
+                   and self._error is None and self._thread.is_alive()):
                 self._committed.wait(0.1)  # a timeout: a signal to the main thread is handled meanwhile
             self._waiting += count
+            self._waiting_bytes += size
         self._raise()
 
-    def _done(self, count: int) -> None:
-        """Count `count` outcomes committed (or given up on); wake a submission waiting for room."""
+    def _done(self, count: int, size: int) -> None:
+        """Count `count` outcomes of `size` characters committed (or given up on); wake a submission waiting for
+        room."""
         with self._committed:
             self._waiting -= count
+            self._waiting_bytes -= size
             self._committed.notify_all()
 
     def close(self) -> None:
@@ -113,9 +138,9 @@ class LedgerWriter:
                 if job is None:
                     self._guarded(batch.commit)
                     return
-                method, args = job
+                method, args, size = job
                 if method == "record":
-                    self._guarded(batch.add, *args)
+                    self._guarded(batch.add, *args, size)
                 else:
                     self._guarded(batch.commit)
                     write = getattr(ledger, method) if isinstance(method, str) else partial(method, ledger)
@@ -130,24 +155,26 @@ class LedgerWriter:
                 write(*args)
             except Exception as err:
                 self._error = err
-                self._done(0)  # a submission waiting for room sees the error
+                self._done(0, 0)  # a submission waiting for room sees the error
 
 
 class _Batch:
     """Outcomes waiting to be committed together."""
 
-    def __init__(self, ledger: Ledger, done: Callable[[int], None]):
+    def __init__(self, ledger: Ledger, done: Callable[[int, int], None]):
         self.ledger = ledger
-        self.done = done  # told how many outcomes each commit took
+        self.done = done  # told how many outcomes each commit took, and their characters
         self.run_id: str | None = None
         self.rows: list[NodeRecord] = []
+        self.size = 0  # the characters of their results and output
         self.since = 0.0
 
-    def add(self, run_id: str, rows: list[NodeRecord]) -> None:
+    def add(self, run_id: str, rows: list[NodeRecord], size: int) -> None:
         if not self.rows:
             self.since = time.monotonic()
         self.run_id = run_id
         self.rows += rows
+        self.size += size
         if len(self.rows) >= FLUSH_EVERY:
             self.commit()
 
@@ -157,8 +184,8 @@ class _Batch:
 
     def commit(self) -> None:
         if self.rows:
-            rows, self.rows = self.rows, []
+            rows, self.rows, size, self.size = self.rows, [], self.size, 0
             try:
                 self.ledger.record(self.run_id, rows)
             finally:
-                self.done(len(rows))
+                self.done(len(rows), size)

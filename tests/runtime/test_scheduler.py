@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from plait.runtime import waves
 from plait.runtime.decide import Decision
 from plait.runtime.execute import Chunk, Results, RunInfo
 from plait.runtime.outcome import NOT_STARTED
@@ -557,3 +558,31 @@ def test_nodes_their_fenced_off_call_did_not_start_run_again_while_the_run_goes_
         assert (report.status, dict(report.counts)) == ("succeeded", {"succeeded": 7}), fenced
         assert {n: r.attempts for n, r in sync.last().items()} == dict.fromkeys(
             ["a[0]", "b[0]", "a[1]", "b[1]", "a[2]", "b[2]", "total"], 1), fenced
+
+
+def test_a_wave_takes_at_most_its_bound_of_ready_nodes_in_plan_order_and_the_rest_follow_in_later_waves(
+        sync: SyncRun, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(waves, "MOST_IN_A_WAVE", 3)
+    report, _ = sync.run(sync.compile(yaml("""
+        name: many
+        steps:
+          - name: a
+            task: python
+            items: {range: 4}
+            inputs: {code: "result = item"}
+          - name: b
+            task: python
+            for_each: a
+            inputs: {code: "result = steps['a']['result'] * 2"}
+          - name: c
+            task: python
+            items: {range: 3}
+            inputs: {code: "result = item"}
+    """)))
+    assert (report.status, sync.dispatched()) == ("succeeded", [
+        [["a[0]", "b[0]"], ["a[1]", "b[1]"], ["a[2]", "b[2]"]],  # three ready nodes, each with its partner
+        [["a[3]", "b[3]"], ["c[0]"], ["c[1]"]],
+        [["c[2]"]],
+    ])
+    assert {n: json.loads(r.result) for n, r in sync.last().items()} == {
+        **{f"a[{i}]": i for i in range(4)}, **{f"b[{i}]": 2 * i for i in range(4)}, **{f"c[{i}]": i for i in range(3)}}
