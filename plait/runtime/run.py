@@ -74,7 +74,7 @@ class RunResult:
 
     report: RunReport
     workspace: Path
-    log_file: Path | None
+    log_file: Path | None  # from Python, empty until `loguru.logger.enable("plait")` (plait/__init__.py)
 
     @property
     def ok(self) -> bool:
