@@ -273,7 +273,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     from plait.runtime.status import status_summary, write_status_json
 
     if args.format == "json":
-        write_status_json(_workspace(args.workspace), sys.stdout)  # streamed: a million nodes are 80 MB of JSON
+        # Streamed (a million nodes are 80 MB of JSON) and past the terminal's escaping: JSON escapes every
+        # control character itself (ASCII only, as `json.dumps` writes it), and checking 80 MB again cost 0.2 s.
+        write_status_json(_workspace(args.workspace), raw(sys.stdout))
     else:
         print(format_status(status_summary(_workspace(args.workspace))))  # counted by SQLite
     return EXIT_OK
