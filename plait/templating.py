@@ -213,9 +213,7 @@ def render_items(source: str, params: Mapping[str, Any],
     rendered: list[Any] = []
     with limits.deadlines() as restart:
         for position, (item, index, key, parent) in enumerate(rows):
-            names = {"item": item, "index": index, "key": key}
-            if with_batch:
-                names["batch"] = {"item": item, "index": index, "total": total, "name": step}
+            names = _item_names(item, index, key, total, step, with_batch)
             if parent is not None:
                 names["parent"] = parent
             context.vars = names
@@ -340,10 +338,7 @@ def template_context(params: Mapping[str, Any], *, item: Any = None, index: int 
     if workflow_dir is not None:
         context["workflow_dir"] = str(workflow_dir)
     if step is not None:
-        context["item"] = item
-        context["index"] = index
-        context["key"] = key
-        context["batch"] = {"item": item, "index": index, "total": total, "name": step}
+        context.update(_item_names(item, index, key, total, step, True))
     if group is not None:
         context["group"] = group
     if parent is not None:
@@ -354,6 +349,15 @@ def template_context(params: Mapping[str, Any], *, item: Any = None, index: int 
         context["workspace"] = str(workspace)
         context["env"] = ENVIRONMENT
     return context
+
+
+def _item_names(item: Any, index: int | None, key: Any, total: int | None, step: str, batch: bool) -> dict[str, Any]:
+    """Return an item's layer of a template's names (`template_context`); `batch` only when asked (`render_items`
+    leaves it out for a template that does not read it)."""
+    names = {"item": item, "index": index, "key": key}
+    if batch:
+        names["batch"] = {"item": item, "index": index, "total": total, "name": step}
+    return names
 
 
 PARAM_NAMES = frozenset(template_context({}, workflow_dir=""))
