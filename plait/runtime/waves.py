@@ -52,7 +52,7 @@ from typing import Any, NamedTuple
 from plait.compiler import NodeSpec, node_scope
 from plait.runtime.execute import Chunk
 from plait.runtime.outcome import SKIPPED, SUCCEEDED
-from plait.runtime.settling import blocked, settle, settle_skip
+from plait.runtime.settling import all_succeeded, blocked, settle, settle_skip
 from plait.runtime.state import RunState
 
 __all__ = ["MOST_IN_A_WAVE", "Wave", "join_result", "next_wave", "upstream_view", "value"]
@@ -62,7 +62,6 @@ MOST_IN_A_WAVE = 100_000  # ready nodes a wave takes (each with its fused partne
 _NOTHING: dict[str, Any] = {}
 _STEP, _KIND = attrgetter("step"), attrgetter("kind")
 _TASKS = frozenset({"task"})
-_ALL_SUCCEEDED = frozenset({SUCCEEDED})  # what every predecessor of a node in a bulk unit has settled as
 
 # Expands placeholder nodes (id, node) found ready together, now that what each waits for has settled.
 Expand = Callable[[list[tuple[str, NodeSpec]]], None]
@@ -93,7 +92,7 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
     limited: dict[str, list[NodeSpec]] = {}  # a limited step's ready nodes, in the order taken: its lanes' jobs
     held: list[str] = []  # ready nodes of limited steps whose every lane is in a running call
     parents: dict[str, Mapping[str, Any]] = {}  # parent -> the `parent` view its children in this wave share
-    skipping, status = state.skipping, state.status
+    skipping = state.skipping
     taken = 0  # ready nodes taken: past `MOST_IN_A_WAVE`, the nodes left stay ready for the next wave
     while state.ready and not state.stopping and taken < MOST_IN_A_WAVE:
         batch, state.ready = sorted(state.ready, key=state.order.__getitem__), []
@@ -110,7 +109,7 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
             if nid in state.status or nid in state.in_flight:
                 continue
             if (node.kind == "task" and node.step in state.plain and nid not in skipping
-                    and _ALL_SUCCEEDED.issuperset(map(status.get, state.pred[nid]))):  # (read anew: a growth renews it)
+                    and all_succeeded(state, state.pred[nid])):  # (read anew: a growth renews it)
                 alone.append(node)  # nothing to fuse, no lane, nothing upstream that failed
                 continue
             _add_alone(state, wave, starts, alone, parents)
@@ -150,7 +149,7 @@ def _all_alone(state: RunState, batch: list[str], specs: list[NodeSpec]) -> bool
     return (_TASKS.issuperset(map(_KIND, specs)) and state.plain.issuperset(map(_STEP, specs))
             and status.keys().isdisjoint(batch) and state.in_flight.isdisjoint(batch)
             and state.skipping.isdisjoint(batch)
-            and _ALL_SUCCEEDED.issuperset(map(status.get, chain.from_iterable(map(state.pred.__getitem__, batch))))
+            and all_succeeded(state, chain.from_iterable(map(state.pred.__getitem__, batch)))
             and len(set(batch)) == len(batch))
 
 
@@ -320,7 +319,7 @@ def _results_text(state: RunState, members: list[str]) -> str:
     missing = [m for m in filterfalse(results.__contains__, members) if status.get(m) == SUCCEEDED]
     if missing:  # restored nodes: their results are read from the ledger once
         results.update({k: json.dumps(v) for k, v in state.load_results(missing).items()})
-    if _ALL_SUCCEEDED.issuperset(map(status.get, members)):  # the common case, in C-level passes
+    if all_succeeded(state, members):  # the common case, in C-level passes
         parts = list(map(results.get, members))
     else:
         parts = [results.get(m) if status.get(m) == SUCCEEDED else None for m in members]
