@@ -26,10 +26,10 @@ import sqlite3
 import zlib
 from collections.abc import Callable, Iterable, Iterator
 from itertools import count, groupby, repeat
-from operator import eq, itemgetter, ne
+from operator import attrgetter, eq, itemgetter, ne
 from typing import Any
 
-__all__ = ["IN_PLAN", "PLAN_TABLE", "pack", "unpack", "unrecorded"]
+__all__ = ["IN_PLAN", "PLANNED", "PLAN_TABLE", "pack", "unpack", "unrecorded"]
 
 PLAN_TABLE = ("CREATE TABLE IF NOT EXISTS plan (part INTEGER PRIMARY KEY, step TEXT NOT NULL, kind TEXT NOT NULL, "
               "size INTEGER NOT NULL, nodes BLOB NOT NULL);")
@@ -38,6 +38,7 @@ PLAN_TABLE = ("CREATE TABLE IF NOT EXISTS plan (part INTEGER PRIMARY KEY, step T
 # counting either reads an index, not the table).
 IN_PLAN = "((SELECT count(*) FROM settled) - (SELECT count(*) FROM settled WHERE in_plan = 0))"
 _STEP_KIND = itemgetter(1, 3)
+PLANNED = attrgetter("id", "step", "key", "kind")  # a NodeSpec as the kept plan lists it: (node_id, step, key, kind)
 _ID, _KEY = itemgetter(0), itemgetter(2)
 
 

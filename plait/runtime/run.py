@@ -31,7 +31,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from operator import attrgetter
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -51,6 +50,7 @@ from plait.runtime.journal import recover
 from plait.runtime.lazy_backend import LazyBackend
 from plait.runtime.ledger import LEDGER_NAME, Ledger, LedgerError, Prior, unfinished
 from plait.runtime.outcome import SUCCEEDED, RunInterrupted
+from plait.runtime.planned import PLANNED
 from plait.runtime.progress import Progress
 from plait.runtime.scheduler import Scheduler
 from plait.runtime.selection import Selection, select
@@ -323,9 +323,6 @@ def _recover_journals(ledger: Ledger, state: Path) -> None:
             logger.info(f"recovered {kept:,} outcome(s) that run {dead} finished but did not record before it died")
 
 
-_PLANNED = attrgetter("id", "step", "key", "kind")  # a node as the ledger's kept plan lists it
-
-
 def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapping[str, Prior] | None,
                signature: bytes | None, step_parts: Mapping[str, Any] | None, rerun: list[str]) -> None:
     """Record the run's start, on the writer thread, which also hashes the plan's digest.
@@ -335,7 +332,7 @@ def _begin_run(ledger: Ledger, run_id: str, plan: Plan, pid: int, previous: Mapp
     a row, else by `_end_run` if they all have one then (a node gets its row when it settles); None:
     the ledger's basis is removed.
     """
-    planned = map(_PLANNED, plan.nodes.values()) if previous is not None and plan.nodes else ()
+    planned = map(PLANNED, plan.nodes.values()) if previous is not None and plan.nodes else ()
     kept = basis(plan.digest, signature) if signature is not None else None
     ledger.begin_run(run_id, plan.workflow, plan.digest, plan.source, plan.params, pid, planned, previous or {}, kept,
                      step_parts, rerun, json.dumps(plan.step_graph()))

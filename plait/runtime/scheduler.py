@@ -56,6 +56,7 @@ from plait.runtime.execute import Chunk, Results, RunInfo
 from plait.runtime.fingerprint import Fingerprint, Fingerprinter
 from plait.runtime.ledger import Prior
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
+from plait.runtime.planned import PLANNED
 from plait.runtime.selection import Selection
 from plait.runtime.settling import settle, take
 from plait.runtime.state import (
@@ -74,7 +75,6 @@ from plait.templating import RENDER_ERRORS, render_value, template_context
 __all__ = ["Dispatch", "Scheduler"]
 
 _ID = attrgetter("id")
-_PLANNED = attrgetter("id", "step", "key", "kind")  # a node as the ledger's kept plan lists it
 
 # Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes, a callback to call once
 # every chunk is handed to the backend) and yields (chunk, results) as chunks finish.
@@ -360,7 +360,7 @@ class Scheduler:
         new = grown[0].new if len(grown) == 1 else [n for g in grown for n in g.new]
         joins = [j for g in grown for j in g.joins]
         fed = sorted({n for g in grown for n in g.fed}.difference(map(_ID, new)))
-        self.submit("add_nodes", [*map(_PLANNED, new), *map(_PLANNED, map(plan.nodes.__getitem__, joins))])
+        self.submit("add_nodes", [*map(PLANNED, new), *map(PLANNED, map(plan.nodes.__getitem__, joins))])
         for g in grown:
             for parent, children in g.parents.items():
                 state.parents.update(dict.fromkeys(children, parent))
