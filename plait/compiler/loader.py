@@ -3,7 +3,10 @@
 `yaml.safe_load` drops positions, so the text is composed (`yaml.compose`, which builds the
 node tree and constructs nothing) and turned into plain values here: mappings become
 `YamlMap` (a `dict` that knows where each key and value stands), sequences `YamlList`, and
-scalars the ordinary Python values the safe loader would give.
+scalars the ordinary Python values the safe loader would give. Where PyYAML was built with
+libyaml (its wheels are), libyaml scans and parses the text, several times faster than PyYAML's
+Python parser (docs/performance.md): a workflow listing its items inline is mostly parsing.
+A text libyaml refuses is read again by PyYAML's parser, so errors read the same either way.
 
 Safety is decided here, once:
 - Only the safe scalar tags construct anything; a tag such as `!!python/object` is an error
@@ -35,7 +38,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from yaml.composer import Composer
+from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+from yaml.resolver import Resolver
+
+try:
+    from yaml.cyaml import CParser
+except ImportError:  # PyYAML built without libyaml
+    CParser = None
 
 from plait.compiler.diagnostics import Diagnostic, SourceLoc, WorkflowError
 
@@ -98,21 +109,42 @@ def read_regular_file(path: str | Path) -> bytes:
         return handle.read()
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's safe loader, refusing nesting deeper than MAX_DEPTH at the node that goes too deep."""
+class _Depth:
+    """Composing that refuses nesting deeper than MAX_DEPTH at the node that goes too deep.
 
-    def __init__(self, stream: str):
-        super().__init__(stream)
-        self.depth = 0
+    The composer recurses once a level: the bound keeps it far from the recursion limit (PyYAML's C
+    composer has no such bound, so the fast loader composes in Python too).
+    """
+
+    depth = 0
 
     def compose_node(self, parent: Node | None, index: Any) -> Node:
         self.depth += 1
         try:
             if self.depth > MAX_DEPTH:
                 raise _TooDeep(self.peek_event().start_mark)
-            return super().compose_node(parent, index)
+            return super().compose_node(parent, index)  # type: ignore[misc]
         finally:
             self.depth -= 1
+
+
+class _Loader(_Depth, yaml.SafeLoader):
+    """PyYAML's safe loader, all in Python: what plait says of a text that is not valid YAML is what it says."""
+
+
+if CParser is not None:
+    class _FastLoader(_Depth, Composer, CParser, SafeConstructor, Resolver):  # type: ignore[misc]
+        """libyaml scans and parses (most of the time a file takes), PyYAML's composer and constructors do the rest.
+
+        The tree it builds is the one `_Loader` builds, with the same marks; it only reads valid
+        YAML faster: a text libyaml refuses is read again by `_Loader`, whose errors plait reports.
+        """
+
+        def __init__(self, stream: str):
+            CParser.__init__(self, stream)
+            Composer.__init__(self)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
 
 
 class _TooDeep(Exception):
@@ -123,9 +155,14 @@ class _TooDeep(Exception):
 
 def load_yaml(text: str, filename: str) -> Any:
     """Parse `text` into values with positions; raise `WorkflowError` for bad YAML or unsafe content."""
+    loader = None
     try:
-        loader = _Loader(text)  # the reader already refuses characters YAML forbids
-        root = loader.get_single_node()
+        composed = _fast_compose(text)
+        if composed is not None:
+            loader, root = composed
+        else:
+            loader = _Loader(text)  # the reader already refuses characters YAML forbids
+            root = loader.get_single_node()
     except _TooDeep as err:
         raise _too_deep(filename, err.mark) from None
     except yaml.MarkedYAMLError as err:
@@ -152,7 +189,7 @@ def load_yaml(text: str, filename: str) -> Any:
     except RecursionError as err:  # MAX_DEPTH keeps the composer far from it; a deep stack of our caller's may not
         raise _too_deep(filename, loader.get_mark()) from err
     finally:
-        if "loader" in locals():
+        if loader is not None:
             loader.dispose()
     if root is None:
         raise WorkflowError([
@@ -161,6 +198,19 @@ def load_yaml(text: str, filename: str) -> Any:
         ])
     _check_size(root, filename)
     return _Converter(loader, filename).convert(root)
+
+
+def _fast_compose(text: str) -> tuple[Any, Node | None] | None:
+    """Return libyaml's loader and tree of `text`; None where PyYAML was built without libyaml or libyaml refuses the
+    text: PyYAML's own parser then reads it, so that what plait says of a bad file never depends on libyaml."""
+    if CParser is None:
+        return None
+    loader = _FastLoader(text)
+    try:
+        return loader, loader.get_single_node()
+    except (yaml.YAMLError, UnicodeError, RecursionError):  # a lone surrogate cannot be handed to libyaml as UTF-8
+        loader.dispose()
+        return None
 
 
 def _too_deep(filename: str, mark: Any) -> WorkflowError:
