@@ -437,6 +437,64 @@ def test_plait_status_json_of_two_steps_of_one_kind_each_completed_in_turn_is_wh
     assert (state["steps"]["a"]["processed"], state["steps"]["b"]["processed"]) == (list(range(30)), list(range(30)))
 
 
+TEXT_KEYS = ["photo_0001.jpg", "007", "12", "a, b", "x]y", "café", "two words", 'q"uote', "-3", "null", "[1]",
+             "b\\s", "a]\x01b"]
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1000])
+def test_plait_status_json_of_items_with_text_keys_all_of_one_kind_is_what_json_dumps_writes(
+        flow: Flow, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow.write(yaml_text("""
+        name: texts
+        steps:
+          - name: each
+            task: python
+            items: ITEMS
+            inputs: {code: "result = 1"}
+    """).replace("ITEMS", json.dumps([key for key in TEXT_KEYS if "\x01" not in key])))
+    flow.run()
+    text, queries = _status_json_reading(flow, monkeypatch, chunk)
+    state = workflow_status(flow.ws)
+    assert (text, status._IDS_BY_SEQ in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, False)
+    processed = state["steps"]["each"]["processed"]  # the keys as the IDs write them (a few are hashes of items)
+    assert processed == [nid[len("each["):-1] for nid in state["nodes"]]
+    assert ({"photo_0001.jpg", "007", "12", "-3", "null", "café"} <= set(processed), set(map(type, processed))) == (
+        True, {str})
+
+
+@pytest.mark.parametrize("chunk", [1, 4, 1000])
+def test_plait_status_json_of_text_and_number_keys_in_turn_with_rows_of_other_kinds_is_what_json_dumps_writes(
+        flow: Flow, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    flow.write(yaml_text("""
+        name: mixed
+        steps:
+          - name: a
+            task: python
+            items: ITEMS
+            on_error: continue
+            inputs:
+              code: |
+                if item == "12":
+                    raise ValueError("twelve")
+                result = item
+          - name: b
+            task: python
+            for_each: a
+            inputs: {code: "result = 1"}
+          - name: n
+            task: python
+            items: {range: 40}
+            inputs: {code: "result = item"}
+    """).replace("ITEMS", json.dumps(TEXT_KEYS * 1 + [f"t{i}" for i in range(40)])))
+    flow.run()  # a's keys are texts, n's numbers; a[12] failed and b[12] was skipped: rows of other kinds
+    text, queries = _status_json_reading(flow, monkeypatch, chunk)
+    state = workflow_status(flow.ws)
+    assert (text, status._IDS in queries, status._NODES in queries) == (json.dumps(state) + "\n", True, False)
+    steps = state["steps"]
+    assert (sorted(steps["a"]["failed"]), len(steps["a"]["processed"]), steps["n"]["processed"]) == (
+        ["12"], len(TEXT_KEYS) + 39, list(range(40)))
+
+
 def test_plait_status_json_reads_every_row_whole_when_an_id_holds_the_ids_separator(
         ledger: Ledger, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     planned = [(f"w[{i}]", "w", i, "task") for i in range(40)] + [("odd\x01one", "odd", None, "task")]

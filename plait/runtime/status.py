@@ -6,17 +6,18 @@ and key. For each step it also derives the state shape of the engine plait grew 
 failed, retried}}` (plus the counts skipped and pending). Join nodes (which run no task) count in `nodes`
 but not in a step's stats.
 
-`write_status_json` writes the same state as JSON, the very text `json.dumps(workflow_status(…))`
-gives, but streamed, from one sorted pass over the ledger's rows (`settled`) that gives the nodes
-and each step's `processed` and `failed`; the steps' `stats`, and their order, are the counts the
-ledger keeps beside the rows (`Ledger.step_counts`), as `plait status` prints them, read in the
-same transaction. A million nodes must not cost a dict and an encoding each: a node's member of
-`nodes` is its ID's JSON and a tail (`: {"status": …}`) made once for each (status, attempts,
-reason) and reused, so a batch of nodes without an error record is put together a column at a
-time (`_Steps.add`; a batch of one tail is its IDs joined by it), and a step's whole-number keys
-are cut from the node IDs. Every column the sorted pass reads is carried through SQLite's sort
-for every row, so it reads no more than these. Building the members in SQLite was measured and
-was slower (docs/performance.md). When most rows are of their step's common kind (its items that
+`write_status_json` writes the same state as JSON, the very text
+`json.dumps(workflow_status(…))` gives, but streamed, from one sorted pass over the ledger's
+rows (`settled`) that gives the nodes and each step's `processed` and `failed`; the steps'
+`stats`, and their order, are the counts the ledger keeps beside the rows
+(`Ledger.step_counts`), as `plait status` prints them, read in the same transaction. A million
+nodes must not cost a dict and an encoding each: a node's member of `nodes` is its ID's JSON and
+a tail (`: {"status": …}`) made once for each (status, attempts, reason) and reused, so a batch
+of nodes without an error record is put together a column at a time (`_Steps.add`; a batch of
+one tail is its IDs joined by it), and a step's keys, whole numbers or texts (`photo1.jpg`), are
+cut from the node IDs. Every column the sorted pass reads is carried through SQLite's sort for
+every row, so it reads no more than these. Building the members in SQLite was measured and was
+slower (docs/performance.md). When most rows are of their step's common kind (its items that
 succeeded at their first attempt for one reason, as a run of a million items leaves them:
 `_by_kind`), the sorted pass reads the IDs alone, as one text SQLite joins, and the few rows of
 other kinds are read whole, unsorted, and put in their places; with one step and no other, a
@@ -102,19 +103,20 @@ def _by_kind(ledger: Ledger, steps: _Steps) -> Iterator[str] | None:
     SQLite's sort; their IDs as one text take a fraction of that (docs/performance.md). A ledger
     of many kinds (reasons that name a node, retries, failures) is read as before, by `_NODES`.
     """
-    kinds: dict[int, str | None] = {}  # step -> the reason of its common kind: the most of its first rows give
+    kinds: dict[int, tuple[str | None, Any]] = {}  # step -> the (reason, stored key) most of its first rows give
     for step in ledger.counted_steps():
         name = steps.labels[step]
         found = next(ledger.batches(_FIRST, _SAMPLE, (name + "[", name + _PAST_BRACKET, step, _SAMPLE)), None)
         if found:
-            kinds[step] = Counter(map(_ID, found)).most_common(1)[0][0]
+            kinds[step] = Counter(found).most_common(1)[0][0]
     if not kinds:
         return None
+    steps.quoted = {step for step, (_, key) in kinds.items() if key == b""}
     ((total,),) = next(ledger.batches(_TOTAL, 1))
     most = total // _MOST_OTHERS
-    cases = " ".join(["WHEN ? THEN reason IS ? AND node_id > ? AND node_id < ?"] * len(kinds))
-    values = [value for step, reason in kinds.items()
-              for value in (step, reason, steps.labels[step] + "[", steps.labels[step] + _PAST_BRACKET)]
+    cases = " ".join(["WHEN ? THEN reason IS ? AND key IS ? AND node_id > ? AND node_id < ?"] * len(kinds))
+    values = [value for step, (reason, key) in kinds.items()
+              for value in (step, reason, key, steps.labels[step] + "[", steps.labels[step] + _PAST_BRACKET)]
     others = [row for batch in ledger.batches(_OTHERS.format(cases=cases), CHUNK, (*values, most + 1))
               for row in batch]
     if len(others) > most:
@@ -135,6 +137,7 @@ class _Steps:
         self.processed: dict[int | str, list[str]] = defaultdict(list)  # step -> its processed keys' JSON
         self.failed: dict[int | str, dict[str, Any]] = defaultdict(dict)  # step -> {key: error}
         self.tails: dict[tuple[Any, ...], str] = {}  # (status, attempts, reason) -> a member's text after the ID
+        self.quoted: set[int] = set()  # the steps whose common kind's keys are texts, the IDs' as written (`_by_kind`)
 
     def add(self, batch: list[tuple[Any, ...]]) -> str:
         """Note a batch of rows (node ID, status, attempts, error, reason, the step of a task node that succeeded or
@@ -159,16 +162,18 @@ class _Steps:
                 self.processed[step] += self._numbers(step, rows) or map(_processed, rows)
         return text
 
-    def in_order(self, text: str, others: dict[str, tuple[Any, ...]], kinds: dict[int, str | None]) -> Iterator[str]:
+    def in_order(self, text: str, others: dict[str, tuple[Any, ...]],
+                 kinds: dict[int, tuple[str | None, Any]]) -> Iterator[str]:
         """Yield the members of `nodes`, `CHUNK` at a time, of the rows whose IDs `text` lists in completion order
-        (joined by `_APART`): of their step's common kind (`kinds`: step -> reason; an ID `step[key]`), or of
-        another with its row in `others`.
+        (joined by `_APART`): of their step's common kind (`kinds`: step -> (reason, stored key); an ID
+        `step[key]`), or of another with its row in `others`.
 
         With one step and no other, a batch of IDs that JSON writes as they are (printable ASCII, no
         quote or backslash) is written by replacing the separators in its text, and its keys, when
-        they are whole numbers, are cut out of it the same way: no string is made per node.
+        they are whole numbers or texts as the IDs write them, are cut out of it the same way: no
+        string is made per node.
         """
-        tails = {step: _tail(1, 1, reason, None) for step, reason in kinds.items()}
+        tails = {step: _tail(1, 1, reason, None) for step, (reason, _) in kinds.items()}
         if others or len(kinds) > 1:
             ids = text.split(_APART)
             at = list(compress(range(len(ids)), map(others.__contains__, ids)))  # where the rows of others are
@@ -197,8 +202,12 @@ class _Steps:
             if not _PLAIN.fullmatch(part):
                 yield self._common(part.split(_APART), step, tail)
                 continue
-            keys = part.replace("]" + _APART + prefix, ", ")
-            if keys.startswith(prefix) and keys.endswith("]") and _NUMBERS.fullmatch(keys, len(prefix), len(keys) - 1):
+            quoted = step in self.quoted  # every ID is `step[key]` (no row of another kind): the texts between are keys
+            keys = part.replace("]" + _APART + prefix, '", "' if quoted else ", ")
+            if quoted:
+                self.processed[step].append('"' + keys[len(prefix):-1] + '"')
+            elif (keys.startswith(prefix) and keys.endswith("]")
+                  and _NUMBERS.fullmatch(keys, len(prefix), len(keys) - 1)):
                 self.processed[step].append(keys[len(prefix):-1])
             else:
                 self.processed[step] += self._keys(part.split(_APART), step)
@@ -222,7 +231,11 @@ class _Steps:
         return (tail + ", ").join(map(encode_basestring_ascii, ids)) + tail
 
     def _keys(self, ids: list[str], step: int) -> list[str]:
-        """Return the JSON of the keys of nodes of `step` that succeeded, from their IDs (a stored key of 0)."""
+        """Return the JSON of the keys of nodes of `step` that succeeded, from their IDs (a stored key of 0, or of
+        an empty blob for the steps in `quoted`)."""
+        if step in self.quoted:
+            start = len(self.labels[step]) + 1
+            return list(map(encode_basestring_ascii, map(getitem, ids, repeat(slice(start, -1)))))
         return self._numbers_of(step, ids) or [json.dumps(_stored_key(nid, 0)) for nid in ids]
 
     def _members(self, batch: list[tuple[Any, ...]]) -> str:
@@ -313,12 +326,13 @@ _NEVER_RAN = ': {"status": "pending", "attempts": 0, "error": null, "reason": nu
 
 # A step's common kind of row (`_by_kind`): a task node of the step that succeeded at its first attempt, for the
 # reason most of the first such rows of the step give (a resume's reruns say why each ran), keyed as its ID says (a
-# stored key of 0, plait.runtime.ledger_schema: the ID is `step[key]`, which `_FIRST` seeks by the range of IDs
-# `step[…`), with a seq. `_OTHERS` reads at most ? (its last parameter) rows of no step's common kind; `{cases}`: a
-# `WHEN step THEN` of each kind, its reason and IDs.
-_COMMON = "status = 1 AND attempts = 1 AND error IS NULL AND kind IS NULL AND key IS 0 AND seq IS NOT NULL"
-_FIRST = (f"SELECT reason FROM settled WHERE node_id > ? AND node_id < ? AND step = ? AND in_plan = 1 AND {_COMMON} "
-          "LIMIT ?")
+# stored key of 0 or an empty blob, as most of those rows have it, plait.runtime.ledger_schema: the ID is `step[key]`,
+# which `_FIRST` seeks by the range of IDs `step[…`), with a seq. `_OTHERS` reads at most ? (its last parameter) rows
+# of no step's common kind; `{cases}`: a `WHEN step THEN` of each kind, its reason, stored key and IDs.
+_COMMON = ("status = 1 AND attempts = 1 AND error IS NULL AND kind IS NULL AND (key IS 0 OR key IS x'') "
+           "AND seq IS NOT NULL")
+_FIRST = ("SELECT reason, key FROM settled WHERE node_id > ? AND node_id < ? AND step = ? AND in_plan = 1 AND "
+          f"{_COMMON} LIMIT ?")
 _SAMPLE = 256  # a step's first rows of its common kind whose most frequent reason is the kind's
 _PAST_BRACKET = "\\"  # the character after `[`: the IDs `step[…` sort between `step[` and `step\`
 _TOTAL = f"SELECT {IN_PLAN}"
