@@ -15,7 +15,9 @@ import hashlib
 import json
 import os
 import signal
+import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -474,6 +476,36 @@ def test_tracked_files_and_keys_from_names_that_are_not_utf8(flow: Flow) -> None
     assert flow.nodes()[node]["result"]["stdout"].strip() == "5"  # the task read the file by its own name
     (data / name).write_bytes(b"1234567")
     assert _reasons(_dry(flow)) == {node: ("changed", "input file: data/caf\\udce9.txt")}
+
+
+def test_lines_that_name_no_file_leave_no_row_in_the_file_cache_and_a_file_that_appears_reruns_its_node(
+        flow: Flow) -> None:
+    flow.write("""
+        name: named
+        steps:
+          - name: read
+            task: python
+            items: {lines: names.txt}
+            inputs: {code: "result = item"}
+    """)
+    (flow.dir / "names.txt").write_text("a.txt\nb.txt\nc.txt\n", encoding="utf-8")
+    (flow.dir / "a.txt").write_text("here", encoding="utf-8")
+
+    def cached() -> dict[str, str]:
+        with closing(sqlite3.connect(flow.ledger_path)) as db:
+            return {os.fsdecode(path): digest for path, digest in db.execute("SELECT path, hash FROM files")}
+
+    assert flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "-q").returncode == 0
+    assert list(cached()) == [str(flow.dir / "a.txt")]  # b.txt and c.txt are no files: nothing to keep of them
+    assert _reasons(_dry(flow)) == {}
+    (flow.dir / "b.txt").write_text("new", encoding="utf-8")
+    (flow.dir / "a.txt").unlink()
+    assert _reasons(_dry(flow)) == {"read[a.txt]": ("changed", "input file: a.txt"),
+                                    "read[b.txt]": ("changed", "input file: b.txt")}
+    assert flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "-q").returncode == 0
+    assert (cached()[str(flow.dir / "a.txt")], sorted(cached())) == (
+        "missing", sorted(str(flow.dir / name) for name in ("a.txt", "b.txt")))  # a file that went: kept as gone
+    assert _reasons(_dry(flow)) == {}
 
 
 SKIPPING = RECORDER + '''

@@ -105,19 +105,27 @@ class FileHashes:
             digest = before[2]
         else:
             digest = _content_hash(path)
-        if before is None or before[2] != digest:
+        if (before[2] if before is not None else MISSING) != digest:  # (never seen and still missing: no news)
             self.changed.add(path)
         self._hashes[path] = digest
         return digest
 
     def learned(self) -> list[tuple[str, int, int, str]]:
-        """Return the cache rows to keep: files hashed anew, a racy file without its time (hashed again next time)."""
+        """Return the cache rows to keep: files hashed anew, a racy file without its time (hashed again next time).
+
+        A file that is missing and was never seen is not kept: there is nothing to hash, and a
+        `lines:` step's items name files only now and then (a million names of no file would
+        make a million rows).
+        """
         rows = []
+        recorded = self.recorded
         for path, digest in self._hashes.items():
+            if digest == MISSING and path not in recorded:
+                continue
             size, mtime = self._stats[path]
             if mtime >= self._cutoff:
                 mtime = -1
-            if self.recorded.get(path) != (size, mtime, digest):
+            if recorded.get(path) != (size, mtime, digest):
                 rows.append((path, size, mtime, digest))
         return rows
 
