@@ -1,15 +1,15 @@
 """The plan's node graph: a `networkx.DiGraph`, built straight into networkx's own storage.
 
-networkx gives every node three dicts of its own (its attributes, its successors, its
-predecessors) and every edge one (its attributes), built one call at a time by `add_nodes_from`
-and `add_edges_from`: at a million nodes, most of a compile's time and a third of its memory.
-A plan's graph carries no attributes, and most nodes of a large plan have no edge on one side or
-the other (the items of a first step have no predecessor). So `node_graph` fills `_node`,
-`_succ` and `_pred` (as `DiGraph.__init__` names them) from one `dict.fromkeys` and two copies of it
-(copying a dict clones its table, where building each again would insert every node anew), every node sharing
-one empty read-only mapping (`EMPTY`) for its attributes and for each side it has no edge on,
-and every edge sharing it as its attributes; a node gets an adjacency dict of its own only on the
-side it has edges.
+networkx gives every node three dicts of its own (its attributes, its successors, its predecessors)
+and every edge one (its attributes), built one call at a time by `add_nodes_from` and
+`add_edges_from`: at a million nodes, most of a compile's time and a third of its memory. A plan's
+graph carries no attributes, and most nodes of a large plan have no edge on one side or the other
+(the items of a first step have no predecessor). So `node_graph` fills `_node`, `_succ` and `_pred`
+(as `DiGraph.__init__` names them) from one `dict.fromkeys` and two copies of it (copying a dict
+clones its table, where building each again would insert every node anew), every node sharing one
+empty read-only mapping (`EMPTY`) for its attributes and for each side it has no edge on, and every
+edge sharing it as its attributes; a node gets an adjacency dict of its own only on the side it has
+edges.
 
 The result is an ordinary DiGraph: networkx reads it as any other, and `Plan` freezes it. Its
 shared mappings are `FrozenDict`s, so a write that reached one (`G.nodes[n]["x"] = 1`) would
