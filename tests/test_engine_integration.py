@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 
 import pytest
 from runtime.support import RECORDER, Flow, error, untraced, untraced_status
 
 from plait.compiler import compile_workflow
 from plait.runtime import run_workflow, workflow_status
+from plait.runtime.run import HANDOFF_SECONDS
 
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
 
@@ -455,3 +457,23 @@ def test_a_for_each_node_does_not_wait_for_the_slow_items_of_its_upstream(flow: 
     order = (flow.ws / "events.log").read_text().split()
     assert sorted(order) == ["a[0]", "a[1]", "b[0]", "b[1]"]
     assert order.index("b[0]") < order.index("a[1]"), f"b[0] waited for a[1]: {order}"
+
+
+# --- the run's threads -----------------------------------------------------------------------------
+
+
+def test_a_run_hands_the_gil_over_promptly_and_gives_the_switch_interval_back(flow: Flow) -> None:
+    flow.write("""
+        name: interval
+        steps:
+          - name: seen
+            task: python
+            inputs:
+              code: "import sys; result = sys.getswitchinterval()"
+        """)
+    before = sys.getswitchinterval()
+    result = flow.run()
+
+    assert result.ok
+    assert flow.view("result")["seen"] == HANDOFF_SECONDS < before
+    assert sys.getswitchinterval() == before

@@ -21,6 +21,7 @@ group it, expand with it (`plait.compiler.grow`).
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from itertools import repeat
 from operator import itemgetter
@@ -148,14 +149,20 @@ class _Wiring:
             self.edges += ((m, upstream) for m in members)
         return [upstream]
 
-    def ordered(self) -> FrozenDict:
-        """Return the nodes step by step (steps in dependency order), each step's join after its items."""
+    def ordered(self) -> tuple[FrozenDict, Counter]:
+        """Return the nodes step by step (steps in dependency order), each step's join after its items, and how
+        many nodes each (step, kind) has (a step's built nodes are all of one kind), so that nobody counts again."""
         specs: list[NodeSpec] = []
+        counts: Counter = Counter()
         for step in self.steps:
-            specs += self.built[step]
+            built = self.built[step]
+            specs += built
+            if built:
+                counts[step, built[0].kind] = len(built)
             if step in self.joins:
                 specs.append(self.joins[step])
-        return FrozenDict(zip(map(itemgetter(0), specs), specs))
+                counts[step, "join"] = 1
+        return FrozenDict(zip(map(itemgetter(0), specs), specs)), counts
 
 
 def build_plan(name: str, description: str | None, source: str | None, params: Mapping[str, Any],
@@ -166,9 +173,9 @@ def build_plan(name: str, description: str | None, source: str | None, params: M
         wiring.add(draft)
     if wiring.errors:
         raise WorkflowError(wiring.errors)
-    nodes = wiring.ordered()
+    nodes, counts = wiring.ordered()
     return Plan(name, description, source, params, wiring.steps, nodes, node_graph(nodes, wiring.edges), tuple(notes),
-                workflow_dir)
+                workflow_dir, counts)
 
 
 def _step_spec(draft: StepDraft, kind: str) -> StepSpec:

@@ -1,14 +1,15 @@
 """The plan's node graph: a `networkx.DiGraph`, built straight into networkx's own storage.
 
-networkx gives every node three dicts of its own (its attributes, its successors, its
-predecessors) and every edge one (its attributes), built one call at a time by `add_nodes_from`
-and `add_edges_from`: at a million nodes, most of a compile's time and a third of its memory.
-A plan's graph carries no attributes, and most nodes of a large plan have no edge on one side or
-the other (the items of a first step have no predecessor). So `node_graph` fills `_node`,
-`_succ` and `_pred` (as `DiGraph.__init__` names them) with `dict.fromkeys`, every node sharing
-one empty read-only mapping (`EMPTY`) for its attributes and for each side it has no edge on,
-and every edge sharing it as its attributes; a node gets an adjacency dict of its own only on the
-side it has edges.
+networkx gives every node three dicts of its own (its attributes, its successors, its predecessors)
+and every edge one (its attributes), built one call at a time by `add_nodes_from` and
+`add_edges_from`: at a million nodes, most of a compile's time and a third of its memory. A plan's
+graph carries no attributes, and most nodes of a large plan have no edge on one side or the other
+(the items of a first step have no predecessor). So `node_graph` fills `_node`, `_succ` and `_pred`
+(as `DiGraph.__init__` names them) from one `dict.fromkeys` and two copies of it (copying a dict
+clones its table, where building each again would insert every node anew), every node sharing one
+empty read-only mapping (`EMPTY`) for its attributes and for each side it has no edge on, and every
+edge sharing it as its attributes; a node gets an adjacency dict of its own only on the side it has
+edges.
 
 The result is an ordinary DiGraph: networkx reads it as any other, and `Plan` freezes it. Its
 shared mappings are `FrozenDict`s, so a write that reached one (`G.nodes[n]["x"] = 1`) would
@@ -36,9 +37,8 @@ def node_graph(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiG
     import networkx as nx  # here, not at the top: `plait status` reads no graph
 
     graph = nx.DiGraph()
-    ids = nodes if isinstance(nodes, (list, dict)) else list(nodes)
-    succ = dict.fromkeys(ids, EMPTY)
-    pred = dict.fromkeys(ids, EMPTY)
+    attributes = dict.fromkeys(nodes, EMPTY)
+    succ, pred = attributes.copy(), attributes.copy()  # a copy clones the hash table whole: no key hashed again
     for u, v in edges:
         out = succ[u]
         if out is EMPTY:
@@ -47,7 +47,7 @@ def node_graph(nodes: Iterable[str], edges: Iterable[tuple[str, str]]) -> nx.DiG
         if into is EMPTY:
             into = pred[v] = {}
         out[v] = into[u] = EMPTY
-    graph._node = dict.fromkeys(ids, EMPTY)
+    graph._node = attributes
     graph._succ = graph._adj = succ
     graph._pred = pred
     return graph

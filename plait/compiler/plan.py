@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
@@ -180,12 +182,13 @@ _HASHED_COLUMNS = (2, 8, 9, 10)
 class Plan:
     """An immutable compiled workflow: steps, node specs, and the dependency graph between nodes."""
 
-    __slots__ = ("_digest", "_folder", "description", "graph", "nodes", "notes", "params", "source", "steps",
-                 "workflow")
+    __slots__ = ("_counts", "_digest", "_folder", "description", "graph", "nodes", "notes", "params", "source",
+                 "steps", "workflow")
 
     def __init__(self, workflow: str, description: str | None, source: str | None, params: Mapping[str, Any],
                  steps: Mapping[str, StepSpec], nodes: Mapping[str, NodeSpec], graph: nx.DiGraph,
-                 notes: tuple[str, ...] = (), workflow_dir: str | Path | None = None):
+                 notes: tuple[str, ...] = (), workflow_dir: str | Path | None = None,
+                 counts: Counter | None = None):
         self.workflow = workflow
         self.description = description
         self.source = source
@@ -198,10 +201,13 @@ class Plan:
 
         self.graph: nx.DiGraph = nx.freeze(graph)
         self.notes = tuple(notes)  # how a file in the original engine's dialect behaves differently here
+        # How many nodes each (step, kind) has, in the order the nodes first show them: the compiler knows them as
+        # it builds the steps (`counts`), else they are counted once, when first asked.
+        self._counts: Counter | None = Counter(counts) if counts is not None else None
         self._digest: str | None = None
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if name != "_digest" and hasattr(self, "_digest"):
+        if name not in ("_digest", "_counts") and hasattr(self, "_digest"):
             raise AttributeError("a Plan is immutable")
         object.__setattr__(self, name, value)
 
@@ -218,14 +224,16 @@ class Plan:
         return sum(map(len, self.graph._succ.values()))
 
     def node_counts(self) -> Counter:
-        """Return how many nodes each (step, kind) has."""
-        nodes = self.nodes.values()
-        return Counter(zip(map(itemgetter(1), nodes), map(itemgetter(2), nodes)))
+        """Return how many nodes each (step, kind) has, in the order the nodes first show each (a copy: yours)."""
+        if self._counts is None:
+            nodes = self.nodes.values()
+            self._counts = Counter(zip(map(itemgetter(1), nodes), map(itemgetter(2), nodes)))
+        return self._counts.copy()
 
     @property
     def deferred(self) -> list[str]:
-        """Return the steps whose items are still to be expanded at run time, once each."""
-        return list(dict.fromkeys(n.step for n in self.nodes.values() if n.kind == "deferred"))
+        """Return the steps whose items are still to be expanded at run time, once each, in node order."""
+        return [step for step, kind in self.node_counts() if kind == "deferred"]
 
     @property
     def workflow_dir(self) -> Path:
@@ -238,11 +246,12 @@ class Plan:
         """Return a SHA-256 over what the plan is: equal plans, equal digests.
 
         It hashes the plan's JSON without its nodes and edges (workflow, params, every step as
-        compiled), then the nodes as columns: ids, kinds, keys, items, indexes, each by its
-        `repr` (C-speed, and deterministic: the plan holds plain values and frozen mappings built
-        in file order). A node's step and task follow from its ID and kind, and the edges from
-        the steps and nodes (the compiler's wiring: a change to it changes `PLAN_FORMAT`), so
-        they add nothing. Every run and resume pays for it (docs/performance.md).
+        compiled), then the nodes as columns: ids, kinds, keys, items, indexes, each as
+        `_column_bytes` writes it, after its length (C-speed, and deterministic: the plan holds
+        plain values and frozen mappings built in file order). A node's step and task follow
+        from its ID and kind, and the edges from the steps and nodes (the compiler's wiring: a
+        change to it changes `PLAN_FORMAT`), so they add nothing. Every run and resume pays for
+        it (docs/performance.md).
 
         Where the file is (its path, the positions in it) is left out: the same workflow has the
         same digest in any checkout, named from any folder.
@@ -256,7 +265,9 @@ class Plan:
             head = json.dumps(body, sort_keys=True, separators=(",", ":"), default=str)
             digest = hashlib.sha256(head.encode())
             for column in (list(self.nodes), *(list(map(itemgetter(i), nodes)) for i in _HASHED_COLUMNS)):
-                digest.update(repr(column).encode("utf-8", "surrogatepass"))
+                data = _column_bytes(column)
+                digest.update(b"%d:" % len(data))
+                digest.update(data)
             self._digest = digest.hexdigest()
         return self._digest
 
@@ -302,6 +313,30 @@ class Plan:
         graph = node_graph(nodes, (tuple(e) for e in data["edges"]))
         return cls(data["workflow"], data["description"], data["source"], data["params"], steps, nodes, graph,
                    tuple(data.get("notes", ())))
+
+
+def _column_bytes(values: list) -> bytes:
+    """Return a column of node values as bytes that tell any two columns apart, the common ones without a `repr`.
+
+    Texts are joined by NUL (which no node ID holds: a column whose texts do hold one is written
+    as its `repr`), whole numbers packed as 64-bit little-endian integers, anything else written
+    as its `repr`; a tag byte says which, so that no two forms are confused.
+    """
+    kinds = set(map(type, values))
+    if kinds == {str}:
+        joined = "\x00".join(values)
+        if joined.count("\x00") == len(values) - 1:
+            return b"s" + joined.encode("utf-8", "surrogatepass")
+    elif kinds == {int}:
+        try:
+            packed = array("q", values)
+        except OverflowError:
+            pass  # a number past 64 bits: written as its repr
+        else:
+            if sys.byteorder != "little":
+                packed.byteswap()
+            return b"i" + packed.tobytes()
+    return b"r" + repr(values).encode("utf-8", "surrogatepass")
 
 
 # Left out of a plan's JSON when unset, so that the digests of plans from before they were hold.

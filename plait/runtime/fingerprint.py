@@ -41,8 +41,10 @@ import hashlib
 import json
 import re
 import sys
-from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from importlib.machinery import PathFinder
+from itertools import accumulate, groupby
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -111,15 +113,47 @@ class Fingerprinter:
         digest = own.copy()
         if node.key is not None:
             digest.update(_item_bytes(node.key, node.item))
+        head = digest.digest()[:8] + self._half(upstream)
+        return head + packed_digits(code + "f" + self.tracked.digest(node)) if reads else head + tail
+
+    def fill(self, fp: dict[str, Fingerprint], nodes: Sequence[str], specs: Sequence[NodeSpec],
+             preds: Sequence[Collection[str]]) -> None:
+        """Set `fp[nodes[i]]` to what `node` gives `specs[i]`, whose predecessors are `preds[i]`, for each i. Mutates.
+
+        `nodes` come in plan order: a node's predecessors are in `fp` before it. A run of nodes of
+        one step and kind that share one collection of predecessors (a batch's items, which have
+        none; a growth's children) is hashed in one loop, its upstream half once; nodes whose keys
+        and items are plain numbers and texts without a call a node. Others go through `node`.
+        """
+        start = 0
+        runs = groupby(zip(map(_STEP, specs), map(_KIND, specs), map(id, preds)))
+        for stop in accumulate(len(list(run)) for _, run in runs):
+            before = preds[start]
+            upstream = [fp[p] for p in before] if before else ()
+            block = specs[start:stop]
+            first = block[0]
+            started = self._started.get((first.step, first.kind)) or self._start(first.step, first.kind)
+            keys, items = list(map(_KEY, block)), list(map(_ITEM, block))
+            if started[3] or not set(map(type, keys)) | set(map(type, items)) <= _PLAIN:
+                fp.update(zip(nodes[start:stop], [self.node(spec, upstream) for spec in block]))
+            else:  # what `node` does, a node's item encoded as `_item_bytes` does a plain one
+                copy, rest = started[0].copy, self._half(upstream) + started[2]
+                hashed = []
+                for key, item in zip(keys, items):
+                    digest = copy()
+                    digest.update(f"{key!r}\x00{item!r}".encode())
+                    hashed.append(digest.digest()[:8] + rest)
+                fp.update(zip(nodes[start:stop], hashed))
+            start = stop
+
+    def _half(self, upstream: Collection[Fingerprint]) -> bytes:
+        """Return the upstream half of a node whose predecessors' fingerprints are `upstream`."""
         if not upstream:
-            half = NO_UPSTREAM
-        elif upstream == self._upstream[0]:  # the children of one parent, decided in a row, share theirs
-            half = self._upstream[1]
-        else:
+            return NO_UPSTREAM
+        if upstream != self._upstream[0]:  # the children of one parent, decided in a row, share theirs
             half = hashlib.sha256("".join(sorted(map(fingerprint_text, upstream))).encode()).digest()[:8]
             self._upstream = (upstream, half)
-        head = digest.digest()[:8] + half
-        return head + packed_digits(code + "f" + self.tracked.digest(node)) if reads else head + tail
+        return self._upstream[1]
 
     def _start(self, step: str, kind: str) -> tuple[Any, str, bytes, bool]:
         own = hashlib.sha256(self._step_signature(step))
@@ -270,6 +304,10 @@ def _short(value: Any) -> str:
 
 
 _NO_CODE = _short(None)  # where a step's signature held its code's hash before the code became a segment
+
+
+_STEP, _KIND, _KEY, _ITEM = (itemgetter(i) for i in (1, 2, 8, 9))  # a NodeSpec's step, kind, key and item
+_PLAIN = {int, str}  # keys and items `_item_bytes` encodes without JSON
 
 
 def _item_bytes(key: Any, item: Any) -> bytes:

@@ -188,6 +188,7 @@ class _Run:
 def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitStack) -> _Run:
     """Open everything a run needs, registering each clean-up on `resources`; decide every node."""
     run_id = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+    resources.enter_context(_prompt_handoffs())
     state = state_dir(ws)
     path = state / LEDGER_NAME
     log_file = state / "logs" / f"{run_id}.log"
@@ -256,6 +257,27 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     signature = fingerprints.signature(plan.nodes.values()) if current else None
     writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous, signature, parts, rerun)
     return _Run(plan, log_file, backend, writer, scheduler, scheduler.report, fingerprints, signature)
+
+
+# How long a thread may hold the GIL while another waits for it, during a run (Python's default is 5 ms).
+HANDOFF_SECONDS = 0.0005
+
+
+@contextmanager
+def _prompt_handoffs() -> Iterator[None]:
+    """Hand the GIL between the run's threads ten times as often as Python does by default, for the block.
+
+    The ledger writer releases the GIL around each SQLite step, and joblib's threads around each
+    result they receive; each then waits for it back while the scheduler's thread settles or forms
+    a wave, up to the switch interval each time: at 5 ms, the writer of a large run spent more of
+    its time waiting for the GIL than writing, and it paces such a run (docs/performance.md).
+    """
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(min(before, HANDOFF_SECONDS))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
 
 
 def _all_done(run_id: str, plan: Plan) -> RunReport:

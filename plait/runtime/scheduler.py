@@ -179,22 +179,17 @@ class Scheduler:
 
     def _decide_new(self, nodes: list[str]) -> Counter | None:
         """Decide nodes the ledger has never seen, in a run that selects nothing (a fresh run, a growth's new nodes):
-        what `_decide` does for them, with no Python per node but its fingerprint. Mutates.
+        what `_decide` does for them, with no Python per node (`Fingerprinter.fill`). Mutates.
 
         With no prior, `decide` gives every node the one decision (new, run); should it ever not
         run such a node, this returns None, having only fingerprinted them, and `_decide` decides
         them one by one.
         """
         state = self.state
-        fp, node_fp = state.fp, self.fingerprints.node
+        fp = state.fp
         specs = list(map(state.plan.nodes.__getitem__, nodes))
         preds = list(map(state.pred.__getitem__, nodes))
-        last: Any = None
-        upstream: Any = ()
-        for nid, node, before in zip(nodes, specs, preds):  # in plan order: a node's predecessors come first
-            if before is not last:  # (siblings share one dict of predecessors: a growth's children, one list)
-                last, upstream = before, [fp[p] for p in before] if before else ()
-            fp[nid] = node_fp(node, upstream)
+        self.fingerprints.fill(fp, nodes, specs, preds)
         decision = decide(specs[0], None, fp[nodes[0]], self.explainer)
         if not decision.run:
             return None

@@ -456,6 +456,7 @@ def _assert_round_trip(plan: Plan) -> None:
     back = Plan.from_json(data)
 
     assert back.digest == plan.digest == data["digest"]
+    assert list(back.node_counts().items()) == list(plan.node_counts().items()) == list(_recount(plan).items())
     assert dict(back.nodes) == dict(plan.nodes)
     assert list(back.nodes) == list(plan.nodes)
     assert dict(back.steps) == dict(plan.steps)
@@ -741,3 +742,32 @@ def test_cli_missing_file_is_exit_2(tmp_path: Path, cli) -> None:
     assert (result.code, result.out) == (2, "")
     assert result.err == (f"error: cannot read workflow file '{missing}': No such file or directory\n"
                           "  hint: check the path; it is relative to the current folder\n")
+
+
+def _recount(plan: Plan) -> dict[tuple[str, str], int]:
+    counts: dict[tuple[str, str], int] = {}
+    for node in plan:
+        counts[node.step, node.kind] = counts.get((node.step, node.kind), 0) + 1
+    return counts
+
+
+ITEMS_OF_KIND = """
+name: kinds
+steps:
+  - name: each
+    task: noop
+    key: "k{{{{ index }}}}"
+    items: {items}
+"""
+
+
+def test_the_digest_tells_apart_items_that_print_alike_or_hold_the_separator() -> None:
+    variants = {'[1, 2]': [1, 2], '[1.0, 2]': [1.0, 2], '["1", "2"]': ["1", "2"], '[true, 2]': [True, 2],
+                '[1, 18446744073709551616]': [1, 2**64], '["1\\u00002"]': ["1\x002"],
+                '["1\\u0000", "2"]': ["1\x00", "2"], '["1", "\\u00002"]': ["1", "\x002"], '[[1], 2]': [(1,), 2],
+                '[{a: 1}, 2]': [FrozenDict(a=1), 2], '[null, 2]': [None, 2]}
+    plans = [compile_text(ITEMS_OF_KIND.format(items=items)) for items in variants]
+
+    assert [[n.item for n in plan] for plan in plans] == list(variants.values())
+    assert len({plan.digest for plan in plans}) == len(variants)
+    assert [compile_text(ITEMS_OF_KIND.format(items=items)).digest for items in variants] == [p.digest for p in plans]

@@ -144,6 +144,8 @@ def test_node_counts_match_the_items(generated: tuple[list[Step], list[Step]]) -
 
     counts = {s.name: sum(1 for n in plan if n.step == s.name and n.kind == "task") for s in steps}
     assert counts == {s.name: count(s) for s in steps}
+    kinds = [(n.step, n.kind) for n in plan]
+    assert list(plan.node_counts().items()) == [(k, kinds.count(k)) for k in dict.fromkeys(kinds)]
     assert all(n.id == n.step for n in plan if n.kind == "join")
 
 
