@@ -3,7 +3,9 @@ in-process with what it prints (`cli`)."""
 
 from __future__ import annotations
 
+import compileall
 import os
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -12,10 +14,24 @@ import pytest
 from reliability.harness import Runs, runs_fixture
 from runtime.support import FIGURE, Flow, make_flow, plait
 
+import plait as plait_package
+
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: one worker per core this process may run on (a CPU count can name cores it may not use)."""
     return len(os.sched_getaffinity(0))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Compile plait's modules to bytecode once, before the tests start plait processes by the hundred.
+
+    Where Python is told not to write bytecode (PYTHONDONTWRITEBYTECODE, as on this machine) and
+    the checkout has none yet (a fresh clone), every `plait` process a test starts, and each of
+    its workers, would compile plait's modules from source again. Only the controller compiles
+    (xdist's workers start after it); a module whose bytecode is current is left as it is.
+    """
+    if sys.dont_write_bytecode and not hasattr(config, "workerinput"):
+        compileall.compile_dir(Path(plait_package.__file__).parent, quiet=1)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
