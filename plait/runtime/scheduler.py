@@ -58,7 +58,7 @@ from plait.runtime.ledger import Prior
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
 from plait.runtime.planned import PLANNED
 from plait.runtime.selection import Selection
-from plait.runtime.settling import settle, take
+from plait.runtime.settling import all_succeeded, settle, take
 from plait.runtime.state import (
     Dispatched,
     RunReport,
@@ -74,7 +74,7 @@ from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
 
-_ID = attrgetter("id")
+_ID, _KIND = attrgetter("id"), attrgetter("kind")
 
 # Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes, a callback to call once
 # every chunk is handed to the backend) and yields (chunk, results) as chunks finish.
@@ -108,6 +108,8 @@ class Scheduler:
         self.forced_run: set[str] = set()  # nodes forced to run, the targets and everything downstream of them
         self.explainer = Explainer(fingerprints, recorded_parts, lambda nid: list(state.pred[nid]),
                                    state.decisions.__contains__)
+        self._looked: tuple[list[str] | None, int] = (None, 0)  # the ready list `_grow_ahead` looked at, how far
+        self._ahead: dict[str, None] = {}  # ready placeholders `_grow_ahead` has seen and not grown
 
     @property
     def report(self) -> RunReport:
@@ -224,6 +226,8 @@ class Scheduler:
                     if wave is not None:
                         self._start(wave)
                         continue
+                    if calls.busy and self._grow_ahead():
+                        continue
                 if calls.busy:
                     self._take(calls.next(self._until_retry()))
                 elif state.retries and not state.stopping:
@@ -240,6 +244,50 @@ class Scheduler:
         if pending:
             report.counts["pending"] += pending
         return report
+
+    def _grow_ahead(self) -> bool:
+        """Expand the ready placeholders whose parents are all back, while no new call may start; return whether
+        any grew. Mutates.
+
+        A fan-out's parents that came back late, while the first parents' children run, would
+        otherwise grow only once those calls drain, keeping the workers idle meanwhile: grown
+        now, their children are ready for the next wave the moment a call may start. A step's
+        placeholders wait until none of its parents is in flight, so that they grow together
+        (a growth has a part that grows with the plan) rather than one per outcome. Only
+        placeholders whose predecessors all succeeded are taken: a skip or a failed upstream
+        stays for `next_wave` to settle. Each node that became ready is looked at once
+        (`_looked`: how far into the ready list this has looked; `_ahead`: placeholders seen).
+        """
+        state = self.state
+        ready, nodes = state.ready, state.plan.nodes
+        seen, start = self._looked
+        fresh = ready[start:] if seen is ready else ready
+        self._looked = (ready, len(ready))
+        if fresh and "deferred" in map(_KIND, map(nodes.__getitem__, fresh)):
+            self._ahead.update(dict.fromkeys(nid for nid in fresh if nodes[nid].kind == "deferred"))
+        if not self._ahead:
+            return False
+        status, in_flight, skipping, steps = state.status, state.in_flight, state.skipping, state.plan.steps
+        waiting = set(ready)
+        self._ahead = {nid: None for nid in self._ahead
+                       if nid in waiting and nodes[nid].kind == "deferred" and nid not in status}
+        placeholders = []
+        for nid in self._ahead:
+            node = nodes[nid]
+            parents = steps[node.step].for_each if steps[node.step].fans_out else None
+            if (nid not in in_flight and nid not in skipping and all_succeeded(state, state.pred[nid])
+                    and (parents is None or in_flight.isdisjoint(state.members[parents]))):
+                placeholders.append((nid, node))
+        if not placeholders:
+            return False
+        taken = {nid for nid, _ in placeholders}
+        state.ready = [nid for nid in ready if nid not in taken]
+        for nid in taken:
+            del self._ahead[nid]
+        placeholders.sort(key=lambda pair: state.order[pair[0]])
+        self._expand(placeholders)
+        self._looked = (state.ready, len(state.ready))
+        return True
 
     def stop(self) -> None:
         """Stop dispatching: running nodes finish, nodes not started stay pending. Safe from a signal handler."""
