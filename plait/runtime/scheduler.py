@@ -69,12 +69,13 @@ from plait.runtime.state import (
     run_again,
     wait_for_predecessors,
 )
-from plait.runtime.waves import Wave, next_wave, upstream_view, value
+from plait.runtime.waves import Wave, join_result, next_wave, upstream_view, value
 from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
 
 _ID, _KIND = attrgetter("id"), attrgetter("kind")
+_AHEAD = frozenset({"deferred", "join"})  # the kinds of ready node `Scheduler._ahead` takes while no call may start
 
 # Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes, a callback to call once
 # every chunk is handed to the backend) and yields (chunk, results) as chunks finish.
@@ -108,8 +109,8 @@ class Scheduler:
         self.forced_run: set[str] = set()  # nodes forced to run, the targets and everything downstream of them
         self.explainer = Explainer(fingerprints, recorded_parts, lambda nid: list(state.pred[nid]),
                                    state.decisions.__contains__)
-        self._looked: tuple[list[str] | None, int] = (None, 0)  # the ready list `_grow_ahead` looked at, how far
-        self._ahead: dict[str, None] = {}  # ready placeholders `_grow_ahead` has seen and not grown
+        self._looked: tuple[list[str] | None, int] = (None, 0)  # the ready list `_ahead` looked at, how far
+        self._waiting: dict[str, None] = {}  # ready placeholders and joins `_ahead` has seen and not taken
 
     @property
     def report(self) -> RunReport:
@@ -226,7 +227,7 @@ class Scheduler:
                     if wave is not None:
                         self._start(wave)
                         continue
-                    if calls.busy and self._grow_ahead():
+                    if calls.busy and self._ahead():
                         continue
                 if calls.busy:
                     self._take(calls.next(self._until_retry()))
@@ -245,48 +246,66 @@ class Scheduler:
             report.counts["pending"] += pending
         return report
 
-    def _grow_ahead(self) -> bool:
-        """Expand the ready placeholders whose parents are all back, while no new call may start; return whether
-        any grew. Mutates.
+    def _ahead(self) -> bool:
+        """While no new call may start, expand the ready placeholders whose parents are all back and settle the ready
+        joins; return whether any was. Mutates.
 
-        A fan-out's parents that came back late, while the first parents' children run, would
-        otherwise grow only once those calls drain, keeping the workers idle meanwhile: grown
-        now, their children are ready for the next wave the moment a call may start. A step's
-        placeholders wait until none of its parents is in flight, so that they grow together
-        (a growth has a part that grows with the plan) rather than one per outcome. Only
-        placeholders whose predecessors all succeeded are taken: a skip or a failed upstream
-        stays for `next_wave` to settle. Each node that became ready is looked at once
-        (`_looked`: how far into the ready list this has looked; `_ahead`: placeholders seen).
+        What `next_wave` would do once a call may start, done while the calls in flight run: a
+        fan-out's parents that came back late would otherwise grow only once those calls drain,
+        and the joins of the children back meanwhile be settled then, all of it with the workers
+        idle; done now, the next wave is ready the moment a call may start. A step's placeholders
+        wait until none of its parents is in flight, so that they grow together (a growth has a
+        part that grows with the plan) rather than one per outcome. Only nodes whose predecessors
+        all succeeded are taken: a skip or a failed upstream stays for `next_wave` to settle. Each
+        node that became ready is looked at once (`_looked`: how far into the ready list this has
+        looked; `_waiting`: the placeholders and joins seen, not yet taken).
         """
         state = self.state
         ready, nodes = state.ready, state.plan.nodes
         seen, start = self._looked
         fresh = ready[start:] if seen is ready else ready
         self._looked = (ready, len(ready))
-        if fresh and "deferred" in map(_KIND, map(nodes.__getitem__, fresh)):
-            self._ahead.update(dict.fromkeys(nid for nid in fresh if nodes[nid].kind == "deferred"))
-        if not self._ahead:
+        if fresh and not _AHEAD.isdisjoint(map(_KIND, map(nodes.__getitem__, fresh))):
+            self._waiting.update(dict.fromkeys(nid for nid in fresh if nodes[nid].kind in _AHEAD))
+        if not self._waiting:
             return False
-        status, in_flight, skipping, steps = state.status, state.in_flight, state.skipping, state.plan.steps
-        waiting = set(ready)
-        self._ahead = {nid: None for nid in self._ahead
-                       if nid in waiting and nodes[nid].kind == "deferred" and nid not in status}
-        placeholders = []
-        for nid in self._ahead:
+        status, in_flight, skipping, remaining = state.status, state.in_flight, state.skipping, state.remaining
+        self._waiting = {nid: None for nid in self._waiting  # (a placeholder grown since waits for its children)
+                         if nodes[nid].kind in _AHEAD and nid not in status and not remaining.get(nid)}
+        placeholders, joins = [], []
+        parents_back: dict[str, bool] = {}  # a fan-out step -> whether none of its parents is in flight
+        for nid in self._waiting:
             node = nodes[nid]
-            parents = steps[node.step].for_each if steps[node.step].fans_out else None
-            if (nid not in in_flight and nid not in skipping and all_succeeded(state, state.pred[nid])
-                    and (parents is None or in_flight.isdisjoint(state.members[parents]))):
+            if nid in in_flight or nid in skipping:
+                continue
+            if node.kind == "deferred":
+                back = parents_back.get(node.step)
+                if back is None:
+                    spec = state.plan.steps[node.step]
+                    back = parents_back[node.step] = not spec.fans_out or in_flight.isdisjoint(
+                        state.members[spec.for_each])
+                if not back:
+                    continue
+            if not all_succeeded(state, state.pred[nid]):
+                continue
+            if node.kind == "join":
+                joins.append(nid)
+            else:
                 placeholders.append((nid, node))
-        if not placeholders:
+        if not placeholders and not joins:
             return False
-        taken = {nid for nid, _ in placeholders}
+        taken = {*joins, *(nid for nid, _ in placeholders)}
         state.ready = [nid for nid in ready if nid not in taken]
+        self._looked = (state.ready, len(state.ready))  # what settling and growing ready next is looked at next
         for nid in taken:
-            del self._ahead[nid]
-        placeholders.sort(key=lambda pair: state.order[pair[0]])
-        self._expand(placeholders)
-        self._looked = (state.ready, len(state.ready))
+            del self._waiting[nid]
+        joins.sort(key=state.order.__getitem__)
+        for join in joins:
+            now = state.clock.wall()
+            settle(state, join, SUCCEEDED, join_result(state, join), None, now, now)
+        if placeholders:
+            placeholders.sort(key=lambda pair: state.order[pair[0]])
+            self._expand(placeholders)
         return True
 
     def stop(self) -> None:

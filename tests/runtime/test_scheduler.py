@@ -621,3 +621,13 @@ def test_placeholders_wait_to_grow_ahead_until_none_of_their_parents_is_in_fligh
     assert report.status == "succeeded"
     assert [(after, sorted(n for n in ids if n.startswith("part[") and "/" in n)) for after, ids in sync.grew_after] \
         == [(2, ["part[a/0]", "part[a/1]", "part[b/0]", "part[b/1]"])]
+
+
+def test_a_join_whose_members_are_back_is_settled_while_its_call_still_runs(sync: SyncRun) -> None:
+    """One call at a time: part[a]'s children are back while part[b]'s still run in the same call; its join is
+    recorded before they come back, not once the call has ended."""
+    report, _ = sync.run(sync.compile(FAN_OUT))
+    assert report.status == "succeeded"
+    order = [record.node_id for record in sync.records]
+    assert order.index("part[a/1]") < order.index("part[a]") < order.index("part[b/0]") < order.index("part[b]")
+    assert json.loads(sync.last()["part[a]"].result) == ["a0", "a1"]
