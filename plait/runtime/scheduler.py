@@ -69,12 +69,12 @@ from plait.runtime.state import (
     run_again,
     wait_for_predecessors,
 )
-from plait.runtime.waves import Wave, join_result, next_wave, upstream_view, value
+from plait.runtime.waves import Wave, group_scope, join_result, next_wave, upstream_view, value
 from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
 
-_ID, _KIND = attrgetter("id"), attrgetter("kind")
+_ID, _KIND, _STEP = attrgetter("id"), attrgetter("kind"), attrgetter("step")
 _AHEAD = frozenset({"deferred", "join"})  # the kinds of ready node `Scheduler._ahead` takes while no call may start
 
 # Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes, a callback to call once
@@ -111,6 +111,7 @@ class Scheduler:
                                    state.decisions.__contains__)
         self._looked: tuple[list[str] | None, int] = (None, 0)  # the ready list `_ahead` looked at, how far
         self._waiting: dict[str, None] = {}  # ready placeholders and joins `_ahead` has seen and not taken
+        self._groups: dict[str, Mapping[str, Any]] = {}  # ready group nodes' views `_ahead` made, for their wave
 
     @property
     def report(self) -> RunReport:
@@ -223,7 +224,7 @@ class Scheduler:
             while True:
                 if not state.stopping:
                     due_retries(state)
-                    wave = next_wave(state, self._expand) if calls.may_start() else None
+                    wave = next_wave(state, self._expand, self._groups) if calls.may_start() else None
                     if wave is not None:
                         self._start(wave)
                         continue
@@ -267,8 +268,9 @@ class Scheduler:
         self._looked = (ready, len(ready))
         if fresh and not _AHEAD.isdisjoint(map(_KIND, map(nodes.__getitem__, fresh))):
             self._waiting.update(dict.fromkeys(nid for nid in fresh if nodes[nid].kind in _AHEAD))
+        viewed = self._view_groups(fresh) if fresh else False
         if not self._waiting:
-            return False
+            return viewed
         status, in_flight, skipping, remaining = state.status, state.in_flight, state.skipping, state.remaining
         self._waiting = {nid: None for nid in self._waiting  # (a placeholder grown since waits for its children)
                          if nodes[nid].kind in _AHEAD and nid not in status and not remaining.get(nid)}
@@ -293,7 +295,7 @@ class Scheduler:
             else:
                 placeholders.append((nid, node))
         if not placeholders and not joins:
-            return False
+            return viewed
         taken = {*joins, *(nid for nid, _ in placeholders)}
         state.ready = [nid for nid in ready if nid not in taken]
         self._looked = (state.ready, len(state.ready))  # what settling and growing ready next is looked at next
@@ -307,6 +309,29 @@ class Scheduler:
             placeholders.sort(key=lambda pair: state.order[pair[0]])
             self._expand(placeholders)
         return True
+
+    def _view_groups(self, fresh: list[str]) -> bool:
+        """Make the views of the group nodes among `fresh` (ready) whose members all succeeded, for the wave they
+        join (`plait.runtime.waves.group_scope`); return whether any was made. Mutates.
+
+        A group's view reads and parses its members' results: made while the calls before its
+        wave run, not while the workers wait for that wave (a thousand groups at the end of
+        their members' wave).
+        """
+        state = self.state
+        nodes, steps = state.plan.nodes, state.plan.steps
+        grouped = {name for name, spec in steps.items() if spec.group_by is not None}
+        if not grouped or grouped.isdisjoint(map(_STEP, map(nodes.__getitem__, fresh))):
+            return False
+        status, in_flight, skipping, views = state.status, state.in_flight, state.skipping, self._groups
+        made = False
+        for nid in fresh:
+            node = nodes[nid]
+            if (node.step in grouped and node.kind == "task" and nid not in views and nid not in status
+                    and nid not in in_flight and nid not in skipping and all_succeeded(state, state.pred[nid])):
+                views[nid] = group_scope(state, nid)
+                made = True
+        return made
 
     def stop(self) -> None:
         """Stop dispatching: running nodes finish, nodes not started stay pending. Safe from a signal handler."""

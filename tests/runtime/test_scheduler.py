@@ -625,9 +625,11 @@ def test_placeholders_wait_to_grow_ahead_until_none_of_their_parents_is_in_fligh
 
 def test_a_join_whose_members_are_back_is_settled_while_its_call_still_runs(sync: SyncRun) -> None:
     """One call at a time: part[a]'s children are back while part[b]'s still run in the same call; its join is
-    recorded before they come back, not once the call has ended."""
+    recorded before they come back, not once the call has ended, and gather[a]'s view is made then."""
     report, _ = sync.run(sync.compile(FAN_OUT))
     assert report.status == "succeeded"
     order = [record.node_id for record in sync.records]
     assert order.index("part[a/1]") < order.index("part[a]") < order.index("part[b/0]") < order.index("part[b]")
     assert json.loads(sync.last()["part[a]"].result) == ["a0", "a1"]
+    assert {n: json.loads(r.result) for n, r in sync.last().items() if n.startswith("gather")} == {
+        "gather[a]": ["a0", "a1"], "gather[b]": ["b0", "b1"]}  # their views made while part[b]'s children ran
