@@ -23,6 +23,10 @@ Task selection policy
       `a[k]` succeeds, in the same worker, without waiting for the rest of `a`. Chains of any
       length fuse (`a[k] -> b[k] -> c[k]`).
     - Joins, deferred expansions and skips are settled in the parent at once, not dispatched.
+    - What a wave would do in the parent is done before it where it can, while no new call may
+      start: ready placeholders whose parents are all back grow, ready joins whose members all
+      succeeded are settled, and ready group nodes' views are made (`Scheduler._ahead`), so the
+      next wave is ready the moment a call may start, not formed with the workers idle.
     A step's `max_parallel: N` is kept by wave forming: its nodes travel in at most N lanes, each
     one chunk run in one worker, counted across the calls in flight (`plait.runtime.waves`).
 
