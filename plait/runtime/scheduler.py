@@ -252,8 +252,8 @@ class Scheduler:
         return report
 
     def _ahead(self) -> bool:
-        """While no new call may start, expand the ready placeholders whose parents are all back and settle the ready
-        joins; return whether any was. Mutates.
+        """While no new call may start, expand the ready placeholders whose parents are all back, settle the ready
+        joins and make the ready group nodes' views; return whether any was. Mutates.
 
         What `next_wave` would do once a call may start, done while the calls in flight run: a
         fan-out's parents that came back late would otherwise grow only once those calls drain,
