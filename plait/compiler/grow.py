@@ -55,7 +55,7 @@ from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Grown", "expand_parent", "expand_parents", "expand_step", "grow_parents", "grow_step"]
 
-_KIND, _TASK = attrgetter("kind"), frozenset({"task"})
+_ID, _KIND, _TASK = attrgetter("id"), attrgetter("kind"), frozenset({"task"})
 
 
 class Grown(NamedTuple):
@@ -271,7 +271,7 @@ class _Growth:
         inbound = [p for p in before if p not in skip]
         for p in before:
             self.unlink(p, placeholder)
-        ids = [node.id for node in new]
+        ids = list(map(_ID, new))
         graph = self.graph
         # The hot path, a parent's hundreds of children: the new nodes have the same edges, so they share
         # one dict a side (`_own` copies it for a node that gets an edge of its own), set by C-level calls.
@@ -317,9 +317,12 @@ class _Growth:
                 self.unlink(placeholder, succ)  # a group node takes the parent's children as members
                 ids = [n.id for n in new]
                 self._own("pred", succ).update(dict.fromkeys(ids, EMPTY))
-                succs = self.graph._succ
-                for nid in ids:  # the new nodes of one placeholder: they gain the same edge, so a shared dict may stay
-                    succs[nid][succ] = EMPTY
+                outs = list(map(self.graph._succ.__getitem__, ids))
+                if len(set(map(id, outs))) == 1:  # siblings sharing one dict (they gain the same edge): one write
+                    outs[0][succ] = EMPTY
+                else:
+                    for out in outs:
+                        out[succ] = EMPTY
                 self.fed[succ] = None
 
     def group(self, placeholder: str, members: Sequence[NodeSpec], parents: list[dict] | None) -> None:
@@ -368,7 +371,7 @@ class _Growth:
             grown = self.added[ids[at]]
             new += grown
             out_ids += ids[start:at]
-            out_ids += [n.id for n in grown]
+            out_ids += map(_ID, grown)
             out_ids.append(ids[at])
             out_specs += specs[start:at]
             out_specs += grown

@@ -23,6 +23,10 @@ Task selection policy
       `a[k]` succeeds, in the same worker, without waiting for the rest of `a`. Chains of any
       length fuse (`a[k] -> b[k] -> c[k]`).
     - Joins, deferred expansions and skips are settled in the parent at once, not dispatched.
+    - What a wave would do in the parent is done before it where it can, while no new call may
+      start: ready placeholders whose parents are all back grow, ready joins whose members all
+      succeeded are settled, and ready group nodes' views are made (`Scheduler._ahead`), so the
+      next wave is ready the moment a call may start, not formed with the workers idle.
     A step's `max_parallel: N` is kept by wave forming: its nodes travel in at most N lanes, each
     one chunk run in one worker, counted across the calls in flight (`plait.runtime.waves`).
 
@@ -58,7 +62,7 @@ from plait.runtime.ledger import Prior
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
 from plait.runtime.planned import PLANNED
 from plait.runtime.selection import Selection
-from plait.runtime.settling import settle, take
+from plait.runtime.settling import all_succeeded, settle, take
 from plait.runtime.state import (
     Dispatched,
     RunReport,
@@ -69,12 +73,13 @@ from plait.runtime.state import (
     run_again,
     wait_for_predecessors,
 )
-from plait.runtime.waves import Wave, next_wave, upstream_view, value
+from plait.runtime.waves import Wave, group_scope, join_result, next_wave, upstream_view, value
 from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
 
-_ID = attrgetter("id")
+_ID, _KIND, _STEP = attrgetter("id"), attrgetter("kind"), attrgetter("step")
+_AHEAD = frozenset({"deferred", "join"})  # the kinds of ready node `Scheduler._ahead` takes while no call may start
 
 # Runs a wave: takes (info, wave, unit starts, how many of the last units are lanes, a callback to call once
 # every chunk is handed to the backend) and yields (chunk, results) as chunks finish.
@@ -108,6 +113,9 @@ class Scheduler:
         self.forced_run: set[str] = set()  # nodes forced to run, the targets and everything downstream of them
         self.explainer = Explainer(fingerprints, recorded_parts, lambda nid: list(state.pred[nid]),
                                    state.decisions.__contains__)
+        self._looked: tuple[list[str] | None, int] = (None, 0)  # the ready list `_ahead` looked at, how far
+        self._waiting: dict[str, None] = {}  # ready placeholders and joins `_ahead` has seen and not taken
+        self._groups: dict[str, Mapping[str, Any]] = {}  # ready group nodes' views `_ahead` made, for their wave
 
     @property
     def report(self) -> RunReport:
@@ -215,9 +223,11 @@ class Scheduler:
             while True:
                 if not state.stopping:
                     due_retries(state)
-                    wave = next_wave(state, self._expand) if calls.may_start() else None
+                    wave = next_wave(state, self._expand, self._groups) if calls.may_start() else None
                     if wave is not None:
                         self._start(wave)
+                        continue
+                    if calls.busy and self._ahead():
                         continue
                 if calls.busy:
                     self._take(calls.next(self._until_retry()))
@@ -235,6 +245,92 @@ class Scheduler:
         if pending:
             report.counts["pending"] += pending
         return report
+
+    def _ahead(self) -> bool:
+        """While no new call may start, expand the ready placeholders whose parents are all back, settle the ready
+        joins and make the ready group nodes' views; return whether any was. Mutates.
+
+        What `next_wave` would do once a call may start, done while the calls in flight run: a
+        fan-out's parents that came back late would otherwise grow only once those calls drain,
+        and the joins of the children back meanwhile be settled then, all of it with the workers
+        idle; done now, the next wave is ready the moment a call may start. A step's placeholders
+        wait until none of its parents is in flight, so that they grow together (a growth has a
+        part that grows with the plan) rather than one per outcome. Only nodes whose predecessors
+        all succeeded are taken: a skip or a failed upstream stays for `next_wave` to settle. Each
+        node that became ready is looked at once (`_looked`: how far into the ready list this has
+        looked; `_waiting`: the placeholders and joins seen, not yet taken).
+        """
+        state = self.state
+        ready, nodes = state.ready, state.plan.nodes
+        seen, start = self._looked
+        fresh = ready[start:] if seen is ready else ready
+        self._looked = (ready, len(ready))
+        if fresh and not _AHEAD.isdisjoint(map(_KIND, map(nodes.__getitem__, fresh))):
+            self._waiting.update(dict.fromkeys(nid for nid in fresh if nodes[nid].kind in _AHEAD))
+        viewed = self._view_groups(fresh) if fresh else False
+        if not self._waiting:
+            return viewed
+        status, in_flight, skipping, remaining = state.status, state.in_flight, state.skipping, state.remaining
+        self._waiting = {nid: None for nid in self._waiting  # (a placeholder grown since waits for its children)
+                         if nodes[nid].kind in _AHEAD and nid not in status and not remaining.get(nid)}
+        placeholders, joins = [], []
+        parents_back: dict[str, bool] = {}  # a fan-out step -> whether none of its parents is in flight
+        for nid in self._waiting:
+            node = nodes[nid]
+            if nid in in_flight or nid in skipping:
+                continue
+            if node.kind == "deferred":
+                back = parents_back.get(node.step)
+                if back is None:
+                    spec = state.plan.steps[node.step]
+                    back = parents_back[node.step] = not spec.fans_out or in_flight.isdisjoint(
+                        state.members[spec.for_each])
+                if not back:
+                    continue
+            if not all_succeeded(state, state.pred[nid]):
+                continue
+            if node.kind == "join":
+                joins.append(nid)
+            else:
+                placeholders.append((nid, node))
+        if not placeholders and not joins:
+            return viewed
+        taken = {*joins, *(nid for nid, _ in placeholders)}
+        state.ready = [nid for nid in ready if nid not in taken]
+        self._looked = (state.ready, len(state.ready))  # what settling and growing ready next is looked at next
+        for nid in taken:
+            del self._waiting[nid]
+        joins.sort(key=state.order.__getitem__)
+        for join in joins:
+            now = state.clock.wall()
+            settle(state, join, SUCCEEDED, join_result(state, join), None, now, now)
+        if placeholders:
+            placeholders.sort(key=lambda pair: state.order[pair[0]])
+            self._expand(placeholders)
+        return True
+
+    def _view_groups(self, fresh: list[str]) -> bool:
+        """Make the views of the group nodes among `fresh` (ready) whose members all succeeded, for the wave they
+        join (`plait.runtime.waves.group_scope`); return whether any was made. Mutates.
+
+        A group's view reads and parses its members' results: made while the calls before its
+        wave run, not while the workers wait for that wave (a thousand groups at the end of
+        their members' wave).
+        """
+        state = self.state
+        nodes, steps = state.plan.nodes, state.plan.steps
+        grouped = {name for name, spec in steps.items() if spec.group_by is not None}
+        if not grouped or grouped.isdisjoint(map(_STEP, map(nodes.__getitem__, fresh))):
+            return False
+        status, in_flight, skipping, views = state.status, state.in_flight, state.skipping, self._groups
+        made = False
+        for nid in fresh:
+            node = nodes[nid]
+            if (node.step in grouped and node.kind == "task" and nid not in views and nid not in status
+                    and nid not in in_flight and nid not in skipping and all_succeeded(state, state.pred[nid])):
+                views[nid] = group_scope(state, nid)
+                made = True
+        return made
 
     def stop(self) -> None:
         """Stop dispatching: running nodes finish, nodes not started stay pending. Safe from a signal handler."""

@@ -55,7 +55,7 @@ from plait.runtime.outcome import SKIPPED, SUCCEEDED
 from plait.runtime.settling import all_succeeded, blocked, settle, settle_skip
 from plait.runtime.state import RunState
 
-__all__ = ["MOST_IN_A_WAVE", "Wave", "join_result", "next_wave", "upstream_view", "value"]
+__all__ = ["MOST_IN_A_WAVE", "Wave", "group_scope", "join_result", "next_wave", "upstream_view", "value"]
 
 MOST_IN_A_WAVE = 100_000  # ready nodes a wave takes (each with its fused partners); the rest wait for the next
 
@@ -65,6 +65,13 @@ _TASKS = frozenset({"task"})
 
 # Expands placeholder nodes (id, node) found ready together, now that what each waits for has settled.
 Expand = Callable[[list[tuple[str, NodeSpec]]], None]
+
+
+class Views(NamedTuple):
+    """What the nodes of one wave see of their parents and groups, each view made once."""
+
+    parents: dict[str, Mapping[str, Any]]  # parent -> the `parent` view its children in this wave share
+    groups: dict[str, Mapping[str, Any]]  # group node -> its `group` view, made before the wave (`group_scope`)
 
 
 class Wave(NamedTuple):
@@ -81,17 +88,18 @@ class Wave(NamedTuple):
                 for start, end in zip(self.starts[len(self.starts) - self.lanes:], ends)] if self.lanes else []
 
 
-def next_wave(state: RunState, expand: Expand) -> Wave | None:
+def next_wave(state: RunState, expand: Expand, groups: dict[str, Mapping[str, Any]] | None = None) -> Wave | None:
     """Settle joins, expansions and skips in place; return the wave of task nodes to dispatch (None: none). Mutates.
 
     A limited step's nodes go into the lanes its running calls leave free; with none free they
-    stay ready for a later wave.
+    stay ready for a later wave. `groups`: group nodes' views made before (`group_scope`), taken
+    from it as their nodes join the wave.
     """
     wave = Chunk([], [], [], [], [], [], [], [], [], [])
     starts: list[int] = []
     limited: dict[str, list[NodeSpec]] = {}  # a limited step's ready nodes, in the order taken: its lanes' jobs
     held: list[str] = []  # ready nodes of limited steps whose every lane is in a running call
-    parents: dict[str, Mapping[str, Any]] = {}  # parent -> the `parent` view its children in this wave share
+    views = Views({}, groups if groups is not None else {})
     skipping = state.skipping
     taken = 0  # ready nodes taken: past `MOST_IN_A_WAVE`, the nodes left stay ready for the next wave
     while state.ready and not state.stopping and taken < MOST_IN_A_WAVE:
@@ -101,7 +109,7 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
         taken += len(batch)
         specs = list(map(state.plan.nodes.__getitem__, batch))
         if _all_alone(state, batch, specs):
-            _add_alone(state, wave, starts, specs, parents)
+            _add_alone(state, wave, starts, specs, views)
             continue
         alone: list[NodeSpec] = []  # consecutive plain units: added together, column by column
         placeholders: list[tuple[str, NodeSpec]] = []  # expanded together, once the batch is seen
@@ -112,7 +120,7 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
                     and all_succeeded(state, state.pred[nid])):  # (read anew: a growth renews it)
                 alone.append(node)  # nothing to fuse, no lane, nothing upstream that failed
                 continue
-            _add_alone(state, wave, starts, alone, parents)
+            _add_alone(state, wave, starts, alone, views)
             why = blocked(state, nid, node) if state.pred[nid] else None
             if why:
                 settle_skip(state, nid, *why)
@@ -132,12 +140,12 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
                 state.in_flight.add(nid)  # taken: a lane of this wave holds it
             else:
                 starts.append(len(wave.nodes))
-                _add_unit(state, wave, nid, node, parents)
-        _add_alone(state, wave, starts, alone, parents)
+                _add_unit(state, wave, nid, node, views)
+        _add_alone(state, wave, starts, alone, views)
         if placeholders:
             expand(placeholders)  # their new nodes are ready in the next pass of this loop
     state.ready += held
-    lanes = _add_lanes(state, wave, starts, limited, parents) if limited else 0
+    lanes = _add_lanes(state, wave, starts, limited, views) if limited else 0
     return Wave(wave, starts, lanes) if starts else None
 
 
@@ -154,7 +162,7 @@ def _all_alone(state: RunState, batch: list[str], specs: list[NodeSpec]) -> bool
 
 
 def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[str, list[NodeSpec]],
-               parents: dict[str, Mapping[str, Any]]) -> int:
+               views: Views) -> int:
     """Append each limited step's ready nodes to `wave` in the lanes it has free; return how many. Mutates."""
     count = 0
     for step, nodes in limited.items():
@@ -163,14 +171,13 @@ def _add_lanes(state: RunState, wave: Chunk, starts: list[int], limited: dict[st
         for lane in range(lanes):
             starts.append(len(wave.nodes))
             for node in nodes[lane::lanes]:
-                _add_job(state, wave, node.id, node, 0, parents)
+                _add_job(state, wave, node.id, node, 0, views)
         state.lanes[step] += lanes
         count += lanes
     return count
 
 
-def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[NodeSpec],
-               parents: dict[str, Mapping[str, Any]]) -> None:
+def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[NodeSpec], views: Views) -> None:
     """Append units of one job each (nothing to fuse, no lane) to `wave` in bulk, and empty `alone`. Mutates.
 
     The same columns `_add_job` fills, a list comprehension per column, so a wave of a first
@@ -189,15 +196,15 @@ def _add_alone(state: RunState, wave: Chunk, starts: list[int], alone: list[Node
     wave.steps.extend([upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING
                        for node in alone])
     wave.feeders.extend([0] * len(ids))
-    wave.scopes.extend(_scopes(state, alone, ids, parents))
+    wave.scopes.extend(_scopes(state, alone, ids, views))
     wave.fingerprints.extend([state.fp[nid] for nid in ids])
     state.in_flight.update(ids)
     alone.clear()
 
 
-def _add_unit(state: RunState, wave: Chunk, nid: str, node: NodeSpec, parents: dict[str, Mapping[str, Any]]) -> None:
+def _add_unit(state: RunState, wave: Chunk, nid: str, node: NodeSpec, views: Views) -> None:
     """Append the unit rooted at `nid` to `wave`: the node plus its fusable per-item chain. Mutates."""
-    _add_job(state, wave, nid, node, 0, parents)
+    _add_job(state, wave, nid, node, 0, views)
     position = len(wave.nodes) - 1
     while position < len(wave.nodes):
         feeder, step = wave.nodes[position], wave.calls[position].step
@@ -208,12 +215,11 @@ def _add_unit(state: RunState, wave: Chunk, nid: str, node: NodeSpec, parents: d
                         and snode.step not in state.limits and succ not in state.status and succ not in state.in_flight
                         and succ not in state.skipping and succ not in state.left_out
                         and all(p == feeder or state.status.get(p) == SUCCEEDED for p in state.pred[succ])):
-                    _add_job(state, wave, succ, snode, len(wave.nodes) - position, parents)
+                    _add_job(state, wave, succ, snode, len(wave.nodes) - position, views)
         position += 1
 
 
-def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int,
-             parents: dict[str, Mapping[str, Any]]) -> None:
+def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int, views: Views) -> None:
     """Append one job to `wave`; `back` is how many jobs back its feeder is (0: none). Mutates."""
     wave.nodes.append(nid)
     wave.calls.append(state.step_calls[node.step])
@@ -223,14 +229,13 @@ def _add_job(state: RunState, wave: Chunk, nid: str, node: NodeSpec, back: int,
     wave.attempts.append(state.attempts.get(nid, 0) + 1)
     wave.steps.append(upstream_view(state, node) if node.step in state.reads_upstream else _NOTHING)
     wave.feeders.append(back)
-    wave.scopes.append(_scope(state, node, parents))
+    wave.scopes.append(_scope(state, node, views))
     wave.fingerprints.append(state.fp[nid])
     state.in_flight.add(nid)
 
 
-def _scopes(state: RunState, nodes: list[NodeSpec], ids: list[str],
-            parents: dict[str, Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Return what each of `nodes` (IDs `ids`) sees as `group` or `parent` (`_scope`). Mutates `parents`.
+def _scopes(state: RunState, nodes: list[NodeSpec], ids: list[str], views: Views) -> list[Mapping[str, Any]]:
+    """Return what each of `nodes` (IDs `ids`) sees as `group` or `parent` (`_scope`). Mutates `views`.
 
     The children of a grown fan-out, a parent's hundreds a wave, find their views in C-level
     passes over the columns: their parents (`RunState.parents`), each parent's view made once.
@@ -238,20 +243,22 @@ def _scopes(state: RunState, nodes: list[NodeSpec], ids: list[str],
     if state.scoped.isdisjoint(map(_STEP, nodes)):
         return [_NOTHING] * len(nodes)
     owners = list(map(state.parents.get, ids))
+    parents = views.parents
     for parent, child in dict(zip(owners, ids)).items():
         if parent is not None and parent not in parents:
             parents[parent] = node_scope(state.plan, child, lambda nid: value(state, nid))
-    views = list(map(parents.get, owners))
-    if None not in views:
-        return views
-    return [view if view is not None else _scope(state, node, parents) for view, node in zip(views, nodes)]
+    seen = list(map(parents.get, owners))
+    if None not in seen:
+        return seen
+    return [view if view is not None else _scope(state, node, views) for view, node in zip(seen, nodes)]
 
 
-def _scope(state: RunState, node: NodeSpec, parents: dict[str, Mapping[str, Any]]) -> Mapping[str, Any]:
+def _scope(state: RunState, node: NodeSpec, views: Views) -> Mapping[str, Any]:
     """Return the `group` or `parent` a node of a group_by or per-parent fan-out step sees (else nothing).
 
-    The children of one parent share one `parent` view (`parents`, for one wave: read and
-    parsed once, pickled once per chunk); a group's results are parsed in one go.
+    The children of one parent share one `parent` view (`views.parents`, for one wave: read and
+    parsed once, pickled once per chunk); a group's results are parsed in one go, or were while
+    the calls before this wave ran (`views.groups`, `group_scope`).
     """
     parent = state.parents.get(node.id)  # a child the run grew: its parent is known
     if parent is None:
@@ -259,13 +266,18 @@ def _scope(state: RunState, node: NodeSpec, parents: dict[str, Mapping[str, Any]
             return _NOTHING
         step = state.plan.steps[node.step]
         if step.group_by is not None:
-            return node_scope(state.plan, node.id, lambda nid: value(state, nid), state.order,
-                              lambda members: _results(state, members))
+            return views.groups.pop(node.id, None) or group_scope(state, node.id)
         parent = next(p for p in state.pred[node.id] if state.plan.nodes[p].step == step.for_each)  # grown before
-    view = parents.get(parent)
+    view = views.parents.get(parent)
     if view is None:
-        view = parents[parent] = node_scope(state.plan, node.id, lambda nid: value(state, nid))
+        view = views.parents[parent] = node_scope(state.plan, node.id, lambda nid: value(state, nid))
     return view
+
+
+def group_scope(state: RunState, nid: str) -> Mapping[str, Any]:
+    """Return what group node `nid` sees (`{"group": ...}`), its members' results read from the run."""
+    return node_scope(state.plan, nid, lambda member: value(state, member), state.order,
+                      lambda members: _results(state, members))
 
 
 def upstream_view(state: RunState, node: NodeSpec) -> dict[str, Any]:

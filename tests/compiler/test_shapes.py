@@ -311,6 +311,28 @@ def test_group_view_lists_the_groups_items_and_results_in_item_order() -> None:
     assert group_view(plan, "merge[A]", results.get, order)["results"] == ["A1.bam", "A2.bam"]
 
 
+def test_group_view_leaves_out_other_predecessors_and_orders_members_whose_edges_came_out_of_order() -> None:
+    text = SAMPLES.replace("group_by: {step: map_reads, key: \"{{ item.sample }}\"}",
+                           "group_by: {step: map_reads, key: \"{{ item.sample }}\"}\n        depends_on: [ref]")
+    text = text.replace("      - name: map_reads", "      - name: ref\n        task: noop\n      - name: map_reads")
+    plan = compile_text(text)
+    results = {f"map_reads[{s}-{r}]": f"{s}{r}.bam" for s in "ABC" for r in (1, 2)}
+    assert "ref" in set(plan.graph.predecessors("merge[B]"))
+
+    assert group_view(plan, "merge[B]", results.get)["results"] == ["B1.bam", "B2.bam"]
+
+    graph = plan.graph.copy()
+    graph.remove_edge("map_reads[C-1]", "merge[C]")
+    graph.add_edge("map_reads[C-1]", "merge[C]")  # its edge now after C-2's, as a member that grew later
+    turned = Plan(plan.workflow, plan.description, plan.source, plan.params, plan.steps, plan.nodes, graph,
+                  workflow_dir=plan.workflow_dir)
+    assert list(graph.predecessors("merge[C]"))[-1] == "map_reads[C-1]"
+    for order in (None, {nid: i for i, nid in enumerate(plan.nodes)}):
+        assert group_view(turned, "merge[C]", results.get, order) == {
+            "key": "C", "items": [{"sample": "C", "rep": 1}, {"sample": "C", "rep": 2}],
+            "results": ["C1.bam", "C2.bam"]}
+
+
 def test_cli_compile_and_graph_show_groups(tmp_path: Path, cli) -> None:
     wf = tmp_path / "wf.yaml"
     wf.write_text(textwrap.dedent(SAMPLES))

@@ -11,6 +11,7 @@ import json
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -586,3 +587,49 @@ def test_a_wave_takes_at_most_its_bound_of_ready_nodes_in_plan_order_and_the_res
     ])
     assert {n: json.loads(r.result) for n, r in sync.last().items()} == {
         **{f"a[{i}]": i for i in range(4)}, **{f"b[{i}]": 2 * i for i in range(4)}, **{f"c[{i}]": i for i in range(3)}}
+
+
+class _GrowthsNoted(SyncRun):
+    """A harness that notes, for each growth the ledger is told of, how many outcomes had come back before it."""
+
+    grew_after: list[tuple[int, list[str]]]
+
+    def submit(self, method: str, *args: Any) -> None:
+        if method == "add_nodes":
+            self.grew_after.append((len(self.settled), [row[0] for row in args[0]]))
+        super().submit(method, *args)
+
+
+def test_a_parent_back_while_no_call_may_start_grows_before_the_calls_in_flight_end(tmp_path: Path) -> None:
+    """split[b] comes back while its sibling's children run and two calls are in flight: its children grow at once,
+    ready for the wave that starts when a call ends, rather than once it has."""
+    sync = _GrowthsNoted(tmp_path, overlap=2)
+    sync.grew_after = []
+    report, _ = sync.run(sync.compile(FAN_OUT))
+    assert report.status == "succeeded"
+    assert [(after, sorted(n for n in ids if n.startswith("part[") and "/" in n)) for after, ids in sync.grew_after] \
+        == [(1, ["part[a/0]", "part[a/1]"]), (2, ["part[b/0]", "part[b/1]"])]  # split[b] was the second back
+    assert [(wave.after, wave.units) for wave in sync.waves][2] == (3, [["part[b/0]"], ["part[b/1]"]])
+
+
+def test_placeholders_wait_to_grow_ahead_until_none_of_their_parents_is_in_flight(tmp_path: Path) -> None:
+    """With one call at a time, split[a] comes back while split[b] is still out in the same call: the two parents'
+    children grow together, once both are back, in one growth."""
+    sync = _GrowthsNoted(tmp_path)
+    sync.grew_after = []
+    report, _ = sync.run(sync.compile(FAN_OUT))
+    assert report.status == "succeeded"
+    assert [(after, sorted(n for n in ids if n.startswith("part[") and "/" in n)) for after, ids in sync.grew_after] \
+        == [(2, ["part[a/0]", "part[a/1]", "part[b/0]", "part[b/1]"])]
+
+
+def test_a_join_whose_members_are_back_is_settled_while_its_call_still_runs(sync: SyncRun) -> None:
+    """One call at a time: part[a]'s children are back while part[b]'s still run in the same call; its join is
+    recorded before they come back, not once the call has ended, and gather[a]'s view is made then."""
+    report, _ = sync.run(sync.compile(FAN_OUT))
+    assert report.status == "succeeded"
+    order = [record.node_id for record in sync.records]
+    assert order.index("part[a/1]") < order.index("part[a]") < order.index("part[b/0]") < order.index("part[b]")
+    assert json.loads(sync.last()["part[a]"].result) == ["a0", "a1"]
+    assert {n: json.loads(r.result) for n, r in sync.last().items() if n.startswith("gather")} == {
+        "gather[a]": ["a0", "a1"], "gather[b]": ["b0", "b1"]}  # their views made while part[b]'s children ran
