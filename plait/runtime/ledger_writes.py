@@ -175,13 +175,17 @@ class LedgerWrites(LedgerFile):
         """Add to the kept plan the nodes created during the run (a deferred step's items), and kinds that changed
         (a placeholder that became a join).
 
-        A plan that grows as it runs is not one the ledger holds whole: its basis goes.
+        A plan that grows as it runs is not one the ledger holds whole: its basis goes. A new node
+        has a row to update only when an earlier run recorded it: the run began by marking such a
+        row out of the plan (`begin_run`); a node whose kind changed may have one too. Where no row
+        is out of the plan (a first run), the new items' rows are not looked for one by one.
         """
         with self.db:
             self.db.execute("DELETE FROM meta WHERE name = 'basis'")
             self.db.executemany("INSERT INTO plan (step, kind, size, nodes) VALUES (?, ?, ?, ?)", pack(planned))
+            gone = self.db.execute("SELECT 1 FROM settled WHERE in_plan = 0 LIMIT 1").fetchone() is not None
             self.db.executemany("UPDATE settled SET kind = nullif(?, 'task'), in_plan = 1 WHERE node_id = ?",
-                                [(p[3], p[0]) for p in planned])
+                                [(p[3], p[0]) for p in planned if gone or p[3] != "task"])
 
     @writing
     def record(self, run_id: str, records: Sequence[NodeRecord]) -> None:
