@@ -24,6 +24,8 @@ import pytest
 from reliability.harness import Runs, gate, open_gate, stop_flag_raised, wait_for
 from runtime.support import RECORDER, Flow, plait_process
 
+from plait.runtime.ledger import Ledger
+
 pytestmark = pytest.mark.slow  # whole processes end to end: out of the quick loop (-m "not slow"), in CI
 
 
@@ -506,6 +508,33 @@ def test_lines_that_name_no_file_leave_no_row_in_the_file_cache_and_a_file_that_
     assert (cached()[str(flow.dir / "a.txt")], sorted(cached())) == (
         "missing", sorted(str(flow.dir / name) for name in ("a.txt", "b.txt")))  # a file that went: kept as gone
     assert _reasons(_dry(flow)) == {}
+
+
+def test_a_resume_with_nothing_to_decide_does_not_read_the_file_cache(flow: Flow,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    flow.write("""
+        name: globbed
+        steps:
+          - name: read
+            task: python
+            items: {glob: "data/*.txt"}
+            inputs: {code: "result = item"}
+    """)
+    (flow.dir / "data").mkdir()
+    for name in ("a", "b", "c"):
+        (flow.dir / "data" / f"{name}.txt").write_text(name, encoding="utf-8")
+        os.utime(flow.dir / "data" / f"{name}.txt", (time.time() - 3600,) * 2)  # too old to be racy: trusted by stat
+    reads: list[int] = []
+    file_hashes = Ledger.file_hashes
+    monkeypatch.setattr(Ledger, "file_hashes", lambda self: reads.append(1) or file_hashes(self))
+    flow.run()
+    assert reads == [1]  # the first run hashes the files, behind the cache
+    flow.run()
+    assert reads == [1]  # the ledger holds this very plan: nothing to decide, so nothing read of the cache
+    (flow.dir / "data" / "b.txt").write_text("edited", encoding="utf-8")
+    os.utime(flow.dir / "data" / "b.txt", (time.time() - 1800,) * 2)
+    assert flow.run().report.restored == 2  # the edit is seen: the cache is read, and b.txt's node runs again
+    assert reads == [1, 1]
 
 
 SKIPPING = RECORDER + '''

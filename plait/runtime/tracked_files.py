@@ -117,7 +117,9 @@ class FileHashes:
         `lines:` step's items name files only now and then (a million names of no file would
         make a million rows).
         """
-        rows = []
+        rows: list[tuple[str, int, int, str]] = []
+        if not self._hashes:  # nothing hashed (a resume with nothing to decide): the cache is not even read
+            return rows
         recorded = self.recorded
         for path, digest in self._hashes.items():
             if digest == MISSING and path not in recorded:
