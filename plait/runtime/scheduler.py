@@ -113,9 +113,6 @@ class Scheduler:
         self.forced_run: set[str] = set()  # nodes forced to run, the targets and everything downstream of them
         self.explainer = Explainer(fingerprints, recorded_parts, lambda nid: list(state.pred[nid]),
                                    state.decisions.__contains__)
-        self._looked: tuple[list[str] | None, int] = (None, 0)  # the ready list `_ahead` looked at, how far
-        self._waiting: dict[str, None] = {}  # ready placeholders and joins `_ahead` has seen and not taken
-        self._groups: dict[str, Mapping[str, Any]] = {}  # ready group nodes' views `_ahead` made, for their wave
 
     @property
     def report(self) -> RunReport:
@@ -223,7 +220,7 @@ class Scheduler:
             while True:
                 if not state.stopping:
                     due_retries(state)
-                    wave = next_wave(state, self._expand, self._groups) if calls.may_start() else None
+                    wave = next_wave(state, self._expand) if calls.may_start() else None
                     if wave is not None:
                         self._start(wave)
                         continue
@@ -257,25 +254,24 @@ class Scheduler:
         wait until none of its parents is in flight, so that they grow together (a growth has a
         part that grows with the plan) rather than one per outcome. Only nodes whose predecessors
         all succeeded are taken: a skip or a failed upstream stays for `next_wave` to settle. Each
-        node that became ready is looked at once (`_looked`: how far into the ready list this has
-        looked; `_waiting`: the placeholders and joins seen, not yet taken).
+        node that became ready is looked at once (`RunState.looked` and `RunState.ahead`).
         """
         state = self.state
         ready, nodes = state.ready, state.plan.nodes
-        seen, start = self._looked
+        seen, start = state.looked
         fresh = ready[start:] if seen is ready else ready
-        self._looked = (ready, len(ready))
+        state.looked = (ready, len(ready))
         if fresh and not _AHEAD.isdisjoint(map(_KIND, map(nodes.__getitem__, fresh))):
-            self._waiting.update(dict.fromkeys(nid for nid in fresh if nodes[nid].kind in _AHEAD))
+            state.ahead.update(dict.fromkeys(nid for nid in fresh if nodes[nid].kind in _AHEAD))
         viewed = self._view_groups(fresh) if fresh else False
-        if not self._waiting:
+        if not state.ahead:
             return viewed
         status, in_flight, skipping, remaining = state.status, state.in_flight, state.skipping, state.remaining
-        self._waiting = {nid: None for nid in self._waiting  # (a placeholder grown since waits for its children)
+        state.ahead = {nid: None for nid in state.ahead  # (a placeholder grown since waits for its children)
                          if nodes[nid].kind in _AHEAD and nid not in status and not remaining.get(nid)}
         placeholders, joins = [], []
         parents_back: dict[str, bool] = {}  # a fan-out step -> whether none of its parents is in flight
-        for nid in self._waiting:
+        for nid in state.ahead:
             node = nodes[nid]
             if nid in in_flight or nid in skipping:
                 continue
@@ -297,9 +293,9 @@ class Scheduler:
             return viewed
         taken = {*joins, *(nid for nid, _ in placeholders)}
         state.ready = [nid for nid in ready if nid not in taken]
-        self._looked = (state.ready, len(state.ready))  # what settling and growing ready next is looked at next
+        state.looked = (state.ready, len(state.ready))  # what settling and growing ready next is looked at next
         for nid in taken:
-            del self._waiting[nid]
+            del state.ahead[nid]
         joins.sort(key=state.order.__getitem__)
         for join in joins:
             now = state.clock.wall()
@@ -322,7 +318,7 @@ class Scheduler:
         grouped = {name for name, spec in steps.items() if spec.group_by is not None}
         if not grouped or grouped.isdisjoint(map(_STEP, map(nodes.__getitem__, fresh))):
             return False
-        status, in_flight, skipping, views = state.status, state.in_flight, state.skipping, self._groups
+        status, in_flight, skipping, views = state.status, state.in_flight, state.skipping, state.group_views
         made = False
         for nid in fresh:
             node = nodes[nid]

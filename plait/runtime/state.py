@@ -42,6 +42,10 @@ State
         tolerated    failed or skipped nodes whose failure a budget covers
         skipped_for_failure  nodes skipped because an upstream failed (not by their condition)
         ready        nodes whose predecessors are all settled, not dispatched yet
+        looked       the `ready` list the scheduler last looked ahead in, and how far (`Scheduler._ahead`, while
+                     no call may start): each node that becomes ready is looked at once
+        ahead        ready placeholders and joins seen while looking ahead, not taken yet
+        group_views  group node -> its `group` view, made while the calls before its wave ran (`group_scope`)
         retries      heap of (due, plan position, node): failed attempts waiting for their next
         in_flight    nodes dispatched in a call still running, not settled yet
         calls        call number -> `Dispatched`: what each running call has not brought back yet, and its
@@ -122,11 +126,11 @@ class Dispatched(NamedTuple):
 class RunState:
     """Everything that changes while one plan runs (see the module docstring for each field)."""
 
-    __slots__ = ("attempts", "buffer", "calls", "clock", "decisions", "earlier_attempts", "errors", "failures", "fp",
-                 "in_flight", "info", "lanes", "left_out", "limits", "load_results", "log_nodes", "members", "on_grow",
-                 "on_settle", "order", "paired", "parents", "plain", "plan", "pred", "reads_upstream", "ready",
-                 "remaining", "report", "results", "retries", "rng", "scoped", "skipped_for_failure", "skipping",
-                 "status", "step_calls", "stopping", "succ", "tolerated")
+    __slots__ = ("ahead", "attempts", "buffer", "calls", "clock", "decisions", "earlier_attempts", "errors",
+                 "failures", "fp", "group_views", "in_flight", "info", "lanes", "left_out", "limits", "load_results",
+                 "log_nodes", "looked", "members", "on_grow", "on_settle", "order", "paired", "parents", "plain",
+                 "plan", "pred", "reads_upstream", "ready", "remaining", "report", "results", "retries", "rng",
+                 "scoped", "skipped_for_failure", "skipping", "status", "step_calls", "stopping", "succ", "tolerated")
 
     def __init__(self, plan: Plan, info: RunInfo, *, load_results: Callable[[list[str]], Mapping[str, Any]],
                  clock: Clock | None = None, seed: int | None = None, on_settle: OnSettle | None = None,
@@ -150,6 +154,9 @@ class RunState:
         self.tolerated: set[str] = set()
         self.skipped_for_failure: set[str] = set()
         self.ready: list[str] = []
+        self.looked: tuple[list[str] | None, int] = (None, 0)
+        self.ahead: dict[str, None] = {}
+        self.group_views: dict[str, Mapping[str, Any]] = {}
         self.retries: list[tuple[float, int, str]] = []
         self.in_flight: set[str] = set()
         self.calls: dict[int, Dispatched] = {}

@@ -88,18 +88,18 @@ class Wave(NamedTuple):
                 for start, end in zip(self.starts[len(self.starts) - self.lanes:], ends)] if self.lanes else []
 
 
-def next_wave(state: RunState, expand: Expand, groups: dict[str, Mapping[str, Any]] | None = None) -> Wave | None:
+def next_wave(state: RunState, expand: Expand) -> Wave | None:
     """Settle joins, expansions and skips in place; return the wave of task nodes to dispatch (None: none). Mutates.
 
     A limited step's nodes go into the lanes its running calls leave free; with none free they
-    stay ready for a later wave. `groups`: group nodes' views made before (`group_scope`), taken
-    from it as their nodes join the wave.
+    stay ready for a later wave. Group nodes' views made before (`RunState.group_views`) are
+    taken from it as their nodes join the wave.
     """
     wave = Chunk([], [], [], [], [], [], [], [], [], [])
     starts: list[int] = []
     limited: dict[str, list[NodeSpec]] = {}  # a limited step's ready nodes, in the order taken: its lanes' jobs
     held: list[str] = []  # ready nodes of limited steps whose every lane is in a running call
-    views = Views({}, groups if groups is not None else {})
+    views = Views({}, state.group_views)
     skipping = state.skipping
     taken = 0  # ready nodes taken: past `MOST_IN_A_WAVE`, the nodes left stay ready for the next wave
     while state.ready and not state.stopping and taken < MOST_IN_A_WAVE:
