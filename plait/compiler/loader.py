@@ -129,7 +129,7 @@ class _Depth:
 
 
 class _Loader(_Depth, yaml.SafeLoader):
-    """PyYAML's safe loader, all in Python: what plait says of a text that is not valid YAML is what it says."""
+    """PyYAML's safe loader, all in Python: it reads what libyaml refuses, and its errors are the ones plait reports."""
 
 
 if CParser is not None:
