@@ -485,7 +485,7 @@ def test_plait_status_json_of_text_and_number_keys_in_turn_with_rows_of_other_ki
             task: python
             items: {range: 40}
             inputs: {code: "result = item"}
-    """).replace("ITEMS", json.dumps(TEXT_KEYS * 1 + [f"t{i}" for i in range(40)])))
+    """).replace("ITEMS", json.dumps(TEXT_KEYS + [f"t{i}" for i in range(40)])))
     flow.run()  # a's keys are texts, n's numbers; a[12] failed and b[12] was skipped: rows of other kinds
     text, queries = _status_json_reading(flow, monkeypatch, chunk)
     state = workflow_status(flow.ws)
