@@ -73,7 +73,7 @@ from plait.runtime.state import (
     run_again,
     wait_for_predecessors,
 )
-from plait.runtime.waves import Wave, group_scope, join_result, next_wave, upstream_view, value
+from plait.runtime.waves import Wave, group_scope, next_wave, settle_join, upstream_view, value
 from plait.templating import RENDER_ERRORS, render_value, template_context
 
 __all__ = ["Dispatch", "Scheduler"]
@@ -298,8 +298,7 @@ class Scheduler:
             del state.ahead[nid]
         joins.sort(key=state.order.__getitem__)
         for join in joins:
-            now = state.clock.wall()
-            settle(state, join, SUCCEEDED, join_result(state, join), None, now, now)
+            settle_join(state, join)
         if placeholders:
             placeholders.sort(key=lambda pair: state.order[pair[0]])
             self._expand(placeholders)

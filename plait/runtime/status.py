@@ -234,8 +234,7 @@ class _Steps:
         """Return the JSON of the keys of nodes of `step` that succeeded, from their IDs (a stored key of 0, or of
         an empty blob for the steps in `quoted`)."""
         if step in self.quoted:
-            start = len(self.labels[step]) + 1
-            return list(map(encode_basestring_ascii, map(getitem, ids, repeat(slice(start, -1)))))
+            return list(map(encode_basestring_ascii, self._between(step, ids)))
         return self._numbers_of(step, ids) or [json.dumps(_stored_key(nid, 0)) for nid in ids]
 
     def _members(self, batch: list[tuple[Any, ...]]) -> str:
@@ -271,9 +270,12 @@ class _Steps:
     def _numbers_of(self, step: int, ids: list[str]) -> list[str]:
         """Return the JSON of the keys of nodes of `step` whose IDs say them (a stored key of 0), when every one is a
         whole number; else []."""
-        start = len(self.labels[step]) + 1  # an item's ID is `step[key]`
-        texts = list(map(getitem, ids, repeat(slice(start, -1))))
+        texts = self._between(step, ids)
         return texts if all(map(str.isdigit, texts)) else []  # JSON has no leading zeros: the digits are the JSON
+
+    def _between(self, step: int, ids: list[str]) -> list[str]:
+        """Return the texts between the brackets of the IDs `ids` of items of `step` (an item's ID is `step[key]`)."""
+        return list(map(getitem, ids, repeat(slice(len(self.labels[step]) + 1, -1))))
 
     def json(self, stats: dict[str, dict[str, int]]) -> str:
         """Return the steps as `json.dumps` writes them, with their `stats` (`_step_stats`), in its order."""

@@ -55,7 +55,7 @@ from plait.runtime.outcome import SKIPPED, SUCCEEDED
 from plait.runtime.settling import all_succeeded, blocked, settle, settle_skip
 from plait.runtime.state import RunState
 
-__all__ = ["MOST_IN_A_WAVE", "Wave", "group_scope", "join_result", "next_wave", "upstream_view", "value"]
+__all__ = ["MOST_IN_A_WAVE", "Wave", "group_scope", "next_wave", "settle_join", "upstream_view", "value"]
 
 MOST_IN_A_WAVE = 100_000  # ready nodes a wave takes (each with its fused partners); the rest wait for the next
 
@@ -128,8 +128,7 @@ def next_wave(state: RunState, expand: Expand) -> Wave | None:
                 now = state.clock.wall()
                 settle(state, nid, SKIPPED, None, None, now, now, note="--skip")
             elif node.kind == "join":
-                now = state.clock.wall()
-                settle(state, nid, SUCCEEDED, join_result(state, nid), None, now, now)
+                settle_join(state, nid)
             elif node.kind == "deferred":
                 placeholders.append((nid, node))
             elif node.step in state.limits:
@@ -313,6 +312,12 @@ def value(state: RunState, nid: str) -> Any:
     """Return a settled node's result as a value (None for a node that did not succeed)."""
     text = state.result_text(nid)
     return json.loads(text) if text is not None and state.status.get(nid) == SUCCEEDED else None
+
+
+def settle_join(state: RunState, nid: str) -> None:
+    """Settle a join whose members are all settled: it succeeds, its result its members' (`join_result`). Mutates."""
+    now = state.clock.wall()
+    settle(state, nid, SUCCEEDED, join_result(state, nid), None, now, now)
 
 
 def join_result(state: RunState, nid: str) -> str:
