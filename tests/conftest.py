@@ -16,6 +16,13 @@ from runtime.support import FIGURE, Flow, make_flow, plait
 
 import plait as plait_package
 
+# Where Python is told not to write bytecode (PYTHONDONTWRITEBYTECODE, as on this machine), pytest does not keep the
+# test modules it rewrites for assertions: each xdist worker would parse, rewrite and compile all of them again at
+# every run, two thirds of its collection's time. The suite's own modules are cached; plait's are by
+# `pytest_configure`; the processes the tests start still write nothing.
+BYTECODE_REFUSED = sys.dont_write_bytecode
+sys.dont_write_bytecode = False
+
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """`-n auto`: one worker per core this process may run on (a CPU count can name cores it may not use)."""
@@ -30,7 +37,7 @@ def pytest_configure(config: pytest.Config) -> None:
     its workers, would compile plait's modules from source again. Only the controller compiles
     (xdist's workers start after it); a module whose bytecode is current is left as it is.
     """
-    if sys.dont_write_bytecode and not hasattr(config, "workerinput"):
+    if BYTECODE_REFUSED and not hasattr(config, "workerinput"):
         compileall.compile_dir(Path(plait_package.__file__).parent, quiet=1)
 
 
