@@ -46,8 +46,17 @@ class Backend:
         return jobs if self.overlaps and not self.one_worker and jobs > 1 else 1
 
     def workers(self, jobs: int) -> int:
-        """Return `Parallel`'s n_jobs for `--jobs`: -1 lets a cluster's size decide."""
-        return 1 if self.one_worker else -1 if self.cluster else jobs
+        """Return `Parallel`'s n_jobs for `--jobs`: -1 lets a cluster's size decide.
+
+        joblib runs a `Parallel` of one job in the calling process, so a backend whose nodes run in
+        worker processes of their own gets two for `--jobs 1`, of which `in_flight` keeps one busy:
+        a node that crashes its process must not take the run with it.
+        """
+        return 1 if self.one_worker else -1 if self.cluster else max(jobs, 2) if self.own_workers else jobs
+
+    def in_flight(self, jobs: int) -> int | str:
+        """Return `Parallel`'s pre_dispatch for `--jobs`: how many chunks may be out on the workers at once."""
+        return jobs if self.workers(jobs) > jobs else "2 * n_jobs"  # joblib's default, but for --jobs 1 on loky
 
 
 BACKENDS: dict[str, Backend] = {

@@ -100,13 +100,14 @@ def open_backend(backend: Backend, n_jobs: int, *, scheduler_address: str | None
     # Worker processes started for the run ignore Ctrl-C (the parent decides) and watch for the parent's death.
     extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if backend.own_workers else {}
     with shared_workers(backend, n_jobs, scheduler_address) as (joblib_backend, prepare):
-        dispatcher = _Dispatcher(partial(Parallel, n_jobs=backend.workers(n_jobs), return_as="generator_unordered",
-                                         batch_size=1, **extra), joblib_backend, prepare, n_jobs,
-                                 renew=backend.own_workers)
+        dispatcher = _Dispatcher(partial(Parallel, n_jobs=backend.workers(n_jobs),
+                                         pre_dispatch=backend.in_flight(n_jobs), return_as="generator_unordered",
+                                         batch_size=1, **extra),
+                                 joblib_backend, prepare, n_jobs, renew=backend.own_workers)
         try:
             if extra:
                 with dispatcher.parallel() as parallel:
-                    _start_workers(parallel, n_jobs)
+                    _start_workers(parallel, backend.workers(n_jobs))
             yield dispatcher.dispatch
         finally:
             dispatcher.close()

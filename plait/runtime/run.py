@@ -104,7 +104,8 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
     Dask cluster at `scheduler_address`, or on a LocalCluster of `jobs` workers started for the run
     (BackendUnavailable when the `dask` extra is missing or the cluster cannot be used). A node
     whose result takes more than `max_result_bytes` of JSON fails (docs/reliability.md). More
-    worker processes than `plait.limits.jobs_cap()` are not started unless `force_jobs`. `rerun`
+    worker processes than `plait.limits.jobs_cap()` are not started unless `force_jobs`, nor more than
+    the plan has task nodes when none expands at run time. `rerun`
     names steps, nodes or node patterns to run again with everything downstream of them, `until`
     steps to stop at, `skip` steps, nodes or patterns not to run (plait.runtime.selection; ValueError
     for a name that matches nothing).
@@ -117,6 +118,7 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
         raise ValueError(f"max_result_bytes must be 1 or more, not {max_result_bytes}")
     chosen = checked_backend(backend, scheduler_address)
     selection = select(plan, rerun, until, skip)
+    jobs = min(jobs, _most_at_once(plan))
     if jobs > jobs_cap() and chosen.starts_processes(scheduler_address) and not force_jobs:
         logger.warning(f"{jobs} workers is more than {JOBS_PER_CORE} per core on this machine: starting "
                        f"{jobs_cap()} (insist with --force-jobs)")
@@ -124,6 +126,18 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
     options = _Options(jobs, chosen, scheduler_address, fresh, progress, seed, log_level, max_result_bytes, selection)
     with _locked(ws):
         return _run_locked(plan, ws, options)
+
+
+def _most_at_once(plan: Plan) -> int:
+    """Return the most nodes of `plan` that can run at once, as far as the plan tells: its task nodes, unless some
+    expand at run time (then any number).
+
+    A run starts no more workers than that: a workflow of one node on `--jobs 8` boots one worker process, not eight.
+    """
+    counts = plan.node_counts()
+    if any(kind == "deferred" for _, kind in counts):
+        return sys.maxsize
+    return max(1, sum(n for (_, kind), n in counts.items() if kind == "task"))
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import signal
 import textwrap
+from itertools import pairwise
 
 import pytest
 from runtime.support import Flow, error, process_is_gone
@@ -26,6 +27,7 @@ from reliability.harness import (
     integrity,
     last_run_status,
     no_core_files,
+    read_ledger,
     rows,
     run,
     succeeded,
@@ -180,6 +182,45 @@ def test_two_crashing_nodes_in_one_wave_charge_only_themselves(flow: Flow) -> No
         "work[2]": crashed("work[2]", 2, "EXIT(3)"),
         "work[4]": crashed("work[4]", 4, "SIGSEGV(-11)"),
     }
+
+
+ONE_JOB = """
+name: one_job
+steps:
+  - name: work
+    task: python
+    items: {range: 4}
+    on_error: continue
+    inputs:
+      code: |
+        import os, time
+        start = time.monotonic()
+        time.sleep(0.05)
+        if item == 1:
+            os._exit(3)
+        with open(ctx.workspace / "timeline.log", "a", encoding="utf-8") as log:
+            log.write(f"{os.getpid()} {start} {time.monotonic()}\\n")
+        result = item
+"""
+
+
+def test_jobs_1_on_loky_runs_each_node_in_a_worker_one_at_a_time_and_a_crash_fails_only_its_node(
+        flow: Flow) -> None:
+    """joblib runs a `Parallel` of one job in the calling process: `--jobs 1` ran nodes in plait's own process,
+    where a node that exits took the whole run with it (exit 3, the run left as interrupted)."""
+    flow.path.write_text(ONE_JOB, encoding="utf-8")
+    flow.ws.mkdir(parents=True)
+    done = run("run", "workflow.yaml", "--workspace", str(flow.ws), "--backend", "loky", "--jobs", "1", "-q",
+               cwd=flow.dir)
+    assert (done.returncode, "1 failed, 3 succeeded" in done.stderr) == (1, True), done.stderr
+    assert {node: row[:3] for node, row in rows(flow.ws).items()} == {
+        "work[0]": ("succeeded", 1, 0), "work[1]": ("failed", 1, None),
+        "work[2]": ("succeeded", 1, 2), "work[3]": ("succeeded", 1, 3)}
+    [(run_pid,)] = read_ledger(flow.ws, "SELECT pid FROM runs")
+    spans = sorted((float(start), float(end), int(pid)) for pid, start, end in
+                   (line.split() for line in (flow.ws / "timeline.log").read_text(encoding="utf-8").splitlines()))
+    assert run_pid not in {pid for _, _, pid in spans}
+    assert [later[0] >= earlier[1] for earlier, later in pairwise(spans)] == [True, True]  # never two at once
 
 
 STORM = f"""
