@@ -25,8 +25,12 @@ sys.dont_write_bytecode = False
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
-    """`-n auto`: one worker per core this process may run on (a CPU count can name cores it may not use)."""
-    return len(os.sched_getaffinity(0))
+    """`-n auto`: one worker per core this process may run on (a CPU count can name cores it may not use), and one more.
+
+    Many tests wait on the processes they start (a gate, a timeout, a worker booting) with a core
+    idle meanwhile, which the extra worker takes (docs/performance.md, "The test suite").
+    """
+    return len(os.sched_getaffinity(0)) + 1
 
 
 def pytest_configure(config: pytest.Config) -> None:
