@@ -231,11 +231,13 @@ SPLITTER = RECORDER + '''
 
 @pytest.mark.parametrize("edited", ["a.txt", "c.txt"])
 def test_a_dry_run_of_a_fan_out_counts_each_done_parents_children_as_done(flow: Flow, edited: str) -> None:
-    """A done parent's placeholder is done (its children come back from the ledger): the dry run names only what
-    runs, and counts as the run does, which then runs exactly those nodes and the edited file's children."""
+    """A done parent's placeholder expands before anything runs, its children coming back from the ledger as done:
+    the dry run names only what runs, and counts as the run does, which then runs exactly those nodes and the
+    edited file's children."""
     mod = flow.module("splitter", SPLITTER)
     (flow.dir / "data").mkdir()
-    for name, lines in {"a.txt": 2, "b.txt": 1, "c.txt": 3}.items():
+    sizes = {"a.txt": 2, "b.txt": 1, "c.txt": 3}
+    for name, lines in sizes.items():
         (flow.dir / "data" / name).write_text("x\n" * lines, encoding="utf-8")
     flow.write("""
         name: fanned
@@ -262,16 +264,64 @@ def test_a_dry_run_of_a_fan_out_counts_each_done_parents_children_as_done(flow: 
     assert _reasons(dry) == {f"split[{edited}]": ("changed", f"input file: data/{edited}"),
                              f"chunk[{edited}]": ("changed", f"upstream: split[{edited}]"),
                              f"gather[{edited}]": ("changed", f"upstream: chunk[{edited}]")}
-    assert (dry["nodes"], dry["done"]) == (9, 6)
+    children = sum(sizes.values()) - sizes[edited]  # of the two files not edited: done, from the ledger
+    assert (dry["nodes"], dry["done"]) == (9 + children, 6 + children)
     text = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "-n").stdout.splitlines()
-    assert text[0] == "dry run of fanned: 9 nodes: 6 done, 3 changed; nothing was run or written"
+    assert text[0] == f"dry run of fanned: {9 + children} nodes: {6 + children} done, 3 changed; nothing was run or " \
+                      "written"
     assert not any("done (" in line for line in text)  # done nodes are counted, not listed
 
     before = len(flow.executions())
-    assert "fanned: 9 nodes: 6 done, 3 changed" in _run(flow)
+    assert f"fanned: {9 + children} nodes: {6 + children} done, 3 changed" in _run(flow)
     assert sorted(_executed(flow, before)) == sorted([f"split[{edited}]", f"gather[{edited}]",
                                                       *(f"chunk[{edited}/{i}]" for i in range(4))])
     assert _dry(flow)["would_run"] == []
+
+
+DEFERRED = """
+    name: deferred
+    steps:
+      - name: listing
+        task: python
+        inputs: {function: "<rec>:record", kwargs: {value: [1, 2, 3]}}
+      - name: double
+        task: python
+        items: "{{ steps.listing.result }}"
+        inputs: {function: "<rec>:record", kwargs: {value: "{{ item * FACTOR }}"}}
+      - name: again
+        task: python
+        items: "{{ steps.double.results }}"
+        inputs: {function: "<rec>:record", kwargs: {value: "{{ item }}"}}
+      - name: total
+        task: python
+        depends_on: [again]
+        inputs: {function: "<rec>:record", kwargs: {value: "{{ steps.again.results | sum }}"}}
+"""
+
+
+def test_a_deferred_step_whose_upstream_is_done_has_its_items_decided_before_the_run_says_what_it_will_do(
+        flow: Flow) -> None:
+    """Its items were decided only once the run was going: the dry run and the run's header said "all done", and
+    the run then ran the edited step's items. A deferred step fed by another (`again`) is decided as far as what is
+    done reaches."""
+    rec = flow.module("recorder", RECORDER)
+    flow.write(DEFERRED.replace("FACTOR", "2"), rec=rec)
+    _run(flow)
+    assert flow.view("result")["total"] == 12
+    assert _dry(flow)["would_run"] == []
+    text = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), "-n").stdout.splitlines()
+    assert text == ["dry run of deferred: 10 nodes: 10 done; nothing was run or written"]  # the items counted
+
+    flow.write(DEFERRED.replace("FACTOR", "3"), rec=rec)  # double's items change their value: a changed input
+    dry = _dry(flow)
+    changed = {f"double[{i}]": ("changed", "config") for i in (1, 2, 3)}
+    assert _reasons(dry) == {"double": ("changed", "config"), **changed, "again": ("changed", "upstream: double"),
+                             "total": ("changed", "upstream: again")}  # again: its items wait for double's
+    assert (dry["nodes"], dry["done"]) == (7, 1)
+    before = len(flow.executions())
+    assert "deferred: 7 nodes: 1 done, 6 changed" in _run(flow)
+    assert sorted(_executed(flow, before)) == sorted([*changed, "again[3]", "again[6]", "again[9]", "total"])
+    assert flow.view("result")["total"] == 18
 
 
 def test_a_dry_run_counts_what_a_dead_runs_journals_hold_as_the_run_then_does(flow: Flow) -> None:

@@ -5,7 +5,8 @@ byte written) with what the journals of a run that died add to it (as the run wi
 and asks the scheduler to decide every node (`Scheduler.prepare`, the one resume
 decision the real run makes), with the same `--rerun` and `--until` selection. What it returns is
 what `plait run --dry-run` prints: per node that would run, its reason and detail. A deferred
-step's placeholder stands for its items, which are listed only when its upstream has run.
+step's items are listed and decided where its upstream is done (`Scheduler.look_ahead`, as the run
+does before it starts); elsewhere its placeholder stands for them.
 """
 
 from __future__ import annotations
@@ -78,18 +79,19 @@ def dry_run(workflow: str | Path | Plan, *, workspace: str | Path | None = None,
                        stop_file=os.devnull, parent_pid=os.getpid())
         state = RunState(plan, info, load_results=ledger.results if ledger else lambda ids: {})
         previous = _journaled(ledger.previous(unfinished_only=held), ledger, path.parent) if ledger else {}
-        scheduler = Scheduler(state, dispatch=_nothing, submit=_nothing, selection=selection, held=held,
+        scheduler = Scheduler(state, dispatch=_nothing, submit=_unwritten, selection=selection, held=held,
                               previous=previous,
                               fingerprints=fingerprints, recorded_parts=ledger.step_parts() if ledger else {},
                               fingerprints_of=ledger.fingerprints if ledger else lambda ids: {})
-        summary = scheduler.prepare()
+        summary = Counter(scheduler.prepare()) + scheduler.look_ahead()
     finally:
         if ledger is not None:
             ledger.close()
-    nodes = plan.nodes
-    # A deferred step's placeholder has a decision even when done (it lists its items again, from the ledger).
+    nodes = state.plan.nodes
+    # A deferred step's placeholder has a decision even when done (it lists its items again, from the ledger); one
+    # that expanded (`look_ahead`) is a join now, listed when it runs, as the run's header counts it.
     would_run = [{"id": nid, "step": nodes[nid].step, "reason": d.reason, "detail": d.detail}
-                 for nid, d in state.decisions.items() if d.run and nodes[nid].kind != "join"]
+                 for nid, d in state.decisions.items() if d.run]
     return DryRun(plan.workflow, len(nodes), summary.get("done", 0), would_run, len(state.left_out))
 
 
@@ -110,7 +112,11 @@ def _journaled(previous: dict[str, Prior], ledger: Ledger, state: Path) -> dict[
 
 
 def _nothing(*args: Any) -> Any:
-    raise AssertionError("a dry run dispatches and writes nothing")
+    raise AssertionError("a dry run dispatches nothing")
+
+
+def _unwritten(*args: Any) -> None:
+    """What a run would hand its ledger writer (the nodes a growth adds): a dry run writes nothing."""
 
 
 def format_dry_run(result: DryRun) -> str:

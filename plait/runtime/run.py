@@ -163,7 +163,8 @@ def _run_locked(plan: Plan, ws: Path, options: _Options) -> RunResult:
                          ledger holds; the ledger writer; the crash trail; the scheduler, which
                          decides every node (`prepare`), unless the ledger holds this very plan
                          with every node done (`_all_done`: nothing to decide); the run's start
-                         recorded
+                         recorded; the steps whose items come from what is done expanded and their
+                         items decided (`look_ahead`), before the run says what it will do
             _execute     the scheduler's loop under the signal handlers, with the progress display
             _close       the run's end recorded (as interrupted or failed if it raised), the writer
                          drained; then, whatever happened, every resource `_open` took, in reverse
@@ -263,13 +264,14 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     output.install()  # nodes running in this process (sequential, threading) have their prints captured
     resources.callback(output.uninstall)
     summary = scheduler.prepare()
-    logger.info(f"run {run_id} of {plan.workflow}: {describe(len(plan.nodes), summary)}")
     # The plan's basis is kept when every succeeded row's fingerprint is current (nothing changed).
     current = not summary.get("changed") and not grows(plan) and options.selection.steps is None
     parts = None if held else {step: fingerprints.parts(step) for step in plan.steps}
     rerun = [nid for nid in run_state.decisions if nid in previous]
     signature = fingerprints.signature(plan.nodes.values()) if current else None
     writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous, signature, parts, rerun)
+    summary = dict(Counter(summary) + scheduler.look_ahead())
+    logger.info(f"run {run_id} of {plan.workflow}: {describe(len(run_state.plan.nodes), summary)}")
     return _Run(plan, log_file, backend, writer, scheduler, scheduler.report, fingerprints, signature)
 
 
@@ -311,9 +313,9 @@ def _execute(run: _Run, options: _Options) -> RunReport:
     scheduler = run.scheduler
     display = None
     if options.progress:
-        done = _done_by_step(run.plan, scheduler.state.status) if scheduler else Counter(
+        done = _done_by_step(scheduler.state.plan, scheduler.state.status) if scheduler else Counter(
             {step: n for (step, kind), n in run.plan.node_counts().items() if kind == "task"})
-        display = Progress(run.plan, done, options.progress)
+        display = Progress(scheduler.state.plan if scheduler else run.plan, done, options.progress)
         if scheduler:
             display.attach(scheduler.state)
     try:

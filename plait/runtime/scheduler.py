@@ -26,7 +26,9 @@ Task selection policy
     - What a wave would do in the parent is done before it where it can, while no new call may
       start: ready placeholders whose parents are all back grow, ready joins whose members all
       succeeded are settled, and ready group nodes' views are made (`Scheduler._ahead`), so the
-      next wave is ready the moment a call may start, not formed with the workers idle.
+      next wave is ready the moment a call may start, not formed with the workers idle. Before
+      the first wave, the same is done until nothing is left (`look_ahead`): a step whose items
+      come from what the ledger holds as done has them decided before the run says what it will do.
     A step's `max_parallel: N` is kept by wave forming: its nodes travel in at most N lanes, each
     one chunk run in one worker, counted across the calls in flight (`plait.runtime.waves`).
 
@@ -136,6 +138,26 @@ class Scheduler:
             summary["left out"] = len(state.left_out)
         state.report.plan_summary = dict(+summary)
         return dict(state.report.plan_summary)
+
+    def look_ahead(self) -> Counter:
+        """Expand the ready placeholders and settle the ready joins, again for what that makes ready, until none is
+        left, as the first waves would (`_ahead`); return the nodes this grew, by their decision. Mutates.
+
+        Called once the run's start is submitted (a growth records its nodes after it): a step
+        whose upstream is done has its items listed and decided before the run says what it will
+        do, so its header (and a dry run) counts them as done or as run and why, not the step as
+        done while its edited items run.
+        """
+        state = self.state
+        before = state.plan.nodes
+        while self._ahead():
+            pass
+        grown: Counter = Counter()
+        if state.plan.nodes is not before:
+            for nid in state.plan.nodes.keys() - before.keys():
+                decision = state.decisions.get(nid)
+                grown[decision.reason if decision is not None else "done" if nid in state.status else "left out"] += 1
+        return grown
 
     def _decide(self, nodes: list[str]) -> Counter:
         """Fingerprint and decide nodes in plan order: restore the done, make the rest wait or ready. Mutates."""

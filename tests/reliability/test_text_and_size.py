@@ -72,7 +72,7 @@ def test_file_names_that_are_not_utf8_run_are_recorded_and_shown_escaped(tmp_pat
     assert {r["status"] for r in rows.values() if r["step"] == "lone"} == {"succeeded"}
     again = plait("run", "wf.yaml", "--workspace", "ws", cwd=tmp_path)
     assert again.returncode == 0, again.stderr
-    assert "7 nodes: 7 done" in again.stderr  # every node (the deferred step's placeholder expands again)
+    assert "10 nodes: 10 done" in again.stderr  # every node, the deferred step's three items too (listed again)
     status = plait("status", "--workspace", "ws", cwd=tmp_path)
     assert status.returncode == 0 and "Traceback" not in status.stderr
     logs = plait("logs", "--workspace", "ws", "each", cwd=tmp_path)
