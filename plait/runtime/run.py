@@ -118,11 +118,12 @@ def run_workflow(workflow: str | Path | Plan, *, workspace: str | Path | None = 
         raise ValueError(f"max_result_bytes must be 1 or more, not {max_result_bytes}")
     chosen = checked_backend(backend, scheduler_address)
     selection = select(plan, rerun, until, skip)
-    jobs = min(jobs, _most_at_once(plan))
-    if jobs > jobs_cap() and chosen.starts_processes(scheduler_address) and not force_jobs:
-        logger.warning(f"{jobs} workers is more than {JOBS_PER_CORE} per core on this machine: starting "
-                       f"{jobs_cap()} (insist with --force-jobs)")
-        jobs = jobs_cap()
+    if chosen.starts_processes(scheduler_address):
+        jobs = min(jobs, _most_at_once(plan))
+        if jobs > jobs_cap() and not force_jobs:
+            logger.warning(f"{jobs} workers is more than {JOBS_PER_CORE} per core on this machine: starting "
+                           f"{jobs_cap()} (insist with --force-jobs)")
+            jobs = jobs_cap()
     options = _Options(jobs, chosen, scheduler_address, fresh, progress, seed, log_level, max_result_bytes, selection)
     with _locked(ws):
         return _run_locked(plan, ws, options)
@@ -132,7 +133,8 @@ def _most_at_once(plan: Plan) -> int:
     """Return the most nodes of `plan` that can run at once, as far as the plan tells: its task nodes, unless some
     expand at run time (then any number).
 
-    A run starts no more workers than that: a workflow of one node on `--jobs 8` boots one worker process, not eight.
+    A run starts no more worker processes than that: a workflow of three nodes on `--jobs 8` boots three, not eight
+    (two at least on loky: `Backend.workers`).
     """
     counts = plan.node_counts()
     if any(kind == "deferred" for _, kind in counts):
