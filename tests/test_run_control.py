@@ -324,6 +324,34 @@ def test_a_deferred_step_whose_upstream_is_done_has_its_items_decided_before_the
     assert flow.view("result")["total"] == 18
 
 
+def test_a_dry_run_names_the_failed_children_of_a_done_parent_and_the_run_runs_them_alone(flow: Flow) -> None:
+    flow.write("""
+        name: fan
+        steps:
+          - name: split
+            task: python
+            items: [a, b]
+            inputs: {function: "<rec>:record", kwargs: {value: 3}}
+          - name: part
+            task: python
+            for_each: split
+            items: {range: "{{ parent.result }}"}
+            on_error: continue
+            inputs: {function: "<rec>:check"}
+        """, rec=flow.module("reader", READER))
+    flow.ws.mkdir()
+    (flow.ws / "fail-1").touch()
+    _run(flow)
+    (flow.ws / "fail-1").unlink()
+    failed = ("failed", "ValueError: asked to fail")
+    assert _reasons(_dry(flow)) == {"part[a]": ("pending", None), "part[a/1]": failed,
+                                    "part[b]": ("pending", None), "part[b/1]": failed}  # the joins wait for them
+    before = len(flow.executions())
+    assert "fan: 10 nodes: 6 done, 2 to retry (failed), 2 not run yet" in _run(flow)
+    assert sorted(_executed(flow, before)) == ["part[a/1]", "part[b/1]"]
+    assert _dry(flow)["would_run"] == []
+
+
 def test_a_dry_run_counts_what_a_dead_runs_journals_hold_as_the_run_then_does(flow: Flow) -> None:
     rec = flow.module("reader", READER)
     flow.write("""
