@@ -92,7 +92,8 @@ print(code, "joblib" in sys.modules)
 """
 
 
-def test_a_resume_with_nothing_to_do_does_not_load_joblib_and_one_with_work_does(flow: Flow) -> None:
+def test_a_resume_with_nothing_to_do_does_not_load_joblib_and_one_with_work_does_unless_sequential(
+        flow: Flow) -> None:
     chain(flow)
     flow.ws.mkdir()
     (flow.ws / "fail-1").touch()
@@ -110,6 +111,9 @@ def test_a_resume_with_nothing_to_do_does_not_load_joblib_and_one_with_work_does
     assert resume() == "0 False"  # everything succeeded: no worker, no joblib
     assert sorted(flow.executions()) == ["a[0]", "a[1]", "a[1]", "a[1]", "a[2]", "b[0]", "b[1]", "b[2]", "c", "x"]
     assert resume("--until", "b") == "0 False"
+    # Work on the sequential backend runs in this process as joblib's Parallel of one job would, without joblib.
+    assert resume("--rerun", "c", "--backend", "sequential") == "0 False"
+    assert flow.executions()[-1] == "c"
 
 
 def basis(flow: Flow) -> list[tuple[str]]:

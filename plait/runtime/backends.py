@@ -11,8 +11,11 @@ cost a few dozen joblib calls, not 100,000.
 `sequential` runs in this process (for debugging and for tests that step through), `threading`
 in threads of this process, `loky` (the default) in worker processes, and `dask` on a Dask
 cluster through joblib's `dask` backend (`plait.runtime.dask_backend` connects to one, or starts a
-`LocalCluster`). Every backend goes through the same `Parallel` and the same `dispatch`; only
-what `Parallel` is given differs (`plait.runtime.shared_workers`).
+`LocalCluster`). Every backend goes through the same `dispatch`, and all but `sequential` through
+the same `Parallel`; only what `Parallel` is given differs (`plait.runtime.shared_workers`).
+`sequential` runs each task in the calling thread as it is asked for (`_InThisThread`), which is
+what joblib's `Parallel` of one job does, without importing joblib (and numpy with it, where it is
+installed: 0.15-0.2 s of a run's start, docs/performance.md).
 
 Worker loss
     A worker process that dies (a segfault, `os._exit`) makes joblib abort the whole call, dropping
@@ -47,23 +50,26 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures.process import BrokenProcessPool  # loky's is a kind of it
 from contextlib import contextmanager
 from functools import partial
 from multiprocessing import resource_tracker
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from joblib import Parallel, delayed
-from joblib.externals.loky.process_executor import BrokenProcessPool
 from loguru import logger
 
 from plait.runtime.backend_table import Backend, BackendUnavailable
 from plait.runtime.chunks import ChunkSizer, cut_wave
 from plait.runtime.execute import Chunk, Results, RunInfo, run_chunk, start_worker
 from plait.runtime.outcome import FAILED, SKIPPED, SUCCEEDED, error_record
-from plait.runtime.shared_workers import Prepare, shared_workers
 from plait.runtime.trail import fence, last_jobs
 from plait.runtime.worker import PROCESS
+
+if TYPE_CHECKING:
+    from joblib import Parallel
+
+    from plait.runtime.shared_workers import Prepare
 
 __all__ = ["WorkerCrashed", "WorkerLost", "open_backend"]
 
@@ -97,6 +103,17 @@ def open_backend(backend: Backend, n_jobs: int, *, scheduler_address: str | None
     `n_jobs` workers lives as long as this context). Closing it while calls run aborts them.
     Raises BackendUnavailable.
     """
+    if backend.one_worker:
+        dispatcher = _Dispatcher(_InThisThread, lambda: None, None, 1)
+        try:
+            yield dispatcher.dispatch
+        finally:
+            dispatcher.close()
+        return
+    from joblib import Parallel
+
+    from plait.runtime.shared_workers import shared_workers
+
     # Worker processes started for the run ignore Ctrl-C (the parent decides) and watch for the parent's death.
     extra = {"initializer": start_worker, "initargs": (os.getpid(),)} if backend.own_workers else {}
     with shared_workers(backend, n_jobs, scheduler_address) as (joblib_backend, prepare):
@@ -113,6 +130,25 @@ def open_backend(backend: Backend, n_jobs: int, *, scheduler_address: str | None
             dispatcher.close()
 
 
+class _InThisThread:
+    """What `Parallel` is for the sequential backend: each task runs in the calling thread as it is asked for."""
+
+    def __init__(self, backend: None) -> None:
+        self._managed_backend = False
+
+    def __enter__(self) -> _InThisThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def __call__(self, tasks: Iterable[tuple[Callable[..., Any], tuple[Any, ...], dict[str, Any]]]) -> Iterator[Any]:
+        return (function(*args, **kwargs) for function, args, kwargs in tasks)
+
+    def _abort(self) -> None:
+        """Nothing runs beside the caller: the task under way ends with it."""
+
+
 def _start_workers(parallel: Parallel, workers: int) -> None:
     """Start loky's workers now, with SIGINT blocked, so none can die of Ctrl-C while it boots.
 
@@ -126,7 +162,7 @@ def _start_workers(parallel: Parallel, workers: int) -> None:
     resource_tracker.ensure_running()
     blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        list(parallel(delayed(os.getpid)() for _ in range(workers)))
+        list(parallel((os.getpid, (), {}) for _ in range(workers)))
     except (OSError, BrokenProcessPool) as err:  # fork refused (a limit on processes), or workers dying as they boot
         parallel._backend.abort_everything(ensure_ready=False)  # kill the ones that started, before they boot on
         raise BackendUnavailable(f"could not start {workers} worker processes ({err}); this machine or its "
@@ -272,7 +308,7 @@ class _Dispatcher:
         def tasks() -> Iterator[Any]:
             for chunk in chunks:
                 sent.append(chunk)
-                yield delayed(_run_tagged)(call, len(sent) - 1, info, chunk)
+                yield _run_tagged, (call, len(sent) - 1, info, chunk), {}  # what joblib's `delayed` makes
 
         with self._slot(alone), self.parallel() as parallel:
             for tag, index, results in parallel(tasks()):
