@@ -131,7 +131,10 @@ def open_backend(backend: Backend, n_jobs: int, *, scheduler_address: str | None
 
 
 class _InThisThread:
-    """What `Parallel` is for the sequential backend: each task runs in the calling thread as it is asked for."""
+    """What `Parallel` is for the sequential backend: each task runs in the calling thread as it is asked for.
+
+    Made as a `Parallel` is (`_Dispatcher.parallel`), given what would be its `backend`: none here.
+    """
 
     def __init__(self, backend: None) -> None:
         self._managed_backend = False

@@ -83,7 +83,8 @@ def dry_run(workflow: str | Path | Plan, *, workspace: str | Path | None = None,
                               previous=previous,
                               fingerprints=fingerprints, recorded_parts=ledger.step_parts() if ledger else {},
                               fingerprints_of=ledger.fingerprints if ledger else lambda ids: {})
-        summary = Counter(scheduler.prepare()) + scheduler.look_ahead()
+        scheduler.prepare()
+        summary = scheduler.look_ahead()
     finally:
         if ledger is not None:
             ledger.close()

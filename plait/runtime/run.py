@@ -272,7 +272,7 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     rerun = [nid for nid in run_state.decisions if nid in previous]
     signature = fingerprints.signature(plan.nodes.values()) if current else None
     writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous, signature, parts, rerun)
-    summary = dict(Counter(summary) + scheduler.look_ahead())
+    summary = scheduler.look_ahead()
     logger.info(f"run {run_id} of {plan.workflow}: {describe(len(run_state.plan.nodes), summary)}")
     return _Run(plan, log_file, backend, writer, scheduler, scheduler.report, fingerprints, signature)
 

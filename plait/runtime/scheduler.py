@@ -139,9 +139,9 @@ class Scheduler:
         state.report.plan_summary = dict(+summary)
         return dict(state.report.plan_summary)
 
-    def look_ahead(self) -> Counter:
+    def look_ahead(self) -> dict[str, int]:
         """Expand the ready placeholders and settle the ready joins, again for what that makes ready, until none is
-        left, as the first waves would (`_ahead`); return the nodes this grew, by their decision. Mutates.
+        left, as the first waves would (`_ahead`); return `prepare`'s count with the nodes this grew. Mutates.
 
         Called once the run's start is submitted (a growth records its nodes after it): a step
         whose upstream is done has its items listed and decided before the run says what it will
@@ -152,12 +152,13 @@ class Scheduler:
         before = state.plan.nodes
         while self._ahead():
             pass
-        grown: Counter = Counter()
+        summary = Counter(state.report.plan_summary)
         if state.plan.nodes is not before:
             for nid in state.plan.nodes.keys() - before.keys():
                 decision = state.decisions.get(nid)
-                grown[decision.reason if decision is not None else "done" if nid in state.status else "left out"] += 1
-        return grown
+                summary[decision.reason if decision is not None else "done" if nid in state.status else "left out"] += 1
+        state.report.plan_summary = dict(summary)
+        return dict(summary)
 
     def _decide(self, nodes: list[str]) -> Counter:
         """Fingerprint and decide nodes in plan order: restore the done, make the rest wait or ready. Mutates."""
