@@ -324,7 +324,8 @@ def test_a_deferred_step_whose_upstream_is_done_has_its_items_decided_before_the
     assert flow.view("result")["total"] == 18
 
 
-def test_a_dry_run_names_the_failed_children_of_a_done_parent_and_the_run_runs_them_alone(flow: Flow) -> None:
+def test_a_dry_run_names_the_failed_children_of_a_done_parent_and_the_run_runs_them_alone_or_as_told(
+        flow: Flow) -> None:
     flow.write("""
         name: fan
         steps:
@@ -350,6 +351,13 @@ def test_a_dry_run_names_the_failed_children_of_a_done_parent_and_the_run_runs_t
     assert "fan: 10 nodes: 6 done, 2 to retry (failed), 2 not run yet" in _run(flow)
     assert sorted(_executed(flow, before)) == ["part[a/1]", "part[b/1]"]
     assert _dry(flow)["would_run"] == []
+
+    # --rerun of one parent's placeholder runs what it expands into again, and no other parent's
+    forced = ("forced", "--rerun")
+    assert _reasons(_dry(flow, "--rerun", "part[a]")) == {f"part[a{n}]": forced for n in ("", "/0", "/1", "/2")}
+    before = len(flow.executions())
+    assert "fan: 10 nodes: 6 done, 4 forced (--rerun)" in _run(flow, "--rerun", "part[a]")
+    assert sorted(_executed(flow, before)) == ["part[a/0]", "part[a/1]", "part[a/2]"]
 
 
 def test_a_dry_run_counts_what_a_dead_runs_journals_hold_as_the_run_then_does(flow: Flow) -> None:
@@ -673,6 +681,25 @@ def test_skip_records_what_it_names_skipped_runs_what_follows_and_keeps_what_is_
     _run(flow)  # skipped is not done: without --skip it runs
     assert _executed(flow, before) == ["check[b]"]
     assert [n["id"] for n in _dry(flow)["would_run"] if n["reason"] != "done"] == []  # placeholders list again
+
+
+@pytest.mark.parametrize("target", ["fetch[b]", "fetch[*]", "check[a]"])
+def test_rerun_naming_a_node_a_step_adds_as_the_run_goes_is_a_usage_error_naming_the_step(flow: Flow,
+                                                                                        target: str) -> None:
+    flow.write(SKIP_WORKFLOW, rec=flow.module("skipping", SKIPPING))
+    _run(flow)
+    step = target.partition("[")[0]
+    for dry in ((), ("--dry-run",)):
+        done = flow.cli("run", "workflow.yaml", "--workspace", str(flow.ws), *dry, "--rerun", target)
+        assert (done.returncode, done.stdout) == (2, ""), done.stderr
+        assert done.stderr == (f"plait: error: --rerun {target}: step '{step}' adds its nodes as the run goes (its "
+                               "items come from what runs before it), so --rerun cannot name one of them; --rerun "
+                               f"{step} runs all of them again\n")
+    before = len(flow.executions())
+    _run(flow, "--rerun", step)
+    assert sorted(_executed(flow, before)) == sorted({"fetch": ["fetch[a]", "fetch[b]", "fetch[c]", "check[a]",
+                                                                "check[b]", "check[c]", "report"],
+                                                      "check": ["check[a]", "check[b]", "check[c]", "report"]}[step])
 
 
 def test_skip_naming_nothing_is_a_usage_error(flow: Flow) -> None:

@@ -113,6 +113,8 @@ class Scheduler:
         self.selection = selection or Selection()
         self.held = held and self.selection.everything  # forcing or leaving out needs every node decided
         self.forced_run: set[str] = set()  # nodes forced to run, the targets and everything downstream of them
+        # The nodes --rerun names: the selection's, and what a placeholder it names expands into (`_expand`).
+        self.forced: set[str] = set(self.selection.forced)
         self.explainer = Explainer(fingerprints, recorded_parts, lambda nid: list(state.pred[nid]),
                                    state.decisions.__contains__)
 
@@ -172,7 +174,7 @@ class Scheduler:
         summary: Counter = Counter()
         done: list[str] = []
         waiting: list[str] = []
-        steps, forced, forced_run = self.selection.steps, self.selection.forced, self.forced_run
+        steps, forced, forced_run = self.selection.steps, self.forced, self.forced_run
         skips = self.selection.skips if self.selection.skips_any else None
         for nid in nodes:
             node = nodes_of[nid]
@@ -475,6 +477,8 @@ class Scheduler:
                 state.parents.update(dict.fromkeys(children, parent))
         state.grow(plan, new)
         joins.sort(key=state.order.__getitem__)
+        for join in self.forced.intersection(joins):  # --rerun named the step, or this placeholder: its nodes too
+            self.forced.update(state.pred[join])
         self._decide(list(map(_ID, new)))
         if state.on_grow is not None:
             state.on_grow([plan.nodes[join].step for join in joins], new, state.status)

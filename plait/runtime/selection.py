@@ -8,7 +8,9 @@ and the rest of the workflow is left as the ledger has it (neither run nor count
 A node named by `--skip` that was to run is recorded skipped instead, as a false condition
 would skip it, and what follows it runs (the original engine's `--skip-steps`); one the ledger
 has as done stays done. `--skip` may name nodes a step grows at run time (a deferred or fan-out
-step's `check[b]`, `check[*]`): such a name is matched as those nodes are added.
+step's `check[b]`, `check[*]`): such a name is matched as those nodes are added. `--rerun` may not
+(a node decided before them could not be forced for them): it says so, naming the step instead.
+`--rerun` of a placeholder (a deferred step, a fan-out's `check[a]`) runs again what it expands into.
 A name is a step, a node id (`resize[photo1.jpg]`) or a pattern over node ids (`resize[*.png]`:
 `*` stands for any text and `?` for one character; brackets are the node id's own, not a
 character class as in a shell glob). One that matches nothing is an error with the closest
@@ -64,7 +66,15 @@ def select(plan: Plan, rerun: Iterable[str] = (), until: Iterable[str] = (), ski
     what matches nothing."""
     forced: set[str] = set()
     for target in rerun:
-        forced.update(_nodes("--rerun", target, plan))
+        try:
+            forced.update(_nodes("--rerun", target, plan))
+        except SelectionError:
+            if not _grows(plan, target):
+                raise
+            step = target.partition("[")[0]
+            raise SelectionError(f"--rerun {target}: step '{step}' adds its nodes as the run goes (its items come "
+                                 f"from what runs before it), so --rerun cannot name one of them; --rerun {step} "
+                                 "runs all of them again") from None
     skip_steps = frozenset(target for target in skip if target in plan.steps)
     later = tuple(node_pattern(target) for target in skip if target not in plan.steps and _grows(plan, target))
     skipped = frozenset(nid for target in skip if target not in plan.steps and not _grows(plan, target)
