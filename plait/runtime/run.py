@@ -165,9 +165,10 @@ def _run_locked(plan: Plan, ws: Path, options: _Options) -> RunResult:
                          ledger holds; the ledger writer; the crash trail; the scheduler, which
                          decides every node (`prepare`), unless the ledger holds this very plan
                          with every node done (`_all_done`: nothing to decide); the run's start
-                         recorded; the steps whose items come from what is done expanded and their
-                         items decided (`look_ahead`), before the run says what it will do
-            _execute     the scheduler's loop under the signal handlers, with the progress display
+                         recorded
+            _execute     the steps whose items come from what is done expanded and their items
+                         decided (`look_ahead`), then what the run will do said; the scheduler's
+                         loop under the signal handlers, with the progress display
             _close       the run's end recorded (as interrupted or failed if it raised), the writer
                          drained; then, whatever happened, every resource `_open` took, in reverse
     Every resource registers its own clean-up on one exit stack as it is opened, so the clean-up
@@ -272,8 +273,6 @@ def _open(plan: Plan, ws: Path, options: _Options, resources: contextlib.ExitSta
     rerun = [nid for nid in run_state.decisions if nid in previous]
     signature = fingerprints.signature(plan.nodes.values()) if current else None
     writer.submit(_begin_run, run_id, plan, os.getpid(), None if held else previous, signature, parts, rerun)
-    summary = scheduler.look_ahead()
-    logger.info(f"run {run_id} of {plan.workflow}: {describe(len(run_state.plan.nodes), summary)}")
     return _Run(plan, log_file, backend, writer, scheduler, scheduler.report, fingerprints, signature)
 
 
@@ -311,8 +310,13 @@ def _all_done(run_id: str, plan: Plan) -> RunReport:
 
 
 def _execute(run: _Run, options: _Options) -> RunReport:
-    """Run the scheduler's loop under the signal handlers, drawing progress; close the backend after it."""
+    """Say what the run will do, once the steps fed by what is done have their items decided (`look_ahead`); run the
+    scheduler's loop under the signal handlers, drawing progress; close the backend after it."""
     scheduler = run.scheduler
+    if scheduler is not None:  # the run's start is recorded: stopped from here on, it is recorded as interrupted
+        summary = scheduler.look_ahead()
+        logger.info(f"run {run.report.run_id} of {run.plan.workflow}: "
+                    f"{describe(len(scheduler.state.plan.nodes), summary)}")
     display = None
     if options.progress:
         done = _done_by_step(scheduler.state.plan, scheduler.state.status) if scheduler else Counter(
