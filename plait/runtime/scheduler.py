@@ -477,9 +477,11 @@ class Scheduler:
                 state.parents.update(dict.fromkeys(children, parent))
         state.grow(plan, new)
         joins.sort(key=state.order.__getitem__)
-        for join in self.forced.intersection(joins):  # --rerun named the step, or this placeholder: its nodes too
-            self.forced.update(state.pred[join])
-        self._decide(list(map(_ID, new)))
+        ids = list(map(_ID, new))
+        forced = self.forced.intersection(joins)  # --rerun named the step, or this placeholder: its new nodes too
+        if forced:
+            self.forced.update(nid for nid in ids if not forced.isdisjoint(state.succ[nid]))
+        self._decide(ids)
         if state.on_grow is not None:
             state.on_grow([plan.nodes[join].step for join in joins], new, state.status)
         waiting = [n for n in [*joins, *fed] if n not in state.status]

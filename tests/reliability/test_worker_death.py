@@ -195,7 +195,7 @@ steps:
       code: |
         import os, time
         start = time.monotonic()
-        time.sleep(0.05)
+        time.sleep(0.05)  # waits for nothing: a span long enough that two nodes run at once would overlap
         if item == 1:
             os._exit(3)
         with open(ctx.workspace / "timeline.log", "a", encoding="utf-8") as log:
